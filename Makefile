@@ -1,0 +1,64 @@
+# The README's two commands are `make serve` and `make test`; both create .venv and install.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+# Tests run on 2 workers by default (the machine has 2 cores); set PYTEST_WORKERS=0 to disable.
+PYTEST_WORKERS ?= 2
+
+.PHONY: install serve test test-slow test-all bench bench-quality bench-search lint format proto proto-check clean cluster-demo
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
+	$(BIN)/python -m pip install --quiet "torch==2.13.0"
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## serve: install, then start the server on the embedded defaults (port 50051, bundled data,
+## SQLite under .oracle/, metrics on 9464). Any `oracle-server serve` flag via ARGS="...".
+serve: $(STAMP)
+	$(BIN)/oracle-server serve $(ARGS)
+
+## test: install, then the default test suite (slow/benchmark tests excluded).
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -m "not slow" $(if $(filter-out 0,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS)) $(PYTEST_ARGS)
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+
+test-all: test test-slow
+
+## bench: the serving benchmark (tables printed, JSON under benchmarks/results/).
+bench: $(STAMP)
+	$(BIN)/python benchmarks/serving.py --json benchmarks/results/serving.json
+
+bench-quality: $(STAMP)
+	$(BIN)/python benchmarks/quality.py --json benchmarks/results/quality.json
+
+bench-search: $(STAMP)
+	$(BIN)/python benchmarks/search_quality.py --json benchmarks/results/search_quality.json
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+## proto: regenerate the committed gRPC/protobuf code from protos/ (never edit it by hand).
+proto:
+	rm -rf oracle_server/_proto/latency_oracle
+	$(BIN)/python -m grpc_tools.protoc -Ioracle_server/_proto=protos \
+		--python_out=. --grpc_python_out=. --pyi_out=. \
+		protos/latency_oracle/v1/oracle.proto
+	touch oracle_server/_proto/latency_oracle/__init__.py oracle_server/_proto/latency_oracle/v1/__init__.py
+
+clean:
+	rm -rf $(VENV) .oracle .pytest_cache build *.egg-info

@@ -1,0 +1,81 @@
+"""Every Prometheus metric the server exports, defined once.
+
+Standard gRPC server metrics (names as in go-grpc-prometheus / py-grpc-prometheus) plus the
+oracle's own ``oracle_*`` metrics. All objects live in one ``CollectorRegistry`` so tests and
+several in-process servers do not collide with the global default registry.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+_RPC_LABELS = ("grpc_type", "grpc_service", "grpc_method")
+_LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)
+
+GRPC_STARTED = Counter(
+    "grpc_server_started_total", "RPCs started on the server.", _RPC_LABELS, registry=REGISTRY
+)
+GRPC_HANDLED = Counter(
+    "grpc_server_handled_total",
+    "RPCs completed on the server, regardless of success or failure.",
+    (*_RPC_LABELS, "grpc_code"),
+    registry=REGISTRY,
+)
+GRPC_HANDLING_SECONDS = Histogram(
+    "grpc_server_handling_seconds",
+    "Response latency (seconds) of RPCs handled by the server.",
+    _RPC_LABELS,
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+GRPC_MSG_RECEIVED = Counter(
+    "grpc_server_msg_received_total", "RPC messages received.", _RPC_LABELS, registry=REGISTRY
+)
+GRPC_MSG_SENT = Counter(
+    "grpc_server_msg_sent_total", "RPC messages sent.", _RPC_LABELS, registry=REGISTRY
+)
+
+RANK_ARCHITECTURES = Counter(
+    "oracle_rank_architectures_total",
+    "Architectures ranked (one per architecture per device).",
+    ("space",),
+    registry=REGISTRY,
+)
+RANK_STAGE_SECONDS = Histogram(
+    "oracle_rank_stage_seconds",
+    "Time spent in each stage of the Rank pipeline.",
+    ("stage",),  # decode, proxy, head, rank, encode
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+RANK_STAGES = ("decode", "proxy", "head", "rank", "encode")
+DEVICES = Gauge(
+    "oracle_devices", "Devices served, by space and source.", ("space", "source"), registry=REGISTRY
+)
+HEAD_FIT_SECONDS = Histogram(
+    "oracle_head_fit_seconds",
+    "Time to fit a device's adaptation head (selection included).",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0),
+    registry=REGISTRY,
+)
+HEAD_FIT_FAILURES = Counter(
+    "oracle_head_fit_failures_total", "Head fits that failed.", registry=REGISTRY
+)
+REGISTRY_ERRORS = Counter(
+    "oracle_registry_errors_total",
+    "Registry (database) operations that failed, by operation.",
+    ("operation",),
+    registry=REGISTRY,
+)
+PROXY_CACHE = Counter(
+    "oracle_proxy_cache_total",
+    "Proxy-output cache lookups per architecture, by result (hit/miss).",
+    ("space", "result"),
+    registry=REGISTRY,
+)
+READY = Gauge("oracle_ready", "1 when the server reports SERVING.", registry=REGISTRY)
+BUILD_INFO = Info("oracle_build", "Build information of the running server.", registry=REGISTRY)

@@ -1,0 +1,146 @@
+"""One typed settings object, from defaults < ``ORACLE_*`` environment variables < flags."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+ENV_PREFIX = "ORACLE_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Server settings. Each field ``x`` is also env var ``ORACLE_X`` and flag ``--x``."""
+
+    host: str = field(default="0.0.0.0", metadata={"help": "address to bind"})
+    port: int = field(default=50051, metadata={"help": "gRPC port (0 = pick a free one)"})
+    metrics_port: int = field(
+        default=9464, metadata={"help": "Prometheus /metrics HTTP port (0 = any, -1 = off)"}
+    )
+    data_dir: Path = field(
+        default=Path(".oracle"), metadata={"help": "writable folder: SQLite file, proxy cache"}
+    )
+    database_url: str = field(
+        default="", metadata={"help": "SQLAlchemy URL (default: sqlite:///<data_dir>/registry.db)"}
+    )
+    workers: int = field(default=8, metadata={"help": "gRPC worker threads"})
+    max_concurrent_rpcs: int = field(
+        default=64, metadata={"help": "admission limit; further RPCs get RESOURCE_EXHAUSTED"}
+    )
+    max_batch: int = field(default=1_000_000, metadata={"help": "max architectures per Rank"})
+    max_devices_per_request: int = field(default=64, metadata={"help": "max devices per Rank"})
+    max_message_bytes: int = field(
+        default=64 * 1024 * 1024, metadata={"help": "max gRPC message size (both ways)"}
+    )
+    max_measurements: int = field(default=10_000, metadata={"help": "max measurements per device"})
+    holdout_devices: tuple[str, ...] = field(
+        default=(), metadata={"help": "comma list of table devices the proxy must not see"}
+    )
+    grace_s: float = field(default=10.0, metadata={"help": "drain period on SIGTERM (seconds)"})
+    log_level: str = field(default="INFO", metadata={"help": "DEBUG, INFO, WARNING, ERROR"})
+    log_format: str = field(default="json", metadata={"help": "json or text"})
+    reflection: bool = field(default=True, metadata={"help": "enable gRPC server reflection"})
+    sync_interval_s: float = field(
+        default=0.5, metadata={"help": "how often to pick up other replicas' registry changes"}
+    )
+    write_token: str = field(
+        default="", metadata={"help": "bearer token required for write RPCs (empty = open)"}
+    )
+    read_token_required: bool = field(
+        default=False, metadata={"help": "require the token for read RPCs too"}
+    )
+    tls_cert: str = field(default="", metadata={"help": "server certificate (PEM file)"})
+    tls_key: str = field(default="", metadata={"help": "server private key (PEM file)"})
+    tls_client_ca: str = field(
+        default="", metadata={"help": "CA bundle; when set, clients must present a certificate"}
+    )
+    spaces: tuple[str, ...] = field(
+        default=("nasbench201", "fbnet", "ofa_mbv3"), metadata={"help": "search spaces to serve"}
+    )
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{Path(self.data_dir).resolve() / 'registry.db'}"
+
+    @property
+    def cache_dir(self) -> Path:
+        return Path(self.data_dir) / "cache"
+
+    def redacted(self) -> dict[str, Any]:
+        """Settings as a dict with secrets masked (safe to log)."""
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "write_token" and value:
+                value = "***"
+            elif f.name == "database_url" and value and "@" in value:
+                scheme, _, rest = value.partition("://")
+                value = f"{scheme}://***@{rest.rpartition('@')[2]}"
+            out[f.name] = str(value) if isinstance(value, Path) else value
+        return out
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def _convert(name: str, typ: Any, raw: str) -> Any:
+    if typ is bool:
+        low = raw.strip().lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off", ""):
+            return False
+        raise ValueError(f"{name}: expected a boolean, got {raw!r}")
+    if typ is int:
+        return int(raw)
+    if typ is float:
+        return float(raw)
+    if typ is Path:
+        return Path(raw)
+    if typ == tuple[str, ...]:
+        return tuple(p.strip() for p in raw.split(",") if p.strip())
+    return raw
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add one ``--flag`` per settings field (default None = not given)."""
+    hints = get_type_hints(Settings)
+    for f in fields(Settings):
+        flag = "--" + f.name.replace("_", "-")
+        typ = hints[f.name]
+        help_text = f"{f.metadata.get('help', '')} (env {ENV_PREFIX}{f.name.upper()}, default {f.default!r})"
+        if typ is bool:
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
+                                default=None, help=help_text)
+        else:
+            parser.add_argument(flag, dest=f.name, default=None, help=help_text)
+
+
+def load_settings(
+    args: argparse.Namespace | None = None,
+    env: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Defaults, then ``ORACLE_*`` env vars, then parsed flags, then keyword overrides."""
+    env = os.environ if env is None else env
+    hints = get_type_hints(Settings)
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        key = ENV_PREFIX + f.name.upper()
+        if key in env:
+            values[f.name] = _convert(key, hints[f.name], env[key])
+        if args is not None and getattr(args, f.name, None) is not None:
+            raw = getattr(args, f.name)
+            values[f.name] = raw if isinstance(raw, bool) else _convert(
+                "--" + f.name.replace("_", "-"), hints[f.name], str(raw))
+    values.update(overrides)
+    return Settings(**values)
+
+
+def settings_field_names() -> Sequence[str]:
+    return [f.name for f in fields(Settings)]
