@@ -113,7 +113,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for f in fields(Settings):
         flag = "--" + f.name.replace("_", "-")
         typ = hints[f.name]
-        help_text = f"{f.metadata.get('help', '')} (env {ENV_PREFIX}{f.name.upper()}, default {f.default!r})"
+        env_name = ENV_PREFIX + f.name.upper()
+        help_text = f"{f.metadata.get('help', '')} (env {env_name}, default {f.default!r})"
         if typ is bool:
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
                                 default=None, help=help_text)

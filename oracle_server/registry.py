@@ -1,0 +1,243 @@
+"""Device registry persisted with SQLAlchemy (SQLite by default, PostgreSQL by URL).
+
+Measurements are the source of truth; heads are refit from them on load. Every write is
+committed before it returns (the RPC acknowledges only after that). Each device row has a
+``revision`` bumped on every change so replicas sharing one database can cheaply poll for
+changes (``snapshot_revisions``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+    create_engine,
+    delete,
+    event,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from oracle_server import metrics
+from oracle_server.errors import AlreadyExists, NotFound, Unavailable
+
+log = logging.getLogger(__name__)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class DeviceRow(Base):
+    __tablename__ = "oracle_devices"
+    __table_args__ = (UniqueConstraint("space", "name", name="uq_oracle_devices_space_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    space: Mapped[str] = mapped_column(String(64), nullable=False)
+    name: Mapped[str] = mapped_column(String(128), nullable=False)
+    contract: Mapped[dict] = mapped_column(JSON, nullable=False, default=dict)
+    revision: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class MeasurementRow(Base):
+    __tablename__ = "oracle_measurements"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    device_id: Mapped[int] = mapped_column(
+        ForeignKey("oracle_devices.id", ondelete="CASCADE"), index=True, nullable=False
+    )
+    genes: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)  # uint8 per gene
+    latency_ms: Mapped[float] = mapped_column(Float, nullable=False)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+@dataclass(frozen=True)
+class StoredDevice:
+    """A registered device as persisted: its measurements and contract."""
+
+    space: str
+    name: str
+    contract: dict
+    revision: int
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    genes: np.ndarray  # (k, g) int16
+    latency_ms: np.ndarray  # (k,) float64
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+class Registry:
+    """Durable store of registered devices and their measurements."""
+
+    def __init__(self, url: str, echo: bool = False) -> None:
+        self.url = url
+        kwargs: dict = {"echo": echo, "future": True}
+        if url.startswith("sqlite"):
+            path = url.split("///", 1)[-1]
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+        else:
+            kwargs.update(pool_pre_ping=True, pool_size=5, max_overflow=5, pool_recycle=300)
+            kwargs["connect_args"] = {"connect_timeout": 3}
+        self.engine = create_engine(url, **kwargs)
+        if url.startswith("sqlite"):
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        with self._guard("create_schema"):
+            Base.metadata.create_all(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def _guard(self, operation: str) -> Iterator[None]:
+        try:
+            yield
+        except (AlreadyExists, NotFound):
+            raise
+        except IntegrityError as exc:
+            raise AlreadyExists(f"conflicting write during {operation}") from exc
+        except OperationalError as exc:
+            metrics.REGISTRY_ERRORS.labels(operation).inc()
+            log.warning("registry %s failed: %s", operation, exc.__class__.__name__)
+            raise Unavailable(f"device registry unavailable during {operation}; retry") from exc
+        except SQLAlchemyError as exc:
+            metrics.REGISTRY_ERRORS.labels(operation).inc()
+            log.warning("registry %s failed: %s", operation, exc.__class__.__name__)
+            raise Unavailable(f"device registry error during {operation}; retry") from exc
+
+    @contextmanager
+    def _session(self, operation: str) -> Iterator[Session]:
+        with self._guard(operation), self._sessions.begin() as session:
+            yield session
+
+    # ------------------------------------------------------------------ writes
+    def create(
+        self, space: str, name: str, genes: np.ndarray, latency_ms: np.ndarray, contract: dict
+    ) -> StoredDevice:
+        now = _now()
+        try:
+            with self._session("register") as s:
+                row = DeviceRow(
+                    space=space, name=name, contract=contract, revision=1,
+                    created_at=now, updated_at=now,
+                )
+                s.add(row)
+                s.flush()
+                s.add_all(_measurement_rows(row.id, genes, latency_ms, now))
+        except AlreadyExists:
+            raise AlreadyExists(f"device '{space}/{name}' already exists") from None
+        return StoredDevice(space, name, contract, 1, now, now, genes, latency_ms)
+
+    def add_measurements(
+        self, space: str, name: str, genes: np.ndarray, latency_ms: np.ndarray
+    ) -> StoredDevice:
+        now = _now()
+        with self._session("add_measurements") as s:
+            row = s.scalars(
+                select(DeviceRow).where(DeviceRow.space == space, DeviceRow.name == name)
+                .with_for_update()
+            ).first()
+            if row is None:
+                raise NotFound(f"unknown device '{space}/{name}'")
+            s.add_all(_measurement_rows(row.id, genes, latency_ms, now))
+            s.execute(
+                update(DeviceRow).where(DeviceRow.id == row.id)
+                .values(revision=DeviceRow.revision + 1, updated_at=now)
+            )
+            device_id = row.id
+        return self._load_one(device_id)
+
+    def delete(self, space: str, name: str) -> bool:
+        with self._session("delete") as s:
+            row = s.scalars(
+                select(DeviceRow).where(DeviceRow.space == space, DeviceRow.name == name)
+            ).first()
+            if row is None:
+                return False
+            s.execute(delete(MeasurementRow).where(MeasurementRow.device_id == row.id))
+            s.execute(delete(DeviceRow).where(DeviceRow.id == row.id))
+        return True
+
+    # ------------------------------------------------------------------- reads
+    def snapshot_revisions(self) -> dict[tuple[str, str], int]:
+        """{(space, name): revision} of every registered device (one small query)."""
+        with self._session("poll") as s:
+            rows = s.execute(select(DeviceRow.space, DeviceRow.name, DeviceRow.revision)).all()
+        return {(sp, nm): rev for sp, nm, rev in rows}
+
+    def load(self, space: str, name: str) -> StoredDevice:
+        with self._session("load") as s:
+            row = s.scalars(
+                select(DeviceRow).where(DeviceRow.space == space, DeviceRow.name == name)
+            ).first()
+            if row is None:
+                raise NotFound(f"unknown device '{space}/{name}'")
+            device_id = row.id
+        return self._load_one(device_id)
+
+    def load_all(self) -> list[StoredDevice]:
+        with self._session("load_all") as s:
+            ids = list(s.scalars(select(DeviceRow.id).order_by(DeviceRow.id)))
+        return [self._load_one(i) for i in ids]
+
+    def _load_one(self, device_id: int) -> StoredDevice:
+        with self._session("load") as s:
+            row = s.get(DeviceRow, device_id)
+            if row is None:
+                raise NotFound(f"device id {device_id} vanished")
+            meas = s.execute(
+                select(MeasurementRow.genes, MeasurementRow.latency_ms)
+                .where(MeasurementRow.device_id == device_id).order_by(MeasurementRow.id)
+            ).all()
+            genes = np.array([np.frombuffer(g, dtype=np.uint8) for g, _ in meas], dtype=np.int16)
+            lat = np.array([v for _, v in meas], dtype=np.float64)
+            return StoredDevice(
+                row.space, row.name, dict(row.contract), row.revision,
+                _utc(row.created_at), _utc(row.updated_at), genes, lat,
+            )
+
+
+def _measurement_rows(
+    device_id: int, genes: np.ndarray, latency_ms: np.ndarray, now: dt.datetime
+) -> list[MeasurementRow]:
+    g8 = np.ascontiguousarray(genes, dtype=np.uint8)
+    return [
+        MeasurementRow(device_id=device_id, genes=g8[i].tobytes(), latency_ms=float(latency_ms[i]),
+                       created_at=now)
+        for i in range(g8.shape[0])
+    ]
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+    cur = dbapi_connection.cursor()
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=FULL")
+    cur.close()
