@@ -1,0 +1,1 @@
+"""On-device measurement: torch builders for the spaces, a timing harness, FLOPs, onboarding."""

@@ -1,0 +1,72 @@
+"""Build the torch network of an architecture of any supported space, with its input."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from client_sdk.measure import fbnet, nb201, ofa
+from oracle_server.spaces import SearchSpace, get_space
+
+_BUILDERS: dict[str, Callable[[np.ndarray], nn.Module]] = {
+    "nasbench201": nb201.build,
+    "fbnet": fbnet.build,
+    "ofa_mbv3": ofa.build,
+}
+
+
+def supported_spaces() -> list[str]:
+    return list(_BUILDERS)
+
+
+def _space(space: str | SearchSpace) -> SearchSpace:
+    return get_space(space) if isinstance(space, str) else space
+
+
+def build_model(space: str | SearchSpace, genes: np.ndarray) -> nn.Module:
+    """The network of one gene vector ``(g,)`` (validated and canonicalised), in eval mode."""
+    sp = _space(space)
+    if sp.name not in _BUILDERS:
+        raise ValueError(f"no torch builder for space '{sp.name}' (have {supported_spaces()})")
+    canonical = sp.validate(np.asarray(genes).reshape(1, -1))[0]
+    return _BUILDERS[sp.name](canonical).eval()
+
+
+def input_resolution(space: str | SearchSpace, genes: np.ndarray | None = None) -> int | None:
+    """The space's native input side: fixed per space, or the resolution gene (OFA).
+
+    ``None`` for OFA when no genes are given (the resolution is per architecture).
+    """
+    sp = _space(space)
+    if sp.name == "nasbench201":
+        return nb201.DEFAULT_RESOLUTION
+    if sp.name == "fbnet":
+        return fbnet.DEFAULT_RESOLUTION
+    if sp.name == "ofa_mbv3":
+        return None if genes is None else ofa.decode(genes)[0]
+    raise ValueError(f"no torch builder for space '{sp.name}'")
+
+
+def example_input(
+    space: str | SearchSpace,
+    genes: np.ndarray,
+    batch_size: int = 1,
+    resolution: int | None = None,
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+) -> torch.Tensor:
+    """A random ``(batch, 3, r, r)`` input; ``resolution`` overrides the native one."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    side = resolution if resolution is not None else input_resolution(space, genes)
+    assert side is not None
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(batch_size, 3, side, side, generator=gen).to(device)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Trainable parameters (BN affine weights included, running statistics excluded)."""
+    return sum(p.numel() for p in model.parameters())
