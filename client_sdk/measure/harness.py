@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import statistics
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -150,8 +151,9 @@ def prepare(model: nn.Module, x: torch.Tensor, backend: Backend = "eager") -> Ca
     model = model.eval()
     if backend == "eager":
         return model
-    if backend == "script":
-        with torch.no_grad():
+    if backend == "script":  # deprecated in torch 2.x but still the cheapest BN folding
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
             return torch.jit.freeze(torch.jit.trace(model, x))
     if backend == "compile":
         return torch.compile(model)
