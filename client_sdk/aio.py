@@ -1,0 +1,128 @@
+"""asyncio client with the same API as ``OracleClient`` (``await client.rank(...)``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import grpc
+import numpy as np
+
+from client_sdk import _requests as rq
+from client_sdk._channel import DEFAULT_TARGET, ChannelConfig
+from client_sdk.client import DEFAULT_CHUNK
+from client_sdk.errors import from_rpc_error
+from client_sdk.types import Comparison, DeviceInfo, RankResult, SpaceInfo
+from oracle_server._proto.latency_oracle.v1 import oracle_pb2 as pb
+from oracle_server._proto.latency_oracle.v1 import oracle_pb2_grpc as pb_grpc
+
+
+class AsyncOracleClient:
+    """``async with AsyncOracleClient("localhost:50051") as c: await c.rank(...)``."""
+
+    def __init__(
+        self,
+        target: str | list[str] = DEFAULT_TARGET,
+        *,
+        timeout_s: float = 60.0,
+        chunk_size: int = DEFAULT_CHUNK,
+        wait_for_ready: bool = False,
+        **channel_kwargs: Any,
+    ) -> None:
+        self.config = ChannelConfig.build(target, **channel_kwargs)
+        self.timeout_s = timeout_s
+        self.chunk_size = chunk_size
+        self.wait_for_ready = wait_for_ready
+        self._channel = self.config.aio_channel()
+        self._stub = pb_grpc.LatencyOracleStub(self._channel)
+        self.num_rpcs = 0
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def __aenter__(self) -> AsyncOracleClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _call(self, method: str, request: Any, timeout_s: float | None = None) -> Any:
+        self.num_rpcs += 1
+        try:
+            return await getattr(self._stub, method)(
+                request,
+                timeout=timeout_s or self.timeout_s,
+                metadata=self.config.metadata,
+                wait_for_ready=self.wait_for_ready,
+            )
+        except grpc.RpcError as err:
+            raise from_rpc_error(err) from None
+
+    async def list_spaces(self) -> list[SpaceInfo]:
+        resp = await self._call("ListSearchSpaces", pb.ListSearchSpacesRequest())
+        return [rq.parse_space(s) for s in resp.spaces]
+
+    async def list_devices(self, space: str = "") -> list[DeviceInfo]:
+        resp = await self._call("ListDevices", pb.ListDevicesRequest(space=space))
+        return [rq.parse_device(d) for d in resp.devices]
+
+    async def get_device(self, name: str, space: str = "") -> DeviceInfo:
+        resp = await self._call("GetDevice", pb.GetDeviceRequest(name=name, space=space))
+        return rq.parse_device(resp)
+
+    async def register_device(
+        self,
+        name: str,
+        space: str,
+        measurements: rq.Measurements,
+        contract: Mapping[str, Any] | None = None,
+    ) -> DeviceInfo:
+        archs, lat = rq.measurements_pb(measurements)
+        req = pb.RegisterDeviceRequest(
+            name=name, space=space, archs=archs, latency_ms=lat, contract=rq.contract_pb(contract)
+        )
+        return rq.parse_device(await self._call("RegisterDevice", req))
+
+    async def add_measurements(
+        self, name: str, measurements: rq.Measurements, space: str = ""
+    ) -> DeviceInfo:
+        archs, lat = rq.measurements_pb(measurements)
+        req = pb.AddMeasurementsRequest(name=name, space=space, archs=archs, latency_ms=lat)
+        return rq.parse_device(await self._call("AddMeasurements", req))
+
+    async def delete_device(self, name: str, space: str = "") -> bool:
+        resp = await self._call("DeleteDevice", pb.DeleteDeviceRequest(name=name, space=space))
+        return bool(resp.deleted)
+
+    async def rank(
+        self,
+        space: str,
+        archs: rq.Archs,
+        devices: str | Sequence[str],
+        *,
+        top_k: int | None = None,
+        max_latency_ms: float | None = None,
+        return_uncertainty: bool = False,
+        interval_level: float | None = None,
+        return_latencies: bool = True,
+        timeout_s: float | None = None,
+    ) -> RankResult:
+        names = [devices] if isinstance(devices, str) else list(devices)
+        msg, n = rq.archs_pb(archs)
+        chunks = rq.chunk_archs(msg, n, self.chunk_size)
+        parts = []
+        for chunk in chunks:
+            req = rq.rank_request(
+                space, chunk, names, None if len(chunks) > 1 else top_k, max_latency_ms,
+                return_uncertainty, interval_level, return_latencies or len(chunks) > 1,
+            )
+            parts.append(rq.parse_rank(await self._call("Rank", req, timeout_s), names))
+        return rq.merge_chunks(parts, top_k, max_latency_ms)
+
+    async def suggest_references(self, space: str, n: int, seed: int = 0) -> np.ndarray:
+        req = pb.SuggestReferencesRequest(space=space, n=n, seed=seed)
+        return rq.suggest_genes(await self._call("SuggestReferences", req))
+
+    async def compare_devices(self, a: str, b: str, space: str = "") -> Comparison:
+        req = pb.CompareDevicesRequest(a=a, b=b, space=space)
+        return rq.parse_comparison(await self._call("CompareDevices", req))

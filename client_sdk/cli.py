@@ -1,0 +1,280 @@
+"""``oracle``: the user-side command line (tables by default, ``--json`` everywhere)."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from client_sdk.client import OracleClient
+from client_sdk.errors import OracleClientError
+
+
+def _table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
+    def fmt(v: Any) -> str:
+        if isinstance(v, float):
+            return "nan" if math.isnan(v) else f"{v:.4g}"
+        return str(v)
+
+    cells = [[fmt(r.get(c, "")) for c in columns] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join(lines)
+
+
+def _jsonable(obj: Any) -> Any:
+    if is_dataclass(obj) and not isinstance(obj, type):
+        return _jsonable(asdict(obj))
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    if hasattr(obj, "isoformat"):
+        return obj.isoformat()
+    return obj
+
+
+def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
+    print(json.dumps(_jsonable(data), indent=2) if args.json else text)
+
+
+def _client(args: argparse.Namespace) -> OracleClient:
+    kwargs: dict[str, Any] = {"timeout_s": args.timeout}
+    if args.token:
+        kwargs["token"] = args.token
+    if args.tls_ca:
+        kwargs["root_certificates"] = args.tls_ca
+    if args.tls_cert:
+        kwargs.update(client_cert=args.tls_cert, client_key=args.tls_key)
+    targets = args.target.split(",")
+    return OracleClient(targets if len(targets) > 1 else targets[0], **kwargs)
+
+
+def _read_archs(path: str | None) -> list[str]:
+    stream = sys.stdin if path in (None, "-") else open(path)  # noqa: SIM115
+    with stream:
+        return [line.strip() for line in stream if line.strip() and not line.startswith("#")]
+
+
+def _read_measurements(path: str) -> dict[str, float]:
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        if not reader.fieldnames or {"arch", "latency_ms"} - set(reader.fieldnames):
+            raise SystemExit(f"{path}: expected a CSV with header 'arch,latency_ms'")
+        return {row["arch"]: float(row["latency_ms"]) for row in reader}
+
+
+DEVICE_COLUMNS = ("full_name", "source", "head_kind", "num_samples", "expected_spearman",
+                  "monotonicity")
+
+
+def cmd_spaces(args: argparse.Namespace, c: OracleClient) -> None:
+    spaces = c.list_spaces()
+    rows = [
+        {"name": s.name, "genes": s.num_genes, "table_archs": s.num_architectures,
+         "devices": len(s.table_devices), "description": s.description}
+        for s in spaces
+    ]
+    _emit(args, spaces, _table(rows, ("name", "genes", "table_archs", "devices", "description")))
+
+
+def cmd_devices(args: argparse.Namespace, c: OracleClient) -> None:
+    devices = c.list_devices(args.space or "")
+    rows = [asdict(d) for d in devices]
+    _emit(args, devices, _table(rows, DEVICE_COLUMNS))
+
+
+def cmd_device(args: argparse.Namespace, c: OracleClient) -> None:
+    if args.action == "show":
+        d = c.get_device(args.name, args.space or "")
+        text = "\n".join(f"{k:18} {v}" for k, v in asdict(d).items())
+        _emit(args, d, text)
+    elif args.action == "register":
+        if not args.csv:
+            raise SystemExit("device register needs --csv FILE (header arch,latency_ms)")
+        contract = json.loads(args.contract) if args.contract else None
+        d = c.register_device(args.name, args.space, _read_measurements(args.csv), contract)
+        _emit(args, d, _table([asdict(d)], DEVICE_COLUMNS))
+    elif args.action == "add":
+        d = c.add_measurements(args.name, _read_measurements(args.csv), args.space or "")
+        _emit(args, d, _table([asdict(d)], DEVICE_COLUMNS))
+    elif args.action == "delete":
+        deleted = c.delete_device(args.name, args.space or "")
+        _emit(args, {"deleted": deleted}, "deleted" if deleted else "no such device")
+    elif args.action == "onboard":
+        from client_sdk.measure.onboard import format_report, onboard
+
+        report = onboard(
+            c, args.name, args.space, samples=args.samples, threads=args.threads,
+            batch_size=args.batch_size, device=args.device, validate=args.validate,
+            progress=not args.json, seed=args.seed,
+        )
+        _emit(args, report, format_report(report))
+
+
+def cmd_rank(args: argparse.Namespace, c: OracleClient) -> None:
+    archs = _read_archs(args.file)
+    res = c.rank(args.space, archs, args.device, top_k=args.top_k,
+                 max_latency_ms=args.max_latency_ms, return_uncertainty=args.uncertainty)
+    data = {
+        d: [
+            {"rank": r + 1, "index": int(i), "arch": archs[i],
+             "latency_ms": float(res.latency_ms[d][i])}
+            for r, i in enumerate(res.order[d])
+        ]
+        for d in res.devices
+    }
+    text = "\n\n".join(
+        f"{d} (expected Spearman {res.expected_spearman[d]:.3f})\n"
+        + _table(rows, ("rank", "index", "latency_ms", "arch"))
+        for d, rows in data.items()
+    )
+    _emit(args, data, text)
+
+
+def cmd_suggest(args: argparse.Namespace, c: OracleClient) -> None:
+    from oracle_server.spaces import get_space
+
+    genes = c.suggest_references(args.space, args.n, args.seed)
+    archs = get_space(args.space).format_many(genes)
+    _emit(args, archs, "\n".join(archs))
+
+
+def cmd_compare(args: argparse.Namespace, c: OracleClient) -> None:
+    cmp = c.compare_devices(args.a, args.b, args.space or "")
+    _emit(args, cmp, "\n".join(f"{k:20} {v}" for k, v in asdict(cmp).items()))
+
+
+def cmd_search(args: argparse.Namespace, c: OracleClient) -> None:
+    from client_sdk.search import search
+
+    result = search(
+        c, args.space, args.device, objective=args.objective, evaluations=args.evaluations,
+        population=args.population, max_latency_ms=args.max_latency_ms, seed=args.seed,
+        latency_mode=args.latency_mode, checkpoint=args.checkpoint, resume=args.resume,
+        progress=not args.json, time_limit_s=args.time_limit,
+    )
+    front = result.front
+    out = Path(args.out) if args.out else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        front.to_json(out / "front.json")
+        front.to_csv(out / "front.csv")
+        if args.plot:
+            front.plot(out / "pareto.png")
+    summary = (
+        f"{len(front)} architectures on the front after {result.num_evaluations} evaluations, "
+        f"{result.num_rpcs} Rank RPCs, {result.wall_s:.2f} s"
+    )
+    if out is not None:
+        summary += f"\nwrote {out / 'front.json'}, {out / 'front.csv'}"
+        summary += f", {out / 'pareto.png'}" if args.plot else ""
+    _emit(args, json.loads(front.to_json_str()) if hasattr(front, "to_json_str") else None,
+          front.table() + "\n" + summary)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="oracle", description="Latency oracle client.")
+    p.add_argument("--target", default="localhost:50051",
+                   help="server address, or several comma-separated (round-robin)")
+    p.add_argument("--token", default=None, help="bearer token for write RPCs")
+    p.add_argument("--tls-ca", default=None, help="CA certificate (PEM) to verify the server")
+    p.add_argument("--tls-cert", default=None, help="client certificate (mutual TLS)")
+    p.add_argument("--tls-key", default=None, help="client key (mutual TLS)")
+    p.add_argument("--timeout", type=float, default=60.0, help="deadline per RPC (s)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("spaces", help="list search spaces")
+    d = sub.add_parser("devices", help="list devices")
+    d.add_argument("--space", default="")
+
+    dev = sub.add_parser("device", help="show | register | add | delete | onboard a device")
+    dev.add_argument("action", choices=("show", "register", "add", "delete", "onboard"))
+    dev.add_argument("name_pos", nargs="?", help="device name (or use --name)")
+    dev.add_argument("--name", default=None)
+    dev.add_argument("--space", default="nasbench201")
+    dev.add_argument("--csv", default=None, help="measurements: CSV with header arch,latency_ms")
+    dev.add_argument("--contract", default=None, help="JSON object: batch_size, threads, ...")
+    dev.add_argument("--samples", type=int, default=10)
+    dev.add_argument("--threads", type=int, default=None)
+    dev.add_argument("--batch-size", type=int, default=1)
+    dev.add_argument("--device", default="cpu", help="cpu or cuda (onboard)")
+    dev.add_argument("--validate", type=int, default=0)
+    dev.add_argument("--seed", type=int, default=0)
+
+    r = sub.add_parser("rank", help="rank architectures (strings, one per line) for devices")
+    r.add_argument("--space", required=True)
+    r.add_argument("--device", action="append", required=True)
+    r.add_argument("--file", default=None, help="file of architectures (default stdin)")
+    r.add_argument("--top-k", type=int, default=None)
+    r.add_argument("--max-latency-ms", type=float, default=None)
+    r.add_argument("--uncertainty", action="store_true")
+
+    s = sub.add_parser("suggest", help="architectures to measure on a new device")
+    s.add_argument("--space", required=True)
+    s.add_argument("-n", type=int, default=10)
+    s.add_argument("--seed", type=int, default=0)
+
+    cmp = sub.add_parser("compare", help="monotonicity between two devices")
+    cmp.add_argument("a")
+    cmp.add_argument("b")
+    cmp.add_argument("--space", default="")
+
+    se = sub.add_parser("search", help="NSGA-II: accuracy vs predicted latency")
+    se.add_argument("--space", default="nasbench201")
+    se.add_argument("--device", action="append", required=True)
+    se.add_argument("--objective", default="cifar10")
+    se.add_argument("--evaluations", type=int, default=3000)
+    se.add_argument("--population", type=int, default=64)
+    se.add_argument("--max-latency-ms", type=float, default=None)
+    se.add_argument("--latency-mode", choices=("per_device", "worst"), default="per_device")
+    se.add_argument("--seed", type=int, default=0)
+    se.add_argument("--time-limit", type=float, default=None)
+    se.add_argument("--checkpoint", default=None)
+    se.add_argument("--resume", action="store_true")
+    se.add_argument("--out", default=None)
+    se.add_argument("--plot", action="store_true")
+    return p
+
+
+COMMANDS = {
+    "spaces": cmd_spaces, "devices": cmd_devices, "device": cmd_device, "rank": cmd_rank,
+    "suggest": cmd_suggest, "compare": cmd_compare, "search": cmd_search,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "device":
+        args.name = args.name or args.name_pos
+        if not args.name:
+            print("oracle device: give a device name", file=sys.stderr)
+            return 2
+    try:
+        with _client(args) as client:
+            COMMANDS[args.command](args, client)
+    except OracleClientError as exc:
+        print(f"oracle: {exc.code.name}: {exc.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

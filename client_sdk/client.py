@@ -1,0 +1,166 @@
+"""Synchronous client. ``with OracleClient("localhost:50051") as c: c.rank(...)``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import grpc
+import numpy as np
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from client_sdk import _requests as rq
+from client_sdk._channel import DEFAULT_TARGET, ChannelConfig
+from client_sdk.errors import from_rpc_error
+from client_sdk.types import Comparison, DeviceInfo, RankResult, SpaceInfo
+from oracle_server._proto.latency_oracle.v1 import oracle_pb2 as pb
+from oracle_server._proto.latency_oracle.v1 import oracle_pb2_grpc as pb_grpc
+
+DEFAULT_CHUNK = 500_000
+
+
+class OracleClient:
+    """Client of the latency oracle.
+
+    ``target``: "host:port", a gRPC target URI (``dns:///svc:50051``) or a list of
+    "host:port" (round-robin over them). ``token`` is sent as ``authorization: Bearer``.
+    ``tls``/``root_certificates``/``client_cert``/``client_key`` enable (mutual) TLS.
+    Calls that fail with UNAVAILABLE are retried with exponential backoff (gRPC retry
+    policy); every call has a deadline (``timeout_s``). Batches larger than ``chunk_size``
+    are split into several Rank RPCs and merged transparently.
+    """
+
+    def __init__(
+        self,
+        target: str | list[str] = DEFAULT_TARGET,
+        *,
+        timeout_s: float = 60.0,
+        chunk_size: int = DEFAULT_CHUNK,
+        wait_for_ready: bool = False,
+        **channel_kwargs: Any,
+    ) -> None:
+        self.config = ChannelConfig.build(target, **channel_kwargs)
+        self.timeout_s = timeout_s
+        self.chunk_size = chunk_size
+        self.wait_for_ready = wait_for_ready
+        self._channel = self.config.sync_channel()
+        self._stub = pb_grpc.LatencyOracleStub(self._channel)
+        self._health = health_pb2_grpc.HealthStub(self._channel)
+        self.num_rpcs = 0
+
+    # ------------------------------------------------------------- plumbing
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> OracleClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, method: str, request: Any, timeout_s: float | None = None) -> Any:
+        self.num_rpcs += 1
+        try:
+            return getattr(self._stub, method)(
+                request,
+                timeout=timeout_s or self.timeout_s,
+                metadata=self.config.metadata,
+                wait_for_ready=self.wait_for_ready,
+            )
+        except grpc.RpcError as err:
+            raise from_rpc_error(err) from None
+
+    def health(self, service: str = "", timeout_s: float = 5.0) -> str:
+        """Health status name of ``service`` ("" = the whole server): SERVING, NOT_SERVING..."""
+        try:
+            resp = self._health.Check(
+                health_pb2.HealthCheckRequest(service=service), timeout=timeout_s
+            )
+        except grpc.RpcError as err:
+            raise from_rpc_error(err) from None
+        return health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status)
+
+    def wait_until_serving(self, timeout_s: float = 60.0) -> None:
+        """Block until the server reports SERVING (uses the health service's Watch)."""
+        stream = self._health.Watch(
+            health_pb2.HealthCheckRequest(service=""), timeout=timeout_s, wait_for_ready=True
+        )
+        try:
+            for resp in stream:
+                if resp.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+        except grpc.RpcError as err:
+            raise from_rpc_error(err) from None
+        finally:
+            stream.cancel()
+
+    # ------------------------------------------------------------------ API
+    def list_spaces(self) -> list[SpaceInfo]:
+        resp = self._call("ListSearchSpaces", pb.ListSearchSpacesRequest())
+        return [rq.parse_space(s) for s in resp.spaces]
+
+    def list_devices(self, space: str = "") -> list[DeviceInfo]:
+        resp = self._call("ListDevices", pb.ListDevicesRequest(space=space))
+        return [rq.parse_device(d) for d in resp.devices]
+
+    def get_device(self, name: str, space: str = "") -> DeviceInfo:
+        return rq.parse_device(self._call("GetDevice", pb.GetDeviceRequest(name=name, space=space)))
+
+    def register_device(
+        self,
+        name: str,
+        space: str,
+        measurements: rq.Measurements,
+        contract: Mapping[str, Any] | None = None,
+    ) -> DeviceInfo:
+        archs, lat = rq.measurements_pb(measurements)
+        req = pb.RegisterDeviceRequest(
+            name=name, space=space, archs=archs, latency_ms=lat, contract=rq.contract_pb(contract)
+        )
+        return rq.parse_device(self._call("RegisterDevice", req))
+
+    def add_measurements(
+        self, name: str, measurements: rq.Measurements, space: str = ""
+    ) -> DeviceInfo:
+        archs, lat = rq.measurements_pb(measurements)
+        req = pb.AddMeasurementsRequest(name=name, space=space, archs=archs, latency_ms=lat)
+        return rq.parse_device(self._call("AddMeasurements", req))
+
+    def delete_device(self, name: str, space: str = "") -> bool:
+        resp = self._call("DeleteDevice", pb.DeleteDeviceRequest(name=name, space=space))
+        return bool(resp.deleted)
+
+    def rank(
+        self,
+        space: str,
+        archs: rq.Archs,
+        devices: str | Sequence[str],
+        *,
+        top_k: int | None = None,
+        max_latency_ms: float | None = None,
+        return_uncertainty: bool = False,
+        interval_level: float | None = None,
+        return_latencies: bool = True,
+        timeout_s: float | None = None,
+    ) -> RankResult:
+        """Predict and rank ``archs`` (genes array or strings) for one or many devices."""
+        names = [devices] if isinstance(devices, str) else list(devices)
+        msg, n = rq.archs_pb(archs)
+        chunks = rq.chunk_archs(msg, n, self.chunk_size)
+        parts = []
+        for chunk in chunks:
+            req = rq.rank_request(
+                space, chunk, names, None if len(chunks) > 1 else top_k, max_latency_ms,
+                return_uncertainty, interval_level, return_latencies or len(chunks) > 1,
+            )
+            parts.append(rq.parse_rank(self._call("Rank", req, timeout_s), names))
+        return rq.merge_chunks(parts, top_k, max_latency_ms)
+
+    def suggest_references(self, space: str, n: int, seed: int = 0) -> np.ndarray:
+        """Genes ``(n, num_genes)`` of architectures worth measuring on a new device."""
+        req = pb.SuggestReferencesRequest(space=space, n=n, seed=seed)
+        return rq.suggest_genes(self._call("SuggestReferences", req))
+
+    def compare_devices(self, a: str, b: str, space: str = "") -> Comparison:
+        req = pb.CompareDevicesRequest(a=a, b=b, space=space)
+        return rq.parse_comparison(self._call("CompareDevices", req))

@@ -1,0 +1,234 @@
+"""Builds and runs the server: servicer, health, reflection, interceptor, metrics, drain."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Mapping
+from concurrent import futures
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import start_http_server
+
+from oracle_server import __version__, metrics
+from oracle_server._proto.latency_oracle.v1 import oracle_pb2 as pb
+from oracle_server._proto.latency_oracle.v1 import oracle_pb2_grpc as pb_grpc
+from oracle_server.errors import NotFound
+from oracle_server.interceptors import ORACLE_SERVICE, OracleInterceptor
+from oracle_server.logs import setup_logging
+from oracle_server.oracle import Oracle
+from oracle_server.predictor import LatencyModel, build_model
+from oracle_server.registry import Registry
+from oracle_server.servicer import OracleServicer
+from oracle_server.settings import Settings
+from oracle_server.spaces import get_space
+
+log = logging.getLogger(__name__)
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def holdout_for(space: str, holdout: tuple[str, ...]) -> list[str]:
+    """Holdout names that apply to ``space``: 'space/dev' entries, or bare names it has."""
+    devices = set(get_space(space).table.devices)
+    out = []
+    for item in holdout:
+        sp, sep, dev = item.partition("/")
+        if sep and sp == space:
+            out.append(dev)
+        elif not sep and item in devices:
+            out.append(item)
+    return out
+
+
+def load_models(settings: Settings) -> dict[str, LatencyModel]:
+    known = {d for s in settings.spaces for d in get_space(s).table.devices}
+    for item in settings.holdout_devices:
+        name = item.partition("/")[2] or item
+        if name not in known:
+            raise NotFound(f"--holdout-devices: unknown table device '{item}'")
+    models = {}
+    for space in settings.spaces:
+        t0 = time.perf_counter()
+        models[space] = build_model(
+            space, holdout_for(space, settings.holdout_devices), cache_dir=settings.cache_dir
+        )
+        seconds = round(time.perf_counter() - t0, 3)
+        log.info("proxy ready", extra={"space": space, "seconds": seconds})
+    return models
+
+
+def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    if not settings.tls_cert:
+        return None
+    key = Path(settings.tls_key).read_bytes()
+    cert = Path(settings.tls_cert).read_bytes()
+    ca = Path(settings.tls_client_ca).read_bytes() if settings.tls_client_ca else None
+    return grpc.ssl_server_credentials(
+        [(key, cert)], root_certificates=ca, require_client_auth=ca is not None
+    )
+
+
+@dataclass
+class App:
+    """A running (or startable) oracle server. ``port``/``metrics_port`` are the bound ones."""
+
+    settings: Settings
+    models: Mapping[str, LatencyModel] | None = None
+    server: grpc.Server = field(init=False)
+    health: health.HealthServicer = field(init=False)
+    oracle: Oracle | None = field(init=False, default=None)
+    registry: Registry | None = field(init=False, default=None)
+    port: int = field(init=False, default=0)
+    metrics_port: int = field(init=False, default=-1)
+    ready: threading.Event = field(init=False, default_factory=threading.Event)
+    failed: BaseException | None = field(init=False, default=None)
+    _stopping: threading.Event = field(init=False, default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(init=False, default_factory=list)
+    _metrics_server: object = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        self.server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=s.workers, thread_name_prefix="oracle-rpc"),
+            interceptors=[OracleInterceptor(s.write_token, s.read_token_required)],
+            maximum_concurrent_rpcs=s.max_concurrent_rpcs,
+            options=[
+                ("grpc.max_receive_message_length", s.max_message_bytes),
+                ("grpc.max_send_message_length", s.max_message_bytes),
+                ("grpc.keepalive_permit_without_calls", 1),
+                ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
+                ("grpc.http2.max_ping_strikes", 0),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        servicer = OracleServicer(lambda: self.oracle, s.max_batch)
+        pb_grpc.add_LatencyOracleServicer_to_server(servicer, self.server)
+        self.health = health.HealthServicer(experimental_non_blocking=True)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        for name in ("", ORACLE_SERVICE):
+            self.health.set(name, NOT_SERVING)
+        if s.reflection:
+            names = (
+                pb.DESCRIPTOR.services_by_name["LatencyOracle"].full_name,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            )
+            reflection.enable_server_reflection(names, self.server)
+        address = f"{s.host}:{s.port}"
+        creds = server_credentials(s)
+        if creds is None:
+            self.port = self.server.add_insecure_port(address)
+        else:
+            self.port = self.server.add_secure_port(address, creds)
+        if self.port == 0:
+            raise RuntimeError(f"could not bind {address}")
+        metrics.BUILD_INFO.info({"version": __version__})
+        metrics.READY.set(0)
+
+    # -------------------------------------------------------------- lifecycle
+    def start(self, block_until_ready: bool = False, timeout_s: float | None = None) -> App:
+        if self.settings.metrics_port >= 0:
+            srv, _thread = start_http_server(
+                self.settings.metrics_port, addr=self.settings.host, registry=metrics.REGISTRY
+            )
+            self._metrics_server = srv
+            self.metrics_port = srv.server_port
+        self.server.start()
+        log.info("listening", extra={"port": self.port, "metrics_port": self.metrics_port})
+        loader = threading.Thread(target=self._load, name="oracle-loader", daemon=True)
+        loader.start()
+        self._threads.append(loader)
+        if block_until_ready:
+            if not self.ready.wait(timeout_s):
+                raise TimeoutError("server did not become ready in time")
+            if self.failed is not None:
+                raise RuntimeError("server failed to start") from self.failed
+        return self
+
+    def _load(self) -> None:
+        try:
+            s = self.settings
+            models = self.models if self.models is not None else load_models(s)
+            self.registry = Registry(s.resolved_database_url)
+            oracle = Oracle(
+                models,
+                self.registry,
+                max_batch=s.max_batch,
+                max_devices_per_request=s.max_devices_per_request,
+                max_measurements=s.max_measurements,
+            )
+            loaded = oracle.load_registered()
+            self.oracle = oracle
+            log.info("registry loaded", extra={"registered_devices": loaded})
+            if not self._stopping.is_set():
+                for name in ("", ORACLE_SERVICE):
+                    self.health.set(name, SERVING)
+                metrics.READY.set(1)
+            syncer = threading.Thread(target=self._sync_loop, name="oracle-sync", daemon=True)
+            syncer.start()
+            self._threads.append(syncer)
+        except BaseException as exc:  # reported through health and logs
+            self.failed = exc
+            log.exception("start-up failed")
+        finally:
+            self.ready.set()
+
+    def _sync_loop(self) -> None:
+        while not self._stopping.wait(self.settings.sync_interval_s):
+            oracle = self.oracle
+            if oracle is None:
+                continue
+            try:
+                changes = oracle.sync()
+                if changes:
+                    log.info("registry sync", extra={"changes": changes})
+            except Exception as exc:  # keep serving from memory
+                log.warning("registry sync failed: %s", exc)
+
+    def stop(self, grace_s: float | None = None) -> None:
+        """Drain: NOT_SERVING at once, refuse new RPCs, finish in-flight ones within grace."""
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
+        grace = self.settings.grace_s if grace_s is None else grace_s
+        self.health.enter_graceful_shutdown()
+        metrics.READY.set(0)
+        log.info("draining", extra={"grace_s": grace})
+        self.server.stop(grace).wait()
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()  # type: ignore[attr-defined]
+        if self.registry is not None:
+            self.registry.close()
+        log.info("stopped")
+
+    def wait(self) -> None:
+        self.server.wait_for_termination()
+
+
+def serve_forever(settings: Settings) -> int:
+    """The `oracle-server serve` main loop: start, wait for SIGTERM/SIGINT, drain, exit 0."""
+    setup_logging(settings.log_level, settings.log_format)
+    log.info("starting", extra={"version": __version__, "settings": settings.redacted()})
+    app = App(settings).start()
+    done = threading.Event()
+
+    def _on_signal(signum: int, _frame: object) -> None:
+        log.info("signal received", extra={"signal": signal.Signals(signum).name})
+        done.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    while not done.wait(0.5):
+        if app.failed is not None:
+            app.stop(0)
+            return 1
+    app.stop()
+    return 0

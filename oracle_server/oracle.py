@@ -1,0 +1,422 @@
+"""The oracle's pipeline: devices, heads and batched ranking. No gRPC here (numpy in/out).
+
+``Oracle`` holds one ``LatencyModel`` (proxy) per served space, the table devices of the
+bundled data (identity heads on the proxy's basis outputs) and the registered devices (heads
+fit from their measurements). Device maps are replaced copy-on-write under a lock, so the
+Rank hot path reads them without locking.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.stats import kendalltau, spearmanr
+
+from oracle_server import metrics
+from oracle_server.errors import (
+    AlreadyExists,
+    DeadlineExceeded,
+    FailedPrecondition,
+    InvalidArgument,
+    LimitExceeded,
+    NotFound,
+)
+from oracle_server.predictor import HeadFit, LatencyModel
+from oracle_server.registry import Registry, StoredDevice
+from oracle_server.spaces import SearchSpace
+
+log = logging.getLogger(__name__)
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+TABLE, REGISTERED = "table", "registered"
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+@dataclass(frozen=True)
+class Device:
+    space: str
+    name: str
+    source: str
+    head: HeadFit
+    contract: dict = field(default_factory=dict)
+    revision: int = 0
+    created_at: dt.datetime = _EPOCH
+    updated_at: dt.datetime = _EPOCH
+    genes: np.ndarray | None = None  # measured architectures (registered devices)
+    latency_ms: np.ndarray | None = None
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.space}/{self.name}"
+
+    @property
+    def num_samples(self) -> int:
+        return 0 if self.latency_ms is None else int(self.latency_ms.shape[0])
+
+
+@dataclass(frozen=True)
+class DeviceRanking:
+    device: Device
+    latency_ms: np.ndarray  # (n,) float32
+    order: np.ndarray  # (m,) uint32 request indices, fastest first
+    lower_ms: np.ndarray | None = None
+    upper_ms: np.ndarray | None = None
+    prob_within_budget: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class RankResult:
+    space: str
+    num_architectures: int
+    rankings: tuple[DeviceRanking, ...]
+    interval_level: float
+
+
+@dataclass(frozen=True)
+class Comparison:
+    spearman_predicted: float
+    num_predicted: int
+    spearman_measured: float
+    num_shared: int
+    kendall_predicted: float
+
+
+def check_name(name: str, field_name: str = "name") -> str:
+    if not NAME_RE.match(name or ""):
+        raise InvalidArgument(
+            f"'{name}' is not a valid device name (1-64 of A-Z a-z 0-9 . _ -, starting with a "
+            "letter or digit)",
+            field=field_name,
+        )
+    return name
+
+
+def _order(lat: np.ndarray, top_k: int, budget: float | None) -> np.ndarray:
+    """Request indices fastest first, within the budget, truncated to ``top_k`` (0 = all)."""
+    idx = None
+    values = lat
+    if budget is not None:
+        idx = np.flatnonzero(lat <= budget)
+        values = lat[idx]
+    if 0 < top_k < values.shape[0]:
+        part = np.argpartition(values, top_k - 1)[:top_k]
+        sel = part[np.argsort(values[part], kind="stable")]
+    else:
+        sel = np.argsort(values, kind="stable")
+    return (sel if idx is None else idx[sel]).astype(np.uint32)
+
+
+class Oracle:
+    """Serves rankings for table and registered devices of the spaces it holds."""
+
+    def __init__(
+        self,
+        models: Mapping[str, LatencyModel],
+        registry: Registry | None = None,
+        *,
+        max_batch: int = 1_000_000,
+        max_devices_per_request: int = 64,
+        max_measurements: int = 10_000,
+    ) -> None:
+        self.models = dict(models)
+        self.registry = registry
+        self.max_batch = max_batch
+        self.max_devices_per_request = max_devices_per_request
+        self.max_measurements = max_measurements
+        self._lock = threading.Lock()
+        devices: dict[tuple[str, str], Device] = {}
+        for space, model in self.models.items():
+            for name in model.basis_devices:
+                devices[(space, name)] = Device(space, name, TABLE, model.basis_head(name))
+        self._devices = devices
+        self._update_gauges()
+
+    # ---------------------------------------------------------------- lookup
+    def space(self, name: str) -> SearchSpace:
+        return self.model(name).space
+
+    def model(self, space: str) -> LatencyModel:
+        try:
+            return self.models[space]
+        except KeyError:
+            served = ", ".join(self.models) or "none"
+            raise NotFound(f"unknown search space '{space}' (served: {served})") from None
+
+    def split_name(self, name: str, space: str = "") -> tuple[str, str]:
+        """'space/dev' or ('dev', space) -> (space, dev)."""
+        if "/" in name:
+            sp, _, dev = name.partition("/")
+            if space and sp != space:
+                raise InvalidArgument(f"device '{name}' is not in space '{space}'", field="space")
+            return sp, dev
+        if not space:
+            raise InvalidArgument(
+                f"bare device name '{name}' needs a space (or use '<space>/{name}')", field="space"
+            )
+        return space, name
+
+    def device(self, name: str, space: str = "") -> Device:
+        sp, dev = self.split_name(name, space)
+        self.model(sp)
+        found = self._devices.get((sp, dev))
+        if found is None:
+            raise NotFound(f"unknown device '{sp}/{dev}'")
+        return found
+
+    def list_devices(self, space: str = "") -> list[Device]:
+        if space:
+            self.model(space)
+        devices = [d for d in self._devices.values() if not space or d.space == space]
+        return sorted(devices, key=lambda d: (d.space, d.source != TABLE, d.name))
+
+    # ------------------------------------------------------------------ rank
+    def rank(
+        self,
+        space: str,
+        genes: np.ndarray,
+        device_names: Sequence[str],
+        *,
+        top_k: int = 0,
+        max_latency_ms: float | None = None,
+        return_uncertainty: bool = False,
+        interval_level: float = 0.8,
+        is_cancelled: Callable[[], bool] | None = None,
+    ) -> RankResult:
+        model = self.model(space)
+        devices = self._rank_devices(space, device_names)
+        if max_latency_ms is not None and not (np.isfinite(max_latency_ms) and max_latency_ms > 0):
+            raise InvalidArgument("must be a positive finite number of ms", field="max_latency_ms")
+        if not 0.0 < interval_level < 1.0:
+            raise InvalidArgument("must be in (0, 1)", field="interval_level")
+        n = genes.shape[0]
+        if n > self.max_batch:
+            raise LimitExceeded(f"{n} architectures exceed the limit of {self.max_batch} per Rank")
+        t0 = time.perf_counter()
+        features = model.features(genes)
+        basis = model.basis(genes, features)
+        t1 = time.perf_counter()
+        metrics.RANK_STAGE_SECONDS.labels("proxy").observe(t1 - t0)
+        _check_cancel(is_cancelled)
+        preds = [d.head.predict(basis, features) for d in devices]
+        t2 = time.perf_counter()
+        metrics.RANK_STAGE_SECONDS.labels("head").observe(t2 - t1)
+        _check_cancel(is_cancelled)
+        rankings = []
+        for dev, pred in zip(devices, preds, strict=True):
+            lat = pred.latency_ms.astype(np.float32)
+            lower = upper = prob = None
+            if return_uncertainty:
+                lo, hi = pred.interval(interval_level)
+                lower, upper = lo.astype(np.float32), hi.astype(np.float32)
+                if max_latency_ms is not None:
+                    prob = pred.prob_below(max_latency_ms).astype(np.float32)
+            order = _order(lat, top_k, max_latency_ms)
+            rankings.append(DeviceRanking(dev, lat, order, lower, upper, prob))
+        metrics.RANK_STAGE_SECONDS.labels("rank").observe(time.perf_counter() - t2)
+        metrics.RANK_ARCHITECTURES.labels(space).inc(n * len(devices))
+        return RankResult(space, n, tuple(rankings), interval_level)
+
+    def _rank_devices(self, space: str, names: Sequence[str]) -> list[Device]:
+        if not names:
+            raise InvalidArgument("name at least one device", field="devices")
+        if len(names) > self.max_devices_per_request:
+            raise LimitExceeded(
+                f"{len(names)} devices exceed the limit of {self.max_devices_per_request} per Rank"
+            )
+        out = []
+        for i, name in enumerate(names):
+            try:
+                out.append(self.device(name, space))
+            except InvalidArgument as exc:
+                raise InvalidArgument(exc.message, field=f"devices[{i}]") from None
+        return out
+
+    # -------------------------------------------------------------- registry
+    def _fit(self, space: str, genes: np.ndarray, latency_ms: np.ndarray) -> HeadFit:
+        if genes.shape[0] > self.max_measurements:
+            raise LimitExceeded(
+                f"{genes.shape[0]} measurements exceed the limit of {self.max_measurements}"
+            )
+        t0 = time.perf_counter()
+        try:
+            head = self.model(space).fit_head(genes, latency_ms)
+        except (InvalidArgument, LimitExceeded):
+            raise
+        except Exception as exc:
+            metrics.HEAD_FIT_FAILURES.inc()
+            log.exception("head fit failed for space %s", space)
+            raise FailedPrecondition(f"could not fit a head from the measurements: {exc}") from exc
+        metrics.HEAD_FIT_SECONDS.observe(time.perf_counter() - t0)
+        return head
+
+    def _require_registry(self) -> Registry:
+        if self.registry is None:
+            raise FailedPrecondition("this server has no device registry (read-only)")
+        return self.registry
+
+    def register(
+        self, name: str, space: str, genes: np.ndarray, latency_ms: np.ndarray, contract: dict
+    ) -> Device:
+        check_name(name)
+        self.model(space)
+        if (space, name) in self._devices:
+            raise AlreadyExists(f"device '{space}/{name}' already exists")
+        head = self._fit(space, genes, latency_ms)
+        stored = self._require_registry().create(space, name, genes, latency_ms, contract)
+        return self._install(stored, head)
+
+    def add_measurements(
+        self, name: str, space: str, genes: np.ndarray, latency_ms: np.ndarray
+    ) -> Device:
+        current = self.device(name, space)
+        if current.source == TABLE:
+            raise FailedPrecondition(f"'{current.full_name}' is a table device; register a new one")
+        assert current.genes is not None and current.latency_ms is not None
+        all_genes = np.concatenate([current.genes, genes])
+        all_lat = np.concatenate([current.latency_ms, latency_ms])
+        head = self._fit(current.space, all_genes, all_lat)
+        stored = self._require_registry().add_measurements(
+            current.space, current.name, genes, latency_ms
+        )
+        if stored.latency_ms.shape[0] != all_lat.shape[0]:  # another replica added some too
+            head = self._fit(current.space, stored.genes, stored.latency_ms)
+        return self._install(stored, head)
+
+    def delete(self, name: str, space: str = "") -> bool:
+        sp, dev = self.split_name(name, space)
+        self.model(sp)
+        current = self._devices.get((sp, dev))
+        if current is not None and current.source == TABLE:
+            raise FailedPrecondition(f"'{current.full_name}' is a table device (not deletable)")
+        deleted = self._require_registry().delete(sp, dev)
+        with self._lock:
+            devices = dict(self._devices)
+            removed = devices.pop((sp, dev), None)
+            self._devices = devices
+        self._update_gauges()
+        return deleted or removed is not None
+
+    def _install(self, stored: StoredDevice, head: HeadFit) -> Device:
+        device = Device(
+            stored.space, stored.name, REGISTERED, head, stored.contract, stored.revision,
+            stored.created_at, stored.updated_at, stored.genes, stored.latency_ms,
+        )
+        with self._lock:
+            devices = dict(self._devices)
+            old = devices.get((stored.space, stored.name))
+            if old is None or old.revision <= device.revision:
+                devices[(stored.space, stored.name)] = device
+            self._devices = devices
+        self._update_gauges()
+        return device
+
+    def load_registered(self) -> int:
+        """Fit heads for every registered device in the database (start-up)."""
+        if self.registry is None:
+            return 0
+        count = 0
+        for stored in self.registry.load_all():
+            if stored.space not in self.models:
+                continue
+            try:
+                self._install(stored, self._fit(stored.space, stored.genes, stored.latency_ms))
+                count += 1
+            except Exception:
+                log.exception("could not load device %s/%s", stored.space, stored.name)
+        return count
+
+    def sync(self) -> int:
+        """Pick up registrations/deletions by other replicas; returns changes applied."""
+        if self.registry is None:
+            return 0
+        remote = self.registry.snapshot_revisions()
+        local = {k: d.revision for k, d in self._devices.items() if d.source == REGISTERED}
+        changes = 0
+        for key, rev in remote.items():
+            if key[0] in self.models and local.get(key) != rev:
+                try:
+                    stored = self.registry.load(*key)
+                    self._install(stored, self._fit(stored.space, stored.genes, stored.latency_ms))
+                    changes += 1
+                except NotFound:
+                    continue
+        gone = [k for k in local if k not in remote]
+        if gone:
+            with self._lock:
+                devices = dict(self._devices)
+                for k in gone:
+                    devices.pop(k, None)
+                self._devices = devices
+            changes += len(gone)
+        if changes:
+            self._update_gauges()
+        return changes
+
+    def _update_gauges(self) -> None:
+        counts: dict[tuple[str, str], int] = {
+            (sp, src): 0 for sp in self.models for src in (TABLE, REGISTERED)
+        }
+        for d in self._devices.values():
+            counts[(d.space, d.source)] = counts.get((d.space, d.source), 0) + 1
+        for (sp, src), value in counts.items():
+            metrics.DEVICES.labels(sp, src).set(value)
+
+    # ----------------------------------------------------------------- other
+    def suggest(self, space: str, n: int, seed: int = 0) -> np.ndarray:
+        if not 1 <= n <= 1000:
+            raise InvalidArgument("must be between 1 and 1000", field="n")
+        return self.model(space).suggest_references(n, seed=seed)
+
+    def compare(self, a: str, b: str, space: str = "") -> Comparison:
+        da = self.device(a, space)
+        db = self.device(b, space)
+        if da.space != db.space:
+            raise InvalidArgument(
+                f"devices are in different spaces ({da.space}, {db.space})", field="b"
+            )
+        model = self.model(da.space)
+        genes = model.space.table.genes
+        feats = model.features(genes)
+        basis = model.basis(genes, feats)
+        pa = da.head.predict(basis, feats).latency_ms
+        pb_ = db.head.predict(basis, feats).latency_ms
+        rho = float(spearmanr(pa, pb_)[0])
+        tau = float(kendalltau(pa, pb_)[0])
+        measured, shared = _measured_spearman(model.space, da, db)
+        return Comparison(rho, int(genes.shape[0]), measured, shared, tau)
+
+
+def _measurements(space: SearchSpace, device: Device) -> tuple[np.ndarray, np.ndarray]:
+    """Measured (genes, latency) of a device: its samples, or its table column."""
+    if device.source == TABLE:
+        return space.table.genes, space.table.device_column(device.name)
+    assert device.genes is not None and device.latency_ms is not None
+    return device.genes, device.latency_ms
+
+
+def _measured_spearman(space: SearchSpace, a: Device, b: Device) -> tuple[float, int]:
+    """Spearman of measured latencies on architectures measured on both devices."""
+    ga, la = _measurements(space, a)
+    gb, lb = _measurements(space, b)
+    keys_a = {bytes(g.astype(np.uint8)): v for g, v in zip(ga, la, strict=True)}
+    pairs = [
+        (keys_a[k], v)
+        for g, v in zip(gb, lb, strict=True)
+        if (k := bytes(g.astype(np.uint8))) in keys_a
+    ]
+    if len(pairs) < 3:
+        return float("nan"), len(pairs)
+    xs, ys = zip(*pairs, strict=True)
+    return float(spearmanr(xs, ys)[0]), len(pairs)
+
+
+def _check_cancel(is_cancelled: Callable[[], bool] | None) -> None:
+    if is_cancelled is not None and is_cancelled():
+        raise DeadlineExceeded("the client cancelled or its deadline passed; work stopped")

@@ -1,0 +1,174 @@
+"""Thin gRPC servicer: decode -> Oracle pipeline -> encode. No model code here."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import grpc
+
+from oracle_server import codec, metrics
+from oracle_server._proto.latency_oracle.v1 import oracle_pb2 as pb
+from oracle_server._proto.latency_oracle.v1 import oracle_pb2_grpc as pb_grpc
+from oracle_server.errors import InvalidArgument, LimitExceeded, Unavailable
+from oracle_server.oracle import Device, Oracle, RankResult
+from oracle_server.spaces import SearchSpace
+
+
+def device_pb(device: Device) -> pb.Device:
+    head = device.head
+    return pb.Device(
+        name=device.name,
+        space=device.space,
+        full_name=device.full_name,
+        source=device.source,
+        head_kind=head.kind,
+        num_samples=device.num_samples,
+        expected_spearman=float(head.expected_spearman),
+        monotonicity=float(head.monotonicity),
+        contract=codec.contract_to_pb(device.contract),
+        created_at=codec.timestamp(device.created_at),
+        updated_at=codec.timestamp(device.updated_at),
+        head_fit_ms=float(head.fit_seconds) * 1e3,
+    )
+
+
+def space_pb(space: SearchSpace, devices: list[str]) -> pb.SearchSpace:
+    return pb.SearchSpace(
+        name=space.name,
+        description=space.description,
+        num_genes=space.num_genes,
+        cardinalities=[int(c) for c in space.cardinalities],
+        gene_names=list(space.gene_names),
+        num_architectures=space.num_architectures,
+        space_size=str(space.space_size),
+        table_devices=devices,
+        accuracy_metrics=sorted(space.table.accuracy),
+        example_arch=space.format(space.table.genes[0]),
+    )
+
+
+def rank_response(result: RankResult, return_latencies: bool) -> pb.RankResponse:
+    rankings = []
+    for r in result.rankings:
+        msg = pb.DeviceRanking(
+            device=r.device.full_name,
+            order=codec.u32_bytes(r.order),
+            expected_spearman=float(r.device.head.expected_spearman),
+            head_kind=r.device.head.kind,
+        )
+        if return_latencies:
+            msg.latency_ms = codec.f32_bytes(r.latency_ms)
+        if r.lower_ms is not None and r.upper_ms is not None:
+            msg.lower_ms = codec.f32_bytes(r.lower_ms)
+            msg.upper_ms = codec.f32_bytes(r.upper_ms)
+        if r.prob_within_budget is not None:
+            msg.prob_within_budget = codec.f32_bytes(r.prob_within_budget)
+        rankings.append(msg)
+    return pb.RankResponse(
+        space=result.space,
+        num_architectures=result.num_architectures,
+        rankings=rankings,
+        interval_level=result.interval_level,
+    )
+
+
+class OracleServicer(pb_grpc.LatencyOracleServicer):
+    """Maps RPCs onto an ``Oracle``; ``oracle_ref()`` is None while the proxy is loading."""
+
+    def __init__(self, oracle_ref: Callable[[], Oracle | None], max_batch: int) -> None:
+        self._oracle_ref = oracle_ref
+        self._max_batch = max_batch
+
+    @property
+    def oracle(self) -> Oracle:
+        oracle = self._oracle_ref()
+        if oracle is None:
+            raise Unavailable("the oracle is still loading its proxy models; retry shortly")
+        return oracle
+
+    def ListSearchSpaces(self, request, context):
+        oracle = self.oracle
+        spaces = []
+        for name, model in oracle.models.items():
+            table = [d.name for d in oracle.list_devices(name) if d.source == "table"]
+            spaces.append(space_pb(model.space, table))
+        return pb.ListSearchSpacesResponse(spaces=spaces)
+
+    def ListDevices(self, request, context):
+        devices = self.oracle.list_devices(request.space)
+        return pb.ListDevicesResponse(devices=[device_pb(d) for d in devices])
+
+    def GetDevice(self, request, context):
+        return device_pb(self.oracle.device(request.name, request.space))
+
+    def Rank(self, request: pb.RankRequest, context: grpc.ServicerContext) -> pb.RankResponse:
+        oracle = self.oracle
+        t0 = time.perf_counter()
+        space = oracle.space(request.space)
+        n = codec.count_archs(request.archs, space.num_genes)
+        if n > self._max_batch:
+            raise LimitExceeded(f"{n} architectures exceed the limit of {self._max_batch} per Rank")
+        genes = codec.decode_archs(space, request.archs)
+        metrics.RANK_STAGE_SECONDS.labels("decode").observe(time.perf_counter() - t0)
+        level = request.interval_level if request.HasField("interval_level") else 0.8
+        result = oracle.rank(
+            space.name,
+            genes,
+            list(request.devices),
+            top_k=request.top_k,
+            max_latency_ms=request.max_latency_ms if request.HasField("max_latency_ms") else None,
+            return_uncertainty=request.return_uncertainty,
+            interval_level=level,
+            is_cancelled=lambda: not context.is_active(),
+        )
+        t1 = time.perf_counter()
+        return_latencies = (
+            request.return_latencies if request.HasField("return_latencies") else True
+        )
+        response = rank_response(result, return_latencies)
+        metrics.RANK_STAGE_SECONDS.labels("encode").observe(time.perf_counter() - t1)
+        return response
+
+    def SuggestReferences(self, request, context):
+        oracle = self.oracle
+        space = oracle.space(request.space)
+        genes = oracle.suggest(space.name, int(request.n), int(request.seed))
+        return pb.SuggestReferencesResponse(
+            genes=codec.encode_genes(genes), archs=[space.format(g) for g in genes]
+        )
+
+    def _measurements(self, space: SearchSpace, request) -> tuple:
+        genes = codec.decode_archs(space, request.archs)
+        lat = codec.decode_latencies(request.latency_ms, genes.shape[0])
+        if genes.shape[0] == 0:
+            raise InvalidArgument("no measurements given", field="archs")
+        return genes, lat
+
+    def RegisterDevice(self, request, context):
+        oracle = self.oracle
+        space = oracle.space(request.space)
+        genes, lat = self._measurements(space, request)
+        contract = codec.contract_from_pb(request.contract)
+        device = oracle.register(request.name, space.name, genes, lat, contract)
+        return device_pb(device)
+
+    def AddMeasurements(self, request, context):
+        oracle = self.oracle
+        sp, name = oracle.split_name(request.name, request.space)
+        space = oracle.space(sp)
+        genes, lat = self._measurements(space, request)
+        return device_pb(oracle.add_measurements(name, sp, genes, lat))
+
+    def DeleteDevice(self, request, context):
+        return pb.DeleteDeviceResponse(deleted=self.oracle.delete(request.name, request.space))
+
+    def CompareDevices(self, request, context):
+        c = self.oracle.compare(request.a, request.b, request.space)
+        return pb.CompareDevicesResponse(
+            spearman_predicted=c.spearman_predicted,
+            num_predicted=c.num_predicted,
+            spearman_measured=c.spearman_measured,
+            num_shared=c.num_shared,
+            kendall_predicted=c.kendall_predicted,
+        )
