@@ -1,0 +1,80 @@
+"""The public, frozen results of adaptation: ``Prediction`` and ``HeadFit``."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from scipy.special import ndtr, ndtri
+
+from oracle_server.predictor.heads import log_basis, predict_log
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Point predictions and log-normal uncertainty for a batch of architectures."""
+
+    latency_ms: np.ndarray  # (n,) float64, point prediction (median of the log-normal)
+    log_sigma: np.ndarray  # (n,) float64, std-dev of the log-latency error
+
+    def interval(self, level: float = 0.8) -> tuple[np.ndarray, np.ndarray]:
+        """Central ``level`` interval ``(lo_ms, hi_ms)``."""
+        if not 0.0 < level < 1.0:
+            raise ValueError(f"level must be in (0, 1), got {level}")
+        z = float(ndtri(0.5 + level / 2.0))
+        return self.latency_ms * np.exp(-z * self.log_sigma), self.latency_ms * np.exp(
+            z * self.log_sigma
+        )
+
+    def prob_below(self, budget_ms: float) -> np.ndarray:
+        """P(true latency <= budget_ms) for each architecture, ``(n,)``."""
+        if not budget_ms > 0:
+            return np.zeros(len(self.latency_ms))
+        with np.errstate(divide="ignore"):
+            zscore = (math.log(budget_ms) - np.log(self.latency_ms)) / np.maximum(
+                self.log_sigma, 1e-12
+            )
+        return ndtr(zscore)
+
+
+@dataclass(frozen=True)
+class HeadFit:
+    """A fitted per-device head: everything needed to predict, JSON-serialisable."""
+
+    kind: str  # "affine" | "nnls_log" | "ridge" | "adaproxy" | "additive" | "basis"
+    num_samples: int
+    expected_spearman: float  # leave-one-out CV estimate on its own samples (nan if too few)
+    monotonicity: float  # Spearman of the best basis output vs the samples
+    fit_seconds: float
+    params: dict = field(default_factory=dict)  # kind-specific coefficients
+    sigma: dict = field(default_factory=dict)  # uncertainty model (see ``log_sigma``)
+    candidates: dict = field(default_factory=dict)  # LOO Spearman of every candidate
+
+    def predict(self, basis: np.ndarray, features: np.ndarray) -> Prediction:
+        """``basis`` (n, B) from ``LatencyModel.basis``, ``features`` (n, F)."""
+        mu = predict_log(self.kind, self.params, basis, np.asarray(features, dtype=np.float64))
+        return Prediction(np.exp(mu), self.log_sigma(basis))
+
+    def log_sigma(self, basis: np.ndarray) -> np.ndarray:
+        """Per-architecture std-dev of log error: s * sqrt(1 + leverage along the anchor)."""
+        s = self.sigma
+        if not s:
+            return np.zeros(len(basis))
+        u = log_basis(basis[:, s["anchor"]])
+        lev = 1.0 / s["n"] + (u - s["u_mean"]) ** 2 / max(s["u_sxx"], 1e-12)
+        return s["s"] * np.sqrt(1.0 + lev)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        for key in ("expected_spearman", "monotonicity"):
+            if isinstance(d[key], float) and math.isnan(d[key]):
+                d[key] = None
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> HeadFit:
+        d = dict(d)
+        for key in ("expected_spearman", "monotonicity"):
+            d[key] = float("nan") if d.get(key) is None else float(d[key])
+        return cls(**d)

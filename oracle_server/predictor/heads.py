@@ -1,0 +1,314 @@
+"""Per-device adaptation heads, fit in milliseconds from 5-50 measured architectures.
+
+Every head maps the proxy's basis outputs ``basis`` (n, B) in ms and the architecture
+``features`` (n, F) to a latency. All but ``nnls_log`` are linear smoothers solved by one
+dual ("kernel") generalised ridge (``dual_ridge``) whose leave-one-out residuals are exact
+and closed-form:
+
+* ``affine``   log y = a log b_k + c, on the best-correlated basis device k (monotone, a > 0);
+* ``nnls_log`` log y = sum_k w_k log b_k + c with w >= 0 (scipy nnls);
+* ``ridge``    log y = [log basis, features] beta + c with a ridge penalty (larger samples);
+* ``adaproxy`` OneProxy's transfer in ms: target weights = w_k * (a + b) + c, L2 on b,
+  where w_k are the proxy's linear weights for the best-correlated basis device k;
+* ``additive`` our multi-basis AdaProxy: y = sum_k a_k lin_k(x) + features (w_bar * b) + c,
+  L2 on b, with w_bar the typical per-feature cost over the basis devices (ms);
+* ``basis``    identity on one basis (training) device.
+
+Candidates are produced by ``fit_candidate`` as ``Candidate`` objects; ``selection.py``
+picks one per device by leave-one-out and wraps it into the public ``HeadFit``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import nnls
+from scipy.stats import rankdata
+
+HEAD_KINDS = ("affine", "nnls_log", "ridge", "adaproxy", "additive", "counts")
+PRIOR_FREE = 1e4  # prior variance of (nearly) unpenalised coefficients (standardised units)
+MS_FLOOR = 1e-3
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A fitted head before selection: parameters + its leave-one-out predictions (log ms)."""
+
+    kind: str
+    params: dict
+    loo_log: np.ndarray  # (n,) leave-one-out predictions of log latency
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman correlation with average ranks for ties; nan when a side is constant."""
+    ra, rb = rankdata(a), rankdata(b)
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    den = np.sqrt((ra * ra).sum() * (rb * rb).sum())
+    return float((ra * rb).sum() / den) if den > 0 else float("nan")
+
+
+def spearman_columns(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Spearman of each column of ``x`` (n, B) with ``y`` (n,), vectorised."""
+    rx = rankdata(x, axis=0)
+    ry = rankdata(y)
+    rx, ry = rx - rx.mean(0), ry - ry.mean()
+    den = np.sqrt((rx * rx).sum(0) * (ry * ry).sum())
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, (rx * ry[:, None]).sum(0) / den, -1.0)
+
+
+def log_basis(basis: np.ndarray) -> np.ndarray:
+    return np.log(np.maximum(basis, MS_FLOOR))
+
+
+def best_basis(log_b: np.ndarray, z: np.ndarray) -> int:
+    """Basis column best rank-correlated with ``z`` (Pearson on logs breaks ties)."""
+    rho = spearman_columns(log_b, z)
+    pearson = np.nan_to_num(np.corrcoef(np.c_[log_b, z].T)[-1, :-1])
+    return int(np.argmax(np.round(rho, 6) + 1e-7 * pearson))
+
+
+# ------------------------------------------------------------------ the solver
+def dual_ridge(
+    m: np.ndarray, prior_var: np.ndarray, y: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Generalised ridge ``y = m beta + e``, beta_j ~ N(0, prior_var_j), e ~ N(0, 1).
+
+    Solved in the dual (n x n): returns ``beta`` and the exact leave-one-out predictions.
+    """
+    k = (m * prior_var) @ m.T
+    c_inv = np.linalg.inv(k + np.eye(len(y)))
+    alpha = c_inv @ y
+    beta = prior_var * (m.T @ alpha)
+    loo = y - alpha / np.diag(c_inv)
+    return beta, loo
+
+
+def _standardise(y: np.ndarray) -> tuple[float, float]:
+    mu, sd = float(y.mean()), float(y.std())
+    return mu, sd if sd > 0 else 1.0
+
+
+def _best_over_grid(
+    m: np.ndarray, var_fn, grid: tuple, y: np.ndarray
+) -> tuple:
+    """Solve ``dual_ridge`` for each grid value and keep the best LOO squared error."""
+    best: tuple | None = None
+    for g in grid:
+        beta, loo = dual_ridge(m, var_fn(g), y)
+        err = float(np.mean((loo - y) ** 2))
+        if best is None or err < best[0]:
+            best = (err, beta, loo, g)
+    assert best is not None
+    return best[1], best[2], best[3]
+
+
+# --------------------------------------------------------------- candidates
+def fit_affine(log_b: np.ndarray, z: np.ndarray) -> Candidate:
+    n = len(z)
+    k = best_basis(log_b, z)
+    loo = np.empty(n)
+    keep = ~np.eye(n, dtype=bool)
+    for i in range(n):  # re-choose the basis device inside each fold (honest LOO)
+        ki = best_basis(log_b[keep[i]], z[keep[i]])
+        a, c = _affine_coef(log_b[keep[i], ki], z[keep[i]])
+        loo[i] = a * log_b[i, ki] + c
+    a, c = _affine_coef(log_b[:, k], z)
+    return Candidate("affine", {"basis_index": k, "a": a, "c": c}, loo)
+
+
+def _affine_coef(u: np.ndarray, z: np.ndarray) -> tuple[float, float]:
+    du = u - u.mean()
+    sxx = float(du @ du)
+    a = float(du @ (z - z.mean()) / sxx) if sxx > 0 else 0.0
+    a = max(a, 1e-3)  # monotone: never invert the proxy's order
+    return a, float(z.mean() - a * u.mean())
+
+
+def fit_nnls_log(log_b: np.ndarray, z: np.ndarray) -> Candidate:
+    n = len(z)
+    w, c = _nnls_coef(log_b, z)
+    loo = np.empty(n)
+    keep = ~np.eye(n, dtype=bool)
+    for i in range(n):
+        wi, ci = _nnls_coef(log_b[keep[i]], z[keep[i]])
+        loo[i] = log_b[i] @ wi + ci
+    return Candidate("nnls_log", {"weights": w.tolist(), "c": c}, loo)
+
+
+def _nnls_coef(log_b: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, float]:
+    mu_b, mu_z = log_b.mean(0), z.mean()
+    w, _ = nnls(log_b - mu_b, z - mu_z)
+    return w, float(mu_z - mu_b @ w)
+
+
+RIDGE_GRID = (1e-3, 1e-2, 1e-1, 1.0)
+
+
+def fit_ridge(log_b: np.ndarray, feats: np.ndarray, z: np.ndarray) -> Candidate:
+    """Log-space ridge on standardised [log basis, features] (features down-weighted)."""
+    mu_b, sd_b = log_b.mean(0), log_b.std(0) + 1e-9
+    mu_f, sd_f = feats.mean(0), feats.std(0) + 1e-9
+    m = np.c_[np.ones(len(z)), (log_b - mu_b) / sd_b, (feats - mu_f) / sd_f]
+    nb = log_b.shape[1]
+    mu, sd = _standardise(z)
+
+    def var(g: float) -> np.ndarray:
+        return np.r_[PRIOR_FREE, np.full(nb, g), np.full(feats.shape[1], 0.1 * g)]
+
+    beta, loo, g = _best_over_grid(m, var, RIDGE_GRID, (z - mu) / sd)
+    params = {"mu_b": mu_b.tolist(), "sd_b": sd_b.tolist(), "mu_f": mu_f.tolist(),
+              "sd_f": sd_f.tolist(), "beta": (beta * sd).tolist(), "c": mu, "prior": g}
+    return Candidate("ridge", params, loo * sd + mu)
+
+
+ADA_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
+
+
+def fit_adaproxy(
+    log_b: np.ndarray, feats: np.ndarray, y: np.ndarray, weights: np.ndarray, k: int | None = None
+) -> Candidate:
+    """AdaProxy: y = X (w * (a + b)) + c  ==  a (X w) + (X * w) b + c, L2 on b (ms space).
+
+    ``weights`` (F + 1, B) are the proxy's per-device linear models (last row intercept).
+    """
+    k = best_basis(log_b, np.log(y)) if k is None else k
+    w = weights[:-1, k]
+    u = feats @ w
+    zmat = feats * w
+    mu, sd = _standardise(y)
+    su = float(u.std()) or 1.0
+    scale = su / np.sqrt((zmat**2).sum(1).mean() + 1e-12)  # b's prior relative to a's
+    m = np.c_[np.ones(len(y)), u / su, zmat * scale]
+
+    def var(g: float) -> np.ndarray:
+        return np.r_[PRIOR_FREE, PRIOR_FREE, np.full(zmat.shape[1], g)]
+
+    beta, loo, g = _best_over_grid(m, var, ADA_GRID, (y - mu) / sd)
+    a = beta[1] * sd / su
+    b = beta[2:] * sd * scale / a if a != 0 else np.zeros_like(w)
+    c = beta[0] * sd + mu
+    target_w = w * (a + b)  # the transferred weights
+    params = {"basis_index": k, "a": float(a), "b": b.tolist(), "c": float(c),
+              "weights": target_w.tolist(), "prior": g, "floor_ms": float(0.2 * y.min())}
+    return Candidate("adaproxy", params, np.log(np.maximum(loo * sd + mu, MS_FLOOR)))
+
+
+ADDITIVE_GRID = tuple((g1, g2) for g1 in (1e-2, 1e-1, 1.0, 10.0) for g2 in (0.0, 1e-2, 1e-1))
+
+
+def fit_additive(
+    basis: np.ndarray,
+    feats: np.ndarray,
+    y: np.ndarray,
+    weights: np.ndarray,
+    cost_matrix: np.ndarray,
+) -> Candidate:
+    """Multi-basis, grouped AdaProxy in ms.
+
+    Per-feature target cost = sum_k a_k (basis k) + w_bar_j (beta_group(j) + b_j): the
+    typical per-feature cost ``w_bar`` over basis devices is rescaled along each column of
+    ``cost_matrix`` (F, K) (e.g. one op type at every position) and per feature, with
+    hierarchical L2 priors; prior scales are picked by exact leave-one-out.
+    """
+    w_bar = np.sqrt((weights[:-1] ** 2).mean(1))  # typical per-feature cost (ms)
+    zmat = feats * w_bar
+    gmat = cost_matrix
+    zgrp = zmat @ gmat
+    mu, sd = _standardise(y)
+    sb = basis.std(0) + 1e-9
+    s_f = 1.0 / np.sqrt((zmat**2).sum(1).mean() + 1e-12)
+    s_g = 1.0 / np.sqrt((zgrp**2).sum(1).mean() + 1e-12)
+    m = np.c_[np.ones(len(y)), basis / sb, zgrp * s_g, zmat * s_f]
+    nb, ng, nf = basis.shape[1], zgrp.shape[1], zmat.shape[1]
+
+    def var(g: tuple[float, float]) -> np.ndarray:
+        return np.r_[PRIOR_FREE, np.full(nb, 1.0), np.full(ng, g[0]), np.full(nf, g[1])]
+
+    beta, loo, g = _best_over_grid(m, var, ADDITIVE_GRID, (y - mu) / sd)
+    beta = beta * sd
+    coef_b = beta[1 : nb + 1] / sb
+    coef_f = w_bar * (gmat @ (beta[nb + 1 : nb + 1 + ng] * s_g) + beta[nb + 1 + ng :] * s_f)
+    params = {"coef_basis": coef_b.tolist(), "coef_features": coef_f.tolist(),
+              "c": float(beta[0] + mu), "prior": list(g), "floor_ms": float(0.2 * y.min())}
+    return Candidate("additive", params, np.log(np.maximum(loo * sd + mu, MS_FLOOR)))
+
+
+COUNTS_GRID = (1e-1, 1.0, 10.0, 100.0)
+
+
+def fit_counts(feats: np.ndarray, y: np.ndarray, cost_matrix: np.ndarray) -> Candidate:
+    """Additive cost model in ms: y = c + sum_g theta_g count_g(x), ridge.
+
+    ``count_g = features @ cost_matrix[:, g]``: per-op-type counts (how many edges or blocks
+    use an op type) and per-choice MACs / parameters, so the model stays linear in features.
+    """
+    gmat = cost_matrix
+    cnt = feats @ gmat
+    mu_c, sd_c = cnt.mean(0), cnt.std(0)
+    sd_c = np.where(sd_c > 1e-9, sd_c, np.inf)
+    mu, sd = _standardise(y)
+    m = np.c_[np.ones(len(y)), (cnt - mu_c) / sd_c]
+
+    def var(g: float) -> np.ndarray:
+        return np.r_[PRIOR_FREE, np.full(cnt.shape[1], g / cnt.shape[1])]
+
+    beta, loo, g = _best_over_grid(m, var, COUNTS_GRID, (y - mu) / sd)
+    theta = beta[1:] * sd / sd_c
+    coef_f = gmat @ theta
+    c = float(beta[0] * sd + mu - mu_c @ theta)
+    params = {"coef_basis": [], "coef_features": coef_f.tolist(), "c": c, "prior": g,
+              "floor_ms": float(0.2 * y.min())}
+    return Candidate("counts", params, np.log(np.maximum(loo * sd + mu, MS_FLOOR)))
+
+
+# ------------------------------------------------------------------ predict
+def predict_log(kind: str, params: dict, basis: np.ndarray, feats: np.ndarray) -> np.ndarray:
+    """Point prediction of log latency for a batch, for any head kind (vectorised)."""
+    if kind == "basis":
+        return log_basis(basis[:, params["basis_index"]])
+    if kind == "affine":
+        return params["a"] * log_basis(basis[:, params["basis_index"]]) + params["c"]
+    if kind == "nnls_log":
+        return log_basis(basis) @ np.asarray(params["weights"]) + params["c"]
+    if kind == "ridge":
+        zb = (log_basis(basis) - np.asarray(params["mu_b"])) / np.asarray(params["sd_b"])
+        zf = (feats - np.asarray(params["mu_f"])) / np.asarray(params["sd_f"])
+        beta = np.asarray(params["beta"])
+        return params["c"] + beta[0] + np.c_[zb, zf] @ beta[1:]
+    if kind == "adaproxy":
+        ms = feats @ np.asarray(params["weights"]) + params["c"]
+    elif kind in ("additive", "counts"):
+        ms = feats @ np.asarray(params["coef_features"]) + params["c"]
+        if params["coef_basis"]:
+            ms = ms + basis @ np.asarray(params["coef_basis"])
+    else:
+        raise ValueError(f"unknown head kind '{kind}'")
+    return np.log(np.maximum(ms, params.get("floor_ms", MS_FLOOR)))
+
+
+def fit_candidate(
+    kind: str,
+    basis: np.ndarray,
+    feats: np.ndarray,
+    y: np.ndarray,
+    weights: np.ndarray,
+    cost_matrix: np.ndarray,
+) -> Candidate:
+    """Fit one head kind on ``n`` samples (``y`` in ms, already validated)."""
+    log_b, z = log_basis(basis), np.log(y)
+    feats = feats.astype(np.float64)
+    if kind == "affine":
+        return fit_affine(log_b, z)
+    if kind == "nnls_log":
+        return fit_nnls_log(log_b, z)
+    if kind == "ridge":
+        return fit_ridge(log_b, feats, z)
+    if kind == "adaproxy":
+        return fit_adaproxy(log_b, feats, y, weights)
+    if kind == "additive":
+        return fit_additive(basis, feats, y, weights, cost_matrix)
+    if kind == "counts":
+        return fit_counts(feats, y, cost_matrix)
+    raise ValueError(f"unknown head kind '{kind}'")

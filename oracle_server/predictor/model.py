@@ -1,0 +1,227 @@
+"""``LatencyModel``: one space's proxy + features + head fitting; ``build_model`` with cache.
+
+Artifact (a directory, no pickles): ``model.json`` (format version, space, basis devices,
+proxy configuration, config hash, per-device held-out-arch CV estimates), ``model.npz``
+(cost matrix, NB-201 basis table) and the proxy's own directory ``proxy/``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from oracle_server.errors import InvalidArgument, NotFound
+from oracle_server.predictor.head_fit import HeadFit
+from oracle_server.predictor.heads import spearman
+from oracle_server.predictor.proxy import Proxy, ProxyConfig, rows_hash, to_log, train_proxy
+from oracle_server.predictor.references import suggest_references
+from oracle_server.predictor.selection import select_head
+from oracle_server.spaces import SearchSpace, get_space
+
+MODEL_FORMAT_VERSION = 1
+CV_FRACTION = 0.1  # archs the proxy never sees, for the basis devices' CV estimate
+PRECOMPUTE_SPACES = ("nasbench201",)  # whole space in the table: serve basis by row lookup
+log = logging.getLogger(__name__)
+
+
+def cost_matrix(space: SearchSpace) -> np.ndarray:
+    """(F, K) linear maps from features to additive cost summaries.
+
+    Columns: one per op *type* (one-hot columns sharing a choice label and choice set, so
+    ``features @ col`` counts the positions using that op), then per-choice MACs and
+    parameters (least squares of ``space.flops`` / ``space.params`` on the one-hot).
+    """
+    keys = [(ch, lab) for ch in space.choices for lab in ch]
+    uniq = list(dict.fromkeys(keys))
+    n_oh = len(keys)
+    n_feat = space.features(space.table.genes[:1]).shape[1]
+    groups = np.zeros((n_feat, len(uniq)))
+    groups[np.arange(n_oh), [uniq.index(k) for k in keys]] = 1.0
+    genes = space.sample(2000, 0)
+    one_hot = np.c_[space.one_hot(genes).astype(np.float64), np.ones(len(genes))]
+    cols = []
+    for cost in (space.flops(genes), space.params(genes)):
+        w = np.linalg.lstsq(one_hot, cost, rcond=None)[0][:-1]
+        cols.append(np.r_[w, np.zeros(n_feat - n_oh)])
+    return np.c_[groups, np.stack(cols, axis=1)]
+
+
+class LatencyModel:
+    """One per space: the proxy + features, immutable after build."""
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        proxy: Proxy,
+        costs: np.ndarray,
+        basis_cv: dict[str, tuple[float, float]],
+        basis_table: np.ndarray | None = None,
+    ) -> None:
+        self.space = space
+        self.proxy = proxy
+        self.basis_devices: tuple[str, ...] = proxy.devices
+        self.cost_matrix = costs
+        self.basis_cv = basis_cv  # device -> (held-out-arch Spearman, log RMSE)
+        self._basis_table = basis_table  # (n_table, B) for spaces fully in the table
+
+    def features(self, genes: np.ndarray) -> np.ndarray:
+        return self.space.features(genes)
+
+    def basis(self, genes: np.ndarray, features: np.ndarray | None = None) -> np.ndarray:
+        """(n, B) predicted latency (ms) on the basis devices, vectorised."""
+        if self._basis_table is not None:
+            rows = self.space.table_rows(genes)
+            if np.all(rows >= 0):
+                return self._basis_table[rows]
+        feats = self.features(genes) if features is None else features
+        return self.proxy.predict(feats)
+
+    def fit_head(self, genes: np.ndarray, latency_ms: np.ndarray) -> HeadFit:
+        """Validate measurements, fit every candidate head, keep the LOO-best (milliseconds)."""
+        genes = self.space.validate(genes)
+        y = _validate_latency(latency_ms, len(genes))
+        feats = self.features(genes)
+        return select_head(self.basis(genes, feats), feats, y, self.proxy.linear_weights,
+                           self.cost_matrix)
+
+    def basis_head(self, device: str) -> HeadFit:
+        """Identity head on a basis (training) device, with the proxy's CV estimate."""
+        if device not in self.basis_devices:
+            raise NotFound(f"'{device}' is not a basis device of the {self.space.name} proxy")
+        rho, rmse = self.basis_cv.get(device, (float("nan"), 0.0))
+        k = self.basis_devices.index(device)
+        return HeadFit(
+            kind="basis", num_samples=len(self.proxy.train_rows), expected_spearman=rho,
+            monotonicity=1.0, fit_seconds=0.0, params={"basis_index": k},
+            sigma={"anchor": k, "n": 1e12, "u_mean": 0.0, "u_sxx": 1e12, "s": rmse},
+        )
+
+    def suggest_references(self, n: int, seed: int = 0) -> np.ndarray:
+        """(n, g) genes to measure on a new device (spread over predicted quantiles)."""
+        if n < 1:
+            raise InvalidArgument(f"must be >= 1, got {n}", field="n")
+        pool = self.space.table.genes
+        return suggest_references(pool, self.basis(pool), self.features(pool), n, seed)
+
+    # ----------------------------------------------------------------- persist
+    def save(self, path: Path) -> None:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.proxy.save(path / "proxy")
+        arrays = {"cost_matrix": self.cost_matrix}
+        if self._basis_table is not None:
+            arrays["basis_table"] = self._basis_table
+        np.savez(path / "model.npz", **arrays)
+        meta = {
+            "format_version": MODEL_FORMAT_VERSION,
+            "space": self.space.name,
+            "basis_devices": list(self.basis_devices),
+            "proxy_config": self.proxy.config.to_dict(),
+            "basis_cv": {d: list(v) for d, v in self.basis_cv.items()},
+        }
+        (path / "model.json").write_text(json.dumps(meta, indent=2))
+
+    @classmethod
+    def load(cls, path: Path) -> LatencyModel:
+        path = Path(path)
+        meta = json.loads((path / "model.json").read_text())
+        if meta["format_version"] != MODEL_FORMAT_VERSION:
+            raise ValueError(f"model format {meta['format_version']} != {MODEL_FORMAT_VERSION}")
+        proxy = Proxy.load(path / "proxy")
+        with np.load(path / "model.npz", allow_pickle=False) as arrays:
+            costs = arrays["cost_matrix"]
+            table = arrays["basis_table"] if "basis_table" in arrays.files else None
+        cv = {d: (float(v[0]), float(v[1])) for d, v in meta["basis_cv"].items()}
+        return cls(get_space(meta["space"]), proxy, costs, cv, table)
+
+
+def _validate_latency(latency_ms: np.ndarray, n: int) -> np.ndarray:
+    y = np.asarray(latency_ms, dtype=np.float64).reshape(-1)
+    if len(y) != n:
+        raise InvalidArgument(f"{len(y)} latencies for {n} architectures", field="measurements")
+    if n < 2:
+        raise InvalidArgument(f"need at least 2 measurements, got {n}", field="measurements")
+    bad = np.flatnonzero(~np.isfinite(y) | (y <= 0))
+    if len(bad):
+        i = int(bad[0])
+        raise InvalidArgument(f"must be a positive finite number of milliseconds, got {y[i]}",
+                              field=f"measurements[{i}].latency_ms")
+    return y
+
+
+def config_hash(space: str, devices: Sequence[str], config: ProxyConfig,
+                exclude_rows: np.ndarray) -> str:
+    blob = json.dumps({"v": MODEL_FORMAT_VERSION, "space": space, "devices": list(devices),
+                       "config": config.to_dict(), "exclude": rows_hash(exclude_rows),
+                       "cv": CV_FRACTION}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def build_model(
+    space: str,
+    holdout_devices: Sequence[str] = (),
+    cache_dir: Path | None = None,
+    basis_devices: Sequence[str] | None = None,
+    config: ProxyConfig | None = None,
+    exclude_rows: np.ndarray | None = None,
+) -> LatencyModel:
+    """Train (or load from ``cache_dir``) the default proxy for ``space``.
+
+    Basis devices: ``basis_devices`` or every table device not in ``holdout_devices``.
+    ``exclude_rows``: table rows the proxy must never see (arch hold-out for evaluation).
+    """
+    sp = get_space(space)
+    known = set(sp.table.devices)
+    unknown = [d for d in (*holdout_devices, *(basis_devices or ())) if d not in known]
+    if unknown:
+        raise NotFound(f"unknown device(s) {unknown} for space '{space}'")
+    devices = tuple(basis_devices) if basis_devices is not None else tuple(
+        d for d in sp.table.devices if d not in set(holdout_devices))
+    if not devices:
+        raise InvalidArgument("no basis devices left to train on", field="basis_devices")
+    config = config or ProxyConfig()
+    exclude = np.unique(np.asarray(exclude_rows if exclude_rows is not None else [], np.int64))
+    target = None
+    if cache_dir is not None:
+        target = Path(cache_dir) / f"{space}-{config_hash(space, devices, config, exclude)}"
+        if (target / "model.json").exists():
+            start = time.perf_counter()
+            model = LatencyModel.load(target)
+            log.info("loaded %s model from %s in %.2f s", space, target,
+                     time.perf_counter() - start)
+            return model
+    model = _train_model(sp, devices, config, exclude)
+    if target is not None:
+        model.save(target)
+        log.info("cached %s model at %s", space, target)
+    return model
+
+
+def _train_model(sp: SearchSpace, devices: tuple[str, ...], config: ProxyConfig,
+                 exclude: np.ndarray) -> LatencyModel:
+    start = time.perf_counter()
+    table = sp.table
+    allowed = np.setdiff1d(np.arange(len(table.genes)), exclude)
+    rng = np.random.default_rng(config.seed)
+    cv_rows = np.sort(rng.choice(allowed, max(1, int(CV_FRACTION * len(allowed))), replace=False))
+    train_rows = np.setdiff1d(allowed, cv_rows)
+    feats = sp.features(table.genes)
+    cols = [table.devices.index(d) for d in devices]
+    log.info("training %s proxy on %d archs x %d devices", sp.name, len(train_rows), len(cols))
+    proxy = train_proxy(sp.name, feats[train_rows], table.latency_ms[train_rows][:, cols],
+                        devices, train_rows, config)
+    pred = proxy.predict(feats[cv_rows])
+    truth = table.latency_ms[cv_rows][:, cols]
+    cv = {d: (spearman(pred[:, j], truth[:, j]),
+              float(np.sqrt(np.mean((np.log(pred[:, j]) - to_log(truth[:, j])) ** 2))))
+          for j, d in enumerate(devices)}
+    basis_table = proxy.predict(feats) if sp.name in PRECOMPUTE_SPACES else None
+    model = LatencyModel(sp, proxy, cost_matrix(sp), cv, basis_table)
+    log.info("built %s model in %.1f s", sp.name, time.perf_counter() - start)
+    return model

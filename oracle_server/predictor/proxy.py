@@ -1,0 +1,279 @@
+"""The ONE proxy predictor: architecture features -> latencies on a set of basis devices.
+
+Two model families share one interface (``Proxy.predict(features) -> (n, B) ms``):
+
+* ``lgbm``: one LightGBM regressor per basis device on log-latency, wrapped as one object
+  (saved as LightGBM's own text format);
+* ``mlp``: one torch multi-output MLP on log-latency (saved as safetensors).
+
+OneProxy's setting (a single proxy device) is simply a proxy with one basis device.
+Every proxy also carries a per-device *linear* model in milliseconds (ridge on the
+features, ``linear_weights``): AdaProxy's transfer adapts those weights per target.
+
+Artifacts are a directory: ``proxy.json`` (format version, kind, devices, training rows
+hash, configuration), ``proxy_arrays.npz`` (no pickles) and the model files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+PROXY_FORMAT_VERSION = 1
+LOG_FLOOR_MS = 1e-3
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    """Training configuration; part of the artifact and of the cache key."""
+
+    kind: str = "lgbm"  # "lgbm" | "mlp"
+    num_rounds: int = 300
+    num_leaves: int = 31
+    learning_rate: float = 0.1
+    min_data_in_leaf: int = 5
+    hidden: int = 256
+    epochs: int = 60
+    batch_size: int = 256
+    linear_ridge: float = 1e-2
+    linear_init: bool = True  # learn the residual of a log-space ridge (helps additive spaces)
+    seed: int = 0
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ProxyConfig:
+        return cls(**d)
+
+
+def to_log(latency_ms: np.ndarray) -> np.ndarray:
+    return np.log(np.maximum(np.asarray(latency_ms, dtype=np.float64), LOG_FLOOR_MS))
+
+
+def rows_hash(rows: np.ndarray) -> str:
+    return hashlib.sha256(np.asarray(rows, dtype=np.int64).tobytes()).hexdigest()[:16]
+
+
+def fit_linear(features: np.ndarray, latency_ms: np.ndarray, ridge: float) -> np.ndarray:
+    """Ridge of latency (ms) on ``[features, 1]`` for every device: ``(F + 1, B)``."""
+    x = np.c_[features.astype(np.float64), np.ones(len(features))]
+    gram = x.T @ x
+    reg = ridge * len(x) * np.eye(gram.shape[0])
+    reg[-1, -1] = 0.0
+    return np.linalg.solve(gram + reg, x.T @ latency_ms)
+
+
+class Proxy:
+    """A trained proxy: ``predict(features)`` gives ``(n, B)`` latencies in ms."""
+
+    def __init__(
+        self,
+        space: str,
+        devices: tuple[str, ...],
+        config: ProxyConfig,
+        train_rows: np.ndarray,
+        models: list,
+        linear_weights: np.ndarray,
+        log_linear_weights: np.ndarray,
+    ) -> None:
+        self.space = space
+        self.devices = tuple(devices)
+        self.config = config
+        self.train_rows = np.asarray(train_rows, dtype=np.int64)
+        self._models = models
+        self.linear_weights = linear_weights
+        self.log_linear_weights = log_linear_weights
+
+    # ---------------------------------------------------------------- predict
+    def predict_log(self, features: np.ndarray) -> np.ndarray:
+        """``(n, B)`` predicted log-latency (log ms)."""
+        x = np.ascontiguousarray(features, dtype=np.float32)
+        if len(x) == 0:
+            return np.zeros((0, len(self.devices)))
+        base = x.astype(np.float64) @ self.log_linear_weights[:-1] + self.log_linear_weights[-1]
+        if self.config.kind == "lgbm":
+            return base + np.stack([m.predict(x, num_threads=1) for m in self._models], axis=1)
+        return base + _mlp_predict(self._models[0], x)
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        return np.exp(self.predict_log(features))
+
+    def predict_linear(self, features: np.ndarray) -> np.ndarray:
+        """``(n, B)`` latency (ms) of the per-device linear models."""
+        return features.astype(np.float64) @ self.linear_weights[:-1] + self.linear_weights[-1]
+
+    # ---------------------------------------------------------------- persist
+    def save(self, path: Path) -> None:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "format_version": PROXY_FORMAT_VERSION,
+            "space": self.space,
+            "kind": self.config.kind,
+            "devices": list(self.devices),
+            "config": self.config.to_dict(),
+            "num_train_rows": len(self.train_rows),
+            "train_rows_sha256_16": rows_hash(self.train_rows),
+        }
+        np.savez(path / "proxy_arrays.npz", train_rows=self.train_rows,
+                 linear_weights=self.linear_weights, log_linear_weights=self.log_linear_weights)
+        if self.config.kind == "lgbm":
+            for i, model in enumerate(self._models):
+                (path / f"lgbm_{i:02d}.txt").write_text(model.model_to_string())
+        else:
+            from safetensors.numpy import save_file
+
+            save_file(_mlp_state(self._models[0]), str(path / "mlp.safetensors"))
+        (path / "proxy.json").write_text(json.dumps(meta, indent=2))
+
+    @classmethod
+    def load(cls, path: Path) -> Proxy:
+        path = Path(path)
+        meta = json.loads((path / "proxy.json").read_text())
+        if meta["format_version"] != PROXY_FORMAT_VERSION:
+            raise ValueError(f"proxy format {meta['format_version']} != {PROXY_FORMAT_VERSION}")
+        config = ProxyConfig.from_dict(meta["config"])
+        with np.load(path / "proxy_arrays.npz", allow_pickle=False) as arrays:
+            train_rows, linear = arrays["train_rows"], arrays["linear_weights"]
+            log_linear = arrays["log_linear_weights"]
+        devices = tuple(meta["devices"])
+        if config.kind == "lgbm":
+            import lightgbm as lgb
+
+            models: list = [
+                lgb.Booster(model_str=(path / f"lgbm_{i:02d}.txt").read_text())
+                for i in range(len(devices))
+            ]
+        else:
+            from safetensors.numpy import load_file
+
+            models = [_mlp_from_state(load_file(str(path / "mlp.safetensors")))]
+        return cls(meta["space"], devices, config, train_rows, models, linear, log_linear)
+
+
+def train_proxy(
+    space: str,
+    features: np.ndarray,
+    latency_ms: np.ndarray,
+    devices: tuple[str, ...],
+    train_rows: np.ndarray,
+    config: ProxyConfig = ProxyConfig(),
+) -> Proxy:
+    """Train on ``features`` (n, F) and ``latency_ms`` (n, B) (rows already selected)."""
+    start = time.perf_counter()
+    y = to_log(latency_ms)
+    log_linear = np.zeros((features.shape[1] + 1, y.shape[1]))
+    if config.linear_init:
+        log_linear = fit_linear(features, y, config.linear_ridge)
+        y = y - (features.astype(np.float64) @ log_linear[:-1] + log_linear[-1])
+    if config.kind == "lgbm":
+        models: list = [_train_lgbm(features, y[:, j], config) for j in range(y.shape[1])]
+    elif config.kind == "mlp":
+        models = [_train_mlp(features, y, config)]
+    else:
+        raise ValueError(f"unknown proxy kind '{config.kind}'")
+    linear = fit_linear(features, latency_ms, config.linear_ridge)
+    log.info("trained %s proxy on %d archs x %d devices in %.1f s", config.kind,
+             len(features), len(devices), time.perf_counter() - start)
+    return Proxy(space, devices, config, train_rows, models, linear, log_linear)
+
+
+def _train_lgbm(x: np.ndarray, y: np.ndarray, config: ProxyConfig):
+    import lightgbm as lgb
+
+    params = {
+        "objective": "regression",
+        "learning_rate": config.learning_rate,
+        "num_leaves": config.num_leaves,
+        "min_data_in_leaf": config.min_data_in_leaf,
+        "feature_fraction": 0.9,
+        "bagging_fraction": 0.9,
+        "bagging_freq": 1,
+        "lambda_l2": 1.0,
+        "num_threads": 1,
+        "seed": config.seed,
+        "verbose": -1,
+        "max_bin": 63,
+    }
+    data = lgb.Dataset(x.astype(np.float32), label=y, free_raw_data=True)
+    return lgb.train(params, data, num_boost_round=config.num_rounds)
+
+
+# ------------------------------------------------------------------------- MLP
+def _mlp_module(n_in: int, hidden: int, n_out: int):
+    import torch
+
+    return torch.nn.Sequential(
+        torch.nn.Linear(n_in, hidden), torch.nn.SiLU(),
+        torch.nn.Linear(hidden, hidden), torch.nn.SiLU(),
+        torch.nn.Linear(hidden, n_out),
+    )
+
+
+class _MLP:
+    """A torch MLP plus the input/output standardisation it was trained with."""
+
+    def __init__(self, net, x_mean: np.ndarray, x_std: np.ndarray,
+                 y_mean: np.ndarray, y_std: np.ndarray) -> None:
+        self.net, self.x_mean, self.x_std = net, x_mean, x_std
+        self.y_mean, self.y_std = y_mean, y_std
+
+
+def _train_mlp(x: np.ndarray, y: np.ndarray, config: ProxyConfig) -> _MLP:
+    import torch
+
+    torch.manual_seed(config.seed)
+    x_mean, x_std = x.mean(0), x.std(0) + 1e-6
+    y_mean, y_std = y.mean(0), y.std(0) + 1e-6
+    xt = torch.from_numpy(((x - x_mean) / x_std).astype(np.float32))
+    yt = torch.from_numpy(((y - y_mean) / y_std).astype(np.float32))
+    net = _mlp_module(x.shape[1], config.hidden, y.shape[1])
+    steps = config.epochs * max(1, len(x) // config.batch_size)
+    opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
+    gen = torch.Generator().manual_seed(config.seed)
+    for _ in range(steps):
+        idx = torch.randint(0, len(xt), (config.batch_size,), generator=gen)
+        loss = torch.nn.functional.mse_loss(net(xt[idx]), yt[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+    net.eval()
+    return _MLP(net, x_mean, x_std, y_mean, y_std)
+
+
+def _mlp_predict(model: _MLP, x: np.ndarray) -> np.ndarray:
+    import torch
+
+    with torch.no_grad():
+        z = torch.from_numpy(((x - model.x_mean) / model.x_std).astype(np.float32))
+        out = model.net(z).numpy().astype(np.float64)
+    return out * model.y_std + model.y_mean
+
+
+def _mlp_state(model: _MLP) -> dict[str, np.ndarray]:
+    state = {f"net.{k}": v.detach().numpy().copy() for k, v in model.net.state_dict().items()}
+    for name in ("x_mean", "x_std", "y_mean", "y_std"):
+        state[name] = np.asarray(getattr(model, name), dtype=np.float64)
+    return state
+
+
+def _mlp_from_state(state: dict[str, np.ndarray]) -> _MLP:
+    import torch
+
+    n_in, hidden = state["net.0.weight"].shape[1], state["net.0.weight"].shape[0]
+    net = _mlp_module(n_in, hidden, state["net.4.weight"].shape[0])
+    net.load_state_dict({k[4:]: torch.from_numpy(v) for k, v in state.items()
+                         if k.startswith("net.")})
+    net.eval()
+    return _MLP(net, state["x_mean"], state["x_std"], state["y_mean"], state["y_std"])
