@@ -83,19 +83,30 @@ class SearchSpace(ABC):
         Raises ``InvalidArchitecture`` naming the first bad architecture (batch index),
         the gene position and the allowed range.
         """
-        arr = np.asarray(genes)
+        try:
+            arr = np.asarray(genes)
+        except ValueError:  # ragged batch: name the first row of the wrong length
+            raise self._ragged_error(genes) from None
         if arr.ndim == 1 and arr.size == 0:
             arr = arr.reshape(0, self.num_genes)
         if arr.ndim != 2 or arr.shape[1] != self.num_genes:
             raise InvalidArchitecture(
                 f"expected gene vectors of length {self.num_genes} for space '{self.name}', "
-                f"got shape {arr.shape}"
+                f"got shape {arr.shape}",
+                index=0 if arr.ndim == 2 and arr.shape[0] > 0 else None,
             )
         if arr.dtype.kind not in "iu":
-            if arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
-                arr = arr.astype(np.int64)
-            else:
+            if arr.dtype.kind != "f":
                 raise InvalidArchitecture(f"genes must be integers, got dtype {arr.dtype}")
+            nonint = ~np.isfinite(arr) | (arr != np.round(arr))
+            if nonint.any():
+                i, j = (int(v) for v in np.argwhere(nonint)[0])
+                raise InvalidArchitecture(
+                    f"value {arr[i, j]!r} of gene '{self.gene_names[j]}' is not an integer "
+                    f"(allowed 0..{int(self.cardinalities[j]) - 1}: {', '.join(self.choices[j])})",
+                    index=i,
+                    gene=j,
+                )
         bad = (arr < 0) | (arr >= self.cardinalities[None, :])
         if bad.any():
             i, j = (int(v) for v in np.argwhere(bad)[0])
@@ -106,6 +117,21 @@ class SearchSpace(ABC):
                 gene=j,
             )
         return self.canonicalize(arr.astype(GENE_DTYPE, copy=False))
+
+    def _ragged_error(self, genes: Sequence) -> InvalidArchitecture:
+        for i, row in enumerate(genes):
+            try:
+                shape = np.shape(row)
+            except ValueError:
+                shape = None
+            if shape != (self.num_genes,):
+                got = "a ragged row" if shape is None else f"shape {shape}"
+                return InvalidArchitecture(
+                    f"expected a gene vector of length {self.num_genes} for space "
+                    f"'{self.name}', got {got}",
+                    index=i,
+                )
+        return InvalidArchitecture(f"gene vectors must form an (n, {self.num_genes}) array")
 
     def canonicalize(self, genes: np.ndarray) -> np.ndarray:
         """Map equivalent encodings to one representative (identity by default)."""

@@ -26,7 +26,7 @@ ACCURACY_COLUMNS = {
     "cifar100": "cifar100_test_acc",
     "imagenet16_120": "imagenet16_120_test_acc",
 }
-_NODE_RE = re.compile(r"^\|(.*)\|$")
+_NODE_RE = re.compile(r"^\|(.*)\|\Z")
 
 # Network skeleton: 3 stages of 5 cells with C = 16, 32, 64 at 32x32, 16x16, 8x8.
 _STAGES = ((16, 32 * 32), (32, 16 * 16), (64, 8 * 8))
