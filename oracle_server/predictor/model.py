@@ -102,11 +102,16 @@ class LatencyModel:
             sigma={"anchor": k, "n": 1e12, "u_mean": 0.0, "u_sxx": 1e12, "s": rmse},
         )
 
-    def suggest_references(self, n: int, seed: int = 0) -> np.ndarray:
-        """(n, g) genes to measure on a new device (spread over predicted quantiles)."""
+    def suggest_references(
+        self, n: int, seed: int = 0, pool: np.ndarray | None = None
+    ) -> np.ndarray:
+        """(n, g) genes to measure on a new device (spread over predicted quantiles).
+
+        ``pool``: candidate genes (default: the space's bundled table).
+        """
         if n < 1:
             raise InvalidArgument(f"must be >= 1, got {n}", field="n")
-        pool = self.space.table.genes
+        pool = self.space.table.genes if pool is None else self.space.validate(pool)
         return suggest_references(pool, self.basis(pool), self.features(pool), n, seed)
 
     # ----------------------------------------------------------------- persist

@@ -1,0 +1,292 @@
+"""``oracle-server evaluate``: the published protocols, reproduced from the bundled data.
+
+* ``help``: HELP's device splits. The proxy is trained on the meta-train devices only;
+  every unseen *test* device (and, separately reported, every *validation* device) is
+  adapted from ``--samples`` reference architectures and scored by Spearman. The proxy
+  never sees ``--arch-holdout`` of the architectures; scores are on those (and, as
+  ``devices_whole_table``, on the whole table as HELP does).
+* ``leave-family-out``: each hardware family in turn is held out of the proxy's basis;
+  each held-out device is adapted from ``--samples`` random architectures over seeds.
+
+Device roles: training (proxy basis) and validation devices are the only ones used for
+any model / hyper-parameter choice; test devices are only scored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from oracle_server.predictor import LatencyModel, ProxyConfig, build_model, spearman
+
+
+@dataclass(frozen=True)
+class HelpSplit:
+    train: tuple[str, ...]
+    validation: tuple[str, ...]
+    test: tuple[str, ...]
+    references: tuple[int, ...]  # official table indices of HELP's 10 references
+    published: dict[str, float] = field(default_factory=dict)
+
+
+_NB_TRAIN = ("1080ti_1", "1080ti_32", "1080ti_256", "silver_4114", "silver_4210r",
+             "samsung_a50", "pixel3", "essential_ph_1", "samsung_s7")
+HELP_SPLITS: dict[str, HelpSplit] = {
+    "nasbench201": HelpSplit(
+        _NB_TRAIN, ("titanx_1", "titanx_32", "titanx_256", "gold_6240"),
+        ("titan_rtx_256", "gold_6226", "fpga", "pixel2", "raspi4", "eyeriss"),
+        (11982, 431, 55, 9, 14451, 8636, 9881, 13479, 6196, 1462),
+        {"titan_rtx_256": 0.987, "gold_6226": 0.989, "fpga": 0.985, "pixel2": 0.802,
+         "raspi4": 0.890, "eyeriss": 0.940, "mean": 0.932, "flops_mean": 0.787},
+    ),
+    "fbnet": HelpSplit(
+        tuple(d.replace("_256", "_64") for d in _NB_TRAIN),
+        ("titanx_1", "titanx_32", "titanx_64", "gold_6240"),
+        ("fpga", "raspi4", "eyeriss"),
+        (3328, 3790, 3313, 890, 3052, 2538, 1640, 2514, 457, 2100),
+        {"raspi4": 0.887, "eyeriss": 0.943, "fpga": 0.892, "mean": 0.910},
+    ),
+    "ofa_mbv3": HelpSplit(
+        ("2080ti_1", "2080ti_32", "2080ti_64", "titan_xp_1", "titan_xp_32", "titan_xp_64",
+         "v100_1", "v100_32", "v100_64"),
+        ("titan_rtx_1", "titan_rtx_32"), ("titan_rtx_64",),
+        (1316, 1587, 1621, 1636, 1980, 2329, 2487, 3355, 3740, 4948),
+    ),
+}
+
+FAMILY_PREFIXES: dict[str, tuple[str, ...]] = {
+    "desktop_gpu": ("1080ti", "2080ti", "titan_rtx", "titanx", "titanxp", "titan_xp", "v100"),
+    "server_cpu": ("gold", "silver"),
+    "phone": ("pixel", "samsung", "essential"),
+    "edge": ("eyeriss", "fpga", "raspi4"),
+}
+#: OFA has GPUs only: its "families" are the GPU models
+OFA_FAMILIES = {"2080ti": ("2080ti",), "titan_rtx": ("titan_rtx",), "titan_xp": ("titan_xp",),
+                "v100": ("v100",)}
+FAST_CONFIG = ProxyConfig(num_rounds=25, num_leaves=15)
+log = logging.getLogger(__name__)
+
+
+def families(space: str, devices: tuple[str, ...]) -> dict[str, list[str]]:
+    table = OFA_FAMILIES if space == "ofa_mbv3" else FAMILY_PREFIXES
+    out = {name: [d for d in devices if d.startswith(pre)] for name, pre in table.items()}
+    return {k: v for k, v in out.items() if v}
+
+
+def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--space", choices=("nasbench201", "fbnet", "ofa_mbv3"),
+                        default="nasbench201")
+    parser.add_argument("--protocol", choices=("help", "leave-family-out"), default="help")
+    parser.add_argument("--samples", type=int, default=10, help="measured archs per device")
+    parser.add_argument("--reference", choices=("random", "suggested", "help"), default=None,
+                        help="default: help for protocol help, random for leave-family-out")
+    parser.add_argument("--seeds", type=int, default=5, help="repetitions of random draws")
+    parser.add_argument("--arch-holdout", type=float, default=0.2,
+                        help="fraction of archs the proxy never sees; scores are on those")
+    parser.add_argument("--json", type=Path, default=None, help="write results here")
+    parser.add_argument("--cache-dir", type=Path, default=None, help="proxy artifact cache")
+    parser.add_argument("--fast", action="store_true", help="tiny proxy (tests, smoke runs)")
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    if args.samples < 2:
+        print("evaluate: --samples must be >= 2", file=sys.stderr)
+        return 2
+    reference = args.reference or ("help" if args.protocol == "help" else "random")
+    opts = EvalOptions(args.space, args.samples, reference, args.seeds, args.arch_holdout,
+                       args.cache_dir, FAST_CONFIG if args.fast else ProxyConfig())
+    if args.protocol == "help":
+        result = evaluate_help(opts)
+        print(format_help(result))
+    else:
+        result = evaluate_leave_family_out(opts)
+        print(format_lfo(result))
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(clean_json(result), indent=2, allow_nan=False))
+    return 0
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    space: str
+    samples: int
+    reference: str  # random | suggested | help
+    seeds: int
+    arch_holdout: float
+    cache_dir: Path | None = None
+    config: ProxyConfig = field(default_factory=ProxyConfig)
+
+
+def _holdout_rows(n: int, fraction: float, seed: int = 1234) -> np.ndarray:
+    if fraction <= 0:
+        return np.zeros(0, dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(n, round(fraction * n), replace=False))
+
+
+def reference_rows(model: LatencyModel, opts: EvalOptions, allowed: np.ndarray, seed: int,
+                   help_refs: tuple[int, ...] = ()) -> np.ndarray:
+    """Table rows to "measure" on a device for one repetition."""
+    sp = model.space
+    rng = np.random.default_rng(seed)
+    if opts.reference == "suggested":
+        genes = model.suggest_references(opts.samples, seed=seed, pool=sp.table.genes[allowed])
+        return sp.table_rows(genes)
+    if opts.reference == "help" and help_refs:
+        rows = sp.rows_of_index(help_refs)[: opts.samples]
+        extra = opts.samples - len(rows)
+        if extra > 0:  # HELP's list has 10: top up with random architectures
+            rest = np.setdiff1d(allowed, rows)
+            rows = np.r_[rows, rng.choice(rest, extra, replace=False)]
+        return rows
+    return rng.choice(allowed, opts.samples, replace=False)
+
+
+def adapt_device(model: LatencyModel, device: str, opts: EvalOptions, allowed: np.ndarray,
+                 score_rows: np.ndarray, help_refs: tuple[int, ...] = ()) -> dict:
+    """Adapt a head to ``device`` for each seed; Spearman / calibration on ``score_rows``."""
+    table = model.space.table
+    y = table.device_column(device)
+    feats = model.features(table.genes)
+    basis = model.basis(table.genes, feats)
+    deterministic = opts.reference == "help" and help_refs and opts.samples <= len(help_refs)
+    seeds = 1 if deterministic else opts.seeds
+    out: dict[str, list] = {k: [] for k in ("spearman", "whole_table", "expected", "cover80",
+                                            "kind", "fit_ms")}
+    for seed in range(seeds):
+        rows = reference_rows(model, opts, allowed, seed, help_refs)
+        head = model.fit_head(table.genes[rows], y[rows])
+        score = np.setdiff1d(score_rows, rows)
+        pred = head.predict(basis, feats)
+        lo, hi = pred.interval(0.8)
+        out["spearman"].append(spearman(pred.latency_ms[score], y[score]))
+        out["whole_table"].append(spearman(pred.latency_ms, y))
+        out["expected"].append(head.expected_spearman)
+        out["cover80"].append(float(np.mean((y[score] >= lo[score]) & (y[score] <= hi[score]))))
+        out["kind"].append(head.kind)
+        out["fit_ms"].append(1000 * head.fit_seconds)
+    return {"spearman": float(np.mean(out["spearman"])),
+            "whole_table": float(np.mean(out["whole_table"])),
+            "expected_spearman": float(np.nanmean(out["expected"])),
+            "cover80": float(np.mean(out["cover80"])),
+            "head_kinds": out["kind"], "fit_ms_median": float(np.median(out["fit_ms"])),
+            "seeds": seeds}
+
+
+def evaluate_help(opts: EvalOptions) -> dict:
+    split = HELP_SPLITS[opts.space]
+    start = time.perf_counter()
+    model, allowed, score_rows = _model_for(opts, split.train)
+    sp = model.space
+    flops = sp.flops(sp.table.genes)
+    details = {}
+    for device in (*split.validation, *split.test):
+        details[device] = adapt_device(model, device, opts, allowed, score_rows, split.references)
+    test = {d: details[d]["spearman"] for d in split.test}
+    flops_base = {d: spearman(flops[score_rows], sp.table.device_column(d)[score_rows])
+                  for d in split.test}
+    return {
+        "space": opts.space, "protocol": "help", "samples": opts.samples,
+        "reference": opts.reference, "arch_holdout": opts.arch_holdout,
+        "devices": test, "mean": float(np.mean(list(test.values()))),
+        "published": split.published,
+        "flops_baseline": {**flops_base, "mean": float(np.mean(list(flops_base.values())))},
+        "validation": {d: details[d]["spearman"] for d in split.validation},
+        "devices_whole_table": {d: details[d]["whole_table"] for d in split.test},
+        "details": details,
+        "roles": {"train (proxy basis)": list(split.train),
+                  "validation (model/hyper-parameter choices)": list(split.validation),
+                  "test (scored only)": list(split.test)},
+        "proxy": model.proxy.config.to_dict(), "seconds": time.perf_counter() - start,
+    }
+
+
+def _model_for(opts: EvalOptions, basis_devices: tuple[str, ...] | None,
+               holdout: tuple[str, ...] = ()) -> tuple[LatencyModel, np.ndarray, np.ndarray]:
+    from oracle_server.spaces import get_space
+
+    n = get_space(opts.space).num_architectures
+    excluded = _holdout_rows(n, opts.arch_holdout)
+    allowed = np.setdiff1d(np.arange(n), excluded)
+    model = build_model(opts.space, holdout_devices=holdout, basis_devices=basis_devices,
+                        cache_dir=opts.cache_dir, config=opts.config, exclude_rows=excluded)
+    score_rows = excluded if len(excluded) else allowed
+    return model, allowed, score_rows
+
+
+def evaluate_leave_family_out(opts: EvalOptions) -> dict:
+    from oracle_server.spaces import get_space
+
+    start = time.perf_counter()
+    fams = families(opts.space, get_space(opts.space).table.devices)
+    per_family, devices, details = {}, {}, {}
+    for fam, members in fams.items():
+        model, allowed, score_rows = _model_for(opts, None, tuple(members))
+        for device in members:
+            details[device] = adapt_device(model, device, opts, allowed, score_rows)
+            devices[device] = details[device]["spearman"]
+        per_family[fam] = float(np.mean([devices[d] for d in members]))
+    return {
+        "space": opts.space, "protocol": "leave-family-out", "samples": opts.samples,
+        "reference": opts.reference, "seeds": opts.seeds, "arch_holdout": opts.arch_holdout,
+        "devices": devices, "mean": float(np.mean(list(devices.values()))),
+        "families": {f: {"devices": m, "mean": per_family[f]} for f, m in fams.items()},
+        "family_mean": float(np.mean(list(per_family.values()))),
+        "details": details, "proxy": opts.config.to_dict(),
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def format_help(r: dict) -> str:
+    pub, flops = r["published"], r["flops_baseline"]
+    lines = [f"HELP protocol, {r['space']}, {r['samples']} samples ({r['reference']} "
+             f"references), scored on {'held-out' if r['arch_holdout'] > 0 else 'all'} archs",
+             f"{'device':16s} {'ours':>7s} {'HELP':>7s} {'FLOPs':>7s} {'exp.rho':>8s} "
+             f"{'cover80':>8s}  head"]
+    for d, v in r["devices"].items():
+        det = r["details"][d]
+        lines.append(f"{d:16s} {v:7.3f} {_f(pub.get(d))} {flops[d]:7.3f} "
+                     f"{det['expected_spearman']:8.3f} {det['cover80']:8.2f}  "
+                     f"{','.join(sorted(set(det['head_kinds'])))}")
+    lines.append(f"{'mean':16s} {r['mean']:7.3f} {_f(pub.get('mean'))} {flops['mean']:7.3f}")
+    val = ", ".join(f"{d} {v:.3f}" for d, v in r["validation"].items())
+    lines.append(f"validation devices (used for choices): {val}")
+    lines.append(f"proxy basis (training) devices: {', '.join(r['roles']['train (proxy basis)'])}")
+    return "\n".join(lines)
+
+
+def format_lfo(r: dict) -> str:
+    lines = [f"leave-family-out, {r['space']}, {r['samples']} {r['reference']} samples, "
+             f"{r['seeds']} seeds"]
+    for fam, info in r["families"].items():
+        devs = ", ".join(f"{d} {r['devices'][d]:.3f}" for d in info["devices"])
+        lines.append(f"{fam:12s} {info['mean']:.3f}  ({devs})")
+    lines.append(f"overall mean over devices {r['mean']:.3f}; mean over families "
+                 f"{r['family_mean']:.3f}")
+    return "\n".join(lines)
+
+
+def _f(v: float | None) -> str:
+    return f"{v:7.3f}" if v is not None else f"{'-':>7s}"
+
+
+def clean_json(o: object) -> object:
+    """NaN -> None, numpy scalars -> Python, recursively (strict JSON)."""
+    if isinstance(o, dict):
+        return {str(k): clean_json(v) for k, v in o.items()}
+    if isinstance(o, list | tuple):
+        return [clean_json(v) for v in o]
+    if isinstance(o, np.generic):
+        o = o.item()
+    if isinstance(o, float) and not np.isfinite(o):
+        return None
+    return o
