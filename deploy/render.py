@@ -32,19 +32,51 @@ SUPPORTED_FIELDS = {"apiVersion", "kind", "resources", "namespace", "images", "p
 
 # Kinds that have no namespace (the namespace transformer leaves them alone).
 CLUSTER_SCOPED = {
-    "Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition",
-    "PersistentVolume", "StorageClass", "PriorityClass", "IngressClass", "RuntimeClass",
-    "APIService", "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration",
-    "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", "CSIDriver", "CSINode",
-    "Node", "VolumeAttachment", "ClusterIssuer",
+    "Namespace",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "CustomResourceDefinition",
+    "PersistentVolume",
+    "StorageClass",
+    "PriorityClass",
+    "IngressClass",
+    "RuntimeClass",
+    "APIService",
+    "MutatingWebhookConfiguration",
+    "ValidatingWebhookConfiguration",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
+    "CSIDriver",
+    "CSINode",
+    "Node",
+    "VolumeAttachment",
+    "ClusterIssuer",
 }
 
 # kustomize's "legacy" output order (api/resource/ordering: orderFirst / orderLast).
 ORDER_FIRST = [
-    "Namespace", "ResourceQuota", "StorageClass", "CustomResourceDefinition", "ServiceAccount",
-    "PodSecurityPolicy", "Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding", "ConfigMap",
-    "Secret", "Endpoints", "Service", "LimitRange", "PriorityClass", "PersistentVolume",
-    "PersistentVolumeClaim", "Deployment", "StatefulSet", "CronJob", "PodDisruptionBudget",
+    "Namespace",
+    "ResourceQuota",
+    "StorageClass",
+    "CustomResourceDefinition",
+    "ServiceAccount",
+    "PodSecurityPolicy",
+    "Role",
+    "ClusterRole",
+    "RoleBinding",
+    "ClusterRoleBinding",
+    "ConfigMap",
+    "Secret",
+    "Endpoints",
+    "Service",
+    "LimitRange",
+    "PriorityClass",
+    "PersistentVolume",
+    "PersistentVolumeClaim",
+    "Deployment",
+    "StatefulSet",
+    "CronJob",
+    "PodDisruptionBudget",
 ]
 ORDER_LAST = ["MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"]
 
@@ -160,15 +192,20 @@ def _matches(obj: dict[str, Any], target: dict[str, Any]) -> bool:
     group, version = _group_version(obj)
     meta = obj.get("metadata", {})
     checks = {
-        "group": group, "version": version, "kind": obj.get("kind"),
-        "name": meta.get("name"), "namespace": meta.get("namespace", ""),
+        "group": group,
+        "version": version,
+        "kind": obj.get("kind"),
+        "name": meta.get("name"),
+        "namespace": meta.get("namespace", ""),
     }
     return all(checks[k] == v for k, v in target.items())
 
 
 # ------------------------------------------------------------------------- strategic merge
 def _strategic_patch(
-    objects: list[dict[str, Any]], patch: dict[str, Any], target: dict[str, Any] | None,
+    objects: list[dict[str, Any]],
+    patch: dict[str, Any],
+    target: dict[str, Any] | None,
     where: Path,
 ) -> list[dict[str, Any]]:
     if target is None:
@@ -184,8 +221,9 @@ def _strategic_patch(
     if patch.get("$patch") == "delete":
         return [o for o in objects if not any(o is m for m in matched)]
     body = {k: v for k, v in patch.items() if k not in ("apiVersion", "kind")}
-    body["metadata"] = {k: v for k, v in patch.get("metadata", {}).items()
-                        if k not in ("name", "namespace")}
+    body["metadata"] = {
+        k: v for k, v in patch.get("metadata", {}).items() if k not in ("name", "namespace")
+    }
     if not body["metadata"]:
         del body["metadata"]
     for obj in matched:
@@ -218,8 +256,11 @@ def _merge_dict(dst: dict[str, Any], patch: dict[str, Any]) -> None:
 
 def _strip_directives(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: _strip_directives(v) for k, v in value.items()
-                if not k.startswith("$") and v is not None}
+        return {
+            k: _strip_directives(v)
+            for k, v in value.items()
+            if not k.startswith("$") and v is not None
+        }
     if isinstance(value, list):
         return [_strip_directives(v) for v in value]
     return value
@@ -356,8 +397,11 @@ class _Dumper(yaml.SafeDumper):
 
 
 def _str_representer(dumper: yaml.SafeDumper, data: str) -> yaml.Node:
-    style = "|" if "\n" in data and not any(line != line.rstrip() for line in data.split("\n")) \
+    style = (
+        "|"
+        if "\n" in data and not any(line != line.rstrip() for line in data.split("\n"))
         else None
+    )
     return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
 
 
@@ -365,8 +409,14 @@ _Dumper.add_representer(str, _str_representer)
 
 
 def dump(objects: list[dict[str, Any]]) -> str:
-    return yaml.dump_all(objects, Dumper=_Dumper, sort_keys=True, default_flow_style=False,
-                         explicit_start=False, width=100)
+    return yaml.dump_all(
+        objects,
+        Dumper=_Dumper,
+        sort_keys=True,
+        default_flow_style=False,
+        explicit_start=False,
+        width=100,
+    )
 
 
 def kubectl_kustomize(directory: str | Path) -> list[dict[str, Any]] | None:
@@ -374,8 +424,13 @@ def kubectl_kustomize(directory: str | Path) -> list[dict[str, Any]] | None:
     kubectl = shutil.which("kubectl")
     if kubectl is None:
         return None
-    out = subprocess.run([kubectl, "kustomize", str(directory)], check=True,
-                         capture_output=True, text=True, timeout=60).stdout
+    out = subprocess.run(
+        [kubectl, "kustomize", str(directory)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
     return [doc for doc in yaml.safe_load_all(out) if doc]
 
 
@@ -383,8 +438,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("directory", help="folder with a kustomization.yaml")
     parser.add_argument("-o", "--output", help="write here instead of stdout")
-    parser.add_argument("--kubectl", action="store_true",
-                        help="use `kubectl kustomize` when it is installed")
+    parser.add_argument(
+        "--kubectl", action="store_true", help="use `kubectl kustomize` when it is installed"
+    )
     args = parser.parse_args(argv)
     try:
         objects = kubectl_kustomize(args.directory) if args.kubectl else None
