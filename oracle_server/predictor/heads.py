@@ -65,7 +65,8 @@ def log_basis(basis: np.ndarray) -> np.ndarray:
 def best_basis(log_b: np.ndarray, z: np.ndarray) -> int:
     """Basis column best rank-correlated with ``z`` (Pearson on logs breaks ties)."""
     rho = spearman_columns(log_b, z)
-    pearson = np.nan_to_num(np.corrcoef(np.c_[log_b, z].T)[-1, :-1])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pearson = np.nan_to_num(np.corrcoef(np.c_[log_b, z].T)[-1, :-1])
     return int(np.argmax(np.round(rho, 6) + 1e-7 * pearson))
 
 

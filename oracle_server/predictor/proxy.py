@@ -264,7 +264,7 @@ def _mlp_predict(model: _MLP, x: np.ndarray) -> np.ndarray:
 def _mlp_state(model: _MLP) -> dict[str, np.ndarray]:
     state = {f"net.{k}": v.detach().numpy().copy() for k, v in model.net.state_dict().items()}
     for name in ("x_mean", "x_std", "y_mean", "y_std"):
-        state[name] = np.asarray(getattr(model, name), dtype=np.float64)
+        state[name] = np.asarray(getattr(model, name))
     return state
 
 

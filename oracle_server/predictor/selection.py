@@ -29,7 +29,7 @@ from oracle_server.predictor.heads import (
 )
 
 #: minimum sample count for each candidate (flexible heads need more data)
-MIN_SAMPLES = {"affine": 2, "nnls_log": 4, "adaproxy": 5, "additive": 5, "ridge": 8}
+MIN_SAMPLES = {"affine": 2, "nnls_log": 4, "adaproxy": 5, "additive": 5, "counts": 5, "ridge": 8}
 #: multiplies the LOO RMS so that the stated 80 % interval covers ~80 % (validation devices)
 SIGMA_INFLATION = 1.0
 

@@ -1,0 +1,72 @@
+"""Leave-one-out head selection on synthetic devices; input validation of fits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from oracle_server.errors import InvalidArgument
+from oracle_server.predictor import LatencyModel, ProxyConfig, build_model
+from oracle_server.predictor.selection import select_head
+
+
+@pytest.fixture(scope="module")
+def tiny_model() -> LatencyModel:
+    """A tiny, fast proxy (OFA space, 10 rounds, 3 basis devices)."""
+    return build_model("ofa_mbv3", basis_devices=("2080ti_1", "titan_xp_32", "v100_64"),
+                       config=ProxyConfig(num_rounds=10, num_leaves=7))
+
+
+def _data(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    basis = np.exp(rng.normal(1.0, 0.6, size=(n, 5)))
+    feats = rng.integers(0, 2, size=(n, 8)).astype(float)
+    weights = np.r_[rng.uniform(0.1, 1.0, size=(8, 5)), np.ones((1, 5))]
+    return basis, feats, weights
+
+
+def test_selection_picks_monotone_head_for_a_rescaled_basis_device() -> None:
+    basis, feats, weights = _data(10)
+    y = 2.0 * basis[:, 3]
+    head = select_head(basis, feats, y, weights, np.eye(8))
+    assert head.kind in ("affine", "nnls_log")
+    assert head.expected_spearman == pytest.approx(1.0)
+    assert head.monotonicity == pytest.approx(1.0)
+    assert head.num_samples == 10
+    assert np.allclose(head.predict(basis, feats).latency_ms, y, rtol=1e-6)
+
+
+def test_selection_picks_an_additive_head_for_an_additive_device() -> None:
+    basis, _, weights = _data(200, 1)
+    rng = np.random.default_rng(5)
+    feats = rng.integers(0, 3, size=(200, 8)).astype(float)
+    y = feats @ rng.uniform(0.5, 3.0, 8) + 1.0  # unrelated to the basis outputs
+    head = select_head(basis[:20], feats[:20], y[:20], weights, np.eye(8))
+    assert head.kind in ("counts", "additive", "adaproxy")
+    pred = head.predict(basis, feats)
+    rho = np.corrcoef(np.argsort(np.argsort(pred.latency_ms)), np.argsort(np.argsort(y)))[0, 1]
+    assert rho > 0.97
+    assert head.expected_spearman > 0.9
+
+
+def test_selection_is_fast_and_reports_candidates() -> None:
+    basis, feats, weights = _data(10, 2)
+    y = np.exp(np.log(basis[:, 0]) + np.random.default_rng(0).normal(0, 0.05, 10))
+    head = select_head(basis, feats, y, weights, np.eye(8))
+    assert head.fit_seconds < 0.5
+    assert set(head.candidates) >= {"affine", "nnls_log", "adaproxy", "additive", "counts"}
+    assert head.sigma["s"] > 0
+
+
+def test_fit_head_validates_measurements(tiny_model: LatencyModel) -> None:
+    genes = tiny_model.space.table.genes[:5]
+    with pytest.raises(InvalidArgument) as err:
+        tiny_model.fit_head(genes, np.array([1.0, 2.0, -1.0, 3.0, 4.0]))
+    assert err.value.field == "measurements[2].latency_ms"
+    with pytest.raises(InvalidArgument) as err:
+        tiny_model.fit_head(genes[:1], np.array([1.0]))
+    assert err.value.field == "measurements"
+    with pytest.raises(InvalidArgument):
+        tiny_model.fit_head(genes, np.array([1.0, 2.0, np.nan, 3.0, 4.0]))
+    head = tiny_model.fit_head(genes[:2], np.array([1.0, 2.0]))
+    assert head.kind == "affine" and np.isnan(head.expected_spearman)
