@@ -60,5 +60,9 @@ proto:
 		protos/latency_oracle/v1/oracle.proto
 	touch oracle_server/_proto/latency_oracle/__init__.py oracle_server/_proto/latency_oracle/v1/__init__.py
 
+## cluster-demo: 3 replicas on loopback sharing the local PostgreSQL (deploy/local).
+cluster-demo: $(STAMP)
+	PATH="$(abspath $(BIN)):$$PATH" deploy/local/cluster_demo.sh $(ARGS)
+
 clean:
 	rm -rf $(VENV) .oracle .pytest_cache build *.egg-info

@@ -21,6 +21,11 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="start the gRPC server (embedded defaults)")
     add_arguments(serve)
 
+    build = sub.add_parser(
+        "build-proxy", help="train (or verify) the proxy artifacts into <data_dir>/cache and exit"
+    )
+    add_arguments(build)
+
     show = sub.add_parser("settings", help="print the effective settings (secrets masked)")
     add_arguments(show)
 
@@ -44,6 +49,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"oracle-server: invalid setting: {exc}", file=sys.stderr)
             return 2
         return serve_forever(settings)
+    if args.command == "build-proxy":
+        from oracle_server.app import load_models
+        from oracle_server.logs import setup_logging
+
+        settings = load_settings(args)
+        setup_logging(settings.log_level, settings.log_format)
+        models = load_models(settings)
+        for name, model in models.items():
+            print(f"{name}: proxy over {len(model.basis_devices)} basis devices ready in "
+                  f"{settings.resolved_cache_dir}")
+        return 0
     if args.command == "settings":
         print(json.dumps(load_settings(args).redacted(), indent=2))
         return 0

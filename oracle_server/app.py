@@ -57,9 +57,8 @@ def load_models(settings: Settings) -> dict[str, LatencyModel]:
     models = {}
     for space in settings.spaces:
         t0 = time.perf_counter()
-        models[space] = build_model(
-            space, holdout_for(space, settings.holdout_devices), cache_dir=settings.cache_dir
-        )
+        holdout = holdout_for(space, settings.holdout_devices)
+        models[space] = build_model(space, holdout, cache_dir=settings.resolved_cache_dir)
         seconds = round(time.perf_counter() - t0, 3)
         log.info("proxy ready", extra={"space": space, "seconds": seconds})
     return models

@@ -106,8 +106,11 @@ def _order(lat: np.ndarray, top_k: int, budget: float | None) -> np.ndarray:
         idx = np.flatnonzero(lat <= budget)
         values = lat[idx]
     if 0 < top_k < values.shape[0]:
-        part = np.argpartition(values, top_k - 1)[:top_k]
-        sel = part[np.argsort(values[part], kind="stable")]
+        kth = values[np.argpartition(values, top_k - 1)[top_k - 1]]
+        below = np.flatnonzero(values < kth)
+        tied = np.flatnonzero(values == kth)[: top_k - below.shape[0]]
+        part = np.concatenate([below, tied])  # exactly the first k of a stable sort
+        sel = part[np.lexsort((part, values[part]))]
     else:
         sel = np.argsort(values, kind="stable")
     return (sel if idx is None else idx[sel]).astype(np.uint32)

@@ -25,6 +25,9 @@ class Settings:
     data_dir: Path = field(
         default=Path(".oracle"), metadata={"help": "writable folder: SQLite file, proxy cache"}
     )
+    cache_dir: str = field(
+        default="", metadata={"help": "proxy artifact cache (default <data_dir>/cache)"}
+    )
     database_url: str = field(
         default="", metadata={"help": "SQLAlchemy URL (default: sqlite:///<data_dir>/registry.db)"}
     )
@@ -68,8 +71,8 @@ class Settings:
         return self.database_url or f"sqlite:///{Path(self.data_dir).resolve() / 'registry.db'}"
 
     @property
-    def cache_dir(self) -> Path:
-        return Path(self.data_dir) / "cache"
+    def resolved_cache_dir(self) -> Path:
+        return Path(self.cache_dir) if self.cache_dir else Path(self.data_dir) / "cache"
 
     def redacted(self) -> dict[str, Any]:
         """Settings as a dict with secrets masked (safe to log)."""
