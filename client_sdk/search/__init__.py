@@ -1,0 +1,27 @@
+"""NSGA-II architecture search through the latency oracle (pymoo-based).
+
+>>> from client_sdk.search import search
+>>> result = search(client, "nasbench201", ["pixel3"], objective="cifar10", evaluations=3000)
+>>> result.front.to_json("front.json"); print(result.front.table())
+"""
+
+from client_sdk.search.nsga2 import load_checkpoint, search
+from client_sdk.search.objectives import params_proxy, resolve_objective, table_accuracy
+from client_sdk.search.operators import make_operators
+from client_sdk.search.problem import EvaluationCache, OracleProblem
+from client_sdk.search.results import ParetoFront, SearchResult, pareto_mask, true_front_rows
+
+__all__ = [
+    "EvaluationCache",
+    "OracleProblem",
+    "ParetoFront",
+    "SearchResult",
+    "load_checkpoint",
+    "make_operators",
+    "params_proxy",
+    "pareto_mask",
+    "resolve_objective",
+    "search",
+    "table_accuracy",
+    "true_front_rows",
+]

@@ -1,0 +1,340 @@
+"""``search()``: NSGA-II (pymoo, ask/tell) over a space, latency from the oracle.
+
+Per generation: pymoo's NSGA-II asks for offspring (selection, categorical crossover,
+random-reset mutation, canonical repair, duplicates eliminated against the population AND
+the archive of everything evaluated), ``OracleProblem`` ranks the new ones in ONE RPC, and
+the offspring are told back. The evaluation budget is exact: the last generation only asks
+for the evaluations left.
+
+Reproducibility and resume: all randomness comes from the algorithm's
+``numpy.random.Generator`` (seeded with ``seed``). After each generation a checkpoint (one
+``.npz``: population X/F/G/rank/crowding, the evaluation cache, and a JSON ``meta`` entry
+with the generator's state, counters, config and history) is written atomically. Resuming
+restores exactly that state, so a resumed run yields the same front as an uninterrupted run.
+
+The returned front is the non-dominated set over ALL evaluated (feasible) architectures,
+not only the last population, deduplicated by canonical genes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pymoo.algorithms.moo.nsga2 import NSGA2
+from pymoo.core.population import Population
+from pymoo.termination.collection import TerminationCollection
+from pymoo.termination.max_eval import MaximumFunctionCallTermination
+from pymoo.termination.max_gen import MaximumGenerationTermination
+from pymoo.termination.max_time import TimeBasedTermination
+from tqdm.auto import tqdm
+
+from client_sdk.search.objectives import LATENCY_MODES, Objective, resolve_objective
+from client_sdk.search.operators import make_operators
+from client_sdk.search.problem import EvaluationCache, OracleProblem
+from client_sdk.search.results import ParetoFront, SearchResult, dominated_by, pareto_mask
+from oracle_server.spaces import SearchSpace, get_space
+
+CHECKPOINT_VERSION = 1
+Callback = Callable[[dict[str, Any]], bool | None]
+
+
+def search(
+    client: Any,
+    space: str | SearchSpace,
+    devices: str | Sequence[str],
+    objective: Objective = "cifar10",
+    evaluations: int = 3000,
+    population: int = 64,
+    max_latency_ms: float | Mapping[str, float] | None = None,
+    seed: int = 0,
+    latency_mode: str = "per_device",
+    checkpoint: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    time_limit_s: float | None = None,
+    callback: Callback | None = None,
+    *,
+    generations: int | None = None,
+    uncertainty: bool = True,
+) -> SearchResult:
+    """Multi-objective NAS: maximise ``objective``, minimise latency on ``devices``.
+
+    ``callback(info)`` runs after every generation with a dict (generation,
+    num_evaluations, num_rpcs, front_size, best_accuracy, elapsed_s); returning ``False``
+    stops the search (the checkpoint is already written, so it can be resumed).
+    """
+    space = get_space(space) if isinstance(space, str) else space
+    devices = [devices] if isinstance(devices, str) else list(devices)
+    if latency_mode not in LATENCY_MODES:
+        raise ValueError(f"latency_mode must be one of {LATENCY_MODES}, got '{latency_mode}'")
+    if evaluations < 1 or population < 2:
+        raise ValueError("need evaluations >= 1 and population >= 2")
+    obj_name, acc_fn = resolve_objective(space, objective)
+    config = {
+        "space": space.name,
+        "devices": devices,
+        "objective": obj_name,
+        "population": int(population),
+        "seed": int(seed),
+        "latency_mode": latency_mode,
+        "max_latency_ms": _jsonable_budget(max_latency_ms),
+        "uncertainty": bool(uncertainty),
+    }
+    state = _load_for_resume(checkpoint, resume, config)
+    problem = OracleProblem(
+        client,
+        space,
+        devices,
+        acc_fn,
+        latency_mode=latency_mode,
+        max_latency_ms=max_latency_ms,
+        uncertainty=uncertainty,
+        cache=state["cache"] if state else None,
+        medians=state["medians"] if state else None,
+    )
+    algorithm = NSGA2(
+        pop_size=min(population, evaluations),
+        **make_operators(space, seen=lambda genes: problem.cache.contains(genes)),
+    )
+    terms = [MaximumFunctionCallTermination(evaluations)]
+    terms.append(MaximumGenerationTermination(generations if generations else math.inf))
+    if time_limit_s is not None:
+        terms.append(TimeBasedTermination(float(time_limit_s)))
+    algorithm.setup(problem, termination=TerminationCollection(*terms), seed=seed, verbose=False)
+    run = _Run(problem, algorithm, config, evaluations, checkpoint, state)
+    return run.loop(progress, callback, obj_name)
+
+
+class _Run:
+    """One session of a search: the ask/tell loop, checkpoints, history, the result."""
+
+    def __init__(
+        self,
+        problem: OracleProblem,
+        algorithm: NSGA2,
+        config: dict[str, Any],
+        evaluations: int,
+        checkpoint: str | Path | None,
+        state: dict[str, Any] | None,
+    ) -> None:
+        self.problem = problem
+        self.algorithm = algorithm
+        self.config = config
+        self.evaluations = int(evaluations)
+        self.checkpoint = Path(checkpoint) if checkpoint is not None else None
+        self.history: list[dict[str, Any]] = list(state["history"]) if state else []
+        self.prior_s = float(state["elapsed_s"]) if state else 0.0
+        self.resumed_from = int(state["generation"]) if state else None
+        self.t0 = time.perf_counter()
+        if state:
+            _restore(algorithm, problem, state, self.prior_s)
+
+    @property
+    def elapsed_s(self) -> float:
+        return self.prior_s + time.perf_counter() - self.t0
+
+    def loop(self, progress: bool, callback: Callback | None, obj_name: str) -> SearchResult:
+        algo = self.algorithm
+        stopped_by = None
+        bar = tqdm(total=self.evaluations, initial=min(algo.evaluator.n_eval, self.evaluations),
+                   disable=not progress, unit="arch", desc="NSGA-II", leave=False)
+        try:
+            while stopped_by is None and algo.has_next():
+                before = algo.evaluator.n_eval
+                if not self._generation():
+                    stopped_by = "exhausted"
+                    break
+                info = self._record(before)
+                self._save()
+                bar.update(info["new_evaluations"])
+                bar.set_postfix(gen=info["generation"], front=info["front_size"])
+                if callback is not None and callback(dict(info)) is False:
+                    stopped_by = "callback"
+        finally:
+            bar.close()
+        return self._result(stopped_by or self._why_stopped(), obj_name)
+
+    def _generation(self) -> bool:
+        """One ask / evaluate / tell; False when no new architecture could be generated."""
+        algo = self.algorithm
+        if algo.is_initialized:
+            algo.n_offsprings = max(1, min(algo.pop_size, self.evaluations - algo.evaluator.n_eval))
+        self.problem.generation = int(algo.n_iter or 1)
+        infills = algo.ask()
+        if infills is None or len(infills) == 0:
+            return False
+        algo.evaluator.eval(self.problem, infills, algorithm=algo)
+        algo.tell(infills=infills)
+        return True
+
+    def _record(self, before: int) -> dict[str, Any]:
+        front_mask, _ = self._front_masks()
+        cache = self.problem.cache
+        info = {
+            "generation": int(self.algorithm.n_iter - 1),
+            "num_evaluations": int(self.algorithm.evaluator.n_eval),
+            "new_evaluations": int(self.algorithm.evaluator.n_eval - before),
+            "num_rpcs": int(self.problem.num_rpcs),
+            "front_size": int(front_mask.sum()),
+            "best_accuracy": float(cache.accuracy.max()) if len(cache) else float("nan"),
+            "elapsed_s": round(self.elapsed_s, 4),
+        }
+        self.history.append(info)
+        return info
+
+    def _why_stopped(self) -> str:
+        algo = self.algorithm
+        if algo.evaluator.n_eval >= self.evaluations:
+            return "evaluations"
+        terms = algo.termination.terminations
+        if terms[1].perc >= 1.0:
+            return "generations"
+        if len(terms) > 2 and terms[2].perc >= 1.0:
+            return "time"
+        return "exhausted"
+
+    # ----------------------------------------------------------------- front
+    def _front_masks(self) -> tuple[np.ndarray, np.ndarray]:
+        """(on the predicted front, worth measuring) over all cache rows."""
+        p, cache = self.problem, self.problem.cache
+        rows = np.arange(len(cache))
+        feasible = p.feasible(rows)
+        F = p.objectives(rows)
+        front = np.zeros(len(rows), dtype=bool)
+        front[feasible] = pareto_mask(F[feasible])
+        near = np.zeros(len(rows), dtype=bool)
+        lower = cache.lower_ms
+        if np.any(np.isfinite(lower)):
+            lower = np.where(np.isfinite(lower), lower, cache.latency_ms)
+            cand = p.feasible(rows, lower) & ~front
+            F_opt = p.objectives(rows, lower)
+            near[cand] = ~dominated_by(F_opt[cand], F[front])
+        return front, near
+
+    def _result(self, stopped_by: str, obj_name: str) -> SearchResult:
+        p, cache = self.problem, self.problem.cache
+        front_mask, near_mask = self._front_masks()
+
+        def build(mask: np.ndarray) -> ParetoFront:
+            return ParetoFront.build(
+                p.space, p.devices, cache.genes[mask], cache.accuracy[mask],
+                cache.latency_ms[mask], obj_name, cache.lower_ms[mask], cache.upper_ms[mask],
+            )
+
+        front = build(front_mask)
+        front.near_front = build(near_mask)
+        archive = {
+            "genes": cache.genes.copy(),
+            "accuracy": cache.accuracy.copy(),
+            "latency_ms": {d: cache.latency_ms[:, j].copy() for j, d in enumerate(p.devices)},
+            "feasible": p.feasible(np.arange(len(cache))),
+        }
+        return SearchResult(
+            front=front,
+            num_evaluations=int(self.algorithm.evaluator.n_eval),
+            num_rpcs=int(p.num_rpcs),
+            wall_s=self.elapsed_s,
+            generations=int(self.algorithm.n_iter - 1) if self.algorithm.n_iter else 0,
+            stopped_by=stopped_by,
+            history=self.history,
+            archive=archive,
+            resumed_from_generation=self.resumed_from,
+        )
+
+    # ------------------------------------------------------------ checkpoint
+    def _save(self) -> None:
+        if self.checkpoint is None:
+            return
+        algo, p = self.algorithm, self.problem
+        pop = algo.pop
+        meta = {
+            "version": CHECKPOINT_VERSION,
+            "config": self.config,
+            "n_iter": int(algo.n_iter),
+            "n_eval": int(algo.evaluator.n_eval),
+            "num_rpcs": int(p.num_rpcs),
+            "generation": int(algo.n_iter - 1),
+            "elapsed_s": self.elapsed_s,
+            "rng_state": algo.random_state.bit_generator.state,
+            "history": self.history,
+        }
+        arrays = {f"cache_{k}": v for k, v in p.cache.to_arrays().items()}
+        arrays.update(
+            pop_X=np.asarray(pop.get("X"), dtype=np.int64),
+            pop_F=np.asarray(pop.get("F"), dtype=np.float64),
+            pop_G=np.asarray(pop.get("G"), dtype=np.float64).reshape(len(pop), -1),
+            pop_rank=np.asarray(pop.get("rank"), dtype=np.int64),
+            pop_crowding=np.asarray(pop.get("crowding"), dtype=np.float64),
+            medians=np.asarray(p.medians, dtype=np.float64),
+            meta=np.array(json.dumps(meta)),
+        )
+        self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.checkpoint.with_name(self.checkpoint.name + ".tmp")
+        with tmp.open("wb") as fh:
+            np.savez(fh, **arrays)
+        os.replace(tmp, self.checkpoint)
+
+
+def _jsonable_budget(budget: float | Mapping[str, float] | None) -> Any:
+    if budget is None:
+        return None
+    if isinstance(budget, Mapping):
+        return {str(k): float(v) for k, v in sorted(budget.items())}
+    return float(budget)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A checkpoint's state: ``meta`` fields plus ``cache``, ``medians`` and ``pop`` arrays."""
+    with np.load(Path(path), allow_pickle=False) as npz:
+        meta = json.loads(str(npz["meta"]))
+        if meta.get("version") != CHECKPOINT_VERSION:
+            raise ValueError(f"checkpoint {path}: unsupported version {meta.get('version')}")
+        cache = EvaluationCache.from_arrays(
+            {k[len("cache_"):]: npz[k] for k in npz.files if k.startswith("cache_")}
+        )
+        pop = {k[len("pop_"):]: npz[k] for k in npz.files if k.startswith("pop_")}
+        medians = npz["medians"]
+    medians = None if medians.ndim == 0 else medians
+    return {**meta, "cache": cache, "pop": pop, "medians": medians}
+
+
+def _load_for_resume(
+    checkpoint: str | Path | None, resume: bool, config: dict[str, Any]
+) -> dict[str, Any] | None:
+    if not resume:
+        return None
+    if checkpoint is None:
+        raise ValueError("resume=True needs a checkpoint path")
+    if not Path(checkpoint).exists():
+        return None
+    state = load_checkpoint(checkpoint)
+    saved = state["config"]
+    diff = sorted(k for k in config if saved.get(k) != config[k])
+    if diff:
+        detail = ", ".join(f"{k}: {saved.get(k)!r} != {config[k]!r}" for k in diff)
+        raise ValueError(f"checkpoint {checkpoint} was written by a different search ({detail})")
+    return state
+
+
+def _restore(algorithm: NSGA2, problem: OracleProblem, state: dict[str, Any], prior_s: float):
+    """Put a freshly set-up NSGA2 into the checkpointed state (between two generations)."""
+    arrays = state["pop"]
+    pop = Population.new("X", arrays["X"].astype(np.int64))
+    pop.set("F", arrays["F"], "G", arrays["G"])
+    pop.set("rank", arrays["rank"], "crowding", arrays["crowding"])
+    algorithm.pop = pop
+    algorithm.is_initialized = True
+    algorithm.n_iter = int(state["n_iter"])
+    algorithm.evaluator.n_eval = int(state["n_eval"])
+    algorithm.random_state.bit_generator.state = state["rng_state"]
+    algorithm.start_time = time.time() - prior_s
+    algorithm._set_optimum()
+    algorithm.termination.update(algorithm)
+    problem.num_rpcs = int(state["num_rpcs"])
