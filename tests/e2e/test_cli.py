@@ -1,0 +1,73 @@
+"""The `oracle` CLI against a real in-process server."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from client_sdk.cli import main
+from oracle_server.spaces import get_space
+from tests.helpers import unique_name
+
+SPACE = get_space("nasbench201")
+
+
+@pytest.fixture()
+def run(server, capsys):  # noqa: ANN001, ANN201
+    def _run(*args: str) -> tuple[int, str, str]:
+        code = main(["--target", f"127.0.0.1:{server.port}", *args])
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return _run
+
+
+def test_spaces_and_devices(run) -> None:  # noqa: ANN001
+    code, out, _ = run("spaces")
+    assert code == 0 and "nasbench201" in out and "table_archs" in out
+    code, out, _ = run("--json", "devices", "--space", "nasbench201")
+    devices = json.loads(out)
+    assert code == 0 and "nasbench201/pixel3" in {d["full_name"] for d in devices}
+    code, out, _ = run("device", "show", "nasbench201/pixel3")
+    assert code == 0 and "head_kind" in out
+
+
+def test_register_rank_compare_delete(run, tmp_path: Path) -> None:  # noqa: ANN001
+    genes = SPACE.sample(10, rng=11)
+    lat = SPACE.table.device_column("raspi4")[SPACE.table_rows(genes)]
+    csv_path = tmp_path / "m.csv"
+    csv_path.write_text(
+        "arch,latency_ms\n"
+        + "".join(f"{a},{v}\n" for a, v in zip(SPACE.format_many(genes), lat, strict=True))
+    )
+    name = unique_name("cli")
+    code, out, err = run("--json", "device", "register", "--name", name, "--space",
+                         "nasbench201", "--csv", str(csv_path), "--contract", '{"threads": 4}')
+    assert code == 0, err
+    dev = json.loads(out)
+    assert dev["num_samples"] == 10 and dev["contract"]["threads"] == 4
+    archs = tmp_path / "archs.txt"
+    archs.write_text("\n".join(SPACE.format_many(SPACE.sample(20, rng=12))) + "\n")
+    code, out, err = run("--json", "rank", "--space", "nasbench201", "--device", name,
+                         "--device", "pixel3", "--file", str(archs), "--top-k", "3")
+    assert code == 0, err
+    ranked = json.loads(out)
+    assert [len(v) for v in ranked.values()] == [3, 3]
+    assert ranked[name][0]["latency_ms"] <= ranked[name][1]["latency_ms"]
+    code, out, _ = run("compare", name, "pixel3", "--space", "nasbench201")
+    assert code == 0 and "spearman_predicted" in out
+    code, out, _ = run("device", "delete", name, "--space", "nasbench201")
+    assert code == 0 and "deleted" in out
+
+
+def test_suggest_and_errors(run) -> None:  # noqa: ANN001
+    code, out, _ = run("suggest", "--space", "nasbench201", "-n", "5")
+    archs = out.strip().splitlines()
+    assert code == 0 and len(archs) == 5
+    assert SPACE.parse_many(archs).shape == (5, 6)
+    code, _, err = run("device", "show", "nasbench201/ghost")
+    assert code == 1 and "NOT_FOUND" in err and "ghost" in err
+    code, _, err = run("rank", "--space", "nope", "--device", "x", "--file", "/dev/null")
+    assert code == 1 and "NOT_FOUND" in err
