@@ -45,7 +45,7 @@ def postgres_available() -> str | None:
         with engine.connect() as conn:
             conn.execute(sa.text("select 1"))
         engine.dispose()
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         return f"PostgreSQL at {PG_URL} not reachable: {exc.__class__.__name__}"
     return None
 

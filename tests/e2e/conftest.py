@@ -24,7 +24,7 @@ def nb201_model() -> LatencyModel:
     return build_model("nasbench201", nb201_non_train_devices(), cache_dir=TEST_CACHE)
 
 
-def make_settings(tmp_path, **overrides) -> Settings:  # noqa: ANN001
+def make_settings(tmp_path, **overrides) -> Settings:
     base = dict(
         host="127.0.0.1", port=0, metrics_port=0, data_dir=tmp_path, workers=4,
         max_batch=MAX_BATCH, spaces=("nasbench201",), cache_dir=str(TEST_CACHE),

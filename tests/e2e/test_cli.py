@@ -15,7 +15,7 @@ SPACE = get_space("nasbench201")
 
 
 @pytest.fixture()
-def run(server, capsys):  # noqa: ANN001, ANN201
+def run(server, capsys):
     def _run(*args: str) -> tuple[int, str, str]:
         code = main(["--target", f"127.0.0.1:{server.port}", *args])
         out = capsys.readouterr()
@@ -24,7 +24,7 @@ def run(server, capsys):  # noqa: ANN001, ANN201
     return _run
 
 
-def test_spaces_and_devices(run) -> None:  # noqa: ANN001
+def test_spaces_and_devices(run) -> None:
     code, out, _ = run("spaces")
     assert code == 0 and "nasbench201" in out and "table_archs" in out
     code, out, _ = run("--json", "devices", "--space", "nasbench201")
@@ -34,7 +34,7 @@ def test_spaces_and_devices(run) -> None:  # noqa: ANN001
     assert code == 0 and "head_kind" in out
 
 
-def test_register_rank_compare_delete(run, tmp_path: Path) -> None:  # noqa: ANN001
+def test_register_rank_compare_delete(run, tmp_path: Path) -> None:
     genes = SPACE.sample(10, rng=11)
     lat = SPACE.table.device_column("raspi4")[SPACE.table_rows(genes)]
     csv_path = tmp_path / "m.csv"
@@ -62,7 +62,7 @@ def test_register_rank_compare_delete(run, tmp_path: Path) -> None:  # noqa: ANN
     assert code == 0 and "deleted" in out
 
 
-def test_suggest_and_errors(run) -> None:  # noqa: ANN001
+def test_suggest_and_errors(run) -> None:
     code, out, _ = run("suggest", "--space", "nasbench201", "-n", "5")
     archs = out.strip().splitlines()
     assert code == 0 and len(archs) == 5

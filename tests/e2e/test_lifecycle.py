@@ -29,15 +29,15 @@ SPACE = get_space("nasbench201")
 PG_SKIP = postgres_available()
 
 
-def _measurements(device: str = "raspi4", n: int = 10, seed: int = 0):  # noqa: ANN202
+def _measurements(device: str = "raspi4", n: int = 10, seed: int = 0):
     genes = SPACE.sample(n, rng=seed)
     return genes, SPACE.table.device_column(device)[SPACE.table_rows(genes)]
 
 
-def test_health_not_serving_until_proxy_loaded(nb201_model, tmp_path, monkeypatch) -> None:  # noqa: ANN001
+def test_health_not_serving_until_proxy_loaded(nb201_model, tmp_path, monkeypatch) -> None:
     gate = threading.Event()
 
-    def slow_load(_settings):  # noqa: ANN001, ANN202
+    def slow_load(_settings):
         gate.wait(30)
         return {"nasbench201": nb201_model}
 
@@ -61,7 +61,7 @@ def test_health_not_serving_until_proxy_loaded(nb201_model, tmp_path, monkeypatc
         app.stop(0)
 
 
-def _restart_keeps_devices(nb201_model, settings) -> None:  # noqa: ANN001
+def _restart_keeps_devices(nb201_model, settings) -> None:
     name = unique_name("persist")
     genes, lat = _measurements()
     first = App(settings, models={"nasbench201": nb201_model}).start(True, 60)
@@ -85,19 +85,19 @@ def _restart_keeps_devices(nb201_model, settings) -> None:  # noqa: ANN001
         second.stop(0)
 
 
-def test_restart_keeps_registered_devices_sqlite(nb201_model, tmp_path) -> None:  # noqa: ANN001
+def test_restart_keeps_registered_devices_sqlite(nb201_model, tmp_path) -> None:
     _restart_keeps_devices(nb201_model, make_settings(tmp_path))
 
 
 @pytest.mark.postgres
 @pytest.mark.skipif(PG_SKIP is not None, reason=str(PG_SKIP))
-def test_restart_keeps_registered_devices_postgres(nb201_model, tmp_path) -> None:  # noqa: ANN001
+def test_restart_keeps_registered_devices_postgres(nb201_model, tmp_path) -> None:
     _restart_keeps_devices(nb201_model, make_settings(tmp_path, database_url=PG_URL))
 
 
 @pytest.mark.postgres
 @pytest.mark.skipif(PG_SKIP is not None, reason=str(PG_SKIP))
-def test_two_servers_share_postgres_within_one_second(nb201_model, tmp_path) -> None:  # noqa: ANN001
+def test_two_servers_share_postgres_within_one_second(nb201_model, tmp_path) -> None:
     apps = [
         App(make_settings(tmp_path / str(i), database_url=PG_URL),
             models={"nasbench201": nb201_model}).start(True, 60)
@@ -126,7 +126,7 @@ def test_two_servers_share_postgres_within_one_second(nb201_model, tmp_path) -> 
             app.stop(0)
 
 
-def test_stop_finishes_in_flight_rank(nb201_model, tmp_path) -> None:  # noqa: ANN001
+def test_stop_finishes_in_flight_rank(nb201_model, tmp_path) -> None:
     app = App(make_settings(tmp_path, max_batch=2_000_000),
               models={"nasbench201": nb201_model}).start(True, 60)
     genes = SPACE.sample(400_000, rng=0)
@@ -159,7 +159,7 @@ def _wait_rank_started(metrics_port: int, baseline: float = 0.0) -> None:
         time.sleep(0.005)
 
 
-def test_sigterm_drains_in_flight_rank_and_exits_zero(tmp_path) -> None:  # noqa: ANN001
+def test_sigterm_drains_in_flight_rank_and_exits_zero(tmp_path) -> None:
     args = [
         "--spaces", "nasbench201", "--data-dir", str(tmp_path), "--cache-dir", str(TEST_CACHE),
         "--holdout-devices", ",".join(nb201_non_train_devices()), "--grace-s", "30",

@@ -82,7 +82,7 @@ def test_rank_top_k_budget_uncertainty(client: OracleClient) -> None:
     assert only_order.latency_ms["pixel3"].size == 0 and len(only_order.order["pixel3"]) == 500
 
 
-def test_rank_is_chunked_transparently(server) -> None:  # noqa: ANN001
+def test_rank_is_chunked_transparently(server) -> None:
     genes = SPACE.sample(1000, rng=3)
     with OracleClient(f"127.0.0.1:{server.port}", chunk_size=300) as c:
         res = c.rank("nasbench201", genes, "pixel3", top_k=10)
@@ -167,7 +167,7 @@ def test_suggest_references(client: OracleClient) -> None:
         (lambda c: c.suggest_references("nasbench201", 0), InvalidArgument, "n"),
     ],
 )
-def test_bad_input_gets_clear_status(client: OracleClient, call, exc, fragment) -> None:  # noqa: ANN001
+def test_bad_input_gets_clear_status(client: OracleClient, call, exc, fragment) -> None:
     with pytest.raises(exc) as info:
         call(client)
     assert fragment in str(info.value)
@@ -190,7 +190,7 @@ def test_too_large_batch(client: OracleClient) -> None:
         client.rank("nasbench201", genes, "pixel3")
 
 
-def test_raw_stub_garbage_is_invalid_argument(server) -> None:  # noqa: ANN001
+def test_raw_stub_garbage_is_invalid_argument(server) -> None:
     with grpc.insecure_channel(f"127.0.0.1:{server.port}") as ch:
         stub = pb_grpc.LatencyOracleStub(ch)
         bad = pb.RankRequest(space="nasbench201", devices=["pixel3"],
@@ -211,7 +211,7 @@ def test_raw_stub_garbage_is_invalid_argument(server) -> None:  # noqa: ANN001
         assert info.value.code() in (grpc.StatusCode.INTERNAL, grpc.StatusCode.INVALID_ARGUMENT)
 
 
-def test_metrics_endpoint(client: OracleClient, server) -> None:  # noqa: ANN001
+def test_metrics_endpoint(client: OracleClient, server) -> None:
     client.rank("nasbench201", SPACE.sample(10, rng=7), "pixel3")
     text = urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics").read().decode()
     for name in (
