@@ -270,8 +270,8 @@ class _Run:
             pop_X=np.asarray(pop.get("X"), dtype=np.int64),
             pop_F=np.asarray(pop.get("F"), dtype=np.float64),
             pop_G=np.asarray(pop.get("G"), dtype=np.float64).reshape(len(pop), -1),
-            pop_rank=np.asarray(pop.get("rank"), dtype=np.int64),
-            pop_crowding=np.asarray(pop.get("crowding"), dtype=np.float64),
+            pop_rank=_nan_for_none(pop.get("rank")),  # infeasible ones have no rank
+            pop_crowding=_nan_for_none(pop.get("crowding")),
             medians=np.asarray(p.medians, dtype=np.float64),
             meta=np.array(json.dumps(meta)),
         )
@@ -280,6 +280,14 @@ class _Run:
         with tmp.open("wb") as fh:
             np.savez(fh, **arrays)
         os.replace(tmp, self.checkpoint)
+
+
+def _nan_for_none(values: np.ndarray) -> np.ndarray:
+    return np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
+
+
+def _none_for_nan(values: np.ndarray, kind: type) -> list:
+    return [None if np.isnan(v) else kind(v) for v in values]
 
 
 def _jsonable_budget(budget: float | Mapping[str, float] | None) -> Any:
@@ -328,7 +336,8 @@ def _restore(algorithm: NSGA2, problem: OracleProblem, state: dict[str, Any], pr
     arrays = state["pop"]
     pop = Population.new("X", arrays["X"].astype(np.int64))
     pop.set("F", arrays["F"], "G", arrays["G"])
-    pop.set("rank", arrays["rank"], "crowding", arrays["crowding"])
+    pop.set("rank", _none_for_nan(arrays["rank"], int))
+    pop.set("crowding", _none_for_nan(arrays["crowding"], float))
     algorithm.pop = pop
     algorithm.is_initialized = True
     algorithm.n_iter = int(state["n_iter"])
