@@ -75,6 +75,23 @@ def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
     )
 
 
+#: Server-side keepalive policy. The SDK pings every 30 s (``client_sdk._requests``), above
+#: the 10 s minimum accepted here, and ping strikes are unlimited, so a well-behaved client
+#: is never sent a ``too_many_pings`` GOAWAY (``tests/unit/test_settings.py`` checks both).
+MIN_CLIENT_PING_INTERVAL_MS = 10_000
+
+
+def server_options(s: Settings) -> list[tuple[str, int]]:
+    return [
+        ("grpc.max_receive_message_length", s.max_message_bytes),
+        ("grpc.max_send_message_length", s.max_message_bytes),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_recv_ping_interval_without_data_ms", MIN_CLIENT_PING_INTERVAL_MS),
+        ("grpc.http2.max_ping_strikes", 0),
+        ("grpc.so_reuseport", 0),
+    ]
+
+
 @dataclass
 class App:
     """A running (or startable) oracle server. ``port``/``metrics_port`` are the bound ones."""
@@ -92,21 +109,18 @@ class App:
     _stopping: threading.Event = field(init=False, default_factory=threading.Event)
     _threads: list[threading.Thread] = field(init=False, default_factory=list)
     _metrics_server: object = field(init=False, default=None)
+    _executor: futures.ThreadPoolExecutor = field(init=False)
 
     def __post_init__(self) -> None:
         s = self.settings
+        self._executor = futures.ThreadPoolExecutor(
+            max_workers=s.workers, thread_name_prefix="oracle-rpc"
+        )
         self.server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=s.workers, thread_name_prefix="oracle-rpc"),
+            self._executor,
             interceptors=[OracleInterceptor(s.write_token, s.read_token_required)],
             maximum_concurrent_rpcs=s.max_concurrent_rpcs,
-            options=[
-                ("grpc.max_receive_message_length", s.max_message_bytes),
-                ("grpc.max_send_message_length", s.max_message_bytes),
-                ("grpc.keepalive_permit_without_calls", 1),
-                ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
-                ("grpc.http2.max_ping_strikes", 0),
-                ("grpc.so_reuseport", 0),
-            ],
+            options=server_options(s),
         )
         servicer = OracleServicer(lambda: self.oracle, s.max_batch)
         pb_grpc.add_LatencyOracleServicer_to_server(servicer, self.server)
@@ -202,11 +216,23 @@ class App:
         metrics.READY.set(0)
         log.info("draining", extra={"grace_s": grace})
         self.server.stop(grace).wait()
+        self._reap_workers()
         if self._metrics_server is not None:
             self._metrics_server.shutdown()  # type: ignore[attr-defined]
         if self.registry is not None:
             self.registry.close()
         log.info("stopped")
+
+    def _reap_workers(self, timeout_s: float = 5.0) -> None:
+        """After the grace period grpc has cancelled what was left; handlers see it
+        (``context.is_active()``) and return. Shut the pool down so no worker thread is left."""
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        deadline = time.monotonic() + timeout_s
+        for thread in list(getattr(self._executor, "_threads", ())):
+            thread.join(max(0.0, deadline - time.monotonic()))
+        alive = [t.name for t in getattr(self._executor, "_threads", ()) if t.is_alive()]
+        if alive:
+            log.warning("RPC worker threads still busy after drain", extra={"threads": alive})
 
     def wait(self) -> None:
         self.server.wait_for_termination()

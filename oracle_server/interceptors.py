@@ -4,27 +4,94 @@ One interceptor wraps every known method's handler (unknown methods pass through
 so they add no metric series):
 - ``grpc_server_started_total`` / ``handled_total{grpc_code}`` / ``handling_seconds``;
 - bearer-token check (constant time) for write RPCs, or for all oracle RPCs when configured;
+- request bytes are parsed *inside* the wrapper (handlers are registered with an identity
+  deserializer), so undecodable bytes are ``INVALID_ARGUMENT`` (grpc's own deserializer
+  would answer ``INTERNAL``) and are counted like any other failed call;
+- identifiers (``space``, ``name``, ``a``, ``b``, ``devices[i]``) are checked for length and
+  charset before any work: ``INVALID_ARGUMENT`` naming the field;
 - ``OracleError`` -> its status code from ``errors.STATUS_CODE_BY_ERROR``; anything else ->
   ``INTERNAL`` with a generic message (logged with its traceback, never sent to the client).
+  Status details and error metadata are bounded in size and ASCII-safe.
 """
 
 from __future__ import annotations
 
 import hmac
 import logging
+import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import grpc
 
 from oracle_server import metrics
-from oracle_server.errors import OracleError, Unauthenticated, status_code_name
+from oracle_server.errors import InvalidArgument, OracleError, Unauthenticated, status_code_name
 
 log = logging.getLogger(__name__)
 
 ORACLE_SERVICE = "latency_oracle.v1.LatencyOracle"
 WRITE_METHODS = frozenset({"RegisterDevice", "AddMeasurements", "DeleteDevice"})
+#: Space and device names: 1-64 of A-Z a-z 0-9 . _ - (device names may be '<space>/<name>').
+_PART = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
+SPACE_RE = re.compile(rf"^{_PART}$")
+DEVICE_RE = re.compile(rf"^(?:{_PART}/)?{_PART}$")
+_IDENTIFIER_FIELDS = (("space", SPACE_RE), ("name", DEVICE_RE), ("a", DEVICE_RE), ("b", DEVICE_RE))
+MAX_DETAILS_CHARS = 1024
+_SHOWN_CHARS = 40
+
+
+class MalformedRequest(InvalidArgument):
+    """The request bytes are not a valid message of the method's request type."""
+
+
+def _shown(value: str) -> str:
+    text = value if len(value) <= _SHOWN_CHARS else value[:_SHOWN_CHARS] + "..."
+    return ascii(text)
+
+
+def check_identifiers(request: Any) -> None:
+    """Reject over-long or odd-charset space/device names before any work is done."""
+    fields = getattr(getattr(request, "DESCRIPTOR", None), "fields_by_name", {})
+    for name, pattern in _IDENTIFIER_FIELDS:
+        if name in fields:
+            value = getattr(request, name)
+            if value and not pattern.match(value):
+                raise InvalidArgument(
+                    f"{_shown(value)} is not a valid name (1-64 of A-Z a-z 0-9 . _ -"
+                    f"{', optionally <space>/<name>' if pattern is DEVICE_RE else ''})",
+                    field=name,
+                )
+    if "devices" in fields:
+        for i, value in enumerate(request.devices):
+            if not DEVICE_RE.match(value):
+                raise InvalidArgument(
+                    f"{_shown(value)} is not a valid device name (1-64 of A-Z a-z 0-9 . _ -, "
+                    "optionally <space>/<name>)",
+                    field=f"devices[{i}]",
+                )
+
+
+def _parser(deserializer: Callable[[bytes], Any] | None) -> Callable[[Any], Any]:
+    if deserializer is None:
+        return lambda raw: raw
+
+    def parse(raw: Any) -> Any:
+        if not isinstance(raw, bytes | bytearray | memoryview):
+            return raw
+        try:
+            return deserializer(bytes(raw))
+        except Exception as exc:  # DecodeError, invalid UTF-8 in a string field, ...
+            raise MalformedRequest(
+                f"request bytes are not a valid message ({type(exc).__name__})", field="request"
+            ) from None
+
+    return parse
+
+
+def _parse_stream(parse: Callable[[Any], Any], requests: Iterable[Any]) -> Iterator[Any]:
+    for raw in requests:
+        yield parse(raw)
 
 
 def _split(full_method: str) -> tuple[str, str]:
@@ -38,9 +105,20 @@ def _abort_for(context: grpc.ServicerContext, exc: Exception) -> None:
         if code is grpc.StatusCode.INTERNAL:
             log.error("internal error", exc_info=exc)
         context.set_trailing_metadata(_error_metadata(exc))
-        context.abort(code, str(exc))
+        context.abort(code, _bounded(str(exc)))
     log.error("unexpected error", exc_info=exc)
     context.abort(grpc.StatusCode.INTERNAL, "internal error (logged on the server)")
+
+
+def _bounded(text: str, limit: int = MAX_DETAILS_CHARS) -> str:
+    """Status details stay small: they travel in HTTP/2 trailers (a few KiB at most)."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _metadata_value(value: object) -> str:
+    """Printable ASCII only (a non-binary metadata value must be), bounded."""
+    text = "".join(c if " " <= c <= "~" else "?" for c in str(value))
+    return _bounded(text, 256)
 
 
 def _error_metadata(exc: OracleError) -> tuple[tuple[str, str], ...]:
@@ -48,11 +126,11 @@ def _error_metadata(exc: OracleError) -> tuple[tuple[str, str], ...]:
     items = [("oracle-error", type(exc).__name__)]
     field = getattr(exc, "field", None)
     if field:
-        items.append(("oracle-field", field))
+        items.append(("oracle-field", _metadata_value(field)))
     for key in ("index", "gene"):
         value = getattr(exc, key, None)
         if value is not None:
-            items.append((f"oracle-{key}", str(value)))
+            items.append((f"oracle-{key}", _metadata_value(value)))
     return tuple(items)
 
 
@@ -70,28 +148,31 @@ class OracleInterceptor(grpc.ServerInterceptor):
         if handler is None:
             return None
         service, method = _split(details.method)
-        needs_token = bool(self._token) and service == ORACLE_SERVICE and (
+        oracle = service == ORACLE_SERVICE
+        needs_token = bool(self._token) and oracle and (
             method in WRITE_METHODS or self._read_token_required
         )
+        # Register with an identity deserializer; the wrapper parses (see module docstring).
+        parse = _parser(handler.request_deserializer)
         if handler.unary_unary is not None:
             labels = ("unary", service, method)
             return grpc.unary_unary_rpc_method_handler(
-                self._wrap_unary(handler.unary_unary, labels, needs_token),
-                request_deserializer=handler.request_deserializer,
+                self._wrap_unary(handler.unary_unary, labels, needs_token, parse, oracle),
+                request_deserializer=None,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             labels = ("server_stream", service, method)
             return grpc.unary_stream_rpc_method_handler(
-                self._wrap_stream(handler.unary_stream, labels),
-                request_deserializer=handler.request_deserializer,
+                self._wrap_stream(handler.unary_stream, labels, parse, streaming_request=False),
+                request_deserializer=None,
                 response_serializer=handler.response_serializer,
             )
         if handler.stream_stream is not None:
             labels = ("bidi_stream", service, method)
             return grpc.stream_stream_rpc_method_handler(
-                self._wrap_stream(handler.stream_stream, labels),
-                request_deserializer=handler.request_deserializer,
+                self._wrap_stream(handler.stream_stream, labels, parse, streaming_request=True),
+                request_deserializer=None,
                 response_serializer=handler.response_serializer,
             )
         return handler
@@ -105,9 +186,14 @@ class OracleInterceptor(grpc.ServerInterceptor):
         raise Unauthenticated("this RPC needs 'authorization: Bearer <token>' metadata")
 
     def _wrap_unary(
-        self, behaviour: Callable, labels: tuple[str, str, str], needs_token: bool
+        self,
+        behaviour: Callable,
+        labels: tuple[str, str, str],
+        needs_token: bool,
+        parse: Callable[[Any], Any],
+        check_names: bool,
     ) -> Callable:
-        def wrapper(request: Any, context: grpc.ServicerContext) -> Any:
+        def wrapper(raw: Any, context: grpc.ServicerContext) -> Any:
             metrics.GRPC_STARTED.labels(*labels).inc()
             metrics.GRPC_MSG_RECEIVED.labels(*labels).inc()
             start = time.perf_counter()
@@ -115,6 +201,9 @@ class OracleInterceptor(grpc.ServerInterceptor):
             try:
                 if needs_token:
                     self._check_token(context)
+                request = parse(raw)
+                if check_names:
+                    check_identifiers(request)
                 response = behaviour(request, context)
                 metrics.GRPC_MSG_SENT.labels(*labels).inc()
                 return response
@@ -128,12 +217,19 @@ class OracleInterceptor(grpc.ServerInterceptor):
 
         return wrapper
 
-    def _wrap_stream(self, behaviour: Callable, labels: tuple[str, str, str]) -> Callable:
-        def wrapper(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+    def _wrap_stream(
+        self,
+        behaviour: Callable,
+        labels: tuple[str, str, str],
+        parse: Callable[[Any], Any],
+        streaming_request: bool,
+    ) -> Callable:
+        def wrapper(raw: Any, context: grpc.ServicerContext) -> Iterator[Any]:
             metrics.GRPC_STARTED.labels(*labels).inc()
             start = time.perf_counter()
             code = "OK"
             try:
+                request = _parse_stream(parse, raw) if streaming_request else parse(raw)
                 for response in behaviour(request, context):
                     metrics.GRPC_MSG_SENT.labels(*labels).inc()
                     yield response

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -29,7 +30,9 @@ class Settings:
         default="", metadata={"help": "proxy artifact cache (default <data_dir>/cache)"}
     )
     database_url: str = field(
-        default="", metadata={"help": "SQLAlchemy URL (default: sqlite:///<data_dir>/registry.db)"}
+        default="",
+        repr=False,
+        metadata={"help": "SQLAlchemy URL (default: sqlite:///<data_dir>/registry.db)"},
     )
     workers: int = field(default=8, metadata={"help": "gRPC worker threads"})
     max_concurrent_rpcs: int = field(
@@ -52,7 +55,9 @@ class Settings:
         default=0.5, metadata={"help": "how often to pick up other replicas' registry changes"}
     )
     write_token: str = field(
-        default="", metadata={"help": "bearer token required for write RPCs (empty = open)"}
+        default="",
+        repr=False,
+        metadata={"help": "bearer token required for write RPCs (empty = open)"},
     )
     read_token_required: bool = field(
         default=False, metadata={"help": "require the token for read RPCs too"}
@@ -65,6 +70,29 @@ class Settings:
     spaces: tuple[str, ...] = field(
         default=("nasbench201", "fbnet", "ofa_mbv3"), metadata={"help": "search spaces to serve"}
     )
+
+    def __post_init__(self) -> None:
+        """Reject inconsistent settings at start-up (``oracle-server`` exits 2 on them)."""
+        for name in ("workers", "max_concurrent_rpcs", "max_batch", "max_devices_per_request",
+                     "max_message_bytes", "max_measurements"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not 0 <= self.port <= 65535 or not -1 <= self.metrics_port <= 65535:
+            raise ValueError("port/metrics_port out of range")
+        if self.grace_s < 0 or self.sync_interval_s <= 0:
+            raise ValueError("grace_s must be >= 0 and sync_interval_s > 0")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("tls_cert and tls_key must be given together")
+        if self.tls_client_ca and not self.tls_cert:
+            raise ValueError("tls_client_ca (mutual TLS) needs tls_cert and tls_key")
+        if self.read_token_required and not self.write_token:
+            raise ValueError("read_token_required needs write_token")
+        if self.write_token and (
+            any(c in self.write_token for c in " \t\r\n") or not self.write_token.isprintable()
+        ):
+            raise ValueError("write_token must be printable with no whitespace")
+        if self.log_format not in ("json", "text"):
+            raise ValueError(f"log_format must be json or text, got {self.log_format!r}")
 
     @property
     def resolved_database_url(self) -> str:
@@ -81,14 +109,28 @@ class Settings:
             value = getattr(self, f.name)
             if f.name == "write_token" and value:
                 value = "***"
-            elif f.name == "database_url" and value and "@" in value:
-                scheme, _, rest = value.partition("://")
-                value = f"{scheme}://***@{rest.rpartition('@')[2]}"
+            elif f.name == "database_url" and value:
+                value = redact_url(value)
             out[f.name] = str(value) if isinstance(value, Path) else value
         return out
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
+
+
+_SECRET_QUERY = re.compile(r"(?i)((?:^|[?&;])[^=&;]*(?:password|passwd|secret|token|key)=)[^&;]*")
+
+
+def redact_url(url: str) -> str:
+    """Mask the credentials (user:password@) and secret query parameters of a URL."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    netloc, slash, tail = rest.partition("/")
+    if "@" in netloc:
+        netloc = "***@" + netloc.rpartition("@")[2]
+    tail = _SECRET_QUERY.sub(r"\1***", tail)
+    return f"{scheme}://{netloc}{slash}{tail}"
 
 
 def _convert(name: str, typ: Any, raw: str) -> Any:
