@@ -188,7 +188,7 @@ def fit_adaproxy(
 
     beta, loo, g = _best_over_grid(m, var, ADA_GRID, (y - mu) / sd)
     a = beta[1] * sd / su
-    b = beta[2:] * sd * scale / a if a != 0 else np.zeros_like(w)
+    b = beta[2:] * sd * scale
     c = beta[0] * sd + mu
     target_w = w * (a + b)  # the transferred weights
     params = {"basis_index": k, "a": float(a), "b": b.tolist(), "c": float(c),

@@ -77,12 +77,13 @@ def test_adaproxy_matches_closed_form() -> None:
     var = np.r_[PRIOR_FREE, PRIOR_FREE, np.full(f, p["prior"])]
     beta = np.linalg.solve(m.T @ m + np.diag(1 / var), m.T @ ((y - mu) / sd))
     a = beta[1] * sd / su
-    b = beta[2:] * sd * scale / a
+    b = beta[2:] * sd * scale
     assert p["a"] == pytest.approx(a, rel=1e-6)
     assert np.allclose(p["b"], b, atol=1e-6)
     assert np.allclose(p["weights"], w * (a + b), atol=1e-6)
     pred = np.exp(predict_log("adaproxy", p, np.log(y)[:, None], feats))
     assert np.allclose(pred, feats @ (w * (a + b)) + p["c"])
+    assert np.allclose(pred, (m @ beta) * sd + mu)  # the fitted values of the ridge
     assert spearman(pred, y) > 0.9
 
 
