@@ -160,7 +160,7 @@ def onboard(
     timings["suggest_s"] = time.perf_counter() - t0
     say(
         f"measuring {len(refs)} reference architectures of '{space}' on {device} "
-        f"({used_threads} threads, batch {batch_size}, {repeats} repeats)"
+        f"({used_threads} thread(s), batch {batch_size}, {repeats} repeats)"
     )
 
     t0 = time.perf_counter()
