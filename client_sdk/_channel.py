@@ -48,6 +48,8 @@ class ChannelConfig:
         resolved = normalise_target(target)
         rr = multi or resolved.startswith("dns:") if round_robin is None else round_robin
         creds = None
+        if (client_cert is None) != (client_key is None):
+            raise ValueError("mutual TLS needs both client_cert and client_key")
         if tls or root_certificates is not None or client_cert is not None:
             creds = grpc.ssl_channel_credentials(
                 root_certificates=_read(root_certificates),
