@@ -1,0 +1,276 @@
+"""Search-quality benchmark: NSGA-II through the oracle vs the exhaustive NAS-Bench-201 front.
+
+For each HELP test device (titan_rtx_256, gold_6226, fpga, pixel2, raspi4, eyeriss) and seed:
+
+* ``oracle``: ``client_sdk.search.search`` through the oracle (3,000 evaluations), the
+  device held out of the proxy and registered from HELP's 10 reference architectures;
+* ``true_table``: the same NSGA-II on the TRUE latency table (upper bound);
+* ``random``: 3,000 random architectures ranked by the oracle (one RPC), their front;
+* ``flops_proxy``: the same NSGA-II with FLOPs as the latency.
+
+Every returned front is scored with TRUE cifar10 accuracy and TRUE latency against the
+exhaustive true front of the table: recall (fraction of the true front's architectures the
+returned front contains), hypervolume ratio (pymoo HV; reference point = true front's worst
+error + 0.5, worst latency x 1.01) and front size vs the true front's size.
+
+``--offline`` replaces the oracle by a local stand-in that predicts each test device from
+the true table of a DIFFERENT, correlated HELP meta-train device through a monotone
+(log-log linear) map fitted on the 10 reference architectures. It only exercises the
+harness: its numbers are NOT results of the oracle.
+
+Usage: ``python benchmarks/search_quality.py --json benchmarks/results/search_quality.json``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from client_sdk.search import search, true_front_rows  # noqa: E402
+from oracle_server.spaces import get_space  # noqa: E402
+
+SPACE = get_space("nasbench201")
+METRIC = "cifar10"
+HELP_TRAIN = (
+    "1080ti_1", "1080ti_32", "1080ti_256", "silver_4114", "silver_4210r", "samsung_a50",
+    "pixel3", "essential_ph_1", "samsung_s7",
+)
+HELP_TEST = ("titan_rtx_256", "gold_6226", "fpga", "pixel2", "raspi4", "eyeriss")
+HELP_REFS = (11982, 431, 55, 9, 14451, 8636, 9881, 13479, 6196, 1462)
+GOALS = {"mean_recall": 0.70, "min_device_recall": 0.50, "hv_ratio": 0.995,
+         "size_ratio_max": 1.5, "wall_s_max": 3.0}
+
+
+# --------------------------------------------------------------------------- the oracle
+def make_client(devices: Sequence[str], cache_dir: Path | None = None):
+    """``(client, names, close)``: an in-process oracle, each test device registered.
+
+    The proxy is trained on HELP's meta-train devices only (every other table device held
+    out); each test device is registered through the API from its latencies on HELP's 10
+    reference architectures. ``names[device]`` is the registered device name.
+    """
+    from client_sdk import OracleClient
+    from oracle_server.app import App
+    from oracle_server.predictor import build_model
+    from oracle_server.settings import Settings
+
+    tmp = tempfile.TemporaryDirectory(prefix="search-quality-")
+    cache = cache_dir or REPO / ".oracle" / "test-cache"
+    holdout = tuple(d for d in SPACE.table.devices if d not in HELP_TRAIN)
+    model = build_model("nasbench201", holdout, cache_dir=cache)
+    settings = Settings(host="127.0.0.1", port=0, metrics_port=-1, data_dir=Path(tmp.name),
+                        spaces=("nasbench201",), cache_dir=str(cache), workers=4)
+    app = App(settings, models={"nasbench201": model}).start(block_until_ready=True,
+                                                             timeout_s=300)
+    client = OracleClient(f"127.0.0.1:{app.port}", timeout_s=60)
+    genes = SPACE.genes_of_index(HELP_REFS)
+    rows = SPACE.table_rows(genes)
+    names = {}
+    for dev in devices:
+        names[dev] = f"bench_{dev}"
+        lat = SPACE.table.device_column(dev)[rows]
+        client.register_device(names[dev], "nasbench201", (genes, lat))
+
+    def close() -> None:
+        client.close()
+        app.stop(1.0)
+        tmp.cleanup()
+
+    return client, names, close
+
+
+class TableClient:
+    """``rank`` from a per-device latency function of table rows (no server)."""
+
+    def __init__(self, latency: Callable[[str, np.ndarray, np.ndarray], np.ndarray]) -> None:
+        self.latency = latency
+
+    def rank(self, space, archs, devices, max_latency_ms=None, return_uncertainty=False):
+        genes = np.asarray(archs)
+        rows = SPACE.table_rows(genes)
+        return SimpleNamespace(latency_ms={d: self.latency(d, genes, rows) for d in devices})
+
+
+def true_table_client() -> TableClient:
+    return TableClient(lambda d, genes, rows: SPACE.table.device_column(d)[rows])
+
+
+def flops_client() -> TableClient:
+    return TableClient(lambda d, genes, rows: SPACE.flops(genes) / 1e6)
+
+
+def offline_client(devices: Sequence[str]) -> tuple[TableClient, dict[str, str], dict]:
+    """NOT the oracle: a correlated train device's true latency, monotone-mapped."""
+    ref_rows = SPACE.rows_of_index(HELP_REFS)
+    maps: dict[str, tuple[str, float, float]] = {}
+    for dev in devices:
+        y = np.log(SPACE.table.device_column(dev)[ref_rows])
+        best = max(HELP_TRAIN, key=lambda t: _spearman(SPACE.table.device_column(t)[ref_rows], y))
+        x = np.log(SPACE.table.device_column(best)[ref_rows])
+        b, a = np.polyfit(x, y, 1)
+        maps[dev] = (best, float(a), float(b))
+
+    def latency(d: str, genes: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        src, a, b = maps[d]
+        return np.exp(a + max(b, 1e-3) * np.log(SPACE.table.device_column(src)[rows]))
+
+    info = {d: {"source_device": m[0], "log_a": m[1], "log_b": m[2]} for d, m in maps.items()}
+    return TableClient(latency), {d: d for d in devices}, info
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+# ---------------------------------------------------------------------------- scoring
+def score(device: str, genes: np.ndarray, true_rows: np.ndarray) -> dict[str, float]:
+    """Recall / HV ratio / size of a returned front, with TRUE accuracy and latency."""
+    from pymoo.indicators.hv import HV
+
+    acc = SPACE.table.accuracy[METRIC]
+    lat = SPACE.table.device_column(device)
+    rows = SPACE.table_rows(genes)
+    rows = rows[rows >= 0]
+    tf = np.column_stack([100.0 - acc[true_rows], lat[true_rows]])
+    ref = np.array([tf[:, 0].max() + 0.5, tf[:, 1].max() * 1.01])
+    hv = HV(ref_point=ref)
+    got = np.column_stack([100.0 - acc[rows], lat[rows]])
+    return {
+        "recall": float(np.isin(true_rows, rows).mean()),
+        "hv_ratio": float(hv(got) / hv(tf)) if len(rows) else 0.0,
+        "front_size": len(rows),
+        "size_ratio": float(len(rows) / len(true_rows)),
+    }
+
+
+def run_method(method: str, clients: dict[str, Any], names: dict[str, str], device: str,
+               seed: int, opts: argparse.Namespace) -> dict[str, Any]:
+    """One method on one device and seed: the returned front's genes, wall and RPCs."""
+    kw = {"evaluations": opts.evaluations, "population": opts.population, "seed": seed,
+          "progress": False}
+    t0 = time.perf_counter()
+    if method == "random":
+        genes = _random_unique(opts.evaluations, seed)
+        name = names[device]
+        lat = np.asarray(clients["oracle"].rank("nasbench201", genes, [name]).latency_ms[name])
+        acc = SPACE.table.accuracy[METRIC][SPACE.table_rows(genes)]
+        from client_sdk.search import pareto_mask
+
+        front = genes[pareto_mask(np.column_stack([-acc, lat]))]
+        return {"genes": front, "wall_s": time.perf_counter() - t0, "rpcs": 1}
+    dev = names[device] if method == "oracle" else device
+    res = search(clients[method], "nasbench201", [dev], objective=METRIC, **kw)
+    return {"genes": res.front.genes, "wall_s": res.wall_s, "rpcs": res.num_rpcs,
+            "evaluations": res.num_evaluations}
+
+
+def _random_unique(n: int, seed: int) -> np.ndarray:
+    rows = np.random.default_rng(seed).permutation(SPACE.num_architectures)[:n]
+    return SPACE.table.genes[rows]
+
+
+def summarise(per_device: dict[str, dict[str, list[dict]]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for method, devs in per_device.items():
+        rows = {d: {k: float(np.mean([r[k] for r in runs]))
+                    for k in ("recall", "hv_ratio", "size_ratio", "front_size", "wall_s")}
+                for d, runs in devs.items()}
+        out[method] = {
+            "devices": rows,
+            "mean_recall": float(np.mean([r["recall"] for r in rows.values()])),
+            "min_device_recall": float(min(r["recall"] for r in rows.values())),
+            "mean_hv_ratio": float(np.mean([r["hv_ratio"] for r in rows.values()])),
+            "max_size_ratio": float(max(r["size_ratio"] for r in rows.values())),
+            "max_wall_s": float(max(r["wall_s"] for r in rows.values())),
+        }
+    return out
+
+
+def goals_met(s: dict[str, Any]) -> dict[str, bool]:
+    return {
+        "mean_recall": s["mean_recall"] >= GOALS["mean_recall"],
+        "min_device_recall": s["min_device_recall"] >= GOALS["min_device_recall"],
+        "hv_ratio": s["mean_hv_ratio"] >= GOALS["hv_ratio"],
+        "size_ratio": s["max_size_ratio"] <= GOALS["size_ratio_max"],
+        "wall_s": s["max_wall_s"] <= GOALS["wall_s_max"],
+    }
+
+
+def print_table(summary: dict[str, Any], true_sizes: dict[str, int], banner: str) -> None:
+    print(banner)
+    head = f"{'method':<12} {'device':<14} {'recall':>7} {'HV ratio':>9} {'size/true':>10} "
+    print(head + f"{'front':>6} {'true':>5} {'wall s':>7}")
+    for method, s in summary.items():
+        for dev, r in s["devices"].items():
+            print(f"{method:<12} {dev:<14} {r['recall']:>7.3f} {r['hv_ratio']:>9.4f} "
+                  f"{r['size_ratio']:>10.2f} {r['front_size']:>6.1f} {true_sizes[dev]:>5} "
+                  f"{r['wall_s']:>7.2f}")
+        print(f"{method:<12} {'MEAN':<14} {s['mean_recall']:>7.3f} {s['mean_hv_ratio']:>9.4f} "
+              f"{s['max_size_ratio']:>10.2f} (max)  min recall {s['min_device_recall']:.3f}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--json", type=Path, help="write the results here")
+    ap.add_argument("--offline", action="store_true",
+                    help="no server: a monotone map of another device (harness check only)")
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--evaluations", type=int, default=3000)
+    ap.add_argument("--population", type=int, default=64)
+    ap.add_argument("--devices", nargs="+", default=list(HELP_TEST))
+    ap.add_argument("--methods", nargs="+",
+                    default=["oracle", "true_table", "random", "flops_proxy"])
+    opts = ap.parse_args(argv)
+    close: Callable[[], None] = lambda: None  # noqa: E731
+    extra: dict[str, Any] = {}
+    if opts.offline:
+        oracle, names, extra = offline_client(opts.devices)
+    else:
+        oracle, names, close = make_client(opts.devices)
+    clients = {"oracle": oracle, "true_table": true_table_client(), "flops_proxy": flops_client()}
+    true_rows = {d: true_front_rows(SPACE, d, METRIC) for d in opts.devices}
+    per_device: dict[str, dict[str, list[dict]]] = {m: {} for m in opts.methods}
+    try:
+        for dev in opts.devices:
+            for method in opts.methods:
+                for seed in range(opts.seeds):
+                    run = run_method(method, clients, names, dev, seed, opts)
+                    scored = {**score(dev, run.pop("genes"), true_rows[dev]), **run}
+                    per_device[method].setdefault(dev, []).append(scored)
+    finally:
+        close()
+    summary = summarise(per_device)
+    mode = "offline" if opts.offline else "oracle"
+    banner = ("OFFLINE HARNESS CHECK -- the 'oracle' rows are a monotone map of another "
+              "device's true latency, NOT oracle results" if opts.offline else
+              "Search quality through the oracle (HELP test devices, 10 reference archs)")
+    print_table(summary, {d: len(r) for d, r in true_rows.items()}, banner)
+    goals = goals_met(summary["oracle"]) if "oracle" in summary else {}
+    print("goals (oracle):", goals)
+    if opts.json:
+        opts.json.parent.mkdir(parents=True, exist_ok=True)
+        payload = {"mode": mode, "note": banner, "goals": GOALS, "goals_met": goals,
+                   "config": {k: (str(v) if isinstance(v, Path) else v)
+                              for k, v in vars(opts).items()},
+                   "true_front_size": {d: len(r) for d, r in true_rows.items()},
+                   "offline_map": extra, "summary": summary, "runs": per_device}
+        opts.json.write_text(json.dumps(payload, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
