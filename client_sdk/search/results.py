@@ -13,8 +13,14 @@ import numpy as np
 from oracle_server.spaces import SearchSpace, get_space
 
 
-def pareto_mask(F: np.ndarray) -> np.ndarray:
-    """Non-dominated rows of ``F`` (all columns minimised). Identical rows are all kept."""
+def pareto_mask(F: np.ndarray, tie_tolerance: float = 0.0) -> np.ndarray:
+    """Non-dominated rows of ``F`` (all columns minimised). Identical rows are all kept.
+
+    ``tie_tolerance`` (relative, on columns 1..: latencies) treats near-equal latencies as
+    ties: ``b`` dominates ``a`` when ``F_b[0] <= F_a[0]``, ``F_b[k] <= F_a[k] (1 + tol)`` for
+    the other columns and ``b`` is strictly better somewhere. So of several architectures
+    with practically the same latency only the most accurate stays on the front.
+    """
     F = np.asarray(F, dtype=np.float64)
     n = F.shape[0]
     if n == 0:
@@ -22,33 +28,41 @@ def pareto_mask(F: np.ndarray) -> np.ndarray:
     if F.shape[1] == 1:
         return F[:, 0] == F[:, 0].min()
     if F.shape[1] == 2:
-        return _pareto_mask_2d(F[:, 0], F[:, 1])
-    from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
+        return _pareto_mask_2d(F[:, 0], F[:, 1], tie_tolerance)
+    if tie_tolerance == 0.0:
+        from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
-    mask = np.zeros(n, dtype=bool)
-    mask[NonDominatedSorting().do(F, only_non_dominated_front=True)] = True
-    return mask
+        mask = np.zeros(n, dtype=bool)
+        mask[NonDominatedSorting().do(F, only_non_dominated_front=True)] = True
+        return mask
+    return ~dominated_by(F, F, tie_tolerance)
 
 
-def _pareto_mask_2d(f0: np.ndarray, f1: np.ndarray) -> np.ndarray:
+def _pareto_mask_2d(f0: np.ndarray, f1: np.ndarray, tol: float = 0.0) -> np.ndarray:
     order = np.lexsort((f1, f0))
     a, b = f0[order], f1[order]
     new_group = np.r_[True, a[1:] != a[:-1]]
     gid = np.cumsum(new_group) - 1
     gmin = b[new_group]  # each f0 group's smallest f1 (sorted first)
-    prev_min = np.r_[np.inf, np.minimum.accumulate(gmin)[:-1]]
+    prev_min = np.r_[np.inf, np.minimum.accumulate(gmin)[:-1]]  # over strictly smaller f0
     mask = np.zeros(len(f0), dtype=bool)
-    mask[order] = (b == gmin[gid]) & (b < prev_min[gid])
+    mask[order] = (b == gmin[gid]) & (prev_min[gid] > b + tol * np.abs(b))
     return mask
 
 
-def dominated_by(points: np.ndarray, front: np.ndarray) -> np.ndarray:
+def dominated_by(points: np.ndarray, front: np.ndarray, tie_tolerance: float = 0.0) -> np.ndarray:
     """For each row of ``points``: is it dominated by some row of ``front``?"""
+    out = np.zeros(len(points), dtype=bool)
     if len(front) == 0 or len(points) == 0:
-        return np.zeros(len(points), dtype=bool)
-    le = np.all(front[None, :, :] <= points[:, None, :], axis=2)
-    lt = np.any(front[None, :, :] < points[:, None, :], axis=2)
-    return np.any(le & lt, axis=1)
+        return out
+    slack = np.abs(points) * tie_tolerance
+    slack[:, 0] = 0.0
+    for start in range(0, len(points), 256):  # bounded memory
+        p, s = points[start:start + 256, None, :], slack[start:start + 256, None, :]
+        le = np.all(front[None, :, :] <= p + s, axis=2)
+        lt = np.any(front[None, :, :] < p, axis=2)
+        out[start:start + 256] = np.any(le & lt, axis=1)
+    return out
 
 
 def table_device(space: SearchSpace, device: str) -> str | None:
