@@ -103,6 +103,7 @@ class FBNet(SearchSpace):
         fixed_macs = 9 * 3 * STEM_CHANNELS * s * s + last * HEAD_CHANNELS * final * final
         fixed_macs += HEAD_CHANNELS * NUM_CLASSES
         fixed_params = 9 * 3 * STEM_CHANNELS + last * HEAD_CHANNELS
+        fixed_params += 2 * (STEM_CHANNELS + HEAD_CHANNELS)  # BN of stem and head convs
         fixed_params += HEAD_CHANNELS * NUM_CLASSES + NUM_CLASSES
         return macs, params, float(fixed_macs), float(fixed_params)
 

@@ -51,7 +51,8 @@ def _fixed_costs() -> tuple[float, float]:
     for c_in, hw_out in ((16, 16 * 16), (32, 8 * 8)):  # residual reduction blocks
         c_out = 2 * c_in
         macs += 9 * c_in * c_out * hw_out + 9 * c_out * c_out * hw_out + c_in * c_out * hw_out
-        params += 9 * c_in * c_out + 9 * c_out * c_out + c_in * c_out + 6 * c_out
+        # two conv+BN (2 BN params per channel each); shortcut = avgpool + 1x1 conv, no BN
+        params += 9 * c_in * c_out + 9 * c_out * c_out + c_in * c_out + 4 * c_out
     macs += 64 * 10
     params += 64 * 10 + 10 + 2 * 64
     return float(macs), float(params)

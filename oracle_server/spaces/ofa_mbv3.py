@@ -162,6 +162,9 @@ class OFAMobileNetV3(SearchSpace):
             fm = 9 * 3 * FIRST_CHANNELS * size * size + 9 * FIRST_CHANNELS * size * size
             fm += FIRST_CHANNELS * FIRST_CHANNELS * size * size
             fp = 9 * 3 * FIRST_CHANNELS + 9 * FIRST_CHANNELS + FIRST_CHANNELS**2
+            # BN of the first conv and of the first block's two convs, BN of the final
+            # expand, classifier bias
+            fp += 2 * FIRST_CHANNELS * 3 + 2 * FINAL_EXPAND + NUM_CLASSES
             c_in = FIRST_CHANNELS
             for s in range(NUM_STAGES):
                 for b in range(MAX_DEPTH):
