@@ -217,6 +217,7 @@ class _Run:
         rows = np.arange(len(cache))
         feasible = p.feasible(rows)
         F = p.objectives(rows)
+        F[:, 0] = _snap(F[:, 0])  # accuracies equal up to float summation noise are ties
         front = np.zeros(len(rows), dtype=bool)
         front[feasible] = pareto_mask(F[feasible], self.tie_tolerance)
         near = np.zeros(len(rows), dtype=bool)
@@ -225,6 +226,7 @@ class _Run:
             lower = np.where(np.isfinite(lower), lower, cache.latency_ms)
             cand = p.feasible(rows, lower) & ~front
             F_opt = p.objectives(rows, lower)
+            F_opt[:, 0] = F[:, 0]
             near[cand] = ~dominated_by(F_opt[cand], F[front])
         return front, near
 
@@ -290,6 +292,12 @@ class _Run:
         with tmp.open("wb") as fh:
             np.savez(fh, **arrays)
         os.replace(tmp, self.checkpoint)
+
+
+def _snap(x: np.ndarray, digits: int = 9) -> np.ndarray:
+    """Round to ``digits`` significant digits relative to the largest magnitude."""
+    scale = float(np.max(np.abs(x))) if len(x) else 0.0
+    return x if scale == 0.0 else np.round(x / scale, digits) * scale
 
 
 def _nan_for_none(values: np.ndarray) -> np.ndarray:

@@ -130,3 +130,16 @@ def test_empty_front_exports(tmp_path):
     empty.to_csv(tmp_path / "e.csv")
     empty.plot(tmp_path / "e.png")
     assert "0 architectures" in empty.table()
+
+
+def test_float_noise_accuracy_ties_collapse():
+    class NoisyParams:
+        __name__ = "noisy_params"
+
+        def __call__(self, genes):  # equal op multisets: equal up to summation-order noise
+            return np.log10(NB201.params(genes)) + 1e-15 * genes[:, 0]
+
+    res = search(FakeClient(), "nasbench201", ["pixel3"], objective=NoisyParams(),
+                 evaluations=256, population=32, progress=False)
+    acc = np.round(res.front.accuracy, 9)
+    assert len(np.unique(acc)) == len(acc)  # one (the fastest) per accuracy level
