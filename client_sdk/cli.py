@@ -164,29 +164,37 @@ def cmd_compare(args: argparse.Namespace, c: OracleClient) -> None:
 def cmd_search(args: argparse.Namespace, c: OracleClient) -> None:
     from client_sdk.search import search
 
+    budget = args.max_latency_ms
     result = search(
         c, args.space, args.device, objective=args.objective, evaluations=args.evaluations,
-        population=args.population, max_latency_ms=args.max_latency_ms, seed=args.seed,
+        population=args.population, max_latency_ms=budget, seed=args.seed,
         latency_mode=args.latency_mode, checkpoint=args.checkpoint, resume=args.resume,
         progress=not args.json, time_limit_s=args.time_limit,
     )
     front = result.front
-    out = Path(args.out) if args.out else None
-    if out is not None:
+    written = []
+    if args.out:
+        out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         front.to_json(out / "front.json")
         front.to_csv(out / "front.csv")
+        written += [out / "front.json", out / "front.csv"]
         if args.plot:
             front.plot(out / "pareto.png")
-    summary = (
-        f"{len(front)} architectures on the front after {result.num_evaluations} evaluations, "
-        f"{result.num_rpcs} Rank RPCs, {result.wall_s:.2f} s"
-    )
-    if out is not None:
-        summary += f"\nwrote {out / 'front.json'}, {out / 'front.csv'}"
-        summary += f", {out / 'pareto.png'}" if args.plot else ""
-    _emit(args, json.loads(front.to_json_str()) if hasattr(front, "to_json_str") else None,
-          front.table() + "\n" + summary)
+            written.append(out / "pareto.png")
+    data = {
+        "summary": result.summary(),
+        "front": [
+            {"arch": a, "accuracy": float(front.accuracy[i]),
+             "latency_ms": {d: float(front.latency_ms[d][i]) for d in front.devices}}
+            for i, a in enumerate(front.archs)
+        ],
+        "written": [str(p) for p in written],
+    }
+    text = front.table() + "\n" + result.summary()
+    if written:
+        text += "\nwrote " + ", ".join(str(p) for p in written)
+    _emit(args, data, text)
 
 
 def _parser() -> argparse.ArgumentParser:

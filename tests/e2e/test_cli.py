@@ -71,3 +71,18 @@ def test_suggest_and_errors(run) -> None:
     assert code == 1 and "NOT_FOUND" in err and "ghost" in err
     code, _, err = run("rank", "--space", "nope", "--device", "x", "--file", "/dev/null")
     assert code == 1 and "NOT_FOUND" in err
+
+
+def test_search_writes_front(run, tmp_path: Path) -> None:
+    out = tmp_path / "s"
+    code, stdout, err = run("search", "--space", "nasbench201", "--device", "pixel3",
+                            "--objective", "cifar10", "--evaluations", "300",
+                            "--population", "32", "--out", str(out), "--plot")
+    assert code == 0, err
+    front = json.loads((out / "front.json").read_text())
+    assert front and set(front[0]) == {"arch", "accuracy", "latency_ms"}
+    assert set(front[0]["latency_ms"]) == {"pixel3"}
+    SPACE.parse_many([row["arch"] for row in front])
+    assert (out / "front.csv").read_text().startswith("arch")
+    assert (out / "pareto.png").read_bytes()[:4] == b"\x89PNG"
+    assert "front.json" in stdout
