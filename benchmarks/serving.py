@@ -110,6 +110,9 @@ class _EchoHandler(grpc.GenericRpcHandler):
 
 def echo_server_main(workers: int) -> int:
     """``--echo-server``: raw gRPC server on a free loopback port; prints it, runs until killed."""
+    from oracle_server.codec import tune_allocator
+
+    tune_allocator()  # the same allocator settings as the oracle process (fair floor)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers), options=CHANNEL_OPTIONS
     )

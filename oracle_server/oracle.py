@@ -28,7 +28,7 @@ from oracle_server.errors import (
     LimitExceeded,
     NotFound,
 )
-from oracle_server.predictor import HeadFit, LatencyModel
+from oracle_server.predictor import HeadFit, LatencyModel, Prediction
 from oracle_server.registry import Registry, StoredDevice
 from oracle_server.spaces import SearchSpace
 
@@ -98,14 +98,30 @@ def check_name(name: str, field_name: str = "name") -> str:
     return name
 
 
-def _order(lat: np.ndarray, top_k: int, budget: float | None) -> np.ndarray:
-    """Request indices fastest first, within the budget, truncated to ``top_k`` (0 = all)."""
+def _order(
+    lat: np.ndarray, top_k: int, budget: float | None, keys: np.ndarray | None = None
+) -> np.ndarray:
+    """Request indices fastest first, within the budget, truncated to ``top_k`` (0 = all).
+
+    Ties keep request order (a stable sort). ``keys``: optional unsigned integers ordered
+    exactly like ``lat`` (equal where ``lat`` is equal), e.g. a table device's dense ranks;
+    16-bit keys are sorted by numpy's O(n) radix sort.
+    """
     idx = None
-    values = lat
+    values = lat if keys is None else keys
     if budget is not None:
         idx = np.flatnonzero(lat <= budget)
-        values = lat[idx]
-    if 0 < top_k < values.shape[0]:
+        values = values[idx]
+    m = values.shape[0]
+    if keys is None and m > _KEY_SORT_MIN and values.dtype == np.float32 and (
+        top_k <= 0 or top_k > m // 8  # a few: argpartition below is cheaper
+    ):
+        sel = _stable_argsort_f32(values)
+        if sel is not None:
+            if top_k > 0:
+                sel = sel[:top_k]
+            return sel if idx is None else idx[sel].astype(np.uint32)
+    if 0 < top_k < m and values.dtype.itemsize > 2:
         kth = values[np.argpartition(values, top_k - 1)[top_k - 1]]
         below = np.flatnonzero(values < kth)
         tied = np.flatnonzero(values == kth)[: top_k - below.shape[0]]
@@ -113,7 +129,70 @@ def _order(lat: np.ndarray, top_k: int, budget: float | None) -> np.ndarray:
         sel = part[np.lexsort((part, values[part]))]
     else:
         sel = np.argsort(values, kind="stable")
+        if top_k > 0:
+            sel = sel[:top_k]
     return (sel if idx is None else idx[sel]).astype(np.uint32)
+
+
+_KEY_SORT_MIN = 4096  # below this, numpy's stable argsort is as fast
+_LOW32 = np.uint64(0xFFFFFFFF)
+
+
+def _stable_argsort_f32(values: np.ndarray) -> np.ndarray | None:
+    """Stable argsort of non-negative float32 as one (SIMD) sort of (bits << 32 | index).
+
+    Non-negative IEEE floats order like their bit patterns, and the index in the low half
+    breaks ties by position, so this equals ``np.argsort(values, kind="stable")``. None for
+    negative or NaN values, or more than 2**32 of them (callers fall back).
+    """
+    n = values.shape[0]
+    if n >= 1 << 32 or not values.min() >= 0:  # also False for NaN
+        return None
+    bits = (values + np.float32(0.0)).view(np.uint32)  # -0.0 -> +0.0
+    key = bits.astype(np.uint64) << np.uint64(32)
+    key |= np.arange(n, dtype=np.uint64)
+    key.sort()
+    return (key & _LOW32).astype(np.uint32)
+
+
+@dataclass(frozen=True)
+class _TablePrediction:
+    """One head's predictions over every row of its space's table (see ``Oracle.rank``)."""
+
+    head: HeadFit
+    latency_ms: np.ndarray  # (T,) float64, as ``HeadFit.predict`` gives them
+    log_sigma: np.ndarray  # (T,) float64
+    latency32: np.ndarray  # (T,) float32, what Rank returns
+    rank: np.ndarray  # (T,) uint16/uint32 dense rank of ``latency32`` (ties share a rank)
+
+
+def _dense_rank(values: np.ndarray) -> np.ndarray:
+    _, inverse = np.unique(values, return_inverse=True)
+    dtype = np.uint16 if values.shape[0] <= np.iinfo(np.uint16).max else np.uint32
+    return inverse.reshape(-1).astype(dtype)
+
+
+def _basis_columns(head: HeadFit) -> set[int] | None:
+    """Basis columns ``head.predict`` reads (None: all of them, or not known)."""
+    p = head.params
+    if head.kind in ("basis", "affine"):
+        cols = {int(p["basis_index"])}
+    elif head.kind == "nnls_log":
+        cols = {int(i) for i in np.flatnonzero(np.asarray(p["weights"], dtype=np.float64))}
+    elif head.kind == "adaproxy":
+        cols = set()
+    elif head.kind in ("additive", "counts"):
+        coef = np.asarray(p.get("coef_basis") or [], dtype=np.float64)
+        cols = {int(i) for i in np.flatnonzero(coef)}
+    else:
+        return None
+    if head.sigma:
+        cols.add(int(head.sigma["anchor"]))  # log_sigma reads the anchor column
+    return cols
+
+
+_FEATURE_FREE_HEADS = frozenset({"basis", "affine", "nnls_log"})
+_PREDICT_CHUNK = 16_384  # rows per proxy evaluation on the general path
 
 
 class Oracle:
@@ -139,6 +218,14 @@ class Oracle:
             for name in model.basis_devices:
                 devices[(space, name)] = Device(space, name, TABLE, model.basis_head(name))
         self._devices = devices
+        # Spaces whose table holds every architecture of the space (NAS-Bench-201): Rank
+        # answers by table row from per-head predictions over the whole table.
+        self._covered = {sp for sp, m in self.models.items() if _table_covers_space(m.space)}
+        self._table_inputs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._table_preds: dict[tuple[str, str], _TablePrediction] = {}
+        for (sp, _name), dev in devices.items():
+            if sp in self._covered:
+                self._table_prediction(self.models[sp], dev)
         self._update_gauges()
 
     # ---------------------------------------------------------------- lookup
@@ -202,29 +289,105 @@ class Oracle:
         if n > self.max_batch:
             raise LimitExceeded(f"{n} architectures exceed the limit of {self.max_batch} per Rank")
         t0 = time.perf_counter()
-        features = model.features(genes)
-        basis = model.basis(genes, features)
-        t1 = time.perf_counter()
-        metrics.RANK_STAGE_SECONDS.labels("proxy").observe(t1 - t0)
-        _check_cancel(is_cancelled)
-        preds = [d.head.predict(basis, features) for d in devices]
+        rows = None
+        if space in self._covered and n:
+            rows = model.space.table_rows(genes)
+            if rows.min() < 0:  # not canonical table genes: the general path
+                rows = None
+        if rows is not None:
+            tables = [self._table_prediction(model, d) for d in devices]
+            t1 = time.perf_counter()
+            metrics.RANK_STAGE_SECONDS.labels("proxy").observe(t1 - t0)
+            _check_cancel(is_cancelled)
+            lats = [tab.latency32[rows] for tab in tables]
+            keys = [tab.rank[rows] for tab in tables]
+            preds = [
+                Prediction(tab.latency_ms[rows], tab.log_sigma[rows]) if return_uncertainty
+                else None
+                for tab in tables
+            ]
+        else:
+            preds = self._predict(model, genes, devices, is_cancelled)
+            t1 = time.perf_counter()
+            metrics.RANK_STAGE_SECONDS.labels("proxy").observe(t1 - t0)
+            lats = [p.latency_ms.astype(np.float32) for p in preds]
+            keys = [None] * len(devices)
         t2 = time.perf_counter()
         metrics.RANK_STAGE_SECONDS.labels("head").observe(t2 - t1)
         _check_cancel(is_cancelled)
         rankings = []
-        for dev, pred in zip(devices, preds, strict=True):
-            lat = pred.latency_ms.astype(np.float32)
+        for dev, lat, key, pred in zip(devices, lats, keys, preds, strict=True):
             lower = upper = prob = None
             if return_uncertainty:
+                assert pred is not None
                 lo, hi = pred.interval(interval_level)
                 lower, upper = lo.astype(np.float32), hi.astype(np.float32)
                 if max_latency_ms is not None:
                     prob = pred.prob_below(max_latency_ms).astype(np.float32)
-            order = _order(lat, top_k, max_latency_ms)
+            order = _order(lat, top_k, max_latency_ms, key)
             rankings.append(DeviceRanking(dev, lat, order, lower, upper, prob))
         metrics.RANK_STAGE_SECONDS.labels("rank").observe(time.perf_counter() - t2)
         metrics.RANK_ARCHITECTURES.labels(space).inc(n * len(devices))
         return RankResult(space, n, tuple(rankings), interval_level)
+
+    def _predict(
+        self,
+        model: LatencyModel,
+        genes: np.ndarray,
+        devices: Sequence[Device],
+        is_cancelled: Callable[[], bool] | None = None,
+    ) -> list[Prediction]:
+        """Proxy once for all devices (only the basis columns their heads read), then heads.
+
+        In chunks of ``_PREDICT_CHUNK`` rows: bounded memory for big batches, and a client
+        that gave up stops the work between chunks.
+        """
+        columns: set[int] | None = set()
+        for d in devices:
+            cols = _basis_columns(d.head)
+            columns = None if cols is None or columns is None else columns | cols
+        wanted = None if columns is None else sorted(columns)
+        feature_free = all(d.head.kind in _FEATURE_FREE_HEADS for d in devices)
+        parts: list[list[Prediction]] = []
+        for start in range(0, max(genes.shape[0], 1), _PREDICT_CHUNK):
+            if start:
+                _check_cancel(is_cancelled)
+            g = genes[start : start + _PREDICT_CHUNK]
+            features = model.features(g)
+            basis = model.basis(g, features, columns=wanted)
+            if feature_free:
+                head_features = np.empty((g.shape[0], 0))  # not read: skip the float64 copy
+            else:
+                head_features = features.astype(np.float64)
+            parts.append([d.head.predict(basis, head_features) for d in devices])
+        if len(parts) == 1:
+            return parts[0]
+        return [
+            Prediction(
+                np.concatenate([p[i].latency_ms for p in parts]),
+                np.concatenate([p[i].log_sigma for p in parts]),
+            )
+            for i in range(len(devices))
+        ]
+
+    def _table_prediction(self, model: LatencyModel, device: Device) -> _TablePrediction:
+        """``device``'s head over the whole table (covered spaces), computed once per head."""
+        key = (device.space, device.name)
+        tab = self._table_preds.get(key)
+        if tab is not None and tab.head is device.head:
+            return tab
+        inputs = self._table_inputs.get(device.space)
+        if inputs is None:
+            genes = model.space.table.genes
+            features = model.features(genes)
+            inputs = (model.basis(genes, features), features)
+            self._table_inputs[device.space] = inputs
+        pred = device.head.predict(*inputs)
+        lat32 = pred.latency_ms.astype(np.float32)
+        tab = _TablePrediction(device.head, pred.latency_ms, pred.log_sigma, lat32,
+                               _dense_rank(lat32))
+        self._table_preds[key] = tab
+        return tab
 
     def _rank_devices(self, space: str, names: Sequence[str]) -> list[Device]:
         if not names:
@@ -303,6 +466,7 @@ class Oracle:
             devices = dict(self._devices)
             removed = devices.pop((sp, dev), None)
             self._devices = devices
+        self._table_preds.pop((sp, dev), None)
         self._update_gauges()
         return deleted or removed is not None
 
@@ -418,6 +582,14 @@ def _measured_spearman(space: SearchSpace, a: Device, b: Device) -> tuple[float,
         return float("nan"), len(pairs)
     xs, ys = zip(*pairs, strict=True)
     return float(spearmanr(xs, ys)[0]), len(pairs)
+
+
+def _table_covers_space(space: SearchSpace) -> bool:
+    """True when every gene vector of the space is exactly one row of its table."""
+    if space.space_size != space.num_architectures:
+        return False
+    rows = space.table_rows(space.table.genes)
+    return bool(rows.min() >= 0) and np.unique(rows).shape[0] == space.num_architectures
 
 
 def _check_cancel(is_cancelled: Callable[[], bool] | None) -> None:

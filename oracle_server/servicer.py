@@ -49,9 +49,15 @@ def space_pb(space: SearchSpace, devices: list[str]) -> pb.SearchSpace:
 
 
 def rank_response(result: RankResult, return_latencies: bool) -> pb.RankResponse:
-    rankings = []
+    # Filled in place: building DeviceRanking messages first and passing them to the
+    # constructor would copy every packed array once more.
+    response = pb.RankResponse(
+        space=result.space,
+        num_architectures=result.num_architectures,
+        interval_level=result.interval_level,
+    )
     for r in result.rankings:
-        msg = pb.DeviceRanking(
+        msg = response.rankings.add(
             device=r.device.full_name,
             order=codec.u32_bytes(r.order),
             expected_spearman=float(r.device.head.expected_spearman),
@@ -64,13 +70,7 @@ def rank_response(result: RankResult, return_latencies: bool) -> pb.RankResponse
             msg.upper_ms = codec.f32_bytes(r.upper_ms)
         if r.prob_within_budget is not None:
             msg.prob_within_budget = codec.f32_bytes(r.prob_within_budget)
-        rankings.append(msg)
-    return pb.RankResponse(
-        space=result.space,
-        num_architectures=result.num_architectures,
-        rankings=rankings,
-        interval_level=result.interval_level,
-    )
+    return response
 
 
 class OracleServicer(pb_grpc.LatencyOracleServicer):

@@ -73,14 +73,35 @@ class LatencyModel:
     def features(self, genes: np.ndarray) -> np.ndarray:
         return self.space.features(genes)
 
-    def basis(self, genes: np.ndarray, features: np.ndarray | None = None) -> np.ndarray:
-        """(n, B) predicted latency (ms) on the basis devices, vectorised."""
+    def basis(
+        self,
+        genes: np.ndarray,
+        features: np.ndarray | None = None,
+        columns: Sequence[int] | None = None,
+    ) -> np.ndarray:
+        """(n, B) predicted latency (ms) on the basis devices, vectorised.
+
+        ``columns``: the only basis columns the caller reads. With a LightGBM proxy only
+        their tree models are evaluated (the others are left at 1.0 ms); the values of the
+        columns computed are the same as without ``columns``.
+        """
         if self._basis_table is not None:
             rows = self.space.table_rows(genes)
             if np.all(rows >= 0):
                 return self._basis_table[rows]
         feats = self.features(genes) if features is None else features
-        return self.proxy.predict(feats)
+        proxy = self.proxy
+        if columns is None or proxy.config.kind != "lgbm" or len(feats) == 0 or len(
+            set(columns)
+        ) >= len(self.basis_devices):
+            return proxy.predict(feats)
+        x = np.ascontiguousarray(feats, dtype=np.float32)
+        w = proxy.log_linear_weights
+        base = x.astype(np.float64) @ w[:-1] + w[-1]  # all columns, as Proxy.predict_log
+        out = np.ones_like(base)
+        for c in sorted(set(columns)):
+            out[:, c] = np.exp(base[:, c] + proxy._models[c].predict(x, num_threads=1))
+        return out
 
     def fit_head(self, genes: np.ndarray, latency_ms: np.ndarray) -> HeadFit:
         """Validate measurements, fit every candidate head, keep the LOO-best (milliseconds)."""

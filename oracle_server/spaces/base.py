@@ -17,6 +17,7 @@ import numpy as np
 from oracle_server.errors import InvalidArchitecture
 
 GENE_DTYPE = np.int16
+_MAX_CODE_SPACE = 1 << 20  # direct code -> row lookup array for spaces up to this size
 
 
 @dataclass(frozen=True)
@@ -185,8 +186,48 @@ class SearchSpace(ABC):
         order = np.argsort(keys, kind="stable")
         return keys[order], order
 
+    @functools.cached_property
+    def _row_codes(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Mixed-radix code -> table row (``-1``: not in the table), for small spaces only.
+
+        ``(radix (g,) int32, lookup (space_size,) int64)`` or None when the space has more
+        than ``_MAX_CODE_SPACE`` gene vectors (then ``table_rows`` uses the sorted keys).
+        """
+        if self.space_size > _MAX_CODE_SPACE:
+            return None
+        card = self.cardinalities.astype(np.int64)
+        radix = np.concatenate([np.cumprod(card[::-1])[::-1][1:], [1]]).astype(np.int64)
+        codes = self.table.genes.astype(np.int64) @ radix
+        lookup = np.full(self.space_size, -1, dtype=np.int64)
+        uniq, first = np.unique(codes, return_index=True)  # duplicates: the first row wins
+        lookup[uniq] = first
+        return radix.astype(np.int32), lookup
+
+    @functools.cached_property
+    def _min_cardinality(self) -> int:
+        return int(self.cardinalities.min())
+
     def table_rows(self, genes: np.ndarray) -> np.ndarray:
         """Row of each (canonical) gene vector in the bundled table, ``-1`` if absent."""
+        coded = self._row_codes
+        g = np.asarray(genes)
+        if (
+            coded is not None
+            and g.ndim == 2
+            and g.shape[1] == self.num_genes
+            and g.dtype.kind in "iu"
+            and g.shape[0] > 0
+            and g.min() >= 0
+            and (g.max() < self._min_cardinality or bool((g < self.cardinalities).all()))
+        ):
+            radix, lookup = coded  # codes < space_size <= _MAX_CODE_SPACE fit in int32
+            codes = g[:, 0].astype(np.int32) * radix[0]
+            for j in range(1, g.shape[1]):
+                codes += g[:, j] * radix[j]
+            return lookup[codes]
+        return self._table_rows_by_key(genes)
+
+    def _table_rows_by_key(self, genes: np.ndarray) -> np.ndarray:
         sorted_keys, order = self._row_lookup
         keys = _row_keys(np.ascontiguousarray(genes, dtype=GENE_DTYPE))
         pos = np.searchsorted(sorted_keys, keys)
