@@ -140,6 +140,44 @@ def rank_request(
     return req
 
 
+def rank_requests(
+    space: str,
+    archs: Archs,
+    devices: str | Sequence[str],
+    chunk_size: int,
+    top_k: int | None,
+    max_latency_ms: float | None,
+    return_uncertainty: bool,
+    interval_level: float | None,
+    return_latencies: bool,
+) -> tuple[list[str], list[pb.RankRequest]]:
+    """Device names as asked and one RankRequest per chunk (top_k applied after merging)."""
+    names = [devices] if isinstance(devices, str) else list(devices)
+    msg, n = archs_pb(archs)
+    chunks = chunk_archs(msg, n, chunk_size)
+    single = len(chunks) == 1
+    reqs = [
+        rank_request(space, chunk, names, top_k if single else None, max_latency_ms,
+                     return_uncertainty, interval_level, return_latencies or not single)
+        for chunk in chunks
+    ]
+    return names, reqs
+
+
+def register_request(
+    name: str, space: str, measurements: Measurements, contract: Mapping[str, Any] | None
+) -> pb.RegisterDeviceRequest:
+    archs, lat = measurements_pb(measurements)
+    return pb.RegisterDeviceRequest(
+        name=name, space=space, archs=archs, latency_ms=lat, contract=contract_pb(contract)
+    )
+
+
+def add_request(name: str, space: str, measurements: Measurements) -> pb.AddMeasurementsRequest:
+    archs, lat = measurements_pb(measurements)
+    return pb.AddMeasurementsRequest(name=name, space=space, archs=archs, latency_ms=lat)
+
+
 def _f32(b: bytes) -> np.ndarray:
     return np.frombuffer(b, dtype="<f4")
 

@@ -77,17 +77,13 @@ class AsyncOracleClient:
         measurements: rq.Measurements,
         contract: Mapping[str, Any] | None = None,
     ) -> DeviceInfo:
-        archs, lat = rq.measurements_pb(measurements)
-        req = pb.RegisterDeviceRequest(
-            name=name, space=space, archs=archs, latency_ms=lat, contract=rq.contract_pb(contract)
-        )
+        req = rq.register_request(name, space, measurements, contract)
         return rq.parse_device(await self._call("RegisterDevice", req))
 
     async def add_measurements(
         self, name: str, measurements: rq.Measurements, space: str = ""
     ) -> DeviceInfo:
-        archs, lat = rq.measurements_pb(measurements)
-        req = pb.AddMeasurementsRequest(name=name, space=space, archs=archs, latency_ms=lat)
+        req = rq.add_request(name, space, measurements)
         return rq.parse_device(await self._call("AddMeasurements", req))
 
     async def delete_device(self, name: str, space: str = "") -> bool:
@@ -107,16 +103,11 @@ class AsyncOracleClient:
         return_latencies: bool = True,
         timeout_s: float | None = None,
     ) -> RankResult:
-        names = [devices] if isinstance(devices, str) else list(devices)
-        msg, n = rq.archs_pb(archs)
-        chunks = rq.chunk_archs(msg, n, self.chunk_size)
-        parts = []
-        for chunk in chunks:
-            req = rq.rank_request(
-                space, chunk, names, None if len(chunks) > 1 else top_k, max_latency_ms,
-                return_uncertainty, interval_level, return_latencies or len(chunks) > 1,
-            )
-            parts.append(rq.parse_rank(await self._call("Rank", req, timeout_s), names))
+        names, reqs = rq.rank_requests(
+            space, archs, devices, self.chunk_size, top_k, max_latency_ms, return_uncertainty,
+            interval_level, return_latencies,
+        )
+        parts = [rq.parse_rank(await self._call("Rank", r, timeout_s), names) for r in reqs]
         return rq.merge_chunks(parts, top_k, max_latency_ms)
 
     async def suggest_references(self, space: str, n: int, seed: int = 0) -> np.ndarray:

@@ -113,17 +113,13 @@ class OracleClient:
         measurements: rq.Measurements,
         contract: Mapping[str, Any] | None = None,
     ) -> DeviceInfo:
-        archs, lat = rq.measurements_pb(measurements)
-        req = pb.RegisterDeviceRequest(
-            name=name, space=space, archs=archs, latency_ms=lat, contract=rq.contract_pb(contract)
-        )
+        req = rq.register_request(name, space, measurements, contract)
         return rq.parse_device(self._call("RegisterDevice", req))
 
     def add_measurements(
         self, name: str, measurements: rq.Measurements, space: str = ""
     ) -> DeviceInfo:
-        archs, lat = rq.measurements_pb(measurements)
-        req = pb.AddMeasurementsRequest(name=name, space=space, archs=archs, latency_ms=lat)
+        req = rq.add_request(name, space, measurements)
         return rq.parse_device(self._call("AddMeasurements", req))
 
     def delete_device(self, name: str, space: str = "") -> bool:
@@ -144,16 +140,11 @@ class OracleClient:
         timeout_s: float | None = None,
     ) -> RankResult:
         """Predict and rank ``archs`` (genes array or strings) for one or many devices."""
-        names = [devices] if isinstance(devices, str) else list(devices)
-        msg, n = rq.archs_pb(archs)
-        chunks = rq.chunk_archs(msg, n, self.chunk_size)
-        parts = []
-        for chunk in chunks:
-            req = rq.rank_request(
-                space, chunk, names, None if len(chunks) > 1 else top_k, max_latency_ms,
-                return_uncertainty, interval_level, return_latencies or len(chunks) > 1,
-            )
-            parts.append(rq.parse_rank(self._call("Rank", req, timeout_s), names))
+        names, reqs = rq.rank_requests(
+            space, archs, devices, self.chunk_size, top_k, max_latency_ms, return_uncertainty,
+            interval_level, return_latencies,
+        )
+        parts = [rq.parse_rank(self._call("Rank", r, timeout_s), names) for r in reqs]
         return rq.merge_chunks(parts, top_k, max_latency_ms)
 
     def suggest_references(self, space: str, n: int, seed: int = 0) -> np.ndarray:
