@@ -503,8 +503,11 @@ class Oracle:
         """Pick up registrations/deletions by other replicas; returns changes applied."""
         if self.registry is None:
             return 0
+        # Local state first: a device registered here after the snapshot is not in it and
+        # must not be mistaken for one deleted elsewhere (read-your-writes).
+        local_devices = {k: d for k, d in self._devices.items() if d.source == REGISTERED}
+        local = {k: d.revision for k, d in local_devices.items()}
         remote = self.registry.snapshot_revisions()
-        local = {k: d.revision for k, d in self._devices.items() if d.source == REGISTERED}
         changes = 0
         for key, rev in remote.items():
             if key[0] in self.models and local.get(key) != rev:
@@ -519,7 +522,8 @@ class Oracle:
             with self._lock:
                 devices = dict(self._devices)
                 for k in gone:
-                    devices.pop(k, None)
+                    if devices.get(k) is local_devices[k]:  # not replaced meanwhile
+                        devices.pop(k)
                 self._devices = devices
             changes += len(gone)
         if changes:
