@@ -1,0 +1,57 @@
+"""Interceptor helpers without a server: request parsing, identifier checks, bounded and
+ASCII-safe error details."""
+
+from __future__ import annotations
+
+import pytest
+
+from oracle_server import interceptors as ic
+from oracle_server._proto.latency_oracle.v1 import oracle_pb2 as pb
+from oracle_server.errors import InvalidArchitecture, InvalidArgument
+
+
+def test_parser_turns_undecodable_bytes_into_invalid_argument() -> None:
+    parse = ic._parser(pb.RankRequest.FromString)
+    msg = pb.RankRequest(space="nasbench201", devices=["pixel3"])
+    assert parse(msg.SerializeToString()) == msg
+    for raw in (b"\x0a\x02\xc3\x28", b"\x08\xff\xff", b"\xff" * 8):
+        with pytest.raises(ic.MalformedRequest) as info:
+            parse(raw)
+        assert isinstance(info.value, InvalidArgument) and info.value.field == "request"
+    assert ic._parser(None)(b"raw") == b"raw"
+
+
+@pytest.mark.parametrize(
+    ("msg", "field"),
+    [
+        (pb.RankRequest(space="nasbench201", devices=["pixel3", "nasbench201/x_1.b-2"]), None),
+        (pb.ListDevicesRequest(space=""), None),
+        (pb.GetDeviceRequest(name="nasbench201/pixel3"), None),
+        (pb.RankRequest(space="nas bench", devices=["pixel3"]), "space"),
+        (pb.RankRequest(space="nasbench201", devices=["pixel3", ""]), "devices[1]"),
+        (pb.RankRequest(space="nasbench201", devices=["a/b/c"]), "devices[0]"),
+        (pb.GetDeviceRequest(name="x" * 65, space="nasbench201"), "name"),
+        (pb.GetDeviceRequest(name="_x", space="nasbench201"), "name"),
+        (pb.CompareDevicesRequest(a="pixel3", b="\u00e9"), "b"),
+        (pb.SuggestReferencesRequest(space="s" * 65), "space"),
+    ],
+)
+def test_check_identifiers(msg, field: str | None) -> None:
+    if field is None:
+        ic.check_identifiers(msg)
+        return
+    with pytest.raises(InvalidArgument) as info:
+        ic.check_identifiers(msg)
+    assert info.value.field == field
+    assert info.value.message.isascii() and len(info.value.message) < 200
+
+
+def test_details_and_metadata_are_bounded_and_ascii() -> None:
+    assert len(ic._bounded("x" * 10_000)) == ic.MAX_DETAILS_CHARS
+    assert ic._bounded("short") == "short"
+    exc = InvalidArchitecture("bad", index=3, gene=1, field="archs\u00e9\n" + "y" * 1000)
+    meta = dict(ic._error_metadata(exc))
+    assert meta["oracle-error"] == "InvalidArchitecture"
+    assert (meta["oracle-index"], meta["oracle-gene"]) == ("3", "1")
+    assert all(" " <= ch <= "~" for value in meta.values() for ch in value)
+    assert len(meta["oracle-field"]) <= 256
