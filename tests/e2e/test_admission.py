@@ -141,23 +141,61 @@ def test_names_are_validated(lc: OracleClient, call, field: str) -> None:
 
 
 # --------------------------------------------------------------------- deadlines
+class _Slow:
+    """Delegates to ``inner``; once ``armed``, the named methods first sleep ``delay_s``."""
+
+    def __init__(self, inner, methods: tuple[str, ...], delay_s: float, **attrs) -> None:
+        self._inner, self._methods, self._delay_s = inner, methods, delay_s
+        self.armed = False
+        self.__dict__.update(attrs)
+
+    def __getattr__(self, name: str):
+        value = getattr(self._inner, name)
+        if name in self._methods and self.armed:
+            def slow(*args, **kwargs):
+                time.sleep(self._delay_s)
+                return value(*args, **kwargs)
+            return slow
+        return value
+
+
+def _slow_model(model, delay_s: float) -> _Slow:
+    """The real model whose first pipeline stage (table lookup or proxy) takes ``delay_s``, as
+    a huge batch on a slow CPU would: the deadline passes while it runs."""
+    space = _Slow(model.space, ("table_rows",), delay_s)
+    return _Slow(model, ("basis",), delay_s, space=space)
+
+
+def _stage_count(stage: str) -> float:
+    return metrics.REGISTRY.get_sample_value(
+        "oracle_rank_stage_seconds_count", {"stage": stage}) or 0.0
+
+
 def test_expired_rank_stops_between_stages(nb201_model, tmp_path) -> None:
-    app = _start(nb201_model, tmp_path, max_batch=2_000_000)
+    slow = _slow_model(nb201_model, 1.0)
+    app = App(make_settings(tmp_path), models={"nasbench201": slow})
+    app.start(block_until_ready=True, timeout_s=60)
+    slow.armed = slow.space.armed = True
     try:
-        genes = SPACE.sample(600_000, rng=3)
+        genes = SPACE.sample(5_000, rng=3)
         devices = list(nb201_model.basis_devices)
         ranked = metrics.REGISTRY.get_sample_value(
             "oracle_rank_architectures_total", {"space": "nasbench201"}) or 0.0
-        before = _handled("Rank", "DEADLINE_EXCEEDED") + _handled("Rank", "CANCELLED")
+        heads = _stage_count("head")
+        codes = ("OK", "DEADLINE_EXCEEDED", "CANCELLED", "UNKNOWN", "INTERNAL")
+        started, handled = _started("Rank"), {c: _handled("Rank", c) for c in codes}
         with OracleClient(f"127.0.0.1:{app.port}", retries=False) as c:
             t0 = time.monotonic()
             with pytest.raises(DeadlineExceeded):
                 c.rank("nasbench201", genes, devices, timeout_s=0.3)
             assert time.monotonic() - t0 < 2.0
         deadline = time.monotonic() + 30
-        while _handled("Rank", "DEADLINE_EXCEEDED") + _handled("Rank", "CANCELLED") <= before:
+        while sum(_handled("Rank", c) - handled[c] for c in codes) < _started("Rank") - started:
             assert time.monotonic() < deadline, "the expired Rank never finished on the server"
             time.sleep(0.05)
+        assert _handled("Rank", "OK") == handled["OK"]
+        assert _handled("Rank", "DEADLINE_EXCEEDED") == handled["DEADLINE_EXCEEDED"] + 1
+        assert _stage_count("head") == heads, "the heads ran after the deadline"
         after = metrics.REGISTRY.get_sample_value(
             "oracle_rank_architectures_total", {"space": "nasbench201"}) or 0.0
         assert after == ranked, "an expired Rank ran to completion"
