@@ -15,11 +15,12 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from oracle_server._proto.latency_oracle.v1 import oracle_pb2 as pb
 from oracle_server.errors import InvalidArgument
 from oracle_server.spaces import SearchSpace
+from oracle_server.spaces.base import GENE_DTYPE
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
 
 
-def tune_allocator(mmap_threshold: int = 32 << 20, trim_threshold: int = 128 << 20) -> bool:
+def tune_allocator(mmap_threshold: int = 16 << 20, trim_threshold: int = 32 << 20) -> bool:
     """Serve multi-MB messages from the heap (glibc): True if applied.
 
     By default glibc gives every allocation above ~128 KiB its own ``mmap`` and returns
@@ -69,7 +70,10 @@ def decode_archs(space: SearchSpace, archs: pb.Architectures, field: str = "arch
                 f"{raw.size} bytes is not a multiple of num_genes={space.num_genes}",
                 field=f"{field}.packed.genes",
             )
-        return space.validate(raw.reshape(-1, space.num_genes))
+        genes = raw.reshape(-1, space.num_genes)
+        if genes.size and genes.max() < space.cardinalities.min():  # every gene in range
+            return space.canonicalize(genes.astype(GENE_DTYPE))  # = validate, minus checks
+        return space.validate(genes)  # the checks, and the precise error
     if kind == "strings":
         return space.parse_many(list(archs.strings.archs))
     raise InvalidArgument("no architectures given (set packed or strings)", field=field)
