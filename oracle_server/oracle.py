@@ -174,24 +174,42 @@ def _dense_rank(values: np.ndarray) -> np.ndarray:
 
 def _basis_columns(head: HeadFit) -> set[int] | None:
     """Basis columns ``head.predict`` reads (None: all of them, or not known)."""
-    p = head.params
-    if head.kind in ("basis", "affine"):
-        cols = {int(p["basis_index"])}
-    elif head.kind == "nnls_log":
-        cols = {int(i) for i in np.flatnonzero(np.asarray(p["weights"], dtype=np.float64))}
-    elif head.kind == "adaproxy":
-        cols = set()
-    elif head.kind in ("additive", "counts"):
-        coef = np.asarray(p.get("coef_basis") or [], dtype=np.float64)
-        cols = {int(i) for i in np.flatnonzero(coef)}
-    else:
-        return None
-    if head.sigma:
+    cols = _kind_columns(head.kind, head.params)
+    if cols is not None and head.sigma:
         cols.add(int(head.sigma["anchor"]))  # log_sigma reads the anchor column
     return cols
 
 
-_FEATURE_FREE_HEADS = frozenset({"basis", "affine", "nnls_log"})
+def _kind_columns(kind: str, p: dict) -> set[int] | None:
+    if kind in ("basis", "affine"):
+        return {int(p["basis_index"])}
+    if kind == "nnls_log":
+        return {int(i) for i in np.flatnonzero(np.asarray(p["weights"], dtype=np.float64))}
+    if kind == "adaproxy":
+        return set()
+    if kind in ("additive", "counts"):
+        coef = np.asarray(p.get("coef_basis") or [], dtype=np.float64)
+        return {int(i) for i in np.flatnonzero(coef)}
+    if kind == "ensemble":  # mean of member heads ({"kind", "params"} each)
+        out: set[int] = set()
+        for member in p.get("members") or ():
+            cols = _kind_columns(member["kind"], member["params"])
+            if cols is None:
+                return None
+            out |= cols
+        return out
+    return None
+
+
+def _reads_features(head: HeadFit) -> bool:
+    """False only for head kinds known not to read the features."""
+    if head.kind == "ensemble":
+        members = head.params.get("members") or ()
+        return any(m["kind"] not in _FEATURE_FREE_KINDS for m in members)
+    return head.kind not in _FEATURE_FREE_KINDS
+
+
+_FEATURE_FREE_KINDS = frozenset({"basis", "affine", "nnls_log"})
 _PREDICT_CHUNK = 16_384  # rows per proxy evaluation on the general path
 
 
@@ -347,7 +365,7 @@ class Oracle:
             cols = _basis_columns(d.head)
             columns = None if cols is None or columns is None else columns | cols
         wanted = None if columns is None else sorted(columns)
-        feature_free = all(d.head.kind in _FEATURE_FREE_HEADS for d in devices)
+        feature_free = not any(_reads_features(d.head) for d in devices)
         parts: list[list[Prediction]] = []
         for start in range(0, max(genes.shape[0], 1), _PREDICT_CHUNK):
             if start:

@@ -105,3 +105,23 @@ def test_rank_by_table_row_equals_proxy_and_heads(
         np.testing.assert_array_equal(a.lower_ms, b.lower_ms)
         np.testing.assert_array_equal(a.upper_ms, b.upper_ms)
         np.testing.assert_array_equal(a.prob_within_budget, b.prob_within_budget)
+
+
+def test_proxy_path_reads_only_needed_columns_and_matches(nb201_model: LatencyModel) -> None:
+    m = nb201_model
+    proxy_only = LatencyModel(m.space, m.proxy, m.cost_matrix, m.basis_cv, None)
+    oracle = Oracle({"nasbench201": proxy_only})
+    oracle._covered = set()  # force proxy + heads on the request's genes
+    genes = m.space.genes_of_index(HELP_NB201_REFS)
+    lat = m.space.table.device_column("pixel2")[m.space.table_rows(genes)]
+    head = proxy_only.fit_head(genes, lat)
+    registered = oracle_mod.Device("nasbench201", "reg", oracle_mod.REGISTERED, head)
+    devices = [oracle.device("pixel3", "nasbench201"), registered]
+    batch = m.space.sample(400, rng=6)
+    got = oracle._predict(proxy_only, batch, devices)
+    features = proxy_only.features(batch)
+    basis = proxy_only.basis(batch, features)
+    for d, p in zip(devices, got, strict=True):
+        want = d.head.predict(basis, features.astype(np.float64))
+        np.testing.assert_array_equal(p.latency_ms, want.latency_ms)
+        np.testing.assert_array_equal(p.log_sigma, want.log_sigma)
