@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from oracle_server.predictor import LatencyModel, ProxyConfig, build_model, spearman
+from oracle_server.predictor.selection import member_kinds
 
 
 @dataclass(frozen=True)
@@ -172,7 +173,7 @@ def adapt_device(model: LatencyModel, device: str, opts: EvalOptions, allowed: n
         out["whole_table"].append(spearman(pred.latency_ms, y))
         out["expected"].append(head.expected_spearman)
         out["cover80"].append(float(np.mean((y[score] >= lo[score]) & (y[score] <= hi[score]))))
-        out["kind"].append(head.kind)
+        out["kind"].append("+".join(member_kinds(head)))
         out["fit_ms"].append(1000 * head.fit_seconds)
     return {"spearman": float(np.mean(out["spearman"])),
             "whole_table": float(np.mean(out["whole_table"])),

@@ -42,7 +42,7 @@ class Prediction:
 class HeadFit:
     """A fitted per-device head: everything needed to predict, JSON-serialisable."""
 
-    kind: str  # "affine" | "nnls_log" | "ridge" | "adaproxy" | "additive" | "basis"
+    kind: str  # "ensemble" | "affine" | "nnls_log" | "ridge" | "adaproxy" | "additive" | ...
     num_samples: int
     expected_spearman: float  # leave-one-out CV estimate on its own samples (nan if too few)
     monotonicity: float  # Spearman of the best basis output vs the samples

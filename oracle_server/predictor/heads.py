@@ -12,7 +12,9 @@ and closed-form:
   where w_k are the proxy's linear weights for the best-correlated basis device k;
 * ``additive`` our multi-basis AdaProxy: y = sum_k a_k lin_k(x) + features (w_bar * b) + c,
   L2 on b, with w_bar the typical per-feature cost over the basis devices (ms);
-* ``basis``    identity on one basis (training) device.
+* ``basis``    identity on one basis (training) device;
+* ``ensemble`` mean log prediction of several fitted heads (``params["members"]``: a list
+  of ``{"kind", "params"}``), what ``selection.py`` returns: the top leave-one-out heads.
 
 Candidates are produced by ``fit_candidate`` as ``Candidate`` objects; ``selection.py``
 picks one per device by leave-one-out and wraps it into the public ``HeadFit``.
@@ -267,6 +269,10 @@ def fit_counts(feats: np.ndarray, y: np.ndarray, cost_matrix: np.ndarray) -> Can
 # ------------------------------------------------------------------ predict
 def predict_log(kind: str, params: dict, basis: np.ndarray, feats: np.ndarray) -> np.ndarray:
     """Point prediction of log latency for a batch, for any head kind (vectorised)."""
+    if kind == "ensemble":
+        members = params["members"]
+        return np.mean([predict_log(m["kind"], m["params"], basis, feats) for m in members],
+                       axis=0)
     if kind == "basis":
         return log_basis(basis[:, params["basis_index"]])
     if kind == "affine":

@@ -181,11 +181,27 @@ def _validate_latency(latency_ms: np.ndarray, n: int) -> np.ndarray:
     return y
 
 
+def feature_fingerprint(space: str) -> str:
+    """SHA-256 of the space's features on its first 256 table rows + the data checksums.
+
+    Part of the cache key: a change of features, cost tables or bundled data never loads
+    a stale proxy artifact.
+    """
+    from oracle_server.data import expected_checksums
+
+    sp = get_space(space)
+    digest = hashlib.sha256(np.ascontiguousarray(
+        sp.features(sp.table.genes[:256]), dtype=np.float32).tobytes())
+    digest.update(json.dumps(expected_checksums(), sort_keys=True).encode())
+    return digest.hexdigest()[:16]
+
+
 def config_hash(space: str, devices: Sequence[str], config: ProxyConfig,
                 exclude_rows: np.ndarray) -> str:
     blob = json.dumps({"v": MODEL_FORMAT_VERSION, "space": space, "devices": list(devices),
                        "config": config.to_dict(), "exclude": rows_hash(exclude_rows),
-                       "cv": CV_FRACTION}, sort_keys=True)
+                       "cv": CV_FRACTION, "features": feature_fingerprint(space)},
+                      sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

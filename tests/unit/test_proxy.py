@@ -74,3 +74,16 @@ def test_nasbench201_basis_served_from_precomputed_table() -> None:
     genes = model.space.table.genes[[5, 17, 9000]]
     direct = model.proxy.predict(model.features(genes))
     assert np.allclose(model.basis(genes), direct)
+
+
+def test_cache_key_changes_with_the_features(monkeypatch: pytest.MonkeyPatch) -> None:
+    from oracle_server.predictor.model import config_hash, feature_fingerprint
+    from oracle_server.spaces import get_space
+
+    sp = get_space("nasbench201")
+    rows = np.arange(3)
+    before = config_hash("nasbench201", ("pixel3",), ProxyConfig(), rows)
+    assert feature_fingerprint("nasbench201") == feature_fingerprint("nasbench201")
+    original = type(sp).features
+    monkeypatch.setattr(type(sp), "features", lambda self, g: original(self, g) + 1.0)
+    assert config_hash("nasbench201", ("pixel3",), ProxyConfig(), rows) != before

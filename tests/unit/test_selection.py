@@ -7,7 +7,8 @@ import pytest
 
 from oracle_server.errors import InvalidArgument
 from oracle_server.predictor import LatencyModel, ProxyConfig, build_model
-from oracle_server.predictor.selection import select_head
+from oracle_server.predictor.heads import predict_log
+from oracle_server.predictor.selection import ENSEMBLE_SIZE, member_kinds, select_head
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +30,8 @@ def test_selection_picks_monotone_head_for_a_rescaled_basis_device() -> None:
     basis, feats, weights = _data(10)
     y = 2.0 * basis[:, 3]
     head = select_head(basis, feats, y, weights, np.eye(8))
-    assert head.kind in ("affine", "nnls_log")
+    assert set(member_kinds(head)) <= {"affine", "nnls_log", "additive", "adaproxy", "counts"}
+    assert member_kinds(head)[0] in ("affine", "nnls_log")
     assert head.expected_spearman == pytest.approx(1.0)
     assert head.monotonicity == pytest.approx(1.0)
     assert head.num_samples == 10
@@ -42,7 +44,7 @@ def test_selection_picks_an_additive_head_for_an_additive_device() -> None:
     feats = rng.integers(0, 3, size=(200, 8)).astype(float)
     y = feats @ rng.uniform(0.5, 3.0, 8) + 1.0  # unrelated to the basis outputs
     head = select_head(basis[:20], feats[:20], y[:20], weights, np.eye(8))
-    assert head.kind in ("counts", "additive", "adaproxy")
+    assert member_kinds(head)[0] in ("counts", "additive", "adaproxy")
     pred = head.predict(basis, feats)
     rho = np.corrcoef(np.argsort(np.argsort(pred.latency_ms)), np.argsort(np.argsort(y)))[0, 1]
     assert rho > 0.97
@@ -56,6 +58,17 @@ def test_selection_is_fast_and_reports_candidates() -> None:
     assert head.fit_seconds < 0.5
     assert set(head.candidates) >= {"affine", "nnls_log", "adaproxy", "additive", "counts"}
     assert head.sigma["s"] > 0
+
+
+def test_selection_averages_the_top_loo_heads() -> None:
+    basis, feats, weights = _data(10, 3)
+    y = np.exp(0.7 * np.log(basis[:, 1]) + np.random.default_rng(1).normal(0, 0.1, 10))
+    head = select_head(basis, feats, y, weights, np.eye(8))
+    assert head.kind == "ensemble" and len(member_kinds(head)) == ENSEMBLE_SIZE
+    ranked = sorted(head.candidates, key=lambda k: head.candidates[k] or -2, reverse=True)
+    assert member_kinds(head)[0] == ranked[0]
+    parts = [predict_log(m["kind"], m["params"], basis, feats) for m in head.params["members"]]
+    assert np.allclose(np.log(head.predict(basis, feats).latency_ms), np.mean(parts, axis=0))
 
 
 def test_fit_head_validates_measurements(tiny_model: LatencyModel) -> None:
