@@ -10,6 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import shutil
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -205,6 +208,23 @@ def config_hash(space: str, devices: Sequence[str], config: ProxyConfig,
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def _save_atomically(model: LatencyModel, target: Path) -> None:
+    """Write into a private folder, then rename it into place: concurrent builders (test
+    workers, replicas sharing a cache volume) never expose or load a half-written model."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        model.save(tmp)
+        try:
+            os.rename(tmp, target)
+        except OSError:  # another process installed the same artifact first
+            if not (target / "model.json").exists():
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 def build_model(
     space: str,
     holdout_devices: Sequence[str] = (),
@@ -240,7 +260,7 @@ def build_model(
             return model
     model = _train_model(sp, devices, config, exclude)
     if target is not None:
-        model.save(target)
+        _save_atomically(model, target)
         log.info("cached %s model at %s", space, target)
     return model
 
