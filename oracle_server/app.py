@@ -16,7 +16,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
-from oracle_server import __version__, metrics
+from oracle_server import __version__, codec, metrics
 from oracle_server._proto.latency_oracle.v1 import oracle_pb2 as pb
 from oracle_server._proto.latency_oracle.v1 import oracle_pb2_grpc as pb_grpc
 from oracle_server.errors import NotFound
@@ -143,6 +143,8 @@ class App:
             self.port = self.server.add_secure_port(address, creds)
         if self.port == 0:
             raise RuntimeError(f"could not bind {address}")
+        if s.malloc_tuning:
+            codec.tune_allocator()
         metrics.BUILD_INFO.info({"version": __version__})
         metrics.READY.set(0)
 

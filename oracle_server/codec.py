@@ -45,8 +45,6 @@ def tune_allocator(mmap_threshold: int = 16 << 20, trim_threshold: int = 32 << 2
         return False
 
 
-ALLOCATOR_TUNED = tune_allocator()  # this module is imported by server processes only
-
 CONTRACT_FIELDS = (
     "unit", "batch_size", "input_resolution", "threads", "runtime", "runtime_version",
     "precision", "hardware", "notes",

@@ -67,6 +67,10 @@ class Settings:
     tls_client_ca: str = field(
         default="", metadata={"help": "CA bundle; when set, clients must present a certificate"}
     )
+    malloc_tuning: bool = field(
+        default=True,
+        metadata={"help": "keep multi-MB message buffers on the glibc heap (faster big Ranks)"},
+    )
     spaces: tuple[str, ...] = field(
         default=("nasbench201", "fbnet", "ofa_mbv3"), metadata={"help": "search spaces to serve"}
     )
