@@ -17,9 +17,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.stats import kendalltau, spearmanr
 
 from oracle_server import metrics
+from oracle_server.comparison import Comparison, compare_devices
 from oracle_server.errors import (
     AlreadyExists,
     DeadlineExceeded,
@@ -29,6 +29,8 @@ from oracle_server.errors import (
     NotFound,
 )
 from oracle_server.predictor import HeadFit, LatencyModel, Prediction
+from oracle_server.predictor.columns import basis_columns, reads_features
+from oracle_server.ranking import TablePrediction, dense_rank, order
 from oracle_server.registry import Registry, StoredDevice
 from oracle_server.spaces import SearchSpace
 
@@ -79,15 +81,6 @@ class RankResult:
     interval_level: float
 
 
-@dataclass(frozen=True)
-class Comparison:
-    spearman_predicted: float
-    num_predicted: int
-    spearman_measured: float
-    num_shared: int
-    kendall_predicted: float
-
-
 def check_name(name: str, field_name: str = "name") -> str:
     if not NAME_RE.match(name or ""):
         raise InvalidArgument(
@@ -98,118 +91,6 @@ def check_name(name: str, field_name: str = "name") -> str:
     return name
 
 
-def _order(
-    lat: np.ndarray, top_k: int, budget: float | None, keys: np.ndarray | None = None
-) -> np.ndarray:
-    """Request indices fastest first, within the budget, truncated to ``top_k`` (0 = all).
-
-    Ties keep request order (a stable sort). ``keys``: optional unsigned integers ordered
-    exactly like ``lat`` (equal where ``lat`` is equal), e.g. a table device's dense ranks;
-    16-bit keys are sorted by numpy's O(n) radix sort.
-    """
-    idx = None
-    values = lat if keys is None else keys
-    if budget is not None:
-        idx = np.flatnonzero(lat <= budget)
-        values = values[idx]
-    m = values.shape[0]
-    if keys is None and m > _KEY_SORT_MIN and values.dtype == np.float32 and (
-        top_k <= 0 or top_k > m // 8  # a few: argpartition below is cheaper
-    ):
-        sel = _stable_argsort_f32(values)
-        if sel is not None:
-            if top_k > 0:
-                sel = sel[:top_k]
-            return sel if idx is None else idx[sel].astype(np.uint32)
-    if 0 < top_k < m and values.dtype.itemsize > 2:
-        kth = values[np.argpartition(values, top_k - 1)[top_k - 1]]
-        below = np.flatnonzero(values < kth)
-        tied = np.flatnonzero(values == kth)[: top_k - below.shape[0]]
-        part = np.concatenate([below, tied])  # exactly the first k of a stable sort
-        sel = part[np.lexsort((part, values[part]))]
-    else:
-        sel = np.argsort(values, kind="stable")
-        if top_k > 0:
-            sel = sel[:top_k]
-    return (sel if idx is None else idx[sel]).astype(np.uint32)
-
-
-_KEY_SORT_MIN = 4096  # below this, numpy's stable argsort is as fast
-_LOW32 = np.uint64(0xFFFFFFFF)
-
-
-def _stable_argsort_f32(values: np.ndarray) -> np.ndarray | None:
-    """Stable argsort of non-negative float32 as one (SIMD) sort of (bits << 32 | index).
-
-    Non-negative IEEE floats order like their bit patterns, and the index in the low half
-    breaks ties by position, so this equals ``np.argsort(values, kind="stable")``. None for
-    negative or NaN values, or more than 2**32 of them (callers fall back).
-    """
-    n = values.shape[0]
-    if n >= 1 << 32 or not values.min() >= 0:  # also False for NaN
-        return None
-    bits = (values + np.float32(0.0)).view(np.uint32)  # -0.0 -> +0.0
-    key = bits.astype(np.uint64) << np.uint64(32)
-    key |= np.arange(n, dtype=np.uint64)
-    key.sort()
-    return (key & _LOW32).astype(np.uint32)
-
-
-@dataclass(frozen=True)
-class _TablePrediction:
-    """One head's predictions over every row of its space's table (see ``Oracle.rank``)."""
-
-    head: HeadFit
-    latency_ms: np.ndarray  # (T,) float64, as ``HeadFit.predict`` gives them
-    log_sigma: np.ndarray  # (T,) float64
-    latency32: np.ndarray  # (T,) float32, what Rank returns
-    rank: np.ndarray  # (T,) uint16/uint32 dense rank of ``latency32`` (ties share a rank)
-
-
-def _dense_rank(values: np.ndarray) -> np.ndarray:
-    _, inverse = np.unique(values, return_inverse=True)
-    dtype = np.uint16 if values.shape[0] <= np.iinfo(np.uint16).max else np.uint32
-    return inverse.reshape(-1).astype(dtype)
-
-
-def _basis_columns(head: HeadFit) -> set[int] | None:
-    """Basis columns ``head.predict`` reads (None: all of them, or not known)."""
-    cols = _kind_columns(head.kind, head.params)
-    if cols is not None and head.sigma:
-        cols.add(int(head.sigma["anchor"]))  # log_sigma reads the anchor column
-    return cols
-
-
-def _kind_columns(kind: str, p: dict) -> set[int] | None:
-    if kind in ("basis", "affine"):
-        return {int(p["basis_index"])}
-    if kind == "nnls_log":
-        return {int(i) for i in np.flatnonzero(np.asarray(p["weights"], dtype=np.float64))}
-    if kind == "adaproxy":
-        return set()
-    if kind in ("additive", "counts"):
-        coef = np.asarray(p.get("coef_basis") or [], dtype=np.float64)
-        return {int(i) for i in np.flatnonzero(coef)}
-    if kind == "ensemble":  # mean of member heads ({"kind", "params"} each)
-        out: set[int] = set()
-        for member in p.get("members") or ():
-            cols = _kind_columns(member["kind"], member["params"])
-            if cols is None:
-                return None
-            out |= cols
-        return out
-    return None
-
-
-def _reads_features(head: HeadFit) -> bool:
-    """False only for head kinds known not to read the features."""
-    if head.kind == "ensemble":
-        members = head.params.get("members") or ()
-        return any(m["kind"] not in _FEATURE_FREE_KINDS for m in members)
-    return head.kind not in _FEATURE_FREE_KINDS
-
-
-_FEATURE_FREE_KINDS = frozenset({"basis", "affine", "nnls_log"})
 _PREDICT_CHUNK = 16_384  # rows per proxy evaluation on the general path
 
 
@@ -240,7 +121,7 @@ class Oracle:
         # answers by table row from per-head predictions over the whole table.
         self._covered = {sp for sp, m in self.models.items() if _table_covers_space(m.space)}
         self._table_inputs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        self._table_preds: dict[tuple[str, str], _TablePrediction] = {}
+        self._table_preds: dict[tuple[str, str], TablePrediction] = {}
         for (sp, _name), dev in devices.items():
             if sp in self._covered:
                 self._table_prediction(self.models[sp], dev)
@@ -342,8 +223,8 @@ class Oracle:
                 lower, upper = lo.astype(np.float32), hi.astype(np.float32)
                 if max_latency_ms is not None:
                     prob = pred.prob_below(max_latency_ms).astype(np.float32)
-            order = _order(lat, top_k, max_latency_ms, key)
-            rankings.append(DeviceRanking(dev, lat, order, lower, upper, prob))
+            indices = order(lat, top_k, max_latency_ms, key)
+            rankings.append(DeviceRanking(dev, lat, indices, lower, upper, prob))
         metrics.RANK_STAGE_SECONDS.labels("rank").observe(time.perf_counter() - t2)
         metrics.RANK_ARCHITECTURES.labels(space).inc(n * len(devices))
         return RankResult(space, n, tuple(rankings), interval_level)
@@ -362,10 +243,10 @@ class Oracle:
         """
         columns: set[int] | None = set()
         for d in devices:
-            cols = _basis_columns(d.head)
+            cols = basis_columns(d.head)
             columns = None if cols is None or columns is None else columns | cols
         wanted = None if columns is None else sorted(columns)
-        feature_free = not any(_reads_features(d.head) for d in devices)
+        feature_free = not any(reads_features(d.head) for d in devices)
         parts: list[list[Prediction]] = []
         for start in range(0, max(genes.shape[0], 1), _PREDICT_CHUNK):
             if start:
@@ -388,7 +269,7 @@ class Oracle:
             for i in range(len(devices))
         ]
 
-    def _table_prediction(self, model: LatencyModel, device: Device) -> _TablePrediction:
+    def _table_prediction(self, model: LatencyModel, device: Device) -> TablePrediction:
         """``device``'s head over the whole table (covered spaces), computed once per head."""
         key = (device.space, device.name)
         tab = self._table_preds.get(key)
@@ -402,8 +283,8 @@ class Oracle:
             self._table_inputs[device.space] = inputs
         pred = device.head.predict(*inputs)
         lat32 = pred.latency_ms.astype(np.float32)
-        tab = _TablePrediction(device.head, pred.latency_ms, pred.log_sigma, lat32,
-                               _dense_rank(lat32))
+        tab = TablePrediction(device.head, pred.latency_ms, pred.log_sigma, lat32,
+                               dense_rank(lat32))
         self._table_preds[key] = tab
         return tab
 
@@ -570,40 +451,7 @@ class Oracle:
             raise InvalidArgument(
                 f"devices are in different spaces ({da.space}, {db.space})", field="b"
             )
-        model = self.model(da.space)
-        genes = model.space.table.genes
-        feats = model.features(genes)
-        basis = model.basis(genes, feats)
-        pa = da.head.predict(basis, feats).latency_ms
-        pb_ = db.head.predict(basis, feats).latency_ms
-        rho = float(spearmanr(pa, pb_)[0])
-        tau = float(kendalltau(pa, pb_)[0])
-        measured, shared = _measured_spearman(model.space, da, db)
-        return Comparison(rho, int(genes.shape[0]), measured, shared, tau)
-
-
-def _measurements(space: SearchSpace, device: Device) -> tuple[np.ndarray, np.ndarray]:
-    """Measured (genes, latency) of a device: its samples, or its table column."""
-    if device.source == TABLE:
-        return space.table.genes, space.table.device_column(device.name)
-    assert device.genes is not None and device.latency_ms is not None
-    return device.genes, device.latency_ms
-
-
-def _measured_spearman(space: SearchSpace, a: Device, b: Device) -> tuple[float, int]:
-    """Spearman of measured latencies on architectures measured on both devices."""
-    ga, la = _measurements(space, a)
-    gb, lb = _measurements(space, b)
-    keys_a = {bytes(g.astype(np.uint8)): v for g, v in zip(ga, la, strict=True)}
-    pairs = [
-        (keys_a[k], v)
-        for g, v in zip(gb, lb, strict=True)
-        if (k := bytes(g.astype(np.uint8))) in keys_a
-    ]
-    if len(pairs) < 3:
-        return float("nan"), len(pairs)
-    xs, ys = zip(*pairs, strict=True)
-    return float(spearmanr(xs, ys)[0]), len(pairs)
+        return compare_devices(self.model(da.space), da, db)
 
 
 def _table_covers_space(space: SearchSpace) -> bool:

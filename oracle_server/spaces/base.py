@@ -182,7 +182,7 @@ class SearchSpace(ABC):
 
     @functools.cached_property
     def _row_lookup(self) -> tuple[np.ndarray, np.ndarray]:
-        keys = _row_keys(self.table.genes)
+        keys = row_keys(self.table.genes)
         order = np.argsort(keys, kind="stable")
         return keys[order], order
 
@@ -229,7 +229,7 @@ class SearchSpace(ABC):
 
     def _table_rows_by_key(self, genes: np.ndarray) -> np.ndarray:
         sorted_keys, order = self._row_lookup
-        keys = _row_keys(np.ascontiguousarray(genes, dtype=GENE_DTYPE))
+        keys = row_keys(np.ascontiguousarray(genes, dtype=GENE_DTYPE))
         pos = np.searchsorted(sorted_keys, keys)
         pos = np.minimum(pos, len(sorted_keys) - 1)
         found = sorted_keys[pos] == keys
@@ -263,7 +263,7 @@ class SearchSpace(ABC):
         }
 
 
-def _row_keys(genes: np.ndarray) -> np.ndarray:
+def row_keys(genes: np.ndarray) -> np.ndarray:
     """Byte-string key per row (``np.void``), comparable and sortable."""
     g = np.ascontiguousarray(genes, dtype=GENE_DTYPE)
     return g.view(np.dtype((np.void, g.dtype.itemsize * g.shape[1]))).ravel()

@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from oracle_server.oracle import _order
+from oracle_server.ranking import order as _order
 
 
 @settings(max_examples=300, deadline=None)

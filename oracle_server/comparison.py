@@ -1,0 +1,58 @@
+"""CompareDevices: monotonicity between two devices of one space (numpy, no gRPC)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+from scipy.stats import kendalltau, spearmanr
+
+from oracle_server.predictor import LatencyModel
+from oracle_server.spaces import SearchSpace
+from oracle_server.spaces.base import row_keys
+
+if TYPE_CHECKING:
+    from oracle_server.oracle import Device
+
+
+@dataclass(frozen=True)
+class Comparison:
+    spearman_predicted: float  # over the space's table architectures
+    num_predicted: int
+    spearman_measured: float  # on architectures measured on both (nan if < 3)
+    num_shared: int
+    kendall_predicted: float
+
+
+def compare_devices(model: LatencyModel, a: Device, b: Device) -> Comparison:
+    genes = model.space.table.genes
+    feats = model.features(genes)
+    basis = model.basis(genes, feats)
+    pa = a.head.predict(basis, feats).latency_ms
+    pb = b.head.predict(basis, feats).latency_ms
+    rho = float(spearmanr(pa, pb)[0])
+    tau = float(kendalltau(pa, pb)[0])
+    measured, shared = measured_spearman(model.space, a, b)
+    return Comparison(rho, int(genes.shape[0]), measured, shared, tau)
+
+
+def measurements(space: SearchSpace, device: Device) -> tuple[np.ndarray, np.ndarray]:
+    """Measured (genes, latency) of a device: its samples, or its table column."""
+    if device.genes is None or device.latency_ms is None:  # a table device
+        return space.table.genes, space.table.device_column(device.name)
+    return device.genes, device.latency_ms
+
+
+def measured_spearman(space: SearchSpace, a: Device, b: Device) -> tuple[float, int]:
+    """Spearman of measured latencies on architectures measured on both devices.
+
+    An architecture measured several times on one device counts with its first value.
+    """
+    ga, la = measurements(space, a)
+    gb, lb = measurements(space, b)
+    ka, kb = row_keys(ga), row_keys(gb)
+    _, ia, ib = np.intersect1d(ka, kb, assume_unique=False, return_indices=True)
+    if ia.shape[0] < 3:
+        return float("nan"), int(ia.shape[0])
+    return float(spearmanr(la[ia], lb[ib])[0]), int(ia.shape[0])
