@@ -6,6 +6,14 @@ Nothing here imports grpc: the table maps exception classes to status-code *name
 
 from __future__ import annotations
 
+import re
+
+#: Space and device names: 1-64 of A-Z a-z 0-9 . _ - starting with a letter or digit.
+#: A device may also be named ``<space>/<name>``.
+NAME_PART = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
+NAME_RE = re.compile(rf"^{NAME_PART}$")
+DEVICE_RE = re.compile(rf"^(?:{NAME_PART}/)?{NAME_PART}$")
+
 
 class OracleError(Exception):
     """Base class of every error the oracle reports to a caller."""

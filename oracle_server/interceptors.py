@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -26,16 +25,20 @@ from typing import Any
 import grpc
 
 from oracle_server import metrics
-from oracle_server.errors import InvalidArgument, OracleError, Unauthenticated, status_code_name
+from oracle_server.errors import (
+    DEVICE_RE,
+    NAME_RE,
+    InvalidArgument,
+    OracleError,
+    Unauthenticated,
+    status_code_name,
+)
 
 log = logging.getLogger(__name__)
 
 ORACLE_SERVICE = "latency_oracle.v1.LatencyOracle"
 WRITE_METHODS = frozenset({"RegisterDevice", "AddMeasurements", "DeleteDevice"})
-#: Space and device names: 1-64 of A-Z a-z 0-9 . _ - (device names may be '<space>/<name>').
-_PART = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
-SPACE_RE = re.compile(rf"^{_PART}$")
-DEVICE_RE = re.compile(rf"^(?:{_PART}/)?{_PART}$")
+SPACE_RE = NAME_RE
 _IDENTIFIER_FIELDS = (("space", SPACE_RE), ("name", DEVICE_RE), ("a", DEVICE_RE), ("b", DEVICE_RE))
 MAX_DETAILS_CHARS = 1024
 _SHOWN_CHARS = 40

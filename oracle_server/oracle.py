@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -21,6 +20,7 @@ import numpy as np
 from oracle_server import metrics
 from oracle_server.comparison import Comparison, compare_devices
 from oracle_server.errors import (
+    NAME_RE,
     AlreadyExists,
     DeadlineExceeded,
     FailedPrecondition,
@@ -36,7 +36,6 @@ from oracle_server.spaces import SearchSpace
 
 log = logging.getLogger(__name__)
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 TABLE, REGISTERED = "table", "registered"
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
