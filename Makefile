@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 # Tests run on 2 workers by default (the machine has 2 cores); set PYTEST_WORKERS=0 to disable.
 PYTEST_WORKERS ?= 2
 
-.PHONY: install serve test test-slow test-all bench bench-quality bench-search lint format proto proto-check clean cluster-demo
+.PHONY: install serve test test-slow test-all bench bench-quality bench-search bench-onboarding lint format proto clean cluster-demo
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,7 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -m "not slow" $(if $(filter-out 0,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS)) $(PYTEST_ARGS)
 
+## test-slow: the slow-marked tests (full published-protocol runs), not part of CI.
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
 
@@ -43,6 +44,9 @@ bench-quality: $(STAMP)
 
 bench-search: $(STAMP)
 	$(BIN)/python benchmarks/search_quality.py --json benchmarks/results/search_quality.json
+
+bench-onboarding: $(STAMP)
+	$(BIN)/python benchmarks/onboarding.py --samples 10 --validate 200
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
