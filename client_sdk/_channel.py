@@ -12,6 +12,8 @@ from client_sdk._requests import channel_options, normalise_target
 
 DEFAULT_TARGET = "localhost:50051"
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+#: Architectures per Rank RPC; larger batches are split and merged by the client.
+DEFAULT_CHUNK = 500_000
 
 
 def _read(value: bytes | str | Path | None) -> bytes | None:
@@ -69,3 +71,27 @@ class ChannelConfig:
         if self.credentials is None:
             return grpc.aio.insecure_channel(self.target, options=list(self.options))
         return grpc.aio.secure_channel(self.target, self.credentials, options=list(self.options))
+
+
+class ClientOptions:
+    """What the sync and asyncio clients share: channel config, deadline, chunking."""
+
+    def __init__(
+        self,
+        target: str | list[str] = DEFAULT_TARGET,
+        *,
+        timeout_s: float = 60.0,
+        chunk_size: int = DEFAULT_CHUNK,
+        wait_for_ready: bool = False,
+        **channel_kwargs: Any,
+    ) -> None:
+        self.config = ChannelConfig.build(target, **channel_kwargs)
+        self.timeout_s = timeout_s
+        self.chunk_size = chunk_size
+        self.wait_for_ready = wait_for_ready
+        self.num_rpcs = 0
+        self._open()
+
+    def _open(self) -> None:
+        """Create the channel and stubs (sync or asyncio)."""
+        raise NotImplementedError

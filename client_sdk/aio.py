@@ -9,33 +9,19 @@ import grpc
 import numpy as np
 
 from client_sdk import _requests as rq
-from client_sdk._channel import DEFAULT_TARGET, ChannelConfig
-from client_sdk.client import DEFAULT_CHUNK
+from client_sdk._channel import ClientOptions
 from client_sdk.errors import from_rpc_error
 from client_sdk.types import Comparison, DeviceInfo, RankResult, SpaceInfo
 from oracle_server._proto.latency_oracle.v1 import oracle_pb2 as pb
 from oracle_server._proto.latency_oracle.v1 import oracle_pb2_grpc as pb_grpc
 
 
-class AsyncOracleClient:
+class AsyncOracleClient(ClientOptions):
     """``async with AsyncOracleClient("localhost:50051") as c: await c.rank(...)``."""
 
-    def __init__(
-        self,
-        target: str | list[str] = DEFAULT_TARGET,
-        *,
-        timeout_s: float = 60.0,
-        chunk_size: int = DEFAULT_CHUNK,
-        wait_for_ready: bool = False,
-        **channel_kwargs: Any,
-    ) -> None:
-        self.config = ChannelConfig.build(target, **channel_kwargs)
-        self.timeout_s = timeout_s
-        self.chunk_size = chunk_size
-        self.wait_for_ready = wait_for_ready
+    def _open(self) -> None:
         self._channel = self.config.aio_channel()
         self._stub = pb_grpc.LatencyOracleStub(self._channel)
-        self.num_rpcs = 0
 
     async def close(self) -> None:
         await self._channel.close()

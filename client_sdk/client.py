@@ -10,16 +10,14 @@ import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from client_sdk import _requests as rq
-from client_sdk._channel import DEFAULT_TARGET, ChannelConfig
+from client_sdk._channel import ClientOptions
 from client_sdk.errors import from_rpc_error
 from client_sdk.types import Comparison, DeviceInfo, RankResult, SpaceInfo
 from oracle_server._proto.latency_oracle.v1 import oracle_pb2 as pb
 from oracle_server._proto.latency_oracle.v1 import oracle_pb2_grpc as pb_grpc
 
-DEFAULT_CHUNK = 500_000
 
-
-class OracleClient:
+class OracleClient(ClientOptions):
     """Client of the latency oracle.
 
     ``target``: "host:port", a gRPC target URI (``dns:///svc:50051``) or a list of
@@ -30,23 +28,10 @@ class OracleClient:
     are split into several Rank RPCs and merged transparently.
     """
 
-    def __init__(
-        self,
-        target: str | list[str] = DEFAULT_TARGET,
-        *,
-        timeout_s: float = 60.0,
-        chunk_size: int = DEFAULT_CHUNK,
-        wait_for_ready: bool = False,
-        **channel_kwargs: Any,
-    ) -> None:
-        self.config = ChannelConfig.build(target, **channel_kwargs)
-        self.timeout_s = timeout_s
-        self.chunk_size = chunk_size
-        self.wait_for_ready = wait_for_ready
+    def _open(self) -> None:
         self._channel = self.config.sync_channel()
         self._stub = pb_grpc.LatencyOracleStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
-        self.num_rpcs = 0
 
     # ------------------------------------------------------------- plumbing
     def close(self) -> None:

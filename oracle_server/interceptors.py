@@ -214,9 +214,7 @@ class OracleInterceptor(grpc.ServerInterceptor):
                 code = "UNKNOWN"
                 _translate(context, exc)
             finally:
-                code = _final_code(context, code)
-                metrics.GRPC_HANDLED.labels(*labels, code).inc()
-                metrics.GRPC_HANDLING_SECONDS.labels(*labels).observe(time.perf_counter() - start)
+                _record_handled(labels, context, code, start)
 
         return wrapper
 
@@ -240,11 +238,16 @@ class OracleInterceptor(grpc.ServerInterceptor):
                 code = "UNKNOWN"
                 _translate(context, exc)
             finally:
-                code = _final_code(context, code)
-                metrics.GRPC_HANDLED.labels(*labels, code).inc()
-                metrics.GRPC_HANDLING_SECONDS.labels(*labels).observe(time.perf_counter() - start)
+                _record_handled(labels, context, code, start)
 
         return wrapper
+
+
+def _record_handled(
+    labels: tuple[str, str, str], context: grpc.ServicerContext, code: str, start: float
+) -> None:
+    metrics.GRPC_HANDLED.labels(*labels, _final_code(context, code)).inc()
+    metrics.GRPC_HANDLING_SECONDS.labels(*labels).observe(time.perf_counter() - start)
 
 
 def _translate(context: grpc.ServicerContext, exc: Exception) -> None:
