@@ -13,12 +13,20 @@ exhaustive true front of the table: recall (fraction of the true front's archite
 returned front contains), hypervolume ratio (pymoo HV; reference point = true front's worst
 error + 0.5, worst latency x 1.01) and front size vs the true front's size.
 
+``--references help|front|suggested`` picks the 10 architectures each device is registered
+from: HELP's fixed list (default), ``client_sdk.search.references.front_references`` (the
+accurate, non-dominated region spread over a latency hint; ``--ref-mode/--ref-top/--ref-hint``)
+or the server's ``SuggestReferences``. Choose variants on the validation devices
+(``--devices titanx_1 titanx_32 titanx_256 gold_6240``, held out of the proxy like the test
+devices), never on the HELP test devices.
+
 ``--offline`` replaces the oracle by a local stand-in that predicts each test device from
 the true table of a DIFFERENT, correlated HELP meta-train device through a monotone
 (log-log linear) map fitted on the 10 reference architectures. It only exercises the
 harness: its numbers are NOT results of the oracle.
 
 Usage: ``python benchmarks/search_quality.py --json benchmarks/results/search_quality.json``
+(front references: ``... --references front --json benchmarks/results/search_quality_front.json``)
 """
 
 from __future__ import annotations
@@ -50,17 +58,46 @@ HELP_TRAIN = (
 )
 HELP_TEST = ("titan_rtx_256", "gold_6226", "fpga", "pixel2", "raspi4", "eyeriss")
 HELP_REFS = (11982, 431, 55, 9, 14451, 8636, 9881, 13479, 6196, 1462)
+N_REFS = len(HELP_REFS)
+VALIDATION = ("titanx_1", "titanx_32", "titanx_256", "gold_6240")  # unseen, not HELP test
 GOALS = {"mean_recall": 0.70, "min_device_recall": 0.50, "hv_ratio": 0.995,
          "size_ratio_max": 1.5, "wall_s_max": 3.0}
 
 
 # --------------------------------------------------------------------------- the oracle
-def make_client(devices: Sequence[str], cache_dir: Path | None = None):
-    """``(client, names, close)``: an in-process oracle, each test device registered.
+def reference_genes(opts: argparse.Namespace, client: Any = None) -> np.ndarray:
+    """The 10 architectures each device is measured on before registration.
+
+    ``help``: HELP's fixed list; ``suggested``: the server's ``SuggestReferences``;
+    ``front``: ``client_sdk.search.references.front_references`` (the accurate region spread
+    over a latency hint: FLOPs, or the oracle's prediction on a device it knows -- the true
+    table column in ``--offline`` mode). No test-device latency is used to choose them.
+    """
+    if opts.references == "help":
+        return SPACE.genes_of_index(HELP_REFS)
+    if opts.references == "suggested":
+        return np.asarray(client.suggest_references("nasbench201", N_REFS, seed=opts.ref_seed))
+    from client_sdk.search.references import candidate_pool, front_references
+
+    pool = candidate_pool(SPACE)
+    hint = None
+    if opts.ref_hint != "flops":
+        if client is None:
+            hint = SPACE.table.device_column(opts.ref_hint)[SPACE.table_rows(pool)]
+        else:
+            res = client.rank("nasbench201", pool, [opts.ref_hint])
+            hint = np.asarray(res.latency_ms[opts.ref_hint])
+    return front_references(SPACE, N_REFS, METRIC, latency_hint=hint, seed=opts.ref_seed,
+                            mode=opts.ref_mode, top=opts.ref_top, pool=pool)
+
+
+def make_client(devices: Sequence[str], opts: argparse.Namespace,
+                cache_dir: Path | None = None):
+    """``(client, names, close, ref_genes)``: an in-process oracle, each device registered.
 
     The proxy is trained on HELP's meta-train devices only (every other table device held
-    out); each test device is registered through the API from its latencies on HELP's 10
-    reference architectures. ``names[device]`` is the registered device name.
+    out); each device is registered through the API from its latencies on the 10 reference
+    architectures of ``opts.references``. ``names[device]`` is the registered device name.
     """
     from client_sdk import OracleClient
     from oracle_server.app import App
@@ -76,7 +113,7 @@ def make_client(devices: Sequence[str], cache_dir: Path | None = None):
     app = App(settings, models={"nasbench201": model}).start(block_until_ready=True,
                                                              timeout_s=300)
     client = OracleClient(f"127.0.0.1:{app.port}", timeout_s=60)
-    genes = SPACE.genes_of_index(HELP_REFS)
+    genes = reference_genes(opts, client)
     rows = SPACE.table_rows(genes)
     names = {}
     for dev in devices:
@@ -89,7 +126,7 @@ def make_client(devices: Sequence[str], cache_dir: Path | None = None):
         app.stop(1.0)
         tmp.cleanup()
 
-    return client, names, close
+    return client, names, close, genes
 
 
 class TableClient:
@@ -112,9 +149,10 @@ def flops_client() -> TableClient:
     return TableClient(lambda d, genes, rows: SPACE.flops(genes) / 1e6)
 
 
-def offline_client(devices: Sequence[str]) -> tuple[TableClient, dict[str, str], dict]:
+def offline_client(devices: Sequence[str], ref_genes: np.ndarray
+                   ) -> tuple[TableClient, dict[str, str], dict]:
     """NOT the oracle: a correlated train device's true latency, monotone-mapped."""
-    ref_rows = SPACE.rows_of_index(HELP_REFS)
+    ref_rows = SPACE.table_rows(ref_genes)
     maps: dict[str, tuple[str, float, float]] = {}
     for dev in devices:
         y = np.log(SPACE.table.device_column(dev)[ref_rows])
@@ -238,13 +276,26 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="relative latency below which predictions count as ties (front)")
     ap.add_argument("--methods", nargs="+",
                     default=["oracle", "true_table", "random", "flops_proxy"])
+    ap.add_argument("--references", choices=("help", "front", "suggested"), default="help",
+                    help="the 10 architectures each device is registered from")
+    ap.add_argument("--ref-mode", choices=("layers", "binned", "top"), default="layers",
+                    help="front references: the accurate region (see front_references)")
+    ap.add_argument("--ref-top", type=float, default=0.1,
+                    help="front references: the region's share of the table")
+    ap.add_argument("--ref-hint", default="flops",
+                    help="front references: 'flops' or a device the oracle knows (its "
+                         "predicted latency spreads the references)")
+    ap.add_argument("--ref-seed", type=int, default=0)
     opts = ap.parse_args(argv)
+    if opts.ref_hint in opts.devices:
+        ap.error("--ref-hint must not be an evaluated device")
     close: Callable[[], None] = lambda: None  # noqa: E731
     extra: dict[str, Any] = {}
     if opts.offline:
-        oracle, names, extra = offline_client(opts.devices)
+        ref_genes = reference_genes(opts)
+        oracle, names, extra = offline_client(opts.devices, ref_genes)
     else:
-        oracle, names, close = make_client(opts.devices)
+        oracle, names, close, ref_genes = make_client(opts.devices, opts)
     clients = {"oracle": oracle, "true_table": true_table_client(), "flops_proxy": flops_client()}
     true_rows = {d: true_front_rows(SPACE, d, METRIC) for d in opts.devices}
     per_device: dict[str, dict[str, list[dict]]] = {m: {} for m in opts.methods}
@@ -261,7 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     mode = "offline" if opts.offline else "oracle"
     banner = ("OFFLINE HARNESS CHECK -- the 'oracle' rows are a monotone map of another "
               "device's true latency, NOT oracle results" if opts.offline else
-              "Search quality through the oracle (HELP test devices, 10 reference archs)")
+              f"Search quality through the oracle ({opts.references} references)")
     print_table(summary, {d: len(r) for d, r in true_rows.items()}, banner)
     goals = goals_met(summary["oracle"]) if "oracle" in summary else {}
     print("goals (oracle):", goals)
@@ -271,6 +322,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "config": {k: (str(v) if isinstance(v, Path) else v)
                               for k, v in vars(opts).items()},
                    "true_front_size": {d: len(r) for d, r in true_rows.items()},
+                   "reference_index": SPACE.table.index[SPACE.table_rows(ref_genes)].tolist(),
                    "offline_map": extra, "summary": summary, "runs": per_device}
         opts.json.write_text(json.dumps(payload, indent=2) + "\n")
     return 0

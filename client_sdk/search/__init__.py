@@ -9,6 +9,7 @@ from client_sdk.search.nsga2 import load_checkpoint, search
 from client_sdk.search.objectives import params_proxy, resolve_objective, table_accuracy
 from client_sdk.search.operators import make_operators
 from client_sdk.search.problem import EvaluationCache, OracleProblem
+from client_sdk.search.references import front_references
 from client_sdk.search.results import ParetoFront, SearchResult, pareto_mask, true_front_rows
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "OracleProblem",
     "ParetoFront",
     "SearchResult",
+    "front_references",
     "load_checkpoint",
     "make_operators",
     "params_proxy",
