@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy.stats import kendalltau, spearmanr
 
-from oracle_server.predictor import LatencyModel
 from oracle_server.spaces import SearchSpace
 from oracle_server.spaces.base import row_keys
 
@@ -25,16 +24,14 @@ class Comparison:
     kendall_predicted: float
 
 
-def compare_devices(model: LatencyModel, a: Device, b: Device) -> Comparison:
-    genes = model.space.table.genes
-    feats = model.features(genes)
-    basis = model.basis(genes, feats)
-    pa = a.head.predict(basis, feats).latency_ms
-    pb = b.head.predict(basis, feats).latency_ms
-    rho = float(spearmanr(pa, pb)[0])
-    tau = float(kendalltau(pa, pb)[0])
-    measured, shared = measured_spearman(model.space, a, b)
-    return Comparison(rho, int(genes.shape[0]), measured, shared, tau)
+def compare_devices(
+    space: SearchSpace, a: Device, b: Device, pred_a: np.ndarray, pred_b: np.ndarray
+) -> Comparison:
+    """``pred_a``/``pred_b``: each device's predictions over the space's table."""
+    rho = float(spearmanr(pred_a, pred_b)[0])
+    tau = float(kendalltau(pred_a, pred_b)[0])
+    measured, shared = measured_spearman(space, a, b)
+    return Comparison(rho, int(pred_a.shape[0]), measured, shared, tau)
 
 
 def measurements(space: SearchSpace, device: Device) -> tuple[np.ndarray, np.ndarray]:

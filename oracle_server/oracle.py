@@ -269,7 +269,8 @@ class Oracle:
         ]
 
     def _table_prediction(self, model: LatencyModel, device: Device) -> TablePrediction:
-        """``device``'s head over the whole table (covered spaces), computed once per head."""
+        """``device``'s head over the whole table, computed once per head (the Rank fast
+        path of covered spaces, and CompareDevices)."""
         key = (device.space, device.name)
         tab = self._table_preds.get(key)
         if tab is not None and tab.head is device.head:
@@ -422,6 +423,7 @@ class Oracle:
                 for k in gone:
                     if devices.get(k) is local_devices[k]:  # not replaced meanwhile
                         devices.pop(k)
+                        self._table_preds.pop(k, None)
                 self._devices = devices
             changes += len(gone)
         if changes:
@@ -450,7 +452,10 @@ class Oracle:
             raise InvalidArgument(
                 f"devices are in different spaces ({da.space}, {db.space})", field="b"
             )
-        return compare_devices(self.model(da.space), da, db)
+        model = self.model(da.space)
+        pa = self._table_prediction(model, da).latency_ms
+        pb = self._table_prediction(model, db).latency_ms
+        return compare_devices(model.space, da, db, pa, pb)
 
 
 def _table_covers_space(space: SearchSpace) -> bool:
