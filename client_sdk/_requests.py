@@ -265,6 +265,9 @@ def parse_device(d: pb.Device) -> DeviceInfo:
         expected_spearman=d.expected_spearman, monotonicity=d.monotonicity,
         contract=contract, created_at=_ts(d.created_at), updated_at=_ts(d.updated_at),
         head_fit_ms=d.head_fit_ms,
+        quality="low" if d.quality == pb.QUALITY_LOW else "good",
+        flops_spearman=d.flops_spearman,
+        advised_samples=d.advised_samples,
     )
 
 

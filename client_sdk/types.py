@@ -36,6 +36,9 @@ class DeviceInfo:
     created_at: dt.datetime | None
     updated_at: dt.datetime | None
     head_fit_ms: float
+    quality: str = "good"  # "good" | "low": see DeviceQuality in the proto
+    flops_spearman: float = float("nan")  # the FLOPs ranking's LOO Spearman, same samples
+    advised_samples: int = 0  # total measurements advised
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ import numpy as np
 
 from oracle_server.predictor import LatencyModel, ProxyConfig, build_model, spearman
 from oracle_server.predictor.selection import member_kinds
+from oracle_server.spaces.descriptors import degenerate
 
 
 @dataclass(frozen=True)
@@ -159,6 +160,7 @@ def adapt_device(model: LatencyModel, device: str, opts: EvalOptions, allowed: n
     y = table.device_column(device)
     feats = model.features(table.genes)
     basis = model.basis(table.genes, feats)
+    desc = model.descriptors(table.genes)
     deterministic = opts.reference == "help" and help_refs and opts.samples <= len(help_refs)
     seeds = 1 if deterministic else opts.seeds
     out: dict[str, list] = {k: [] for k in ("spearman", "whole_table", "expected", "cover80",
@@ -167,7 +169,7 @@ def adapt_device(model: LatencyModel, device: str, opts: EvalOptions, allowed: n
         rows = reference_rows(model, opts, allowed, seed, help_refs)
         head = model.fit_head(table.genes[rows], y[rows])
         score = np.setdiff1d(score_rows, rows)
-        pred = head.predict(basis, feats)
+        pred = head.predict(basis, feats, desc)
         lo, hi = pred.interval(0.8)
         out["spearman"].append(spearman(pred.latency_ms[score], y[score]))
         out["whole_table"].append(spearman(pred.latency_ms, y))
@@ -215,13 +217,16 @@ def _model_for(opts: EvalOptions, basis_devices: tuple[str, ...] | None,
                holdout: tuple[str, ...] = ()) -> tuple[LatencyModel, np.ndarray, np.ndarray]:
     from oracle_server.spaces import get_space
 
-    n = get_space(opts.space).num_architectures
+    sp = get_space(opts.space)
+    n = sp.num_architectures
     excluded = _holdout_rows(n, opts.arch_holdout)
     allowed = np.setdiff1d(np.arange(n), excluded)
     model = build_model(opts.space, holdout_devices=holdout, basis_devices=basis_devices,
                         cache_dir=opts.cache_dir, config=opts.config, exclude_rows=excluded)
     score_rows = excluded if len(excluded) else allowed
-    return model, allowed, score_rows
+    # degenerate archs (pruned to ~nothing by some runtimes) are neither references nor scored
+    live = ~degenerate(opts.space, sp.table.genes)
+    return model, allowed[live[allowed]], score_rows[live[score_rows]]
 
 
 def evaluate_leave_family_out(opts: EvalOptions) -> dict:

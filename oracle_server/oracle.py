@@ -29,7 +29,7 @@ from oracle_server.errors import (
     NotFound,
 )
 from oracle_server.predictor import HeadFit, LatencyModel, Prediction
-from oracle_server.predictor.columns import basis_columns, reads_features
+from oracle_server.predictor.columns import basis_columns, reads_descriptors, reads_features
 from oracle_server.ranking import TablePrediction, dense_rank, order
 from oracle_server.registry import Registry, StoredDevice
 from oracle_server.spaces import SearchSpace
@@ -246,6 +246,7 @@ class Oracle:
             columns = None if cols is None or columns is None else columns | cols
         wanted = None if columns is None else sorted(columns)
         feature_free = not any(reads_features(d.head) for d in devices)
+        with_descriptors = any(reads_descriptors(d.head) for d in devices)
         parts: list[list[Prediction]] = []
         for start in range(0, max(genes.shape[0], 1), _PREDICT_CHUNK):
             if start:
@@ -257,7 +258,8 @@ class Oracle:
                 head_features = np.empty((g.shape[0], 0))  # not read: skip the float64 copy
             else:
                 head_features = features.astype(np.float64)
-            parts.append([d.head.predict(basis, head_features) for d in devices])
+            desc = model.descriptors(g) if with_descriptors else None
+            parts.append([d.head.predict(basis, head_features, desc) for d in devices])
         if len(parts) == 1:
             return parts[0]
         return [
@@ -279,7 +281,7 @@ class Oracle:
         if inputs is None:
             genes = model.space.table.genes
             features = model.features(genes)
-            inputs = (model.basis(genes, features), features)
+            inputs = (model.basis(genes, features), features, model.descriptors(genes))
             self._table_inputs[device.space] = inputs
         pred = device.head.predict(*inputs)
         lat32 = pred.latency_ms.astype(np.float32)

@@ -30,6 +30,9 @@ def device_pb(device: Device) -> pb.Device:
         created_at=codec.timestamp(device.created_at),
         updated_at=codec.timestamp(device.updated_at),
         head_fit_ms=float(head.fit_seconds) * 1e3,
+        quality=pb.QUALITY_LOW if head.quality == "low" else pb.QUALITY_GOOD,
+        flops_spearman=float(head.flops_spearman),
+        advised_samples=int(head.advised_samples or device.num_samples),
     )
 
 

@@ -1,50 +1,41 @@
 """Which proxy outputs and inputs a fitted head reads, from its kind and parameters.
 
-Lets the Rank path evaluate only the basis columns (and features) a request's heads need.
+Lets the Rank path evaluate only the basis columns (and features / descriptors) that a
+request's heads need. The knowledge lives in each head class (``heads.HEADS``).
 """
 
 from __future__ import annotations
 
-import numpy as np
-
 from oracle_server.predictor.head_fit import HeadFit
+from oracle_server.predictor.heads import head_kind
 
 
 def basis_columns(head: HeadFit) -> set[int] | None:
-    """Basis columns ``head.predict`` reads (None: all of them, or not known)."""
-    cols = kind_columns(head.kind, head.params)
-    if cols is not None and head.sigma:
+    """Basis columns ``head.predict`` reads (None: not known)."""
+    try:
+        cols = kind_columns(head.kind, head.params)
+    except (KeyError, ValueError):
+        return None
+    if head.sigma:
         cols.add(int(head.sigma["anchor"]))  # log_sigma reads the anchor column
     return cols
 
 
-def kind_columns(kind: str, p: dict) -> set[int] | None:
-    if kind in ("basis", "affine"):
-        return {int(p["basis_index"])}
-    if kind == "nnls_log":
-        return {int(i) for i in np.flatnonzero(np.asarray(p["weights"], dtype=np.float64))}
-    if kind == "adaproxy":
-        return set()
-    if kind in ("additive", "counts"):
-        coef = np.asarray(p.get("coef_basis") or [], dtype=np.float64)
-        return {int(i) for i in np.flatnonzero(coef)}
-    if kind == "ensemble":  # mean of member heads ({"kind", "params"} each)
-        out: set[int] = set()
-        for member in p.get("members") or ():
-            cols = kind_columns(member["kind"], member["params"])
-            if cols is None:
-                return None
-            out |= cols
-        return out
-    return None
+def kind_columns(kind: str, p: dict) -> set[int]:
+    return set(head_kind(kind).columns(p))
+
+
+def _members(head: HeadFit) -> list[str]:
+    if head.kind == "ensemble":
+        return [m["kind"] for m in head.params.get("members") or ()]
+    return [head.kind]
 
 
 def reads_features(head: HeadFit) -> bool:
-    """False only for head kinds known not to read the features."""
-    if head.kind == "ensemble":
-        members = head.params.get("members") or ()
-        return any(m["kind"] not in FEATURE_FREE_KINDS for m in members)
-    return head.kind not in FEATURE_FREE_KINDS
+    """Whether any part of the head reads the proxy features."""
+    return any(head_kind(k).reads_features for k in _members(head))
 
 
-FEATURE_FREE_KINDS = frozenset({"basis", "affine", "nnls_log"})
+def reads_descriptors(head: HeadFit) -> bool:
+    """Whether any part of the head reads the architecture descriptors."""
+    return any(head_kind(k).reads_descriptors for k in _members(head))

@@ -50,10 +50,17 @@ class HeadFit:
     params: dict = field(default_factory=dict)  # kind-specific coefficients
     sigma: dict = field(default_factory=dict)  # uncertainty model (see ``log_sigma``)
     candidates: dict = field(default_factory=dict)  # LOO Spearman of every candidate
+    flops_spearman: float = float("nan")  # LOO Spearman of ranking by FLOPs, same samples
+    quality: str = "good"  # "good" | "low" (see selection.assess)
+    advised_samples: int = 0  # total measurements advised (== num_samples when good)
 
-    def predict(self, basis: np.ndarray, features: np.ndarray) -> Prediction:
-        """``basis`` (n, B) from ``LatencyModel.basis``, ``features`` (n, F)."""
-        mu = predict_log(self.kind, self.params, basis, np.asarray(features, dtype=np.float64))
+    def predict(
+        self, basis: np.ndarray, features: np.ndarray, descriptors: np.ndarray | None = None
+    ) -> Prediction:
+        """``basis`` (n, B) from ``LatencyModel.basis``, ``features`` (n, F), and
+        ``descriptors`` (n, D) from ``LatencyModel.descriptors`` (read by descriptor heads)."""
+        mu = predict_log(self.kind, self.params, basis, np.asarray(features, dtype=np.float64),
+                         descriptors)
         return Prediction(np.exp(mu), self.log_sigma(basis))
 
     def log_sigma(self, basis: np.ndarray) -> np.ndarray:
@@ -67,7 +74,7 @@ class HeadFit:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        for key in ("expected_spearman", "monotonicity"):
+        for key in ("expected_spearman", "monotonicity", "flops_spearman"):
             if isinstance(d[key], float) and math.isnan(d[key]):
                 d[key] = None
         return d
@@ -75,6 +82,6 @@ class HeadFit:
     @classmethod
     def from_dict(cls, d: dict) -> HeadFit:
         d = dict(d)
-        for key in ("expected_spearman", "monotonicity"):
+        for key in ("expected_spearman", "monotonicity", "flops_spearman"):
             d[key] = float("nan") if d.get(key) is None else float(d[key])
         return cls(**d)

@@ -28,7 +28,8 @@ import numpy as np
 from scipy.optimize import nnls
 from scipy.stats import rankdata
 
-HEAD_KINDS = ("affine", "nnls_log", "ridge", "adaproxy", "additive", "counts")
+from oracle_server.predictor.priors import DescriptorPrior
+
 PRIOR_FREE = 1e4  # prior variance of (nearly) unpenalised coefficients (standardised units)
 MS_FLOOR = 1e-3
 
@@ -266,33 +267,261 @@ def fit_counts(feats: np.ndarray, y: np.ndarray, cost_matrix: np.ndarray) -> Can
     return Candidate("counts", params, np.log(np.maximum(loo * sd + mu, MS_FLOOR)))
 
 
-# ------------------------------------------------------------------ predict
-def predict_log(kind: str, params: dict, basis: np.ndarray, feats: np.ndarray) -> np.ndarray:
-    """Point prediction of log latency for a batch, for any head kind (vectorised)."""
-    if kind == "ensemble":
-        members = params["members"]
-        return np.mean([predict_log(m["kind"], m["params"], basis, feats) for m in members],
-                       axis=0)
-    if kind == "basis":
+DESCRIPTOR_GRID = (3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
+
+
+def fit_descriptor(desc: np.ndarray, y: np.ndarray, prior: DescriptorPrior) -> Candidate:
+    """Physically grounded head: ms = s * [1, d / scale] theta, theta ~ N(mu, g cov).
+
+    ``prior`` comes from the basis devices (``priors.fit_prior``); ``s`` is the mean of the
+    samples; rows are weighted by 1 / y (relative errors); ``g`` by exact leave-one-out.
+    """
+    x = prior.design(desc)
+    s = float(y.mean())
+    yr = y / s
+    w = 1.0 / yr
+    base = x @ prior.mu
+    chol = np.linalg.cholesky(prior.cov)
+    m = (x * w[:, None]) @ chol
+    r = (yr - base) * w
+    ones = np.ones(m.shape[1])
+    beta, loo, g = _best_over_grid(m, lambda g: g * ones, DESCRIPTOR_GRID, r)
+    theta = (prior.mu + chol @ beta) * s
+    loo_ms = (loo / w + base) * s
+    floor = float(0.2 * y.min())
+    params = {"theta": theta.tolist(), "scale": prior.scale.tolist(), "prior": g,
+              "floor_ms": floor}
+    return Candidate("descriptor", params, np.log(np.maximum(loo_ms, floor)))
+
+
+def fit_flops(desc: np.ndarray, z: np.ndarray) -> Candidate:
+    """The FLOPs baseline as a head: log y = a log MACs + c (a > 0, so it ranks by MACs)."""
+    u = np.log(np.maximum(desc[:, 0] + desc[:, 1], 1.0))
+    n = len(z)
+    loo = np.empty(n)
+    keep = ~np.eye(n, dtype=bool)
+    for i in range(n):
+        a, c = _affine_coef(u[keep[i]], z[keep[i]])
+        loo[i] = a * u[i] + c
+    a, c = _affine_coef(u, z)
+    return Candidate("flops", {"a": a, "c": c}, loo)
+
+
+# ------------------------------------------------------------------ registry
+@dataclass(frozen=True)
+class FitInputs:
+    """What a head may read at fit time (``y`` in ms, validated)."""
+
+    basis: np.ndarray  # (n, B) proxy outputs, ms
+    features: np.ndarray  # (n, F) proxy features
+    y: np.ndarray  # (n,) ms
+    weights: np.ndarray  # (F + 1, B) proxy linear models (ms)
+    cost_matrix: np.ndarray  # (F, K) features -> additive cost summaries
+    descriptors: np.ndarray | None = None  # (n, D) hardware-agnostic descriptors
+    prior: DescriptorPrior | None = None  # basis devices' descriptor prior
+
+    @property
+    def log_b(self) -> np.ndarray:
+        return log_basis(self.basis)
+
+    @property
+    def z(self) -> np.ndarray:
+        return np.log(self.y)
+
+
+class HeadKind:
+    """One kind of head: how it fits, predicts, which inputs it reads, how many samples."""
+
+    name: str = ""
+    min_samples: int = 2
+    reads_features: bool = False
+    reads_descriptors: bool = False
+
+    def available(self, inp: FitInputs) -> bool:
+        return len(inp.y) >= self.min_samples
+
+    def fit(self, inp: FitInputs) -> Candidate:
+        raise NotImplementedError
+
+    def predict_log(self, params: dict, basis: np.ndarray, feats: np.ndarray,
+                    desc: np.ndarray | None) -> np.ndarray:
+        raise NotImplementedError
+
+    def columns(self, params: dict) -> set[int]:
+        """Basis columns ``predict_log`` reads."""
+        return set()
+
+
+def _ms_to_log(ms: np.ndarray, params: dict) -> np.ndarray:
+    return np.log(np.maximum(ms, params.get("floor_ms", MS_FLOOR)))
+
+
+def _need(desc: np.ndarray | None) -> np.ndarray:
+    if desc is None:
+        raise ValueError("this head reads architecture descriptors; pass them to predict")
+    return desc
+
+
+class Basis(HeadKind):
+    name = "basis"
+
+    def available(self, inp: FitInputs) -> bool:
+        return False  # only built for the bundled devices (LatencyModel.basis_head)
+
+    def predict_log(self, params, basis, feats, desc):
         return log_basis(basis[:, params["basis_index"]])
-    if kind == "affine":
+
+    def columns(self, params):
+        return {int(params["basis_index"])}
+
+
+class Affine(HeadKind):
+    name, min_samples = "affine", 2
+
+    def fit(self, inp):
+        return fit_affine(inp.log_b, inp.z)
+
+    def predict_log(self, params, basis, feats, desc):
         return params["a"] * log_basis(basis[:, params["basis_index"]]) + params["c"]
-    if kind == "nnls_log":
+
+    def columns(self, params):
+        return {int(params["basis_index"])}
+
+
+class NnlsLog(HeadKind):
+    name, min_samples = "nnls_log", 4
+
+    def fit(self, inp):
+        return fit_nnls_log(inp.log_b, inp.z)
+
+    def predict_log(self, params, basis, feats, desc):
         return log_basis(basis) @ np.asarray(params["weights"]) + params["c"]
-    if kind == "ridge":
+
+    def columns(self, params):
+        return {int(i) for i in np.flatnonzero(np.asarray(params["weights"], dtype=np.float64))}
+
+
+class Ridge(HeadKind):
+    name, min_samples, reads_features = "ridge", 8, True
+
+    def fit(self, inp):
+        return fit_ridge(inp.log_b, inp.features, inp.z)
+
+    def predict_log(self, params, basis, feats, desc):
         zb = (log_basis(basis) - np.asarray(params["mu_b"])) / np.asarray(params["sd_b"])
         zf = (feats - np.asarray(params["mu_f"])) / np.asarray(params["sd_f"])
         beta = np.asarray(params["beta"])
         return params["c"] + beta[0] + np.c_[zb, zf] @ beta[1:]
-    if kind == "adaproxy":
-        ms = feats @ np.asarray(params["weights"]) + params["c"]
-    elif kind in ("additive", "counts"):
+
+    def columns(self, params):
+        return set(range(len(params["mu_b"])))
+
+
+class AdaProxy(HeadKind):
+    name, min_samples, reads_features = "adaproxy", 5, True
+
+    def fit(self, inp):
+        return fit_adaproxy(inp.log_b, inp.features, inp.y, inp.weights)
+
+    def predict_log(self, params, basis, feats, desc):
+        return _ms_to_log(feats @ np.asarray(params["weights"]) + params["c"], params)
+
+
+class Additive(HeadKind):
+    name, min_samples, reads_features = "additive", 5, True
+
+    def fit(self, inp):
+        return fit_additive(inp.basis, inp.features, inp.y, inp.weights, inp.cost_matrix)
+
+    def predict_log(self, params, basis, feats, desc):
         ms = feats @ np.asarray(params["coef_features"]) + params["c"]
         if params["coef_basis"]:
             ms = ms + basis @ np.asarray(params["coef_basis"])
-    else:
-        raise ValueError(f"unknown head kind '{kind}'")
-    return np.log(np.maximum(ms, params.get("floor_ms", MS_FLOOR)))
+        return _ms_to_log(ms, params)
+
+    def columns(self, params):
+        coef = np.asarray(params.get("coef_basis") or [], dtype=np.float64)
+        return {int(i) for i in np.flatnonzero(coef)}
+
+
+class Counts(Additive):
+    name, min_samples, reads_features = "counts", 5, True
+
+    def fit(self, inp):
+        return fit_counts(inp.features, inp.y, inp.cost_matrix)
+
+
+class Descriptor(HeadKind):
+    name, min_samples, reads_descriptors = "descriptor", 4, True
+
+    def available(self, inp):
+        return inp.prior is not None and inp.descriptors is not None and super().available(inp)
+
+    def fit(self, inp):
+        assert inp.descriptors is not None and inp.prior is not None
+        return fit_descriptor(inp.descriptors, inp.y, inp.prior)
+
+    def predict_log(self, params, basis, feats, desc):
+        d = _need(desc)
+        theta = np.asarray(params["theta"])
+        ms = theta[0] + (d / np.asarray(params["scale"])) @ theta[1:]
+        return _ms_to_log(ms, params)
+
+
+class Flops(HeadKind):
+    name, min_samples, reads_descriptors = "flops", 3, True
+
+    def available(self, inp):
+        return inp.descriptors is not None and super().available(inp)
+
+    def fit(self, inp):
+        assert inp.descriptors is not None
+        return fit_flops(inp.descriptors, inp.z)
+
+    def predict_log(self, params, basis, feats, desc):
+        d = _need(desc)
+        return params["a"] * np.log(np.maximum(d[:, 0] + d[:, 1], 1.0)) + params["c"]
+
+
+class Ensemble(HeadKind):
+    """Mean log prediction of member heads (``params["members"]``: ``{"kind", "params"}``)."""
+
+    name = "ensemble"
+
+    def available(self, inp):
+        return False  # built by selection.py from the leave-one-out best candidates
+
+    def predict_log(self, params, basis, feats, desc):
+        return np.mean([predict_log(m["kind"], m["params"], basis, feats, desc)
+                        for m in params["members"]], axis=0)
+
+    def columns(self, params):
+        out: set[int] = set()
+        for m in params.get("members") or ():
+            out |= head_kind(m["kind"]).columns(m["params"])
+        return out
+
+
+HEADS: dict[str, HeadKind] = {
+    h.name: h for h in (Basis(), Affine(), NnlsLog(), Ridge(), AdaProxy(), Additive(),
+                        Counts(), Descriptor(), Flops(), Ensemble())
+}
+#: the candidates every new device's samples are fit with (selection.py)
+HEAD_KINDS = ("affine", "nnls_log", "ridge", "adaproxy", "additive", "counts", "descriptor",
+              "flops")
+
+
+def head_kind(kind: str) -> HeadKind:
+    try:
+        return HEADS[kind]
+    except KeyError:
+        raise ValueError(f"unknown head kind '{kind}'") from None
+
+
+def predict_log(kind: str, params: dict, basis: np.ndarray, feats: np.ndarray,
+                desc: np.ndarray | None = None) -> np.ndarray:
+    """Point prediction of log latency for a batch, for any head kind (vectorised)."""
+    return head_kind(kind).predict_log(params, basis, feats, desc)
 
 
 def fit_candidate(
@@ -302,20 +531,10 @@ def fit_candidate(
     y: np.ndarray,
     weights: np.ndarray,
     cost_matrix: np.ndarray,
+    descriptors: np.ndarray | None = None,
+    prior: DescriptorPrior | None = None,
 ) -> Candidate:
     """Fit one head kind on ``n`` samples (``y`` in ms, already validated)."""
-    log_b, z = log_basis(basis), np.log(y)
-    feats = feats.astype(np.float64)
-    if kind == "affine":
-        return fit_affine(log_b, z)
-    if kind == "nnls_log":
-        return fit_nnls_log(log_b, z)
-    if kind == "ridge":
-        return fit_ridge(log_b, feats, z)
-    if kind == "adaproxy":
-        return fit_adaproxy(log_b, feats, y, weights)
-    if kind == "additive":
-        return fit_additive(basis, feats, y, weights, cost_matrix)
-    if kind == "counts":
-        return fit_counts(feats, y, cost_matrix)
-    raise ValueError(f"unknown head kind '{kind}'")
+    inp = FitInputs(basis, feats.astype(np.float64), np.asarray(y, np.float64), weights,
+                    cost_matrix, descriptors, prior)
+    return head_kind(kind).fit(inp)

@@ -22,12 +22,14 @@ import numpy as np
 from oracle_server.errors import InvalidArgument, NotFound
 from oracle_server.predictor.head_fit import HeadFit
 from oracle_server.predictor.heads import spearman
+from oracle_server.predictor.priors import DescriptorPrior, fit_prior
 from oracle_server.predictor.proxy import Proxy, ProxyConfig, rows_hash, to_log, train_proxy
 from oracle_server.predictor.references import suggest_references
 from oracle_server.predictor.selection import select_head
 from oracle_server.spaces import SearchSpace, get_space
+from oracle_server.spaces.descriptors import degenerate, descriptor_names, descriptors
 
-MODEL_FORMAT_VERSION = 1
+MODEL_FORMAT_VERSION = 2  # 2: descriptor prior in model.npz
 CV_FRACTION = 0.1  # archs the proxy never sees, for the basis devices' CV estimate
 PRECOMPUTE_SPACES = ("nasbench201",)  # whole space in the table: serve basis by row lookup
 log = logging.getLogger(__name__)
@@ -65,6 +67,7 @@ class LatencyModel:
         costs: np.ndarray,
         basis_cv: dict[str, tuple[float, float]],
         basis_table: np.ndarray | None = None,
+        prior: DescriptorPrior | None = None,
     ) -> None:
         self.space = space
         self.proxy = proxy
@@ -72,9 +75,15 @@ class LatencyModel:
         self.cost_matrix = costs
         self.basis_cv = basis_cv  # device -> (held-out-arch Spearman, log RMSE)
         self._basis_table = basis_table  # (n_table, B) for spaces fully in the table
+        self.prior = prior  # descriptor prior learned from the basis devices
+        self.descriptor_names = descriptor_names(space.name)
 
     def features(self, genes: np.ndarray) -> np.ndarray:
         return self.space.features(genes)
+
+    def descriptors(self, genes: np.ndarray) -> np.ndarray:
+        """(n, D) hardware-agnostic descriptors (``spaces.descriptors``)."""
+        return descriptors(self.space.name, genes)
 
     def basis(
         self,
@@ -112,7 +121,8 @@ class LatencyModel:
         y = _validate_latency(latency_ms, len(genes))
         feats = self.features(genes)
         return select_head(self.basis(genes, feats), feats, y, self.proxy.linear_weights,
-                           self.cost_matrix)
+                           self.cost_matrix, descriptors=self.descriptors(genes),
+                           prior=self.prior)
 
     def basis_head(self, device: str) -> HeadFit:
         """Identity head on a basis (training) device, with the proxy's CV estimate."""
@@ -146,6 +156,8 @@ class LatencyModel:
         arrays = {"cost_matrix": self.cost_matrix}
         if self._basis_table is not None:
             arrays["basis_table"] = self._basis_table
+        if self.prior is not None:
+            arrays.update(self.prior.to_arrays())
         np.savez(path / "model.npz", **arrays)
         meta = {
             "format_version": MODEL_FORMAT_VERSION,
@@ -166,8 +178,10 @@ class LatencyModel:
         with np.load(path / "model.npz", allow_pickle=False) as arrays:
             costs = arrays["cost_matrix"]
             table = arrays["basis_table"] if "basis_table" in arrays.files else None
+            prior = (DescriptorPrior.from_arrays(arrays) if "prior_mu" in arrays.files
+                     else None)
         cv = {d: (float(v[0]), float(v[1])) for d, v in meta["basis_cv"].items()}
-        return cls(get_space(meta["space"]), proxy, costs, cv, table)
+        return cls(get_space(meta["space"]), proxy, costs, cv, table, prior)
 
 
 def _validate_latency(latency_ms: np.ndarray, n: int) -> np.ndarray:
@@ -269,7 +283,9 @@ def _train_model(sp: SearchSpace, devices: tuple[str, ...], config: ProxyConfig,
                  exclude: np.ndarray) -> LatencyModel:
     start = time.perf_counter()
     table = sp.table
-    allowed = np.setdiff1d(np.arange(len(table.genes)), exclude)
+    # degenerate archs (NB-201 cells with a disconnected output) are pruned by some
+    # runtimes (pixel3 / raspi4 report ~0.01 ms): kept out of the proxy and the prior
+    allowed = np.setdiff1d(np.flatnonzero(~degenerate(sp.name, table.genes)), exclude)
     rng = np.random.default_rng(config.seed)
     cv_rows = np.sort(rng.choice(allowed, max(1, int(CV_FRACTION * len(allowed))), replace=False))
     train_rows = np.setdiff1d(allowed, cv_rows)
@@ -284,6 +300,8 @@ def _train_model(sp: SearchSpace, devices: tuple[str, ...], config: ProxyConfig,
               float(np.sqrt(np.mean((np.log(pred[:, j]) - to_log(truth[:, j])) ** 2))))
           for j, d in enumerate(devices)}
     basis_table = proxy.predict(feats) if sp.name in PRECOMPUTE_SPACES else None
-    model = LatencyModel(sp, proxy, cost_matrix(sp), cv, basis_table)
+    prior = fit_prior(descriptors(sp.name, table.genes[train_rows]),
+                      table.latency_ms[train_rows][:, cols])
+    model = LatencyModel(sp, proxy, cost_matrix(sp), cv, basis_table, prior)
     log.info("built %s model in %.1f s", sp.name, time.perf_counter() - start)
     return model

@@ -26,15 +26,19 @@ from oracle_server.predictor.head_fit import HeadFit
 from oracle_server.predictor.heads import (
     HEAD_KINDS,
     Candidate,
+    FitInputs,
     best_basis,
-    fit_candidate,
+    head_kind,
     log_basis,
     spearman,
     spearman_columns,
 )
+from oracle_server.predictor.priors import DescriptorPrior
 
-#: minimum sample count for each candidate (flexible heads need more data)
-MIN_SAMPLES = {"affine": 2, "nnls_log": 4, "adaproxy": 5, "additive": 5, "counts": 5, "ridge": 8}
+#: a device whose leave-one-out Spearman is below this is flagged low-confidence
+QUALITY_SPEARMAN = 0.8
+#: ... and so is one whose estimate does not beat the FLOPs ranking by this margin
+QUALITY_MARGIN_OVER_FLOPS = 0.02
 #: how many of the LOO-best candidate heads are averaged (validation: 2 beat 1, 3 and 6)
 ENSEMBLE_SIZE = 2
 #: multiplies the LOO RMS so that the stated 80 % interval covers ~80 % (validation devices
@@ -49,6 +53,8 @@ def select_head(
     linear_weights: np.ndarray,
     cost_matrix: np.ndarray,
     kinds: Sequence[str] = HEAD_KINDS,
+    descriptors: np.ndarray | None = None,
+    prior: DescriptorPrior | None = None,
 ) -> HeadFit:
     """Fit all candidate heads on ``n`` validated samples and keep the LOO-best one."""
     start = time.perf_counter()
@@ -58,8 +64,10 @@ def select_head(
     n = len(y)
     mono = float(np.max(spearman_columns(log_b, z))) if n >= 3 else float("nan")
     anchor = best_basis(log_b, z)
-    usable = [k for k in kinds if n >= MIN_SAMPLES.get(k, 2)] or ["affine"]
-    cands = [fit_candidate(k, basis, features, y, linear_weights, cost_matrix) for k in usable]
+    inp = FitInputs(basis, np.asarray(features, dtype=np.float64), y, linear_weights,
+                    cost_matrix, descriptors, prior)
+    usable = [k for k in kinds if head_kind(k).available(inp)] or ["affine"]
+    cands = [head_kind(k).fit(inp) for k in usable]
     scores = {c.kind: _loo_scores(c, z) for c in cands}
     ranked = sorted(cands, key=lambda c: (np.nan_to_num(scores[c.kind][0], nan=-2.0),
                                           -scores[c.kind][1]), reverse=True)
@@ -73,6 +81,8 @@ def select_head(
         "u_sxx": float(((u - u.mean()) ** 2).sum()),
         "s": float(np.sqrt(mse) * SIGMA_INFLATION),
     }
+    flops_rho = scores["flops"][0] if "flops" in scores else float("nan")
+    quality, advised = assess(rho if n >= 3 else float("nan"), flops_rho, n)
     return HeadFit(
         kind=best.kind,
         num_samples=n,
@@ -82,7 +92,30 @@ def select_head(
         params=best.params,
         sigma=sigma,
         candidates={k: (None if np.isnan(v[0]) else round(v[0], 4)) for k, v in scores.items()},
+        flops_spearman=flops_rho,
+        quality=quality,
+        advised_samples=advised,
     )
+
+
+def assess(expected: float, flops_rho: float, n: int) -> tuple[str, int]:
+    """(``"good"`` | ``"low"``, advised total number of measurements).
+
+    Low: fewer than 5 samples (leave-one-out says little), an expected Spearman below
+    ``QUALITY_SPEARMAN``, or no clear gain over ranking by FLOPs (the FLOPs head's own
+    leave-one-out Spearman on the same samples). Advice for a low estimate: double the
+    samples, at least 20 in total (validation curves: the estimate's error shrinks roughly
+    with 1/sqrt(n), see docs/transfer.md).
+    """
+    low = (
+        n < 5
+        or not np.isfinite(expected)
+        or expected < QUALITY_SPEARMAN
+        or (np.isfinite(flops_rho) and expected < flops_rho + QUALITY_MARGIN_OVER_FLOPS)
+    )
+    if not low:
+        return "good", n
+    return "low", int(max(2 * n, 20))
 
 
 def _ensemble(members: list[Candidate]) -> Candidate:

@@ -2,12 +2,22 @@ import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class DeviceQuality(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DEVICE_QUALITY_UNSPECIFIED: _ClassVar[DeviceQuality]
+    QUALITY_GOOD: _ClassVar[DeviceQuality]
+    QUALITY_LOW: _ClassVar[DeviceQuality]
+DEVICE_QUALITY_UNSPECIFIED: DeviceQuality
+QUALITY_GOOD: DeviceQuality
+QUALITY_LOW: DeviceQuality
 
 class ListSearchSpacesRequest(_message.Message):
     __slots__ = ()
@@ -88,7 +98,7 @@ class DeviceContract(_message.Message):
     def __init__(self, unit: _Optional[str] = ..., batch_size: _Optional[int] = ..., input_resolution: _Optional[int] = ..., threads: _Optional[int] = ..., runtime: _Optional[str] = ..., runtime_version: _Optional[str] = ..., precision: _Optional[str] = ..., hardware: _Optional[str] = ..., notes: _Optional[str] = ...) -> None: ...
 
 class Device(_message.Message):
-    __slots__ = ("name", "space", "full_name", "source", "head_kind", "num_samples", "expected_spearman", "monotonicity", "contract", "created_at", "updated_at", "head_fit_ms")
+    __slots__ = ("name", "space", "full_name", "source", "head_kind", "num_samples", "expected_spearman", "monotonicity", "contract", "created_at", "updated_at", "head_fit_ms", "quality", "flops_spearman", "advised_samples")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SPACE_FIELD_NUMBER: _ClassVar[int]
     FULL_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -101,6 +111,9 @@ class Device(_message.Message):
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     HEAD_FIT_MS_FIELD_NUMBER: _ClassVar[int]
+    QUALITY_FIELD_NUMBER: _ClassVar[int]
+    FLOPS_SPEARMAN_FIELD_NUMBER: _ClassVar[int]
+    ADVISED_SAMPLES_FIELD_NUMBER: _ClassVar[int]
     name: str
     space: str
     full_name: str
@@ -113,7 +126,10 @@ class Device(_message.Message):
     created_at: _timestamp_pb2.Timestamp
     updated_at: _timestamp_pb2.Timestamp
     head_fit_ms: float
-    def __init__(self, name: _Optional[str] = ..., space: _Optional[str] = ..., full_name: _Optional[str] = ..., source: _Optional[str] = ..., head_kind: _Optional[str] = ..., num_samples: _Optional[int] = ..., expected_spearman: _Optional[float] = ..., monotonicity: _Optional[float] = ..., contract: _Optional[_Union[DeviceContract, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., head_fit_ms: _Optional[float] = ...) -> None: ...
+    quality: DeviceQuality
+    flops_spearman: float
+    advised_samples: int
+    def __init__(self, name: _Optional[str] = ..., space: _Optional[str] = ..., full_name: _Optional[str] = ..., source: _Optional[str] = ..., head_kind: _Optional[str] = ..., num_samples: _Optional[int] = ..., expected_spearman: _Optional[float] = ..., monotonicity: _Optional[float] = ..., contract: _Optional[_Union[DeviceContract, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., head_fit_ms: _Optional[float] = ..., quality: _Optional[_Union[DeviceQuality, str]] = ..., flops_spearman: _Optional[float] = ..., advised_samples: _Optional[int] = ...) -> None: ...
 
 class ListDevicesRequest(_message.Message):
     __slots__ = ("space",)
