@@ -268,6 +268,7 @@ def parse_device(d: pb.Device) -> DeviceInfo:
         quality="low" if d.quality == pb.QUALITY_LOW else "good",
         flops_spearman=d.flops_spearman,
         advised_samples=d.advised_samples,
+        warnings=tuple(d.warnings),
     )
 
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from client_sdk.client import OracleClient
 from client_sdk.errors import OracleClientError
+from client_sdk.types import DeviceInfo
 
 
 def _table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
@@ -81,7 +82,7 @@ def _read_measurements(path: str) -> dict[str, float]:
 
 
 DEVICE_COLUMNS = ("full_name", "source", "head_kind", "num_samples", "expected_spearman",
-                  "monotonicity")
+                  "monotonicity", "quality")
 
 
 def cmd_spaces(args: argparse.Namespace, c: OracleClient) -> None:
@@ -100,6 +101,18 @@ def cmd_devices(args: argparse.Namespace, c: OracleClient) -> None:
     _emit(args, devices, _table(rows, DEVICE_COLUMNS))
 
 
+def warn_quality(d: DeviceInfo) -> None:
+    """A plain warning on stderr when the device's predictions are low-confidence."""
+    if d.quality != "low":
+        return
+    lines = [f"warning: {d.full_name} is LOW-CONFIDENCE: expected Spearman "
+             f"{d.expected_spearman:.3f} (FLOPs ranking {d.flops_spearman:.3f}) from "
+             f"{d.num_samples} measurements; about {d.advised_samples} are advised "
+             f"(`oracle device add` more)."]
+    lines += [f"  - {w}" for w in d.warnings]
+    print("\n".join(lines), file=sys.stderr)
+
+
 def cmd_device(args: argparse.Namespace, c: OracleClient) -> None:
     if args.action == "show":
         d = c.get_device(args.name, args.space or "")
@@ -111,9 +124,11 @@ def cmd_device(args: argparse.Namespace, c: OracleClient) -> None:
         contract = json.loads(args.contract) if args.contract else None
         d = c.register_device(args.name, args.space, _read_measurements(args.csv), contract)
         _emit(args, d, _table([asdict(d)], DEVICE_COLUMNS))
+        warn_quality(d)
     elif args.action == "add":
         d = c.add_measurements(args.name, _read_measurements(args.csv), args.space or "")
         _emit(args, d, _table([asdict(d)], DEVICE_COLUMNS))
+        warn_quality(d)
     elif args.action == "delete":
         deleted = c.delete_device(args.name, args.space or "")
         _emit(args, {"deleted": deleted}, "deleted" if deleted else "no such device")

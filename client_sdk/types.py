@@ -39,6 +39,7 @@ class DeviceInfo:
     quality: str = "good"  # "good" | "low": see DeviceQuality in the proto
     flops_spearman: float = float("nan")  # the FLOPs ranking's LOO Spearman, same samples
     advised_samples: int = 0  # total measurements advised
+    warnings: tuple[str, ...] = ()  # plain-language reasons for doubt
 
 
 @dataclass(frozen=True)

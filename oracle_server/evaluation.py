@@ -7,6 +7,13 @@
   ``devices_whole_table``, on the whole table as HELP does).
 * ``leave-family-out``: each hardware family in turn is held out of the proxy's basis;
   each held-out device is adapted from ``--samples`` random architectures over seeds.
+* ``few-basis``: the proxy learns from ONE hardware group only (GPUs; CPUs and phones;
+  FPGA/ASIC/edge accelerators — for OFA, one GPU model) and every device of the other
+  groups is adapted from ``--samples`` random architectures over seeds.
+
+Every protocol reports, beside each device's score, its FLOPs baseline and a *ceiling*: a
+per-device LightGBM (the proxy's configuration) trained on up to 4,000 of that device's own
+measurements (never on the scored archs) — what the device's noise allows.
 
 Device roles: training (proxy basis) and validation devices are the only ones used for
 any model / hyper-parameter choice; test devices are only scored.
@@ -72,6 +79,10 @@ FAMILY_PREFIXES: dict[str, tuple[str, ...]] = {
 #: OFA has GPUs only: its "families" are the GPU models
 OFA_FAMILIES = {"2080ti": ("2080ti",), "titan_rtx": ("titan_rtx",), "titan_xp": ("titan_xp",),
                 "v100": ("v100",)}
+#: few-basis groups: the proxy learns from one group, the others are adapted
+FEW_BASIS_GROUPS = {"gpu": ("desktop_gpu",), "cpu_phone": ("server_cpu", "phone"),
+                    "edge": ("edge",)}
+CEILING_TRAIN = 4000
 FAST_CONFIG = ProxyConfig(num_rounds=25, num_leaves=15)
 log = logging.getLogger(__name__)
 
@@ -85,7 +96,8 @@ def families(space: str, devices: tuple[str, ...]) -> dict[str, list[str]]:
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--space", choices=("nasbench201", "fbnet", "ofa_mbv3"),
                         default="nasbench201")
-    parser.add_argument("--protocol", choices=("help", "leave-family-out"), default="help")
+    parser.add_argument("--protocol", choices=("help", "leave-family-out", "few-basis"),
+                        default="help")
     parser.add_argument("--samples", type=int, default=10, help="measured archs per device")
     parser.add_argument("--reference", choices=("random", "suggested", "help"), default=None,
                         help="default: help for protocol help, random for leave-family-out")
@@ -95,6 +107,8 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", type=Path, default=None, help="write results here")
     parser.add_argument("--cache-dir", type=Path, default=None, help="proxy artifact cache")
     parser.add_argument("--fast", action="store_true", help="tiny proxy (tests, smoke runs)")
+    parser.add_argument("--no-ceiling", dest="ceiling", action="store_false",
+                        help="skip the per-device many-sample ceiling models")
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -104,10 +118,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
         return 2
     reference = args.reference or ("help" if args.protocol == "help" else "random")
     opts = EvalOptions(args.space, args.samples, reference, args.seeds, args.arch_holdout,
-                       args.cache_dir, FAST_CONFIG if args.fast else ProxyConfig())
+                       args.cache_dir, FAST_CONFIG if args.fast else ProxyConfig(),
+                       getattr(args, "ceiling", True))
     if args.protocol == "help":
         result = evaluate_help(opts)
         print(format_help(result))
+    elif args.protocol == "few-basis":
+        result = evaluate_few_basis(opts)
+        print(format_lfo(result))
     else:
         result = evaluate_leave_family_out(opts)
         print(format_lfo(result))
@@ -126,6 +144,7 @@ class EvalOptions:
     arch_holdout: float
     cache_dir: Path | None = None
     config: ProxyConfig = field(default_factory=ProxyConfig)
+    ceiling: bool = True
 
 
 def _holdout_rows(n: int, fraction: float, seed: int = 1234) -> np.ndarray:
@@ -177,12 +196,33 @@ def adapt_device(model: LatencyModel, device: str, opts: EvalOptions, allowed: n
         out["cover80"].append(float(np.mean((y[score] >= lo[score]) & (y[score] <= hi[score]))))
         out["kind"].append("+".join(member_kinds(head)))
         out["fit_ms"].append(1000 * head.fit_seconds)
+    flops = desc[:, 0] + desc[:, 1]
+    ceiling = device_ceiling(model, device, allowed, score_rows) if opts.ceiling else None
     return {"spearman": float(np.mean(out["spearman"])),
+            "flops": spearman(flops[score_rows], y[score_rows]),
+            "ceiling": ceiling,
             "whole_table": float(np.mean(out["whole_table"])),
             "expected_spearman": float(np.nanmean(out["expected"])),
             "cover80": float(np.mean(out["cover80"])),
             "head_kinds": out["kind"], "fit_ms_median": float(np.median(out["fit_ms"])),
             "seeds": seeds}
+
+
+def device_ceiling(model: LatencyModel, device: str, allowed: np.ndarray,
+                   score_rows: np.ndarray, seed: int = 0) -> float:
+    """Spearman on ``score_rows`` of a LightGBM trained on up to ``CEILING_TRAIN`` of the
+    device's own measurements (rows in ``allowed``, never scored): the device's noise ceiling."""
+    from oracle_server.predictor.proxy import train_proxy
+
+    sp = model.space
+    pool = np.setdiff1d(allowed, score_rows)
+    rng = np.random.default_rng(seed)
+    rows = np.sort(rng.choice(pool, min(CEILING_TRAIN, len(pool)), replace=False))
+    feats = sp.features(sp.table.genes)
+    y = sp.table.device_column(device)
+    proxy = train_proxy(sp.name, feats[rows], y[rows][:, None], (device,), rows,
+                        model.proxy.config)
+    return spearman(proxy.predict(feats[score_rows])[:, 0], y[score_rows])
 
 
 def evaluate_help(opts: EvalOptions) -> dict:
@@ -252,16 +292,54 @@ def evaluate_leave_family_out(opts: EvalOptions) -> dict:
     }
 
 
+def few_basis_groups(space: str, devices: tuple[str, ...]) -> dict[str, list[str]]:
+    """Group name -> devices: the proxy's only basis in turn (OFA: one GPU model each)."""
+    fams = families(space, devices)
+    if space == "ofa_mbv3":
+        return fams
+    out = {g: [d for f in members for d in fams.get(f, [])]
+           for g, members in FEW_BASIS_GROUPS.items()}
+    return {g: v for g, v in out.items() if v}
+
+
+def evaluate_few_basis(opts: EvalOptions) -> dict:
+    """The proxy learns from one hardware group; every other group's devices are adapted."""
+    from oracle_server.spaces import get_space
+
+    start = time.perf_counter()
+    devices_all = get_space(opts.space).table.devices
+    groups = few_basis_groups(opts.space, devices_all)
+    per_group, details = {}, {}
+    for group, basis in groups.items():
+        model, allowed, score_rows = _model_for(opts, tuple(basis))
+        targets = [d for d in devices_all if d not in basis]
+        res = {d: adapt_device(model, d, opts, allowed, score_rows) for d in targets}
+        details[group] = res
+        per_group[group] = {"basis": basis, "devices": {d: v["spearman"] for d, v in res.items()},
+                            "mean": float(np.mean([v["spearman"] for v in res.values()])),
+                            "flops_mean": float(np.mean([v["flops"] for v in res.values()]))}
+    means = [g["mean"] for g in per_group.values()]
+    return {
+        "space": opts.space, "protocol": "few-basis", "samples": opts.samples,
+        "reference": opts.reference, "seeds": opts.seeds, "arch_holdout": opts.arch_holdout,
+        "groups": per_group, "mean": float(np.mean(means)),
+        "flops_mean": float(np.mean([g["flops_mean"] for g in per_group.values()])),
+        "details": details, "proxy": opts.config.to_dict(),
+        "seconds": time.perf_counter() - start,
+    }
+
+
 def format_help(r: dict) -> str:
     pub, flops = r["published"], r["flops_baseline"]
     lines = [f"HELP protocol, {r['space']}, {r['samples']} samples ({r['reference']} "
              f"references), scored on {'held-out' if r['arch_holdout'] > 0 else 'all'} archs",
-             f"{'device':16s} {'ours':>7s} {'HELP':>7s} {'FLOPs':>7s} {'exp.rho':>8s} "
-             f"{'cover80':>8s}  head"]
+             f"{'device':16s} {'ours':>7s} {'HELP':>7s} {'FLOPs':>7s} {'ceiling':>8s} "
+             f"{'exp.rho':>8s} {'cover80':>8s}  head"]
     for d, v in r["devices"].items():
         det = r["details"][d]
         lines.append(f"{d:16s} {v:7.3f} {_f(pub.get(d))} {flops[d]:7.3f} "
-                     f"{det['expected_spearman']:8.3f} {det['cover80']:8.2f}  "
+                     f"{_f(det.get('ceiling'))} {det['expected_spearman']:8.3f} "
+                     f"{det['cover80']:8.2f}  "
                      f"{','.join(sorted(set(det['head_kinds'])))}")
     lines.append(f"{'mean':16s} {r['mean']:7.3f} {_f(pub.get('mean'))} {flops['mean']:7.3f}")
     val = ", ".join(f"{d} {v:.3f}" for d, v in r["validation"].items())
@@ -271,8 +349,13 @@ def format_help(r: dict) -> str:
 
 
 def format_lfo(r: dict) -> str:
+    if r["protocol"] == "few-basis":
+        return format_few_basis(r)
     lines = [f"leave-family-out, {r['space']}, {r['samples']} {r['reference']} samples, "
              f"{r['seeds']} seeds"]
+    lines.append(f"{'device':16s} {'ours':>7s} {'FLOPs':>7s} {'ceiling':>8s}")
+    for d, v in r["details"].items():
+        lines.append(f"{d:16s} {v['spearman']:7.3f} {v['flops']:7.3f} {_f(v['ceiling'])}")
     for fam, info in r["families"].items():
         devs = ", ".join(f"{d} {r['devices'][d]:.3f}" for d in info["devices"])
         lines.append(f"{fam:12s} {info['mean']:.3f}  ({devs})")
@@ -281,8 +364,21 @@ def format_lfo(r: dict) -> str:
     return "\n".join(lines)
 
 
+def format_few_basis(r: dict) -> str:
+    lines = [f"few-basis, {r['space']}, {r['samples']} {r['reference']} samples, "
+             f"{r['seeds']} seeds: the proxy learns from one group, the others are adapted"]
+    for group, info in r["groups"].items():
+        lines.append(f"basis = {group} ({', '.join(info['basis'])})")
+        lines.append(f"  {'device':16s} {'ours':>7s} {'FLOPs':>7s} {'ceiling':>8s}")
+        for d, v in r["details"][group].items():
+            lines.append(f"  {d:16s} {v['spearman']:7.3f} {v['flops']:7.3f} {_f(v['ceiling'])}")
+        lines.append(f"  mean {info['mean']:.3f} (FLOPs {info['flops_mean']:.3f})")
+    lines.append(f"mean over groups {r['mean']:.3f} (FLOPs {r['flops_mean']:.3f})")
+    return "\n".join(lines)
+
+
 def _f(v: float | None) -> str:
-    return f"{v:7.3f}" if v is not None else f"{'-':>7s}"
+    return f"{v:7.3f}" if v is not None and np.isfinite(v) else f"{'-':>7s}"
 
 
 def clean_json(o: object) -> object:

@@ -33,6 +33,7 @@ def device_pb(device: Device) -> pb.Device:
         quality=pb.QUALITY_LOW if head.quality == "low" else pb.QUALITY_GOOD,
         flops_spearman=float(head.flops_spearman),
         advised_samples=int(head.advised_samples or device.num_samples),
+        warnings=list(head.warnings),
     )
 
 

@@ -53,6 +53,7 @@ class HeadFit:
     flops_spearman: float = float("nan")  # LOO Spearman of ranking by FLOPs, same samples
     quality: str = "good"  # "good" | "low" (see selection.assess)
     advised_samples: int = 0  # total measurements advised (== num_samples when good)
+    warnings: list = field(default_factory=list)  # plain-language reasons for doubt
 
     def predict(
         self, basis: np.ndarray, features: np.ndarray, descriptors: np.ndarray | None = None

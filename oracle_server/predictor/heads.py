@@ -294,6 +294,45 @@ def fit_descriptor(desc: np.ndarray, y: np.ndarray, prior: DescriptorPrior) -> C
     return Candidate("descriptor", params, np.log(np.maximum(loo_ms, floor)))
 
 
+HYBRID_GRID = tuple((g, h) for g in (10.0, 100.0, 1000.0) for h in (0.1, 1.0, 10.0))
+
+
+def fit_hybrid(desc: np.ndarray, basis: np.ndarray, y: np.ndarray,
+               prior: DescriptorPrior) -> Candidate:
+    """Descriptor model + basis outputs in one Bayesian linear model (relative ms):
+
+    y / s = [1, d / scale] theta + (b / sb) a,  theta ~ N(mu, g cov),  a ~ N(0, h / B),
+
+    with ``sb`` each basis column's mean over the samples. A device like a basis device
+    puts weight on ``a``; hardware unlike any of them keeps the descriptor prior's shape.
+    """
+    x = prior.design(desc)
+    s = float(y.mean())
+    yr = y / s
+    w = 1.0 / yr
+    sb = basis.mean(0)
+    sb = np.where(sb > 0, sb, 1.0)
+    bx = basis / sb
+    nb = bx.shape[1]
+    base = x @ prior.mu
+    chol = np.linalg.cholesky(prior.cov)
+    m = np.c_[(x * w[:, None]) @ chol, bx * w[:, None]]
+    r = (yr - base) * w
+    nd = chol.shape[1]
+
+    def var(gh: tuple[float, float]) -> np.ndarray:
+        return np.r_[np.full(nd, gh[0]), np.full(nb, gh[1] / nb)]
+
+    beta, loo, gh = _best_over_grid(m, var, HYBRID_GRID, r)
+    theta = (prior.mu + chol @ beta[:nd]) * s
+    coef_b = beta[nd:] * s / sb
+    loo_ms = (loo / w + base) * s
+    floor = float(0.2 * y.min())
+    params = {"theta": theta.tolist(), "scale": prior.scale.tolist(),
+              "coef_basis": coef_b.tolist(), "prior": list(gh), "floor_ms": floor}
+    return Candidate("hybrid", params, np.log(np.maximum(loo_ms, floor)))
+
+
 def fit_flops(desc: np.ndarray, z: np.ndarray) -> Candidate:
     """The FLOPs baseline as a head: log y = a log MACs + c (a > 0, so it ranks by MACs)."""
     u = np.log(np.maximum(desc[:, 0] + desc[:, 1], 1.0))
@@ -468,6 +507,23 @@ class Descriptor(HeadKind):
         return _ms_to_log(ms, params)
 
 
+class Hybrid(Descriptor):
+    name, min_samples, reads_descriptors = "hybrid", 5, True
+
+    def fit(self, inp):
+        assert inp.descriptors is not None and inp.prior is not None
+        return fit_hybrid(inp.descriptors, inp.basis, inp.y, inp.prior)
+
+    def predict_log(self, params, basis, feats, desc):
+        d = _need(desc)
+        theta = np.asarray(params["theta"])
+        ms = theta[0] + (d / np.asarray(params["scale"])) @ theta[1:]
+        return _ms_to_log(ms + basis @ np.asarray(params["coef_basis"]), params)
+
+    def columns(self, params):
+        return set(range(len(params["coef_basis"])))
+
+
 class Flops(HeadKind):
     name, min_samples, reads_descriptors = "flops", 3, True
 
@@ -504,11 +560,11 @@ class Ensemble(HeadKind):
 
 HEADS: dict[str, HeadKind] = {
     h.name: h for h in (Basis(), Affine(), NnlsLog(), Ridge(), AdaProxy(), Additive(),
-                        Counts(), Descriptor(), Flops(), Ensemble())
+                        Counts(), Descriptor(), Hybrid(), Flops(), Ensemble())
 }
 #: the candidates every new device's samples are fit with (selection.py)
 HEAD_KINDS = ("affine", "nnls_log", "ridge", "adaproxy", "additive", "counts", "descriptor",
-              "flops")
+              "hybrid", "flops")
 
 
 def head_kind(kind: str) -> HeadKind:

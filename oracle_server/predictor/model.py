@@ -119,6 +119,7 @@ class LatencyModel:
         """Validate measurements, fit every candidate head, keep the LOO-best (milliseconds)."""
         genes = self.space.validate(genes)
         y = _validate_latency(latency_ms, len(genes))
+        genes, y = merge_duplicates(genes, y)
         feats = self.features(genes)
         return select_head(self.basis(genes, feats), feats, y, self.proxy.linear_weights,
                            self.cost_matrix, descriptors=self.descriptors(genes),
@@ -182,6 +183,26 @@ class LatencyModel:
                      else None)
         cv = {d: (float(v[0]), float(v[1])) for d, v in meta["basis_cv"].items()}
         return cls(get_space(meta["space"]), proxy, costs, cv, table, prior)
+
+
+def merge_duplicates(genes: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One sample per distinct architecture (the median of its repeated measurements).
+
+    Raises INVALID_ARGUMENT when fewer than 2 distinct architectures or fewer than 2
+    distinct latencies remain: there is nothing to rank from.
+    """
+    uniq, inverse = np.unique(genes, axis=0, return_inverse=True)
+    if len(uniq) < len(genes):
+        inverse = inverse.reshape(-1)
+        y = np.array([np.median(y[inverse == i]) for i in range(len(uniq))])
+        genes = uniq
+    if len(genes) < 2:
+        raise InvalidArgument("the measurements name only 1 distinct architecture; need at "
+                              "least 2", field="measurements")
+    if np.unique(y).size < 2:
+        raise InvalidArgument(f"all {len(y)} latencies are equal ({y[0]} ms): nothing to rank "
+                              "from (check the timing code)", field="measurements")
+    return genes, y
 
 
 def _validate_latency(latency_ms: np.ndarray, n: int) -> np.ndarray:

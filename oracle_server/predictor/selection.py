@@ -83,6 +83,9 @@ def select_head(
     }
     flops_rho = scores["flops"][0] if "flops" in scores else float("nan")
     quality, advised = assess(rho if n >= 3 else float("nan"), flops_rho, n)
+    warnings = _warnings(best.loo_log, z, n, rho, flops_rho)
+    if warnings and quality == "good" and any(w.startswith("measurement") for w in warnings):
+        quality, advised = "low", int(max(2 * n, 20))
     return HeadFit(
         kind=best.kind,
         num_samples=n,
@@ -95,7 +98,32 @@ def select_head(
         flops_spearman=flops_rho,
         quality=quality,
         advised_samples=advised,
+        warnings=warnings,
     )
+
+
+#: a sample whose leave-one-out prediction is off by more than this factor is an outlier
+OUTLIER_FACTOR = 3.0
+
+
+def _warnings(loo_log: np.ndarray, z: np.ndarray, n: int, rho: float,
+              flops_rho: float) -> list[str]:
+    """Plain-language reasons for doubt, shown with the device (CLI, DeviceInfo)."""
+    out = []
+    if n < 5:
+        out.append(f"only {n} distinct architectures measured: the leave-one-out estimate "
+                   "is unreliable below 5")
+    if np.unique(z).size <= 2 < n:
+        out.append("the measurements take only 2 distinct values: the device's timer is too "
+                   "coarse for these architectures (measure with more repeats or a finer timer)")
+    off = np.flatnonzero(np.abs(loo_log - z) > np.log(OUTLIER_FACTOR))
+    if n >= 5 and len(off):
+        idx = ", ".join(str(int(i)) for i in off[:5])
+        out.append(f"measurement(s) {idx} disagree with the others by more than "
+                   f"{OUTLIER_FACTOR:g}x: re-measure them")
+    if np.isfinite(rho) and np.isfinite(flops_rho) and rho < flops_rho + QUALITY_MARGIN_OVER_FLOPS:
+        out.append(f"the estimate ({rho:.3f}) does not beat ranking by FLOPs ({flops_rho:.3f})")
+    return out
 
 
 def assess(expected: float, flops_rho: float, n: int) -> tuple[str, int]:

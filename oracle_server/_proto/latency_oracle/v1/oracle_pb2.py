@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n3oracle_server/_proto/latency_oracle/v1/oracle.proto\x12\x11latency_oracle.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x19\n\x17ListSearchSpacesRequest\"\xe4\x01\n\x0bSearchSpace\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x11\n\tnum_genes\x18\x03 \x01(\r\x12\x15\n\rcardinalities\x18\x04 \x03(\r\x12\x12\n\ngene_names\x18\x05 \x03(\t\x12\x19\n\x11num_architectures\x18\x06 \x01(\x04\x12\x12\n\nspace_size\x18\x07 \x01(\t\x12\x15\n\rtable_devices\x18\x08 \x03(\t\x12\x18\n\x10\x61\x63\x63uracy_metrics\x18\t \x03(\t\x12\x14\n\x0c\x65xample_arch\x18\n \x01(\t\"J\n\x18ListSearchSpacesResponse\x12.\n\x06spaces\x18\x01 \x03(\x0b\x32\x1e.latency_oracle.v1.SearchSpace\"\x80\x01\n\rArchitectures\x12\x30\n\x06packed\x18\x01 \x01(\x0b\x32\x1e.latency_oracle.v1.PackedGenesH\x00\x12\x31\n\x07strings\x18\x02 \x01(\x0b\x32\x1e.latency_oracle.v1.ArchStringsH\x00\x42\n\n\x08\x65ncoding\"/\n\x0bPackedGenes\x12\x11\n\tnum_genes\x18\x01 \x01(\r\x12\r\n\x05genes\x18\x02 \x01(\x0c\"\x1c\n\x0b\x41rchStrings\x12\r\n\x05\x61rchs\x18\x01 \x03(\t\"\xbb\x01\n\x0e\x44\x65viceContract\x12\x0c\n\x04unit\x18\x01 \x01(\t\x12\x12\n\nbatch_size\x18\x02 \x01(\r\x12\x18\n\x10input_resolution\x18\x03 \x01(\r\x12\x0f\n\x07threads\x18\x04 \x01(\r\x12\x0f\n\x07runtime\x18\x05 \x01(\t\x12\x17\n\x0fruntime_version\x18\x06 \x01(\t\x12\x11\n\tprecision\x18\x07 \x01(\t\x12\x10\n\x08hardware\x18\x08 \x01(\t\x12\r\n\x05notes\x18\t \x01(\t\"\xaf\x03\n\x06\x44\x65vice\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05space\x18\x02 \x01(\t\x12\x11\n\tfull_name\x18\x03 \x01(\t\x12\x0e\n\x06source\x18\x04 \x01(\t\x12\x11\n\thead_kind\x18\x05 \x01(\t\x12\x13\n\x0bnum_samples\x18\x06 \x01(\r\x12\x19\n\x11\x65xpected_spearman\x18\x07 \x01(\x01\x12\x14\n\x0cmonotonicity\x18\x08 \x01(\x01\x12\x33\n\x08\x63ontract\x18\t \x01(\x0b\x32!.latency_oracle.v1.DeviceContract\x12.\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bhead_fit_ms\x18\x0c \x01(\x01\x12\x31\n\x07quality\x18\r \x01(\x0e\x32 .latency_oracle.v1.DeviceQuality\x12\x16\n\x0e\x66lops_spearman\x18\x0e \x01(\x01\x12\x17\n\x0f\x61\x64vised_samples\x18\x0f \x01(\r\"#\n\x12ListDevicesRequest\x12\r\n\x05space\x18\x01 \x01(\t\"A\n\x13ListDevicesResponse\x12*\n\x07\x64\x65vices\x18\x01 \x03(\x0b\x32\x19.latency_oracle.v1.Device\"/\n\x10GetDeviceRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05space\x18\x02 \x01(\t\"\x9d\x02\n\x0bRankRequest\x12\r\n\x05space\x18\x01 \x01(\t\x12/\n\x05\x61rchs\x18\x02 \x01(\x0b\x32 .latency_oracle.v1.Architectures\x12\x0f\n\x07\x64\x65vices\x18\x03 \x03(\t\x12\r\n\x05top_k\x18\x04 \x01(\r\x12\x1b\n\x0emax_latency_ms\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\x1d\n\x10return_latencies\x18\x06 \x01(\x08H\x01\x88\x01\x01\x12\x1a\n\x12return_uncertainty\x18\x07 \x01(\x08\x12\x1b\n\x0einterval_level\x18\x08 \x01(\x01H\x02\x88\x01\x01\x42\x11\n\x0f_max_latency_msB\x13\n\x11_return_latenciesB\x11\n\x0f_interval_level\"\xb0\x01\n\rDeviceRanking\x12\x0e\n\x06\x64\x65vice\x18\x01 \x01(\t\x12\x12\n\nlatency_ms\x18\x02 \x01(\x0c\x12\r\n\x05order\x18\x03 \x01(\x0c\x12\x10\n\x08lower_ms\x18\x04 \x01(\x0c\x12\x10\n\x08upper_ms\x18\x05 \x01(\x0c\x12\x1a\n\x12prob_within_budget\x18\x06 \x01(\x0c\x12\x19\n\x11\x65xpected_spearman\x18\x07 \x01(\x01\x12\x11\n\thead_kind\x18\x08 \x01(\t\"\x84\x01\n\x0cRankResponse\x12\r\n\x05space\x18\x01 \x01(\t\x12\x19\n\x11num_architectures\x18\x02 \x01(\r\x12\x32\n\x08rankings\x18\x03 \x03(\x0b\x32 .latency_oracle.v1.DeviceRanking\x12\x16\n\x0einterval_level\x18\x04 \x01(\x01\"B\n\x18SuggestReferencesRequest\x12\r\n\x05space\x18\x01 \x01(\t\x12\t\n\x01n\x18\x02 \x01(\r\x12\x0c\n\x04seed\x18\x03 \x01(\x04\"Y\n\x19SuggestReferencesResponse\x12-\n\x05genes\x18\x01 \x01(\x0b\x32\x1e.latency_oracle.v1.PackedGenes\x12\r\n\x05\x61rchs\x18\x02 \x03(\t\"\xae\x01\n\x15RegisterDeviceRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05space\x18\x02 \x01(\t\x12/\n\x05\x61rchs\x18\x03 \x01(\x0b\x32 .latency_oracle.v1.Architectures\x12\x12\n\nlatency_ms\x18\x04 \x03(\x01\x12\x33\n\x08\x63ontract\x18\x05 \x01(\x0b\x32!.latency_oracle.v1.DeviceContract\"z\n\x16\x41\x64\x64MeasurementsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05space\x18\x02 \x01(\t\x12/\n\x05\x61rchs\x18\x03 \x01(\x0b\x32 .latency_oracle.v1.Architectures\x12\x12\n\nlatency_ms\x18\x04 \x03(\x01\"2\n\x13\x44\x65leteDeviceRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05space\x18\x02 \x01(\t\"\'\n\x14\x44\x65leteDeviceResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x08\"<\n\x15\x43ompareDevicesRequest\x12\t\n\x01\x61\x18\x01 \x01(\t\x12\t\n\x01\x62\x18\x02 \x01(\t\x12\r\n\x05space\x18\x03 \x01(\t\"\x95\x01\n\x16\x43ompareDevicesResponse\x12\x1a\n\x12spearman_predicted\x18\x01 \x01(\x01\x12\x15\n\rnum_predicted\x18\x02 \x01(\r\x12\x19\n\x11spearman_measured\x18\x03 \x01(\x01\x12\x12\n\nnum_shared\x18\x04 \x01(\r\x12\x19\n\x11kendall_predicted\x18\x05 \x01(\x01*R\n\rDeviceQuality\x12\x1e\n\x1a\x44\x45VICE_QUALITY_UNSPECIFIED\x10\x00\x12\x10\n\x0cQUALITY_GOOD\x10\x01\x12\x0f\n\x0bQUALITY_LOW\x10\x02\x32\xd8\x06\n\rLatencyOracle\x12k\n\x10ListSearchSpaces\x12*.latency_oracle.v1.ListSearchSpacesRequest\x1a+.latency_oracle.v1.ListSearchSpacesResponse\x12\\\n\x0bListDevices\x12%.latency_oracle.v1.ListDevicesRequest\x1a&.latency_oracle.v1.ListDevicesResponse\x12K\n\tGetDevice\x12#.latency_oracle.v1.GetDeviceRequest\x1a\x19.latency_oracle.v1.Device\x12G\n\x04Rank\x12\x1e.latency_oracle.v1.RankRequest\x1a\x1f.latency_oracle.v1.RankResponse\x12n\n\x11SuggestReferences\x12+.latency_oracle.v1.SuggestReferencesRequest\x1a,.latency_oracle.v1.SuggestReferencesResponse\x12U\n\x0eRegisterDevice\x12(.latency_oracle.v1.RegisterDeviceRequest\x1a\x19.latency_oracle.v1.Device\x12W\n\x0f\x41\x64\x64Measurements\x12).latency_oracle.v1.AddMeasurementsRequest\x1a\x19.latency_oracle.v1.Device\x12_\n\x0c\x44\x65leteDevice\x12&.latency_oracle.v1.DeleteDeviceRequest\x1a\'.latency_oracle.v1.DeleteDeviceResponse\x12\x65\n\x0e\x43ompareDevices\x12(.latency_oracle.v1.CompareDevicesRequest\x1a).latency_oracle.v1.CompareDevicesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n3oracle_server/_proto/latency_oracle/v1/oracle.proto\x12\x11latency_oracle.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x19\n\x17ListSearchSpacesRequest\"\xe4\x01\n\x0bSearchSpace\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x11\n\tnum_genes\x18\x03 \x01(\r\x12\x15\n\rcardinalities\x18\x04 \x03(\r\x12\x12\n\ngene_names\x18\x05 \x03(\t\x12\x19\n\x11num_architectures\x18\x06 \x01(\x04\x12\x12\n\nspace_size\x18\x07 \x01(\t\x12\x15\n\rtable_devices\x18\x08 \x03(\t\x12\x18\n\x10\x61\x63\x63uracy_metrics\x18\t \x03(\t\x12\x14\n\x0c\x65xample_arch\x18\n \x01(\t\"J\n\x18ListSearchSpacesResponse\x12.\n\x06spaces\x18\x01 \x03(\x0b\x32\x1e.latency_oracle.v1.SearchSpace\"\x80\x01\n\rArchitectures\x12\x30\n\x06packed\x18\x01 \x01(\x0b\x32\x1e.latency_oracle.v1.PackedGenesH\x00\x12\x31\n\x07strings\x18\x02 \x01(\x0b\x32\x1e.latency_oracle.v1.ArchStringsH\x00\x42\n\n\x08\x65ncoding\"/\n\x0bPackedGenes\x12\x11\n\tnum_genes\x18\x01 \x01(\r\x12\r\n\x05genes\x18\x02 \x01(\x0c\"\x1c\n\x0b\x41rchStrings\x12\r\n\x05\x61rchs\x18\x01 \x03(\t\"\xbb\x01\n\x0e\x44\x65viceContract\x12\x0c\n\x04unit\x18\x01 \x01(\t\x12\x12\n\nbatch_size\x18\x02 \x01(\r\x12\x18\n\x10input_resolution\x18\x03 \x01(\r\x12\x0f\n\x07threads\x18\x04 \x01(\r\x12\x0f\n\x07runtime\x18\x05 \x01(\t\x12\x17\n\x0fruntime_version\x18\x06 \x01(\t\x12\x11\n\tprecision\x18\x07 \x01(\t\x12\x10\n\x08hardware\x18\x08 \x01(\t\x12\r\n\x05notes\x18\t \x01(\t\"\xc1\x03\n\x06\x44\x65vice\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05space\x18\x02 \x01(\t\x12\x11\n\tfull_name\x18\x03 \x01(\t\x12\x0e\n\x06source\x18\x04 \x01(\t\x12\x11\n\thead_kind\x18\x05 \x01(\t\x12\x13\n\x0bnum_samples\x18\x06 \x01(\r\x12\x19\n\x11\x65xpected_spearman\x18\x07 \x01(\x01\x12\x14\n\x0cmonotonicity\x18\x08 \x01(\x01\x12\x33\n\x08\x63ontract\x18\t \x01(\x0b\x32!.latency_oracle.v1.DeviceContract\x12.\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bhead_fit_ms\x18\x0c \x01(\x01\x12\x31\n\x07quality\x18\r \x01(\x0e\x32 .latency_oracle.v1.DeviceQuality\x12\x16\n\x0e\x66lops_spearman\x18\x0e \x01(\x01\x12\x17\n\x0f\x61\x64vised_samples\x18\x0f \x01(\r\x12\x10\n\x08warnings\x18\x10 \x03(\t\"#\n\x12ListDevicesRequest\x12\r\n\x05space\x18\x01 \x01(\t\"A\n\x13ListDevicesResponse\x12*\n\x07\x64\x65vices\x18\x01 \x03(\x0b\x32\x19.latency_oracle.v1.Device\"/\n\x10GetDeviceRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05space\x18\x02 \x01(\t\"\x9d\x02\n\x0bRankRequest\x12\r\n\x05space\x18\x01 \x01(\t\x12/\n\x05\x61rchs\x18\x02 \x01(\x0b\x32 .latency_oracle.v1.Architectures\x12\x0f\n\x07\x64\x65vices\x18\x03 \x03(\t\x12\r\n\x05top_k\x18\x04 \x01(\r\x12\x1b\n\x0emax_latency_ms\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\x1d\n\x10return_latencies\x18\x06 \x01(\x08H\x01\x88\x01\x01\x12\x1a\n\x12return_uncertainty\x18\x07 \x01(\x08\x12\x1b\n\x0einterval_level\x18\x08 \x01(\x01H\x02\x88\x01\x01\x42\x11\n\x0f_max_latency_msB\x13\n\x11_return_latenciesB\x11\n\x0f_interval_level\"\xb0\x01\n\rDeviceRanking\x12\x0e\n\x06\x64\x65vice\x18\x01 \x01(\t\x12\x12\n\nlatency_ms\x18\x02 \x01(\x0c\x12\r\n\x05order\x18\x03 \x01(\x0c\x12\x10\n\x08lower_ms\x18\x04 \x01(\x0c\x12\x10\n\x08upper_ms\x18\x05 \x01(\x0c\x12\x1a\n\x12prob_within_budget\x18\x06 \x01(\x0c\x12\x19\n\x11\x65xpected_spearman\x18\x07 \x01(\x01\x12\x11\n\thead_kind\x18\x08 \x01(\t\"\x84\x01\n\x0cRankResponse\x12\r\n\x05space\x18\x01 \x01(\t\x12\x19\n\x11num_architectures\x18\x02 \x01(\r\x12\x32\n\x08rankings\x18\x03 \x03(\x0b\x32 .latency_oracle.v1.DeviceRanking\x12\x16\n\x0einterval_level\x18\x04 \x01(\x01\"B\n\x18SuggestReferencesRequest\x12\r\n\x05space\x18\x01 \x01(\t\x12\t\n\x01n\x18\x02 \x01(\r\x12\x0c\n\x04seed\x18\x03 \x01(\x04\"Y\n\x19SuggestReferencesResponse\x12-\n\x05genes\x18\x01 \x01(\x0b\x32\x1e.latency_oracle.v1.PackedGenes\x12\r\n\x05\x61rchs\x18\x02 \x03(\t\"\xae\x01\n\x15RegisterDeviceRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05space\x18\x02 \x01(\t\x12/\n\x05\x61rchs\x18\x03 \x01(\x0b\x32 .latency_oracle.v1.Architectures\x12\x12\n\nlatency_ms\x18\x04 \x03(\x01\x12\x33\n\x08\x63ontract\x18\x05 \x01(\x0b\x32!.latency_oracle.v1.DeviceContract\"z\n\x16\x41\x64\x64MeasurementsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05space\x18\x02 \x01(\t\x12/\n\x05\x61rchs\x18\x03 \x01(\x0b\x32 .latency_oracle.v1.Architectures\x12\x12\n\nlatency_ms\x18\x04 \x03(\x01\"2\n\x13\x44\x65leteDeviceRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05space\x18\x02 \x01(\t\"\'\n\x14\x44\x65leteDeviceResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x08\"<\n\x15\x43ompareDevicesRequest\x12\t\n\x01\x61\x18\x01 \x01(\t\x12\t\n\x01\x62\x18\x02 \x01(\t\x12\r\n\x05space\x18\x03 \x01(\t\"\x95\x01\n\x16\x43ompareDevicesResponse\x12\x1a\n\x12spearman_predicted\x18\x01 \x01(\x01\x12\x15\n\rnum_predicted\x18\x02 \x01(\r\x12\x19\n\x11spearman_measured\x18\x03 \x01(\x01\x12\x12\n\nnum_shared\x18\x04 \x01(\r\x12\x19\n\x11kendall_predicted\x18\x05 \x01(\x01*R\n\rDeviceQuality\x12\x1e\n\x1a\x44\x45VICE_QUALITY_UNSPECIFIED\x10\x00\x12\x10\n\x0cQUALITY_GOOD\x10\x01\x12\x0f\n\x0bQUALITY_LOW\x10\x02\x32\xd8\x06\n\rLatencyOracle\x12k\n\x10ListSearchSpaces\x12*.latency_oracle.v1.ListSearchSpacesRequest\x1a+.latency_oracle.v1.ListSearchSpacesResponse\x12\\\n\x0bListDevices\x12%.latency_oracle.v1.ListDevicesRequest\x1a&.latency_oracle.v1.ListDevicesResponse\x12K\n\tGetDevice\x12#.latency_oracle.v1.GetDeviceRequest\x1a\x19.latency_oracle.v1.Device\x12G\n\x04Rank\x12\x1e.latency_oracle.v1.RankRequest\x1a\x1f.latency_oracle.v1.RankResponse\x12n\n\x11SuggestReferences\x12+.latency_oracle.v1.SuggestReferencesRequest\x1a,.latency_oracle.v1.SuggestReferencesResponse\x12U\n\x0eRegisterDevice\x12(.latency_oracle.v1.RegisterDeviceRequest\x1a\x19.latency_oracle.v1.Device\x12W\n\x0f\x41\x64\x64Measurements\x12).latency_oracle.v1.AddMeasurementsRequest\x1a\x19.latency_oracle.v1.Device\x12_\n\x0c\x44\x65leteDevice\x12&.latency_oracle.v1.DeleteDeviceRequest\x1a\'.latency_oracle.v1.DeleteDeviceResponse\x12\x65\n\x0e\x43ompareDevices\x12(.latency_oracle.v1.CompareDevicesRequest\x1a).latency_oracle.v1.CompareDevicesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'oracle_server._proto.latency_oracle.v1.oracle_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DEVICEQUALITY']._serialized_start=2797
-  _globals['_DEVICEQUALITY']._serialized_end=2879
+  _globals['_DEVICEQUALITY']._serialized_start=2815
+  _globals['_DEVICEQUALITY']._serialized_end=2897
   _globals['_LISTSEARCHSPACESREQUEST']._serialized_start=107
   _globals['_LISTSEARCHSPACESREQUEST']._serialized_end=132
   _globals['_SEARCHSPACE']._serialized_start=135
@@ -49,35 +49,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DEVICECONTRACT']._serialized_start=652
   _globals['_DEVICECONTRACT']._serialized_end=839
   _globals['_DEVICE']._serialized_start=842
-  _globals['_DEVICE']._serialized_end=1273
-  _globals['_LISTDEVICESREQUEST']._serialized_start=1275
-  _globals['_LISTDEVICESREQUEST']._serialized_end=1310
-  _globals['_LISTDEVICESRESPONSE']._serialized_start=1312
-  _globals['_LISTDEVICESRESPONSE']._serialized_end=1377
-  _globals['_GETDEVICEREQUEST']._serialized_start=1379
-  _globals['_GETDEVICEREQUEST']._serialized_end=1426
-  _globals['_RANKREQUEST']._serialized_start=1429
-  _globals['_RANKREQUEST']._serialized_end=1714
-  _globals['_DEVICERANKING']._serialized_start=1717
-  _globals['_DEVICERANKING']._serialized_end=1893
-  _globals['_RANKRESPONSE']._serialized_start=1896
-  _globals['_RANKRESPONSE']._serialized_end=2028
-  _globals['_SUGGESTREFERENCESREQUEST']._serialized_start=2030
-  _globals['_SUGGESTREFERENCESREQUEST']._serialized_end=2096
-  _globals['_SUGGESTREFERENCESRESPONSE']._serialized_start=2098
-  _globals['_SUGGESTREFERENCESRESPONSE']._serialized_end=2187
-  _globals['_REGISTERDEVICEREQUEST']._serialized_start=2190
-  _globals['_REGISTERDEVICEREQUEST']._serialized_end=2364
-  _globals['_ADDMEASUREMENTSREQUEST']._serialized_start=2366
-  _globals['_ADDMEASUREMENTSREQUEST']._serialized_end=2488
-  _globals['_DELETEDEVICEREQUEST']._serialized_start=2490
-  _globals['_DELETEDEVICEREQUEST']._serialized_end=2540
-  _globals['_DELETEDEVICERESPONSE']._serialized_start=2542
-  _globals['_DELETEDEVICERESPONSE']._serialized_end=2581
-  _globals['_COMPAREDEVICESREQUEST']._serialized_start=2583
-  _globals['_COMPAREDEVICESREQUEST']._serialized_end=2643
-  _globals['_COMPAREDEVICESRESPONSE']._serialized_start=2646
-  _globals['_COMPAREDEVICESRESPONSE']._serialized_end=2795
-  _globals['_LATENCYORACLE']._serialized_start=2882
-  _globals['_LATENCYORACLE']._serialized_end=3738
+  _globals['_DEVICE']._serialized_end=1291
+  _globals['_LISTDEVICESREQUEST']._serialized_start=1293
+  _globals['_LISTDEVICESREQUEST']._serialized_end=1328
+  _globals['_LISTDEVICESRESPONSE']._serialized_start=1330
+  _globals['_LISTDEVICESRESPONSE']._serialized_end=1395
+  _globals['_GETDEVICEREQUEST']._serialized_start=1397
+  _globals['_GETDEVICEREQUEST']._serialized_end=1444
+  _globals['_RANKREQUEST']._serialized_start=1447
+  _globals['_RANKREQUEST']._serialized_end=1732
+  _globals['_DEVICERANKING']._serialized_start=1735
+  _globals['_DEVICERANKING']._serialized_end=1911
+  _globals['_RANKRESPONSE']._serialized_start=1914
+  _globals['_RANKRESPONSE']._serialized_end=2046
+  _globals['_SUGGESTREFERENCESREQUEST']._serialized_start=2048
+  _globals['_SUGGESTREFERENCESREQUEST']._serialized_end=2114
+  _globals['_SUGGESTREFERENCESRESPONSE']._serialized_start=2116
+  _globals['_SUGGESTREFERENCESRESPONSE']._serialized_end=2205
+  _globals['_REGISTERDEVICEREQUEST']._serialized_start=2208
+  _globals['_REGISTERDEVICEREQUEST']._serialized_end=2382
+  _globals['_ADDMEASUREMENTSREQUEST']._serialized_start=2384
+  _globals['_ADDMEASUREMENTSREQUEST']._serialized_end=2506
+  _globals['_DELETEDEVICEREQUEST']._serialized_start=2508
+  _globals['_DELETEDEVICEREQUEST']._serialized_end=2558
+  _globals['_DELETEDEVICERESPONSE']._serialized_start=2560
+  _globals['_DELETEDEVICERESPONSE']._serialized_end=2599
+  _globals['_COMPAREDEVICESREQUEST']._serialized_start=2601
+  _globals['_COMPAREDEVICESREQUEST']._serialized_end=2661
+  _globals['_COMPAREDEVICESRESPONSE']._serialized_start=2664
+  _globals['_COMPAREDEVICESRESPONSE']._serialized_end=2813
+  _globals['_LATENCYORACLE']._serialized_start=2900
+  _globals['_LATENCYORACLE']._serialized_end=3756
 # @@protoc_insertion_point(module_scope)
