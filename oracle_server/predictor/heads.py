@@ -1,23 +1,26 @@
 """Per-device adaptation heads, fit in milliseconds from 5-50 measured architectures.
 
-Every head maps the proxy's basis outputs ``basis`` (n, B) in ms and the architecture
-``features`` (n, F) to a latency. All but ``nnls_log`` are linear smoothers solved by one
-dual ("kernel") generalised ridge (``dual_ridge``) whose leave-one-out residuals are exact
-and closed-form:
+Every head maps the proxy's basis outputs ``basis`` (n, B) in ms, the proxy features
+``features`` (n, F) and the hardware-agnostic ``descriptors`` (n, D, ``spaces.descriptors``)
+to a latency. Each kind is ONE class in the registry ``HEADS`` (fit / predict / basis
+columns it reads / inputs it reads / minimum samples); parameters are plain JSON. All but
+``nnls_log``, ``affine`` and ``flops`` are linear smoothers solved by one dual ("kernel")
+generalised ridge (``dual_ridge``) whose leave-one-out residuals are exact and closed-form:
 
-* ``affine``   log y = a log b_k + c, on the best-correlated basis device k (monotone, a > 0);
-* ``nnls_log`` log y = sum_k w_k log b_k + c with w >= 0 (scipy nnls);
-* ``ridge``    log y = [log basis, features] beta + c with a ridge penalty (larger samples);
-* ``adaproxy`` OneProxy's transfer in ms: target weights = w_k * (a + b) + c, L2 on b,
-  where w_k are the proxy's linear weights for the best-correlated basis device k;
-* ``additive`` our multi-basis AdaProxy: y = sum_k a_k lin_k(x) + features (w_bar * b) + c,
-  L2 on b, with w_bar the typical per-feature cost over the basis devices (ms);
-* ``basis``    identity on one basis (training) device;
-* ``ensemble`` mean log prediction of several fitted heads (``params["members"]``: a list
-  of ``{"kind", "params"}``), what ``selection.py`` returns: the top leave-one-out heads.
-
-Candidates are produced by ``fit_candidate`` as ``Candidate`` objects; ``selection.py``
-picks one per device by leave-one-out and wraps it into the public ``HeadFit``.
+* ``affine``     log y = a log b_k + c, on the best-correlated basis device k (monotone, a > 0);
+* ``nnls_log``   log y = sum_k w_k log b_k + c with w >= 0 (scipy nnls);
+* ``ridge``      log y = [log basis, features] beta + c with a ridge penalty (larger samples);
+* ``adaproxy``   OneProxy's transfer in ms: target weights = w_k * (a + b) + c, L2 on b;
+* ``additive``   multi-basis AdaProxy: y = sum_k a_k b_k(x) + features (w_bar * b) + c;
+* ``counts``     ridge on per-op-type counts and per-choice MACs / parameters (ms);
+* ``descriptor`` physically grounded: y = s [1, d / scale] theta with an empirical-Bayes
+                 prior theta ~ N(mu, g cov) learned from the basis devices (``priors.py``);
+* ``hybrid``     the descriptor model plus the basis outputs in one Bayesian linear model;
+* ``flops``      the FLOPs baseline as a head: log y = a log MACs + c (ranks by MACs), so
+                 leave-one-out selection never silently does worse than FLOPs;
+* ``basis``      identity on one basis (training) device;
+* ``ensemble``   mean log prediction of several fitted heads (``params["members"]``), what
+                 ``selection.py`` returns: the top leave-one-out heads.
 """
 
 from __future__ import annotations
@@ -94,6 +97,32 @@ def _standardise(y: np.ndarray) -> tuple[float, float]:
     return mu, sd if sd > 0 else 1.0
 
 
+def _best_over_scaled_grid(
+    m: np.ndarray, base_var: np.ndarray, grid: tuple, y: np.ndarray
+) -> tuple:
+    """``_best_over_grid`` for priors ``g * base_var``: one eigendecomposition for the grid.
+
+    ``K = m diag(base_var) m^T = U diag(lam) U^T``, so ``(g K + I)^-1`` is
+    ``U diag(1 / (g lam + 1)) U^T`` for every ``g``: same results as ``dual_ridge``.
+    """
+    k = (m * base_var) @ m.T
+    lam, u = np.linalg.eigh(k)
+    lam = np.maximum(lam, 0.0)
+    uty = u.T @ y
+    u2 = u * u
+    best: tuple | None = None
+    for g in grid:
+        d = 1.0 / (g * lam + 1.0)
+        alpha = u @ (d * uty)
+        loo = y - alpha / (u2 @ d)
+        err = float(np.mean((loo - y) ** 2))
+        if best is None or err < best[0]:
+            best = (err, alpha, loo, g)
+    assert best is not None
+    err, alpha, loo, g = best
+    return g * base_var * (m.T @ alpha), loo, g
+
+
 def _best_over_grid(
     m: np.ndarray, var_fn, grid: tuple, y: np.ndarray
 ) -> tuple:
@@ -109,13 +138,24 @@ def _best_over_grid(
 
 
 # --------------------------------------------------------------- candidates
+AFFINE_FULL_LOO_MAX = 20
+AFFINE_LOO_COLUMNS = 5
+
+
 def fit_affine(log_b: np.ndarray, z: np.ndarray) -> Candidate:
     n = len(z)
     k = best_basis(log_b, z)
     loo = np.empty(n)
     keep = ~np.eye(n, dtype=bool)
-    for i in range(n):  # re-choose the basis device inside each fold (honest LOO)
-        ki = best_basis(log_b[keep[i]], z[keep[i]])
+    # re-choose the basis device inside each fold (honest LOO); with many samples one left
+    # out cannot lift a column from outside the top few, so only those are re-ranked
+    cand = np.arange(log_b.shape[1])
+    if n > AFFINE_FULL_LOO_MAX:
+        rho = spearman_columns(log_b, z)
+        cand = np.argsort(-np.nan_to_num(rho, nan=-2.0))[:AFFINE_LOO_COLUMNS]
+    sub = log_b[:, cand]
+    for i in range(n):
+        ki = int(cand[best_basis(sub[keep[i]], z[keep[i]])])
         a, c = _affine_coef(log_b[keep[i], ki], z[keep[i]])
         loo[i] = a * log_b[i, ki] + c
     a, c = _affine_coef(log_b[:, k], z)
@@ -284,8 +324,7 @@ def fit_descriptor(desc: np.ndarray, y: np.ndarray, prior: DescriptorPrior) -> C
     chol = np.linalg.cholesky(prior.cov)
     m = (x * w[:, None]) @ chol
     r = (yr - base) * w
-    ones = np.ones(m.shape[1])
-    beta, loo, g = _best_over_grid(m, lambda g: g * ones, DESCRIPTOR_GRID, r)
+    beta, loo, g = _best_over_scaled_grid(m, np.ones(m.shape[1]), DESCRIPTOR_GRID, r)
     theta = (prior.mu + chol @ beta) * s
     loo_ms = (loo / w + base) * s
     floor = float(0.2 * y.min())

@@ -109,3 +109,17 @@ def test_assess(expected: float, flops: float, n: int, quality: str) -> None:
     q, advised = assess(expected, flops, n)
     assert q == quality
     assert advised == (n if q == "good" else max(2 * n, 20))
+
+
+def test_scaled_grid_equals_dual_ridge_grid() -> None:
+    from oracle_server.predictor.heads import _best_over_grid, _best_over_scaled_grid
+
+    rng = np.random.default_rng(4)
+    m, y = rng.normal(size=(15, 9)), rng.normal(size=15)
+    base = rng.uniform(0.5, 2.0, 9)
+    grid = (0.1, 1.0, 10.0)
+    b1, loo1, g1 = _best_over_grid(m, lambda g: g * base, grid, y)
+    b2, loo2, g2 = _best_over_scaled_grid(m, base, grid, y)
+    assert g1 == g2
+    np.testing.assert_allclose(b1, b2, rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(loo1, loo2, rtol=1e-7, atol=1e-9)

@@ -1,0 +1,48 @@
+"""Head fit time (selection included) at 10 and 100 samples, per space (issue #13 target:
+<= 50 ms / <= 200 ms). Prints a table and writes JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from oracle_server.predictor import build_model
+
+SPACES = ("nasbench201", "fbnet", "ofa_mbv3")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--cache-dir", type=Path, default=Path(".oracle/cache"))
+    ap.add_argument("--json", type=Path, default=Path("benchmarks/results/head_fit.json"))
+    args = ap.parse_args()
+    out: dict = {"load_avg": os.getloadavg(), "repeats": args.repeats, "spaces": {}}
+    print(f"{'space':12s} {'n':>4s} {'p50 ms':>8s} {'p90 ms':>8s}  heads")
+    for space in SPACES:
+        model = build_model(space, cache_dir=args.cache_dir)
+        table = model.space.table
+        y = table.latency_ms[:, 0]
+        out["spaces"][space] = {}
+        for n in (10, 100):
+            times, kinds = [], set()
+            for seed in range(args.repeats):
+                rows = np.random.default_rng(seed).choice(len(y), n, replace=False)
+                t0 = time.perf_counter()
+                head = model.fit_head(table.genes[rows], y[rows])
+                times.append(1e3 * (time.perf_counter() - t0))
+                kinds.add(head.kind)
+            p50, p90 = np.percentile(times, [50, 90])
+            out["spaces"][space][n] = {"p50_ms": p50, "p90_ms": p90}
+            print(f"{space:12s} {n:4d} {p50:8.1f} {p90:8.1f}  {','.join(sorted(kinds))}")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
