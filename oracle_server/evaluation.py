@@ -183,7 +183,7 @@ def adapt_device(model: LatencyModel, device: str, opts: EvalOptions, allowed: n
     deterministic = opts.reference == "help" and help_refs and opts.samples <= len(help_refs)
     seeds = 1 if deterministic else opts.seeds
     out: dict[str, list] = {k: [] for k in ("spearman", "whole_table", "expected", "cover80",
-                                            "kind", "fit_ms")}
+                                            "within10", "kind", "fit_ms")}
     for seed in range(seeds):
         rows = reference_rows(model, opts, allowed, seed, help_refs)
         head = model.fit_head(table.genes[rows], y[rows])
@@ -194,6 +194,9 @@ def adapt_device(model: LatencyModel, device: str, opts: EvalOptions, allowed: n
         out["whole_table"].append(spearman(pred.latency_ms, y))
         out["expected"].append(head.expected_spearman)
         out["cover80"].append(float(np.mean((y[score] >= lo[score]) & (y[score] <= hi[score]))))
+        # nn-Meter's absolute accuracy: share of predictions within +-10 % of the measurement
+        out["within10"].append(float(np.mean(np.abs(pred.latency_ms[score] / y[score] - 1)
+                                             <= 0.1)))
         out["kind"].append("+".join(member_kinds(head)))
         out["fit_ms"].append(1000 * head.fit_seconds)
     flops = desc[:, 0] + desc[:, 1]
@@ -204,6 +207,7 @@ def adapt_device(model: LatencyModel, device: str, opts: EvalOptions, allowed: n
             "whole_table": float(np.mean(out["whole_table"])),
             "expected_spearman": float(np.nanmean(out["expected"])),
             "cover80": float(np.mean(out["cover80"])),
+            "within10": float(np.mean(out["within10"])),
             "head_kinds": out["kind"], "fit_ms_median": float(np.median(out["fit_ms"])),
             "seeds": seeds}
 
@@ -334,12 +338,12 @@ def format_help(r: dict) -> str:
     lines = [f"HELP protocol, {r['space']}, {r['samples']} samples ({r['reference']} "
              f"references), scored on {'held-out' if r['arch_holdout'] > 0 else 'all'} archs",
              f"{'device':16s} {'ours':>7s} {'HELP':>7s} {'FLOPs':>7s} {'ceiling':>8s} "
-             f"{'exp.rho':>8s} {'cover80':>8s}  head"]
+             f"{'exp.rho':>8s} {'cover80':>8s} {'+-10%':>6s}  head"]
     for d, v in r["devices"].items():
         det = r["details"][d]
         lines.append(f"{d:16s} {v:7.3f} {_f(pub.get(d))} {flops[d]:7.3f} "
                      f"{_f(det.get('ceiling'))} {det['expected_spearman']:8.3f} "
-                     f"{det['cover80']:8.2f}  "
+                     f"{det['cover80']:8.2f} {det['within10']:6.2f}  "
                      f"{','.join(sorted(set(det['head_kinds'])))}")
     lines.append(f"{'mean':16s} {r['mean']:7.3f} {_f(pub.get('mean'))} {flops['mean']:7.3f}")
     val = ", ".join(f"{d} {v:.3f}" for d, v in r["validation"].items())

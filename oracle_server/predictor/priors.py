@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 #: relative diagonal added to the basis covariance (hardware unlike every basis device)
-COV_RIDGE = 0.05
+COV_RIDGE = 0.01
 
 
 @dataclass(frozen=True)

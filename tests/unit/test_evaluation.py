@@ -38,3 +38,33 @@ def test_evaluate_leave_family_out_random(
     assert set(r["families"]) == {"2080ti", "titan_rtx", "titan_xp", "v100"}
     assert len(r["devices"]) == 12
     assert "overall mean" in capsys.readouterr().out
+
+
+def test_evaluate_few_basis(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "few.json"
+    rc = main(["evaluate", "--space", "ofa_mbv3", "--protocol", "few-basis", "--fast",
+               "--seeds", "1", "--samples", "8", "--json", str(out)])
+    assert rc == 0
+    r = json.loads(out.read_text())
+    assert r["protocol"] == "few-basis" and set(r["groups"]) == {
+        "2080ti", "titan_rtx", "titan_xp", "v100"}
+    for group, info in r["groups"].items():
+        assert len(info["basis"]) == 3 and len(info["devices"]) == 9
+        assert not set(info["basis"]) & set(info["devices"])
+        for dev, det in r["details"][group].items():
+            # the many-sample ceiling: a model on 4,000 of the device's own measurements
+            assert det["ceiling"] > 0.7, (dev, det["ceiling"])
+            assert 0.0 <= det["within10"] <= 1.0 and det["flops"] > 0.0
+    assert "mean over groups" in capsys.readouterr().out
+
+
+def test_few_basis_groups_cover_families() -> None:
+    from oracle_server.evaluation import few_basis_groups
+    from oracle_server.spaces import get_space
+
+    devs = get_space("fbnet").table.devices
+    groups = few_basis_groups("fbnet", devs)
+    assert set(groups) == {"gpu", "cpu_phone", "edge"}
+    assert "pixel3" in groups["cpu_phone"] and "gold_6240" in groups["cpu_phone"]
+    assert set(groups["edge"]) == {"eyeriss", "fpga", "raspi4"}
+    assert sum(len(v) for v in groups.values()) == len(devs)
