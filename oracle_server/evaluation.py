@@ -220,13 +220,17 @@ def device_ceiling(model: LatencyModel, device: str, allowed: np.ndarray,
 
     sp = model.space
     pool = np.setdiff1d(allowed, score_rows)
+    if len(pool) < CEILING_TRAIN // 2:  # no arch hold-out: split the scored rows instead
+        pool = score_rows
     rng = np.random.default_rng(seed)
-    rows = np.sort(rng.choice(pool, min(CEILING_TRAIN, len(pool)), replace=False))
+    n_train = min(CEILING_TRAIN, len(pool) // 2 if pool is score_rows else len(pool))
+    rows = np.sort(rng.choice(pool, n_train, replace=False))
+    score = np.setdiff1d(score_rows, rows)
     feats = sp.features(sp.table.genes)
     y = sp.table.device_column(device)
     proxy = train_proxy(sp.name, feats[rows], y[rows][:, None], (device,), rows,
                         model.proxy.config)
-    return spearman(proxy.predict(feats[score_rows])[:, 0], y[score_rows])
+    return spearman(proxy.predict(feats[score])[:, 0], y[score])
 
 
 def evaluate_help(opts: EvalOptions) -> dict:

@@ -131,10 +131,14 @@ class LatencyModel:
             raise NotFound(f"'{device}' is not a basis device of the {self.space.name} proxy")
         rho, rmse = self.basis_cv.get(device, (float("nan"), 0.0))
         k = self.basis_devices.index(device)
+        table = self.space.table
+        flops_rho = spearman(self.space.flops(table.genes), table.device_column(device))
+        n = len(self.proxy.train_rows)
         return HeadFit(
-            kind="basis", num_samples=len(self.proxy.train_rows), expected_spearman=rho,
+            kind="basis", num_samples=n, expected_spearman=rho,
             monotonicity=1.0, fit_seconds=0.0, params={"basis_index": k},
             sigma={"anchor": k, "n": 1e12, "u_mean": 0.0, "u_sxx": 1e12, "s": rmse},
+            flops_spearman=flops_rho, quality="good", advised_samples=n,
         )
 
     def suggest_references(
