@@ -184,18 +184,27 @@ def parse_many(space: SearchSpace, archs: Sequence[str]) -> np.ndarray:
 FORMS = ("genes", "string", "index", "ops", "ofa")
 
 
+@functools.cache
+def _index_lookup(space_name: str) -> tuple[np.ndarray, int, int]:
+    """``(lut, lo, hi)``: table row of each index ``lo..hi`` (``-1``: not in the table)."""
+    from oracle_server.spaces import get_space
+
+    index = get_space(space_name).table.index
+    lo, hi = int(index.min()), int(index.max())
+    lut = np.full(hi - lo + 1, -1, dtype=np.int64)
+    lut[index[::-1] - lo] = np.arange(len(index))[::-1]  # duplicates: the first row wins
+    return lut, lo, hi
+
+
 def genes_of_indices(space: SearchSpace, index: Any) -> np.ndarray:
     """Genes of table indices (NB201: NATS-Bench indices); errors name the batch index."""
     idx = np.asarray(index)
     if idx.ndim != 1 or (idx.size and idx.dtype.kind not in "iu"):
         raise InvalidArchitecture(f"architecture indices must be a 1-D integer batch, got {idx!r}")
-    table_index = space.table.index
-    lo, hi = int(table_index.min()), int(table_index.max())
-    order = np.argsort(table_index, kind="stable")
-    idx = idx.astype(np.int64)
-    pos = np.minimum(np.searchsorted(table_index[order], idx), len(order) - 1)
-    rows = order[pos]
-    bad = table_index[rows] != idx
+    lut, lo, hi = _index_lookup(space.name)
+    idx = idx.astype(np.int64, copy=False)
+    rows = lut[np.clip(idx - lo, 0, hi - lo)]
+    bad = (idx < lo) | (idx > hi) | (rows < 0)
     if bad.any():
         i = int(np.argmax(bad))
         raise InvalidArchitecture(
@@ -203,7 +212,7 @@ def genes_of_indices(space: SearchSpace, index: Any) -> np.ndarray:
             f"(table indices {lo}..{hi})",
             index=i,
         )
-    return space.table.genes[rows].copy()
+    return space.table.genes[rows]
 
 
 def indices_of_genes(space: SearchSpace, genes: np.ndarray) -> np.ndarray:
@@ -223,18 +232,23 @@ def genes_of_op_lists(space: SearchSpace, archs: Sequence[Sequence[str]]) -> np.
             f"got {len(archs[i])}",
             index=i,
         )
-    flat = np.asarray(archs, dtype=object).reshape(n * g) if n else np.empty(0, dtype=object)
     out = np.empty((n, g), dtype=GENE_DTYPE)
     if n == 0:
         return out
-    lut = {(j, name): k for j, names in enumerate(space.choices) for k, name in enumerate(names)}
-    cols = np.tile(np.arange(g), n)
-    codes = np.fromiter(
-        (lut.get((j, v), -1) if isinstance(v, str) else -1
-         for j, v in zip(cols.tolist(), flat, strict=True)),
-        dtype=np.int64,
-        count=n * g,
-    )
+    flat = list(itertools.chain.from_iterable(archs))
+    if all(c == space.choices[0] for c in space.choices) and all(
+        type(v) is str for v in flat
+    ):  # FBNet: one vocabulary, one dict lookup per name
+        lut0 = {name: k for k, name in enumerate(space.choices[0])}
+        codes = np.fromiter(map(lut0.get, flat, itertools.repeat(-1)), dtype=np.int64,
+                            count=n * g)
+    else:
+        lut = {(j, c): k for j, names in enumerate(space.choices) for k, c in enumerate(names)}
+        codes = np.fromiter(
+            (lut.get(key, -1) if isinstance(key[1], str) else -1
+             for key in zip(itertools.cycle(range(g)), flat)),
+            dtype=np.int64, count=n * g,
+        )
     if (codes < 0).any():
         pos = int(np.argmax(codes < 0))
         i, j = divmod(pos, g)
@@ -282,6 +296,9 @@ def genes_of_ofa_subnets(space: SearchSpace, subnets: Sequence[Mapping[str, Any]
     """The ``ofa`` library's subnet dicts -> canonical OFA-MobileNetV3 genes (vectorised)."""
     from oracle_server.spaces.ofa_mbv3 import DEPTHS, EXPANDS, KERNELS, RESOLUTIONS
 
+    fast = _ofa_fast(space, subnets)
+    if fast is not None:
+        return fast
     n = len(subnets)
     raw = np.empty((n, 46), dtype=object)
     for i, sub in enumerate(subnets):
@@ -326,6 +343,40 @@ def genes_of_ofa_subnets(space: SearchSpace, subnets: Sequence[Mapping[str, Any]
                 gene=start + j,
             )
         out[:, start : start + count] = codes.reshape(n, count)
+    return space.canonicalize(out)
+
+
+def _ofa_fast(space: SearchSpace, subnets: Sequence[Any]) -> np.ndarray | None:
+    """Vectorised path for well-formed dicts (``r`` or ``image_size``); None otherwise."""
+    from oracle_server.spaces.ofa_mbv3 import DEPTHS, EXPANDS, KERNELS, RESOLUTIONS
+
+    n = len(subnets)
+    if n == 0 or not all(type(sub) is dict for sub in subnets):
+        return None
+    key = "r" if "r" in subnets[0] else "image_size"
+    try:
+        arrays = [np.array([sub[key] for sub in subnets])]
+        arrays += [np.array([sub[k] for sub in subnets]) for k in ("d", "ks", "e")]
+    except (KeyError, ValueError, TypeError):
+        return None
+    res = arrays[0].reshape(n, -1) if arrays[0].ndim in (1, 2) else arrays[0]
+    other = {"r", "image_size", "resolution"} - {key}
+    if res.shape != (n, 1) or any(not other.isdisjoint(sub) for sub in subnets):
+        return None
+    out = np.empty((n, 46), dtype=GENE_DTYPE)
+    for arr, start, count, allowed in (
+        (res, 0, 1, RESOLUTIONS), (arrays[1], 1, 5, DEPTHS),
+        (arrays[2], 6, 20, KERNELS), (arrays[3], 26, 20, EXPANDS),
+    ):
+        if arr.shape != (n, count) or arr.dtype.kind not in "iu":
+            return None
+        lut = np.full(max(allowed) + 1, -1, dtype=np.int64)
+        lut[list(allowed)] = np.arange(len(allowed))
+        vals = arr.astype(np.int64)
+        codes = lut[np.clip(vals, 0, len(lut) - 1)]
+        if ((vals < 0) | (vals >= len(lut)) | (codes < 0)).any():
+            return None
+        out[:, start : start + count] = codes
     return space.canonicalize(out)
 
 
@@ -386,18 +437,18 @@ def to_genes(space: SearchSpace, archs: Any, form: str | None = None) -> np.ndar
             )
         return parse_many(space, items)
     if form == "index":
-        items = archs if isinstance(archs, np.ndarray) else list(archs)
-        if not isinstance(items, np.ndarray):
-            bad = [
-                i for i, a in enumerate(items)
-                if not isinstance(a, int | np.integer) or isinstance(a, bool)
-            ]
-            if bad:
-                raise InvalidArchitecture(
-                    f"mixed batch: expected an integer index, got {items[bad[0]]!r}",
-                    index=bad[0],
-                )
-        return genes_of_indices(space, np.asarray(items, dtype=np.int64))
+        arr = np.asarray(archs) if not isinstance(archs, np.ndarray) else archs
+        if arr.ndim != 1 or (arr.size and arr.dtype.kind not in "iu"):
+            items = list(archs)
+            bad = next(
+                (i for i, a in enumerate(items)
+                 if not isinstance(a, int | np.integer) or isinstance(a, bool)),
+                0,
+            )
+            raise InvalidArchitecture(
+                f"mixed batch: expected an integer index, got {items[bad]!r}", index=bad
+            )
+        return genes_of_indices(space, arr)
     if form == "ops":
         return genes_of_op_lists(space, list(archs))
     if form == "ofa":

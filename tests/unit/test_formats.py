@@ -129,6 +129,12 @@ def test_ofa_subnet_dicts() -> None:
         with pytest.raises(InvalidArchitecture, match=match) as err:
             F.to_genes(space, [subnets[1], bad])
         assert (err.value.index, err.value.gene) == (1, gene)
+    with pytest.raises(InvalidArchitecture, match="several") as err:
+        F.to_genes(space, [subnets[0], {**subnets[1], "image_size": 224}])
+    assert err.value.index == 1
+    with pytest.raises(InvalidArchitecture, match="'ks'") as err:
+        F.to_genes(space, [subnets[0], {**subnets[1], "ks": "3"}])
+    assert err.value.index == 1
     with pytest.raises(InvalidArchitecture, match="ofa_mbv3"):
         F.to_genes(get_space("nasbench201"), subnets)
 
