@@ -101,12 +101,15 @@ def _progress(args: argparse.Namespace) -> bool | None:
     return False if (args.quiet or args.json) else None
 
 
-def _read_measurements(path: str) -> dict[str, float]:
+def _read_measurements(path: str) -> dict[Any, float]:
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
         if not reader.fieldnames or {"arch", "latency_ms"} - set(reader.fieldnames):
             raise SystemExit(f"{path}: expected a CSV with header 'arch,latency_ms'")
-        return {row["arch"]: float(row["latency_ms"]) for row in reader}
+        rows = {row["arch"]: float(row["latency_ms"]) for row in reader}
+    if rows and all(a.strip().isdigit() for a in rows):  # table / NATS-Bench indices
+        return {int(a): v for a, v in rows.items()}
+    return rows
 
 
 DEVICE_COLUMNS = ("full_name", "source", "head_kind", "num_samples", "expected_spearman",

@@ -139,3 +139,17 @@ def test_search_plot_with_budget_log_axis(run, tmp_path: Path) -> None:
     assert code == 0, err
     assert err == ""  # stderr is not a terminal: no progress frames
     assert (out / "pareto.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_register_from_csv_of_nats_indices(run, tmp_path: Path) -> None:
+    idx = [11982, 431, 55, 9, 14451, 8636, 9881, 13479, 6196, 1462]
+    lat = SPACE.table.device_column("raspi4")[SPACE.rows_of_index(idx)]
+    csv_path = tmp_path / "idx.csv"
+    csv_path.write_text("arch,latency_ms\n" + "".join(
+        f"{i},{v}\n" for i, v in zip(idx, lat, strict=True)))
+    name = unique_name("cli-idx")
+    code, out, err = run("--json", "device", "register", "--name", name, "--space",
+                         "nasbench201", "--csv", str(csv_path))
+    assert code == 0, err
+    assert json.loads(out)["num_samples"] == 10
+    assert run("device", "delete", name, "--space", "nasbench201")[0] == 0
