@@ -88,6 +88,10 @@ def _token_keys(names: Sequence[str], width: int) -> np.ndarray:
     return out.view(f"<u{width}" if width in (1, 2, 4, 8) else np.void).ravel()
 
 
+#: ``_BYTE_MASKS[k]``: the low ``k`` bytes of a uint64 set
+_BYTE_MASKS = np.array([(1 << (8 * k)) - 1 for k in range(9)], dtype=np.uint64)
+
+
 def _parse_fbnet(archs: Sequence[str]) -> np.ndarray | None:
     """Tokens between '-' / record separators, matched as 8-byte keys (vectorised)."""
     from oracle_server.spaces.fbnet import NUM_BLOCKS, OPS
@@ -108,10 +112,11 @@ def _parse_fbnet(archs: Sequence[str]) -> np.ndarray | None:
     width = 8
     if length.min() < 1 or length.max() > width:
         return None
-    offs = np.arange(width)
-    idx = np.minimum(start[:, None] + offs[None, :], buf.size - 1)
-    tok = np.where(offs[None, :] < length[:, None], buf[idx], 0).astype(np.uint8)
-    keys = np.ascontiguousarray(tok).view("<u8").ravel()
+    # each token's first 8 bytes as one little-endian uint64 (an unaligned strided view of
+    # the padded buffer), bytes past the token masked off
+    pad = np.concatenate([buf, np.zeros(width, dtype=np.uint8)])
+    u64 = np.ndarray(shape=(buf.size + 1,), dtype="<u8", buffer=pad, strides=(1,))
+    keys = u64[start] & _BYTE_MASKS[length]
     op_keys = _token_keys(OPS, width)
     order = np.argsort(op_keys)
     pos = np.minimum(np.searchsorted(op_keys[order], keys), len(OPS) - 1)
@@ -354,21 +359,31 @@ def _ofa_fast(space: SearchSpace, subnets: Sequence[Any]) -> np.ndarray | None:
     if n == 0 or not all(type(sub) is dict for sub in subnets):
         return None
     key = "r" if "r" in subnets[0] else "image_size"
-    try:
-        arrays = [np.array([sub[key] for sub in subnets])]
-        arrays += [np.array([sub[k] for sub in subnets]) for k in ("d", "ks", "e")]
-    except (KeyError, ValueError, TypeError):
-        return None
-    res = arrays[0].reshape(n, -1) if arrays[0].ndim in (1, 2) else arrays[0]
     other = {"r", "image_size", "resolution"} - {key}
-    if res.shape != (n, 1) or any(not other.isdisjoint(sub) for sub in subnets):
+    if any(not other.isdisjoint(sub) for sub in subnets):
         return None
+    arrays = []
+    try:
+        for k, count in ((key, 1), ("d", 5), ("ks", 20), ("e", 20)):
+            lists = [sub[k] for sub in subnets]
+            if count == 1:
+                lists = [v if type(v) is list else [v] for v in lists]
+            if set(map(len, lists)) != {count}:
+                return None
+            types = set(map(type, itertools.chain.from_iterable(lists)))
+            if not all(issubclass(t, int | np.integer) and t is not bool for t in types):
+                return None  # fromiter would cast 3.5 / "3" / True silently
+            flat = np.fromiter(itertools.chain.from_iterable(lists), dtype=np.int64,
+                               count=n * count)
+            arrays.append(flat.reshape(n, count))
+    except (KeyError, ValueError, TypeError):
+        return None  # missing keys, non-integers, ...: the per-dict path names the error
     out = np.empty((n, 46), dtype=GENE_DTYPE)
     for arr, start, count, allowed in (
-        (res, 0, 1, RESOLUTIONS), (arrays[1], 1, 5, DEPTHS),
+        (arrays[0], 0, 1, RESOLUTIONS), (arrays[1], 1, 5, DEPTHS),
         (arrays[2], 6, 20, KERNELS), (arrays[3], 26, 20, EXPANDS),
     ):
-        if arr.shape != (n, count) or arr.dtype.kind not in "iu":
+        if arr.shape != (n, count):
             return None
         lut = np.full(max(allowed) + 1, -1, dtype=np.int64)
         lut[list(allowed)] = np.arange(len(allowed))

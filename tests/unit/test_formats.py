@@ -135,6 +135,11 @@ def test_ofa_subnet_dicts() -> None:
     with pytest.raises(InvalidArchitecture, match="'ks'") as err:
         F.to_genes(space, [subnets[0], {**subnets[1], "ks": "3"}])
     assert err.value.index == 1
+    for value in (3.0, "3", True):  # never cast silently
+        ks = [value, *subnets[1]["ks"][1:]]
+        with pytest.raises(InvalidArchitecture, match="ks\\[0\\]") as err:
+            F.to_genes(space, [subnets[0], {**subnets[1], "ks": ks}])
+        assert (err.value.index, err.value.gene) == (1, 6)
     with pytest.raises(InvalidArchitecture, match="ofa_mbv3"):
         F.to_genes(get_space("nasbench201"), subnets)
 
