@@ -9,10 +9,15 @@ from typing import Any
 
 import numpy as np
 
+from client_sdk.errors import InvalidArchitecture
 from client_sdk.types import Comparison, DeviceInfo, RankResult, SpaceInfo
 from oracle_server._proto.latency_oracle.v1 import oracle_pb2 as pb
 
-Archs = np.ndarray | Sequence[str] | Sequence[Sequence[int]]
+#: genes (n, g), strings, table indices (NB201: NATS-Bench), FBNet op-name lists, OFA subnet dicts
+Archs = (
+    np.ndarray | Sequence[str] | Sequence[Sequence[int]] | Sequence[int]
+    | Sequence[Sequence[str]] | Sequence[Mapping[str, Any]]
+)
 Measurements = (
     Mapping[str, float] | tuple[np.ndarray | Sequence[Any], Sequence[float]] | list[tuple]
 )
@@ -70,13 +75,46 @@ def normalise_target(target: str | Sequence[str]) -> str:
     return f"{scheme}:{','.join(addrs)}"
 
 
-def archs_pb(archs: Archs) -> tuple[pb.Architectures, int]:
-    if isinstance(archs, np.ndarray) and archs.dtype.kind in "iu":
-        genes = np.ascontiguousarray(archs, dtype=np.uint8) if archs.ndim == 2 else None
-        if genes is None or np.any(archs < 0) or np.any(archs > 255):
+def local_space(space: str | None) -> Any:
+    """The bundled ``SearchSpace`` of that name (``space/device`` accepted), else None."""
+    from oracle_server.errors import NotFound
+    from oracle_server.spaces import get_space
+
+    name = (space or "").partition("/")[0] if space and "/" in space else space
+    if not name:
+        return None
+    try:
+        return get_space(name)
+    except NotFound:
+        return None
+
+
+def to_genes(space: Any, archs: Any) -> np.ndarray:
+    """Any accepted architecture batch -> canonical genes, with the SDK's error types."""
+    from oracle_server import errors as server_errors
+    from oracle_server.spaces.formats import to_genes as _to_genes
+
+    try:
+        return _to_genes(space, archs)
+    except server_errors.InvalidArchitecture as exc:
+        raise InvalidArchitecture(
+            exc.message, index=exc.index, gene=exc.gene, field=exc.field
+        ) from None
+
+
+def archs_pb(archs: Archs, space: str | None = None) -> tuple[pb.Architectures, int]:
+    """Genes travel packed as they are. Strings and the native forms (NATS-Bench indices,
+    FBNet op lists, OFA subnet dicts) are parsed here, vectorised, when ``space`` is a
+    bundled space, and sent packed too; otherwise strings go as strings."""
+    if isinstance(archs, np.ndarray) and archs.dtype.kind in "iu" and archs.ndim == 2:
+        genes = np.ascontiguousarray(archs, dtype=np.uint8)
+        if np.any(archs < 0) or np.any(archs > 255):
             return _strings_or_nested(archs)
         packed = pb.PackedGenes(num_genes=genes.shape[1], genes=genes.tobytes())
         return pb.Architectures(packed=packed), genes.shape[0]
+    local = local_space(space)
+    if local is not None:
+        return archs_pb(to_genes(local, archs))
     return _strings_or_nested(archs)
 
 
@@ -92,9 +130,11 @@ def _strings_or_nested(archs: Any) -> tuple[pb.Architectures, int]:
     return archs_pb(arr.astype(np.uint8))
 
 
-def measurements_pb(measurements: Measurements) -> tuple[pb.Architectures, list[float]]:
-    """Accepts ``{arch_string: latency_ms}``, a tuple ``(archs, latencies)`` (archs = genes
-    array or strings) or a list of ``(arch, latency_ms)`` pairs."""
+def measurements_pb(
+    measurements: Measurements, space: str | None = None
+) -> tuple[pb.Architectures, list[float]]:
+    """Accepts ``{arch_string: latency_ms}``, a tuple ``(archs, latencies)`` (archs in any
+    accepted form) or a list of ``(arch, latency_ms)`` pairs."""
     if isinstance(measurements, Mapping):
         archs: Any = list(measurements.keys())
         lat = list(measurements.values())
@@ -105,9 +145,9 @@ def measurements_pb(measurements: Measurements) -> tuple[pb.Architectures, list[
     else:
         pairs = list(measurements)
         archs, lat = [a for a, _ in pairs], [v for _, v in pairs]
-        if archs and not isinstance(archs[0], str):
+        if archs and isinstance(archs[0], list | tuple | np.ndarray) and local_space(space) is None:
             archs = np.asarray(archs)
-    msg, _ = archs_pb(archs)
+    msg, _ = archs_pb(archs, space)
     return msg, [float(v) for v in lat]
 
 
@@ -153,7 +193,7 @@ def rank_requests(
 ) -> tuple[list[str], list[pb.RankRequest]]:
     """Device names as asked and one RankRequest per chunk (top_k applied after merging)."""
     names = [devices] if isinstance(devices, str) else list(devices)
-    msg, n = archs_pb(archs)
+    msg, n = archs_pb(archs, space)
     chunks = chunk_archs(msg, n, chunk_size)
     single = len(chunks) == 1
     reqs = [
@@ -167,14 +207,14 @@ def rank_requests(
 def register_request(
     name: str, space: str, measurements: Measurements, contract: Mapping[str, Any] | None
 ) -> pb.RegisterDeviceRequest:
-    archs, lat = measurements_pb(measurements)
+    archs, lat = measurements_pb(measurements, space)
     return pb.RegisterDeviceRequest(
         name=name, space=space, archs=archs, latency_ms=lat, contract=contract_pb(contract)
     )
 
 
 def add_request(name: str, space: str, measurements: Measurements) -> pb.AddMeasurementsRequest:
-    archs, lat = measurements_pb(measurements)
+    archs, lat = measurements_pb(measurements, space or (name if "/" in name else None))
     return pb.AddMeasurementsRequest(name=name, space=space, archs=archs, latency_ms=lat)
 
 

@@ -73,12 +73,44 @@ def _read_archs(path: str | None) -> list[str]:
         return [line.strip() for line in stream if line.strip() and not line.startswith("#")]
 
 
-def _read_measurements(path: str) -> dict[str, float]:
+def _native_archs(lines: list[str]) -> list[Any]:
+    """Input lines in the users' native forms: integers are table indices (NB201:
+    NATS-Bench), JSON lines are FBNet op-name lists / OFA subnet dicts; anything else is
+    the space's string form. Decided on the first line, checked on every line."""
+    if not lines:
+        return lines
+    first = lines[0]
+    if first.isdigit():
+        bad = next((i for i, line in enumerate(lines) if not line.isdigit()), None)
+        if bad is not None:
+            raise SystemExit(f"line {bad + 1}: expected an architecture index like line 1, "
+                             f"got '{lines[bad][:60]}'")
+        return [int(line) for line in lines]
+    if first[0] in "[{":
+        out = []
+        for i, line in enumerate(lines):
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise SystemExit(f"line {i + 1}: not valid JSON ({exc.msg})") from None
+        return out
+    return lines
+
+
+def _progress(args: argparse.Namespace) -> bool | None:
+    """Progress bars: never with --quiet/--json, else only on a terminal (None = auto)."""
+    return False if (args.quiet or args.json) else None
+
+
+def _read_measurements(path: str) -> dict[Any, float]:
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
         if not reader.fieldnames or {"arch", "latency_ms"} - set(reader.fieldnames):
             raise SystemExit(f"{path}: expected a CSV with header 'arch,latency_ms'")
-        return {row["arch"]: float(row["latency_ms"]) for row in reader}
+        rows = {row["arch"]: float(row["latency_ms"]) for row in reader}
+    if rows and all(a.strip().isdigit() for a in rows):  # table / NATS-Bench indices
+        return {int(a): v for a, v in rows.items()}
+    return rows
 
 
 DEVICE_COLUMNS = ("full_name", "source", "head_kind", "num_samples", "expected_spearman",
@@ -138,14 +170,14 @@ def cmd_device(args: argparse.Namespace, c: OracleClient) -> None:
         report = onboard(
             c, args.name, args.space, samples=args.samples, threads=args.threads,
             batch_size=args.batch_size, device=args.device, validate=args.validate,
-            progress=not args.json, seed=args.seed,
+            progress=not (args.json or args.quiet), seed=args.seed,
         )
         _emit(args, report, format_report(report))
 
 
 def cmd_rank(args: argparse.Namespace, c: OracleClient) -> None:
     archs = _read_archs(args.file)
-    res = c.rank(args.space, archs, args.device, top_k=args.top_k,
+    res = c.rank(args.space, _native_archs(archs), args.device, top_k=args.top_k,
                  max_latency_ms=args.max_latency_ms, return_uncertainty=args.uncertainty)
     data = {
         d: [
@@ -172,8 +204,44 @@ def cmd_suggest(args: argparse.Namespace, c: OracleClient) -> None:
 
 
 def cmd_compare(args: argparse.Namespace, c: OracleClient) -> None:
+    if args.all:
+        _compare_all(args, c)
+        return
+    if not (args.a and args.b):
+        raise SystemExit("oracle compare: give two devices, or --all --space SPACE")
     cmp = c.compare_devices(args.a, args.b, args.space or "")
     _emit(args, cmp, "\n".join(f"{k:20} {v}" for k, v in asdict(cmp).items()))
+
+
+def _compare_all(args: argparse.Namespace, c: OracleClient) -> None:
+    from client_sdk.similarity import similarity_matrix
+
+    space = args.space or "nasbench201"
+    names = [d.name for d in c.list_devices(space)]
+    rho = similarity_matrix(c, space, names)
+    data: dict[str, Any] = {"space": space, "devices": names, "spearman_predicted": rho}
+    text = _similarity_text(names, rho)
+    if args.plot:
+        from client_sdk.search.plots import plot_similarity
+
+        path, order = plot_similarity(
+            names, rho, args.plot,
+            title=f"{space}: device similarity (Spearman of predicted latencies)",
+        )
+        data.update(plot=str(path), cluster_order=order)
+        text += f"\nwrote {path}"
+    _emit(args, data, text)
+
+
+def _similarity_text(names: list[str], rho: np.ndarray) -> str:
+    rows = []
+    for i, name in enumerate(names):
+        others = [j for j in np.argsort(-rho[i]) if j != i]
+        best = others[0] if others else i
+        worst = others[-1] if others else i
+        rows.append({"device": name, "most_similar": names[best], "rho_max": float(rho[i, best]),
+                     "least_similar": names[worst], "rho_min": float(rho[i, worst])})
+    return _table(rows, ("device", "most_similar", "rho_max", "least_similar", "rho_min"))
 
 
 def cmd_search(args: argparse.Namespace, c: OracleClient) -> None:
@@ -184,7 +252,7 @@ def cmd_search(args: argparse.Namespace, c: OracleClient) -> None:
         c, args.space, args.device, objective=args.objective, evaluations=args.evaluations,
         population=args.population, max_latency_ms=budget, seed=args.seed,
         latency_mode=args.latency_mode, checkpoint=args.checkpoint, resume=args.resume,
-        progress=not args.json, time_limit_s=args.time_limit,
+        progress=_progress(args), time_limit_s=args.time_limit,
     )
     front = result.front
     written = []
@@ -195,7 +263,8 @@ def cmd_search(args: argparse.Namespace, c: OracleClient) -> None:
         front.to_csv(out / "front.csv")
         written += [out / "front.json", out / "front.csv"]
         if args.plot:
-            front.plot(out / "pareto.png")
+            front.plot(out / "pareto.png", max_latency_ms=budget,
+                       log_latency=args.log_latency, top_worth=args.top_worth)
             written.append(out / "pareto.png")
     data = {
         "summary": result.summary(),
@@ -222,6 +291,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--tls-key", default=None, help="client key (mutual TLS)")
     p.add_argument("--timeout", type=float, default=60.0, help="deadline per RPC (s)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--quiet", "-q", action="store_true",
+                   help="no progress bars (they are only drawn on a terminal anyway)")
     sub = p.add_subparsers(dest="command", required=True)
 
     sub.add_parser("spaces", help="list search spaces")
@@ -242,7 +313,11 @@ def _parser() -> argparse.ArgumentParser:
     dev.add_argument("--validate", type=int, default=0)
     dev.add_argument("--seed", type=int, default=0)
 
-    r = sub.add_parser("rank", help="rank architectures (strings, one per line) for devices")
+    r = sub.add_parser(
+        "rank",
+        help="rank architectures (one per line: strings, table/NATS-Bench indices, or JSON "
+             "FBNet op lists / OFA subnet dicts) for devices",
+    )
     r.add_argument("--space", required=True)
     r.add_argument("--device", action="append", required=True)
     r.add_argument("--file", default=None, help="file of architectures (default stdin)")
@@ -255,10 +330,14 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("-n", type=int, default=10)
     s.add_argument("--seed", type=int, default=0)
 
-    cmp = sub.add_parser("compare", help="monotonicity between two devices")
-    cmp.add_argument("a")
-    cmp.add_argument("b")
+    cmp = sub.add_parser("compare", help="monotonicity between two devices, or all of a space")
+    cmp.add_argument("a", nargs="?")
+    cmp.add_argument("b", nargs="?")
     cmp.add_argument("--space", default="")
+    cmp.add_argument("--all", action="store_true",
+                     help="every device of --space (default nasbench201): Spearman matrix")
+    cmp.add_argument("--plot", default=None, metavar="PNG",
+                     help="with --all: write a clustered similarity heatmap")
 
     se = sub.add_parser("search", help="NSGA-II: accuracy vs predicted latency")
     se.add_argument("--space", default="nasbench201")
@@ -274,6 +353,9 @@ def _parser() -> argparse.ArgumentParser:
     se.add_argument("--resume", action="store_true")
     se.add_argument("--out", default=None)
     se.add_argument("--plot", action="store_true")
+    se.add_argument("--log-latency", action="store_true", help="plot: log latency axis")
+    se.add_argument("--top-worth", type=int, default=20,
+                    help="plot: at most this many worth-measuring points")
     return p
 
 

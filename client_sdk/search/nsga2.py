@@ -35,6 +35,7 @@ from pymoo.termination.max_gen import MaximumGenerationTermination
 from pymoo.termination.max_time import TimeBasedTermination
 from tqdm.auto import tqdm
 
+from client_sdk._progress import progress_enabled
 from client_sdk.search.objectives import LATENCY_MODES, Objective, resolve_objective
 from client_sdk.search.operators import make_operators
 from client_sdk.search.problem import EvaluationCache, OracleProblem
@@ -61,7 +62,7 @@ def search(
     latency_mode: str = "per_device",
     checkpoint: str | Path | None = None,
     resume: bool = False,
-    progress: bool = True,
+    progress: bool | None = None,
     time_limit_s: float | None = None,
     callback: Callback | None = None,
     *,
@@ -71,6 +72,7 @@ def search(
 ) -> SearchResult:
     """Multi-objective NAS: maximise ``objective``, minimise latency on ``devices``.
 
+    ``progress``: a tqdm bar; ``None`` (default) draws it only when stderr is a terminal.
     ``callback(info)`` runs after every generation with a dict (generation,
     num_evaluations, num_rpcs, front_size, best_accuracy, elapsed_s); returning ``False``
     stops the search (the checkpoint is already written, so it can be resumed).
@@ -150,11 +152,11 @@ class _Run:
     def elapsed_s(self) -> float:
         return self.prior_s + time.perf_counter() - self.t0
 
-    def loop(self, progress: bool, callback: Callback | None, obj_name: str) -> SearchResult:
+    def loop(self, progress: bool | None, callback: Callback | None, obj_name: str) -> SearchResult:
         algo = self.algorithm
         stopped_by = None
         bar = tqdm(total=self.evaluations, initial=min(algo.evaluator.n_eval, self.evaluations),
-                   disable=not progress, unit="arch", desc="NSGA-II", leave=False)
+                   disable=not progress_enabled(progress), unit="arch", desc="NSGA-II", leave=False)
         try:
             while stopped_by is None and algo.has_next():
                 before = algo.evaluator.n_eval

@@ -185,9 +185,25 @@ class ParetoFront:
             lines += _text_rows(near, max_rows)
         return "\n".join(lines)
 
-    def plot(self, path: str | Path, true_front: bool = True) -> Path:
-        """Pareto PNG, one panel per device; marks the table's true front when known."""
-        return _plot_front(self, Path(path), true_front)
+    def plot(
+        self,
+        path: str | Path,
+        true_front: bool = True,
+        *,
+        log_latency: bool = False,
+        max_latency_ms: float | dict[str, float] | None = None,
+        top_worth: int = 20,
+        knee: bool = True,
+    ) -> Path:
+        """Pareto PNG, one panel per device, zoomed on the front's accuracy range; marks
+        the table's true front when known, the knee, the budget and at most ``top_worth``
+        worth-measuring candidates (see ``client_sdk.search.plots``)."""
+        from client_sdk.search.plots import plot_front
+
+        return plot_front(
+            self, path, true_front=true_front, log_latency=log_latency,
+            max_latency_ms=max_latency_ms, top_worth=top_worth, knee=knee,
+        )
 
     def true_front(self, device: str) -> tuple[np.ndarray, np.ndarray] | None:
         """``(accuracy, latency_ms)`` of the exhaustive true front on a table device."""
@@ -197,45 +213,6 @@ class ParetoFront:
             return None
         dev = table_device(space, device)
         return space.table.accuracy[self.objective][rows], space.table.device_column(dev)[rows]
-
-
-def _plot_front(front: ParetoFront, path: Path, show_true: bool) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    n = len(front.devices)
-    cols = min(n, 3)
-    rows = (n + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 4.2 * rows), squeeze=False)
-    for ax, dev in zip(axes.ravel(), front.devices, strict=False):
-        truth = front.true_front(dev) if show_true else None
-        if truth is not None:
-            acc, lat = truth
-            order = np.argsort(lat)
-            ax.step(lat[order], acc[order], where="post", color="0.6", lw=1, zorder=1)
-            ax.scatter(lat, acc, marker="x", color="0.4", s=22, zorder=2,
-                       label=f"true front (table, {len(lat)})")
-        near = front.near_front
-        if near is not None and len(near):
-            ax.scatter(near.latency_ms[dev], near.accuracy, facecolors="none",
-                       edgecolors="tab:orange", s=28, zorder=3,
-                       label=f"worth measuring ({len(near)})")
-        ax.scatter(front.latency_ms[dev], front.accuracy, color="tab:blue", s=18, zorder=4,
-                   label=f"returned front ({len(front)})")
-        ax.set_xlabel(f"latency on {dev} (ms)")
-        ax.set_ylabel(front.objective)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="lower right")
-    for ax in axes.ravel()[n:]:
-        ax.set_visible(False)
-    fig.suptitle(f"Pareto front, {front.space}")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
 
 
 def _text_rows(front: ParetoFront, max_rows: int | None) -> list[str]:

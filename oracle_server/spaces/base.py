@@ -68,10 +68,11 @@ class SearchSpace(ABC):
         """Gene vector ``(g,)`` -> canonical string form."""
 
     def parse_many(self, archs: Sequence[str]) -> np.ndarray:
-        out = np.empty((len(archs), self.num_genes), dtype=GENE_DTYPE)
-        for i, arch in enumerate(archs):
-            out[i] = self.parse(arch, index=i)
-        return out
+        """Batch of strings -> genes: vectorised for canonical strings (``formats``), else
+        one by one (lenient forms, precise errors)."""
+        from oracle_server.spaces.formats import parse_many
+
+        return parse_many(self, archs)
 
     def format_many(self, genes: np.ndarray) -> list[str]:
         genes = self.validate(genes)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from client_sdk.cli import main
@@ -86,3 +87,69 @@ def test_search_writes_front(run, tmp_path: Path) -> None:
     assert (out / "front.csv").read_text().startswith("arch")
     assert (out / "pareto.png").read_bytes()[:4] == b"\x89PNG"
     assert "front.json" in stdout
+
+
+def test_rank_native_forms_and_quiet(run, tmp_path: Path) -> None:
+    genes = SPACE.sample(30, rng=21)
+    idx = SPACE.table.index[SPACE.table_rows(genes)]
+    files = {"strings": "\n".join(SPACE.format_many(genes)),
+             "indices": "\n".join(map(str, idx)),
+             "json": "\n".join(json.dumps(int(i)) for i in idx)}
+    ranked = {}
+    for kind, text in files.items():
+        path = tmp_path / f"{kind}.txt"
+        path.write_text(text + "\n")
+        code, out, err = run("--json", "--quiet", "rank", "--space", "nasbench201",
+                             "--device", "pixel3", "--file", str(path))
+        assert code == 0, err
+        ranked[kind] = [(r["index"], r["latency_ms"]) for r in json.loads(out)["pixel3"]]
+    assert ranked["strings"] == ranked["indices"] == ranked["json"]
+    bad = tmp_path / "bad.txt"
+    bad.write_text("3\n15625\n")
+    code, _, err = run("rank", "--space", "nasbench201", "--device", "pixel3", "--file", str(bad))
+    assert code == 1 and "INVALID_ARGUMENT" in err and "archs[1]" in err and "15625" in err
+
+
+def test_compare_all_heatmap(run, tmp_path: Path) -> None:
+    png = tmp_path / "sim.png"
+    code, out, err = run("--json", "compare", "--all", "--space", "nasbench201",
+                         "--plot", str(png))
+    assert code == 0, err
+    data = json.loads(out)
+    names, rho = data["devices"], np.array(data["spearman_predicted"])
+    assert len(names) >= 3 and rho.shape == (len(names), len(names))
+    np.testing.assert_allclose(np.diag(rho), 1.0)
+    np.testing.assert_allclose(rho, rho.T)
+    assert sorted(data["cluster_order"]) == sorted(names)
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    # the matrix is CompareDevices' spearman_predicted, pair by pair
+    a, b = names[0], names[-1]
+    code, out, _ = run("--json", "compare", a, b, "--space", "nasbench201")
+    assert abs(json.loads(out)["spearman_predicted"] - rho[0, -1]) < 1e-6
+    with pytest.raises(SystemExit, match="two devices"):
+        run("compare", "--space", "nasbench201")
+
+
+def test_search_plot_with_budget_log_axis(run, tmp_path: Path) -> None:
+    out = tmp_path / "s"
+    code, _, err = run("search", "--space", "nasbench201", "--device", "pixel3",
+                       "--device", "1080ti_1", "--evaluations", "200", "--population", "32",
+                       "--max-latency-ms", "15", "--out", str(out), "--plot", "--log-latency",
+                       "--top-worth", "5")
+    assert code == 0, err
+    assert err == ""  # stderr is not a terminal: no progress frames
+    assert (out / "pareto.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_register_from_csv_of_nats_indices(run, tmp_path: Path) -> None:
+    idx = [11982, 431, 55, 9, 14451, 8636, 9881, 13479, 6196, 1462]
+    lat = SPACE.table.device_column("raspi4")[SPACE.rows_of_index(idx)]
+    csv_path = tmp_path / "idx.csv"
+    csv_path.write_text("arch,latency_ms\n" + "".join(
+        f"{i},{v}\n" for i, v in zip(idx, lat, strict=True)))
+    name = unique_name("cli-idx")
+    code, out, err = run("--json", "device", "register", "--name", name, "--space",
+                         "nasbench201", "--csv", str(csv_path))
+    assert code == 0, err
+    assert json.loads(out)["num_samples"] == 10
+    assert run("device", "delete", name, "--space", "nasbench201")[0] == 0

@@ -1,0 +1,1 @@
+"""Adapters to the tools NAS users already drive searches with (``optuna``: extra ``[optuna]``)."""

@@ -1,0 +1,39 @@
+"""Device similarity (monotonicity) for every pair of devices of a space, in one pass.
+
+``similarity_matrix`` ranks the space's whole table for all devices (one Rank RPC per 64
+devices) and takes the Spearman correlation of every pair of prediction columns at once
+(rank-transform, then ``corrcoef``): the same number as ``CompareDevices``'
+``spearman_predicted`` for each pair, without n(n-1)/2 RPCs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from scipy.stats import rankdata
+
+from oracle_server.spaces import get_space
+
+MAX_DEVICES_PER_RPC = 64
+
+
+def spearman_matrix(columns: np.ndarray) -> np.ndarray:
+    """``(d, d)`` Spearman correlations of the columns of ``(n, d)`` (average ties)."""
+    ranks = rankdata(np.asarray(columns, dtype=np.float64), axis=0)
+    rho = np.corrcoef(ranks, rowvar=False)
+    return np.atleast_2d(rho)
+
+
+def similarity_matrix(client: Any, space: str, devices: Sequence[str]) -> np.ndarray:
+    """Spearman of predicted latencies over the space's table, every pair of ``devices``."""
+    genes = get_space(space).table.genes
+    cols = []
+    for start in range(0, len(devices), MAX_DEVICES_PER_RPC):
+        chunk = list(devices[start : start + MAX_DEVICES_PER_RPC])
+        res = client.rank(space, genes, chunk)
+        cols += [np.asarray(res.latency_ms[d], dtype=np.float64) for d in chunk]
+    if not cols:
+        return np.zeros((0, 0))
+    return spearman_matrix(np.column_stack(cols))

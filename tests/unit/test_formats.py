@@ -1,0 +1,163 @@
+"""Vectorised string parsing and the native architecture formats (oracle_server.spaces.formats)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from client_sdk import _requests as rq
+from client_sdk.errors import InvalidArchitecture as ClientInvalidArchitecture
+from oracle_server.errors import InvalidArchitecture
+from oracle_server.spaces import formats as F
+from oracle_server.spaces import get_space
+
+SPACES = ("nasbench201", "fbnet", "ofa_mbv3")
+
+
+def _slow(space, archs):
+    return np.array([space.parse(a, index=i) for i, a in enumerate(archs)]).reshape(
+        len(archs), space.num_genes
+    )
+
+
+@pytest.mark.parametrize("name", SPACES)
+def test_fast_parse_equals_per_string_parser(name: str) -> None:
+    space = get_space(name)
+    genes = space.sample(2000, rng=3)
+    strings = space.format_many(genes)
+    fast = F.fast_parse_many(space, strings)
+    assert fast is not None, "canonical strings must take the vectorised path"
+    np.testing.assert_array_equal(fast, genes)
+    np.testing.assert_array_equal(fast, _slow(space, strings))
+    table = space.table.genes[:3000]
+    np.testing.assert_array_equal(F.fast_parse_many(space, space.format_many(table)), table)
+
+
+@pytest.mark.parametrize("name", SPACES)
+def test_non_canonical_batches_fall_back_and_errors_are_precise(name: str) -> None:
+    space = get_space(name)
+    genes = space.sample(6, rng=4)
+    strings = space.format_many(genes)
+    lenient = list(strings)
+    lenient[4] = f"  {lenient[4]}\n"  # accepted by the per-string parser only
+    assert F.fast_parse_many(space, lenient) is None
+    np.testing.assert_array_equal(space.parse_many(lenient), genes)
+    for bad in (strings[2][:-1], strings[2] + "x", strings[2].replace("3", "\x01", 1), "", 7):
+        batch = [*strings[:2], bad, *strings[3:]]
+        assert F.fast_parse_many(space, batch) is None
+        with pytest.raises(InvalidArchitecture) as err:
+            space.parse_many(batch)
+        assert err.value.index == 2
+
+
+def test_fbnet_tokens_must_be_whole_op_names() -> None:
+    space = get_space("fbnet")
+    ops = space.format_many(space.sample(3, rng=0))
+    for bad in (ops[1].replace("skip", "skipx", 1), "k3_e1-" + ops[1], ops[1] + "-",
+                ops[1].replace("-", "--", 1), ops[1].replace("k", "K", 1)):
+        if bad == ops[1]:
+            continue
+        batch = [ops[0], bad, ops[2]]
+        assert F.fast_parse_many(space, batch) is None
+        with pytest.raises(InvalidArchitecture) as err:
+            space.parse_many(batch)
+        assert err.value.index == 1
+
+
+def test_nats_bench_indices_are_the_table_index() -> None:
+    space = get_space("nasbench201")
+    assert np.array_equal(space.table.index, np.arange(15625))
+    # NATS-Bench topology index 0 and 1 (official strings)
+    g = F.to_genes(space, [0, 1])
+    assert space.format_many(g) == [
+        "|avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_1x1~0|skip_connect~1|"
+        "skip_connect~2|",
+        "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|"
+        "skip_connect~2|",
+    ]
+    idx = np.array([15624, 0, 431, 9])
+    np.testing.assert_array_equal(F.from_genes(space, F.to_genes(space, idx), "index"), idx)
+    with pytest.raises(InvalidArchitecture, match="15625") as err:
+        F.to_genes(space, [3, 15625])
+    assert err.value.index == 1
+    with pytest.raises(InvalidArchitecture) as err:
+        F.to_genes(space, [3, "x"])
+    assert err.value.index == 1
+
+
+@pytest.mark.parametrize("name", SPACES)
+def test_round_trips_through_every_form(name: str) -> None:
+    space = get_space(name)
+    genes = space.table.genes[::97][:40]
+    forms = ["genes", "string", "index", "ops"] + (["ofa"] if name == "ofa_mbv3" else [])
+    for form in forms:
+        native = F.from_genes(space, genes, form)
+        np.testing.assert_array_equal(F.to_genes(space, native), genes, err_msg=form)
+        np.testing.assert_array_equal(F.to_genes(space, native, form=form), genes)
+
+
+def test_fbnet_op_lists_and_errors() -> None:
+    space = get_space("fbnet")
+    ops = F.from_genes(space, space.sample(3, rng=1), "ops")
+    assert len(ops[0]) == 22 and all(isinstance(o, str) for o in ops[0])
+    bad = [list(o) for o in ops]
+    bad[2][7] = "k7_e6"
+    with pytest.raises(InvalidArchitecture, match="k7_e6") as err:
+        F.to_genes(space, bad)
+    assert (err.value.index, err.value.gene) == (2, 7)
+    with pytest.raises(InvalidArchitecture, match="22") as err:
+        F.to_genes(space, [ops[0], ops[1][:21]])
+    assert err.value.index == 1
+
+
+def test_ofa_subnet_dicts() -> None:
+    space = get_space("ofa_mbv3")
+    genes = space.sample(4, rng=2)
+    subnets = F.from_genes(space, genes, "ofa")
+    assert set(subnets[0]) == {"ks", "e", "d", "r"}
+    assert len(subnets[0]["ks"]) == 20 and len(subnets[0]["d"]) == 5
+    alt = [{"ks": s["ks"], "e": s["e"], "d": s["d"], "image_size": s["r"][0]} for s in subnets]
+    np.testing.assert_array_equal(F.to_genes(space, alt), genes)
+    cases = [
+        ({**subnets[0], "ks": subnets[0]["ks"][:19]}, "'ks'", 6),
+        ({**subnets[0], "e": [*subnets[0]["e"][:3], 5, *subnets[0]["e"][4:]]}, "e\\[3\\]", 29),
+        ({**subnets[0], "r": [225]}, "'r'", 0),
+        ({k: v for k, v in subnets[0].items() if k != "r"}, "image_size", 0),
+        ({**subnets[0], "d": [2, 3, 4, 5, 2]}, "d\\[3\\]", 4),
+    ]
+    for bad, match, gene in cases:
+        with pytest.raises(InvalidArchitecture, match=match) as err:
+            F.to_genes(space, [subnets[1], bad])
+        assert (err.value.index, err.value.gene) == (1, gene)
+    with pytest.raises(InvalidArchitecture, match="several") as err:
+        F.to_genes(space, [subnets[0], {**subnets[1], "image_size": 224}])
+    assert err.value.index == 1
+    with pytest.raises(InvalidArchitecture, match="'ks'") as err:
+        F.to_genes(space, [subnets[0], {**subnets[1], "ks": "3"}])
+    assert err.value.index == 1
+    for value in (3.0, "3", True):  # never cast silently
+        ks = [value, *subnets[1]["ks"][1:]]
+        with pytest.raises(InvalidArchitecture, match="ks\\[0\\]") as err:
+            F.to_genes(space, [subnets[0], {**subnets[1], "ks": ks}])
+        assert (err.value.index, err.value.gene) == (1, 6)
+    with pytest.raises(InvalidArchitecture, match="ofa_mbv3"):
+        F.to_genes(get_space("nasbench201"), subnets)
+
+
+def test_sdk_sends_parsed_strings_and_native_forms_packed() -> None:
+    space = get_space("nasbench201")
+    genes = space.sample(50, rng=5)
+    for archs in (space.format_many(genes), F.from_genes(space, genes, "index"),
+                  F.from_genes(space, genes, "index").tolist()):
+        msg, n = rq.archs_pb(archs, "nasbench201")
+        assert n == 50 and msg.WhichOneof("encoding") == "packed"
+        got = np.frombuffer(msg.packed.genes, dtype=np.uint8).reshape(n, 6)
+        np.testing.assert_array_equal(got, genes)
+    # unknown space locally: strings travel as strings (the server decides)
+    msg, _ = rq.archs_pb(space.format_many(genes), "not-a-space")
+    assert msg.WhichOneof("encoding") == "strings"
+    bad = space.format_many(genes)
+    bad[17] = "|conv~0|"
+    with pytest.raises(ClientInvalidArchitecture) as err:
+        rq.archs_pb(bad, "nasbench201")
+    assert err.value.index == 17 and "archs[17]" in err.value.message
