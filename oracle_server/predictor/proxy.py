@@ -11,7 +11,10 @@ Every proxy also carries a per-device *linear* model in milliseconds (ridge on t
 features, ``linear_weights``): AdaProxy's transfer adapts those weights per target.
 
 Artifacts are a directory: ``proxy.json`` (format version, kind, devices, training rows
-hash, configuration), ``proxy_arrays.npz`` (no pickles) and the model files.
+hash, configuration), ``proxy_arrays.npz`` (no pickles) and the model files. A LightGBM
+proxy also carries its exact lookup-table form (``tree_tables.npz``, see ``tree_tables.py``):
+the fast evaluation path of ``LatencyModel.basis``; artifacts written before it get it added
+on their first load.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -92,6 +96,30 @@ class Proxy:
         self._models = models
         self.linear_weights = linear_weights
         self.log_linear_weights = log_linear_weights
+        self.tables = None  # TreeTables: exact fast form of an lgbm proxy (or None)
+
+    def build_tables(self) -> None:
+        """Tabulate the trees (``tree_tables.py``) and check them against ``predict``;
+        a proxy the tables cannot reproduce exactly keeps ``tables = None``."""
+        if self.config.kind != "lgbm":
+            return
+        from oracle_server.predictor import tree_tables as tt
+        from oracle_server.spaces import get_space
+
+        space = get_space(self.space)
+        try:
+            tt.check_features(space, np.concatenate([space.sample(2000, 1), space.table.genes]))
+            tables = tt.build_tables(space, self._models, self.log_linear_weights)
+            err = tt.verify(tables, self.predict, space)
+        except tt.Unsupported as exc:
+            log.warning("%s proxy: no tree tables (%s); the reference path serves", self.space,
+                        exc)
+            return
+        if not err <= tt.VERIFY_RTOL:
+            log.warning("%s proxy: tree tables differ from the trees by %.3g (relative); the "
+                        "reference path serves", self.space, err)
+            return
+        self.tables = tables
 
     # ---------------------------------------------------------------- predict
     def predict_log(self, features: np.ndarray) -> np.ndarray:
@@ -133,6 +161,10 @@ class Proxy:
             from safetensors.numpy import save_file
 
             save_file(_mlp_state(self._models[0]), str(path / "mlp.safetensors"))
+        if self.tables is not None:
+            from oracle_server.predictor.tree_tables import TABLES_FILE
+
+            self.tables.save(path / TABLES_FILE)
         (path / "proxy.json").write_text(json.dumps(meta, indent=2))
 
     @classmethod
@@ -157,7 +189,29 @@ class Proxy:
             from safetensors.numpy import load_file
 
             models = [_mlp_from_state(load_file(str(path / "mlp.safetensors")))]
-        return cls(meta["space"], devices, config, train_rows, models, linear, log_linear)
+        proxy = cls(meta["space"], devices, config, train_rows, models, linear, log_linear)
+        from oracle_server.predictor import tree_tables as tt
+
+        if config.kind == "lgbm" and (path / tt.TABLES_FILE).exists():
+            from oracle_server.spaces import get_space
+
+            proxy.tables = tt.TreeTables.load(get_space(proxy.space), path / tt.TABLES_FILE)
+        return proxy
+
+    def add_tables(self, path: Path) -> None:
+        """Build the tables of a loaded artifact that has none and add them to its directory
+        (best effort: a read-only cache still serves, from the tables in memory)."""
+        from oracle_server.predictor import tree_tables as tt
+
+        self.build_tables()
+        if self.tables is None:
+            return
+        tmp = Path(path) / f".{tt.TABLES_FILE}.{os.getpid()}.npz"
+        try:
+            self.tables.save(tmp)
+            os.replace(tmp, Path(path) / tt.TABLES_FILE)
+        except OSError:
+            log.info("could not add tree tables to %s (read-only?)", path)
 
 
 def train_proxy(
