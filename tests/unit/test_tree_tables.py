@@ -143,3 +143,46 @@ def test_rank_with_registered_head_matches_reference(
     again = oracle.rank(sp.name, batch, names, return_uncertainty=True)
     for a, b in zip(fast.rankings, again.rankings, strict=True):
         np.testing.assert_array_equal(a.latency_ms, b.latency_ms)
+
+
+@pytest.mark.parametrize("name", sorted(DEVICES))
+def test_flops_params_bit_identical_to_the_space(name: str) -> None:
+    sp = get_space(name)
+    genes = np.concatenate([sp.sample(5000, 11), sp.table.genes])
+    flops, params = tt.flops_params(sp, genes)
+    np.testing.assert_array_equal(flops, sp.flops(genes))
+    np.testing.assert_array_equal(params, sp.params(genes))
+    tt.check_features(sp, genes)  # raises Unsupported on any bit of difference
+
+
+def test_numpy_gather_equals_numba_kernel(model: LatencyModel) -> None:
+    """The numpy gather (serving while numba loads) adds in the kernel's order: same bits."""
+    tt.start_kernel(wait=True)
+    tables = model.proxy.tables
+    genes = _genes(model.space, 700, 4)
+    fast = tables.log_basis(genes)
+    kernel = tt._KERNEL
+    assert kernel is not tt._gather_sum_numpy, "numba kernel did not load"
+    try:
+        tt._KERNEL = tt._gather_sum_numpy
+        np.testing.assert_array_equal(tables.log_basis(genes), fast)
+    finally:
+        tt._KERNEL = kernel
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_threads_change_nothing(
+    model: LatencyModel, threads: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tt, "_PARALLEL_MIN", 1)  # split even small batches
+    tables = model.proxy.tables
+    genes = _genes(model.space, 1000, 6)
+    tt.set_threads(1)
+    one = tables.log_basis(genes)
+    single = tables.log_basis(genes, [1])
+    try:
+        tt.set_threads(threads)
+        np.testing.assert_array_equal(tables.log_basis(genes), one)
+        np.testing.assert_array_equal(tables.log_basis(genes, [1]), single)
+    finally:
+        tt.set_threads(1)
