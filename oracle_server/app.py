@@ -188,6 +188,7 @@ class App:
                 for name in ("", ORACLE_SERVICE):
                     self.health.set(name, SERVING)
                 metrics.READY.set(1)
+            tree_tables.start_kernel()  # after SERVING: numba's import is not on start-up
             syncer = threading.Thread(target=self._sync_loop, name="oracle-sync", daemon=True)
             syncer.start()
             self._threads.append(syncer)

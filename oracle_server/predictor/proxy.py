@@ -23,6 +23,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -93,10 +94,23 @@ class Proxy:
         self.devices = tuple(devices)
         self.config = config
         self.train_rows = np.asarray(train_rows, dtype=np.int64)
-        self._models = models
+        self._model_list: list | None = models
+        self._model_loader = None  # loads the models on first use (see ``load``)
+        self._model_lock = threading.Lock()
         self.linear_weights = linear_weights
         self.log_linear_weights = log_linear_weights
         self.tables = None  # TreeTables: exact fast form of an lgbm proxy (or None)
+
+    @property
+    def _models(self) -> list:
+        """The tree / MLP models; a loaded LightGBM proxy with tree tables parses its trees
+        only when something needs them (the reference path, re-tabulation)."""
+        if self._model_list is None:
+            with self._model_lock:
+                if self._model_list is None:
+                    assert self._model_loader is not None
+                    self._model_list = self._model_loader()
+        return self._model_list
 
     def build_tables(self) -> None:
         """Tabulate the trees (``tree_tables.py``) and check them against ``predict``;
@@ -178,23 +192,25 @@ class Proxy:
             train_rows, linear = arrays["train_rows"], arrays["linear_weights"]
             log_linear = arrays["log_linear_weights"]
         devices = tuple(meta["devices"])
-        if config.kind == "lgbm":
-            import lightgbm as lgb
-
-            models: list = [
-                lgb.Booster(model_str=(path / f"lgbm_{i:02d}.txt").read_text())
-                for i in range(len(devices))
-            ]
-        else:
-            from safetensors.numpy import load_file
-
-            models = [_mlp_from_state(load_file(str(path / "mlp.safetensors")))]
-        proxy = cls(meta["space"], devices, config, train_rows, models, linear, log_linear)
         from oracle_server.predictor import tree_tables as tt
 
-        if config.kind == "lgbm" and (path / tt.TABLES_FILE).exists():
+        def load_models() -> list:
+            if config.kind == "lgbm":
+                import lightgbm as lgb
+
+                return [lgb.Booster(model_str=(path / f"lgbm_{i:02d}.txt").read_text())
+                        for i in range(len(devices))]
+            from safetensors.numpy import load_file
+
+            return [_mlp_from_state(load_file(str(path / "mlp.safetensors")))]
+
+        lazy = config.kind == "lgbm" and (path / tt.TABLES_FILE).exists()
+        proxy = cls(meta["space"], devices, config, train_rows,
+                    None if lazy else load_models(), linear, log_linear)
+        if lazy:
             from oracle_server.spaces import get_space
 
+            proxy._model_loader = load_models
             proxy.tables = tt.TreeTables.load(get_space(proxy.space), path / tt.TABLES_FILE)
         return proxy
 

@@ -217,7 +217,6 @@ class TreeTables:
         self.tables = [np.ascontiguousarray(a, dtype=np.float64) for a in tables]
         self.w_extra = np.asarray(w_extra, dtype=np.float64)
         self.w0 = np.asarray(w0, dtype=np.float64)
-        start_kernel()
 
     @property
     def num_devices(self) -> int:
@@ -241,6 +240,8 @@ class TreeTables:
 
     def log_basis(self, genes: np.ndarray, columns: list[int] | None = None) -> np.ndarray:
         """(n, len(columns)) predicted log latency (log ms) of the basis ``columns``."""
+        if not _KERNEL_STARTED:
+            start_kernel()  # in the background; the numpy gather serves meanwhile
         cols = list(range(self.num_devices)) if columns is None else list(columns)
         xt, extra = self.variables(genes)
         out = np.empty((len(cols), len(genes)))

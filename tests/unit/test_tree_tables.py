@@ -79,6 +79,9 @@ def test_save_load_round_trip(model: LatencyModel, tmp_path: Path) -> None:
                                   model.proxy.tables.log_basis(genes))
     with np.load(tmp_path / "p" / tt.TABLES_FILE, allow_pickle=False) as arrays:
         assert "tables" in arrays.files
+    assert again._model_list is None  # trees parsed only when the reference path needs them
+    feats = model.space.features(genes)
+    np.testing.assert_array_equal(again.predict(feats), model.proxy.predict(feats))
 
 
 def test_old_artifact_gets_tables_on_load(tmp_path: Path) -> None:
