@@ -151,10 +151,11 @@ def _load_kernel() -> None:
         from oracle_server.predictor._tree_kernel import gather_sum
 
         g3 = np.zeros((1, 3), dtype=np.int32)
-        for xt in (np.zeros((1, 1), np.int32), np.zeros((1, 2), np.int32)[:, :1]):
-            # compile (or load from the on-disk cache): whole and sliced batches
-            gather_sum(xt, g3, g3, np.zeros(1, np.int32), np.zeros(1, np.int64), np.zeros(1),
-                       np.zeros(1))
+        for dtype in (np.uint8, np.int32):
+            for xt in (np.zeros((1, 1), dtype), np.zeros((1, 2), dtype)[:, :1]):
+                # compile (or load from the on-disk cache): whole and sliced batches
+                gather_sum(xt, g3, g3, np.zeros(1, np.int32), np.zeros(1, np.int64),
+                           np.zeros(1), np.zeros(1))
         _KERNEL = gather_sum
     except Exception:  # pragma: no cover - numba is a dependency; numpy serves meanwhile
         log.exception("numba kernel unavailable: tree tables use the (slower) numpy gather")
@@ -228,10 +229,14 @@ class TreeTables:
 
     # ------------------------------------------------------------- evaluate
     def variables(self, genes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(V, n) int32 variable values (one row per variable) and (n, C) float64 extras."""
+        """(V, n) variable values (one row per variable; uint8 when they fit, ~12% faster
+        gathers than int32) and (n, C) float64 extra features."""
         extra = extra_features(self.space, genes).astype(np.float64)
         g = genes.shape[1]
-        xt = np.empty((g + len(self.thresholds) + 1, len(genes)), dtype=np.int32)
+        small = int(self.space.cardinalities.max()) < 255 and all(
+            len(t) < 255 for t in self.thresholds)
+        xt = np.empty((g + len(self.thresholds) + 1, len(genes)),
+                      dtype=np.uint8 if small else np.int32)
         xt[:g] = effective_genes(self.space, genes).T
         for i, thr in enumerate(self.thresholds):
             xt[g + i] = np.searchsorted(thr, extra[:, i], side="left")
