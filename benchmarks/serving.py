@@ -3,7 +3,7 @@
 Everything runs on loopback in ONE run, each server in its own subprocess (the client's GIL
 is separate from the server's, as in production):
 
-* the oracle (``python -m oracle_server serve``, NAS-Bench-201 + FBNet, proxy artifacts from
+* the oracle (``python -m oracle_server serve``, NAS-Bench-201, FBNet, OFA; proxy artifacts from
   ``--cache-dir``, built once if missing, not timed);
 * a raw gRPC echo server (generic handler, same thread pool size, no interceptor, no
   protobuf): it receives a payload of the same size as the Rank request and answers with as
@@ -18,8 +18,12 @@ Measured:
   make a repeated payload look fast. Up to ``--calls`` calls per row within ``--budget-s``
   seconds; the ``calls`` column says how many were made.
 * the echo floor for the same request/response sizes;
+* Rank of 10k architectures for devices REGISTERED over RPC from 10 measurements (a non-test
+  table device's latencies with noise, and made-up latencies): whatever head kind selection
+  picks is timed (``head_kind`` in the JSON);
 * throughput (architectures/s) of NAS-Bench-201 10k x 1-device Ranks through the SDK
-  (``OracleClient.rank``) with 1, 4, 8, 16 concurrent client PROCESSES;
+  (``OracleClient.rank``) with 1, 4, 8, 16 concurrent client PROCESSES, and of FBNet (fresh
+  architectures per call) with 1 and 8;
 * RegisterDevice (head fit + registry write) with 10 measurements, end to end;
 * cold start: process start to health SERVING with the proxy artifacts cached (median);
 * server RSS after warm-up (``/proc/<pid>/status`` VmRSS; VmHWM = peak).
@@ -55,11 +59,16 @@ if str(ROOT) not in sys.path:
 import grpc  # noqa: E402
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
 
-SPACES = ("nasbench201", "fbnet")
+SPACES = ("nasbench201", "fbnet", "ofa_mbv3")
 SIZES = (1, 100, 1_000, 10_000, 100_000)
 DEVICE_COUNTS = (1, 6)
 CONCURRENCY = (1, 4, 8, 16)
 THROUGHPUT_SPACE, THROUGHPUT_BATCH = "nasbench201", 10_000
+OPEN_THROUGHPUT = ("fbnet", (1, 8))  # open-space throughput rows (proxy evaluated per call)
+# Registered-device rows: devices registered over RPC from 10 measurements, as users do.
+# Measurements come from a non-test table device (with 10% noise) or are made up; never from
+# the HELP test devices.
+REGISTER_SOURCE = {"fbnet": "samsung_a50", "ofa_mbv3": "v100_32"}
 RANK_METHOD = "/latency_oracle.v1.LatencyOracle/Rank"
 ECHO_METHOD = "/bench.Echo/Echo"
 MAX_MESSAGE = 256 * 1024 * 1024
@@ -71,6 +80,12 @@ TARGETS = {  # name -> (limit, unit); "<=" unless noted
     "rank_nasbench201_10k_1dev_p50_ms": 5.0,
     "rank_nasbench201_100k_1dev_p50_ms": 40.0,
     "rank_fbnet_10k_1dev_p50_ms": 15.0,
+    "rank_fbnet_10k_registered_p50_ms": 5.0,  # every registered row (any head kind)
+    "rank_fbnet_10k_6dev_p50_ms": 15.0,
+    "rank_fbnet_100k_1dev_p50_ms": 40.0,
+    "rank_ofa_mbv3_100k_1dev_p50_ms": 40.0,
+    "throughput_fbnet_8_clients_archs_per_s": 2_000_000.0,  # >=
+    "rank_nasbench201_10k_1dev_x_floor": 2.0,
     "throughput_8_clients_archs_per_s": 2_000_000.0,  # >=
     "register_10_samples_p50_ms": 50.0,
     "cold_start_s": 3.0,
@@ -308,15 +323,18 @@ def bench_sdk(oracle_port: int, calls: int) -> dict:
 
 
 # ----------------------------------------------------------------------- throughput
-def _throughput_worker(port: int, seed: int, ready, start, stop_at, out) -> None:
+def _throughput_worker(port: int, seed: int, ready, start, stop_at, out,
+                       space_name: str = THROUGHPUT_SPACE) -> None:
     from client_sdk import OracleClient
     from oracle_server.spaces import get_space
 
-    space = get_space(THROUGHPUT_SPACE)
+    space = get_space(space_name)
     device = space.table.devices[seed % 6]
-    genes = [space.sample(THROUGHPUT_BATCH, seed * 100 + i) for i in range(4)]
+    # fresh architectures per call where the space is open (no repeats in 9^22)
+    genes = [space.sample(THROUGHPUT_BATCH, seed * 100 + i)
+             for i in range(4 if space_name == "nasbench201" else 40)]
     with OracleClient(f"127.0.0.1:{port}", timeout_s=60) as c:
-        c.rank(THROUGHPUT_SPACE, genes[0], device)  # connect + warm
+        c.rank(space_name, genes[0], device)  # connect + warm
         ready.release()
         start.wait()
         n = calls = 0
@@ -325,7 +343,7 @@ def _throughput_worker(port: int, seed: int, ready, start, stop_at, out) -> None
         t0 = time.time()
         while time.time() < t_end:
             t1 = time.perf_counter()
-            res = c.rank(THROUGHPUT_SPACE, genes[calls % 4], device)
+            res = c.rank(space_name, genes[calls % len(genes)], device)
             lat.append(time.perf_counter() - t1)
             n += res.num_architectures
             calls += 1
@@ -333,12 +351,14 @@ def _throughput_worker(port: int, seed: int, ready, start, stop_at, out) -> None
                  "p50_ms": pct(lat, 50) * 1e3})
 
 
-def bench_throughput(port: int, clients: int, duration_s: float) -> dict:
+def bench_throughput(port: int, clients: int, duration_s: float,
+                     space: str = THROUGHPUT_SPACE) -> dict:
     ctx = mp.get_context("spawn")
     ready, start = ctx.Semaphore(0), ctx.Event()
     stop_at, out = ctx.Value("d", 0.0), ctx.Queue()
     procs = [
-        ctx.Process(target=_throughput_worker, args=(port, i, ready, start, stop_at, out))
+        ctx.Process(target=_throughput_worker,
+                    args=(port, i, ready, start, stop_at, out, space))
         for i in range(clients)
     ]
     for p in procs:
@@ -355,11 +375,67 @@ def bench_throughput(port: int, clients: int, duration_s: float) -> dict:
         p.join(30)
     archs = sum(r["archs"] for r in results)
     return {
-        "clients": clients, "batch": THROUGHPUT_BATCH, "space": THROUGHPUT_SPACE,
+        "clients": clients, "batch": THROUGHPUT_BATCH, "space": space,
         "seconds": wall, "calls": sum(r["calls"] for r in results), "archs": archs,
         "archs_per_s": archs / wall,
         "client_p50_ms": float(np.median([r["p50_ms"] for r in results])),
     }
+
+
+# ------------------------------------------------------------------ registered devices
+def bench_registered(
+    oracle_port: int, echo_port: int, spaces: tuple[str, ...], calls: int, budget_s: float,
+    n: int = 10_000,
+) -> list[dict]:
+    """Rank latency of devices registered over RPC from 10 measurements (as users do):
+    one from a non-test table device's latencies (+-10% noise), one from made-up latencies.
+    Whatever head selection picks (``head_kind``) is what is timed."""
+    from client_sdk import OracleClient
+    from client_sdk import _requests as rq
+    from oracle_server.spaces import get_space
+
+    rows_out = []
+    rng = np.random.default_rng(7)
+    stamp = int(time.time())
+    with OracleClient(f"127.0.0.1:{oracle_port}", timeout_s=60) as c, \
+            grpc.insecure_channel(f"127.0.0.1:{oracle_port}", options=CHANNEL_OPTIONS) as och, \
+            grpc.insecure_channel(f"127.0.0.1:{echo_port}", options=CHANNEL_OPTIONS) as ech:
+        rank = och.unary_unary(RANK_METHOD, _registered_method=False)
+        echo = ech.unary_unary(ECHO_METHOD, _registered_method=False)
+        for space_name in spaces:
+            if space_name not in REGISTER_SOURCE:
+                continue
+            space = get_space(space_name)
+            truth = space.table.device_column(REGISTER_SOURCE[space_name])
+            rows = rng.choice(len(truth), 10, replace=False)
+            genes = space.table.genes[rows]
+            cases = {
+                f"from {REGISTER_SOURCE[space_name]}": truth[rows] * rng.uniform(0.9, 1.1, 10),
+                "made-up latencies": rng.uniform(1.0, 100.0, 10),
+            }
+            for label, lat in cases.items():
+                name = f"bench-{space_name}-{stamp}-{len(rows_out)}"
+                dev = c.register_device(name, space_name, (genes, lat))
+
+                def make(space=space, name=name):
+                    msg, _ = rq.archs_pb(space.sample(n, rng))
+                    return rq.rank_request(
+                        space.name, msg, [name], None, None, False, None
+                    ).SerializeToString()
+
+                times, resp_bytes = timed_calls(rank, make, calls, budget_s, 3)
+                echo_req = resp_bytes.to_bytes(4, "little") + bytes(max(len(make()) - 4, 0))
+                floor, _ = timed_calls(echo, lambda e=echo_req: e, calls, budget_s, 5)
+                row = {"space": space_name, "archs": n, "devices": 1, "registered": label,
+                       "head_kind": dev.head_kind, "calls": len(times),
+                       "p50_ms": pct(times, 50) * 1e3, "p99_ms": pct(times, 99) * 1e3,
+                       "floor_p50_ms": pct(floor, 50) * 1e3}
+                row["ratio_p50"] = row["p50_ms"] / row["floor_p50_ms"]
+                rows_out.append(row)
+                print(f"  {space_name:12s} {n:>7d} x registered ({label}, head {dev.head_kind}): "
+                      f"p50 {row['p50_ms']:8.2f} ms  floor {row['floor_p50_ms']:6.2f} ms",
+                      flush=True)
+    return rows_out
 
 
 # ---------------------------------------------------------------------------- other
@@ -392,8 +468,27 @@ def check_targets(res: dict) -> list[dict]:
                 return r["p50_ms"]
         return float("nan")
 
-    tp8 = [t["archs_per_s"] for t in res["throughput"] if t["clients"] == 8]
+    def rank_row(space: str, n: int, nd: int) -> dict | None:
+        for r in res["rank"]:
+            if r["space"] == space and r["archs"] == n and r["devices"] == nd:
+                return r
+        return None
+
+    tp8 = [t["archs_per_s"] for t in res["throughput"]
+           if t["clients"] == 8 and t["space"] == THROUGHPUT_SPACE]
+    tp8_open = [t["archs_per_s"] for t in res.get("throughput_open", []) if t["clients"] == 8]
+    reg = [r["p50_ms"] for r in res.get("registered", []) if r["space"] == "fbnet"]
+    nb = rank_row("nasbench201", 10_000, 1)
+    f6, f100, o100 = (rank_row("fbnet", 10_000, 6), rank_row("fbnet", 100_000, 1),
+                      rank_row("ofa_mbv3", 100_000, 1))
+    nan = float("nan")
     values = {
+        "rank_fbnet_10k_registered_p50_ms": max(reg) if reg else nan,
+        "rank_fbnet_10k_6dev_p50_ms": f6["p50_ms"] if f6 else nan,
+        "rank_fbnet_100k_1dev_p50_ms": f100["p50_ms"] if f100 else nan,
+        "rank_ofa_mbv3_100k_1dev_p50_ms": o100["p50_ms"] if o100 else nan,
+        "throughput_fbnet_8_clients_archs_per_s": tp8_open[0] if tp8_open else nan,
+        "rank_nasbench201_10k_1dev_x_floor": nb["ratio_p50"] if nb else nan,
         "rank_nasbench201_10k_1dev_p50_ms": rank_p50("nasbench201", 10_000),
         "rank_nasbench201_100k_1dev_p50_ms": rank_p50("nasbench201", 100_000),
         "rank_fbnet_10k_1dev_p50_ms": rank_p50("fbnet", 10_000),
@@ -430,10 +525,14 @@ def print_report(res: dict) -> None:
     s = res["sdk"]
     print(f"SDK OracleClient.rank, NB201 10k x 1: p50 {s['p50_ms']:.2f} ms, p99 "
           f"{s['p99_ms']:.2f} ms ({s['calls']} calls)")
-    print(f"\nThroughput ({THROUGHPUT_SPACE} {THROUGHPUT_BATCH} archs x 1 device per Rank, "
-          "SDK, one process per client)")
-    for t in res["throughput"]:
-        print(f"  {t['clients']:>2d} clients: {t['archs_per_s']:>12,.0f} archs/s "
+    for r in res.get("registered", []):
+        print(f"{r['space']:12s} {r['archs']:>7d} x 1 registered ({r['registered']}, head "
+              f"{r['head_kind']}): p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms, floor "
+              f"{r['floor_p50_ms']:.2f} ms, x{r['ratio_p50']:.1f} ({r['calls']} calls)")
+    print(f"\nThroughput ({THROUGHPUT_BATCH} archs x 1 table device per Rank, SDK, one "
+          "process per client; open spaces: fresh architectures per call)")
+    for t in res["throughput"] + res.get("throughput_open", []):
+        print(f"  {t['space']:12s} {t['clients']:>2d} clients: {t['archs_per_s']:>12,.0f} archs/s "
               f"({t['calls']} calls in {t['seconds']:.1f} s, "
               f"client p50 {t['client_p50_ms']:.1f} ms)")
     r = res["register"]
@@ -510,6 +609,7 @@ def main(argv: list[str] | None = None) -> int:
             assert oracle is not None
             print("Rank latency:", flush=True)
             res["rank"] = bench_rank(oracle.port, echo.port, spaces, sizes, calls, budget)
+            res["registered"] = bench_registered(oracle.port, echo.port, spaces, calls, budget)
             res["sdk"] = bench_sdk(oracle.port, 30 if quick else 100)
             res["server_memory"] = {"rss_after_warmup_mb": proc_status_mb(oracle.pid, "VmRSS")}
             res["register"] = bench_register(oracle.port, 10 if quick else 50)
@@ -519,6 +619,13 @@ def main(argv: list[str] | None = None) -> int:
                 res["throughput"].append(bench_throughput(oracle.port, k, duration))
                 print(f"  {k:>2d} clients: {res['throughput'][-1]['archs_per_s']:,.0f} archs/s",
                       flush=True)
+            res["throughput_open"] = []
+            if OPEN_THROUGHPUT[0] in spaces:
+                for k in OPEN_THROUGHPUT[1]:
+                    res["throughput_open"].append(
+                        bench_throughput(oracle.port, k, duration, OPEN_THROUGHPUT[0]))
+                    print(f"  {OPEN_THROUGHPUT[0]} {k:>2d} clients: "
+                          f"{res['throughput_open'][-1]['archs_per_s']:,.0f} archs/s", flush=True)
             res["server_memory"]["rss_end_mb"] = proc_status_mb(oracle.pid, "VmRSS")
             res["server_memory"]["hwm_end_mb"] = proc_status_mb(oracle.pid, "VmHWM")
     finally:

@@ -23,7 +23,7 @@ from oracle_server.errors import NotFound
 from oracle_server.interceptors import ORACLE_SERVICE, OracleInterceptor
 from oracle_server.logs import setup_logging
 from oracle_server.oracle import Oracle
-from oracle_server.predictor import LatencyModel, build_model
+from oracle_server.predictor import LatencyModel, build_model, tree_tables
 from oracle_server.registry import Registry
 from oracle_server.servicer import OracleServicer
 from oracle_server.settings import Settings
@@ -172,6 +172,7 @@ class App:
         try:
             s = self.settings
             models = self.models if self.models is not None else load_models(s)
+            tree_tables.set_threads(s.rank_threads)
             self.registry = Registry(s.resolved_database_url)
             oracle = Oracle(
                 models,
@@ -187,6 +188,7 @@ class App:
                 for name in ("", ORACLE_SERVICE):
                     self.health.set(name, SERVING)
                 metrics.READY.set(1)
+            tree_tables.start_kernel()  # after SERVING: numba's import is not on start-up
             syncer = threading.Thread(target=self._sync_loop, name="oracle-sync", daemon=True)
             syncer.start()
             self._threads.append(syncer)

@@ -252,9 +252,11 @@ class Oracle:
             if start:
                 _check_cancel(is_cancelled)
             g = genes[start : start + _PREDICT_CHUNK]
-            features = model.features(g)
+            features = None
+            if not feature_free or model.basis_reads_features:
+                features = model.features(g)
             basis = model.basis(g, features, columns=wanted)
-            if feature_free:
+            if features is None or feature_free:
                 head_features = np.empty((g.shape[0], 0))  # not read: skip the float64 copy
             else:
                 head_features = features.astype(np.float64)

@@ -71,6 +71,10 @@ class Settings:
         default=True,
         metadata={"help": "keep multi-MB message buffers on the glibc heap (faster big Ranks)"},
     )
+    rank_threads: int = field(
+        default=2,
+        metadata={"help": "threads evaluating one Rank's proxy tables (open spaces); 1 = none"},
+    )
     spaces: tuple[str, ...] = field(
         default=("nasbench201", "fbnet", "ofa_mbv3"), metadata={"help": "search spaces to serve"}
     )
@@ -78,7 +82,7 @@ class Settings:
     def __post_init__(self) -> None:
         """Reject inconsistent settings at start-up (``oracle-server`` exits 2 on them)."""
         for name in ("workers", "max_concurrent_rpcs", "max_batch", "max_devices_per_request",
-                     "max_message_bytes", "max_measurements"):
+                     "max_message_bytes", "max_measurements", "rank_threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not 0 <= self.port <= 65535 or not -1 <= self.metrics_port <= 65535:

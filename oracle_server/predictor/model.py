@@ -85,22 +85,41 @@ class LatencyModel:
         """(n, D) hardware-agnostic descriptors (``spaces.descriptors``)."""
         return descriptors(self.space.name, genes)
 
+    @property
+    def basis_reads_features(self) -> bool:
+        """False when ``basis`` computes from genes alone (tree tables, or the NB-201 table)."""
+        return self.proxy.tables is None and self._basis_table is None
+
     def basis(
         self,
         genes: np.ndarray,
         features: np.ndarray | None = None,
         columns: Sequence[int] | None = None,
+        reference: bool = False,
     ) -> np.ndarray:
         """(n, B) predicted latency (ms) on the basis devices, vectorised.
 
         ``columns``: the only basis columns the caller reads. With a LightGBM proxy only
         their tree models are evaluated (the others are left at 1.0 ms); the values of the
-        columns computed are the same as without ``columns``.
+        columns computed are the same as without ``columns``. With the proxy's tree tables
+        (``tree_tables.py``; open spaces) the columns come from table gather-sums instead of
+        walking the trees (equal to 1e-9 relative, checked at build; ``features`` unused);
+        ``reference=True`` forces the trees.
         """
         if self._basis_table is not None:
             rows = self.space.table_rows(genes)
             if np.all(rows >= 0):
                 return self._basis_table[rows]
+        tables = self.proxy.tables
+        if tables is not None and not reference and len(genes):
+            cols = sorted(set(columns)) if columns is not None else list(
+                range(len(self.basis_devices)))
+            values = np.exp(tables.log_basis(genes, cols))
+            if len(cols) == len(self.basis_devices):
+                return values
+            out = np.ones((len(genes), len(self.basis_devices)))
+            out[:, cols] = values
+            return out
         feats = self.features(genes) if features is None else features
         proxy = self.proxy
         if columns is None or proxy.config.kind != "lgbm" or len(feats) == 0 or len(
@@ -180,6 +199,8 @@ class LatencyModel:
         if meta["format_version"] != MODEL_FORMAT_VERSION:
             raise ValueError(f"model format {meta['format_version']} != {MODEL_FORMAT_VERSION}")
         proxy = Proxy.load(path / "proxy")
+        if proxy.tables is None and meta["space"] not in PRECOMPUTE_SPACES:
+            proxy.add_tables(path / "proxy")  # an artifact from before the tree tables
         with np.load(path / "model.npz", allow_pickle=False) as arrays:
             costs = arrays["cost_matrix"]
             table = arrays["basis_table"] if "basis_table" in arrays.files else None
@@ -325,6 +346,8 @@ def _train_model(sp: SearchSpace, devices: tuple[str, ...], config: ProxyConfig,
               float(np.sqrt(np.mean((np.log(pred[:, j]) - to_log(truth[:, j])) ** 2))))
           for j, d in enumerate(devices)}
     basis_table = proxy.predict(feats) if sp.name in PRECOMPUTE_SPACES else None
+    if basis_table is None:
+        proxy.build_tables()  # the exact fast form of the trees (open spaces)
     prior = fit_prior(descriptors(sp.name, table.genes[train_rows]),
                       table.latency_ms[train_rows][:, cols])
     model = LatencyModel(sp, proxy, cost_matrix(sp), cv, basis_table, prior)

@@ -11,7 +11,10 @@ Every proxy also carries a per-device *linear* model in milliseconds (ridge on t
 features, ``linear_weights``): AdaProxy's transfer adapts those weights per target.
 
 Artifacts are a directory: ``proxy.json`` (format version, kind, devices, training rows
-hash, configuration), ``proxy_arrays.npz`` (no pickles) and the model files.
+hash, configuration), ``proxy_arrays.npz`` (no pickles) and the model files. A LightGBM
+proxy also carries its exact lookup-table form (``tree_tables.npz``, see ``tree_tables.py``):
+the fast evaluation path of ``LatencyModel.basis``; artifacts written before it get it added
+on their first load.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -89,9 +94,46 @@ class Proxy:
         self.devices = tuple(devices)
         self.config = config
         self.train_rows = np.asarray(train_rows, dtype=np.int64)
-        self._models = models
+        self._model_list: list | None = models
+        self._model_loader = None  # loads the models on first use (see ``load``)
+        self._model_lock = threading.Lock()
         self.linear_weights = linear_weights
         self.log_linear_weights = log_linear_weights
+        self.tables = None  # TreeTables: exact fast form of an lgbm proxy (or None)
+
+    @property
+    def _models(self) -> list:
+        """The tree / MLP models; a loaded LightGBM proxy with tree tables parses its trees
+        only when something needs them (the reference path, re-tabulation)."""
+        if self._model_list is None:
+            with self._model_lock:
+                if self._model_list is None:
+                    assert self._model_loader is not None
+                    self._model_list = self._model_loader()
+        return self._model_list
+
+    def build_tables(self) -> None:
+        """Tabulate the trees (``tree_tables.py``) and check them against ``predict``;
+        a proxy the tables cannot reproduce exactly keeps ``tables = None``."""
+        if self.config.kind != "lgbm":
+            return
+        from oracle_server.predictor import tree_tables as tt
+        from oracle_server.spaces import get_space
+
+        space = get_space(self.space)
+        try:
+            tt.check_features(space, np.concatenate([space.sample(2000, 1), space.table.genes]))
+            tables = tt.build_tables(space, self._models, self.log_linear_weights)
+            err = tt.verify(tables, self.predict, space)
+        except tt.Unsupported as exc:
+            log.warning("%s proxy: no tree tables (%s); the reference path serves", self.space,
+                        exc)
+            return
+        if not err <= tt.VERIFY_RTOL:
+            log.warning("%s proxy: tree tables differ from the trees by %.3g (relative); the "
+                        "reference path serves", self.space, err)
+            return
+        self.tables = tables
 
     # ---------------------------------------------------------------- predict
     def predict_log(self, features: np.ndarray) -> np.ndarray:
@@ -133,6 +175,10 @@ class Proxy:
             from safetensors.numpy import save_file
 
             save_file(_mlp_state(self._models[0]), str(path / "mlp.safetensors"))
+        if self.tables is not None:
+            from oracle_server.predictor.tree_tables import TABLES_FILE
+
+            self.tables.save(path / TABLES_FILE)
         (path / "proxy.json").write_text(json.dumps(meta, indent=2))
 
     @classmethod
@@ -146,18 +192,42 @@ class Proxy:
             train_rows, linear = arrays["train_rows"], arrays["linear_weights"]
             log_linear = arrays["log_linear_weights"]
         devices = tuple(meta["devices"])
-        if config.kind == "lgbm":
-            import lightgbm as lgb
+        from oracle_server.predictor import tree_tables as tt
 
-            models: list = [
-                lgb.Booster(model_str=(path / f"lgbm_{i:02d}.txt").read_text())
-                for i in range(len(devices))
-            ]
-        else:
+        def load_models() -> list:
+            if config.kind == "lgbm":
+                import lightgbm as lgb
+
+                return [lgb.Booster(model_str=(path / f"lgbm_{i:02d}.txt").read_text())
+                        for i in range(len(devices))]
             from safetensors.numpy import load_file
 
-            models = [_mlp_from_state(load_file(str(path / "mlp.safetensors")))]
-        return cls(meta["space"], devices, config, train_rows, models, linear, log_linear)
+            return [_mlp_from_state(load_file(str(path / "mlp.safetensors")))]
+
+        lazy = config.kind == "lgbm" and (path / tt.TABLES_FILE).exists()
+        proxy = cls(meta["space"], devices, config, train_rows,
+                    None if lazy else load_models(), linear, log_linear)
+        if lazy:
+            from oracle_server.spaces import get_space
+
+            proxy._model_loader = load_models
+            proxy.tables = tt.TreeTables.load(get_space(proxy.space), path / tt.TABLES_FILE)
+        return proxy
+
+    def add_tables(self, path: Path) -> None:
+        """Build the tables of a loaded artifact that has none and add them to its directory
+        (best effort: a read-only cache still serves, from the tables in memory)."""
+        from oracle_server.predictor import tree_tables as tt
+
+        self.build_tables()
+        if self.tables is None:
+            return
+        tmp = Path(path) / f".{tt.TABLES_FILE}.{os.getpid()}.npz"
+        try:
+            self.tables.save(tmp)
+            os.replace(tmp, Path(path) / tt.TABLES_FILE)
+        except OSError:
+            log.info("could not add tree tables to %s (read-only?)", path)
 
 
 def train_proxy(

@@ -1,0 +1,460 @@
+"""Exact lookup-table form of the LightGBM proxy, for the open spaces (FBNet, OFA).
+
+The proxy predicts ``log latency = features @ w + sum_t tree_t(features)`` per basis device,
+with trees of at most 4 leaves (3 splits). Every feature is a function of a few *discrete
+variables* of the architecture:
+
+* a one-hot feature ``(gene j, choice c)`` of gene ``j``'s *effective* value (the gene, or
+  one extra value for "inactive": OFA zeroes the one-hot of blocks beyond a stage's depth);
+* a non-one-hot ("extra") feature (log FLOPs, log params, resolution) only through which side
+  of each split threshold it falls: its *bin* among the sorted thresholds the trees use on it
+  (LightGBM's ``max_bin`` bounds their number).
+
+So each tree is a function of at most 3 variables. Trees are grouped by the set of variables
+they read (a group whose set is inside another's joins it) and each group is tabulated over
+the joint values of its variables: the prediction becomes
+
+    log b_k(x) = extra(x) @ w_extra[:, k] + w0_k + sum_g T_{g,k}[code_g(x)]
+
+(the one-hot part of the linear model folds into the tables too): a gather-sum per
+architecture instead of walking 300 trees, and no one-hot feature matrix at all.
+
+The tables are built from the boosters' own tree dumps, checked against ``Booster.predict`` on
+random and table architectures (relative 1e-9 on latency) and saved as ``.npz`` beside the
+proxy; a proxy whose trees use anything else (categorical splits, zero-as-missing on an
+extra feature, features this module cannot reproduce exactly) keeps the reference path.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+TABLES_FORMAT_VERSION = 1
+TABLES_FILE = "tree_tables.npz"
+VERIFY_RTOL = 1e-9
+_ZERO = 1e-35  # LightGBM's kZeroThreshold
+
+
+class Unsupported(ValueError):
+    """The proxy uses something the table form cannot reproduce exactly."""
+
+
+# ----------------------------------------------------------------- variables
+def inactive_mask(space, genes: np.ndarray) -> np.ndarray | None:
+    """(n, g) bool: genes whose one-hot the space's features zero (None: none can be)."""
+    active = getattr(space, "active_mask", None)
+    if active is None:
+        return None
+    from oracle_server.spaces import ofa_mbv3
+
+    if not isinstance(space, ofa_mbv3.OFAMobileNetV3):
+        raise Unsupported(f"unknown inactive-gene rule of space '{space.name}'")
+    act = active(genes)  # (n, 20)
+    mask = np.zeros(genes.shape, dtype=bool)
+    mask[:, ofa_mbv3.KERNEL_GENES] = ~act
+    mask[:, ofa_mbv3.EXPAND_GENES] = ~act
+    return mask
+
+
+def flops_params(space, genes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``space.flops(genes), space.params(genes)``, bit for bit, with flat ``take`` gathers
+    (the same sums in the same order, several times faster than the spaces' 2-D fancy
+    indexing). ``check_features`` compares them with the spaces' own at build time."""
+    from oracle_server.spaces import fbnet, ofa_mbv3
+
+    g = genes.astype(np.int64)
+    if isinstance(space, fbnet.FBNet):
+        macs, params, fixed_m, fixed_p = space._costs
+        idx = g + np.arange(fbnet.NUM_BLOCKS, dtype=np.int64) * len(fbnet.OPS)
+        return (fixed_m + np.take(macs.ravel(), idx).sum(axis=1),
+                fixed_p + np.take(params.ravel(), idx).sum(axis=1))
+    if isinstance(space, ofa_mbv3.OFAMobileNetV3):
+        macs, params, fixed_m, fixed_p = space._costs
+        res = g[:, ofa_mbv3.RES_GENE]
+        nk, ne = len(ofa_mbv3.KERNELS), len(ofa_mbv3.EXPANDS)
+        idx = ((res[:, None] * ofa_mbv3.NUM_BLOCKS + np.arange(ofa_mbv3.NUM_BLOCKS)) * nk
+               + g[:, ofa_mbv3.KERNEL_GENES]) * ne + g[:, ofa_mbv3.EXPAND_GENES]
+        active = space.active_mask(genes)
+        return (fixed_m[res] + (np.take(macs.ravel(), idx) * active).sum(axis=1),
+                fixed_p[res] + (np.take(params.ravel(), idx) * active).sum(axis=1))
+    return space.flops(genes), space.params(genes)
+
+
+def extra_features(space, genes: np.ndarray) -> np.ndarray:
+    """(n, C) float32: the non-one-hot features, as ``space.features`` computes them."""
+    flops, params = flops_params(space, genes)
+    from oracle_server.spaces import ofa_mbv3
+
+    n = len(genes)
+    if isinstance(space, ofa_mbv3.OFAMobileNetV3):
+        out = np.empty((n, 3), dtype=np.float32)
+        res = np.asarray(ofa_mbv3.RESOLUTIONS, dtype=np.float32)[
+            genes[:, ofa_mbv3.RES_GENE].astype(np.int64)]
+        out[:, 0] = (res / 224.0) ** 2
+    else:
+        out = np.empty((n, 2), dtype=np.float32)
+    out[:, -2] = np.log1p(flops)
+    out[:, -1] = np.log1p(params)
+    return out
+
+
+def effective_genes(space, genes: np.ndarray) -> np.ndarray:
+    """(n, g) int32 gene values, ``cardinality`` where the gene's one-hot is zeroed."""
+    eff = genes.astype(np.int32)
+    mask = inactive_mask(space, genes)
+    if mask is not None:
+        eff = np.where(mask, space.cardinalities[None, :].astype(np.int32), eff)
+    return eff
+
+
+def check_features(space, genes: np.ndarray) -> None:
+    """Raise ``Unsupported`` unless (effective genes, extra features) rebuild
+    ``space.features`` bit for bit."""
+    feats = space.features(genes)
+    n_oh = int(space.cardinalities.sum())
+    eff = effective_genes(space, genes)
+    onehot = np.zeros((len(genes), n_oh + 1), dtype=np.float32)
+    offsets = space._one_hot_offsets
+    cols = np.where(eff < space.cardinalities[None, :], eff + offsets[None, :], n_oh)
+    onehot[np.arange(len(genes))[:, None], cols] = 1.0
+    rebuilt = np.concatenate([onehot[:, :n_oh], extra_features(space, genes)], axis=1)
+    if rebuilt.shape != feats.shape or not np.array_equal(rebuilt, feats):
+        raise Unsupported(f"features of space '{space.name}' are not one-hot + extra features")
+
+
+# -------------------------------------------------------------------- kernel
+def _gather_sum_numpy(xt, groups, luts, lut, offsets, table, out):
+    for g in range(groups.shape[0]):
+        code = offsets[g] + lut[luts[g, 0] + xt[groups[g, 0]]]
+        code += lut[luts[g, 1] + xt[groups[g, 1]]]
+        code += lut[luts[g, 2] + xt[groups[g, 2]]]
+        out += table[code]
+
+
+_KERNEL = _gather_sum_numpy  # until the numba kernel is ready (same sums, same order)
+_KERNEL_LOCK = threading.Lock()
+_KERNEL_READY = threading.Event()
+_KERNEL_STARTED = False
+
+
+def _load_kernel() -> None:
+    global _KERNEL
+    try:
+        from oracle_server.predictor._tree_kernel import gather_sum
+
+        g3 = np.zeros((1, 3), dtype=np.int32)
+        for dtype in (np.uint8, np.int32):
+            for xt in (np.zeros((1, 1), dtype), np.zeros((1, 2), dtype)[:, :1]):
+                # compile (or load from the on-disk cache): whole and sliced batches
+                gather_sum(xt, g3, g3, np.zeros(1, np.int32), np.zeros(1, np.int64),
+                           np.zeros(1), np.zeros(1))
+        _KERNEL = gather_sum
+    except Exception:  # pragma: no cover - numba is a dependency; numpy serves meanwhile
+        log.exception("numba kernel unavailable: tree tables use the (slower) numpy gather")
+    finally:
+        _KERNEL_READY.set()
+
+
+def start_kernel(wait: bool = False) -> None:
+    """Load the numba kernel in a background thread (importing numba and loading the cached
+    machine code takes seconds on a busy machine: the server answers with the numpy gather,
+    which adds in the same order, until it is ready). ``wait``: block until done."""
+    global _KERNEL_STARTED
+    with _KERNEL_LOCK:
+        if not _KERNEL_STARTED:
+            _KERNEL_STARTED = True
+            threading.Thread(target=_load_kernel, name="tree-kernel", daemon=True).start()
+    if wait:
+        _KERNEL_READY.wait()
+
+
+_THREADS = 1
+_POOL: ThreadPoolExecutor | None = None
+_PARALLEL_MIN = 20_000  # (architectures x columns) below which one thread does it all
+
+
+def set_threads(threads: int) -> None:
+    """Threads that evaluate one call's tables (the kernel releases the GIL): columns, or
+    halves of the batch for one column, run in parallel. 1: the calling thread only."""
+    global _THREADS, _POOL
+    threads = max(1, int(threads))
+    if threads != _THREADS:
+        old, _POOL = _POOL, (ThreadPoolExecutor(threads - 1, thread_name_prefix="tree-tables")
+                             if threads > 1 else None)
+        _THREADS = threads
+        if old is not None:
+            old.shutdown(wait=False)
+
+
+# -------------------------------------------------------------------- tables
+class TreeTables:
+    """The proxy's log-latency as gather-sums over per-device lookup tables.
+
+    Variables: ``g`` effective genes, then one global bin per extra feature, then a constant
+    0. Device ``k`` reads ``groups[k]`` (G_k, 3) variable indices (padded with the constant);
+    a cell of group ``i`` is ``offsets[k][i] + sum_s lut[k][luts[k][i, s] + value_s]``: the
+    small ``lut`` turns gene values into strides and global bins into the group's own (few)
+    bins, so tables stay small. ``w_extra`` (C, B) and ``w0`` (B,) are the linear part on the
+    extra features.
+    """
+
+    def __init__(self, space, thresholds: list[np.ndarray], groups: list[np.ndarray],
+                 luts: list[np.ndarray], lut: list[np.ndarray], offsets: list[np.ndarray],
+                 tables: list[np.ndarray], w_extra: np.ndarray, w0: np.ndarray) -> None:
+        self.space = space
+        self.thresholds = thresholds
+        self.groups = [np.ascontiguousarray(a, dtype=np.int32) for a in groups]
+        self.luts = [np.ascontiguousarray(a, dtype=np.int32) for a in luts]
+        self.lut = [np.ascontiguousarray(a, dtype=np.int32) for a in lut]
+        self.offsets = [np.ascontiguousarray(a, dtype=np.int64) for a in offsets]
+        self.tables = [np.ascontiguousarray(a, dtype=np.float64) for a in tables]
+        self.w_extra = np.asarray(w_extra, dtype=np.float64)
+        self.w0 = np.asarray(w0, dtype=np.float64)
+
+    @property
+    def num_devices(self) -> int:
+        return len(self.tables)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.nbytes + q.nbytes for t, q in zip(self.tables, self.lut, strict=True))
+
+    # ------------------------------------------------------------- evaluate
+    def variables(self, genes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(V, n) variable values (one row per variable; uint8 when they fit, ~12% faster
+        gathers than int32) and (n, C) float64 extra features."""
+        extra = extra_features(self.space, genes).astype(np.float64)
+        g = genes.shape[1]
+        small = int(self.space.cardinalities.max()) < 255 and all(
+            len(t) < 255 for t in self.thresholds)
+        xt = np.empty((g + len(self.thresholds) + 1, len(genes)),
+                      dtype=np.uint8 if small else np.int32)
+        xt[:g] = effective_genes(self.space, genes).T
+        for i, thr in enumerate(self.thresholds):
+            xt[g + i] = np.searchsorted(thr, extra[:, i], side="left")
+        xt[-1] = 0
+        return xt, extra
+
+    def log_basis(self, genes: np.ndarray, columns: list[int] | None = None) -> np.ndarray:
+        """(n, len(columns)) predicted log latency (log ms) of the basis ``columns``."""
+        if not _KERNEL_STARTED:
+            start_kernel()  # in the background; the numpy gather serves meanwhile
+        cols = list(range(self.num_devices)) if columns is None else list(columns)
+        xt, extra = self.variables(genes)
+        out = np.empty((len(cols), len(genes)))
+        base = extra @ self.w_extra[:, cols] + self.w0[cols]
+        out[:] = base.T
+        n = len(genes)
+        work = [(j, k, 0, n) for j, k in enumerate(cols)]
+        pool, threads = _POOL, _THREADS
+        if pool is None or threads < 2 or n * len(cols) < _PARALLEL_MIN:
+            self._run(xt, out, work)
+            return out.T
+        if len(cols) == 1:  # split the batch
+            step = -(-n // threads)
+            work = [(0, cols[0], a, min(a + step, n)) for a in range(0, n, step)]
+        parts = [work[i::threads] for i in range(threads)]
+        futures = [pool.submit(self._run, xt, out, part) for part in parts[1:] if part]
+        self._run(xt, out, parts[0])
+        for f in futures:
+            f.result()
+        return out.T
+
+    def _run(self, xt: np.ndarray, out: np.ndarray, work: list) -> None:
+        for j, k, a, b in work:
+            x = xt if (a, b) == (0, xt.shape[1]) else xt[:, a:b]
+            _KERNEL(x, self.groups[k], self.luts[k], self.lut[k], self.offsets[k],
+                         self.tables[k], out[j, a:b])
+
+    # -------------------------------------------------------------- persist
+    def save(self, path: Path) -> None:
+        def cat(arrs: list[np.ndarray]) -> np.ndarray:
+            return np.concatenate(arrs) if arrs else np.zeros(0)
+
+        np.savez(
+            path, format_version=np.array(TABLES_FORMAT_VERSION),
+            num_groups=np.array([len(a) for a in self.groups]),
+            num_lut=np.array([len(a) for a in self.lut]),
+            num_cells=np.array([len(a) for a in self.tables]),
+            groups=cat(self.groups), luts=cat(self.luts), lut=cat(self.lut),
+            offsets=cat(self.offsets), tables=cat(self.tables), w_extra=self.w_extra,
+            w0=self.w0, num_thresholds=np.array([len(t) for t in self.thresholds], np.int64),
+            thresholds=cat(self.thresholds),
+        )
+
+    @classmethod
+    def load(cls, space, path: Path) -> TreeTables:
+        with np.load(path, allow_pickle=False) as a:
+            if int(a["format_version"]) != TABLES_FORMAT_VERSION:
+                raise ValueError("tree tables format mismatch")
+
+            def split(name: str, counts: str) -> list[np.ndarray]:
+                return list(np.split(a[name], np.cumsum(a[counts])[:-1]))
+
+            return cls(space, split("thresholds", "num_thresholds"),
+                       split("groups", "num_groups"), split("luts", "num_groups"),
+                       split("lut", "num_lut"), split("offsets", "num_groups"),
+                       split("tables", "num_cells"), a["w_extra"], a["w0"])
+
+
+# --------------------------------------------------------------------- build
+def _walk(node: dict, out: list) -> None:
+    if "leaf_value" in node:
+        return
+    out.append(node)
+    _walk(node["left_child"], out)
+    _walk(node["right_child"], out)
+
+
+def build_tables(space, boosters: list, log_linear_weights: np.ndarray) -> TreeTables:
+    """Tabulate ``boosters`` (one per basis device) + the log-linear part exactly."""
+    start = time.perf_counter()
+    g = space.num_genes
+    cards = space.cardinalities.astype(np.int64)
+    n_oh = int(cards.sum())
+    gene_of = np.repeat(np.arange(g), cards)
+    offsets_oh = space._one_hot_offsets
+    inactive_possible = inactive_mask(space, space.table.genes[:1]) is not None
+    var_cards = [int(c) for c in cards + (1 if inactive_possible else 0)]
+    dumps = []
+    for b in boosters:
+        trees = []
+        for t in b.dump_model()["tree_info"]:
+            nodes: list = []
+            _walk(t["tree_structure"], nodes)
+            trees.append((t["tree_structure"], nodes))
+        dumps.append(trees)
+    w = np.asarray(log_linear_weights, dtype=np.float64)
+    n_extra = w.shape[0] - 1 - n_oh
+    thr_sets: list[set[float]] = [set() for _ in range(n_extra)]
+    for trees in dumps:
+        for _, nodes in trees:
+            for nd in nodes:
+                if nd["decision_type"] != "<=":
+                    raise Unsupported(f"decision type {nd['decision_type']}")
+                f = int(nd["split_feature"])
+                if f >= n_oh:
+                    if nd["missing_type"] == "Zero":
+                        raise Unsupported("zero-as-missing split on a non-one-hot feature")
+                    thr_sets[f - n_oh].add(float(nd["threshold"]))
+    thresholds = [np.array(sorted(s), dtype=np.float64) for s in thr_sets]
+    var_cards += [len(t) + 1 for t in thresholds] + [1]
+    const = len(var_cards) - 1
+
+    def variable_of(f: int) -> int:
+        return int(gene_of[f]) if f < n_oh else g + (f - n_oh)
+
+    def global_pos(nd: dict) -> int:  # index of an extra split's threshold among all
+        f = int(nd["split_feature"])
+        return int(np.searchsorted(thresholds[f - n_oh], float(nd["threshold"])))
+
+    def go_left(nd: dict, vals: np.ndarray, local: dict[int, np.ndarray]) -> np.ndarray:
+        f, thr = int(nd["split_feature"]), float(nd["threshold"])
+        if f >= n_oh:  # local bin b: x above exactly b of the group's thresholds
+            v = g + f - n_oh
+            return vals[v] <= int(np.searchsorted(local[v], global_pos(nd)))
+        j = gene_of[f]
+        x = (vals[j] == f - offsets_oh[j]).astype(np.float64)
+        left = x <= thr
+        if nd["missing_type"] == "Zero":
+            left = np.where(np.abs(x) <= _ZERO, bool(nd["default_left"]), left)
+        return left
+
+    def evaluate(nd: dict, vals: np.ndarray, local: dict[int, np.ndarray]) -> np.ndarray:
+        if "leaf_value" in nd:
+            return np.full(vals.shape[1], float(nd["leaf_value"]))
+        return np.where(go_left(nd, vals, local), evaluate(nd["left_child"], vals, local),
+                        evaluate(nd["right_child"], vals, local))
+
+    all_groups, all_luts, all_lut, all_offsets, all_tables = [], [], [], [], []
+    for k, trees in enumerate(dumps):
+        sets = [frozenset(variable_of(int(nd["split_feature"])) for nd in nodes)
+                for _, nodes in trees]
+        if max((len(s) for s in sets), default=0) > 3:
+            raise Unsupported("a tree reads more than 3 variables")
+        kept: list[frozenset] = []
+        for s in sorted({*sets, *(frozenset([j]) for j in range(g))},
+                        key=lambda s: (-len(s), sorted(s))):
+            if s and not any(s < q for q in kept):
+                kept.append(s)
+        if not kept:
+            kept = [frozenset([0])]
+        index = {s: i for i, s in enumerate(kept)}
+
+        def home(s: frozenset, kept=kept, index=index) -> int:
+            if s not in index:
+                index[s] = min((i for i, q in enumerate(kept) if s <= q),
+                               key=lambda i: int(np.prod([var_cards[v] for v in kept[i]])))
+            return index[s]
+
+        homes = [home(s) if s else 0 for s in sets]
+        # each group's own thresholds (global positions) per extra variable
+        local: list[dict[int, set[int]]] = [{v: set() for v in q if v >= g} for q in kept]
+        for i, (_, nodes) in zip(homes, trees, strict=True):
+            for nd in nodes:
+                if int(nd["split_feature"]) >= n_oh:
+                    local[i][variable_of(int(nd["split_feature"]))].add(global_pos(nd))
+        local_arr = [{v: np.array(sorted(p), dtype=np.int64) for v, p in d.items()}
+                     for d in local]
+        lut: list[int] = [0]  # entry 0: the constant variable's zero
+        groups = np.full((len(kept), 3), const, dtype=np.int64)
+        luts = np.zeros((len(kept), 3), dtype=np.int64)
+        grids, sizes = [], []
+        for i, q in enumerate(kept):
+            vs = sorted(q)
+            groups[i, : len(vs)] = vs
+            c = [var_cards[v] if v < g else len(local_arr[i][v]) + 1 for v in vs]
+            for p, v in enumerate(vs):
+                stride = int(np.prod(c[p + 1 :]))
+                luts[i, p] = len(lut)
+                if v < g:
+                    lut.extend(int(x) * stride for x in range(var_cards[v]))
+                else:  # global bin -> the group's bin
+                    gb = np.arange(var_cards[v])
+                    lut.extend(int(x) * stride
+                               for x in np.searchsorted(local_arr[i][v], gb, side="left"))
+            vals = np.zeros((len(var_cards), int(np.prod(c))), dtype=np.int64)
+            vals[vs] = np.indices(c).reshape(len(vs), -1)
+            grids.append(vals)
+            sizes.append(vals.shape[1])
+        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+        table = np.zeros(int(np.sum(sizes)))
+        for j in range(g):  # one-hot linear weights of gene j
+            i = home(frozenset([j]))
+            v = grids[i][j]
+            table[offsets[i] : offsets[i] + sizes[i]] += np.where(
+                v < cards[j], w[offsets_oh[j] + np.minimum(v, cards[j] - 1), k], 0.0)
+        for s, i, (tree, _) in zip(sets, homes, trees, strict=True):
+            if not s:  # a single leaf: a constant, added once per architecture
+                table[offsets[0] : offsets[0] + sizes[0]] += float(tree["leaf_value"])
+                continue
+            table[offsets[i] : offsets[i] + sizes[i]] += evaluate(tree, grids[i],
+                                                                  local_arr[i])
+        all_groups.append(groups)
+        all_luts.append(luts)
+        all_lut.append(np.array(lut, dtype=np.int64))
+        all_offsets.append(offsets)
+        all_tables.append(table)
+    out = TreeTables(space, thresholds, all_groups, all_luts, all_lut, all_offsets, all_tables,
+                     w[n_oh:-1], w[-1].copy())
+    log.info("tabulated %s proxy: %d groups per device, %.1f MB, %.1f s", space.name,
+             int(np.mean([len(q) for q in all_groups])), out.nbytes / 2**20,
+             time.perf_counter() - start)
+    return out
+
+
+def verify(tables: TreeTables, reference, space, n_random: int = 2000, seed: int = 0) -> float:
+    """Max relative latency difference between the tables and ``reference(features)`` (the
+    proxy's ``predict``) on random and table architectures."""
+    genes = np.concatenate([space.sample(n_random, seed), space.table.genes[:n_random]])
+    ref = reference(space.features(genes))
+    got = np.exp(tables.log_basis(genes))
+    return float(np.max(np.abs(got - ref) / np.abs(ref)))

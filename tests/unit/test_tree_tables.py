@@ -1,0 +1,191 @@
+"""Tree tables (``predictor/tree_tables.py``): the exact fast form of the LightGBM proxy.
+
+The reference is the proxy itself (``Proxy.predict`` = LightGBM ``Booster.predict`` + the
+log-linear part): the tables must agree to 1e-9 relative on random and table architectures,
+for every column and column subset, through save/load, and in Rank.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from oracle_server import oracle as oracle_mod
+from oracle_server.oracle import Oracle
+from oracle_server.predictor import LatencyModel, ProxyConfig, build_model
+from oracle_server.predictor import tree_tables as tt
+from oracle_server.predictor.proxy import Proxy, train_proxy
+from oracle_server.spaces import get_space
+
+# small but real: 4-leaf trees as the default proxy, few rounds, non-test devices only
+FAST = ProxyConfig(num_rounds=40)
+DEVICES = {
+    "fbnet": ("1080ti_1", "2080ti_32", "silver_4114", "titan_rtx_1"),
+    "ofa_mbv3": ("2080ti_1", "titan_xp_32", "v100_64"),
+}
+RTOL = 1e-9
+
+
+def _genes(space, n: int = 1500, seed: int = 3) -> np.ndarray:
+    return np.concatenate([space.sample(n, seed), space.table.genes[:n]])
+
+
+@pytest.fixture(scope="module", params=sorted(DEVICES))
+def model(request: pytest.FixtureRequest) -> LatencyModel:
+    m = build_model(request.param, basis_devices=DEVICES[request.param], config=FAST)
+    assert m.proxy.tables is not None, "the default proxy form must be tabulated"
+    return m
+
+
+def test_tables_equal_the_trees(model: LatencyModel) -> None:
+    genes = _genes(model.space)
+    fast = model.basis(genes)
+    ref = model.basis(genes, model.features(genes), reference=True)
+    np.testing.assert_allclose(fast, ref, rtol=RTOL, atol=0)
+    assert not np.array_equal(fast[:, 0], fast[:, 1])  # columns are distinct devices
+
+
+def test_column_subsets_equal_the_trees(model: LatencyModel) -> None:
+    genes = _genes(model.space, 500, 9)
+    ref = model.proxy.predict(model.features(genes))
+    part = model.basis(genes, columns=[2, 0])
+    np.testing.assert_allclose(part[:, [0, 2]], ref[:, [0, 2]], rtol=RTOL, atol=0)
+    assert np.all(np.delete(part, [0, 2], axis=1) == 1.0)
+
+
+def test_non_canonical_ofa_genes() -> None:
+    """Inactive OFA blocks: their kernel/expand genes do not change the prediction."""
+    m = build_model("ofa_mbv3", basis_devices=DEVICES["ofa_mbv3"], config=FAST)
+    sp = m.space
+    genes = sp.sample(400, 5)
+    odd = genes.copy()
+    inactive = tt.inactive_mask(sp, genes)
+    assert inactive.any()
+    rng = np.random.default_rng(0)
+    odd[inactive] = rng.integers(0, 3, inactive.sum())
+    np.testing.assert_allclose(m.basis(odd), m.basis(odd, reference=True), rtol=RTOL, atol=0)
+    np.testing.assert_allclose(m.basis(odd), m.basis(genes), rtol=RTOL, atol=0)
+
+
+def test_save_load_round_trip(model: LatencyModel, tmp_path: Path) -> None:
+    model.proxy.save(tmp_path / "p")
+    assert (tmp_path / "p" / tt.TABLES_FILE).exists()
+    again = Proxy.load(tmp_path / "p")
+    assert again.tables is not None
+    genes = _genes(model.space, 300)
+    np.testing.assert_array_equal(again.tables.log_basis(genes),
+                                  model.proxy.tables.log_basis(genes))
+    with np.load(tmp_path / "p" / tt.TABLES_FILE, allow_pickle=False) as arrays:
+        assert "tables" in arrays.files
+    assert again._model_list is None  # trees parsed only when the reference path needs them
+    feats = model.space.features(genes)
+    np.testing.assert_array_equal(again.predict(feats), model.proxy.predict(feats))
+
+
+def test_old_artifact_gets_tables_on_load(tmp_path: Path) -> None:
+    m = build_model("fbnet", basis_devices=DEVICES["fbnet"][:2], config=FAST,
+                    cache_dir=tmp_path)
+    (target,) = [p for p in tmp_path.iterdir() if p.name.startswith("fbnet-")]
+    (target / "proxy" / tt.TABLES_FILE).unlink()  # as written before the tables existed
+    again = build_model("fbnet", basis_devices=DEVICES["fbnet"][:2], config=FAST,
+                        cache_dir=tmp_path)
+    assert again.proxy.tables is not None
+    assert (target / "proxy" / tt.TABLES_FILE).exists()
+    genes = _genes(m.space, 200)
+    np.testing.assert_allclose(again.basis(genes), m.basis(genes, reference=True),
+                               rtol=RTOL, atol=0)
+
+
+def test_deeper_trees_fall_back_to_the_trees() -> None:
+    """Trees reading more than 3 variables are not tabulated; the reference path serves."""
+    sp = get_space("fbnet")
+    rows = np.arange(1500)
+    cols = [sp.table.devices.index(d) for d in DEVICES["fbnet"][:2]]
+    proxy = train_proxy(sp.name, sp.features(sp.table.genes[rows]),
+                        sp.table.latency_ms[rows][:, cols], DEVICES["fbnet"][:2], rows,
+                        ProxyConfig(num_rounds=20, num_leaves=31, min_data_in_leaf=2))
+    proxy.build_tables()
+    assert proxy.tables is None
+    with pytest.raises(tt.Unsupported):
+        tt.build_tables(sp, proxy._models, proxy.log_linear_weights)
+
+
+def test_verify_detects_a_wrong_table(model: LatencyModel) -> None:
+    tables = model.proxy.tables
+    assert tt.verify(tables, model.proxy.predict, model.space, 300) <= RTOL
+    saved = tables.tables[1].copy()
+    try:
+        tables.tables[1][:] += 1e-3
+        assert tt.verify(tables, model.proxy.predict, model.space, 300) > 1e-4
+    finally:
+        tables.tables[1][:] = saved
+
+
+def test_rank_with_registered_head_matches_reference(
+    model: LatencyModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sp = model.space
+    oracle = Oracle({sp.name: model})
+    rows = np.random.default_rng(2).choice(len(sp.table.genes), 10, replace=False)
+    truth = sp.table.latency_ms[rows, sp.table.devices.index(sp.table.devices[-1])]
+    head = model.fit_head(sp.table.genes[rows], truth)
+    dev = oracle_mod.Device(sp.name, "reg", oracle_mod.REGISTERED, head)
+    oracle._devices = {**oracle._devices, (sp.name, "reg"): dev}
+    names = ["reg", model.basis_devices[0]]
+    batch = sp.sample(3000, 8)
+    fast = oracle.rank(sp.name, batch, names, return_uncertainty=True)
+    feats = model.features(batch)
+    basis = model.basis(batch, feats, reference=True)
+    for r in fast.rankings:
+        want = r.device.head.predict(basis, feats.astype(np.float64), model.descriptors(batch))
+        np.testing.assert_allclose(r.latency_ms, want.latency_ms.astype(np.float32),
+                                   rtol=1e-6)
+    monkeypatch.setattr(oracle_mod, "_PREDICT_CHUNK", 1000)  # chunking changes nothing
+    again = oracle.rank(sp.name, batch, names, return_uncertainty=True)
+    for a, b in zip(fast.rankings, again.rankings, strict=True):
+        np.testing.assert_array_equal(a.latency_ms, b.latency_ms)
+
+
+@pytest.mark.parametrize("name", sorted(DEVICES))
+def test_flops_params_bit_identical_to_the_space(name: str) -> None:
+    sp = get_space(name)
+    genes = np.concatenate([sp.sample(5000, 11), sp.table.genes])
+    flops, params = tt.flops_params(sp, genes)
+    np.testing.assert_array_equal(flops, sp.flops(genes))
+    np.testing.assert_array_equal(params, sp.params(genes))
+    tt.check_features(sp, genes)  # raises Unsupported on any bit of difference
+
+
+def test_numpy_gather_equals_numba_kernel(model: LatencyModel) -> None:
+    """The numpy gather (serving while numba loads) adds in the kernel's order: same bits."""
+    tt.start_kernel(wait=True)
+    tables = model.proxy.tables
+    genes = _genes(model.space, 700, 4)
+    fast = tables.log_basis(genes)
+    kernel = tt._KERNEL
+    assert kernel is not tt._gather_sum_numpy, "numba kernel did not load"
+    try:
+        tt._KERNEL = tt._gather_sum_numpy
+        np.testing.assert_array_equal(tables.log_basis(genes), fast)
+    finally:
+        tt._KERNEL = kernel
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_threads_change_nothing(
+    model: LatencyModel, threads: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tt, "_PARALLEL_MIN", 1)  # split even small batches
+    tables = model.proxy.tables
+    genes = _genes(model.space, 1000, 6)
+    tt.set_threads(1)
+    one = tables.log_basis(genes)
+    single = tables.log_basis(genes, [1])
+    try:
+        tt.set_threads(threads)
+        np.testing.assert_array_equal(tables.log_basis(genes), one)
+        np.testing.assert_array_equal(tables.log_basis(genes, [1]), single)
+    finally:
+        tt.set_threads(1)
