@@ -336,15 +336,23 @@ def fit_descriptor(desc: np.ndarray, y: np.ndarray, prior: DescriptorPrior) -> C
 HYBRID_GRID = tuple((g, h) for g in (10.0, 100.0, 1000.0) for h in (0.1, 1.0, 10.0))
 
 
+HYBRID_COLUMNS = 3  # basis outputs used (validation: top-3 = all 23 columns, +-0.001)
+
+
 def fit_hybrid(desc: np.ndarray, basis: np.ndarray, y: np.ndarray,
                prior: DescriptorPrior) -> Candidate:
     """Descriptor model + basis outputs in one Bayesian linear model (relative ms):
 
     y / s = [1, d / scale] theta + (b / sb) a,  theta ~ N(mu, g cov),  a ~ N(0, h / B),
 
-    with ``sb`` each basis column's mean over the samples. A device like a basis device
-    puts weight on ``a``; hardware unlike any of them keeps the descriptor prior's shape.
+    with ``sb`` each basis column's mean over the samples, over the ``HYBRID_COLUMNS`` basis
+    columns best rank-correlated with the samples (so Rank evaluates only those). A device
+    like a basis device puts weight on ``a``; hardware unlike any of them keeps the
+    descriptor prior's shape.
     """
+    rho = spearman_columns(log_basis(basis), np.log(y))
+    cols = np.sort(np.argsort(-np.nan_to_num(rho, nan=-2.0), kind="stable")[:HYBRID_COLUMNS])
+    basis = basis[:, cols]
     x = prior.design(desc)
     s = float(y.mean())
     yr = y / s
@@ -368,7 +376,8 @@ def fit_hybrid(desc: np.ndarray, basis: np.ndarray, y: np.ndarray,
     loo_ms = (loo / w + base) * s
     floor = float(0.2 * y.min())
     params = {"theta": theta.tolist(), "scale": prior.scale.tolist(),
-              "coef_basis": coef_b.tolist(), "prior": list(gh), "floor_ms": floor}
+              "columns": cols.tolist(), "coef_basis": coef_b.tolist(), "prior": list(gh),
+              "floor_ms": floor}
     return Candidate("hybrid", params, np.log(np.maximum(loo_ms, floor)))
 
 
@@ -557,10 +566,11 @@ class Hybrid(Descriptor):
         d = _need(desc)
         theta = np.asarray(params["theta"])
         ms = theta[0] + (d / np.asarray(params["scale"])) @ theta[1:]
-        return _ms_to_log(ms + basis @ np.asarray(params["coef_basis"]), params)
+        cols = np.asarray(params["columns"], dtype=np.int64)
+        return _ms_to_log(ms + basis[:, cols] @ np.asarray(params["coef_basis"]), params)
 
     def columns(self, params):
-        return set(range(len(params["coef_basis"])))
+        return {int(c) for c in params["columns"]}
 
 
 class Flops(HeadKind):

@@ -123,3 +123,20 @@ def test_scaled_grid_equals_dual_ridge_grid() -> None:
     assert g1 == g2
     np.testing.assert_allclose(b1, b2, rtol=1e-7, atol=1e-9)
     np.testing.assert_allclose(loo1, loo2, rtol=1e-7, atol=1e-9)
+
+
+def test_hybrid_reads_only_its_top_columns() -> None:
+    prior, thetas = _prior()
+    y = _device(thetas[2], 0.02, seed=9)
+    basis = np.exp(np.random.default_rng(3).normal(size=(len(y), 10)))
+    basis[:, 6] = y * 1.3  # one basis device monotone with the target
+    rows = np.arange(12)
+    inp = FitInputs(basis[rows], np.zeros((12, 2)), y[rows], np.zeros((3, 10)),
+                    np.zeros((2, 1)), DESC[rows], prior)
+    cand = head_kind("hybrid").fit(inp)
+    cols = head_kind("hybrid").columns(cand.params)
+    assert len(cols) == 3 and 6 in cols
+    masked = basis.copy()
+    masked[:, [c for c in range(10) if c not in cols]] = np.nan  # never read
+    pred = predict_log("hybrid", cand.params, masked, np.zeros((len(y), 2)), DESC)
+    assert np.isfinite(pred).all() and spearman(pred[12:], y[12:]) > 0.9
