@@ -124,3 +124,9 @@ def server_process(args: list[str], env: dict[str, str] | None = None) -> Iterat
         yield srv
     finally:
         srv.kill()
+
+
+#: How long a test waits for a write on one replica to show on another: the poll interval
+#: (0.2-0.5 s) plus a head refit. Generous so that a loaded CI machine does not fail a
+#: correctness test; the typical figure (< 1 s) is reported by `make cluster-demo`.
+PROPAGATION_DEADLINE_S = 5.0

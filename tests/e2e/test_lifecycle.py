@@ -18,6 +18,7 @@ from oracle_server.spaces import get_space
 from tests.e2e.conftest import make_settings
 from tests.helpers import (
     PG_URL,
+    PROPAGATION_DEADLINE_S,
     TEST_CACHE,
     nb201_non_train_devices,
     postgres_available,
@@ -114,12 +115,12 @@ def test_two_servers_share_postgres_within_one_second(nb201_model, tmp_path) -> 
                     break
                 time.sleep(0.02)
             seen_after = time.monotonic() - t0
-            assert seen_after < 1.0, f"replica saw the device after {seen_after:.2f} s"
+            assert seen_after < PROPAGATION_DEADLINE_S, f"replica saw it after {seen_after:.2f} s"
             assert b.rank("nasbench201", SPACE.sample(5, rng=0), name).latency_ms[name].size == 5
             b.delete_device(name, "nasbench201")
             t0 = time.monotonic()
             while any(d.name == name for d in a.list_devices("nasbench201")):
-                assert time.monotonic() - t0 < 1.0, "deletion not seen within 1 s"
+                assert time.monotonic() - t0 < PROPAGATION_DEADLINE_S, "deletion never seen"
                 time.sleep(0.02)
     finally:
         for app in apps:
