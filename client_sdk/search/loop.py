@@ -135,6 +135,32 @@ def select_batch(score: np.ndarray, latency: np.ndarray, k: int) -> np.ndarray:
     return np.array(picks, dtype=np.int64)
 
 
+def local_measure(
+    space: str,
+    num_devices: int = 1,
+    *,
+    threads: int | None = None,
+    device: str = "cpu",
+    warmup: int = 10,
+    repeats: int = 30,
+    progress: bool = False,
+) -> MeasureFn:
+    """A ``measure`` callback timing architectures on THIS machine with the torch harness
+    (``client_sdk.measure``): the median latency in ms of each, the same value for each of
+    the ``num_devices`` devices searched (all of them must be this machine)."""
+    from client_sdk.measure.harness import Harness, HarnessConfig
+
+    harness = Harness(HarnessConfig(warmup=warmup, repeats=repeats, threads=threads,
+                                    device=device))
+
+    def measure(genes: np.ndarray) -> np.ndarray:
+        stats = harness.measure_many(space, genes, progress=progress, desc="measuring")
+        ms = np.array([s.median_ms for s in stats], dtype=np.float64)
+        return np.repeat(ms[:, None], num_devices, axis=1) if num_devices > 1 else ms
+
+    return measure
+
+
 # -------------------------------------------------------------------- resolution
 #: a device's reporting grid: latencies are ``offset + k * step`` ms
 Grid = tuple[float, float]
