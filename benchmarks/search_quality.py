@@ -17,9 +17,11 @@ For each HELP test device (titan_rtx_256, gold_6226, fpga, pixel2, raspi4, eyeri
   its predictions over all 15,625 architectures (no search).
 
 ``loop`` and ``random30`` register a fresh device per run (measurements refit its head).
-With ``--resolution refs`` (default) the device's reporting grid is inferred from the 10
-reference latencies (``client_sdk.search.loop.infer_resolution``: 1 ms on pixel2, 0.24576
-ms on eyeriss, none elsewhere) and passed as ``latency_resolution_ms``.
+With ``--resolution refs`` (default) the device's reporting resolution is inferred from the
+latencies each method has measured (``client_sdk.search.loop.infer_device_resolution``:
+the 10 references for ``oracle``/``bound`` -- 1 ms on pixel2, 0.24576 ms on eyeriss, none
+elsewhere; references + the 30 measured for ``random30``/``loop``, which also finds
+fpga's repeated discrete levels) and passed as ``latency_resolution_ms``.
 
 Every returned front is scored with TRUE cifar10 accuracy and TRUE latency against the
 exhaustive true front of the table: recall (fraction of the true front's architectures the
@@ -62,6 +64,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from client_sdk.search import search, true_front_rows  # noqa: E402
+from client_sdk.search.loop import infer_device_resolution  # noqa: E402
 from oracle_server.spaces import get_space  # noqa: E402
 
 SPACE = get_space("nasbench201")
@@ -230,7 +233,7 @@ def run_method(method: str, clients: dict[str, Any], names: dict[str, str], devi
     t0 = time.perf_counter()
     if method == "bound":
         return many_sample_bound(device, seed, opts)
-    if method in ("oracle", "loop", "random30"):
+    if method == "oracle":
         kw["latency_resolution_ms"] = opts.grids.get(device)
     if method in ("loop", "random30"):
         return run_measured(method, clients["oracle"], device, seed, opts, kw)
@@ -271,9 +274,15 @@ def run_measured(method: str, client: Any, device: str, seed: int, opts: argpars
         keep = ~np.isin(SPACE.table_rows(extra), SPACE.table_rows(genes))
         extra = extra[keep][:LOOP_MEASUREMENTS]
         client.add_measurements(name, (extra, measure(extra)), space="nasbench201")
+        if opts.resolution == "refs":
+            kw["latency_resolution_ms"] = infer_device_resolution(
+                np.r_[measure(genes), measure(extra)])
         res = search(client, "nasbench201", [name], objective=METRIC,
                      tie_tolerance=opts.tie_tolerance, **kw)
     else:
+        if opts.resolution == "refs":  # inferred from the references + the loop's readings
+            kw["latency_resolution_ms"] = "auto"
+            kw["known_latencies_ms"] = {name: measure(genes)}
         res = search(client, "nasbench201", [name], objective=METRIC,
                      tie_tolerance=opts.tie_tolerance, measure=measure,
                      measure_budget=LOOP_MEASUREMENTS, rounds=LOOP_ROUNDS, **kw)
@@ -299,11 +308,11 @@ def many_sample_bound(device: str, seed: int, opts: argparse.Namespace) -> dict[
               "seed": seed, "num_threads": 1, "verbose": -1}
     model = lgb.train(params, lgb.Dataset(X[train], y[train]), num_boost_round=500)
     pred = np.exp(model.predict(X))
-    grid = opts.grids.get(device)  # the same reporting-grid ties as the searches
+    grid = opts.grids.get(device)  # the same reporting-grid ties as the static search
     if grid is not None:
-        from client_sdk.search.loop import snap_latency
+        from client_sdk.search.loop import resolution_grid, snap_latency
 
-        pred = snap_latency(pred[:, None], np.array([grid[0]]), np.array([grid[1]]))[:, 0]
+        pred = snap_latency(pred[:, None], *resolution_grid([device], grid))[:, 0]
     acc = SPACE.table.accuracy[METRIC]
     front = pareto_mask(np.column_stack([-acc, pred]), opts.tie_tolerance)
     return {"genes": genes[front], "wall_s": time.perf_counter() - t0, "rpcs": 0}
@@ -403,10 +412,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     opts.ref_genes = ref_genes
     opts.grids = {}
     if opts.resolution == "refs":
-        from client_sdk.search.loop import infer_resolution
-
         ref_rows = SPACE.table_rows(ref_genes)
-        opts.grids = {d: infer_resolution(SPACE.table.device_column(d)[ref_rows])
+        opts.grids = {d: infer_device_resolution(SPACE.table.device_column(d)[ref_rows])
                       for d in opts.devices}
     clients = {"oracle": oracle, "true_table": true_table_client(), "flops_proxy": flops_client()}
     true_rows = {d: true_front_rows(SPACE, d, METRIC) for d in opts.devices}

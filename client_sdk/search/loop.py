@@ -164,7 +164,13 @@ def local_measure(
 # -------------------------------------------------------------------- resolution
 #: a device's reporting grid: latencies are ``offset + k * step`` ms
 Grid = tuple[float, float]
-Resolution = float | Grid | Mapping[str, "float | Grid | None"] | str | None
+#: ``{"relative": r}``: a device reporting discrete levels off any fixed grid; predictions
+#: within a factor ``1 + r`` of each other are ties (a geometric grid of ratio ``1 + r``)
+Levels = Mapping[str, float]
+DeviceResolution = float | Grid | Levels
+#: a grid finer than this share of the typical latency makes no practical distinction
+GRID_MIN_RELATIVE = 0.01
+Resolution = DeviceResolution | Mapping[str, "DeviceResolution | None"] | str | None
 
 
 def infer_resolution(
@@ -198,34 +204,78 @@ def infer_resolution(
     return None
 
 
+def infer_levels(latency_ms: np.ndarray, min_distinct: int = 5) -> float | None:
+    """Relative level spacing of a device whose readings repeat exactly (discrete levels,
+    e.g. a cycle-accurate simulator) but lie on no fixed grid: the median ratio - 1 between
+    consecutive distinct readings. ``None`` when no reading repeats (continuous timings
+    never repeat exactly) or with fewer than ``min_distinct`` distinct readings."""
+    x = np.asarray(latency_ms, dtype=np.float64).reshape(-1)
+    x = np.round(x[np.isfinite(x) & (x > 0)], 9)
+    u = np.unique(x)
+    if u.size == x.size or u.size < min_distinct:
+        return None
+    return float(np.median(np.diff(np.log(u))))
+
+
+def infer_device_resolution(latency_ms: np.ndarray) -> DeviceResolution | None:
+    """A fixed grid the readings lie on when its step is at least ``GRID_MIN_RELATIVE`` of
+    the median reading; otherwise discrete levels when readings repeat; else ``None``
+    (continuous timings). A grid is exact evidence; the level spacing of a few samples
+    overestimates the device's (sparse samples skip levels), so it is the fallback."""
+    x = np.asarray(latency_ms, dtype=np.float64).reshape(-1)
+    x = x[np.isfinite(x) & (x > 0)]
+    grid = infer_resolution(x)
+    if grid is not None and grid[0] >= GRID_MIN_RELATIVE * float(np.median(x)):
+        return grid
+    r = infer_levels(x)
+    return grid if r is None else {"relative": r}
+
+
 def resolution_grid(
     devices: Sequence[str], resolution: Resolution
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per-device ``(steps (d,), offsets (d,))``; step 0 where none. ``'auto'`` -> zeros."""
-    steps, offsets = np.zeros(len(devices)), np.zeros(len(devices))
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-device ``(steps, offsets, relative)`` ``(d,)`` each; 0 where none.
+    ``'auto'`` -> zeros (the caller infers)."""
+    d = len(devices)
+    steps, offsets, relative = np.zeros(d), np.zeros(d), np.zeros(d)
     if resolution is None or isinstance(resolution, str):
-        return steps, offsets
-    if isinstance(resolution, Mapping):
+        return steps, offsets, relative
+    if isinstance(resolution, Mapping) and set(resolution) != {"relative"}:
         unknown = set(resolution) - set(devices)
         if unknown:
             raise ValueError(f"latency_resolution_ms names devices not searched: {sorted(unknown)}")
-        items = [resolution.get(d) for d in devices]
+        items = [resolution.get(dev) for dev in devices]
     else:
-        items = [resolution] * len(devices)
+        items = [resolution] * d
     for i, item in enumerate(items):
         if item is None:
             continue
-        step, off = (item, 0.0) if isinstance(item, int | float) else item
-        steps[i], offsets[i] = float(step), float(off)
-    if not (np.all(np.isfinite(steps)) and np.all(np.isfinite(offsets))) or np.any(steps < 0):
+        if isinstance(item, Mapping):
+            relative[i] = float(item["relative"])
+        elif isinstance(item, int | float):
+            steps[i] = float(item)
+        else:
+            steps[i], offsets[i] = float(item[0]), float(item[1])
+    arrays = np.concatenate([steps, offsets, relative])
+    if not np.all(np.isfinite(arrays)) or np.any(steps < 0) or np.any(relative < 0):
         raise ValueError("latency_resolution_ms: steps must be finite and >= 0")
-    return steps, offsets
+    return steps, offsets, relative
 
 
-def snap_latency(latency: np.ndarray, steps: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """``latency (n, d)`` rounded to each device's grid (unchanged where the step is 0)."""
-    if not np.any(steps > 0):
-        return latency
-    safe = np.where(steps > 0, steps, 1.0)
-    k = np.maximum(np.round((latency - offsets) / safe), 0.0)
-    return np.where(steps > 0, offsets + k * safe, latency)
+def snap_latency(
+    latency: np.ndarray, steps: np.ndarray, offsets: np.ndarray,
+    relative: np.ndarray | None = None,
+) -> np.ndarray:
+    """``latency (n, d)`` rounded to each device's grid (fixed step, or geometric with
+    ratio ``1 + relative``); unchanged where a device has neither."""
+    out = latency
+    if np.any(steps > 0):
+        safe = np.where(steps > 0, steps, 1.0)
+        k = np.maximum(np.round((latency - offsets) / safe), 0.0)
+        out = np.where(steps > 0, offsets + k * safe, out)
+    if relative is not None and np.any(relative > 0):
+        r = np.log1p(np.where(relative > 0, relative, 1.0))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            geo = np.exp(np.round(np.log(latency) / r) * r)
+        out = np.where(relative > 0, geo, out)
+    return out

@@ -47,7 +47,7 @@ from client_sdk.search.loop import (
     MeasureFn,
     Resolution,
     acquisition,
-    infer_resolution,
+    infer_device_resolution,
     log_sigma,
     measured_matrix,
     resolution_grid,
@@ -93,6 +93,7 @@ def search(
     latency_objective: str = "mean",
     interval_level: float | None = None,
     latency_resolution_ms: Resolution = None,
+    known_latencies_ms: Mapping[str, Sequence[float]] | None = None,
 ) -> SearchResult:
     """Multi-objective NAS: maximise ``objective``, minimise latency on ``devices``.
 
@@ -112,7 +113,10 @@ def search(
     ``latency_resolution_ms``: the device's reporting grid (a step in ms, ``(step,
     offset)``, or a mapping per device); predicted latencies are snapped to it before the
     front is extracted, so ties the device cannot distinguish do not inflate the front.
-    ``'auto'`` infers it from the closed loop's measurements (``loop.infer_resolution``).
+    ``{"relative": r}`` declares discrete levels off any grid (ties within a factor
+    ``1 + r``). ``'auto'`` infers either from the closed loop's measurements
+    (``loop.infer_device_resolution``), together with ``known_latencies_ms`` ({device:
+    latencies measured before, e.g. at registration}).
     """
     space = get_space(space) if isinstance(space, str) else space
     devices = [devices] if isinstance(devices, str) else list(devices)
@@ -169,6 +173,8 @@ def search(
     run = _Run(problem, algorithm, config, evaluations, checkpoint, state)
     run.tie_tolerance = float(tie_tolerance)
     run.resolution = latency_resolution_ms
+    run.known = {d: np.asarray(v, dtype=np.float64).reshape(-1)
+                 for d, v in (known_latencies_ms or {}).items()}
     if measure_budget:
         run.measure = measure
         run.round_sizes = [len(c) for c in np.array_split(np.arange(measure_budget), rounds)]
@@ -198,6 +204,7 @@ class _Run:
         self.t0 = time.perf_counter()
         self.tie_tolerance = TIE_TOLERANCE
         self.resolution: Resolution = None
+        self.known: dict[str, np.ndarray] = {}
         self.measure: MeasureFn | None = None
         self.round_sizes: list[int] = []
         self.rounds_done = int(state.get("rounds_done", 0)) if state else 0
@@ -296,11 +303,14 @@ class _Run:
         algo.pop = algo.survival.do(p, pop, n_survive=algo.pop_size, algorithm=algo)
         algo._set_optimum()
 
-    def _resolution(self) -> tuple[np.ndarray, np.ndarray]:
+    def _resolution(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         devices = self.problem.devices
         if self.resolution == "auto":
             m = self.problem.cache.measured_ms
-            grids = {d: infer_resolution(m[:, j]) for j, d in enumerate(devices)}
+            grids = {
+                d: infer_device_resolution(np.r_[self.known.get(d, np.zeros(0)), m[:, j]])
+                for j, d in enumerate(devices)
+            }
             return resolution_grid(devices, grids)
         return resolution_grid(devices, self.resolution)
 
@@ -336,9 +346,10 @@ class _Run:
         p, cache = self.problem, self.problem.cache
         rows = np.arange(len(cache))
         feasible = p.feasible(rows)
-        steps, offsets = self._resolution()
-        if p.latency_objective != "prob" and np.any(steps > 0):
-            F = p.objectives(rows, snap_latency(p.objective_latency(rows), steps, offsets))
+        steps, offsets, relative = self._resolution()
+        if p.latency_objective != "prob" and np.any(np.r_[steps, relative] > 0):
+            lat = snap_latency(p.objective_latency(rows), steps, offsets, relative)
+            F = p.objectives(rows, lat)
         else:
             F = p.objectives(rows)
         F[:, 0] = _snap(F[:, 0])  # accuracies equal up to float summation noise are ties

@@ -11,6 +11,8 @@ from client_sdk.search import search
 from client_sdk.search.loop import (
     acquisition,
     front_membership,
+    infer_device_resolution,
+    infer_levels,
     infer_resolution,
     measured_matrix,
     resolution_grid,
@@ -82,12 +84,25 @@ def test_infer_resolution_finds_integer_and_offset_grids():
     assert infer_resolution(NB201.table.device_column("gold_6226")[:30]) is None
 
 
+def test_infer_levels_needs_repeats():
+    levels = np.array([1.95216, 2.05776, 2.05776, 2.36176, 2.39056, 2.80016, 3.42096])
+    r = infer_levels(levels)
+    assert r == pytest.approx(np.median(np.diff(np.log(np.unique(levels)))))
+    assert infer_levels(np.unique(levels)) is None  # no repeat: may be continuous
+    assert infer_resolution(levels) is not None  # a 0.0032-ms grid: too fine to matter
+    assert infer_device_resolution(levels) == {"relative": r}
+    assert infer_device_resolution(np.array([5.0, 9, 10, 10, 13, 16])) == (1.0, 0.0)
+
+
 def test_snap_and_resolution_grid():
     lat = np.array([[1.4, 3.33], [1.6, 3.2]])
-    steps, offsets = resolution_grid(["a", "b"], {"a": 1.0})
-    np.testing.assert_allclose(snap_latency(lat, steps, offsets), [[1.0, 3.33], [2.0, 3.2]])
-    steps, offsets = resolution_grid(["a"], (0.5, 0.2))
+    steps, offsets, rel = resolution_grid(["a", "b"], {"a": 1.0})
+    np.testing.assert_allclose(snap_latency(lat, steps, offsets, rel), [[1.0, 3.33], [2.0, 3.2]])
+    steps, offsets, rel = resolution_grid(["a"], (0.5, 0.2))
     np.testing.assert_allclose(snap_latency(np.array([[1.1]]), steps, offsets), [[1.2]])
+    steps, offsets, rel = resolution_grid(["a"], {"relative": 0.1})
+    got = snap_latency(np.array([[1.0], [1.04], [1.06]]), steps, offsets, rel)
+    assert got[0, 0] == got[1, 0] != got[2, 0]
     with pytest.raises(ValueError, match="not searched"):
         resolution_grid(["a"], {"zz": 1.0})
     with pytest.raises(ValueError, match=">= 0"):
