@@ -237,3 +237,13 @@ def test_resolution_ties_shrink_the_front():
                   measure=table_measure("pixel2", []), measure_budget=12, rounds=2, **KW)
     lat = np.round(auto.front.latency_ms["pixel2"])
     assert len(np.unique(lat)) == len(lat)  # inferred 1 ms from the integer measurements
+
+
+def test_auto_resolution_uses_known_latencies_without_measuring():
+    known = {"pixel2": NB201.table.device_column("pixel2")[:20]}
+    res = search(LoopClient(), "nasbench201", ["pixel2"], latency_resolution_ms="auto",
+                 known_latencies_ms=known, **KW)
+    lat = np.round(res.front.latency_ms["pixel2"])
+    assert len(np.unique(lat)) == len(lat)
+    plain = search(LoopClient(), "nasbench201", ["pixel2"], latency_resolution_ms="auto", **KW)
+    assert len(plain.front) >= len(res.front)  # nothing measured, nothing known: no ties
