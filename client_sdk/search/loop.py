@@ -10,8 +10,9 @@ prediction is uncertain. For each device ``j`` and each unmeasured archive row `
 * ``p_i = Phi((log t_i - log mu_i) / sqrt(s_i^2 + s_k^2))``: the probability that ``i`` is on
   the front, with ``s`` the log-space standard deviations implied by the intervals (``k`` the
   row that sets ``t_i``; measured rows have ``s = 0``);
-* the score ``p_i (1 - p_i)``: largest when front membership is a coin flip, summed over
-  devices.
+* the worth ``p_i (1 - p_i)`` of the comparison (largest when front membership is a coin
+  flip), split between ``i`` and ``k`` by their shares of its variance (measuring either
+  resolves it), summed over devices.
 
 A batch of ``k`` is spread over the latency range (the ``4 k`` best-scoring candidates cut
 into ``k`` equal-count latency bins, the best of each), so one round calibrates the head
@@ -82,9 +83,18 @@ def front_membership(
     ``latency``: point estimates (measured where known), ``sigma``: their log-space standard
     deviations (0 where measured).
     """
+    return _membership(accuracy, latency, sigma)[0]
+
+
+def _membership(
+    accuracy: np.ndarray, latency: np.ndarray, sigma: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(p, blocker, share)``: the front-membership probability of each row, the row
+    whose latency it must beat (``-1`` for none) and the share of the comparison's variance
+    that is the row's own (the rest is the blocker's)."""
     n = len(accuracy)
     if n == 0:
-        return np.zeros(0)
+        return np.zeros(0), np.zeros(0, dtype=np.int64), np.zeros(0)
     order = np.argsort(-accuracy, kind="stable")
     a, lat = accuracy[order], latency[order]
     # running minimum latency (and where it is) over rows sorted by decreasing accuracy
@@ -97,14 +107,19 @@ def front_membership(
     prev = first - 1
     t = np.where(prev >= 0, run_min[np.maximum(prev, 0)], np.inf)
     k = run_arg[np.maximum(prev, 0)]
-    s = np.sqrt(sigma[order] ** 2 + np.where(prev >= 0, sigma[order][k] ** 2, 0.0))
+    own = sigma[order] ** 2
+    other = np.where(prev >= 0, sigma[order][k] ** 2, 0.0)
+    s = np.sqrt(own + other)
     with np.errstate(divide="ignore", invalid="ignore"):
         gap = np.log(t) - np.log(lat)
         p_sorted = np.where(s > 0, ndtr(gap / np.where(s > 0, s, 1.0)), (gap > 0) * 1.0)
+        share_sorted = np.where(own + other > 0, own / (own + other), 1.0)
     p_sorted = np.where(np.isinf(t), 1.0, p_sorted)
-    out = np.empty(n)
-    out[order] = p_sorted
-    return out
+    p, blocker, share = np.empty(n), np.full(n, -1, dtype=np.int64), np.empty(n)
+    p[order] = p_sorted
+    blocker[order] = np.where(prev >= 0, order[k], -1)
+    share[order] = share_sorted
+    return p, blocker, share
 
 
 def acquisition(
@@ -113,12 +128,21 @@ def acquisition(
     sigma: np.ndarray,
     eligible: np.ndarray,
 ) -> np.ndarray:
-    """Score ``(n,)`` of measuring each row: sum over devices of ``p (1 - p)``; 0 if not
-    ``eligible`` (already measured, infeasible even optimistically)."""
+    """Score ``(n,)`` of measuring each row; 0 if not ``eligible`` (already measured,
+    infeasible even optimistically).
+
+    Each uncertain comparison "row ``i`` vs the fastest more accurate row ``k``" is worth
+    ``p_i (1 - p_i)`` (summed over devices); measuring either side resolves it, so the worth
+    is split between ``i`` and ``k`` by their shares of the comparison's variance. A front
+    member that blocks several uncertain candidates thus collects their worth.
+    """
     score = np.zeros(len(accuracy))
     for j in range(latency.shape[1]):
-        p = front_membership(accuracy, latency[:, j], sigma[:, j])
-        score += p * (1.0 - p)
+        p, blocker, share = _membership(accuracy, latency[:, j], sigma[:, j])
+        worth = p * (1.0 - p)
+        score += worth * share
+        has = blocker >= 0
+        np.add.at(score, blocker[has], (worth * (1.0 - share))[has])
     return np.where(eligible, score, 0.0)
 
 

@@ -128,7 +128,18 @@ def test_acquisition_prefers_uncertain_near_front_and_batch_spreads():
     sigma = np.full((5, 1), 0.05)
     eligible = np.array([True, True, True, True, False])
     score = acquisition(acc, lat, sigma, eligible)
-    assert score[2] == score.max() and score[4] == 0.0 and score[3] < 1e-6
+    # row 2 vs its blocker row 1: a coin flip whose worth they share (equal sigmas)
+    assert score[1] == pytest.approx(score[2], rel=1e-2) and score[2] > 0.1
+    assert score[4] == 0.0 and score[3] < 1e-6 and score[0] < 1e-6
+    # a front member blocking several uncertain candidates collects their worth
+    acc = np.array([90.0, 80.0, 79.0, 78.0])
+    lat = np.array([[10.0], [5.0], [5.1], [5.2]])
+    score = acquisition(acc, lat, np.full((4, 1), 0.05), np.ones(4, dtype=bool))
+    assert np.argmax(score) == 1
+    # a measured blocker (sigma 0) passes its share on to the uncertain candidate
+    sigma = np.array([[0.05], [0.0], [0.05], [0.05]])
+    score = acquisition(acc, lat, sigma, np.array([True, False, True, True]))
+    assert score[1] == 0.0 and score[2] > 0.2
     score = np.array([0.1, 0.2, 0.25, 0.24, 0.23, 0.0])
     lat1 = np.array([1.0, 2.0, 3.0, 3.1, 3.2, 9.0])
     picks = select_batch(score, lat1, 2)
