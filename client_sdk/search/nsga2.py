@@ -300,7 +300,8 @@ class _Run:
         pop = Population.new("X", p.cache.genes.astype(np.int64))
         G = p.constraints(rows) if p.n_ieq_constr else np.zeros((len(rows), 0))
         pop.set("F", p.objectives(rows), "G", G)
-        algo.pop = algo.survival.do(p, pop, n_survive=algo.pop_size, algorithm=algo)
+        algo.pop = algo.survival.do(p, pop, n_survive=algo.pop_size, algorithm=algo,
+                                    random_state=algo.random_state)
         algo._set_optimum()
 
     def _resolution(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -258,3 +258,22 @@ def test_auto_resolution_uses_known_latencies_without_measuring():
     assert len(np.unique(lat)) == len(lat)
     plain = search(LoopClient(), "nasbench201", ["pixel2"], latency_resolution_ms="auto", **KW)
     assert len(plain.front) >= len(res.front)  # nothing measured, nothing known: no ties
+
+
+def test_closed_loop_resumes_from_checkpoint(tmp_path):
+    ref = search(LoopClient(), "nasbench201", ["pixel2"], measure=table_measure("pixel2", []),
+                 measure_budget=10, rounds=3, **KW)
+    ckpt = tmp_path / "loop.npz"
+    client = LoopClient()  # the server keeps the measurements across the interruption
+    first = search(client, "nasbench201", ["pixel2"], measure=table_measure("pixel2", []),
+                   measure_budget=10, rounds=3, checkpoint=ckpt,
+                   callback=lambda info: "measured" not in info, **KW)
+    assert first.stopped_by == "callback"
+    assert np.isfinite(first.archive["measured_ms"]["pixel2"]).sum() == 4
+    calls: list = []
+    resumed = search(client, "nasbench201", ["pixel2"], measure=table_measure("pixel2", calls),
+                     measure_budget=10, rounds=3, checkpoint=ckpt, resume=True, **KW)
+    assert [len(c) for c in calls] == [3, 3]  # only the remaining rounds
+    np.testing.assert_array_equal(resumed.front.genes, ref.front.genes)
+    np.testing.assert_array_equal(resumed.archive["measured_ms"]["pixel2"],
+                                  ref.archive["measured_ms"]["pixel2"])
