@@ -248,11 +248,24 @@ def cmd_search(args: argparse.Namespace, c: OracleClient) -> None:
     from client_sdk.search import search
 
     budget = args.max_latency_ms
+    loop: dict = {}
+    if args.measure_local:
+        from client_sdk.search.loop import local_measure
+
+        loop = {"measure": local_measure(args.space, len(args.device), threads=args.threads,
+                                         device=args.measure_device, progress=not args.json),
+                "measure_budget": args.budget, "rounds": args.rounds}
+    elif args.budget:
+        raise SystemExit("--budget needs --measure-local (or use the SDK with a measure callback)")
+    resolution = args.resolution
+    if resolution not in (None, "auto"):
+        resolution = float(resolution)
     result = search(
         c, args.space, args.device, objective=args.objective, evaluations=args.evaluations,
         population=args.population, max_latency_ms=budget, seed=args.seed,
         latency_mode=args.latency_mode, checkpoint=args.checkpoint, resume=args.resume,
         progress=_progress(args), time_limit_s=args.time_limit,
+        latency_objective=args.latency_objective, latency_resolution_ms=resolution, **loop,
     )
     front = result.front
     written = []
@@ -266,8 +279,13 @@ def cmd_search(args: argparse.Namespace, c: OracleClient) -> None:
             front.plot(out / "pareto.png", max_latency_ms=budget,
                        log_latency=args.log_latency, top_worth=args.top_worth)
             written.append(out / "pareto.png")
+    measured = result.archive.get("measured_ms", {})
+    num_measured = int(sum(np.isfinite(v).sum() for v in measured.values()) // max(
+        1, len(measured)))
     data = {
         "summary": result.summary(),
+        "measured": num_measured,
+        "measure_s": round(float(result.archive.get("measure_s", 0.0)), 3),
         "front": [
             {"arch": a, "accuracy": float(front.accuracy[i]),
              "latency_ms": {d: float(front.latency_ms[d][i]) for d in front.devices}}
@@ -276,6 +294,9 @@ def cmd_search(args: argparse.Namespace, c: OracleClient) -> None:
         "written": [str(p) for p in written],
     }
     text = front.table() + "\n" + result.summary()
+    if num_measured:
+        text += (f"\nclosed loop: {num_measured} architectures measured here and added to the "
+                 f"device ({data['measure_s']:.1f} s measuring, not in the search time)")
     if written:
         text += "\nwrote " + ", ".join(str(p) for p in written)
     _emit(args, data, text)
@@ -356,6 +377,19 @@ def _parser() -> argparse.ArgumentParser:
     se.add_argument("--log-latency", action="store_true", help="plot: log latency axis")
     se.add_argument("--top-worth", type=int, default=20,
                     help="plot: at most this many worth-measuring points")
+    se.add_argument("--latency-objective", choices=("mean", "upper", "prob"), default="mean",
+                    help="optimise the prediction, the interval's upper bound, or "
+                         "P(latency <= --max-latency-ms)")
+    se.add_argument("--resolution", default=None,
+                    help="device latency step in ms (ties below it), or 'auto' (inferred "
+                         "from the measurements of --measure-local)")
+    se.add_argument("--measure-local", action="store_true",
+                    help="closed loop: time the chosen architectures on THIS machine (torch "
+                         "harness) and add them to the device, which must be this machine")
+    se.add_argument("--budget", type=int, default=0, help="architectures to measure in total")
+    se.add_argument("--rounds", type=int, default=2, help="measuring rounds")
+    se.add_argument("--threads", type=int, default=None, help="torch threads when measuring")
+    se.add_argument("--measure-device", default="cpu", help="cpu or cuda (--measure-local)")
     return p
 
 

@@ -3,8 +3,14 @@
 >>> from client_sdk.search import search
 >>> result = search(client, "nasbench201", ["pixel3"], objective="cifar10", evaluations=3000)
 >>> result.front.to_json("front.json"); print(result.front.table())
+
+Closed loop (measure on the device during the search, see docs/closed_loop.md):
+
+>>> result = search(client, "nasbench201", ["my-phone"], measure=time_on_phone,
+...                 measure_budget=20, rounds=2, latency_resolution_ms="auto")
 """
 
+from client_sdk.search.loop import infer_device_resolution, local_measure
 from client_sdk.search.nsga2 import load_checkpoint, search
 from client_sdk.search.objectives import params_proxy, resolve_objective, table_accuracy
 from client_sdk.search.operators import make_operators
@@ -18,7 +24,9 @@ __all__ = [
     "ParetoFront",
     "SearchResult",
     "front_references",
+    "infer_device_resolution",
     "load_checkpoint",
+    "local_measure",
     "make_operators",
     "params_proxy",
     "pareto_mask",

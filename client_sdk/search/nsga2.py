@@ -14,6 +14,14 @@ restores exactly that state, so a resumed run yields the same front as an uninte
 
 The returned front is the non-dominated set over ALL evaluated (feasible) architectures,
 not only the last population, deduplicated by canonical genes.
+
+Closed loop (``measure=``, ``measure_budget=``, ``rounds=``): the evaluations are split into
+``rounds`` equal segments; after each, the ``measure_budget / rounds`` archive architectures
+whose measurement would most change the front (``client_sdk.search.loop``) are measured by
+the callback, sent with ``AddMeasurements`` (the server refits the device head), the whole
+archive is re-ranked in one RPC (measured rows keep their measurements) and the population
+is re-selected from the archive before the search continues. The last round comes after the
+last generation, so every measurement shapes the returned front.
 """
 
 from __future__ import annotations
@@ -36,6 +44,17 @@ from pymoo.termination.max_time import TimeBasedTermination
 from tqdm.auto import tqdm
 
 from client_sdk._progress import progress_enabled
+from client_sdk.search.loop import (
+    MeasureFn,
+    Resolution,
+    acquisition,
+    infer_device_resolution,
+    log_sigma,
+    measured_matrix,
+    resolution_grid,
+    select_batch,
+    snap_latency,
+)
 from client_sdk.search.objectives import LATENCY_MODES, Objective, resolve_objective
 from client_sdk.search.operators import make_operators
 from client_sdk.search.problem import EvaluationCache, OracleProblem
@@ -69,6 +88,13 @@ def search(
     generations: int | None = None,
     uncertainty: bool = True,
     tie_tolerance: float = TIE_TOLERANCE,
+    measure: MeasureFn | None = None,
+    measure_budget: int = 0,
+    rounds: int = 1,
+    latency_objective: str = "mean",
+    interval_level: float | None = None,
+    latency_resolution_ms: Resolution = None,
+    known_latencies_ms: Mapping[str, Sequence[float]] | None = None,
 ) -> SearchResult:
     """Multi-objective NAS: maximise ``objective``, minimise latency on ``devices``.
 
@@ -79,6 +105,20 @@ def search(
     ``tie_tolerance``: relative latency difference below which two architectures count as
     equally fast when extracting the front (the more accurate one dominates); it does not
     change the search itself.
+
+    Closed loop: ``measure(genes (k, g)) -> latencies`` (``(k,)`` for one device, ``(k, d)``
+    or ``{device: (k,)}``) times architectures on the real device(s); ``measure_budget`` is
+    the total number of architectures measured, spread over ``rounds`` rounds.
+    ``latency_objective``: ``'mean'`` (the prediction), ``'upper'`` (the upper bound of the
+    head's central ``interval_level`` interval) or ``'prob'`` (maximise
+    ``P(latency <= max_latency_ms)`` instead of a hard budget).
+    ``latency_resolution_ms``: the device's reporting grid (a step in ms, ``(step,
+    offset)``, or a mapping per device); predicted latencies are snapped to it before the
+    front is extracted, so ties the device cannot distinguish do not inflate the front.
+    ``{"relative": r}`` declares discrete levels off any grid (ties within a factor
+    ``1 + r``). ``'auto'`` infers either from the closed loop's measurements
+    (``loop.infer_device_resolution``), together with ``known_latencies_ms`` ({device:
+    latencies measured before, e.g. at registration}).
     """
     space = get_space(space) if isinstance(space, str) else space
     devices = [devices] if isinstance(devices, str) else list(devices)
@@ -86,6 +126,14 @@ def search(
         raise ValueError(f"latency_mode must be one of {LATENCY_MODES}, got '{latency_mode}'")
     if evaluations < 1 or population < 2:
         raise ValueError("need evaluations >= 1 and population >= 2")
+    if measure_budget < 0 or rounds < 1:
+        raise ValueError("need measure_budget >= 0 and rounds >= 1")
+    if measure_budget and measure is None:
+        raise ValueError("measure_budget > 0 needs a measure callable")
+    if isinstance(latency_resolution_ms, str) and latency_resolution_ms != "auto":
+        raise ValueError("latency_resolution_ms must be a number, (step, offset), a mapping "
+                         "or 'auto'")
+    resolution_grid(devices, latency_resolution_ms)  # validates
     obj_name, acc_fn = resolve_objective(space, objective)
     config = {
         "space": space.name,
@@ -97,6 +145,10 @@ def search(
         "max_latency_ms": _jsonable_budget(max_latency_ms),
         "uncertainty": bool(uncertainty),
     }
+    if measure_budget:  # only when used, so older checkpoints still resume
+        config.update(measure_budget=int(measure_budget), rounds=int(rounds))
+    if latency_objective != "mean":
+        config["latency_objective"] = latency_objective
     state = _load_for_resume(checkpoint, resume, config)
     problem = OracleProblem(
         client,
@@ -108,6 +160,8 @@ def search(
         uncertainty=uncertainty,
         cache=state["cache"] if state else None,
         medians=state["medians"] if state else None,
+        latency_objective=latency_objective,
+        interval_level=interval_level,
     )
     algorithm = NSGA2(
         pop_size=min(population, evaluations),
@@ -120,6 +174,12 @@ def search(
     algorithm.setup(problem, termination=TerminationCollection(*terms), seed=seed, verbose=False)
     run = _Run(problem, algorithm, config, evaluations, checkpoint, state)
     run.tie_tolerance = float(tie_tolerance)
+    run.resolution = latency_resolution_ms
+    run.known = {d: np.asarray(v, dtype=np.float64).reshape(-1)
+                 for d, v in (known_latencies_ms or {}).items()}
+    if measure_budget:
+        run.measure = measure
+        run.round_sizes = [len(c) for c in np.array_split(np.arange(measure_budget), rounds)]
     return run.loop(progress, callback, obj_name)
 
 
@@ -145,12 +205,20 @@ class _Run:
         self.resumed_from = int(state["generation"]) if state else None
         self.t0 = time.perf_counter()
         self.tie_tolerance = TIE_TOLERANCE
+        self.resolution: Resolution = None
+        self.known: dict[str, np.ndarray] = {}
+        self.measure: MeasureFn | None = None
+        self.round_sizes: list[int] = []
+        self.rounds_done = int(state.get("rounds_done", 0)) if state else 0
+        self.measure_s = float(state.get("measure_s", 0.0)) if state else 0.0
+        self.measure_s_session = 0.0
         if state:
             _restore(algorithm, problem, state, self.prior_s)
 
     @property
     def elapsed_s(self) -> float:
-        return self.prior_s + time.perf_counter() - self.t0
+        """Wall time of the search, excluding the time spent in ``measure``."""
+        return self.prior_s + time.perf_counter() - self.t0 - self.measure_s_session
 
     def loop(self, progress: bool | None, callback: Callback | None, obj_name: str) -> SearchResult:
         algo = self.algorithm
@@ -164,6 +232,8 @@ class _Run:
                     stopped_by = "exhausted"
                     break
                 info = self._record(before)
+                if self._round_due():
+                    info["measured"] = self._measure_round()
                 self._save()
                 bar.update(info["new_evaluations"])
                 bar.set_postfix(gen=info["generation"], front=info["front_size"])
@@ -185,6 +255,67 @@ class _Run:
         algo.evaluator.eval(self.problem, infills, algorithm=algo)
         algo.tell(infills=infills)
         return True
+
+    # ------------------------------------------------------------ closed loop
+    def _round_due(self) -> bool:
+        if self.measure is None or self.rounds_done >= len(self.round_sizes):
+            return False
+        milestone = self.evaluations * (self.rounds_done + 1) / len(self.round_sizes)
+        return self.algorithm.evaluator.n_eval >= milestone - 1e-9
+
+    def _measure_round(self) -> int:
+        """Measure the round's batch, refit the head(s), re-rank, re-select the population."""
+        p, cache = self.problem, self.problem.cache
+        k = self.round_sizes[self.rounds_done]
+        self.rounds_done += 1
+        rows = np.arange(len(cache))
+        measured = cache.measured
+        level = p.interval_level or 0.8
+        sigma = log_sigma(cache.latency_ms, cache.lower_ms, cache.upper_ms, level)
+        sigma[np.isfinite(cache.measured_ms)] = 0.0
+        lower = np.where(np.isfinite(cache.lower_ms), cache.lower_ms, cache.latency_ms)
+        eligible = ~measured & p.feasible(rows, lower if p.constrained.size else None)
+        score = acquisition(_snap(cache.accuracy), cache.latency_ms, sigma, eligible)
+        pick = select_batch(score, cache.latency_ms[:, 0], k)
+        if pick.size == 0:
+            return 0
+        genes = cache.genes[pick]
+        t0 = time.perf_counter()
+        values = self.measure(genes.copy())
+        spent = time.perf_counter() - t0
+        self.measure_s += spent
+        self.measure_s_session += spent
+        lat = measured_matrix(values, p.devices, len(pick))
+        for j, dev in enumerate(p.devices):
+            space = "" if "/" in dev else p.space.name
+            p.client.add_measurements(dev, (genes, lat[:, j]), space=space)
+            p.num_rpcs += 1
+        p.record_measurements(pick, lat)
+        p.rerank()
+        self._reselect()
+        return int(pick.size)
+
+    def _reselect(self) -> None:
+        """The population: NSGA-II survival over the whole archive under new predictions."""
+        p, algo = self.problem, self.algorithm
+        rows = np.arange(len(p.cache))
+        pop = Population.new("X", p.cache.genes.astype(np.int64))
+        G = p.constraints(rows) if p.n_ieq_constr else np.zeros((len(rows), 0))
+        pop.set("F", p.objectives(rows), "G", G)
+        algo.pop = algo.survival.do(p, pop, n_survive=algo.pop_size, algorithm=algo,
+                                    random_state=algo.random_state)
+        algo._set_optimum()
+
+    def _resolution(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        devices = self.problem.devices
+        if self.resolution == "auto":
+            m = self.problem.cache.measured_ms
+            grids = {
+                d: infer_device_resolution(np.r_[self.known.get(d, np.zeros(0)), m[:, j]])
+                for j, d in enumerate(devices)
+            }
+            return resolution_grid(devices, grids)
+        return resolution_grid(devices, self.resolution)
 
     def _record(self, before: int) -> dict[str, Any]:
         front_mask, _ = self._front_masks()
@@ -218,13 +349,18 @@ class _Run:
         p, cache = self.problem, self.problem.cache
         rows = np.arange(len(cache))
         feasible = p.feasible(rows)
-        F = p.objectives(rows)
+        steps, offsets, relative = self._resolution()
+        if p.latency_objective != "prob" and np.any(np.r_[steps, relative] > 0):
+            lat = snap_latency(p.objective_latency(rows), steps, offsets, relative)
+            F = p.objectives(rows, lat)
+        else:
+            F = p.objectives(rows)
         F[:, 0] = _snap(F[:, 0])  # accuracies equal up to float summation noise are ties
         front = np.zeros(len(rows), dtype=bool)
         front[feasible] = pareto_mask(F[feasible], self.tie_tolerance)
         near = np.zeros(len(rows), dtype=bool)
         lower = cache.lower_ms
-        if np.any(np.isfinite(lower)):
+        if p.latency_objective != "prob" and np.any(np.isfinite(lower)):
             lower = np.where(np.isfinite(lower), lower, cache.latency_ms)
             cand = p.feasible(rows, lower) & ~front
             F_opt = p.objectives(rows, lower)
@@ -249,6 +385,8 @@ class _Run:
             "accuracy": cache.accuracy.copy(),
             "latency_ms": {d: cache.latency_ms[:, j].copy() for j, d in enumerate(p.devices)},
             "feasible": p.feasible(np.arange(len(cache))),
+            "measured_ms": {d: cache.measured_ms[:, j].copy() for j, d in enumerate(p.devices)},
+            "measure_s": self.measure_s,
         }
         return SearchResult(
             front=front,
@@ -278,6 +416,8 @@ class _Run:
             "elapsed_s": self.elapsed_s,
             "rng_state": algo.random_state.bit_generator.state,
             "history": self.history,
+            "rounds_done": self.rounds_done,
+            "measure_s": self.measure_s,
         }
         arrays = {f"cache_{k}": v for k, v in p.cache.to_arrays().items()}
         arrays.update(
