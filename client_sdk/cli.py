@@ -151,7 +151,7 @@ def cmd_rank(args: argparse.Namespace, c: OracleClient) -> None:
 def cmd_suggest(args: argparse.Namespace, c: OracleClient) -> None:
     from oracle_server.spaces import get_space
 
-    genes = c.suggest_references(args.space, args.n, args.seed)
+    genes = c.suggest_references(args.space, args.n, args.seed, device=args.device or "")
     archs = get_space(args.space).format_many(genes)
     _emit(args, archs, "\n".join(archs))
 
@@ -239,6 +239,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--space", required=True)
     s.add_argument("-n", type=int, default=10)
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--device", default=None,
+                   help="a registered device: the next architectures to measure on it")
 
     cmp = sub.add_parser("compare", help="monotonicity between two devices")
     cmp.add_argument("a")
