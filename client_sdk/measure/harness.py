@@ -9,7 +9,9 @@ Two ways to time a set of architectures:
   ``rounds`` rounds each visit every architecture once in a shuffled order for a few timed
   runs. A per-round scale factor (robust, over all architectures) detects drift and
   normalises it away, and the first and second halves of the rounds give two independent
-  estimates whose Spearman is the device's **test-retest ceiling**.
+  estimates whose Spearman (stepped up to the full length) is the measurement's
+  **test-retest Spearman**; its square root is the **ceiling** a perfect predictor can be
+  expected to reach against these measurements.
 
 The clock is injectable (``clock() -> seconds``) so tests can run on a fake clock. On a
 CUDA device without an injected clock, CUDA events time each repeat.
@@ -144,6 +146,18 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(spearmanr(a, b).statistic)
 
 
+def spearman_brown(r: float) -> float:
+    """Reliability of a doubled-length measurement from the split-half correlation ``r``
+    (``r`` itself when ``r <= 0`` or nan)."""
+    return 2.0 * r / (1.0 + r) if r > 0 else r
+
+
+def retest_ceiling(retest: float) -> float:
+    """Expected Spearman of a perfect predictor against measurements whose test-retest
+    Spearman is ``retest``: ``sqrt(retest)`` (0 when ``retest <= 0``, nan stays nan)."""
+    return float(np.sqrt(max(retest, 0.0))) if np.isfinite(retest) else float("nan")
+
+
 @dataclass(frozen=True)
 class InterleavedMeasurement:
     """Timed runs ``(n, rounds, runs)`` of ``n`` architectures in interleaved rounds.
@@ -212,16 +226,24 @@ class InterleavedMeasurement:
         return self.estimate(slice(0, h)), self.estimate(slice(h, None))
 
     @property
-    def retest_spearman(self) -> float:
-        """Test-retest ceiling: Spearman between the two halves (nan if < 2 rounds/3 archs).
-
-        Each half has half the runs of the full estimate, so the full estimate is at least
-        this repeatable: read it as a conservative ceiling on any ranking's Spearman
-        against these measurements.
-        """
+    def split_half_spearman(self) -> float:
+        """Spearman between the two halves' estimates (nan if < 2 rounds or < 3 archs)."""
         if self.num_rounds < 2:
             return float("nan")
         return spearman(*self.halves())
+
+    @property
+    def retest_spearman(self) -> float:
+        """Test-retest Spearman of the full estimate: how well two such measurements would
+        agree, from the split-half one by the Spearman-Brown formula ``2r / (1 + r)`` (each
+        half has half the runs; the classical test-theory step-up, applied to ranks)."""
+        return spearman_brown(self.split_half_spearman)
+
+    @property
+    def ceiling(self) -> float:
+        """The Spearman a perfect predictor can be expected to reach against these
+        measurements: ``sqrt(retest)`` (attenuation by the measurement noise)."""
+        return retest_ceiling(self.retest_spearman)
 
     @property
     def cv(self) -> np.ndarray:
@@ -257,7 +279,9 @@ class InterleavedMeasurement:
             "statistic": self.statistic,
             "rounds": self.num_rounds,
             "runs_per_round": int(self.samples_ms.shape[2]),
+            "split_half_spearman": self.split_half_spearman,
             "retest_spearman": self.retest_spearman,
+            "ceiling": self.ceiling,
             "drift": self.drift,
             "drifted": self.drifted,
             "normalised": self.normalised,

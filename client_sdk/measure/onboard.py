@@ -4,10 +4,10 @@ until its leave-one-out estimate reaches a target (adaptive onboarding), and opt
 validate the oracle's ranking on fresh random architectures.
 
 Every set of architectures is timed by the interleaved harness
-(``Harness.measure_interleaved``), which gives the latencies *and* a test-retest ceiling:
-the Spearman between two independent halves of the measurement. A ranking cannot agree
-with measurements better than the measurements agree with themselves, so the ceiling is
-reported beside every Spearman, and a low one is re-measured once, then warned about.
+(``Harness.measure_interleaved``), which gives the latencies *and* their test-retest
+Spearman (from two independent halves of the measurement). Noisy measurements cap how well
+any ranking can agree with them: ``ceiling = sqrt(retest)`` is reported beside every
+Spearman, and a low retest is re-measured once, then warned about.
 
 The client is duck-typed (``suggest_references``, ``register_device``, ``add_measurements``,
 ``rank``), so any object with those methods works (tests use a fake).
@@ -32,6 +32,7 @@ from client_sdk.measure.harness import (
     HarnessConfig,
     InterleavedMeasurement,
     Statistic,
+    retest_ceiling,
 )
 from oracle_server.spaces import SearchSpace, get_space
 
@@ -64,7 +65,7 @@ class OnboardReport:
     reference_archs: list[str]  # every architecture registered, in measurement order
     reference_latency_ms: np.ndarray  # (samples,) registered latencies
     reference_cv: np.ndarray  # (samples,) within-architecture CV of the timed runs
-    remeasured: int  # measurement sets measured twice because their ceiling was low
+    remeasured: int  # measurement sets measured twice because their retest was low
     head_kind: str
     num_samples: int
     expected_spearman: float
@@ -72,11 +73,13 @@ class OnboardReport:
     statistic: str = "median"
     rounds: int = 6
     runs: int = 5
-    #: the device's test-retest ceiling: split-half Spearman on random architectures (the
-    #: validation set when there is one, else the retest subset); nan if none measured
+    #: the device's test-retest Spearman on random architectures (the validation set when
+    #: there is one, else the retest subset), stepped up from the split halves; nan if none
     retest_spearman: float = float("nan")
+    #: sqrt(retest): what a perfect predictor can be expected to reach against them
+    ceiling: float = float("nan")
     retest_archs: int = 0
-    reference_retest_spearman: float = float("nan")  # split-half on the references
+    reference_retest_spearman: float = float("nan")  # the same on the references
     drift: float = 0.0  # largest per-round drift seen (max/min scale - 1)
     #: one entry per onboarding round: samples, expected Spearman, anchor scale, ...
     progress: list[dict[str, Any]] = field(default_factory=list)
@@ -89,7 +92,7 @@ class OnboardReport:
     validation_predicted_ms: np.ndarray | None = None
     validation_spearman: float | None = None  # oracle ranking vs measured
     flops_spearman: float | None = None  # analytic FLOPs vs measured (the baseline)
-    validation_retest_spearman: float | None = None  # split-half ceiling of the validation
+    validation_retest_spearman: float | None = None  # retest of the validation measurements
     timings_s: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -187,13 +190,14 @@ def onboard(
     leave-one-out expected Spearman reaches T or ``max_samples`` are registered.
 
     ``retest=N`` random architectures are measured with the references only for the
-    device's test-retest ceiling (default: 20 when ``validate < 20``, else none since the
-    validation set gives it). A measurement whose ceiling is under ``retest_threshold`` is
-    measured once more (``remeasure_low_retest``) and merged, then warned about.
+    device's test-retest Spearman and ceiling (default: 20 when ``validate < 20``, else none
+    since the validation set gives them). A measurement whose test-retest Spearman is under
+    ``retest_threshold`` is measured once more (``remeasure_low_retest``) and merged, then
+    warned about.
 
     ``validate=N`` measures N random architectures (``space.sample(N, seed + 1)``) and
     reports the Spearman of the oracle's ranking and of analytic FLOPs against them, beside
-    their ceiling. ``log`` receives progress lines (``None`` for silence).
+    the ceiling. ``log`` receives progress lines (``None`` for silence).
     """
     if samples < 2:
         raise ValueError(f"need at least 2 samples, got {samples}")
@@ -236,11 +240,11 @@ def onboard(
     state = {"remeasured": 0, "drift": 0.0}
 
     def measure(genes: np.ndarray, desc: str) -> InterleavedMeasurement:
-        """Measure; once more if the ceiling is low; note drift and warn."""
+        """Measure; once more if the retest is low; note drift and warn."""
         m = measure_fn(sp, genes, harness, progress, desc)
         rho = m.retest_spearman
         if remeasure_low_retest and np.isfinite(rho) and rho < retest_threshold:
-            say(f"{desc}: retest ceiling {rho:.3f} < {retest_threshold:.2f}, measuring again")
+            say(f"{desc}: retest Spearman {rho:.3f} < {retest_threshold:.2f}, measuring again")
             m = m.merge(measure_fn(sp, genes, harness, progress, f"{desc} (again)"))
             state["remeasured"] += 1
             rho = m.retest_spearman
@@ -290,7 +294,7 @@ def onboard(
     say(
         f"registered {space}/{name}: head {info.head_kind}, expected Spearman "
         f"{info.expected_spearman:.3f}, monotonicity {info.monotonicity:.3f}"
-        + (f", retest ceiling {retest_rho:.3f}" if n_retest else "")
+        + (f", retest Spearman {retest_rho:.3f}" if n_retest else "")
     )
     history = [{
         "round": 1, "added": len(refs), "samples": int(info.num_samples),
@@ -331,6 +335,7 @@ def onboard(
         rounds=config.rounds,
         runs=config.runs,
         retest_spearman=retest_rho,
+        ceiling=retest_ceiling(retest_rho),
         retest_archs=len(retest_genes),
         reference_retest_spearman=ref_m.retest_spearman,
         progress=history,
@@ -348,7 +353,7 @@ def onboard(
         say(
             f"validation on {validate} random architectures: oracle Spearman "
             f"{report.validation_spearman:.3f}, FLOPs baseline {report.flops_spearman:.3f}, "
-            f"retest ceiling {_fmt(report.validation_retest_spearman)}"
+            f"retest {_fmt(report.validation_retest_spearman)}, ceiling {_fmt(report.ceiling)}"
         )
     report.remeasured = state["remeasured"]
     report.drift = float(state["drift"])
@@ -417,7 +422,7 @@ def _refine(
         say(
             f"round {r}: +{len(new)} archs -> {info.num_samples} samples, expected Spearman "
             f"{info.expected_spearman:.3f} (target {target:.3f}), anchor scale {scale:.3f}, "
-            f"retest ceiling {_fmt(retest_rho)}"
+            f"retest Spearman {_fmt(retest_rho)}"
         )
     if info.expected_spearman >= target:
         say(f"target {target:.3f} reached with {info.num_samples} samples")
@@ -456,6 +461,7 @@ def _validate(
     report.validation_retest_spearman = m.retest_spearman
     if np.isfinite(m.retest_spearman):
         report.retest_spearman = m.retest_spearman
+        report.ceiling = m.ceiling
         report.retest_archs = len(genes)
 
 
@@ -473,8 +479,9 @@ def format_report(report: OnboardReport) -> str:
         f"references  {len(ms)} archs, latency {ms.min():.3f} .. {ms.max():.3f} ms "
         f"(median {np.median(ms):.3f}), CV median {np.median(report.reference_cv):.3f} "
         f"max {report.reference_cv.max():.3f}",
-        f"retest      ceiling {_fmt(report.retest_spearman)} (split-half Spearman on "
-        f"{report.retest_archs} random archs), references {_fmt(report.reference_retest_spearman)}",
+        f"retest      Spearman {_fmt(report.retest_spearman)} on {report.retest_archs} random "
+        f"archs -> ceiling {_fmt(report.ceiling)} for any predictor; references "
+        f"{_fmt(report.reference_retest_spearman)}",
         f"head        {report.head_kind} fit on {report.num_samples} samples",
         f"expected    Spearman {report.expected_spearman:.3f} (leave-one-out), "
         f"monotonicity {report.monotonicity:.3f}",
@@ -492,7 +499,7 @@ def format_report(report: OnboardReport) -> str:
         lines.append(
             f"validation  {report.validate} random archs: oracle Spearman "
             f"{report.validation_spearman:.3f} vs FLOPs baseline {report.flops_spearman:.3f} "
-            f"(retest ceiling {_fmt(report.validation_retest_spearman)})"
+            f"(ceiling {_fmt(report.ceiling)})"
         )
     for w in report.warnings:
         lines.append(f"WARNING     {w}")

@@ -16,7 +16,9 @@ from client_sdk.measure.harness import (
     num_threads,
     prepare,
     reduce_runs,
+    retest_ceiling,
     spearman,
+    spearman_brown,
     time_fn,
 )
 from oracle_server.spaces import get_space
@@ -249,6 +251,22 @@ def test_statistics_and_merge() -> None:
     with pytest.raises(ValueError):
         a.merge(InterleavedMeasurement(np.ones((3, 2, 3))))
     assert np.isnan(InterleavedMeasurement(np.ones((4, 1, 3))).retest_spearman)
+    assert np.isnan(InterleavedMeasurement(np.ones((4, 1, 3))).ceiling)
+
+
+def test_retest_from_split_half() -> None:
+    """Halves that agree at r give a full-length retest 2r/(1+r) and a ceiling sqrt of it."""
+    assert spearman_brown(0.6) == pytest.approx(0.75)
+    assert spearman_brown(1.0) == 1.0 and spearman_brown(-0.2) == -0.2
+    assert np.isnan(spearman_brown(float("nan")))
+    assert retest_ceiling(0.81) == pytest.approx(0.9) and retest_ceiling(-0.1) == 0.0
+    # 2 rounds of 1 run: halves = the two rounds; swap two of 5 archs in the second round
+    x = np.stack([np.arange(1.0, 6.0), np.array([2.0, 1.0, 3.0, 4.0, 5.0])], axis=1)[..., None]
+    m = InterleavedMeasurement(x, normalised=False)
+    r = spearman(x[:, 0, 0], x[:, 1, 0])
+    assert m.split_half_spearman == pytest.approx(r) and r == pytest.approx(0.9)
+    assert m.retest_spearman == pytest.approx(2 * r / (1 + r))
+    assert m.ceiling == pytest.approx(np.sqrt(2 * r / (1 + r)))
     assert np.isnan(spearman(np.ones(5), np.arange(5)))
     assert spearman(np.arange(5), np.arange(5) ** 2) == pytest.approx(1.0)
 

@@ -128,6 +128,7 @@ def test_onboard_registers_and_validates() -> None:
     assert report.num_samples == 5 and report.expected_spearman == 0.9
     assert report.remeasured == 0 and not report.warnings
     assert report.retest_spearman == pytest.approx(1.0) and report.retest_archs == 20
+    assert report.ceiling == pytest.approx(1.0)
     assert report.validation_retest_spearman == pytest.approx(1.0)
     assert report.validation_latency_ms is not None and len(report.validation_latency_ms) == 20
     assert -1.0 <= report.validation_spearman <= 1.0
