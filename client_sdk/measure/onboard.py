@@ -280,7 +280,7 @@ def onboard(
     first = measure(np.concatenate([refs, retest_genes]), "references")
     timings["measure_s"] = time.perf_counter() - t0
     ref_m = first.select(slice(0, len(refs)))
-    ref_ms = ref_m.latency_ms
+    ref_ms = first.latency_ms[: len(refs)]  # drift scale estimated on the whole set
     retest_rho = float("nan")
     if n_retest:
         retest_rho = first.select(slice(len(refs), None)).retest_spearman
@@ -302,7 +302,7 @@ def onboard(
         "retest_spearman": retest_rho,
     }]
     all_genes, all_ms = [refs], [ref_ms]
-    all_cv = [ref_m.cv]
+    all_cv = [first.cv[: len(refs)]]
 
     if target_spearman is not None:
         t0 = time.perf_counter()
