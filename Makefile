@@ -45,8 +45,9 @@ bench-quality: $(STAMP)
 bench-search: $(STAMP)
 	$(BIN)/python benchmarks/search_quality.py --json benchmarks/results/search_quality.json
 
+## bench-onboarding: this CPU at 1 and 2 threads in every space: retest ceiling, oracle, FLOPs.
 bench-onboarding: $(STAMP)
-	$(BIN)/python benchmarks/onboarding.py --samples 10 --validate 200
+	$(BIN)/python benchmarks/onboarding.py --samples 10 --validate 100
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -96,8 +96,10 @@ class AsyncOracleClient(ClientOptions):
         parts = [rq.parse_rank(await self._call("Rank", r, timeout_s), names) for r in reqs]
         return rq.merge_chunks(parts, top_k, max_latency_ms)
 
-    async def suggest_references(self, space: str, n: int, seed: int = 0) -> np.ndarray:
-        req = pb.SuggestReferencesRequest(space=space, n=n, seed=seed)
+    async def suggest_references(
+        self, space: str, n: int, seed: int = 0, device: str = ""
+    ) -> np.ndarray:
+        req = pb.SuggestReferencesRequest(space=space, n=n, seed=seed, device=device)
         return rq.suggest_genes(await self._call("SuggestReferences", req))
 
     async def compare_devices(self, a: str, b: str, space: str = "") -> Comparison:

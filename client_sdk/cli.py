@@ -170,9 +170,15 @@ def cmd_device(args: argparse.Namespace, c: OracleClient) -> None:
         report = onboard(
             c, args.name, args.space, samples=args.samples, threads=args.threads,
             batch_size=args.batch_size, device=args.device, validate=args.validate,
-            progress=not (args.json or args.quiet), seed=args.seed,
+            progress=not (args.json or args.quiet), seed=args.seed, repeats=args.repeats,
+            rounds=args.rounds,
+            statistic=args.statistic, target_spearman=args.target_spearman,
+            max_samples=args.max_samples, round_size=args.round_size, retest=args.retest,
+            retest_threshold=args.retest_threshold,
+            log=(lambda msg: print(msg, file=sys.stderr)) if args.json else print,
         )
         _emit(args, report, format_report(report))
+        warn_quality(c.get_device(args.name, args.space))
 
 
 def cmd_rank(args: argparse.Namespace, c: OracleClient) -> None:
@@ -198,7 +204,7 @@ def cmd_rank(args: argparse.Namespace, c: OracleClient) -> None:
 def cmd_suggest(args: argparse.Namespace, c: OracleClient) -> None:
     from oracle_server.spaces import get_space
 
-    genes = c.suggest_references(args.space, args.n, args.seed)
+    genes = c.suggest_references(args.space, args.n, args.seed, device=args.device or "")
     archs = get_space(args.space).format_many(genes)
     _emit(args, archs, "\n".join(archs))
 
@@ -333,6 +339,21 @@ def _parser() -> argparse.ArgumentParser:
     dev.add_argument("--device", default="cpu", help="cpu or cuda (onboard)")
     dev.add_argument("--validate", type=int, default=0)
     dev.add_argument("--seed", type=int, default=0)
+    on = dev.add_argument_group("onboard: measurement and adaptive rounds")
+    on.add_argument("--repeats", type=int, default=30, help="timed runs per architecture")
+    on.add_argument("--rounds", type=int, default=6, help="interleaved rounds (>= 2)")
+    on.add_argument("--statistic", default="median",
+                    choices=("median", "mean", "min", "p10", "p25"))  # harness.STATISTICS
+    on.add_argument("--target-spearman", type=float, default=None,
+                    help="measure in rounds until the leave-one-out estimate reaches this")
+    on.add_argument("--max-samples", type=int, default=None,
+                    help="sample budget of the adaptive rounds (default 4 x --samples)")
+    on.add_argument("--round-size", type=int, default=5, help="architectures per round")
+    on.add_argument("--retest", type=int, default=None,
+                    help="random archs measured for the retest ceiling (default 20, 0 with "
+                         "--validate >= 20)")
+    on.add_argument("--retest-threshold", type=float, default=0.90,
+                    help="re-measure once, then warn, when the retest ceiling is below")
 
     r = sub.add_parser(
         "rank",
@@ -350,6 +371,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--space", required=True)
     s.add_argument("-n", type=int, default=10)
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--device", default=None,
+                   help="a registered device: the next architectures to measure on it")
 
     cmp = sub.add_parser("compare", help="monotonicity between two devices, or all of a space")
     cmp.add_argument("a", nargs="?")

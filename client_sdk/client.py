@@ -132,9 +132,15 @@ class OracleClient(ClientOptions):
         parts = [rq.parse_rank(self._call("Rank", r, timeout_s), names) for r in reqs]
         return rq.merge_chunks(parts, top_k, max_latency_ms)
 
-    def suggest_references(self, space: str, n: int, seed: int = 0) -> np.ndarray:
-        """Genes ``(n, num_genes)`` of architectures worth measuring on a new device."""
-        req = pb.SuggestReferencesRequest(space=space, n=n, seed=seed)
+    def suggest_references(
+        self, space: str, n: int, seed: int = 0, device: str = ""
+    ) -> np.ndarray:
+        """Genes ``(n, num_genes)`` of architectures worth measuring on a new device.
+
+        With ``device`` (a registered device): the next ones to measure on it, chosen where
+        its head is most uncertain, never one it has already measured (adaptive onboarding).
+        """
+        req = pb.SuggestReferencesRequest(space=space, n=n, seed=seed, device=device)
         return rq.suggest_genes(self._call("SuggestReferences", req))
 
     def compare_devices(self, a: str, b: str, space: str = "") -> Comparison:

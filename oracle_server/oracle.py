@@ -30,6 +30,7 @@ from oracle_server.errors import (
 )
 from oracle_server.predictor import HeadFit, LatencyModel, Prediction
 from oracle_server.predictor.columns import basis_columns, reads_descriptors, reads_features
+from oracle_server.predictor.references import suggest_next
 from oracle_server.ranking import TablePrediction, dense_rank, order
 from oracle_server.registry import Registry, StoredDevice
 from oracle_server.spaces import SearchSpace
@@ -119,7 +120,7 @@ class Oracle:
         # Spaces whose table holds every architecture of the space (NAS-Bench-201): Rank
         # answers by table row from per-head predictions over the whole table.
         self._covered = {sp for sp, m in self.models.items() if _table_covers_space(m.space)}
-        self._table_inputs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._table_inputs: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._table_preds: dict[tuple[str, str], TablePrediction] = {}
         for (sp, _name), dev in devices.items():
             if sp in self._covered:
@@ -279,18 +280,24 @@ class Oracle:
         tab = self._table_preds.get(key)
         if tab is not None and tab.head is device.head:
             return tab
-        inputs = self._table_inputs.get(device.space)
-        if inputs is None:
-            genes = model.space.table.genes
-            features = model.features(genes)
-            inputs = (model.basis(genes, features), features, model.descriptors(genes))
-            self._table_inputs[device.space] = inputs
-        pred = device.head.predict(*inputs)
+        pred = device.head.predict(*self._pool_inputs(model))
         lat32 = pred.latency_ms.astype(np.float32)
         tab = TablePrediction(device.head, pred.latency_ms, pred.log_sigma, lat32,
                                dense_rank(lat32))
         self._table_preds[key] = tab
         return tab
+
+    def _pool_inputs(
+        self, model: LatencyModel
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(basis, features, descriptors) of the space's bundled table archs, computed once."""
+        inputs = self._table_inputs.get(model.space.name)
+        if inputs is None:
+            genes = model.space.table.genes
+            features = model.features(genes)
+            inputs = (model.basis(genes, features), features, model.descriptors(genes))
+            self._table_inputs[model.space.name] = inputs
+        return inputs
 
     def _rank_devices(self, space: str, names: Sequence[str]) -> list[Device]:
         if not names:
@@ -444,10 +451,23 @@ class Oracle:
             metrics.DEVICES.labels(sp, src).set(value)
 
     # ----------------------------------------------------------------- other
-    def suggest(self, space: str, n: int, seed: int = 0) -> np.ndarray:
+    def suggest(self, space: str, n: int, seed: int = 0, device: str = "") -> np.ndarray:
+        """References for a new device, or (``device`` given) the next architectures to
+        measure on that device: the most uncertain under its head, spread out, excluding
+        those it has measured (``suggest_next``), from the space's bundled table."""
         if not 1 <= n <= 1000:
             raise InvalidArgument("must be between 1 and 1000", field="n")
-        return self.model(space).suggest_references(n, seed=seed)
+        model = self.model(space)
+        if not device:
+            return model.suggest_references(n, seed=seed)
+        try:
+            dev = self.device(device, space)
+        except InvalidArgument as exc:
+            raise InvalidArgument(exc.message, field="device") from None
+        basis, _, _ = self._pool_inputs(model)
+        log_sigma = self._table_prediction(model, dev).log_sigma  # cached per head
+        measured = dev.genes if dev.genes is not None else model.space.table.genes[:0]
+        return suggest_next(model.space.table.genes, basis, log_sigma, measured, n, seed)
 
     def compare(self, a: str, b: str, space: str = "") -> Comparison:
         da = self.device(a, space)

@@ -137,7 +137,9 @@ class OracleServicer(pb_grpc.LatencyOracleServicer):
     def SuggestReferences(self, request, context):
         oracle = self.oracle
         space = oracle.space(request.space)
-        genes = oracle.suggest(space.name, int(request.n), int(request.seed))
+        genes = oracle.suggest(
+            space.name, int(request.n), int(request.seed), device=request.device
+        )
         return pb.SuggestReferencesResponse(
             genes=codec.encode_genes(genes), archs=[space.format(g) for g in genes]
         )

@@ -1,5 +1,18 @@
 """Latency timing harness: warm-up, repeats, robust statistics, outlier re-measurement.
 
+Two ways to time a set of architectures:
+
+* ``Harness.measure_many``: one architecture after the other (warm-up, ``repeats`` runs, CV
+  re-measurement). A device that drifts (shared, thermally throttled) shifts every
+  architecture measured during the slow minutes, so two passes can disagree.
+* ``Harness.measure_interleaved`` (what onboarding uses): all models are built first, then
+  ``rounds`` rounds each visit every architecture once in a shuffled order for a few timed
+  runs. A per-round scale factor (robust, over all architectures) detects drift and
+  normalises it away, and the first and second halves of the rounds give two independent
+  estimates whose Spearman (stepped up to the full length) is the measurement's
+  **test-retest Spearman**; its square root is the **ceiling** a perfect predictor can be
+  expected to reach against these measurements.
+
 The clock is injectable (``clock() -> seconds``) so tests can run on a fake clock. On a
 CUDA device without an injected clock, CUDA events time each repeat.
 """
@@ -16,6 +29,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+from scipy.stats import spearmanr
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -24,6 +38,9 @@ from oracle_server.spaces import SearchSpace, get_space
 
 Clock = Callable[[], float]
 Backend = Literal["eager", "script", "compile"]
+#: per-architecture statistic over its timed runs (``p10`` = 10th percentile, ...)
+Statistic = Literal["median", "mean", "min", "p10", "p25"]
+STATISTICS: tuple[str, ...] = ("median", "mean", "min", "p10", "p25")
 #: (space, genes (g,), batch size, device) -> (model, input)
 Builder = Callable[[SearchSpace, np.ndarray, int, str], tuple[Callable[..., Any], torch.Tensor]]
 
@@ -82,12 +99,195 @@ class HarnessConfig:
     #: a measurement whose CV exceeds this is re-measured after the first pass
     cv_threshold: float = 0.10
     max_remeasure: int = 2
+    # --- interleaved measurement (``Harness.measure_interleaved``)
+    #: rounds over all architectures; each visit = ``round_warmup`` untimed + ``runs`` timed
+    rounds: int = 6
+    runs: int = 5
+    round_warmup: int = 1
+    statistic: Statistic = "median"
+    #: warn when the per-round scale factors spread more than this (max/min - 1)
+    drift_threshold: float = 0.10
+    normalise_drift: bool = True
+    seed: int = 0
 
     def __post_init__(self) -> None:
         if self.repeats < 1 or self.warmup < 0:
             raise ValueError("need repeats >= 1 and warmup >= 0")
         if self.backend not in ("eager", "script", "compile"):
             raise ValueError(f"unknown backend '{self.backend}'")
+        if self.rounds < 1 or self.runs < 1 or self.round_warmup < 0:
+            raise ValueError("need rounds >= 1, runs >= 1 and round_warmup >= 0")
+        if self.statistic not in STATISTICS:
+            raise ValueError(f"unknown statistic '{self.statistic}' (have {STATISTICS})")
+        if not self.drift_threshold > 0:
+            raise ValueError("drift_threshold must be > 0")
+
+
+def reduce_runs(
+    samples: np.ndarray, statistic: str, axis: int | tuple[int, ...] = -1
+) -> np.ndarray:
+    """``statistic`` of ``samples`` along ``axis`` (vectorised over the other axes)."""
+    if statistic == "median":
+        return np.median(samples, axis=axis)
+    if statistic == "mean":
+        return np.mean(samples, axis=axis)
+    if statistic == "min":
+        return np.min(samples, axis=axis)
+    if statistic in ("p10", "p25"):
+        return np.percentile(samples, int(statistic[1:]), axis=axis)
+    raise ValueError(f"unknown statistic '{statistic}' (have {STATISTICS})")
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rho, ``nan`` when undefined (fewer than 3 points or a constant side)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return float("nan")
+    return float(spearmanr(a, b).statistic)
+
+
+def spearman_brown(r: float) -> float:
+    """Reliability of a doubled-length measurement from the split-half correlation ``r``
+    (``r`` itself when ``r <= 0`` or nan)."""
+    return 2.0 * r / (1.0 + r) if r > 0 else r
+
+
+def retest_ceiling(retest: float) -> float:
+    """Expected Spearman of a perfect predictor against measurements whose test-retest
+    Spearman is ``retest``: ``sqrt(retest)`` (0 when ``retest <= 0``, nan stays nan)."""
+    return float(np.sqrt(max(retest, 0.0))) if np.isfinite(retest) else float("nan")
+
+
+@dataclass(frozen=True)
+class InterleavedMeasurement:
+    """Timed runs ``(n, rounds, runs)`` of ``n`` architectures in interleaved rounds.
+
+    ``round_scale[r]`` is round r's speed relative to the whole measurement: the median over
+    architectures of (statistic in round r / statistic over all rounds), so a device that is
+    10 % slower during round r has ``round_scale[r] ~ 1.1`` whatever the architectures'
+    latencies. With ``normalised``, every run of round r is divided by it before the
+    per-architecture statistic is taken.
+    """
+
+    samples_ms: np.ndarray  # (n, rounds, runs) raw timings
+    statistic: str = "median"
+    normalised: bool = True
+    drift_threshold: float = 0.10
+    attempts: int = 1  # times the whole set was measured (``merge`` adds them)
+
+    @property
+    def num_archs(self) -> int:
+        return int(self.samples_ms.shape[0])
+
+    @property
+    def num_rounds(self) -> int:
+        return int(self.samples_ms.shape[1])
+
+    @property
+    def round_scale(self) -> np.ndarray:
+        x = self.samples_ms
+        if x.shape[0] < 3 or x.shape[1] < 2:
+            return np.ones(x.shape[1])
+        per_round = reduce_runs(x, self.statistic, axis=2)  # (n, R)
+        overall = reduce_runs(x, self.statistic, axis=(1, 2))  # (n,)
+        scale = np.median(per_round / np.maximum(overall[:, None], 1e-12), axis=0)
+        return scale / np.median(scale)
+
+    @property
+    def drift(self) -> float:
+        """Spread of the per-round scale factors: max/min - 1 (0 = a steady device)."""
+        s = self.round_scale
+        return float(s.max() / s.min() - 1.0)
+
+    @property
+    def drifted(self) -> bool:
+        return self.drift > self.drift_threshold
+
+    def corrected(self) -> np.ndarray:
+        """The runs, divided by their round's scale factor when ``normalised``."""
+        if not self.normalised:
+            return self.samples_ms
+        return self.samples_ms / self.round_scale[None, :, None]
+
+    def estimate(self, rounds: slice | np.ndarray | None = None) -> np.ndarray:
+        """(n,) per-architecture ``statistic`` over the (corrected) runs of ``rounds``."""
+        x = self.corrected()
+        if rounds is not None:
+            x = x[:, rounds]
+        return reduce_runs(x.reshape(x.shape[0], -1), self.statistic)
+
+    @property
+    def latency_ms(self) -> np.ndarray:
+        return self.estimate()
+
+    def halves(self) -> tuple[np.ndarray, np.ndarray]:
+        """Two independent estimates: the first and the second half of the rounds."""
+        h = max(self.num_rounds // 2, 1)
+        return self.estimate(slice(0, h)), self.estimate(slice(h, None))
+
+    @property
+    def split_half_spearman(self) -> float:
+        """Spearman between the two halves' estimates (nan if < 2 rounds or < 3 archs)."""
+        if self.num_rounds < 2:
+            return float("nan")
+        return spearman(*self.halves())
+
+    @property
+    def retest_spearman(self) -> float:
+        """Test-retest Spearman of the full estimate: how well two such measurements would
+        agree, from the split-half one by the Spearman-Brown formula ``2r / (1 + r)`` (each
+        half has half the runs; the classical test-theory step-up, applied to ranks)."""
+        return spearman_brown(self.split_half_spearman)
+
+    @property
+    def ceiling(self) -> float:
+        """The Spearman a perfect predictor can be expected to reach against these
+        measurements: ``sqrt(retest)`` (attenuation by the measurement noise)."""
+        return retest_ceiling(self.retest_spearman)
+
+    @property
+    def cv(self) -> np.ndarray:
+        """(n,) within-architecture CV of the corrected runs."""
+        x = self.corrected().reshape(self.num_archs, -1)
+        if x.shape[1] < 2:
+            return np.zeros(self.num_archs)
+        return x.std(axis=1, ddof=1) / x.mean(axis=1)
+
+    def stats(self) -> list[TimingStats]:
+        """One ``TimingStats`` per architecture (its corrected runs, round after round)."""
+        x = self.corrected().reshape(self.num_archs, -1)
+        return [TimingStats(tuple(map(float, row)), self.attempts) for row in x]
+
+    def merge(self, other: InterleavedMeasurement) -> InterleavedMeasurement:
+        """Both measurements' rounds of the same architectures (a re-measurement)."""
+        if other.samples_ms.shape[0] != self.num_archs or other.samples_ms.shape[2] != (
+            self.samples_ms.shape[2]
+        ):
+            raise ValueError("can only merge measurements of the same architectures and runs")
+        return replace(
+            self,
+            samples_ms=np.concatenate([self.samples_ms, other.samples_ms], axis=1),
+            attempts=self.attempts + other.attempts,
+        )
+
+    def select(self, index: np.ndarray | slice) -> InterleavedMeasurement:
+        """The same rounds restricted to some architectures."""
+        return replace(self, samples_ms=self.samples_ms[index])
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "statistic": self.statistic,
+            "rounds": self.num_rounds,
+            "runs_per_round": int(self.samples_ms.shape[2]),
+            "split_half_spearman": self.split_half_spearman,
+            "retest_spearman": self.retest_spearman,
+            "ceiling": self.ceiling,
+            "drift": self.drift,
+            "drifted": self.drifted,
+            "normalised": self.normalised,
+            "round_scale": self.round_scale.tolist(),
+            "cv_median": float(np.median(self.cv)) if self.num_archs else float("nan"),
+        }
 
 
 @contextlib.contextmanager
@@ -174,6 +374,7 @@ class Harness:
     config: HarnessConfig = field(default_factory=HarnessConfig)
     clock: Clock | None = None
     builder: Builder = default_builder
+    _interleaved_calls: int = field(default=0, init=False, repr=False)
 
     def _use_cuda_events(self) -> bool:
         return (
@@ -202,6 +403,63 @@ class Harness:
         sp = get_space(space) if isinstance(space, str) else space
         model, x = self.builder(sp, np.asarray(genes), self.config.batch_size, self.config.device)
         return self.measure_model(model, x)
+
+    def measure_interleaved(
+        self,
+        space: str | SearchSpace,
+        genes: np.ndarray,
+        *,
+        progress: bool = True,
+        desc: str = "measuring",
+        rounds: int | None = None,
+    ) -> InterleavedMeasurement:
+        """Time every row of ``genes (n, g)`` in ``rounds`` interleaved rounds.
+
+        All models are built (and warmed up ``warmup`` times) first, so they are all in
+        memory at once (an ImageNet-size FBNet/OFA network is ~16 MB of fp32 weights: 110 of
+        them ~2 GB); each round then visits every architecture once, in a fresh random order,
+        for ``round_warmup`` untimed and ``runs`` timed calls. See
+        ``InterleavedMeasurement`` for the statistic, the drift correction and the retest
+        ceiling.
+        """
+        sp = get_space(space) if isinstance(space, str) else space
+        genes = np.asarray(genes)
+        cfg = self.config
+        n_rounds = cfg.rounds if rounds is None else rounds
+        if n_rounds < 1:
+            raise ValueError(f"rounds must be >= 1, got {n_rounds}")
+        rng = np.random.default_rng([cfg.seed, self._interleaved_calls])  # new orders per call
+        self._interleaved_calls += 1
+        out = np.zeros((len(genes), n_rounds, cfg.runs))
+        use_events = self._use_cuda_events()
+        sync = torch.cuda.synchronize if cfg.device.startswith("cuda") else None
+        clock = self.clock or time.perf_counter
+        with num_threads(cfg.threads), torch.inference_mode():
+            calls: list[Callable[[], Any]] = []
+            for row in tqdm(genes, desc=f"{desc} (build)", unit="arch", disable=not progress,
+                            leave=False):
+                model, x = self.builder(sp, np.asarray(row), cfg.batch_size, cfg.device)
+                fn = prepare(model, x, cfg.backend) if isinstance(model, nn.Module) else model
+                call = _bind(fn, x)
+                for _ in range(cfg.warmup):
+                    call()
+                calls.append(call)
+            bar = tqdm(total=len(genes) * n_rounds, desc=desc, unit="arch",
+                       disable=not progress, leave=False)
+            for r in range(n_rounds):
+                for i in rng.permutation(len(genes)):
+                    if use_events:
+                        st = time_fn_cuda_events(calls[i], warmup=cfg.round_warmup,
+                                                 repeats=cfg.runs)
+                    else:
+                        st = time_fn(calls[i], warmup=cfg.round_warmup, repeats=cfg.runs,
+                                     clock=clock, sync=sync)
+                    out[i, r] = st.samples_ms
+                    bar.update()
+            bar.close()
+        return InterleavedMeasurement(
+            out, cfg.statistic, cfg.normalise_drift, cfg.drift_threshold
+        )
 
     def measure_many(
         self,
@@ -233,3 +491,7 @@ class Harness:
                 best = again if again.cv < stats[i].cv else stats[i]
                 stats[i] = replace(best, attempts=stats[i].attempts + 1)
         return stats
+
+
+def _bind(fn: Callable[..., Any], x: torch.Tensor) -> Callable[[], Any]:
+    return lambda: fn(x)

@@ -1,8 +1,16 @@
 """Onboard this machine as a device: measure the oracle's reference architectures here,
-register them, and optionally validate the oracle's ranking on fresh random architectures.
+register them, optionally keep measuring the architectures the oracle is least sure about
+until its leave-one-out estimate reaches a target (adaptive onboarding), and optionally
+validate the oracle's ranking on fresh random architectures.
 
-The client is duck-typed (``suggest_references``, ``register_device``, ``rank``), so any
-object with those methods works (tests use a fake).
+Every set of architectures is timed by the interleaved harness
+(``Harness.measure_interleaved``), which gives the latencies *and* their test-retest
+Spearman (from two independent halves of the measurement). Noisy measurements cap how well
+any ranking can agree with them: ``ceiling = sqrt(retest)`` is reported beside every
+Spearman, and a low retest is re-measured once, then warned about.
+
+The client is duck-typed (``suggest_references``, ``register_device``, ``add_measurements``,
+``rank``), so any object with those methods works (tests use a fake).
 """
 
 from __future__ import annotations
@@ -18,17 +26,27 @@ import torch
 from scipy.stats import spearmanr
 
 from client_sdk.measure.builders import input_resolution
-from client_sdk.measure.harness import Backend, Harness, HarnessConfig, TimingStats
+from client_sdk.measure.harness import (
+    Backend,
+    Harness,
+    HarnessConfig,
+    InterleavedMeasurement,
+    Statistic,
+    retest_ceiling,
+)
 from oracle_server.spaces import SearchSpace, get_space
 
-#: (space, genes (n, g), harness, progress, desc) -> one TimingStats per row
-MeasureFn = Callable[[SearchSpace, np.ndarray, Harness, bool, str], list[TimingStats]]
+#: (space, genes (n, g), harness, progress, desc) -> the interleaved measurement of the rows
+MeasureFn = Callable[[SearchSpace, np.ndarray, Harness, bool, str], InterleavedMeasurement]
+
+#: anchors re-measured in every adaptive round to put its latencies on the first round's scale
+NUM_ANCHORS = 3
 
 
 def measure_architectures(
     space: SearchSpace, genes: np.ndarray, harness: Harness, progress: bool, desc: str
-) -> list[TimingStats]:
-    return harness.measure_many(space, genes, progress=progress, desc=desc)
+) -> InterleavedMeasurement:
+    return harness.measure_interleaved(space, genes, progress=progress, desc=desc)
 
 
 @dataclass
@@ -44,20 +62,37 @@ class OnboardReport:
     repeats: int
     backend: str
     contract: dict[str, Any]
-    reference_archs: list[str]
-    reference_latency_ms: np.ndarray  # (samples,) medians
-    reference_cv: np.ndarray  # (samples,)
-    remeasured: int  # reference architectures measured more than once (CV over threshold)
+    reference_archs: list[str]  # every architecture registered, in measurement order
+    reference_latency_ms: np.ndarray  # (samples,) registered latencies
+    reference_cv: np.ndarray  # (samples,) within-architecture CV of the timed runs
+    remeasured: int  # measurement sets measured twice because their retest was low
     head_kind: str
     num_samples: int
     expected_spearman: float
     monotonicity: float
+    statistic: str = "median"
+    rounds: int = 6
+    runs: int = 5
+    #: the device's test-retest Spearman on random architectures (the validation set when
+    #: there is one, else the retest subset), stepped up from the split halves; nan if none
+    retest_spearman: float = float("nan")
+    #: sqrt(retest): what a perfect predictor can be expected to reach against them
+    ceiling: float = float("nan")
+    retest_archs: int = 0
+    reference_retest_spearman: float = float("nan")  # the same on the references
+    drift: float = 0.0  # largest per-round drift seen (max/min scale - 1)
+    #: one entry per onboarding round: samples, expected Spearman, anchor scale, ...
+    progress: list[dict[str, Any]] = field(default_factory=list)
+    target_spearman: float | None = None
+    target_reached: bool | None = None
+    warnings: list[str] = field(default_factory=list)
     validate: int = 0
     validation_archs: list[str] = field(default_factory=list)
     validation_latency_ms: np.ndarray | None = None
     validation_predicted_ms: np.ndarray | None = None
     validation_spearman: float | None = None  # oracle ranking vs measured
     flops_spearman: float | None = None  # analytic FLOPs vs measured (the baseline)
+    validation_retest_spearman: float | None = None  # retest of the validation measurements
     timings_s: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -89,7 +124,8 @@ def build_contract(
     per_arch = " input resolution per architecture (resolution gene);" if res is None else ""
     notes = (
         f"measured by client_sdk.measure on {platform.node() or 'this machine'} ({device});"
-        f"{per_arch} median of {config.repeats} repeats after {config.warmup} warm-up runs, "
+        f"{per_arch} {config.statistic} of {config.rounds} interleaved rounds x {config.runs} "
+        f"runs after {config.warmup} warm-up runs (drift-normalised per round), "
         f"torch.inference_mode, backend {config.backend}, random weights"
     )
     return {
@@ -110,6 +146,10 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(rho) if np.isfinite(rho) else 0.0
 
 
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None or not np.isfinite(x) else f"{x:.3f}"
+
+
 def onboard(
     client: Any,
     name: str,
@@ -126,19 +166,57 @@ def onboard(
     warmup: int = 10,
     backend: Backend = "eager",
     cv_threshold: float = 0.10,
+    rounds: int = 6,
+    statistic: Statistic = "median",
+    target_spearman: float | None = None,
+    max_samples: int | None = None,
+    round_size: int = 5,
+    retest: int | None = None,
+    retest_threshold: float = 0.90,
+    remeasure_low_retest: bool = True,
     measure_fn: MeasureFn = measure_architectures,
     log: Callable[[str], None] | None = print,
 ) -> OnboardReport:
-    """Measure ``samples`` oracle-suggested references here, register ``name``, validate.
+    """Measure ``samples`` oracle-suggested references here, register ``name``, refine, validate.
+
+    Each measured set is timed in ``rounds`` interleaved rounds of ``ceil(repeats / rounds)``
+    runs per architecture; ``statistic`` summarises the runs (see
+    ``benchmarks/results/harness_study.json`` for the evidence behind the default).
+
+    ``target_spearman=T``: after registering, ask the oracle for the ``round_size``
+    architectures its head is least sure about (``SuggestReferences`` with ``device``),
+    measure them with ``NUM_ANCHORS`` already measured references (whose re-measurement puts
+    the new latencies on the first round's scale), ``AddMeasurements``, and repeat until the
+    leave-one-out expected Spearman reaches T or ``max_samples`` are registered.
+
+    ``retest=N`` random architectures are measured with the references only for the
+    device's test-retest Spearman and ceiling (default: 20 when ``validate < 20``, else none
+    since the validation set gives them). A measurement whose test-retest Spearman is under
+    ``retest_threshold`` is measured once more (``remeasure_low_retest``) and merged, then
+    warned about.
 
     ``validate=N`` measures N random architectures (``space.sample(N, seed + 1)``) and
-    reports the Spearman of the oracle's ranking and of analytic FLOPs against them.
-    ``log`` receives progress lines (``None`` for silence).
+    reports the Spearman of the oracle's ranking and of analytic FLOPs against them, beside
+    the ceiling. ``log`` receives progress lines (``None`` for silence).
     """
     if samples < 2:
         raise ValueError(f"need at least 2 samples, got {samples}")
     if validate < 0:
         raise ValueError(f"validate must be >= 0, got {validate}")
+    if target_spearman is not None and not -1.0 < target_spearman <= 1.0:
+        raise ValueError(f"target_spearman must be in (-1, 1], got {target_spearman}")
+    if round_size < 1:
+        raise ValueError(f"round_size must be >= 1, got {round_size}")
+    if rounds < 2:
+        raise ValueError(f"need rounds >= 2 (two halves give the retest ceiling), got {rounds}")
+    budget = max_samples if max_samples is not None else (
+        samples if target_spearman is None else 4 * samples
+    )
+    if budget < samples:
+        raise ValueError(f"max_samples ({budget}) is below samples ({samples})")
+    n_retest = (20 if validate < 20 else 0) if retest is None else retest
+    if n_retest < 0:
+        raise ValueError(f"retest must be >= 0, got {retest}")
     say = log or (lambda _msg: None)
     sp = get_space(space)
     used_threads = threads if threads is not None else torch.get_num_threads()
@@ -150,23 +228,62 @@ def onboard(
         batch_size=batch_size,
         backend=backend,
         cv_threshold=cv_threshold,
+        rounds=rounds,
+        runs=max(1, -(-repeats // rounds)),
+        statistic=statistic,
+        seed=seed,
     )
     harness = Harness(config)
     timings: dict[str, float] = {}
+    warnings: list[str] = []
     t_start = time.perf_counter()
+    state = {"remeasured": 0, "drift": 0.0}
+
+    def measure(genes: np.ndarray, desc: str) -> InterleavedMeasurement:
+        """Measure; once more if the retest is low; note drift and warn."""
+        m = measure_fn(sp, genes, harness, progress, desc)
+        rho = m.retest_spearman
+        if remeasure_low_retest and np.isfinite(rho) and rho < retest_threshold:
+            say(f"{desc}: retest Spearman {rho:.3f} < {retest_threshold:.2f}, measuring again")
+            m = m.merge(measure_fn(sp, genes, harness, progress, f"{desc} (again)"))
+            state["remeasured"] += 1
+            rho = m.retest_spearman
+            if np.isfinite(rho) and rho < retest_threshold:
+                warnings.append(
+                    f"{desc}: test-retest Spearman {rho:.3f} after re-measuring (threshold "
+                    f"{retest_threshold:.2f}): this device is too noisy for a ranking to "
+                    "agree better than that with its measurements; use a quieter machine, "
+                    "fixed clocks, or more rounds"
+                )
+                say("warning: " + warnings[-1])
+        if m.drifted:
+            warnings.append(
+                f"{desc}: the device drifted {100 * m.drift:.0f} % between rounds "
+                "(normalised per round)"
+            )
+            say("warning: " + warnings[-1])
+        state["drift"] = max(state["drift"], m.drift)
+        return m
 
     t0 = time.perf_counter()
     refs = sp.validate(client.suggest_references(space, samples, seed=seed))
     timings["suggest_s"] = time.perf_counter() - t0
+    retest_genes = _random_archs(sp, n_retest, seed + 2, exclude=refs)
     say(
         f"measuring {len(refs)} reference architectures of '{space}' on {device} "
-        f"({used_threads} thread(s), batch {batch_size}, {repeats} repeats)"
+        f"({used_threads} thread(s), batch {batch_size}, {config.rounds} rounds x "
+        f"{config.runs} runs, {config.statistic})"
+        + (f" with {len(retest_genes)} random archs for the retest ceiling" if n_retest else "")
     )
 
     t0 = time.perf_counter()
-    ref_stats = measure_fn(sp, refs, harness, progress, "references")
+    first = measure(np.concatenate([refs, retest_genes]), "references")
     timings["measure_s"] = time.perf_counter() - t0
-    ref_ms = np.array([s.median_ms for s in ref_stats], dtype=np.float64)
+    ref_m = first.select(slice(0, len(refs)))
+    ref_ms = first.latency_ms[: len(refs)]  # drift scale estimated on the whole set
+    retest_rho = float("nan")
+    if n_retest:
+        retest_rho = first.select(slice(len(refs), None)).retest_spearman
 
     contract = build_contract(
         sp, threads=used_threads, batch_size=batch_size, device=device, config=config
@@ -177,8 +294,25 @@ def onboard(
     say(
         f"registered {space}/{name}: head {info.head_kind}, expected Spearman "
         f"{info.expected_spearman:.3f}, monotonicity {info.monotonicity:.3f}"
+        + (f", retest Spearman {retest_rho:.3f}" if n_retest else "")
     )
+    history = [{
+        "round": 1, "added": len(refs), "samples": int(info.num_samples),
+        "expected_spearman": float(info.expected_spearman), "anchor_scale": 1.0,
+        "retest_spearman": retest_rho,
+    }]
+    all_genes, all_ms = [refs], [ref_ms]
+    all_cv = [first.cv[: len(refs)]]
 
+    if target_spearman is not None:
+        t0 = time.perf_counter()
+        info = _refine(
+            client, sp, name, info, target_spearman, budget, round_size, seed, refs, ref_ms,
+            measure, say, history, all_genes, all_ms, all_cv, retest_rho,
+        )
+        timings["adaptive_s"] = time.perf_counter() - t0
+
+    genes_all = np.concatenate(all_genes)
     report = OnboardReport(
         name=name,
         space=space,
@@ -186,28 +320,118 @@ def onboard(
         threads=used_threads,
         batch_size=batch_size,
         warmup=warmup,
-        repeats=repeats,
+        repeats=config.rounds * config.runs,
         backend=backend,
         contract=contract,
-        reference_archs=[sp.format(g) for g in refs],
-        reference_latency_ms=ref_ms,
-        reference_cv=np.array([s.cv for s in ref_stats], dtype=np.float64),
-        remeasured=sum(s.attempts > 1 for s in ref_stats),
+        reference_archs=[sp.format(g) for g in genes_all],
+        reference_latency_ms=np.concatenate(all_ms),
+        reference_cv=np.concatenate(all_cv),
+        remeasured=0,
         head_kind=str(info.head_kind),
         num_samples=int(info.num_samples),
         expected_spearman=float(info.expected_spearman),
         monotonicity=float(info.monotonicity),
+        statistic=config.statistic,
+        rounds=config.rounds,
+        runs=config.runs,
+        retest_spearman=retest_rho,
+        ceiling=retest_ceiling(retest_rho),
+        retest_archs=len(retest_genes),
+        reference_retest_spearman=ref_m.retest_spearman,
+        progress=history,
+        target_spearman=target_spearman,
+        target_reached=(
+            None if target_spearman is None
+            else bool(info.expected_spearman >= target_spearman)
+        ),
+        warnings=warnings,
         validate=validate,
         timings_s=timings,
     )
     if validate:
-        _validate(client, sp, name, report, harness, measure_fn, validate, seed, progress)
+        _validate(client, sp, name, report, harness, measure, validate, seed)
         say(
             f"validation on {validate} random architectures: oracle Spearman "
-            f"{report.validation_spearman:.3f}, FLOPs baseline {report.flops_spearman:.3f}"
+            f"{report.validation_spearman:.3f}, FLOPs baseline {report.flops_spearman:.3f}, "
+            f"retest {_fmt(report.validation_retest_spearman)}, ceiling {_fmt(report.ceiling)}"
         )
+    report.remeasured = state["remeasured"]
+    report.drift = float(state["drift"])
     timings["total_s"] = time.perf_counter() - t_start
     return report
+
+
+def _random_archs(
+    sp: SearchSpace, n: int, seed: int, exclude: np.ndarray | None = None
+) -> np.ndarray:
+    """``n`` random architectures of the space, none of them in ``exclude``."""
+    if n <= 0:
+        return sp.sample(1, np.random.default_rng(seed))[:0]
+    genes = sp.sample(2 * n + 8, np.random.default_rng(seed))
+    _, first = np.unique(genes, axis=0, return_index=True)
+    genes = genes[np.sort(first)]
+    if exclude is not None and len(exclude):
+        seen = {g.tobytes() for g in np.asarray(exclude, dtype=genes.dtype)}
+        genes = genes[[g.tobytes() not in seen for g in genes]]
+    return genes[:n]
+
+
+def _refine(
+    client: Any,
+    sp: SearchSpace,
+    name: str,
+    info: Any,
+    target: float,
+    budget: int,
+    round_size: int,
+    seed: int,
+    refs: np.ndarray,
+    ref_ms: np.ndarray,
+    measure: Callable[[np.ndarray, str], InterleavedMeasurement],
+    say: Callable[[str], None],
+    history: list[dict[str, Any]],
+    all_genes: list[np.ndarray],
+    all_ms: list[np.ndarray],
+    all_cv: list[np.ndarray],
+    retest_rho: float,
+) -> Any:
+    """Adaptive rounds until the expected Spearman reaches ``target`` or ``budget`` samples."""
+    order = np.argsort(ref_ms)
+    anchors = np.unique(order[np.linspace(0, len(order) - 1, NUM_ANCHORS).round().astype(int)])
+    r = 1
+    while not info.expected_spearman >= target and info.num_samples < budget:  # nan: go on
+        r += 1
+        k = min(round_size, budget - int(info.num_samples))
+        new = sp.validate(client.suggest_references(sp.name, k, seed=seed + r, device=name))
+        if len(new) == 0:
+            say("the oracle has no more architectures to suggest")
+            break
+        m = measure(np.concatenate([new, refs[anchors]]), f"round {r}")
+        lat = m.latency_ms
+        scale = float(np.median(lat[len(new):] / ref_ms[anchors]))
+        new_ms = lat[: len(new)] / scale
+        info = client.add_measurements(name, (new, new_ms), sp.name)
+        all_genes.append(new)
+        all_ms.append(new_ms)
+        all_cv.append(m.cv[: len(new)])
+        history.append({
+            "round": r, "added": len(new), "samples": int(info.num_samples),
+            "expected_spearman": float(info.expected_spearman), "anchor_scale": scale,
+            "retest_spearman": retest_rho,
+        })
+        say(
+            f"round {r}: +{len(new)} archs -> {info.num_samples} samples, expected Spearman "
+            f"{info.expected_spearman:.3f} (target {target:.3f}), anchor scale {scale:.3f}, "
+            f"retest Spearman {_fmt(retest_rho)}"
+        )
+    if info.expected_spearman >= target:
+        say(f"target {target:.3f} reached with {info.num_samples} samples")
+    else:
+        say(
+            f"target {target:.3f} not reached: expected Spearman {info.expected_spearman:.3f} "
+            f"with {info.num_samples} samples (budget {budget})"
+        )
+    return info
 
 
 def _validate(
@@ -216,16 +440,15 @@ def _validate(
     name: str,
     report: OnboardReport,
     harness: Harness,
-    measure_fn: MeasureFn,
+    measure: Callable[[np.ndarray, str], InterleavedMeasurement],
     n: int,
     seed: int,
-    progress: bool,
 ) -> None:
     genes = sp.sample(n, np.random.default_rng(seed + 1))
     t0 = time.perf_counter()
-    stats = measure_fn(sp, genes, harness, progress, "validation")
+    m = measure(genes, "validation")
     report.timings_s["validate_measure_s"] = time.perf_counter() - t0
-    measured = np.array([s.median_ms for s in stats], dtype=np.float64)
+    measured = m.latency_ms
     t0 = time.perf_counter()
     result = client.rank(sp.name, genes, [name])
     report.timings_s["validate_rank_s"] = time.perf_counter() - t0
@@ -235,6 +458,11 @@ def _validate(
     report.validation_predicted_ms = predicted
     report.validation_spearman = _spearman(predicted, measured)
     report.flops_spearman = _spearman(sp.flops(genes), measured)
+    report.validation_retest_spearman = m.retest_spearman
+    if np.isfinite(m.retest_spearman):
+        report.retest_spearman = m.retest_spearman
+        report.ceiling = m.ceiling
+        report.retest_archs = len(genes)
 
 
 def format_report(report: OnboardReport) -> str:
@@ -245,18 +473,36 @@ def format_report(report: OnboardReport) -> str:
         f"measured on {report.contract.get('hardware', '?')} ({report.device}), "
         f"{report.threads} thread(s), batch {report.batch_size}, {report.backend}, "
         f"torch {report.contract.get('runtime_version', '?')}",
+        f"harness     {report.rounds} interleaved rounds x {report.runs} runs, "
+        f"{report.statistic}, largest drift between rounds {100 * report.drift:.0f} %, "
+        f"sets re-measured {report.remeasured}",
         f"references  {len(ms)} archs, latency {ms.min():.3f} .. {ms.max():.3f} ms "
         f"(median {np.median(ms):.3f}), CV median {np.median(report.reference_cv):.3f} "
-        f"max {report.reference_cv.max():.3f}, re-measured {report.remeasured}",
+        f"max {report.reference_cv.max():.3f}",
+        f"retest      Spearman {_fmt(report.retest_spearman)} on {report.retest_archs} random "
+        f"archs -> ceiling {_fmt(report.ceiling)} for any predictor; references "
+        f"{_fmt(report.reference_retest_spearman)}",
         f"head        {report.head_kind} fit on {report.num_samples} samples",
         f"expected    Spearman {report.expected_spearman:.3f} (leave-one-out), "
         f"monotonicity {report.monotonicity:.3f}",
     ]
+    if report.target_spearman is not None:
+        steps = ", ".join(
+            f"{p['samples']}:{p['expected_spearman']:.3f}" for p in report.progress
+        )
+        verdict = "reached" if report.target_reached else "NOT reached"
+        lines.append(
+            f"adaptive    target {report.target_spearman:.3f} {verdict} in "
+            f"{len(report.progress)} round(s) (samples:expected {steps})"
+        )
     if report.validate and report.validation_spearman is not None:
         lines.append(
             f"validation  {report.validate} random archs: oracle Spearman "
-            f"{report.validation_spearman:.3f} vs FLOPs baseline {report.flops_spearman:.3f}"
+            f"{report.validation_spearman:.3f} vs FLOPs baseline {report.flops_spearman:.3f} "
+            f"(ceiling {_fmt(report.ceiling)})"
         )
+    for w in report.warnings:
+        lines.append(f"WARNING     {w}")
     t = report.timings_s
     parts = [f"{k.removesuffix('_s')} {v:.1f}s" for k, v in t.items()]
     lines.append("timings     " + ", ".join(parts))

@@ -153,3 +153,31 @@ def test_register_from_csv_of_nats_indices(run, tmp_path: Path) -> None:
     assert code == 0, err
     assert json.loads(out)["num_samples"] == 10
     assert run("device", "delete", name, "--space", "nasbench201")[0] == 0
+
+
+def test_onboard_adaptive_with_real_measurements(run) -> None:
+    """`oracle device onboard --target-spearman`: real (tiny) torch timings, rounds of
+    adaptive suggestions until the budget, the retest ceiling in the JSON."""
+    name = unique_name("onb")
+    code, out, err = run("--json", "device", "onboard", "--name", name, "--space",
+                         "nasbench201", "--samples", "4", "--threads", "1", "--repeats", "2",
+                         "--rounds", "2", "--retest", "4", "--retest-threshold", "-1",
+                         "--target-spearman", "1.0", "--max-samples", "7", "--round-size", "2")
+    assert code == 0, err
+    report = json.loads(out)
+    steps = [p["samples"] for p in report["progress"]]
+    # rounds of 2 until the budget of 7, unless the (tiny-sample) estimate hits 1.0 first
+    assert steps == [4, 6, 7][: len(steps)]
+    n = steps[-1]
+    assert n == 7 or report["target_reached"]
+    assert report["num_samples"] == n and len(report["reference_archs"]) == n
+    assert len({*report["reference_archs"]}) == n  # the adaptive rounds never repeat an arch
+    assert report["retest_archs"] == 4 and report["rounds"] == 2
+    assert report["retest_spearman"] is None or -1.0 <= report["retest_spearman"] <= 1.0
+    assert "registered" in err and "expected Spearman" in err
+    code, out, _ = run("--json", "device", "show", name, "--space", "nasbench201")
+    assert code == 0 and json.loads(out)["num_samples"] == n
+    code, out, _ = run("suggest", "--space", "nasbench201", "-n", "3", "--device", name)
+    assert code == 0 and len(out.split()) == 3
+    assert not set(out.split()) & set(report["reference_archs"])
+    run("device", "delete", name, "--space", "nasbench201")

@@ -137,6 +137,36 @@ def test_suggest_references(client: OracleClient) -> None:
     assert len({g.tobytes() for g in genes}) == 10
 
 
+def test_suggest_references_for_a_registered_device(client: OracleClient) -> None:
+    """Adaptive onboarding: the next architectures for a device are new to it, differ from
+    the first-time references, and move on once they are measured."""
+    first = client.suggest_references("nasbench201", 10, seed=0)
+    name = unique_name("adaptive")
+    client.register_device(name, "nasbench201", (first, SPACE.flops(first) / 1e6 + 1.0))
+    try:
+        nxt = client.suggest_references("nasbench201", 6, device=name)
+        assert nxt.shape == (6, 6)
+        SPACE.validate(nxt)
+        seen = {g.tobytes() for g in first}
+        assert not seen & {g.tobytes() for g in nxt}
+        assert len({g.tobytes() for g in nxt}) == 6
+        fresh = client.suggest_references("nasbench201", 6, seed=0)
+        assert {g.tobytes() for g in nxt} != {g.tobytes() for g in fresh}
+        client.add_measurements(name, (nxt, SPACE.flops(nxt) / 1e6 + 1.0), "nasbench201")
+        seen |= {g.tobytes() for g in nxt}
+        again = client.suggest_references("nasbench201", 6, device=f"nasbench201/{name}")
+        assert not seen & {g.tobytes() for g in again}
+        with pytest.raises(InvalidArgument) as info:
+            client.suggest_references("nasbench201", 0, device=name)
+        assert "n" in str(info.value)
+    finally:
+        client.delete_device(name, "nasbench201")
+    with pytest.raises(DeviceNotFound) as nf:
+        client.suggest_references("nasbench201", 5, device=name)
+    assert nf.value.code == grpc.StatusCode.NOT_FOUND and name in str(nf.value)
+    assert client.health() == "SERVING"
+
+
 # ----------------------------------------------------------------- bad input
 @pytest.mark.parametrize(
     ("call", "exc", "fragment"),

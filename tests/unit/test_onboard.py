@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-from client_sdk.measure.harness import Harness, TimingStats
+from client_sdk.measure.harness import Harness, InterleavedMeasurement
 from client_sdk.measure.onboard import OnboardReport, format_report, onboard
 from oracle_server.spaces import SearchSpace, get_space
 
@@ -29,18 +29,32 @@ class FakeRank:
 
 @dataclass
 class FakeClient:
+    """Expected Spearman grows with the samples: 0.80 + 0.01 per sample over 10."""
+
     registered: dict = field(default_factory=dict)
     calls: list = field(default_factory=list)
 
-    def suggest_references(self, space: str, n: int, seed: int = 0) -> np.ndarray:
-        self.calls.append(("suggest", space, n, seed))
-        return get_space(space).sample(n, rng=seed)
+    def _info(self, name, space, n) -> FakeInfo:
+        return FakeInfo(name, space, num_samples=n,
+                        expected_spearman=0.9 if n <= 10 else min(0.9 + 0.01 * (n - 10), 1.0))
+
+    def suggest_references(self, space: str, n: int, seed: int = 0, device: str = "") -> np.ndarray:
+        self.calls.append(("suggest", space, n, seed) + ((device,) if device else ()))
+        return get_space(space).sample(n, rng=seed + (1000 if device else 0))
 
     def register_device(self, name, space, measurements, contract=None):
         genes, ms = measurements
         self.calls.append(("register", name, space))
         self.registered[name] = (genes, ms, contract)
-        return FakeInfo(name, space, num_samples=len(ms))
+        return self._info(name, space, len(ms))
+
+    def add_measurements(self, name, measurements, space=""):
+        genes, ms = measurements
+        self.calls.append(("add", name, space, len(ms)))
+        old_g, old_ms, contract = self.registered[name]
+        self.registered[name] = (np.concatenate([old_g, genes]), np.concatenate([old_ms, ms]),
+                                 contract)
+        return self._info(name, space, len(old_ms) + len(ms))
 
     def rank(self, space: str, archs: np.ndarray, devices: list[str]) -> FakeRank:
         self.calls.append(("rank", space, len(archs), tuple(devices)))
@@ -49,12 +63,40 @@ class FakeClient:
         return FakeRank({d: pred for d in devices})
 
 
+def true_ms(space: SearchSpace, genes: np.ndarray) -> np.ndarray:
+    """The fake device: MFLOPs / 10 + 0.5 * (first gene) ms."""
+    return space.flops(genes) / 1e7 + 0.5 * genes[:, 0]
+
+
 def fake_measure(
     space: SearchSpace, genes: np.ndarray, harness: Harness, progress: bool, desc: str
-) -> list[TimingStats]:
-    """Latency = MFLOPs / 10 + 0.5 * (first gene), deterministic and instantaneous."""
-    ms = space.flops(genes) / 1e7 + 0.5 * genes[:, 0]
-    return [TimingStats((m, m * 1.01, m * 0.99), attempts=1 + (i == 0)) for i, m in enumerate(ms)]
+) -> InterleavedMeasurement:
+    """Deterministic, instantaneous: 4 rounds x 3 runs of ``true_ms`` with 1 % wiggle."""
+    ms = true_ms(space, genes)
+    wiggle = np.array([1.0, 1.01, 0.99])
+    return InterleavedMeasurement(ms[:, None, None] * wiggle[None, None, :] * np.ones((1, 4, 1)))
+
+
+def slow_measure(scale_after: float):
+    """The device gets ``scale_after`` times slower after the first measured set."""
+    count = {"n": 0}
+
+    def measure(space, genes, harness, progress, desc):
+        m = fake_measure(space, genes, harness, progress, desc)
+        count["n"] += 1
+        factor = 1.0 if count["n"] == 1 else scale_after
+        return InterleavedMeasurement(m.samples_ms * factor)
+
+    return measure
+
+
+_NOISE = np.random.default_rng(0)
+
+
+def noisy_measure(space, genes, harness, progress, desc):
+    """Pure noise, different at every call: a low retest ceiling."""
+    x = 1.0 + 0.05 * _NOISE.random((len(genes), 4, 3))
+    return InterleavedMeasurement(x)
 
 
 def test_onboard_registers_and_validates() -> None:
@@ -84,7 +126,10 @@ def test_onboard_registers_and_validates() -> None:
     assert client.calls[0] == ("suggest", "nasbench201", 5, 3)
     assert ("rank", "nasbench201", 20, ("cpu1",)) in client.calls
     assert report.num_samples == 5 and report.expected_spearman == 0.9
-    assert report.remeasured == 1
+    assert report.remeasured == 0 and not report.warnings
+    assert report.retest_spearman == pytest.approx(1.0) and report.retest_archs == 20
+    assert report.ceiling == pytest.approx(1.0)
+    assert report.validation_retest_spearman == pytest.approx(1.0)
     assert report.validation_latency_ms is not None and len(report.validation_latency_ms) == 20
     assert -1.0 <= report.validation_spearman <= 1.0
     assert -1.0 <= report.flops_spearman <= 1.0
@@ -95,6 +140,7 @@ def test_onboard_registers_and_validates() -> None:
     assert any("expected Spearman 0.900" in line for line in lines)
     text = format_report(report)
     assert "cpu1" in text and "validation" in text and "FLOPs baseline" in text
+    assert "retest" in text and "adaptive" not in text
     assert isinstance(report.to_dict()["reference_latency_ms"], list)
 
 
@@ -126,12 +172,15 @@ def test_onboard_real_measurement_tiny() -> None:
         samples=2,
         threads=1,
         repeats=2,
+        rounds=2,
         warmup=1,
+        retest=0,
         progress=False,
         log=None,
     )
     assert np.all(report.reference_latency_ms > 0)
     assert report.reference_cv.shape == (2,)
+    assert report.rounds == 2 and report.runs == 1
 
 
 def test_onboard_bad_args() -> None:
@@ -139,3 +188,72 @@ def test_onboard_bad_args() -> None:
         onboard(FakeClient(), "x", "nasbench201", samples=1, measure_fn=fake_measure, log=None)
     with pytest.raises(ValueError):
         onboard(FakeClient(), "x", "nasbench201", validate=-1, measure_fn=fake_measure, log=None)
+
+
+def test_onboard_adaptive_rounds_reach_the_target() -> None:
+    client = FakeClient()
+    lines: list[str] = []
+    report = onboard(client, "cpu1", "nasbench201", samples=10, target_spearman=0.95,
+                     max_samples=40, round_size=3, progress=False, measure_fn=fake_measure,
+                     log=lines.append)
+    # 0.90 at 10 samples, +0.01 per sample: 0.95 needs 15 -> rounds of 3: 13, 16
+    assert [p["samples"] for p in report.progress] == [10, 13, 16]
+    assert report.target_reached and report.num_samples == 16
+    adaptive = [c for c in client.calls if c[0] == "suggest" and len(c) == 5]
+    assert [c[2] for c in adaptive] == [3, 3] and all(c[4] == "cpu1" for c in adaptive)
+    assert [c[3] for c in client.calls if c[0] == "add"] == [3, 3]
+    genes, ms, _ = client.registered["cpu1"]
+    assert len(genes) == 16 and len(report.reference_archs) == 16
+    np.testing.assert_allclose(ms, report.reference_latency_ms)
+    np.testing.assert_allclose(ms, true_ms(get_space("nasbench201"), genes), rtol=1e-9)
+    assert sum("round" in line and "expected Spearman" in line for line in lines) == 2
+    assert any("target 0.950 reached" in line for line in lines)
+    assert "target 0.950 reached" in format_report(report)
+
+
+def test_onboard_adaptive_budget_and_anchor_rescaling() -> None:
+    """The device is 30 % slower in the later rounds: the anchors re-measured each round
+    put the new latencies back on the first round's scale."""
+    client = FakeClient()
+    report = onboard(client, "cpu1", "nasbench201", samples=10, target_spearman=0.999,
+                     max_samples=14, round_size=3, progress=False,
+                     measure_fn=slow_measure(1.3), log=None)
+    assert [p["samples"] for p in report.progress] == [10, 13, 14]  # budget caps the last round
+    assert report.target_reached is False
+    assert report.progress[1]["anchor_scale"] == pytest.approx(1.3)
+    genes, ms, _ = client.registered["cpu1"]
+    np.testing.assert_allclose(ms, true_ms(get_space("nasbench201"), genes), rtol=1e-9)
+    assert "NOT reached" in format_report(report)
+
+
+def test_onboard_low_retest_is_remeasured_then_warned() -> None:
+    client = FakeClient()
+    calls: list[str] = []
+
+    def measure(space, genes, harness, progress, desc):
+        calls.append(desc)
+        return noisy_measure(space, genes, harness, progress, desc)
+
+    report = onboard(client, "cpu1", "nasbench201", samples=10, retest=20, progress=False,
+                     measure_fn=measure, log=None)
+    assert calls == ["references", "references (again)"]
+    assert report.remeasured == 1
+    assert report.retest_spearman < 0.9
+    assert any("too noisy" in w for w in report.warnings)
+    assert "WARNING" in format_report(report)
+    quiet = onboard(FakeClient(), "cpu2", "nasbench201", samples=10, retest=20,
+                    remeasure_low_retest=False, progress=False, measure_fn=noisy_measure,
+                    log=None)
+    assert quiet.remeasured == 0 and not quiet.warnings
+
+
+def test_onboard_adaptive_bad_args() -> None:
+    with pytest.raises(ValueError):
+        onboard(FakeClient(), "x", "nasbench201", target_spearman=1.5,
+                measure_fn=fake_measure, log=None)
+    with pytest.raises(ValueError):
+        onboard(FakeClient(), "x", "nasbench201", samples=10, target_spearman=0.9,
+                max_samples=5, measure_fn=fake_measure, log=None)
+    with pytest.raises(ValueError):
+        onboard(FakeClient(), "x", "nasbench201", round_size=0, measure_fn=fake_measure,
+                log=None)

@@ -206,14 +206,16 @@ class RankResponse(_message.Message):
     def __init__(self, space: _Optional[str] = ..., num_architectures: _Optional[int] = ..., rankings: _Optional[_Iterable[_Union[DeviceRanking, _Mapping]]] = ..., interval_level: _Optional[float] = ...) -> None: ...
 
 class SuggestReferencesRequest(_message.Message):
-    __slots__ = ("space", "n", "seed")
+    __slots__ = ("space", "n", "seed", "device")
     SPACE_FIELD_NUMBER: _ClassVar[int]
     N_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
     space: str
     n: int
     seed: int
-    def __init__(self, space: _Optional[str] = ..., n: _Optional[int] = ..., seed: _Optional[int] = ...) -> None: ...
+    device: str
+    def __init__(self, space: _Optional[str] = ..., n: _Optional[int] = ..., seed: _Optional[int] = ..., device: _Optional[str] = ...) -> None: ...
 
 class SuggestReferencesResponse(_message.Message):
     __slots__ = ("genes", "archs")

@@ -113,7 +113,8 @@ class LatencyOracleServicer:
         raise NotImplementedError('Method not implemented!')
 
     def SuggestReferences(self, request, context):
-        """Architectures worth measuring to register a new device.
+        """Architectures worth measuring to register a new device (or, with `device`, the next ones
+        to measure on a registered device).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
