@@ -39,6 +39,8 @@ from oracle_server.predictor.priors import DescriptorPrior
 QUALITY_SPEARMAN = 0.8
 #: ... and so is one whose estimate does not beat the FLOPs ranking by this margin
 QUALITY_MARGIN_OVER_FLOPS = 0.02
+#: serve the FLOPs head alone when its LOO Spearman beats the ensemble's by more than this
+FLOPS_FALLBACK_MARGIN = 0.05
 #: how many of the LOO-best candidate heads are averaged (validation: 2 beat 1, 3 and 6)
 ENSEMBLE_SIZE = 2
 #: multiplies the LOO RMS so that the stated 80 % interval covers ~80 % (validation devices
@@ -73,6 +75,13 @@ def select_head(
                                           -scores[c.kind][1]), reverse=True)
     best = _ensemble(ranked[:ENSEMBLE_SIZE])
     rho, mse = _loo_scores(best, z)
+    fell_back = False
+    flops = next((c for c in cands if c.kind == "flops"), None)
+    if flops is not None and n >= 3 and np.isfinite(scores["flops"][0]) and (
+        not np.isfinite(rho) or scores["flops"][0] > rho + FLOPS_FALLBACK_MARGIN
+    ):  # the device's own samples say FLOPs ranks it better than the fitted heads
+        best, fell_back = flops, True
+        rho, mse = scores["flops"]
     u = log_b[:, anchor]
     sigma = {
         "anchor": anchor,
@@ -84,6 +93,9 @@ def select_head(
     flops_rho = scores["flops"][0] if "flops" in scores else float("nan")
     quality, advised = assess(rho if n >= 3 else float("nan"), flops_rho, n)
     warnings = _warnings(best.loo_log, z, n, rho, flops_rho)
+    if fell_back:
+        warnings.insert(0, "serving the FLOPs ranking: on this device's own samples it beats "
+                           "every fitted head (leave-one-out); measure more to do better")
     if warnings and quality == "good" and any(w.startswith("measurement") for w in warnings):
         quality, advised = "low", int(max(2 * n, 20))
     return HeadFit(

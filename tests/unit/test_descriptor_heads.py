@@ -140,3 +140,17 @@ def test_hybrid_reads_only_its_top_columns() -> None:
     masked[:, [c for c in range(10) if c not in cols]] = np.nan  # never read
     pred = predict_log("hybrid", cand.params, masked, np.zeros((len(y), 2)), DESC)
     assert np.isfinite(pred).all() and spearman(pred[12:], y[12:]) > 0.9
+
+
+def test_selection_falls_back_to_flops_when_it_ranks_the_samples_better() -> None:
+    y = (DESC[:, 0] + DESC[:, 1]) ** 0.7  # exactly monotone in MACs
+    basis = np.exp(np.random.default_rng(8).normal(size=(len(y), 4)))  # unrelated to y
+    rows = np.arange(15)
+    head = select_head(basis[rows], np.zeros((15, 2)), y[rows], np.zeros((3, 4)),
+                       np.zeros((2, 1)), kinds=("affine", "nnls_log", "flops"),
+                       descriptors=DESC[rows], prior=None)
+    assert head.kind == "flops"
+    assert head.expected_spearman == pytest.approx(1.0)
+    assert any(w.startswith("serving the FLOPs ranking") for w in head.warnings)
+    pred = head.predict(basis, np.zeros((len(y), 2)), DESC)
+    assert spearman(pred.latency_ms, y) == pytest.approx(1.0)
