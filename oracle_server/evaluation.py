@@ -22,6 +22,7 @@ any model / hyper-parameter choice; test devices are only scored.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import sys
@@ -172,14 +173,21 @@ def reference_rows(model: LatencyModel, opts: EvalOptions, allowed: np.ndarray, 
     return rng.choice(allowed, opts.samples, replace=False)
 
 
+@functools.lru_cache(maxsize=2)
+def table_inputs(model: LatencyModel) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(features, basis, descriptors) of the whole bundled table, once per model (every
+    device of a protocol is adapted and scored on the same table)."""
+    genes = model.space.table.genes
+    feats = model.features(genes)
+    return feats, model.basis(genes, feats), model.descriptors(genes)
+
+
 def adapt_device(model: LatencyModel, device: str, opts: EvalOptions, allowed: np.ndarray,
                  score_rows: np.ndarray, help_refs: tuple[int, ...] = ()) -> dict:
     """Adapt a head to ``device`` for each seed; Spearman / calibration on ``score_rows``."""
     table = model.space.table
     y = table.device_column(device)
-    feats = model.features(table.genes)
-    basis = model.basis(table.genes, feats)
-    desc = model.descriptors(table.genes)
+    feats, basis, desc = table_inputs(model)
     deterministic = opts.reference == "help" and help_refs and opts.samples <= len(help_refs)
     seeds = 1 if deterministic else opts.seeds
     out: dict[str, list] = {k: [] for k in ("spearman", "whole_table", "expected", "cover80",
@@ -226,7 +234,7 @@ def device_ceiling(model: LatencyModel, device: str, allowed: np.ndarray,
     n_train = min(CEILING_TRAIN, len(pool) // 2 if pool is score_rows else len(pool))
     rows = np.sort(rng.choice(pool, n_train, replace=False))
     score = np.setdiff1d(score_rows, rows)
-    feats = sp.features(sp.table.genes)
+    feats = table_inputs(model)[0]
     y = sp.table.device_column(device)
     proxy = train_proxy(sp.name, feats[rows], y[rows][:, None], (device,), rows,
                         model.proxy.config)

@@ -549,10 +549,13 @@ class Descriptor(HeadKind):
         return fit_descriptor(inp.descriptors, inp.y, inp.prior)
 
     def predict_log(self, params, basis, feats, desc):
-        d = _need(desc)
+        return _ms_to_log(self.descriptor_ms(params, desc), params)
+
+    @staticmethod
+    def descriptor_ms(params: dict, desc: np.ndarray | None) -> np.ndarray:
+        """The descriptor part in ms: ``theta_0 + (d / scale) @ theta``."""
         theta = np.asarray(params["theta"])
-        ms = theta[0] + (d / np.asarray(params["scale"])) @ theta[1:]
-        return _ms_to_log(ms, params)
+        return theta[0] + (_need(desc) / np.asarray(params["scale"])) @ theta[1:]
 
 
 class Hybrid(Descriptor):
@@ -563,11 +566,9 @@ class Hybrid(Descriptor):
         return fit_hybrid(inp.descriptors, inp.basis, inp.y, inp.prior)
 
     def predict_log(self, params, basis, feats, desc):
-        d = _need(desc)
-        theta = np.asarray(params["theta"])
-        ms = theta[0] + (d / np.asarray(params["scale"])) @ theta[1:]
         cols = np.asarray(params["columns"], dtype=np.int64)
-        return _ms_to_log(ms + basis[:, cols] @ np.asarray(params["coef_basis"]), params)
+        ms = self.descriptor_ms(params, desc) + basis[:, cols] @ np.asarray(params["coef_basis"])
+        return _ms_to_log(ms, params)
 
     def columns(self, params):
         return {int(c) for c in params["columns"]}

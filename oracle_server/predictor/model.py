@@ -7,6 +7,7 @@ proxy configuration, config hash, per-device held-out-arch CV estimates), ``mode
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -27,7 +28,7 @@ from oracle_server.predictor.proxy import Proxy, ProxyConfig, rows_hash, to_log,
 from oracle_server.predictor.references import suggest_references
 from oracle_server.predictor.selection import select_head
 from oracle_server.spaces import SearchSpace, get_space
-from oracle_server.spaces.descriptors import degenerate, descriptor_names, descriptors
+from oracle_server.spaces.descriptors import degenerate, descriptors
 
 MODEL_FORMAT_VERSION = 2  # 2: descriptor prior in model.npz
 CV_FRACTION = 0.1  # archs the proxy never sees, for the basis devices' CV estimate
@@ -76,7 +77,6 @@ class LatencyModel:
         self.basis_cv = basis_cv  # device -> (held-out-arch Spearman, log RMSE)
         self._basis_table = basis_table  # (n_table, B) for spaces fully in the table
         self.prior = prior  # descriptor prior learned from the basis devices
-        self.descriptor_names = descriptor_names(space.name)
 
     def features(self, genes: np.ndarray) -> np.ndarray:
         return self.space.features(genes)
@@ -144,14 +144,18 @@ class LatencyModel:
                            self.cost_matrix, descriptors=self.descriptors(genes),
                            prior=self.prior)
 
+    @functools.cached_property
+    def _table_flops(self) -> np.ndarray:
+        """FLOPs of the bundled table's architectures (every table device's baseline)."""
+        return self.space.flops(self.space.table.genes)
+
     def basis_head(self, device: str) -> HeadFit:
         """Identity head on a basis (training) device, with the proxy's CV estimate."""
         if device not in self.basis_devices:
             raise NotFound(f"'{device}' is not a basis device of the {self.space.name} proxy")
         rho, rmse = self.basis_cv.get(device, (float("nan"), 0.0))
         k = self.basis_devices.index(device)
-        table = self.space.table
-        flops_rho = spearman(self.space.flops(table.genes), table.device_column(device))
+        flops_rho = spearman(self._table_flops, self.space.table.device_column(device))
         n = len(self.proxy.train_rows)
         return HeadFit(
             kind="basis", num_samples=n, expected_spearman=rho,
