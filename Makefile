@@ -59,11 +59,11 @@ format: $(STAMP)
 
 ## proto: regenerate the committed gRPC/protobuf code from protos/ (never edit it by hand).
 proto:
-	rm -rf oracle_server/_proto/latency_oracle
-	$(BIN)/python -m grpc_tools.protoc -Ioracle_server/_proto=protos \
+	rm -rf client_sdk/proto/latency_oracle
+	$(BIN)/python -m grpc_tools.protoc -Iclient_sdk/proto=protos \
 		--python_out=. --grpc_python_out=. --pyi_out=. \
 		protos/latency_oracle/v1/oracle.proto
-	touch oracle_server/_proto/latency_oracle/__init__.py oracle_server/_proto/latency_oracle/v1/__init__.py
+	touch client_sdk/proto/latency_oracle/__init__.py client_sdk/proto/latency_oracle/v1/__init__.py
 
 ## cluster-demo: 3 replicas on loopback sharing the local PostgreSQL (deploy/local).
 cluster-demo: $(STAMP)

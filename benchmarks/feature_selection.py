@@ -21,6 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
+from client_sdk.spaces import fbnet as fb
+from client_sdk.spaces import get_space
+from client_sdk.spaces import nasbench201 as nb
+from client_sdk.spaces import ofa_mbv3 as ofa
 from oracle_server.evaluation import (
     HELP_SPLITS,
     EvalOptions,
@@ -29,10 +33,6 @@ from oracle_server.evaluation import (
     families,
 )
 from oracle_server.predictor import ProxyConfig
-from oracle_server.spaces import fbnet as fb
-from oracle_server.spaces import get_space
-from oracle_server.spaces import nasbench201 as nb
-from oracle_server.spaces import ofa_mbv3 as ofa
 
 CACHE = Path("/tmp/latency-oracle-bench-cache")
 

@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from oracle_server._proto.latency_oracle.v1 import oracle_pb2 as pb  # noqa: E402
+from client_sdk.proto.latency_oracle.v1 import oracle_pb2 as pb  # noqa: E402
 
 SERVICE = pb.DESCRIPTOR.services_by_name["LatencyOracle"]
 METHODS: dict[str, Any] = {m.name: m.input_type._concrete_class for m in SERVICE.methods}

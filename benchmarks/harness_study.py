@@ -33,7 +33,7 @@ from client_sdk.measure.harness import (  # noqa: E402
     reduce_runs,
     spearman,
 )
-from oracle_server.spaces import get_space  # noqa: E402
+from client_sdk.spaces import get_space  # noqa: E402
 
 
 def _median_rel_diff(a: np.ndarray, b: np.ndarray) -> float:

@@ -32,7 +32,7 @@ if str(ROOT) not in sys.path:
 
 from client_sdk import OracleClient  # noqa: E402
 from client_sdk.errors import OracleClientError  # noqa: E402
-from oracle_server.spaces import get_space  # noqa: E402
+from client_sdk.spaces import get_space  # noqa: E402
 
 SPACE = get_space("nasbench201")
 DEVICES = ("pixel3", "samsung_a50", "1080ti_1", "silver_4114", "essential_ph_1")

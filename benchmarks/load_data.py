@@ -1,7 +1,7 @@
 """Cold-load benchmark of the bundled tables (issue #3 target: all three spaces < 1 s).
 
 Each repeat runs in a fresh Python subprocess, so nothing is cached: it times the import of
-``oracle_server.spaces``, then per space ``load_table`` (CSV -> numpy) and
+``client_sdk.spaces``, then per space ``load_table`` (CSV -> numpy) and
 ``get_space(name).table`` (architecture strings -> canonical genes, row lookup index).
 
     python benchmarks/load_data.py [--repeat 5] [--json benchmarks/results/load_data.json]
@@ -25,8 +25,8 @@ TARGET_S = 1.0
 CHILD = r"""
 import json, sys, time
 t0, c0 = time.perf_counter(), time.process_time()
-from oracle_server.data import load_table
-from oracle_server.spaces import get_space
+from client_sdk.data import load_table
+from client_sdk.spaces import get_space
 out = {"import_s": time.perf_counter() - t0, "spaces": {}}
 c1 = time.process_time()
 for name in sys.argv[1:]:
@@ -119,7 +119,7 @@ def print_table(summary: dict) -> None:
         f"{summary['load_average_1min']}, {summary['cpu_count']} CPUs)"
     )
     print(
-        f"import oracle_server.spaces {ms(summary['import']['median_s']).strip()} ms; "
+        f"import client_sdk.spaces {ms(summary['import']['median_s']).strip()} ms; "
         f"whole process {ms(summary['process_total']['median_s']).strip()} ms"
     )
 

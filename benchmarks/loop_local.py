@@ -36,7 +36,7 @@ if str(REPO) not in sys.path:
 
 from client_sdk.search import pareto_mask, search  # noqa: E402
 from client_sdk.search.loop import local_measure  # noqa: E402
-from oracle_server.spaces import get_space  # noqa: E402
+from client_sdk.spaces import get_space  # noqa: E402
 
 SPACE = get_space("nasbench201")
 METRIC = "cifar10"

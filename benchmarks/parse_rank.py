@@ -40,8 +40,8 @@ if str(REPO) not in sys.path:
 from client_sdk import OracleClient  # noqa: E402
 from client_sdk import _requests as rq  # noqa: E402
 from client_sdk.cli import main as cli_main  # noqa: E402
-from oracle_server.spaces import formats as F  # noqa: E402
-from oracle_server.spaces import get_space  # noqa: E402
+from client_sdk.spaces import formats as F  # noqa: E402
+from client_sdk.spaces import get_space  # noqa: E402
 
 TARGET_MS = 10.0
 

@@ -65,7 +65,7 @@ if str(REPO) not in sys.path:
 
 from client_sdk.search import search, true_front_rows  # noqa: E402
 from client_sdk.search.loop import infer_device_resolution  # noqa: E402
-from oracle_server.spaces import get_space  # noqa: E402
+from client_sdk.spaces import get_space  # noqa: E402
 
 SPACE = get_space("nasbench201")
 METRIC = "cifar10"

@@ -252,7 +252,7 @@ def bench_rank(
     calls: int, budget_s: float, seed: int = 0,
 ) -> list[dict]:
     from client_sdk import _requests as rq
-    from oracle_server.spaces import get_space
+    from client_sdk.spaces import get_space
 
     rows = []
     rng = np.random.default_rng(seed)
@@ -306,7 +306,7 @@ def bench_rank(
 def bench_sdk(oracle_port: int, calls: int) -> dict:
     """SDK end to end (request building + response parsing) for NB201 10k x 1 device."""
     from client_sdk import OracleClient
-    from oracle_server.spaces import get_space
+    from client_sdk.spaces import get_space
 
     space = get_space("nasbench201")
     device = space.table.devices[0]
@@ -326,7 +326,7 @@ def bench_sdk(oracle_port: int, calls: int) -> dict:
 def _throughput_worker(port: int, seed: int, ready, start, stop_at, out,
                        space_name: str = THROUGHPUT_SPACE) -> None:
     from client_sdk import OracleClient
-    from oracle_server.spaces import get_space
+    from client_sdk.spaces import get_space
 
     space = get_space(space_name)
     device = space.table.devices[seed % 6]
@@ -392,7 +392,7 @@ def bench_registered(
     Whatever head selection picks (``head_kind``) is what is timed."""
     from client_sdk import OracleClient
     from client_sdk import _requests as rq
-    from oracle_server.spaces import get_space
+    from client_sdk.spaces import get_space
 
     rows_out = []
     rng = np.random.default_rng(7)
@@ -441,7 +441,7 @@ def bench_registered(
 # ---------------------------------------------------------------------------- other
 def bench_register(port: int, calls: int, samples: int = 10) -> dict:
     from client_sdk import OracleClient
-    from oracle_server.spaces import get_space
+    from client_sdk.spaces import get_space
 
     space = get_space("nasbench201")
     truth = space.table.device_column("pixel2")

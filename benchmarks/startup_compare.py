@@ -26,7 +26,7 @@ import benchmarks.serving as bs  # noqa: E402
 
 def run(root: Path, cache_dir: Path) -> tuple[float, float]:
     from client_sdk import OracleClient
-    from oracle_server.spaces import get_space
+    from client_sdk.spaces import get_space
 
     bs.ROOT = root  # the server subprocess runs from (and imports) this checkout
     with tempfile.TemporaryDirectory() as tmp:

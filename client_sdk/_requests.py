@@ -9,9 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from client_sdk.errors import InvalidArchitecture
+from client_sdk.proto.latency_oracle.v1 import oracle_pb2 as pb
 from client_sdk.types import Comparison, DeviceInfo, RankResult, SpaceInfo
-from oracle_server._proto.latency_oracle.v1 import oracle_pb2 as pb
 
 #: genes (n, g), strings, table indices (NB201: NATS-Bench), FBNet op-name lists, OFA subnet dicts
 Archs = (
@@ -77,8 +76,8 @@ def normalise_target(target: str | Sequence[str]) -> str:
 
 def local_space(space: str | None) -> Any:
     """The bundled ``SearchSpace`` of that name (``space/device`` accepted), else None."""
-    from oracle_server.errors import NotFound
-    from oracle_server.spaces import get_space
+    from client_sdk.errors import NotFound
+    from client_sdk.spaces import get_space
 
     name = (space or "").partition("/")[0] if space and "/" in space else space
     if not name:
@@ -91,15 +90,9 @@ def local_space(space: str | None) -> Any:
 
 def to_genes(space: Any, archs: Any) -> np.ndarray:
     """Any accepted architecture batch -> canonical genes, with the SDK's error types."""
-    from oracle_server import errors as server_errors
-    from oracle_server.spaces.formats import to_genes as _to_genes
+    from client_sdk.spaces.formats import to_genes as _to_genes
 
-    try:
-        return _to_genes(space, archs)
-    except server_errors.InvalidArchitecture as exc:
-        raise InvalidArchitecture(
-            exc.message, index=exc.index, gene=exc.gene, field=exc.field
-        ) from None
+    return _to_genes(space, archs)
 
 
 def archs_pb(archs: Archs, space: str | None = None) -> tuple[pb.Architectures, int]:

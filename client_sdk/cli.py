@@ -202,7 +202,7 @@ def cmd_rank(args: argparse.Namespace, c: OracleClient) -> None:
 
 
 def cmd_suggest(args: argparse.Namespace, c: OracleClient) -> None:
-    from oracle_server.spaces import get_space
+    from client_sdk.spaces import get_space
 
     genes = c.suggest_references(args.space, args.n, args.seed, device=args.device or "")
     archs = get_space(args.space).format_many(genes)

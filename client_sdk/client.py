@@ -12,9 +12,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from client_sdk import _requests as rq
 from client_sdk._channel import ClientOptions
 from client_sdk.errors import from_rpc_error
+from client_sdk.proto.latency_oracle.v1 import oracle_pb2 as pb
+from client_sdk.proto.latency_oracle.v1 import oracle_pb2_grpc as pb_grpc
 from client_sdk.types import Comparison, DeviceInfo, RankResult, SpaceInfo
-from oracle_server._proto.latency_oracle.v1 import oracle_pb2 as pb
-from oracle_server._proto.latency_oracle.v1 import oracle_pb2_grpc as pb_grpc
 
 
 class OracleClient(ClientOptions):

@@ -1,85 +1,219 @@
-"""Typed client errors mapped from gRPC status codes (and the server's error metadata)."""
+"""The oracle's one exception hierarchy, raised by the server and by the SDK alike, and its
+wire form.
+
+Wire form: a standard ``google.rpc.Status`` in the ``grpc-status-details-bin`` trailer, so
+any gRPC client (grpcurl, Go, Java, ...) reads the details:
+
+- ``google.rpc.ErrorInfo``: ``reason`` is a stable UPPER_SNAKE code per class (e.g.
+  ``INVALID_ARCHITECTURE``, ``DEVICE_NOT_FOUND``), ``domain`` is :data:`DOMAIN`, ``metadata``
+  carries ``field`` / ``index`` / ``gene`` when known;
+- ``google.rpc.BadRequest`` with one ``FieldViolation`` (``field`` = ``archs[3].genes[1]``)
+  for invalid arguments;
+- ``google.rpc.RetryInfo`` when the server says when to retry (``retry_after``).
+
+For one release the server also sends, and the SDK also reads, the older ``oracle-*``
+trailers (``oracle-error``, ``oracle-field``, ``oracle-index``, ``oracle-gene``).
+"""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
+from typing import Any, ClassVar
+
 import grpc
 
+#: ``ErrorInfo.domain`` of every error the oracle reports.
+DOMAIN = "latency-oracle.v1"
+#: The trailer holding the serialised ``google.rpc.Status`` (gRPC's own convention).
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
+MAX_MESSAGE_CHARS = 1024
+MAX_FIELD_CHARS = 256
 
-class OracleClientError(Exception):
-    """Base of every error raised by the SDK for a failed RPC."""
+#: Space and device names: 1-64 of A-Z a-z 0-9 . _ - starting with a letter or digit.
+#: A device may also be named ``<space>/<name>``.
+NAME_PART = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
+NAME_RE = re.compile(rf"^{NAME_PART}$")
+DEVICE_RE = re.compile(rf"^(?:{NAME_PART}/)?{NAME_PART}$")
 
-    code: grpc.StatusCode = grpc.StatusCode.UNKNOWN
+
+class OracleError(Exception):
+    """Base class of every error the oracle reports (server side and client side).
+
+    ``code`` is the gRPC status code, ``reason`` the stable ``ErrorInfo.reason``,
+    ``field`` the offending request field when there is one, ``retry_after`` (seconds) the
+    server's advice on when to retry, ``metadata`` any further ``ErrorInfo`` metadata.
+    """
+
+    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+    reason: ClassVar[str] = "INTERNAL"
 
     def __init__(
-        self, message: str, *, code: grpc.StatusCode | None = None, field: str | None = None
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        code: grpc.StatusCode | None = None,
+        retry_after: float | None = None,
+        metadata: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
+        self.field = field
         if code is not None:
             self.code = code
-        self.field = field
+        self.retry_after = retry_after
+        self.metadata = dict(metadata or {})
+
+    @property
+    def code_name(self) -> str:
+        return self.code.name
 
 
-class InvalidArgument(OracleClientError):
+#: Kept for one release: the SDK's earlier name of the base class.
+OracleClientError = OracleError
+
+
+class InvalidArgument(OracleError):
+    """A request field is malformed; ``field`` names it (e.g. ``measurements[3].latency_ms``).
+    The message is prefixed with the field."""
+
     code = grpc.StatusCode.INVALID_ARGUMENT
+    reason = "INVALID_ARGUMENT"
+
+    def __init__(self, message: str, field: str | None = None, **kw: Any) -> None:
+        self.detail = message
+        super().__init__(f"{field}: {message}" if field else message, field=field, **kw)
+
+
+class MalformedRequest(InvalidArgument):
+    """The request bytes are not a valid message of the method's request type."""
+
+    reason = "MALFORMED_REQUEST"
 
 
 class InvalidArchitecture(InvalidArgument):
-    """An architecture of the batch is not in the space: ``index`` and ``gene`` say where."""
+    """An architecture is not in the search space.
+
+    ``index`` is its position in the batch, ``gene`` the offending gene position
+    (``None`` when the whole encoding is wrong, e.g. a wrong gene count); ``field`` reads
+    ``archs[3]`` and the message ``archs[3], gene 1: <why>``.
+    """
+
+    reason = "INVALID_ARCHITECTURE"
 
     def __init__(
-        self, message: str, *, index: int | None = None, gene: int | None = None, **kw: object
+        self,
+        message: str,
+        index: int | None = None,
+        gene: int | None = None,
+        field: str = "archs",
+        **kw: Any,
     ) -> None:
-        super().__init__(message, **kw)  # type: ignore[arg-type]
+        where = field if index is None else f"{field}[{index}]"
+        shown = where if gene is None else f"{where}, gene {gene}"
+        OracleError.__init__(self, f"{shown}: {message}", field=where, **kw)
+        self.detail = message
         self.index = index
         self.gene = gene
 
 
-class NotFound(OracleClientError):
+class NotFound(OracleError):
+    """Unknown device or search space."""
+
     code = grpc.StatusCode.NOT_FOUND
+    reason = "NOT_FOUND"
 
 
 class DeviceNotFound(NotFound):
-    pass
+    reason = "DEVICE_NOT_FOUND"
 
 
 class SpaceNotFound(NotFound):
-    pass
+    reason = "SPACE_NOT_FOUND"
 
 
-class AlreadyExists(OracleClientError):
+class AlreadyExists(OracleError):
+    """A device of that name already exists."""
+
     code = grpc.StatusCode.ALREADY_EXISTS
+    reason = "ALREADY_EXISTS"
 
 
-class ResourceExhausted(OracleClientError):
+class ResourceExhausted(OracleError):
+    """A request is over a configured limit (batch size, devices per request, ...), or the
+    server is at its admission limit (``retry_after`` then says when to try again)."""
+
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    reason = "RESOURCE_EXHAUSTED"
 
 
-class FailedPrecondition(OracleClientError):
+class LimitExceeded(ResourceExhausted):
+    """One request is over a configured limit: retrying the same request cannot help."""
+
+    reason = "LIMIT_EXCEEDED"
+
+
+class Overloaded(ResourceExhausted):
+    """The server (or the caller's share of it) is busy: retry after ``retry_after``."""
+
+    reason = "OVERLOADED"
+
+
+class FailedPrecondition(OracleError):
+    """The request is well-formed but cannot be served in the current state."""
+
     code = grpc.StatusCode.FAILED_PRECONDITION
+    reason = "FAILED_PRECONDITION"
 
 
-class Unauthenticated(OracleClientError):
-    code = grpc.StatusCode.UNAUTHENTICATED
+class Unavailable(OracleError):
+    """A dependency (e.g. the database) or the server is unreachable; retry."""
 
-
-class PermissionDenied(OracleClientError):
-    code = grpc.StatusCode.PERMISSION_DENIED
-
-
-class Unavailable(OracleClientError):
     code = grpc.StatusCode.UNAVAILABLE
+    reason = "UNAVAILABLE"
 
 
-class DeadlineExceeded(OracleClientError):
+class Unauthenticated(OracleError):
+    """A call without a valid token."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED
+    reason = "UNAUTHENTICATED"
+
+
+class PermissionDenied(OracleError):
+    """The caller is authenticated but not allowed to do this."""
+
+    code = grpc.StatusCode.PERMISSION_DENIED
+    reason = "PERMISSION_DENIED"
+
+
+class DeadlineExceeded(OracleError):
+    """The client's deadline passed or it cancelled while the work was running."""
+
     code = grpc.StatusCode.DEADLINE_EXCEEDED
+    reason = "DEADLINE_EXCEEDED"
 
 
-class Internal(OracleClientError):
+class Internal(OracleError):
     code = grpc.StatusCode.INTERNAL
+    reason = "INTERNAL"
 
 
-_BY_CODE: dict[grpc.StatusCode, type[OracleClientError]] = {
+def _subclasses(cls: type[OracleError]) -> Iterable[type[OracleError]]:
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from _subclasses(sub)
+
+
+def _by_reason() -> dict[str, type[OracleError]]:
+    table: dict[str, type[OracleError]] = {OracleError.reason: Internal}
+    for cls in _subclasses(OracleError):
+        table.setdefault(cls.reason, cls)
+    return table
+
+
+_BY_CODE: dict[grpc.StatusCode, type[OracleError]] = {
     cls.code: cls
     for cls in (
         InvalidArgument, NotFound, AlreadyExists, ResourceExhausted, FailedPrecondition,
@@ -88,28 +222,208 @@ _BY_CODE: dict[grpc.StatusCode, type[OracleClientError]] = {
 }
 
 
-def from_rpc_error(err: grpc.RpcError) -> OracleClientError:
-    """Map a ``grpc.RpcError`` (sync or aio) to the matching typed exception."""
+# --- wire form ----------------------------------------------------------------------------
+
+
+def _bounded(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _ascii(value: object, limit: int = MAX_FIELD_CHARS) -> str:
+    """Printable ASCII only (a non-binary metadata value must be), bounded."""
+    return _bounded("".join(c if " " <= c <= "~" else "?" for c in str(value)), limit)
+
+
+def _violation_field(exc: OracleError) -> str | None:
+    if isinstance(exc, InvalidArchitecture) and exc.gene is not None:
+        return f"{exc.field}.genes[{exc.gene}]"
+    return exc.field
+
+
+def error_info_metadata(exc: OracleError) -> dict[str, str]:
+    meta = {k: _ascii(v) for k, v in exc.metadata.items()}
+    if exc.field:
+        meta["field"] = _ascii(exc.field)
+    for key in ("index", "gene"):
+        value = getattr(exc, key, None)
+        if value is not None:
+            meta[key] = str(int(value))
+    return meta
+
+
+def to_status_proto(exc: OracleError) -> Any:
+    """``exc`` as a ``google.rpc.Status`` message (ErrorInfo, BadRequest, RetryInfo)."""
+    from google.protobuf import any_pb2, duration_pb2
+    from google.rpc import error_details_pb2, status_pb2
+
+    details = []
+    info = error_details_pb2.ErrorInfo(
+        reason=exc.reason, domain=DOMAIN, metadata=error_info_metadata(exc)
+    )
+    details.append(info)
+    if isinstance(exc, InvalidArgument) and exc.field:
+        violation = error_details_pb2.BadRequest.FieldViolation(
+            field=_ascii(_violation_field(exc)),
+            description=_bounded(getattr(exc, "detail", exc.message), MAX_MESSAGE_CHARS),
+        )
+        details.append(error_details_pb2.BadRequest(field_violations=[violation]))
+    if exc.retry_after is not None:
+        delay = duration_pb2.Duration()
+        delay.FromNanoseconds(int(max(exc.retry_after, 0.0) * 1e9))
+        details.append(error_details_pb2.RetryInfo(retry_delay=delay))
+    packed = []
+    for message in details:
+        item = any_pb2.Any()
+        item.Pack(message)
+        packed.append(item)
+    return status_pb2.Status(
+        code=exc.code.value[0],
+        message=_bounded(str(exc), MAX_MESSAGE_CHARS),
+        details=packed,
+    )
+
+
+def legacy_trailers(exc: OracleError) -> tuple[tuple[str, str], ...]:
+    """The pre-``google.rpc.Status`` ``oracle-*`` trailers (sent for one more release)."""
+    items = [("oracle-error", type(exc).__name__)]
+    if exc.field:
+        items.append(("oracle-field", _ascii(exc.field)))
+    for key in ("index", "gene"):
+        value = getattr(exc, key, None)
+        if value is not None:
+            items.append((f"oracle-{key}", str(int(value))))
+    return tuple(items)
+
+
+def trailing_metadata(exc: OracleError) -> tuple[tuple[str, str | bytes], ...]:
+    """Everything the server puts in the trailers for ``exc``."""
+    status = to_status_proto(exc)
+    return (*legacy_trailers(exc), (STATUS_DETAILS_KEY, status.SerializeToString()))
+
+
+def _build(
+    cls: type[OracleError],
+    message: str,
+    code: grpc.StatusCode,
+    field: str | None,
+    index: int | None,
+    gene: int | None,
+    retry_after: float | None,
+    metadata: dict[str, str],
+) -> OracleError:
+    """An exception as received: the message is kept verbatim (not re-prefixed)."""
+    exc = cls.__new__(cls)
+    Exception.__init__(exc, message)
+    exc.message = message
+    exc.field = field
+    exc.code = code
+    exc.retry_after = retry_after
+    exc.metadata = metadata
+    exc.detail = metadata.get("description", message)  # type: ignore[attr-defined]
+    if issubclass(cls, InvalidArchitecture):
+        exc.index = index  # type: ignore[attr-defined]
+        exc.gene = gene  # type: ignore[attr-defined]
+    return exc
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def from_status_proto(status: Any, code: grpc.StatusCode | None = None) -> OracleError | None:
+    """The exception a ``google.rpc.Status`` describes (``None`` if it has no ErrorInfo of
+    this oracle's domain)."""
+    from google.rpc import error_details_pb2
+
+    code = code or _code_of(status.code)
+    info = None
+    violation = None
+    retry_after = None
+    for item in status.details:
+        if item.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            candidate = error_details_pb2.ErrorInfo()
+            item.Unpack(candidate)
+            if candidate.domain == DOMAIN:
+                info = candidate
+        elif item.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            item.Unpack(bad)
+            if bad.field_violations:
+                violation = bad.field_violations[0]
+        elif item.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            retry = error_details_pb2.RetryInfo()
+            item.Unpack(retry)
+            retry_after = retry.retry_delay.ToNanoseconds() / 1e9
+    if info is None:
+        return None
+    cls = _by_reason().get(info.reason) or _BY_CODE.get(code, OracleError)
+    if cls.code != code and not issubclass(cls, Internal):
+        cls = _BY_CODE.get(code, OracleError)
+    meta = dict(info.metadata)
+    if violation is not None and violation.description:
+        meta.setdefault("description", violation.description)
+    return _build(
+        cls, status.message or code.name, code, meta.get("field"),
+        _int(meta.get("index")), _int(meta.get("gene")), retry_after, meta,
+    )
+
+
+def _code_of(number: int) -> grpc.StatusCode:
+    for code in grpc.StatusCode:
+        if code.value[0] == number:
+            return code
+    return grpc.StatusCode.UNKNOWN
+
+
+def _from_legacy(
+    message: str, code: grpc.StatusCode, meta: dict[str, str]
+) -> OracleError:
+    """The earlier trailers (``oracle-*``) and, failing those, the status code alone."""
+    field = meta.get("oracle-field")
+    if code == grpc.StatusCode.INVALID_ARGUMENT and meta.get("oracle-error") == (
+        "InvalidArchitecture"
+    ):
+        return _build(
+            InvalidArchitecture, message, code, field,
+            _int(meta.get("oracle-index")), _int(meta.get("oracle-gene")), None, {},
+        )
+    cls = _BY_CODE.get(code, OracleError)
+    if code == grpc.StatusCode.NOT_FOUND:
+        low = message.lower()
+        cls = DeviceNotFound if "device" in low else SpaceNotFound if "space" in low else cls
+    return _build(cls, message, code, field, None, None, None, {})
+
+
+def from_rpc_error(err: grpc.RpcError) -> OracleError:
+    """Map a ``grpc.RpcError`` (sync or aio) to the matching exception of this hierarchy:
+    from the ``google.rpc.Status`` details when present, else from the older trailers."""
     code = err.code() if callable(getattr(err, "code", None)) else grpc.StatusCode.UNKNOWN
+    if not isinstance(code, grpc.StatusCode):
+        code = grpc.StatusCode.UNKNOWN
     details = err.details() if callable(getattr(err, "details", None)) else str(err)
+    message = details or code.name
     meta: dict[str, str] = {}
+    status_bytes = None
     trailing = getattr(err, "trailing_metadata", None)
     if callable(trailing):
         for key, value in trailing() or ():
-            if isinstance(value, str):
+            if key == STATUS_DETAILS_KEY and isinstance(value, bytes):
+                status_bytes = value
+            elif isinstance(value, str):
                 meta[key] = value
-    field = meta.get("oracle-field")
-    message = details or code.name
-    is_arch = meta.get("oracle-error") == "InvalidArchitecture"
-    if code == grpc.StatusCode.INVALID_ARGUMENT and is_arch:
-        index = int(meta["oracle-index"]) if "oracle-index" in meta else None
-        gene = int(meta["oracle-gene"]) if "oracle-gene" in meta else None
-        return InvalidArchitecture(message, index=index, gene=gene, code=code, field=field)
-    if code == grpc.StatusCode.NOT_FOUND:
-        low = message.lower()
-        if "device" in low:
-            return DeviceNotFound(message, code=code, field=field)
-        if "space" in low:
-            return SpaceNotFound(message, code=code, field=field)
-    cls = _BY_CODE.get(code, OracleClientError)
-    return cls(message, code=code, field=field)
+    if status_bytes is not None:
+        from google.rpc import status_pb2
+
+        status = status_pb2.Status()
+        try:
+            status.ParseFromString(status_bytes)
+        except Exception:  # a corrupt trailer: fall back to the code
+            status = None
+        if status is not None:
+            exc = from_status_proto(status, code)
+            if exc is not None:
+                return exc
+    return _from_legacy(message, code, meta)

@@ -17,7 +17,7 @@ import numpy as np
 
 from client_sdk import OracleClient
 from client_sdk.search import search
-from oracle_server.spaces import get_space
+from client_sdk.spaces import get_space
 
 
 def make_proxy(space_name: str):

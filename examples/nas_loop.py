@@ -15,7 +15,7 @@ import argparse
 import numpy as np
 
 from client_sdk import OracleClient
-from oracle_server.spaces import get_space
+from client_sdk.spaces import get_space
 
 
 def top_k_under_budget(

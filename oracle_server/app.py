@@ -16,10 +16,11 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
+from client_sdk.errors import DeviceNotFound
+from client_sdk.proto.latency_oracle.v1 import oracle_pb2 as pb
+from client_sdk.proto.latency_oracle.v1 import oracle_pb2_grpc as pb_grpc
+from client_sdk.spaces import get_space
 from oracle_server import __version__, codec, metrics
-from oracle_server._proto.latency_oracle.v1 import oracle_pb2 as pb
-from oracle_server._proto.latency_oracle.v1 import oracle_pb2_grpc as pb_grpc
-from oracle_server.errors import NotFound
 from oracle_server.interceptors import ORACLE_SERVICE, OracleInterceptor
 from oracle_server.logs import setup_logging
 from oracle_server.oracle import Oracle
@@ -27,7 +28,6 @@ from oracle_server.predictor import LatencyModel, build_model, tree_tables
 from oracle_server.registry import Registry
 from oracle_server.servicer import OracleServicer
 from oracle_server.settings import Settings
-from oracle_server.spaces import get_space
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ def load_models(settings: Settings) -> dict[str, LatencyModel]:
     for item in settings.holdout_devices:
         name = item.partition("/")[2] or item
         if name not in known:
-            raise NotFound(f"--holdout-devices: unknown table device '{item}'")
+            raise DeviceNotFound(f"--holdout-devices: unknown table device '{item}'")
     models = {}
     for space in settings.spaces:
         t0 = time.perf_counter()

@@ -12,10 +12,10 @@ from collections.abc import Sequence
 import numpy as np
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from oracle_server._proto.latency_oracle.v1 import oracle_pb2 as pb
-from oracle_server.errors import InvalidArgument
-from oracle_server.spaces import SearchSpace
-from oracle_server.spaces.base import GENE_DTYPE
+from client_sdk.errors import InvalidArgument
+from client_sdk.proto.latency_oracle.v1 import oracle_pb2 as pb
+from client_sdk.spaces import SearchSpace
+from client_sdk.spaces.base import GENE_DTYPE
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
 

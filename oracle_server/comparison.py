@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy.stats import kendalltau, spearmanr
 
-from oracle_server.spaces import SearchSpace
-from oracle_server.spaces.base import row_keys
+from client_sdk.spaces import SearchSpace
+from client_sdk.spaces.base import row_keys
 
 if TYPE_CHECKING:
     from oracle_server.oracle import Device

@@ -32,9 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
+from client_sdk.spaces.descriptors import degenerate
 from oracle_server.predictor import LatencyModel, ProxyConfig, build_model, spearman
 from oracle_server.predictor.selection import member_kinds
-from oracle_server.spaces.descriptors import degenerate
 
 
 @dataclass(frozen=True)
@@ -271,7 +271,7 @@ def evaluate_help(opts: EvalOptions) -> dict:
 
 def _model_for(opts: EvalOptions, basis_devices: tuple[str, ...] | None,
                holdout: tuple[str, ...] = ()) -> tuple[LatencyModel, np.ndarray, np.ndarray]:
-    from oracle_server.spaces import get_space
+    from client_sdk.spaces import get_space
 
     sp = get_space(opts.space)
     n = sp.num_architectures
@@ -286,7 +286,7 @@ def _model_for(opts: EvalOptions, basis_devices: tuple[str, ...] | None,
 
 
 def evaluate_leave_family_out(opts: EvalOptions) -> dict:
-    from oracle_server.spaces import get_space
+    from client_sdk.spaces import get_space
 
     start = time.perf_counter()
     fams = families(opts.space, get_space(opts.space).table.devices)
@@ -320,7 +320,7 @@ def few_basis_groups(space: str, devices: tuple[str, ...]) -> dict[str, list[str
 
 def evaluate_few_basis(opts: EvalOptions) -> dict:
     """The proxy learns from one hardware group; every other group's devices are adapted."""
-    from oracle_server.spaces import get_space
+    from client_sdk.spaces import get_space
 
     start = time.perf_counter()
     devices_all = get_space(opts.space).table.devices

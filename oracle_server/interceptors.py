@@ -9,9 +9,10 @@ so they add no metric series):
   would answer ``INTERNAL``) and are counted like any other failed call;
 - identifiers (``space``, ``name``, ``a``, ``b``, ``devices[i]``) are checked for length and
   charset before any work: ``INVALID_ARGUMENT`` naming the field;
-- ``OracleError`` -> its status code from ``errors.STATUS_CODE_BY_ERROR``; anything else ->
-  ``INTERNAL`` with a generic message (logged with its traceback, never sent to the client).
-  Status details and error metadata are bounded in size and ASCII-safe.
+- ``OracleError`` -> its status code and a standard ``google.rpc.Status`` (ErrorInfo reason,
+  BadRequest field violation, RetryInfo) in the trailers, see ``client_sdk.errors``; anything
+  else -> ``INTERNAL`` with a generic message (logged with its traceback, never sent to the
+  client). Status details and error metadata are bounded in size and ASCII-safe.
 """
 
 from __future__ import annotations
@@ -24,15 +25,16 @@ from typing import Any
 
 import grpc
 
-from oracle_server import metrics
-from oracle_server.errors import (
+from client_sdk.errors import (
     DEVICE_RE,
     NAME_RE,
     InvalidArgument,
+    MalformedRequest,
     OracleError,
     Unauthenticated,
-    status_code_name,
+    trailing_metadata,
 )
+from oracle_server import metrics
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +44,6 @@ SPACE_RE = NAME_RE
 _IDENTIFIER_FIELDS = (("space", SPACE_RE), ("name", DEVICE_RE), ("a", DEVICE_RE), ("b", DEVICE_RE))
 MAX_DETAILS_CHARS = 1024
 _SHOWN_CHARS = 40
-
-
-class MalformedRequest(InvalidArgument):
-    """The request bytes are not a valid message of the method's request type."""
 
 
 def _shown(value: str) -> str:
@@ -104,11 +102,10 @@ def _split(full_method: str) -> tuple[str, str]:
 
 def _abort_for(context: grpc.ServicerContext, exc: Exception) -> None:
     if isinstance(exc, OracleError):
-        code = grpc.StatusCode[status_code_name(exc)]
-        if code is grpc.StatusCode.INTERNAL:
+        if exc.code is grpc.StatusCode.INTERNAL:
             log.error("internal error", exc_info=exc)
-        context.set_trailing_metadata(_error_metadata(exc))
-        context.abort(code, _bounded(str(exc)))
+        context.set_trailing_metadata(trailing_metadata(exc))
+        context.abort(exc.code, _bounded(str(exc)))
     log.error("unexpected error", exc_info=exc)
     context.abort(grpc.StatusCode.INTERNAL, "internal error (logged on the server)")
 
@@ -116,25 +113,6 @@ def _abort_for(context: grpc.ServicerContext, exc: Exception) -> None:
 def _bounded(text: str, limit: int = MAX_DETAILS_CHARS) -> str:
     """Status details stay small: they travel in HTTP/2 trailers (a few KiB at most)."""
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _metadata_value(value: object) -> str:
-    """Printable ASCII only (a non-binary metadata value must be), bounded."""
-    text = "".join(c if " " <= c <= "~" else "?" for c in str(value))
-    return _bounded(text, 256)
-
-
-def _error_metadata(exc: OracleError) -> tuple[tuple[str, str], ...]:
-    """Machine-readable details for clients: the offending field, batch index and gene."""
-    items = [("oracle-error", type(exc).__name__)]
-    field = getattr(exc, "field", None)
-    if field:
-        items.append(("oracle-field", _metadata_value(field)))
-    for key in ("index", "gene"):
-        value = getattr(exc, key, None)
-        if value is not None:
-            items.append((f"oracle-{key}", _metadata_value(value)))
-    return tuple(items)
 
 
 class OracleInterceptor(grpc.ServerInterceptor):

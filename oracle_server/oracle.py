@@ -17,23 +17,25 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from oracle_server import metrics
-from oracle_server.comparison import Comparison, compare_devices
-from oracle_server.errors import (
+from client_sdk.errors import (
     NAME_RE,
     AlreadyExists,
     DeadlineExceeded,
+    DeviceNotFound,
     FailedPrecondition,
     InvalidArgument,
     LimitExceeded,
     NotFound,
+    SpaceNotFound,
 )
+from client_sdk.spaces import SearchSpace
+from oracle_server import metrics
+from oracle_server.comparison import Comparison, compare_devices
 from oracle_server.predictor import HeadFit, LatencyModel, Prediction
 from oracle_server.predictor.columns import basis_columns, reads_descriptors, reads_features
 from oracle_server.predictor.references import suggest_next
 from oracle_server.ranking import TablePrediction, dense_rank, order
 from oracle_server.registry import Registry, StoredDevice
-from oracle_server.spaces import SearchSpace
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +138,7 @@ class Oracle:
             return self.models[space]
         except KeyError:
             served = ", ".join(self.models) or "none"
-            raise NotFound(f"unknown search space '{space}' (served: {served})") from None
+            raise SpaceNotFound(f"unknown search space '{space}' (served: {served})") from None
 
     def split_name(self, name: str, space: str = "") -> tuple[str, str]:
         """'space/dev' or ('dev', space) -> (space, dev)."""
@@ -156,7 +158,7 @@ class Oracle:
         self.model(sp)
         found = self._devices.get((sp, dev))
         if found is None:
-            raise NotFound(f"unknown device '{sp}/{dev}'")
+            raise DeviceNotFound(f"unknown device '{sp}/{dev}'")
         return found
 
     def list_devices(self, space: str = "") -> list[Device]:

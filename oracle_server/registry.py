@@ -34,8 +34,8 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
+from client_sdk.errors import AlreadyExists, DeviceNotFound, Unavailable
 from oracle_server import metrics
-from oracle_server.errors import AlreadyExists, NotFound, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ class Registry:
     def _guard(self, operation: str) -> Iterator[None]:
         try:
             yield
-        except (AlreadyExists, NotFound):
+        except (AlreadyExists, DeviceNotFound):
             raise
         except IntegrityError as exc:
             raise AlreadyExists(f"conflicting write during {operation}") from exc
@@ -165,7 +165,7 @@ class Registry:
                 .with_for_update()
             ).first()
             if row is None:
-                raise NotFound(f"unknown device '{space}/{name}'")
+                raise DeviceNotFound(f"unknown device '{space}/{name}'")
             s.add_all(_measurement_rows(row.id, genes, latency_ms, now))
             s.execute(
                 update(DeviceRow).where(DeviceRow.id == row.id)
@@ -198,7 +198,7 @@ class Registry:
                 select(DeviceRow).where(DeviceRow.space == space, DeviceRow.name == name)
             ).first()
             if row is None:
-                raise NotFound(f"unknown device '{space}/{name}'")
+                raise DeviceNotFound(f"unknown device '{space}/{name}'")
             device_id = row.id
         return self._load_one(device_id)
 
@@ -211,7 +211,7 @@ class Registry:
         with self._session("load") as s:
             row = s.get(DeviceRow, device_id)
             if row is None:
-                raise NotFound(f"device id {device_id} vanished")
+                raise DeviceNotFound(f"device id {device_id} vanished")
             meas = s.execute(
                 select(MeasurementRow.genes, MeasurementRow.latency_ms)
                 .where(MeasurementRow.device_id == device_id).order_by(MeasurementRow.id)

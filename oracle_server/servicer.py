@@ -7,12 +7,12 @@ from collections.abc import Callable
 
 import grpc
 
+from client_sdk.errors import InvalidArgument, LimitExceeded, Unavailable
+from client_sdk.proto.latency_oracle.v1 import oracle_pb2 as pb
+from client_sdk.proto.latency_oracle.v1 import oracle_pb2_grpc as pb_grpc
+from client_sdk.spaces import SearchSpace
 from oracle_server import codec, metrics
-from oracle_server._proto.latency_oracle.v1 import oracle_pb2 as pb
-from oracle_server._proto.latency_oracle.v1 import oracle_pb2_grpc as pb_grpc
-from oracle_server.errors import InvalidArgument, LimitExceeded, Unavailable
 from oracle_server.oracle import Device, Oracle, RankResult
-from oracle_server.spaces import SearchSpace
 
 
 def device_pb(device: Device) -> pb.Device:

@@ -31,7 +31,7 @@ HELP_NB201_REFS = (11982, 431, 55, 9, 14451, 8636, 9881, 13479, 6196, 1462)
 
 def nb201_non_train_devices() -> tuple[str, ...]:
     """Every NB201 table device outside HELP's meta-train set (held out of the proxy)."""
-    from oracle_server.spaces import get_space
+    from client_sdk.spaces import get_space
 
     return tuple(d for d in get_space("nasbench201").table.devices if d not in HELP_NB201_TRAIN)
 

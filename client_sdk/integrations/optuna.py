@@ -43,7 +43,7 @@ from client_sdk.search.objectives import (
     resolve_objective,
 )
 from client_sdk.search.results import ParetoFront, pareto_mask
-from oracle_server.spaces import GENE_DTYPE, SearchSpace, get_space
+from client_sdk.spaces import GENE_DTYPE, SearchSpace, get_space
 
 GENES_ATTR = "oracle_genes"
 SAMPLERS = ("nsga2", "tpe", "random")

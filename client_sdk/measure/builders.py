@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from client_sdk.measure import fbnet, nb201, ofa
-from oracle_server.spaces import SearchSpace, get_space
+from client_sdk.spaces import SearchSpace, get_space
 
 _BUILDERS: dict[str, Callable[[np.ndarray], nn.Module]] = {
     "nasbench201": nb201.build,

@@ -1,6 +1,6 @@
 """FBNet 22-block ImageNet network built from a 22-gene encoding.
 
-Matches ``oracle_server.spaces.fbnet``: stem conv 3x3/2 to 16 channels (BN, ReLU), 22 blocks
+Matches ``client_sdk.spaces.fbnet``: stem conv 3x3/2 to 16 channels (BN, ReLU), 22 blocks
 in the stages of FBNet Table 1, a 1x1 conv to 1984 (BN, ReLU), global pooling and a
 1000-way linear classifier. Block ``k{K}_e{E}[_g2]``: 1x1 expand (groups g, BN, ReLU),
 channel shuffle when g > 1, KxK depthwise (stride s, BN, ReLU), 1x1 project (groups g, BN),
@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from oracle_server.spaces.fbnet import (
+from client_sdk.spaces.fbnet import (
     HEAD_CHANNELS,
     INPUT_RESOLUTION,
     NUM_BLOCKS,

@@ -15,7 +15,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from client_sdk.measure.builders import build_model, count_parameters, example_input
-from oracle_server.spaces import SearchSpace, get_space
+from client_sdk.spaces import SearchSpace, get_space
 
 #: built minus analytic parameter count, constant over each space (the variable, per-gene
 #: part is exact). These are omissions in the analytic fixed part of the space modules:

@@ -34,7 +34,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from client_sdk.measure.builders import build_model, example_input
-from oracle_server.spaces import SearchSpace, get_space
+from client_sdk.spaces import SearchSpace, get_space
 
 Clock = Callable[[], float]
 Backend = Literal["eager", "script", "compile"]

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from oracle_server.spaces.nasbench201 import EDGES, OPS
+from client_sdk.spaces.nasbench201 import EDGES, OPS
 
 STEM_CHANNELS = 16
 CELLS_PER_STAGE = 5

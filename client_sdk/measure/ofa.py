@@ -1,6 +1,6 @@
 """Once-for-All MobileNetV3 (w1.0) sub-network built from a 46-gene encoding.
 
-Matches ``oracle_server.spaces.ofa_mbv3`` and OFA's ``MobileNetV3`` sub-network export:
+Matches ``client_sdk.spaces.ofa_mbv3`` and OFA's ``MobileNetV3`` sub-network export:
 first conv 3x3/2 to 16 (BN, h-swish), a fixed MBConv (expand 1, 3x3 depthwise, ReLU) with
 identity shortcut, the *active* blocks only (``b < depth_s``) of 5 stages (widths 24, 40,
 80, 112, 160; strides 2, 2, 2, 1, 2; activations ReLU, ReLU, h-swish, h-swish, h-swish;
@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from oracle_server.spaces.ofa_mbv3 import (
+from client_sdk.spaces.ofa_mbv3 import (
     DEPTH_GENES,
     DEPTHS,
     EXPAND_GENES,

@@ -34,7 +34,7 @@ from client_sdk.measure.harness import (
     Statistic,
     retest_ceiling,
 )
-from oracle_server.spaces import SearchSpace, get_space
+from client_sdk.spaces import SearchSpace, get_space
 
 #: (space, genes (n, g), harness, progress, desc) -> the interleaved measurement of the rows
 MeasureFn = Callable[[SearchSpace, np.ndarray, Harness, bool, str], InterleavedMeasurement]

@@ -59,7 +59,7 @@ from client_sdk.search.objectives import LATENCY_MODES, Objective, resolve_objec
 from client_sdk.search.operators import make_operators
 from client_sdk.search.problem import EvaluationCache, OracleProblem
 from client_sdk.search.results import ParetoFront, SearchResult, dominated_by, pareto_mask
-from oracle_server.spaces import SearchSpace, get_space
+from client_sdk.spaces import SearchSpace, get_space
 
 CHECKPOINT_VERSION = 1
 #: NB201 through the oracle (HELP test devices, exhaustive predictions): 0.1 % collapses

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from oracle_server.spaces import SearchSpace
+from client_sdk.spaces import SearchSpace
 
 AccuracyFn = Callable[[np.ndarray], np.ndarray]
 Objective = str | AccuracyFn

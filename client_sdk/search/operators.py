@@ -26,7 +26,7 @@ from pymoo.core.population import Population
 from pymoo.core.repair import Repair
 from pymoo.core.sampling import Sampling
 
-from oracle_server.spaces import GENE_DTYPE, SearchSpace
+from client_sdk.spaces import GENE_DTYPE, SearchSpace
 
 #: spaces whose gene values are ordered (a +-1 step is a small change)
 ORDINAL_SPACES = frozenset({"ofa_mbv3"})

@@ -27,7 +27,7 @@ from client_sdk.search.objectives import (
     objective_matrix,
 )
 from client_sdk.search.operators import gene_keys, to_genes
-from oracle_server.spaces import GENE_DTYPE, SearchSpace
+from client_sdk.spaces import GENE_DTYPE, SearchSpace
 
 _CACHE_FIELDS = ("latency_ms", "lower_ms", "upper_ms", "prob_within_budget", "measured_ms")
 #: what the latency objective(s) optimise: the prediction, the interval's upper bound, or

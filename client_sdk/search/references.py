@@ -24,7 +24,7 @@ import numpy as np
 
 from client_sdk.search.objectives import Objective, evaluate_accuracy, resolve_objective
 from client_sdk.search.results import pareto_mask
-from oracle_server.spaces import SearchSpace
+from client_sdk.spaces import SearchSpace
 
 MODES = ("layers", "binned", "top")
 

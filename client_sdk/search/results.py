@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from oracle_server.spaces import SearchSpace, get_space
+from client_sdk.spaces import SearchSpace, get_space
 
 
 def pareto_mask(F: np.ndarray, tie_tolerance: float = 0.0) -> np.ndarray:

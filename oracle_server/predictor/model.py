@@ -20,15 +20,15 @@ from pathlib import Path
 
 import numpy as np
 
-from oracle_server.errors import InvalidArgument, NotFound
+from client_sdk.errors import DeviceNotFound, InvalidArgument
+from client_sdk.spaces import SearchSpace, get_space
+from client_sdk.spaces.descriptors import degenerate, descriptors
 from oracle_server.predictor.head_fit import HeadFit
 from oracle_server.predictor.heads import spearman
 from oracle_server.predictor.priors import DescriptorPrior, fit_prior
 from oracle_server.predictor.proxy import Proxy, ProxyConfig, rows_hash, to_log, train_proxy
 from oracle_server.predictor.references import suggest_references
 from oracle_server.predictor.selection import select_head
-from oracle_server.spaces import SearchSpace, get_space
-from oracle_server.spaces.descriptors import degenerate, descriptors
 
 MODEL_FORMAT_VERSION = 2  # 2: descriptor prior in model.npz
 CV_FRACTION = 0.1  # archs the proxy never sees, for the basis devices' CV estimate
@@ -152,7 +152,7 @@ class LatencyModel:
     def basis_head(self, device: str) -> HeadFit:
         """Identity head on a basis (training) device, with the proxy's CV estimate."""
         if device not in self.basis_devices:
-            raise NotFound(f"'{device}' is not a basis device of the {self.space.name} proxy")
+            raise DeviceNotFound(f"'{device}' is not a basis device of the {self.space.name} proxy")
         rho, rmse = self.basis_cv.get(device, (float("nan"), 0.0))
         k = self.basis_devices.index(device)
         flops_rho = spearman(self._table_flops, self.space.table.device_column(device))
@@ -254,7 +254,7 @@ def feature_fingerprint(space: str) -> str:
     Part of the cache key: a change of features, cost tables or bundled data never loads
     a stale proxy artifact.
     """
-    from oracle_server.data import expected_checksums
+    from client_sdk.data import expected_checksums
 
     sp = get_space(space)
     digest = hashlib.sha256(np.ascontiguousarray(
@@ -306,7 +306,7 @@ def build_model(
     known = set(sp.table.devices)
     unknown = [d for d in (*holdout_devices, *(basis_devices or ())) if d not in known]
     if unknown:
-        raise NotFound(f"unknown device(s) {unknown} for space '{space}'")
+        raise DeviceNotFound(f"unknown device(s) {unknown} for space '{space}'")
     devices = tuple(basis_devices) if basis_devices is not None else tuple(
         d for d in sp.table.devices if d not in set(holdout_devices))
     if not devices:

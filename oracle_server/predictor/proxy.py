@@ -117,8 +117,8 @@ class Proxy:
         a proxy the tables cannot reproduce exactly keeps ``tables = None``."""
         if self.config.kind != "lgbm":
             return
+        from client_sdk.spaces import get_space
         from oracle_server.predictor import tree_tables as tt
-        from oracle_server.spaces import get_space
 
         space = get_space(self.space)
         try:
@@ -208,7 +208,7 @@ class Proxy:
         proxy = cls(meta["space"], devices, config, train_rows,
                     None if lazy else load_models(), linear, log_linear)
         if lazy:
-            from oracle_server.spaces import get_space
+            from client_sdk.spaces import get_space
 
             proxy._model_loader = load_models
             proxy.tables = tt.TreeTables.load(get_space(proxy.space), path / tt.TABLES_FILE)

@@ -53,7 +53,7 @@ def inactive_mask(space, genes: np.ndarray) -> np.ndarray | None:
     active = getattr(space, "active_mask", None)
     if active is None:
         return None
-    from oracle_server.spaces import ofa_mbv3
+    from client_sdk.spaces import ofa_mbv3
 
     if not isinstance(space, ofa_mbv3.OFAMobileNetV3):
         raise Unsupported(f"unknown inactive-gene rule of space '{space.name}'")
@@ -68,7 +68,7 @@ def flops_params(space, genes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``space.flops(genes), space.params(genes)``, bit for bit, with flat ``take`` gathers
     (the same sums in the same order, several times faster than the spaces' 2-D fancy
     indexing). ``check_features`` compares them with the spaces' own at build time."""
-    from oracle_server.spaces import fbnet, ofa_mbv3
+    from client_sdk.spaces import fbnet, ofa_mbv3
 
     g = genes.astype(np.int64)
     if isinstance(space, fbnet.FBNet):
@@ -91,7 +91,7 @@ def flops_params(space, genes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def extra_features(space, genes: np.ndarray) -> np.ndarray:
     """(n, C) float32: the non-one-hot features, as ``space.features`` computes them."""
     flops, params = flops_params(space, genes)
-    from oracle_server.spaces import ofa_mbv3
+    from client_sdk.spaces import ofa_mbv3
 
     n = len(genes)
     if isinstance(space, ofa_mbv3.OFAMobileNetV3):

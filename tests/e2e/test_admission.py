@@ -29,10 +29,10 @@ from client_sdk.errors import (
     ResourceExhausted,
     Unavailable,
 )
+from client_sdk.errors import DeadlineExceeded as ServerDeadlineExceeded
+from client_sdk.spaces import get_space
 from oracle_server import metrics
 from oracle_server.app import App
-from oracle_server.errors import DeadlineExceeded as ServerDeadlineExceeded
-from oracle_server.spaces import get_space
 from tests.e2e.conftest import make_settings
 from tests.helpers import TEST_CACHE, nb201_non_train_devices, server_process, unique_name
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from client_sdk import OracleClient
+from client_sdk.spaces import get_space
 from oracle_server.evaluation import EvalOptions, evaluate_help
 from oracle_server.predictor import spearman
-from oracle_server.spaces import get_space
 from tests.helpers import HELP_NB201_REFS, TEST_CACHE, unique_name
 
 SPACE = get_space("nasbench201")

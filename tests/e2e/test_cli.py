@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from client_sdk.cli import main
-from oracle_server.spaces import get_space
+from client_sdk.spaces import get_space
 from tests.helpers import unique_name
 
 SPACE = get_space("nasbench201")

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from client_sdk import InvalidArgument, OracleClient
-from oracle_server.spaces import get_space
-from oracle_server.spaces.descriptors import degenerate
+from client_sdk.spaces import get_space
+from client_sdk.spaces.descriptors import degenerate
 from tests.helpers import unique_name
 
 SPACE = get_space("nasbench201")

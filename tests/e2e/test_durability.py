@@ -17,9 +17,9 @@ import pytest
 
 from client_sdk import OracleClient
 from client_sdk.errors import OracleClientError, Unavailable
+from client_sdk.spaces import get_space
 from oracle_server.app import App
 from oracle_server.registry import Registry
-from oracle_server.spaces import get_space
 from tests.e2e.conftest import make_settings
 from tests.helpers import (
     PG_URL,

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from client_sdk import OracleClient, Unavailable
+from client_sdk.spaces import get_space
 from oracle_server import app as app_module
 from oracle_server.app import App
-from oracle_server.spaces import get_space
 from tests.e2e.conftest import make_settings
 from tests.helpers import (
     PG_URL,

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from client_sdk import AsyncOracleClient, InvalidArchitecture, OracleClient
-from oracle_server.spaces import formats as F
-from oracle_server.spaces import get_space
+from client_sdk.spaces import formats as F
+from client_sdk.spaces import get_space
 from tests.helpers import HELP_NB201_REFS, unique_name
 
 SPACE = get_space("nasbench201")

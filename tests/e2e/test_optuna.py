@@ -16,7 +16,7 @@ from client_sdk.integrations.optuna import (  # noqa: E402
     optimize,
 )
 from client_sdk.search.results import pareto_mask  # noqa: E402
-from oracle_server.spaces import get_space  # noqa: E402
+from client_sdk.spaces import get_space  # noqa: E402
 
 SPACE = get_space("nasbench201")
 DEVICES = ["pixel3", "1080ti_1"]

@@ -19,9 +19,9 @@ from client_sdk import (
     ResourceExhausted,
     SpaceNotFound,
 )
-from oracle_server._proto.latency_oracle.v1 import oracle_pb2 as pb
-from oracle_server._proto.latency_oracle.v1 import oracle_pb2_grpc as pb_grpc
-from oracle_server.spaces import get_space
+from client_sdk.proto.latency_oracle.v1 import oracle_pb2 as pb
+from client_sdk.proto.latency_oracle.v1 import oracle_pb2_grpc as pb_grpc
+from client_sdk.spaces import get_space
 from tests.e2e.conftest import MAX_BATCH
 from tests.helpers import HELP_NB201_REFS, HELP_NB201_TRAIN, unique_name
 

@@ -16,8 +16,8 @@ from client_sdk import (
     OracleClient,
     Unavailable,
 )
+from client_sdk.spaces import get_space
 from oracle_server.app import App
-from oracle_server.spaces import get_space
 from tests.e2e.conftest import make_settings
 from tests.helpers import unique_name
 
@@ -93,7 +93,7 @@ def test_retries_unavailable_with_backoff() -> None:
 
     import grpc
 
-    from oracle_server._proto.latency_oracle.v1 import oracle_pb2 as pb
+    from client_sdk.proto.latency_oracle.v1 import oracle_pb2 as pb
 
     calls = []
 

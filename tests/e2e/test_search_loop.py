@@ -10,7 +10,7 @@ import pytest
 
 from client_sdk.cli import main
 from client_sdk.search import search
-from oracle_server.spaces import get_space
+from client_sdk.spaces import get_space
 from tests.helpers import unique_name
 
 SPACE = get_space("nasbench201")

@@ -22,8 +22,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from client_sdk import OracleClient
 from client_sdk.errors import OracleClientError, Unauthenticated, Unavailable
+from client_sdk.spaces import get_space
 from oracle_server.app import App
-from oracle_server.spaces import get_space
 from tests.e2e.conftest import make_settings
 from tests.helpers import (
     PG_URL,
@@ -246,7 +246,7 @@ def test_token_server_reads_open_writes_with_token(token_server: App) -> None:
         bad.delete_device(name, "nasbench201")
     with grpc.insecure_channel(f"127.0.0.1:{token_server.port}") as ch:  # scheme is case-blind
         call = ch.unary_unary("/latency_oracle.v1.LatencyOracle/DeleteDevice")
-        from oracle_server._proto.latency_oracle.v1 import oracle_pb2 as pb
+        from client_sdk.proto.latency_oracle.v1 import oracle_pb2 as pb
 
         req = pb.DeleteDeviceRequest(name=name, space="nasbench201").SerializeToString()
         resp = pb.DeleteDeviceResponse.FromString(

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from client_sdk import DeviceNotFound, OracleClient
-from oracle_server.spaces import get_space
+from client_sdk.spaces import get_space
 from tests.helpers import (
     PROPAGATION_DEADLINE_S,
     REPO,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from client_sdk.errors import InvalidArchitecture, InvalidArgument
+from client_sdk.spaces import get_space
 from oracle_server import codec
-from oracle_server.errors import InvalidArchitecture, InvalidArgument
-from oracle_server.spaces import get_space
 
 
 @pytest.mark.parametrize("name", ["nasbench201", "fbnet", "ofa_mbv3"])

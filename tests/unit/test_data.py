@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from oracle_server.data import (
+from client_sdk.data import (
     DATA_DIR,
     SPACES_WITH_TABLES,
     expected_checksums,
@@ -44,7 +44,7 @@ def test_checksums_are_sha256_hex():
 
 
 def test_verify_checksums_detects_a_changed_file(tmp_path, monkeypatch):
-    import oracle_server.data as data
+    import client_sdk.data as data
 
     for rel in expected_checksums():
         target = tmp_path / rel

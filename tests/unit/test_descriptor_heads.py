@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from client_sdk.spaces import get_space
+from client_sdk.spaces.descriptors import descriptors
 from oracle_server.predictor.head_fit import HeadFit
 from oracle_server.predictor.heads import (
     HEAD_KINDS,
@@ -16,8 +18,6 @@ from oracle_server.predictor.heads import (
 )
 from oracle_server.predictor.priors import fit_prior
 from oracle_server.predictor.selection import assess, select_head
-from oracle_server.spaces import get_space
-from oracle_server.spaces.descriptors import descriptors
 
 SP = get_space("fbnet")
 GENES = SP.sample(3000, rng=0)

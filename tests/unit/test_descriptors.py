@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from client_sdk.measure.builders import build_model, example_input
-from oracle_server.spaces import get_space
-from oracle_server.spaces.descriptors import (
+from client_sdk.spaces import get_space
+from client_sdk.spaces.descriptors import (
     BASE_NAMES,
     degenerate,
     descriptor_names,

@@ -59,8 +59,8 @@ def test_evaluate_few_basis(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
 
 
 def test_few_basis_groups_cover_families() -> None:
+    from client_sdk.spaces import get_space
     from oracle_server.evaluation import few_basis_groups
-    from oracle_server.spaces import get_space
 
     devs = get_space("fbnet").table.devices
     groups = few_basis_groups("fbnet", devs)

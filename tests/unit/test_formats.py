@@ -1,4 +1,4 @@
-"""Vectorised string parsing and the native architecture formats (oracle_server.spaces.formats)."""
+"""Vectorised string parsing and the native architecture formats (client_sdk.spaces.formats)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from client_sdk import _requests as rq
+from client_sdk.errors import InvalidArchitecture
 from client_sdk.errors import InvalidArchitecture as ClientInvalidArchitecture
-from oracle_server.errors import InvalidArchitecture
-from oracle_server.spaces import formats as F
-from oracle_server.spaces import get_space
+from client_sdk.spaces import formats as F
+from client_sdk.spaces import get_space
 
 SPACES = ("nasbench201", "fbnet", "ofa_mbv3")
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import pytest
 
+from google.rpc import error_details_pb2, status_pb2
+
+from client_sdk.errors import InvalidArchitecture, InvalidArgument, trailing_metadata
+from client_sdk.proto.latency_oracle.v1 import oracle_pb2 as pb
 from oracle_server import interceptors as ic
-from oracle_server._proto.latency_oracle.v1 import oracle_pb2 as pb
-from oracle_server.errors import InvalidArchitecture, InvalidArgument
 
 
 def test_parser_turns_undecodable_bytes_into_invalid_argument() -> None:
@@ -50,8 +52,15 @@ def test_details_and_metadata_are_bounded_and_ascii() -> None:
     assert len(ic._bounded("x" * 10_000)) == ic.MAX_DETAILS_CHARS
     assert ic._bounded("short") == "short"
     exc = InvalidArchitecture("bad", index=3, gene=1, field="archs\u00e9\n" + "y" * 1000)
-    meta = dict(ic._error_metadata(exc))
-    assert meta["oracle-error"] == "InvalidArchitecture"
-    assert (meta["oracle-index"], meta["oracle-gene"]) == ("3", "1")
-    assert all(" " <= ch <= "~" for value in meta.values() for ch in value)
-    assert len(meta["oracle-field"]) <= 256
+    trailers = trailing_metadata(exc)
+    text = {k: v for k, v in trailers if isinstance(v, str)}
+    assert text["oracle-error"] == "InvalidArchitecture"
+    assert (text["oracle-index"], text["oracle-gene"]) == ("3", "1")
+    assert all(" " <= ch <= "~" for value in text.values() for ch in value)
+    assert len(text["oracle-field"]) <= 256
+    (raw,) = [v for k, v in trailers if k == "grpc-status-details-bin"]
+    status = status_pb2.Status.FromString(raw)
+    assert status.code == 3 and len(status.message) <= 1024
+    info = error_details_pb2.ErrorInfo()
+    assert status.details[0].Unpack(info) and info.reason == "INVALID_ARCHITECTURE"
+    assert all(len(v) <= 256 and v.isascii() for v in info.metadata.values())

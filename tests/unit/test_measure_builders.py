@@ -14,7 +14,7 @@ from client_sdk.measure.builders import (
     supported_spaces,
 )
 from client_sdk.measure.flops import KNOWN_PARAM_GAPS, count_macs, cross_check
-from oracle_server.spaces import get_space
+from client_sdk.spaces import get_space
 
 SPACES = ("nasbench201", "fbnet", "ofa_mbv3")
 #: small inputs for fast forward passes (params do not depend on the resolution)
@@ -50,7 +50,7 @@ def test_forward_and_params(name: str) -> None:
         built.append(count_parameters(model))
     gap = np.array(built) - sp.params(genes)
     # the per-architecture part is exact; the fixed part differs by a documented constant
-    # (0 once oracle_server/spaces is patched, see client_sdk/measure/flops.py)
+    # (0 once client_sdk/spaces is patched, see client_sdk/measure/flops.py)
     assert np.all(gap == gap[0])
     assert gap[0] in (0, KNOWN_PARAM_GAPS[name])
 

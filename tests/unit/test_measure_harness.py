@@ -21,7 +21,7 @@ from client_sdk.measure.harness import (
     spearman_brown,
     time_fn,
 )
-from oracle_server.spaces import get_space
+from client_sdk.spaces import get_space
 
 
 class StepClock:

@@ -9,7 +9,7 @@ import pytest
 
 from client_sdk.measure.harness import Harness, InterleavedMeasurement
 from client_sdk.measure.onboard import OnboardReport, format_report, onboard
-from oracle_server.spaces import SearchSpace, get_space
+from client_sdk.spaces import SearchSpace, get_space
 
 
 @dataclass

@@ -20,7 +20,7 @@ from client_sdk.search.plots import (
     plot_similarity,
 )
 from client_sdk.similarity import spearman_matrix
-from oracle_server.spaces import get_space
+from client_sdk.spaces import get_space
 
 NB201 = get_space("nasbench201")
 

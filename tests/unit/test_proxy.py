@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from oracle_server.errors import NotFound
+from client_sdk.errors import NotFound
+from client_sdk.spaces import get_space
 from oracle_server.predictor import LatencyModel, ProxyConfig, build_model
 from oracle_server.predictor.proxy import Proxy, train_proxy
-from oracle_server.spaces import get_space
 
 TINY = ProxyConfig(num_rounds=10, num_leaves=7)
 DEVICES = ("2080ti_1", "titan_xp_32", "v100_64")
@@ -77,8 +77,8 @@ def test_nasbench201_basis_served_from_precomputed_table() -> None:
 
 
 def test_cache_key_changes_with_the_features(monkeypatch: pytest.MonkeyPatch) -> None:
+    from client_sdk.spaces import get_space
     from oracle_server.predictor.model import config_hash, feature_fingerprint
-    from oracle_server.spaces import get_space
 
     sp = get_space("nasbench201")
     rows = np.arange(3)

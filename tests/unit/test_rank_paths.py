@@ -11,12 +11,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from client_sdk.spaces import get_space
 from oracle_server import oracle as oracle_mod
 from oracle_server.oracle import Oracle
 from oracle_server.predictor import LatencyModel, build_model
 from oracle_server.ranking import order as _order
 from oracle_server.ranking import stable_argsort_f32 as _stable_argsort_f32
-from oracle_server.spaces import get_space
 from tests.helpers import HELP_NB201_REFS, TEST_CACHE, nb201_non_train_devices
 
 

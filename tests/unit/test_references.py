@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from oracle_server.errors import InvalidArgument, NotFound
+from client_sdk.errors import InvalidArgument, NotFound
+from client_sdk.spaces import get_space
 from oracle_server.oracle import Oracle
 from oracle_server.predictor import build_model
 from oracle_server.predictor.references import _row_keys, suggest_next
 from oracle_server.registry import Registry
-from oracle_server.spaces import get_space
 from tests.helpers import TEST_CACHE, nb201_non_train_devices
 
 

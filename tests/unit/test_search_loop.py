@@ -19,7 +19,7 @@ from client_sdk.search.loop import (
     select_batch,
     snap_latency,
 )
-from oracle_server.spaces import get_space
+from client_sdk.spaces import get_space
 
 NB201 = get_space("nasbench201")
 

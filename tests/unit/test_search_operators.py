@@ -18,7 +18,7 @@ from client_sdk.search.operators import (
     to_genes,
 )
 from client_sdk.search.problem import EvaluationCache
-from oracle_server.spaces import get_space, list_spaces
+from client_sdk.spaces import get_space, list_spaces
 
 SPACES = list_spaces()
 

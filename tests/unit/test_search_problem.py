@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from client_sdk.search import OracleProblem, search, table_accuracy
-from oracle_server.spaces import get_space
+from client_sdk.spaces import get_space
 
 NB201 = get_space("nasbench201")
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from client_sdk.search.references import MODES, candidate_pool, front_references, pareto_layers
-from oracle_server.spaces import get_space
+from client_sdk.spaces import get_space
 
 NB201 = get_space("nasbench201")
 ACC = NB201.table.accuracy["cifar10"]

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from client_sdk.search import ParetoFront, pareto_mask, search, true_front_rows
 from client_sdk.search.results import dominated_by
-from oracle_server.spaces import get_space
+from client_sdk.spaces import get_space
 from tests.unit.test_search_problem import FakeClient
 
 NB201 = get_space("nasbench201")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from oracle_server.errors import InvalidArgument
+from client_sdk.errors import InvalidArgument
 from oracle_server.predictor import LatencyModel, ProxyConfig, build_model
 from oracle_server.predictor.heads import predict_log
 from oracle_server.predictor.selection import ENSEMBLE_SIZE, member_kinds, select_head

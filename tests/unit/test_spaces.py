@@ -8,12 +8,12 @@ import math
 import numpy as np
 import pytest
 
-from oracle_server.data import load_table
-from oracle_server.errors import InvalidArchitecture, InvalidArgument, NotFound
-from oracle_server.spaces import GENE_DTYPE, get_space, list_spaces
-from oracle_server.spaces import fbnet as fb
-from oracle_server.spaces import nasbench201 as nb
-from oracle_server.spaces import ofa_mbv3 as ofa
+from client_sdk.data import load_table
+from client_sdk.errors import InvalidArchitecture, InvalidArgument, NotFound
+from client_sdk.spaces import GENE_DTYPE, get_space, list_spaces
+from client_sdk.spaces import fbnet as fb
+from client_sdk.spaces import nasbench201 as nb
+from client_sdk.spaces import ofa_mbv3 as ofa
 
 SPACES = ("nasbench201", "fbnet", "ofa_mbv3")
 TABLE_SIZES = {"nasbench201": 15_625, "fbnet": 5_000, "ofa_mbv3": 5_000}

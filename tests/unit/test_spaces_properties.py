@@ -7,8 +7,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from oracle_server.errors import InvalidArchitecture
-from oracle_server.spaces import GENE_DTYPE, get_space
+from client_sdk.errors import InvalidArchitecture
+from client_sdk.spaces import GENE_DTYPE, get_space
 
 SPACES = ("nasbench201", "fbnet", "ofa_mbv3")
 PROPS = settings(

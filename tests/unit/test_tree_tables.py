@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from client_sdk.spaces import get_space
 from oracle_server import oracle as oracle_mod
 from oracle_server.oracle import Oracle
 from oracle_server.predictor import LatencyModel, ProxyConfig, build_model
 from oracle_server.predictor import tree_tables as tt
 from oracle_server.predictor.proxy import Proxy, train_proxy
-from oracle_server.spaces import get_space
 
 # small but real: 4-leaf trees as the default proxy, few rounds, non-test devices only
 FAST = ProxyConfig(num_rounds=40)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from oracle_server.errors import InvalidArchitecture
+from client_sdk.errors import InvalidArchitecture
 
 GENE_DTYPE = np.int16
 _MAX_CODE_SPACE = 1 << 20  # direct code -> row lookup array for spaces up to this size
@@ -70,7 +70,7 @@ class SearchSpace(ABC):
     def parse_many(self, archs: Sequence[str]) -> np.ndarray:
         """Batch of strings -> genes: vectorised for canonical strings (``formats``), else
         one by one (lenient forms, precise errors)."""
-        from oracle_server.spaces.formats import parse_many
+        from client_sdk.spaces.formats import parse_many
 
         return parse_many(self, archs)
 

@@ -15,9 +15,9 @@ import re
 
 import numpy as np
 
-from oracle_server.data import load_table
-from oracle_server.errors import InvalidArchitecture
-from oracle_server.spaces.base import GENE_DTYPE, SearchSpace, Table, lookup_choice
+from client_sdk.data import load_table
+from client_sdk.errors import InvalidArchitecture
+from client_sdk.spaces.base import GENE_DTYPE, SearchSpace, Table, lookup_choice
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 EDGES = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))

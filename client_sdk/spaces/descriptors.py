@@ -70,7 +70,7 @@ def _linear(c_in: int, c_out: int, n_stages: int, stage: int) -> np.ndarray:
 @functools.cache
 def nb201_tables() -> tuple[np.ndarray, np.ndarray]:
     """(6 edges, 5 ops, D) per-edge tables summed over the 15 cells, and the fixed (D,)."""
-    from oracle_server.spaces.nasbench201 import OPS
+    from client_sdk.spaces.nasbench201 import OPS
 
     n_st = 3
     edge = np.zeros((6, len(OPS), _D + n_st))
@@ -123,7 +123,7 @@ def nb201_degenerate(genes: np.ndarray) -> np.ndarray:
 @functools.cache
 def fbnet_tables() -> tuple[np.ndarray, np.ndarray]:
     """(22 blocks, 9 ops, D) tables and the fixed (D,) part (stem, head, classifier)."""
-    from oracle_server.spaces.fbnet import (
+    from client_sdk.spaces.fbnet import (
         HEAD_CHANNELS,
         INPUT_RESOLUTION,
         NUM_CLASSES,
@@ -172,7 +172,7 @@ def fbnet_tables() -> tuple[np.ndarray, np.ndarray]:
 @functools.cache
 def ofa_tables() -> tuple[np.ndarray, np.ndarray]:
     """(R resolutions, 20 blocks, 3 kernels, 3 expands, D) and fixed (R, D)."""
-    from oracle_server.spaces.ofa_mbv3 import (
+    from client_sdk.spaces.ofa_mbv3 import (
         EXPANDS,
         FEATURE_MIX,
         FINAL_EXPAND,
@@ -255,7 +255,7 @@ def descriptors(space: str, genes: np.ndarray) -> np.ndarray:
         table, fixed = fbnet_tables()
         return fixed + table[np.arange(table.shape[0])[None, :], g].sum(axis=1)
     if space == "ofa_mbv3":
-        from oracle_server.spaces.ofa_mbv3 import (
+        from client_sdk.spaces.ofa_mbv3 import (
             DEPTHS,
             EXPAND_GENES,
             KERNEL_GENES,

@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from oracle_server._proto.latency_oracle.v1 import oracle_pb2 as oracle__server_dot___proto_dot_latency__oracle_dot_v1_dot_oracle__pb2
+from client_sdk.proto.latency_oracle.v1 import oracle_pb2 as client__sdk_dot_proto_dot_latency__oracle_dot_v1_dot_oracle__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in oracle_server/_proto/latency_oracle/v1/oracle_pb2_grpc.py depends on'
+        + ' but the generated code in client_sdk/proto/latency_oracle/v1/oracle_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -36,48 +36,48 @@ class LatencyOracleStub:
         """
         self.ListSearchSpaces = channel.unary_unary(
                 '/latency_oracle.v1.LatencyOracle/ListSearchSpaces',
-                request_serializer=oracle__server_dot___proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.ListSearchSpacesRequest.SerializeToString,
-                response_deserializer=oracle__server_dot___proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.ListSearchSpacesResponse.FromString,
+                request_serializer=client__sdk_dot_proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.ListSearchSpacesRequest.SerializeToString,
+                response_deserializer=client__sdk_dot_proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.ListSearchSpacesResponse.FromString,
                 _registered_method=True)
         self.ListDevices = channel.unary_unary(
                 '/latency_oracle.v1.LatencyOracle/ListDevices',
-                request_serializer=oracle__server_dot___proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.ListDevicesRequest.SerializeToString,
-                response_deserializer=oracle__server_dot___proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.ListDevicesResponse.FromString,
+                request_serializer=client__sdk_dot_proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.ListDevicesRequest.SerializeToString,
+                response_deserializer=client__sdk_dot_proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.ListDevicesResponse.FromString,
                 _registered_method=True)
         self.GetDevice = channel.unary_unary(
                 '/latency_oracle.v1.LatencyOracle/GetDevice',
-                request_serializer=oracle__server_dot___proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.GetDeviceRequest.SerializeToString,
-                response_deserializer=oracle__server_dot___proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.Device.FromString,
+                request_serializer=client__sdk_dot_proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.GetDeviceRequest.SerializeToString,
+                response_deserializer=client__sdk_dot_proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.Device.FromString,
                 _registered_method=True)
         self.Rank = channel.unary_unary(
                 '/latency_oracle.v1.LatencyOracle/Rank',
-                request_serializer=oracle__server_dot___proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.RankRequest.SerializeToString,
-                response_deserializer=oracle__server_dot___proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.RankResponse.FromString,
+                request_serializer=client__sdk_dot_proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.RankRequest.SerializeToString,
+                response_deserializer=client__sdk_dot_proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.RankResponse.FromString,
                 _registered_method=True)
         self.SuggestReferences = channel.unary_unary(
                 '/latency_oracle.v1.LatencyOracle/SuggestReferences',
-                request_serializer=oracle__server_dot___proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.SuggestReferencesRequest.SerializeToString,
-                response_deserializer=oracle__server_dot___proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.SuggestReferencesResponse.FromString,
+                request_serializer=client__sdk_dot_proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.SuggestReferencesRequest.SerializeToString,
+                response_deserializer=client__sdk_dot_proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.SuggestReferencesResponse.FromString,
                 _registered_method=True)
         self.RegisterDevice = channel.unary_unary(
                 '/latency_oracle.v1.LatencyOracle/RegisterDevice',
-                request_serializer=oracle__server_dot___proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.RegisterDeviceRequest.SerializeToString,
-                response_deserializer=oracle__server_dot___proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.Device.FromString,
+                request_serializer=client__sdk_dot_proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.RegisterDeviceRequest.SerializeToString,
+                response_deserializer=client__sdk_dot_proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.Device.FromString,
                 _registered_method=True)
         self.AddMeasurements = channel.unary_unary(
                 '/latency_oracle.v1.LatencyOracle/AddMeasurements',
-                request_serializer=oracle__server_dot___proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.AddMeasurementsRequest.SerializeToString,
-                response_deserializer=oracle__server_dot___proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.Device.FromString,
+                request_serializer=client__sdk_dot_proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.AddMeasurementsRequest.SerializeToString,
+                response_deserializer=client__sdk_dot_proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.Device.FromString,
                 _registered_method=True)
         self.DeleteDevice = channel.unary_unary(
                 '/latency_oracle.v1.LatencyOracle/DeleteDevice',
-                request_serializer=oracle__server_dot___proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.DeleteDeviceRequest.SerializeToString,
-                response_deserializer=oracle__server_dot___proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.DeleteDeviceResponse.FromString,
+                request_serializer=client__sdk_dot_proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.DeleteDeviceRequest.SerializeToString,
+                response_deserializer=client__sdk_dot_proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.DeleteDeviceResponse.FromString,
                 _registered_method=True)
         self.CompareDevices = channel.unary_unary(
                 '/latency_oracle.v1.LatencyOracle/CompareDevices',
-                request_serializer=oracle__server_dot___proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.CompareDevicesRequest.SerializeToString,
-                response_deserializer=oracle__server_dot___proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.CompareDevicesResponse.FromString,
+                request_serializer=client__sdk_dot_proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.CompareDevicesRequest.SerializeToString,
+                response_deserializer=client__sdk_dot_proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.CompareDevicesResponse.FromString,
                 _registered_method=True)
 
 
@@ -153,48 +153,48 @@ def add_LatencyOracleServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'ListSearchSpaces': grpc.unary_unary_rpc_method_handler(
                     servicer.ListSearchSpaces,
-                    request_deserializer=oracle__server_dot___proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.ListSearchSpacesRequest.FromString,
-                    response_serializer=oracle__server_dot___proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.ListSearchSpacesResponse.SerializeToString,
+                    request_deserializer=client__sdk_dot_proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.ListSearchSpacesRequest.FromString,
+                    response_serializer=client__sdk_dot_proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.ListSearchSpacesResponse.SerializeToString,
             ),
             'ListDevices': grpc.unary_unary_rpc_method_handler(
                     servicer.ListDevices,
-                    request_deserializer=oracle__server_dot___proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.ListDevicesRequest.FromString,
-                    response_serializer=oracle__server_dot___proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.ListDevicesResponse.SerializeToString,
+                    request_deserializer=client__sdk_dot_proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.ListDevicesRequest.FromString,
+                    response_serializer=client__sdk_dot_proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.ListDevicesResponse.SerializeToString,
             ),
             'GetDevice': grpc.unary_unary_rpc_method_handler(
                     servicer.GetDevice,
-                    request_deserializer=oracle__server_dot___proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.GetDeviceRequest.FromString,
-                    response_serializer=oracle__server_dot___proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.Device.SerializeToString,
+                    request_deserializer=client__sdk_dot_proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.GetDeviceRequest.FromString,
+                    response_serializer=client__sdk_dot_proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.Device.SerializeToString,
             ),
             'Rank': grpc.unary_unary_rpc_method_handler(
                     servicer.Rank,
-                    request_deserializer=oracle__server_dot___proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.RankRequest.FromString,
-                    response_serializer=oracle__server_dot___proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.RankResponse.SerializeToString,
+                    request_deserializer=client__sdk_dot_proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.RankRequest.FromString,
+                    response_serializer=client__sdk_dot_proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.RankResponse.SerializeToString,
             ),
             'SuggestReferences': grpc.unary_unary_rpc_method_handler(
                     servicer.SuggestReferences,
-                    request_deserializer=oracle__server_dot___proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.SuggestReferencesRequest.FromString,
-                    response_serializer=oracle__server_dot___proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.SuggestReferencesResponse.SerializeToString,
+                    request_deserializer=client__sdk_dot_proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.SuggestReferencesRequest.FromString,
+                    response_serializer=client__sdk_dot_proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.SuggestReferencesResponse.SerializeToString,
             ),
             'RegisterDevice': grpc.unary_unary_rpc_method_handler(
                     servicer.RegisterDevice,
-                    request_deserializer=oracle__server_dot___proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.RegisterDeviceRequest.FromString,
-                    response_serializer=oracle__server_dot___proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.Device.SerializeToString,
+                    request_deserializer=client__sdk_dot_proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.RegisterDeviceRequest.FromString,
+                    response_serializer=client__sdk_dot_proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.Device.SerializeToString,
             ),
             'AddMeasurements': grpc.unary_unary_rpc_method_handler(
                     servicer.AddMeasurements,
-                    request_deserializer=oracle__server_dot___proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.AddMeasurementsRequest.FromString,
-                    response_serializer=oracle__server_dot___proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.Device.SerializeToString,
+                    request_deserializer=client__sdk_dot_proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.AddMeasurementsRequest.FromString,
+                    response_serializer=client__sdk_dot_proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.Device.SerializeToString,
             ),
             'DeleteDevice': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteDevice,
-                    request_deserializer=oracle__server_dot___proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.DeleteDeviceRequest.FromString,
-                    response_serializer=oracle__server_dot___proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.DeleteDeviceResponse.SerializeToString,
+                    request_deserializer=client__sdk_dot_proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.DeleteDeviceRequest.FromString,
+                    response_serializer=client__sdk_dot_proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.DeleteDeviceResponse.SerializeToString,
             ),
             'CompareDevices': grpc.unary_unary_rpc_method_handler(
                     servicer.CompareDevices,
-                    request_deserializer=oracle__server_dot___proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.CompareDevicesRequest.FromString,
-                    response_serializer=oracle__server_dot___proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.CompareDevicesResponse.SerializeToString,
+                    request_deserializer=client__sdk_dot_proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.CompareDevicesRequest.FromString,
+                    response_serializer=client__sdk_dot_proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.CompareDevicesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -222,8 +222,8 @@ class LatencyOracle:
             request,
             target,
             '/latency_oracle.v1.LatencyOracle/ListSearchSpaces',
-            oracle__server_dot___proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.ListSearchSpacesRequest.SerializeToString,
-            oracle__server_dot___proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.ListSearchSpacesResponse.FromString,
+            client__sdk_dot_proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.ListSearchSpacesRequest.SerializeToString,
+            client__sdk_dot_proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.ListSearchSpacesResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -249,8 +249,8 @@ class LatencyOracle:
             request,
             target,
             '/latency_oracle.v1.LatencyOracle/ListDevices',
-            oracle__server_dot___proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.ListDevicesRequest.SerializeToString,
-            oracle__server_dot___proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.ListDevicesResponse.FromString,
+            client__sdk_dot_proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.ListDevicesRequest.SerializeToString,
+            client__sdk_dot_proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.ListDevicesResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -276,8 +276,8 @@ class LatencyOracle:
             request,
             target,
             '/latency_oracle.v1.LatencyOracle/GetDevice',
-            oracle__server_dot___proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.GetDeviceRequest.SerializeToString,
-            oracle__server_dot___proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.Device.FromString,
+            client__sdk_dot_proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.GetDeviceRequest.SerializeToString,
+            client__sdk_dot_proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.Device.FromString,
             options,
             channel_credentials,
             insecure,
@@ -303,8 +303,8 @@ class LatencyOracle:
             request,
             target,
             '/latency_oracle.v1.LatencyOracle/Rank',
-            oracle__server_dot___proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.RankRequest.SerializeToString,
-            oracle__server_dot___proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.RankResponse.FromString,
+            client__sdk_dot_proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.RankRequest.SerializeToString,
+            client__sdk_dot_proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.RankResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -330,8 +330,8 @@ class LatencyOracle:
             request,
             target,
             '/latency_oracle.v1.LatencyOracle/SuggestReferences',
-            oracle__server_dot___proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.SuggestReferencesRequest.SerializeToString,
-            oracle__server_dot___proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.SuggestReferencesResponse.FromString,
+            client__sdk_dot_proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.SuggestReferencesRequest.SerializeToString,
+            client__sdk_dot_proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.SuggestReferencesResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -357,8 +357,8 @@ class LatencyOracle:
             request,
             target,
             '/latency_oracle.v1.LatencyOracle/RegisterDevice',
-            oracle__server_dot___proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.RegisterDeviceRequest.SerializeToString,
-            oracle__server_dot___proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.Device.FromString,
+            client__sdk_dot_proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.RegisterDeviceRequest.SerializeToString,
+            client__sdk_dot_proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.Device.FromString,
             options,
             channel_credentials,
             insecure,
@@ -384,8 +384,8 @@ class LatencyOracle:
             request,
             target,
             '/latency_oracle.v1.LatencyOracle/AddMeasurements',
-            oracle__server_dot___proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.AddMeasurementsRequest.SerializeToString,
-            oracle__server_dot___proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.Device.FromString,
+            client__sdk_dot_proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.AddMeasurementsRequest.SerializeToString,
+            client__sdk_dot_proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.Device.FromString,
             options,
             channel_credentials,
             insecure,
@@ -411,8 +411,8 @@ class LatencyOracle:
             request,
             target,
             '/latency_oracle.v1.LatencyOracle/DeleteDevice',
-            oracle__server_dot___proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.DeleteDeviceRequest.SerializeToString,
-            oracle__server_dot___proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.DeleteDeviceResponse.FromString,
+            client__sdk_dot_proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.DeleteDeviceRequest.SerializeToString,
+            client__sdk_dot_proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.DeleteDeviceResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -438,8 +438,8 @@ class LatencyOracle:
             request,
             target,
             '/latency_oracle.v1.LatencyOracle/CompareDevices',
-            oracle__server_dot___proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.CompareDevicesRequest.SerializeToString,
-            oracle__server_dot___proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.CompareDevicesResponse.FromString,
+            client__sdk_dot_proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.CompareDevicesRequest.SerializeToString,
+            client__sdk_dot_proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.CompareDevicesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from oracle_server.errors import InvalidArchitecture
-from oracle_server.spaces.base import GENE_DTYPE, SearchSpace
+from client_sdk.errors import InvalidArchitecture
+from client_sdk.spaces.base import GENE_DTYPE, SearchSpace
 
 _SEP = 0x1F  # record separator of the joined buffer (a control char: never valid input)
 
@@ -61,7 +61,7 @@ def _matrix(buf: np.ndarray, n: int, width: int) -> np.ndarray | None:
 @functools.cache
 def _nb201_lookup() -> dict[str, int]:
     """Every canonical NB201 string -> its mixed-radix code (15,625 entries, built once)."""
-    from oracle_server.spaces.nasbench201 import OPS
+    from client_sdk.spaces.nasbench201 import OPS
 
     k = len(OPS)
     codes = np.arange(k**6)
@@ -94,7 +94,7 @@ _BYTE_MASKS = np.array([(1 << (8 * k)) - 1 for k in range(9)], dtype=np.uint64)
 
 def _parse_fbnet(archs: Sequence[str]) -> np.ndarray | None:
     """Tokens between '-' / record separators, matched as 8-byte keys (vectorised)."""
-    from oracle_server.spaces.fbnet import NUM_BLOCKS, OPS
+    from client_sdk.spaces.fbnet import NUM_BLOCKS, OPS
 
     n = len(archs)
     buf = _joined(archs)
@@ -126,7 +126,7 @@ def _parse_fbnet(archs: Sequence[str]) -> np.ndarray | None:
 
 
 def _parse_ofa(space: SearchSpace, archs: Sequence[str]) -> np.ndarray | None:
-    from oracle_server.spaces.ofa_mbv3 import DEPTHS, EXPANDS, KERNELS, RESOLUTIONS
+    from client_sdk.spaces.ofa_mbv3 import DEPTHS, EXPANDS, KERNELS, RESOLUTIONS
 
     buf = _joined(archs)
     if buf is None:
@@ -192,7 +192,7 @@ FORMS = ("genes", "string", "index", "ops", "ofa")
 @functools.cache
 def _index_lookup(space_name: str) -> tuple[np.ndarray, int, int]:
     """``(lut, lo, hi)``: table row of each index ``lo..hi`` (``-1``: not in the table)."""
-    from oracle_server.spaces import get_space
+    from client_sdk.spaces import get_space
 
     index = get_space(space_name).table.index
     lo, hi = int(index.min()), int(index.max())
@@ -299,7 +299,7 @@ def _ofa_resolution(subnet: Mapping[str, Any], i: int) -> Any:
 
 def genes_of_ofa_subnets(space: SearchSpace, subnets: Sequence[Mapping[str, Any]]) -> np.ndarray:
     """The ``ofa`` library's subnet dicts -> canonical OFA-MobileNetV3 genes (vectorised)."""
-    from oracle_server.spaces.ofa_mbv3 import DEPTHS, EXPANDS, KERNELS, RESOLUTIONS
+    from client_sdk.spaces.ofa_mbv3 import DEPTHS, EXPANDS, KERNELS, RESOLUTIONS
 
     fast = _ofa_fast(space, subnets)
     if fast is not None:
@@ -353,7 +353,7 @@ def genes_of_ofa_subnets(space: SearchSpace, subnets: Sequence[Mapping[str, Any]
 
 def _ofa_fast(space: SearchSpace, subnets: Sequence[Any]) -> np.ndarray | None:
     """Vectorised path for well-formed dicts (``r`` or ``image_size``); None otherwise."""
-    from oracle_server.spaces.ofa_mbv3 import DEPTHS, EXPANDS, KERNELS, RESOLUTIONS
+    from client_sdk.spaces.ofa_mbv3 import DEPTHS, EXPANDS, KERNELS, RESOLUTIONS
 
     n = len(subnets)
     if n == 0 or not all(type(sub) is dict for sub in subnets):
@@ -397,7 +397,7 @@ def _ofa_fast(space: SearchSpace, subnets: Sequence[Any]) -> np.ndarray | None:
 
 def ofa_subnets_of_genes(space: SearchSpace, genes: np.ndarray) -> list[dict[str, Any]]:
     """Canonical genes -> ``ofa`` subnet dicts (inactive blocks carry the first choice)."""
-    from oracle_server.spaces.ofa_mbv3 import DEPTHS, EXPANDS, KERNELS, RESOLUTIONS
+    from client_sdk.spaces.ofa_mbv3 import DEPTHS, EXPANDS, KERNELS, RESOLUTIONS
 
     g = space.validate(genes).astype(np.int64)
     r = np.asarray(RESOLUTIONS)[g[:, 0]].tolist()

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import functools
 
-from oracle_server.errors import NotFound
-from oracle_server.spaces.base import GENE_DTYPE, SearchSpace, Table
-from oracle_server.spaces.fbnet import FBNet
-from oracle_server.spaces.nasbench201 import NASBench201
-from oracle_server.spaces.ofa_mbv3 import OFAMobileNetV3
+from client_sdk.errors import SpaceNotFound
+from client_sdk.spaces.base import GENE_DTYPE, SearchSpace, Table
+from client_sdk.spaces.fbnet import FBNet
+from client_sdk.spaces.nasbench201 import NASBench201
+from client_sdk.spaces.ofa_mbv3 import OFAMobileNetV3
 
 _SPACES: dict[str, type[SearchSpace]] = {
     cls.name: cls for cls in (NASBench201, FBNet, OFAMobileNetV3)
@@ -27,4 +27,5 @@ def get_space(name: str) -> SearchSpace:
     try:
         return _SPACES[name]()
     except KeyError:
-        raise NotFound(f"unknown search space '{name}' (known: {', '.join(_SPACES)})") from None
+        known = ", ".join(_SPACES)
+        raise SpaceNotFound(f"unknown search space '{name}' (known: {known})") from None

@@ -14,9 +14,9 @@ import functools
 
 import numpy as np
 
-from oracle_server.data import load_table
-from oracle_server.errors import InvalidArchitecture
-from oracle_server.spaces.base import GENE_DTYPE, SearchSpace, Table, lookup_choice
+from client_sdk.data import load_table
+from client_sdk.errors import InvalidArchitecture
+from client_sdk.spaces.base import GENE_DTYPE, SearchSpace, Table, lookup_choice
 
 OPS = ("k3_e1", "k3_e1_g2", "k3_e3", "k3_e6", "k5_e1", "k5_e1_g2", "k5_e3", "k5_e6", "skip")
 STAGES = ((1, 16, 1), (4, 24, 2), (4, 32, 2), (4, 64, 2), (4, 112, 1), (4, 184, 2), (1, 352, 1))

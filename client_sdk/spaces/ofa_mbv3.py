@@ -17,9 +17,9 @@ import functools
 
 import numpy as np
 
-from oracle_server.data import load_table
-from oracle_server.errors import InvalidArchitecture
-from oracle_server.spaces.base import GENE_DTYPE, SearchSpace, Table, lookup_choice
+from client_sdk.data import load_table
+from client_sdk.errors import InvalidArchitecture
+from client_sdk.spaces.base import GENE_DTYPE, SearchSpace, Table, lookup_choice
 
 RESOLUTIONS = tuple(range(128, 225, 4))
 DEPTHS = (2, 3, 4)
