@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from client_sdk._extras import MissingExtra
 from client_sdk.client import OracleClient
 from client_sdk.errors import OracleClientError
 from client_sdk.types import DeviceInfo
@@ -435,6 +436,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OracleClientError as exc:
         print(f"oracle: {exc.code.name}: {exc.message}", file=sys.stderr)
         return 1
+    except MissingExtra as exc:
+        print(f"oracle {args.command}: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -10,6 +10,10 @@ Closed loop (measure on the device during the search, see docs/closed_loop.md):
 ...                 measure_budget=20, rounds=2, latency_resolution_ms="auto")
 """
 
+from client_sdk._extras import require
+
+require("search", "client_sdk.search (NSGA-II search)", "pymoo", "matplotlib", "tqdm")
+
 from client_sdk.search.loop import infer_device_resolution, local_measure
 from client_sdk.search.nsga2 import load_checkpoint, search
 from client_sdk.search.objectives import params_proxy, resolve_objective, table_accuracy

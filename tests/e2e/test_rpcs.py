@@ -7,6 +7,8 @@ import urllib.request
 import grpc
 import numpy as np
 import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 from scipy.stats import spearmanr
 
 from client_sdk import (
@@ -238,7 +240,60 @@ def test_raw_stub_garbage_is_invalid_argument(server) -> None:
         raw = ch.unary_unary("/latency_oracle.v1.LatencyOracle/Rank")
         with pytest.raises(grpc.RpcError) as info:
             raw(b"\xff\xff\xff\xff", timeout=5)
-        assert info.value.code() in (grpc.StatusCode.INTERNAL, grpc.StatusCode.INVALID_ARGUMENT)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def _standard_details(err: grpc.RpcError) -> dict:
+    """What any gRPC client reads: the google.rpc.Status of the trailers, unpacked."""
+    status = rpc_status.from_call(err)
+    assert status is not None and status.code == err.code().value[0]
+    assert status.message == err.details()
+    out: dict = {}
+    for item in status.details:
+        for cls in (error_details_pb2.ErrorInfo, error_details_pb2.BadRequest,
+                    error_details_pb2.RetryInfo):
+            if item.Is(cls.DESCRIPTOR):
+                msg = cls()
+                item.Unpack(msg)
+                out[cls.__name__] = msg
+    return out
+
+
+def test_raw_stub_reads_standard_error_details(server) -> None:
+    """No SDK: the details are plain google.rpc messages (grpcurl, Go and Java read them)."""
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as ch:
+        stub = pb_grpc.LatencyOracleStub(ch)
+        genes = SPACE.sample(5, rng=2).astype(np.uint8)
+        genes[3, 1] = 9
+        bad = pb.RankRequest(space="nasbench201", devices=["pixel3"],
+                             archs=pb.Architectures(packed=pb.PackedGenes(
+                                 num_genes=6, genes=genes.tobytes())))
+        with pytest.raises(grpc.RpcError) as info:
+            stub.Rank(bad, timeout=5)
+        details = _standard_details(info.value)
+        error = details["ErrorInfo"]
+        assert (error.reason, error.domain) == ("INVALID_ARCHITECTURE", "latency-oracle.v1")
+        assert (error.metadata["index"], error.metadata["gene"]) == ("3", "1")
+        (violation,) = details["BadRequest"].field_violations
+        assert violation.field == "archs[3].genes[1]" and "allowed 0..4" in violation.description
+
+        with pytest.raises(grpc.RpcError) as info:
+            stub.GetDevice(pb.GetDeviceRequest(space="nasbench201", name="nope"), timeout=5)
+        assert info.value.code() == grpc.StatusCode.NOT_FOUND
+        assert _standard_details(info.value)["ErrorInfo"].reason == "DEVICE_NOT_FOUND"
+
+        with pytest.raises(grpc.RpcError) as info:
+            stub.ListDevices(pb.ListDevicesRequest(space="no-such-space"), timeout=5)
+        assert _standard_details(info.value)["ErrorInfo"].reason == "SPACE_NOT_FOUND"
+
+        too_many = np.zeros((MAX_BATCH + 1, 6), np.uint8)
+        big = pb.RankRequest(space="nasbench201", devices=["pixel3"],
+                             archs=pb.Architectures(packed=pb.PackedGenes(
+                                 num_genes=6, genes=too_many.tobytes())))
+        with pytest.raises(grpc.RpcError) as info:
+            stub.Rank(big, timeout=30)
+        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert _standard_details(info.value)["ErrorInfo"].reason == "LIMIT_EXCEEDED"
 
 
 def test_metrics_endpoint(client: OracleClient, server) -> None:

@@ -4,7 +4,6 @@ ASCII-safe error details."""
 from __future__ import annotations
 
 import pytest
-
 from google.rpc import error_details_pb2, status_pb2
 
 from client_sdk.errors import InvalidArchitecture, InvalidArgument, trailing_metadata
