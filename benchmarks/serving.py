@@ -125,7 +125,7 @@ class _EchoHandler(grpc.GenericRpcHandler):
 
 def echo_server_main(workers: int) -> int:
     """``--echo-server``: raw gRPC server on a free loopback port; prints it, runs until killed."""
-    from oracle_server.codec import tune_allocator
+    from oracle_server.runtime import tune_allocator
 
     tune_allocator()  # the same allocator settings as the oracle process (fair floor)
     server = grpc.server(

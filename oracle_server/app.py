@@ -20,7 +20,7 @@ from client_sdk.errors import DeviceNotFound
 from client_sdk.proto.latency_oracle.v1 import oracle_pb2 as pb
 from client_sdk.proto.latency_oracle.v1 import oracle_pb2_grpc as pb_grpc
 from client_sdk.spaces import get_space
-from oracle_server import __version__, codec, metrics
+from oracle_server import __version__, metrics, runtime
 from oracle_server.interceptors import ORACLE_SERVICE, OracleInterceptor
 from oracle_server.logs import setup_logging
 from oracle_server.oracle import Oracle
@@ -144,7 +144,7 @@ class App:
         if self.port == 0:
             raise RuntimeError(f"could not bind {address}")
         if s.malloc_tuning:
-            codec.tune_allocator()
+            runtime.tune_allocator()
         metrics.BUILD_INFO.info({"version": __version__})
         metrics.READY.set(0)
 

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import ctypes
 import datetime as dt
-import math
-import os
-import sys
 from collections.abc import Sequence
 
 import numpy as np
@@ -16,34 +12,6 @@ from client_sdk.errors import InvalidArgument
 from client_sdk.proto.latency_oracle.v1 import oracle_pb2 as pb
 from client_sdk.spaces import SearchSpace
 from client_sdk.spaces.base import GENE_DTYPE
-
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
-
-
-def tune_allocator(mmap_threshold: int = 16 << 20, trim_threshold: int = 32 << 20) -> bool:
-    """Serve multi-MB messages from the heap (glibc): True if applied.
-
-    By default glibc gives every allocation above ~128 KiB its own ``mmap`` and returns
-    freed memory to the OS at once, so each large Rank request/response (protobuf arena,
-    serialised bytes, gRPC slices) page-faults its memory in again: ~9 ms of a 100k x 6
-    device response (4.8 MB) instead of ~1 ms. Allocations up to ``mmap_threshold`` now
-    come from the heap, and up to ``trim_threshold`` of free heap is kept. Skipped when
-    the operator set ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` or on
-    non-glibc platforms.
-    """
-    if sys.platform != "linux" or any(
-        k in os.environ for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
-    ):
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        return bool(
-            libc.mallopt(_M_MMAP_THRESHOLD, mmap_threshold)
-            and libc.mallopt(_M_TRIM_THRESHOLD, trim_threshold)
-        )
-    except (OSError, AttributeError):
-        return False
-
 
 CONTRACT_FIELDS = (
     "unit", "batch_size", "input_resolution", "threads", "runtime", "runtime_version",
@@ -150,11 +118,3 @@ def timestamp(value: dt.datetime | None) -> Timestamp | None:
     ts.FromDatetime(value)
     return ts
 
-
-def nan_to_pb(x: float) -> float:
-    """Doubles go as they are (NaN is a legal proto3 double); None becomes NaN."""
-    return float("nan") if x is None else float(x)
-
-
-def finite_or_nan(x: float) -> float:
-    return x if math.isfinite(x) else float("nan")

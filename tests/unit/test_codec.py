@@ -1,4 +1,4 @@
-"""codec: packed genes decode exactly like ``space.validate``; allocator tuning is opt-out."""
+"""codec: packed genes decode exactly like ``space.validate``; little-endian outputs."""
 
 from __future__ import annotations
 
@@ -44,9 +44,3 @@ def test_packed_outputs_are_little_endian() -> None:
     assert codec.f32_bytes(np.array([1.5], dtype=np.float64)) == np.float32(1.5).tobytes()
     assert codec.u32_bytes(np.array([258])) == b"\x02\x01\x00\x00"
 
-
-def test_allocator_tuning_respects_operator_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "131072")
-    assert codec.tune_allocator() is False
-    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_")
-    assert isinstance(codec.tune_allocator(), bool)
