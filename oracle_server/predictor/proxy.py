@@ -149,10 +149,6 @@ class Proxy:
     def predict(self, features: np.ndarray) -> np.ndarray:
         return np.exp(self.predict_log(features))
 
-    def predict_linear(self, features: np.ndarray) -> np.ndarray:
-        """``(n, B)`` latency (ms) of the per-device linear models."""
-        return features.astype(np.float64) @ self.linear_weights[:-1] + self.linear_weights[-1]
-
     # ---------------------------------------------------------------- persist
     def save(self, path: Path) -> None:
         path = Path(path)
