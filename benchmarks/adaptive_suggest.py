@@ -36,6 +36,7 @@ sys.path.insert(0, str(REPO))
 from oracle_server.oracle import Oracle  # noqa: E402
 from oracle_server.predictor import build_model  # noqa: E402
 from oracle_server.registry import Registry  # noqa: E402
+from oracle_server.store import DeviceStore  # noqa: E402
 from tests.helpers import (  # noqa: E402
     HELP_NB201_TEST,
     HELP_NB201_TRAIN,
@@ -75,7 +76,7 @@ def main() -> int:
     t0 = time.perf_counter()
     model = build_model("nasbench201", nb201_non_train_devices(), cache_dir=TEST_CACHE)
     db = Path(tempfile.mkdtemp(prefix="oracle-adaptive-")) / "r.db"
-    oracle = Oracle({"nasbench201": model}, Registry(f"sqlite:///{db}"))
+    oracle = Oracle(DeviceStore({"nasbench201": model}, Registry(f"sqlite:///{db}")))
     sp = model.space
     devices = [d for d in sp.table.devices
                if d not in HELP_NB201_TRAIN and d not in HELP_NB201_TEST]

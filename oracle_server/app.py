@@ -28,6 +28,7 @@ from oracle_server.predictor import LatencyModel, build_model, tree_tables
 from oracle_server.registry import Registry
 from oracle_server.servicer import OracleServicer
 from oracle_server.settings import Settings
+from oracle_server.store import DeviceStore
 
 log = logging.getLogger(__name__)
 
@@ -174,14 +175,13 @@ class App:
             models = self.models if self.models is not None else load_models(s)
             tree_tables.set_threads(s.rank_threads)
             self.registry = Registry(s.resolved_database_url)
+            store = DeviceStore(models, self.registry, max_measurements=s.max_measurements)
             oracle = Oracle(
-                models,
-                self.registry,
+                store,
                 max_batch=s.max_batch,
                 max_devices_per_request=s.max_devices_per_request,
-                max_measurements=s.max_measurements,
             )
-            loaded = oracle.load_registered()
+            loaded = store.load_registered()
             self.oracle = oracle
             log.info("registry loaded", extra={"registered_devices": loaded})
             if not self._stopping.is_set():
@@ -189,26 +189,12 @@ class App:
                     self.health.set(name, SERVING)
                 metrics.READY.set(1)
             tree_tables.start_kernel()  # after SERVING: numba's import is not on start-up
-            syncer = threading.Thread(target=self._sync_loop, name="oracle-sync", daemon=True)
-            syncer.start()
-            self._threads.append(syncer)
+            self._threads.append(store.start_polling(s.sync_interval_s, stop=self._stopping))
         except BaseException as exc:  # reported through health and logs
             self.failed = exc
             log.exception("start-up failed")
         finally:
             self.ready.set()
-
-    def _sync_loop(self) -> None:
-        while not self._stopping.wait(self.settings.sync_interval_s):
-            oracle = self.oracle
-            if oracle is None:
-                continue
-            try:
-                changes = oracle.sync()
-                if changes:
-                    log.info("registry sync", extra={"changes": changes})
-            except Exception as exc:  # keep serving from memory
-                log.warning("registry sync failed: %s", exc)
 
     def stop(self, grace_s: float | None = None) -> None:
         """Drain: NOT_SERVING at once, refuse new RPCs, finish in-flight ones within grace."""
@@ -221,6 +207,8 @@ class App:
         log.info("draining", extra={"grace_s": grace})
         self.server.stop(grace).wait()
         self._reap_workers()
+        if self.oracle is not None:
+            self.oracle.store.stop_polling()
         if self._metrics_server is not None:
             self._metrics_server.shutdown()  # type: ignore[attr-defined]
         if self.registry is not None:

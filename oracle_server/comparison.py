@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy.stats import kendalltau, spearmanr
 
 from client_sdk.spaces import SearchSpace
 from client_sdk.spaces.base import row_keys
-
-if TYPE_CHECKING:
-    from oracle_server.oracle import Device
+from oracle_server.store import Device
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,8 @@ from client_sdk.proto.latency_oracle.v1 import oracle_pb2 as pb
 from client_sdk.proto.latency_oracle.v1 import oracle_pb2_grpc as pb_grpc
 from client_sdk.spaces import SearchSpace
 from oracle_server import codec, metrics
-from oracle_server.oracle import Device, Oracle, RankResult
+from oracle_server.oracle import Oracle, RankResult
+from oracle_server.store import Device
 
 
 def device_pb(device: Device) -> pb.Device:

@@ -258,24 +258,24 @@ def test_sync_never_hides_a_device_registered_during_the_poll(nb201_model, tmp_p
     then a local RegisterDevice committed and installed its device, then sync read the local
     map, saw the device missing from the (older) snapshot and removed it, so an acknowledged
     device answered NOT_FOUND until the next poll."""
-    from oracle_server.oracle import Oracle
+    from oracle_server.store import DeviceStore
 
     reg = Registry(f"sqlite:///{tmp_path / 'r.db'}")
-    oracle = Oracle({"nasbench201": nb201_model}, reg)
+    store = DeviceStore({"nasbench201": nb201_model}, reg)
     genes, lat = _measurements(10, 0)
     real_snapshot = reg.snapshot_revisions
 
     def snapshot_then_register() -> dict:
         snap = real_snapshot()  # taken before the concurrent registration commits
-        oracle.register("racer", "nasbench201", genes, lat, {})
+        store.register("racer", "nasbench201", genes, lat, {})
         return snap
 
     reg.snapshot_revisions = snapshot_then_register  # type: ignore[method-assign]
     try:
-        oracle.sync()
+        store.sync()
         reg.snapshot_revisions = real_snapshot  # type: ignore[method-assign]
-        assert oracle.device("racer", "nasbench201").num_samples == 10
-        oracle.delete("racer", "nasbench201")
-        assert oracle.sync() == 0
+        assert store.device("nasbench201", "racer").num_samples == 10
+        store.delete("nasbench201", "racer")
+        assert store.sync() == 0
     finally:
         reg.close()

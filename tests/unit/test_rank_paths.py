@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 from client_sdk.spaces import get_space
-from oracle_server import oracle as oracle_mod
-from oracle_server.oracle import Oracle
+from oracle_server.oracle import Oracle, predict
 from oracle_server.predictor import LatencyModel, build_model
 from oracle_server.ranking import order as _order
 from oracle_server.ranking import stable_argsort_f32 as _stable_argsort_f32
+from oracle_server.store import REGISTERED, Device, DeviceStore
 from tests.helpers import HELP_NB201_REFS, TEST_CACHE, nb201_non_train_devices
 
 
@@ -82,25 +82,24 @@ def test_basis_columns_are_the_full_proxy_columns(nb201_model: LatencyModel) -> 
     assert np.all(np.delete(part, [0, 2], axis=1) == 1.0)
 
 
-def test_rank_by_table_row_equals_proxy_and_heads(
-    nb201_model: LatencyModel, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_rank_by_table_row_equals_proxy_and_heads(nb201_model: LatencyModel) -> None:
     space = nb201_model.space
-    oracle = Oracle({"nasbench201": nb201_model})
-    assert "nasbench201" in oracle._covered
     genes = space.genes_of_index(HELP_NB201_REFS)
     lat = space.table.device_column("pixel2")[space.table_rows(genes)]
     head = nb201_model.fit_head(genes, lat)
-    registered = oracle_mod.Device("nasbench201", "reg", oracle_mod.REGISTERED, head)
-    oracle._devices = {**oracle._devices, ("nasbench201", "reg"): registered}
+    registered = Device("nasbench201", "reg", REGISTERED, head)
+    store = DeviceStore.in_memory({"nasbench201": nb201_model}, [registered])
+    oracle = Oracle(store)
+    assert "nasbench201" in oracle.table_spaces
     names = ["pixel3", "reg", "silver_4114"]
     batch = space.sample(6000, rng=5)
     fast = oracle.rank("nasbench201", batch, names, top_k=100, max_latency_ms=5.0,
                        return_uncertainty=True)
-    monkeypatch.setattr(oracle, "_covered", set())
-    monkeypatch.setattr(oracle_mod, "_PREDICT_CHUNK", 2500)  # and chunking changes nothing
-    slow = oracle.rank("nasbench201", batch, names, top_k=100, max_latency_ms=5.0,
-                       return_uncertainty=True)
+    # the same store without the table path, in chunks (chunking changes nothing either)
+    general = Oracle(store, table_fast_path=False, predict_chunk=2500)
+    assert not general.table_spaces
+    slow = general.rank("nasbench201", batch, names, top_k=100, max_latency_ms=5.0,
+                        return_uncertainty=True)
     for a, b in zip(fast.rankings, slow.rankings, strict=True):
         np.testing.assert_array_equal(a.latency_ms, b.latency_ms)
         np.testing.assert_array_equal(a.order, b.order)
@@ -112,15 +111,14 @@ def test_rank_by_table_row_equals_proxy_and_heads(
 def test_proxy_path_reads_only_needed_columns_and_matches(nb201_model: LatencyModel) -> None:
     m = nb201_model
     proxy_only = LatencyModel(m.space, m.proxy, m.cost_matrix, m.basis_cv, None)
-    oracle = Oracle({"nasbench201": proxy_only})
-    oracle._covered = set()  # force proxy + heads on the request's genes
+    store = DeviceStore.in_memory({"nasbench201": proxy_only})
     genes = m.space.genes_of_index(HELP_NB201_REFS)
     lat = m.space.table.device_column("pixel2")[m.space.table_rows(genes)]
     head = proxy_only.fit_head(genes, lat)
-    registered = oracle_mod.Device("nasbench201", "reg", oracle_mod.REGISTERED, head)
-    devices = [oracle.device("pixel3", "nasbench201"), registered]
+    registered = Device("nasbench201", "reg", REGISTERED, head)
+    devices = [store.device("nasbench201", "pixel3"), registered]
     batch = m.space.sample(400, rng=6)
-    got = oracle._predict(proxy_only, batch, devices)
+    got = predict(proxy_only, batch, devices)  # proxy + heads on the request's genes
     features = proxy_only.features(batch)
     basis = proxy_only.basis(batch, features)
     for d, p in zip(devices, got, strict=True):

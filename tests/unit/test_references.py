@@ -11,6 +11,7 @@ from oracle_server.oracle import Oracle
 from oracle_server.predictor import build_model
 from oracle_server.predictor.references import _row_keys, suggest_next
 from oracle_server.registry import Registry
+from oracle_server.store import DeviceStore
 from tests.helpers import TEST_CACHE, nb201_non_train_devices
 
 
@@ -62,7 +63,7 @@ def test_pool_running_out() -> None:
 def oracle(tmp_path_factory: pytest.TempPathFactory) -> Oracle:
     model = build_model("nasbench201", nb201_non_train_devices(), cache_dir=TEST_CACHE)
     db = tmp_path_factory.mktemp("reg") / "r.db"
-    return Oracle({"nasbench201": model}, Registry(f"sqlite:///{db}"))
+    return Oracle(DeviceStore({"nasbench201": model}, Registry(f"sqlite:///{db}")))
 
 
 def test_oracle_suggest_for_a_device(oracle: Oracle) -> None:

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 from client_sdk.spaces import get_space
-from oracle_server import oracle as oracle_mod
 from oracle_server.oracle import Oracle
 from oracle_server.predictor import LatencyModel, ProxyConfig, build_model
 from oracle_server.predictor import tree_tables as tt
 from oracle_server.predictor.proxy import Proxy, train_proxy
+from oracle_server.store import REGISTERED, Device, DeviceStore
 
 # small but real: 4-leaf trees as the default proxy, few rounds, non-test devices only
 FAST = ProxyConfig(num_rounds=40)
@@ -123,16 +123,14 @@ def test_verify_detects_a_wrong_table(model: LatencyModel) -> None:
         tables.tables[1][:] = saved
 
 
-def test_rank_with_registered_head_matches_reference(
-    model: LatencyModel, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_rank_with_registered_head_matches_reference(model: LatencyModel) -> None:
     sp = model.space
-    oracle = Oracle({sp.name: model})
+    store = DeviceStore.in_memory({sp.name: model})
+    oracle = Oracle(store)
     rows = np.random.default_rng(2).choice(len(sp.table.genes), 10, replace=False)
     truth = sp.table.latency_ms[rows, sp.table.devices.index(sp.table.devices[-1])]
     head = model.fit_head(sp.table.genes[rows], truth)
-    dev = oracle_mod.Device(sp.name, "reg", oracle_mod.REGISTERED, head)
-    oracle._devices = {**oracle._devices, (sp.name, "reg"): dev}
+    store.add_device(Device(sp.name, "reg", REGISTERED, head))
     names = ["reg", model.basis_devices[0]]
     batch = sp.sample(3000, 8)
     fast = oracle.rank(sp.name, batch, names, return_uncertainty=True)
@@ -142,8 +140,8 @@ def test_rank_with_registered_head_matches_reference(
         want = r.device.head.predict(basis, feats.astype(np.float64), model.descriptors(batch))
         np.testing.assert_allclose(r.latency_ms, want.latency_ms.astype(np.float32),
                                    rtol=1e-6)
-    monkeypatch.setattr(oracle_mod, "_PREDICT_CHUNK", 1000)  # chunking changes nothing
-    again = oracle.rank(sp.name, batch, names, return_uncertainty=True)
+    chunked = Oracle(store, predict_chunk=1000)  # chunking changes nothing
+    again = chunked.rank(sp.name, batch, names, return_uncertainty=True)
     for a, b in zip(fast.rankings, again.rankings, strict=True):
         np.testing.assert_array_equal(a.latency_ms, b.latency_ms)
 
