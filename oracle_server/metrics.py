@@ -73,7 +73,9 @@ REGISTRY_ERRORS = Counter(
 )
 PROXY_CACHE = Counter(
     "oracle_proxy_cache_total",
-    "Proxy-output cache lookups per architecture, by result (hit/miss).",
+    "Rank architectures by where their predictions came from: hit = the cached per-head "
+    "predictions over the space's table (spaces whose table holds every architecture), "
+    "miss = the proxy ran on the request's genes.",
     ("space", "result"),
     registry=REGISTRY,
 )

@@ -153,6 +153,7 @@ class Oracle:
             rows = model.space.table_rows(genes)
             if rows.min() < 0:  # not canonical table genes: the general path
                 rows = None
+        metrics.PROXY_CACHE.labels(space, "miss" if rows is None else "hit").inc(n)
         if rows is not None:
             tables = [self.store.table_prediction(d) for d in devices]
             t1 = time.perf_counter()

@@ -21,6 +21,7 @@ from client_sdk.errors import (
     InvalidArgument,
     SpaceNotFound,
 )
+from oracle_server import metrics
 from oracle_server.oracle import Oracle
 from oracle_server.predictor import LatencyModel, build_model
 from oracle_server.registry import Registry
@@ -116,6 +117,22 @@ def test_oracle_serves_what_its_store_holds(model: LatencyModel) -> None:
     want = dev.head.predict(*store.table_inputs(SPACE)).latency_ms.astype(np.float32)
     np.testing.assert_array_equal(res.rankings[0].latency_ms,
                                   want[model.space.table_rows(genes)])
+
+
+def test_rank_counts_proxy_cache_hits_and_misses(model: LatencyModel) -> None:
+    store = DeviceStore.in_memory({SPACE: model})
+
+    def count(result: str) -> float:
+        value = metrics.REGISTRY.get_sample_value(
+            "oracle_proxy_cache_total", {"space": SPACE, "result": result})
+        return value or 0.0
+
+    hits, misses = count("hit"), count("miss")
+    genes = model.space.sample(300, rng=2)
+    Oracle(store).rank(SPACE, genes, ["pixel3", "silver_4114"])
+    assert (count("hit") - hits, count("miss") - misses) == (300, 0)  # per architecture
+    Oracle(store, table_fast_path=False).rank(SPACE, genes, ["pixel3"])
+    assert (count("hit") - hits, count("miss") - misses) == (300, 300)
 
 
 def test_store_and_comparison_do_not_import_the_pipeline() -> None:
