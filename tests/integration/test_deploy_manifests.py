@@ -1,14 +1,16 @@
 """Deployment artefacts (issue #8): Kubernetes manifests, monitoring, dashboard, Dockerfile, demo.
 
-Fast and offline: overlays are rendered with deploy/render.py (and compared with
-``kubectl kustomize`` when kubectl is installed), validated against the bundled Kubernetes
-JSON schemas (kubernetes-validate), cross-checked with each other, with the server's settings
-and with the metrics the server really exports (``oracle_server.metrics.REGISTRY``).
+Fast and offline: every kustomization is rendered with the real kustomize (``kubectl
+kustomize``; the manifest tests skip only when kubectl is not installed), validated against the
+bundled Kubernetes JSON schemas (kubernetes-validate), cross-checked with each other, with the
+server's settings and with the metrics the server really exports
+(``oracle_server.metrics.REGISTRY``).
 """
 
 from __future__ import annotations
 
-import importlib.util
+import copy
+import functools
 import json
 import os
 import re
@@ -29,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "k8s"
 OVERLAYS = ("single", "postgres")
+KUSTOMIZATIONS = sorted(p.parent for p in DEPLOY.rglob("kustomization.yaml"))
 DOCKERFILE = DEPLOY / "docker" / "Dockerfile"
 DEMO = DEPLOY / "local" / "cluster_demo.sh"
 DASHBOARDS = sorted((DEPLOY / "grafana").glob("*.json"))
@@ -39,20 +42,42 @@ SERVER_SERVICE = "latency_oracle.v1.LatencyOracle"
 APP_LABELS = {"app.kubernetes.io/name": "latency-oracle", "app.kubernetes.io/component": "server"}
 
 
-def _load_render():
-    spec = importlib.util.spec_from_file_location("deploy_render", DEPLOY / "render.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+@functools.cache
+def _kustomize_output(directory: Path) -> str:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip(
+            "kubectl is not installed: the manifests are rendered with `kubectl kustomize` "
+            "(install kubectl >= 1.27 to run these tests)"
+        )
+    proc = subprocess.run(
+        [kubectl, "kustomize", str(directory)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, f"kubectl kustomize {directory} failed:\n{proc.stderr}"
+    return proc.stdout
 
 
-render = _load_render()
+@functools.cache
+def _kustomize_cached(directory: Path) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(_kustomize_output(directory)) if doc]
+
+
+def kustomize(directory: Path) -> list[dict[str, Any]]:
+    """``kubectl kustomize DIRECTORY`` parsed (a fresh copy per call); skips without kubectl."""
+    return copy.deepcopy(_kustomize_cached(directory.resolve()))
 
 
 @pytest.fixture(scope="module", params=OVERLAYS)
 def overlay(request) -> tuple[str, list[dict[str, Any]]]:
-    return request.param, render.build(K8S / "overlays" / request.param)
+    return request.param, kustomize(K8S / "overlays" / request.param)
+
+
+def _key(obj: dict[str, Any]) -> tuple[str, str, str]:
+    meta = obj.get("metadata", {})
+    return obj.get("kind", ""), meta.get("namespace", ""), meta.get("name", "")
 
 
 def _one(objects, kind, name=None):
@@ -82,66 +107,38 @@ def _workloads(objects):
 
 
 # ----------------------------------------------------------------------------- rendering
-@pytest.mark.parametrize("path", ["base", "overlays/single", "overlays/postgres"])
-def test_renderer_matches_kubectl_kustomize(path):
-    if shutil.which("kubectl") is None:
-        pytest.skip("kubectl is not installed: overlays are rendered by deploy/render.py only")
-    assert render.build(K8S / path) == render.kubectl_kustomize(K8S / path)
+def test_every_kustomization_is_found():
+    names = {str(p.relative_to(DEPLOY)) for p in KUSTOMIZATIONS}
+    assert names == {"k8s/base", "k8s/overlays/single", "k8s/overlays/postgres", "prometheus"}
 
 
-def test_renderer_cli_outputs_yaml(tmp_path):
-    out = tmp_path / "single.yaml"
-    assert render.main([str(K8S / "overlays" / "single"), "-o", str(out)]) == 0
-    docs = [d for d in yaml.safe_load_all(out.read_text()) if d]
-    assert docs == render.build(K8S / "overlays" / "single")
+@pytest.mark.parametrize(
+    "path", KUSTOMIZATIONS, ids=[str(p.relative_to(DEPLOY)) for p in KUSTOMIZATIONS]
+)
+def test_kustomize_renders_unique_objects(path):
+    objects = kustomize(path)
+    assert objects, f"{path} renders nothing"
+    keys = [_key(o) for o in objects]
+    assert len(keys) == len(set(keys)), f"duplicate objects in {path}"
+    for obj in objects:
+        assert obj["apiVersion"] and obj["kind"] and obj["metadata"]["name"], obj
 
 
-def test_renderer_rejects_unsupported_fields(tmp_path):
-    (tmp_path / "kustomization.yaml").write_text("namePrefix: x-\nresources: []\n")
-    with pytest.raises(render.RenderError, match="namePrefix"):
-        render.build(tmp_path)
-
-
-def test_renderer_strategic_merge_semantics():
-    base = [
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": "d"},
-            "spec": {
-                "template": {
-                    "spec": {
-                        "containers": [
-                            {"name": "a", "image": "x", "env": [{"name": "A", "value": "1"}]},
-                            {"name": "b", "image": "y"},
-                        ]
-                    }
-                }
-            },
-        }
-    ]
-    patch = {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": "d"},
-        "spec": {
-            "template": {
-                "spec": {
-                    "containers": [
-                        {
-                            "name": "a",
-                            "env": [{"name": "B", "value": "2"}, {"name": "A", "$patch": "delete"}],
-                        },
-                        {"name": "b", "image": None},
-                    ]
-                }
-            }
-        },
-    }
-    out = render._strategic_patch(base, patch, None, Path("t"))
-    a, b = out[0]["spec"]["template"]["spec"]["containers"]
-    assert a == {"name": "a", "image": "x", "env": [{"name": "B", "value": "2"}]}
-    assert b == {"name": "b"}
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_overlay_patches_merge_into_the_base(name):
+    """Strategic merge keeps the base's list entries (merged by name) and only adds to them."""
+    base = _server(kustomize(K8S / "base"))
+    deployment = _server(kustomize(K8S / "overlays" / name))
+    base_env = [e["name"] for e in _container(base)["env"]]
+    env = [e["name"] for e in _container(deployment)["env"]]
+    added = {"postgres": ["ORACLE_DATABASE_URL"], "single": []}[name]
+    assert sorted(env) == sorted(base_env + added)
+    volumes = [v["name"] for v in deployment["spec"]["template"]["spec"]["volumes"]]
+    assert volumes == [v["name"] for v in base["spec"]["template"]["spec"]["volumes"]]
+    for container in deployment["spec"]["template"]["spec"]["initContainers"] + [
+        _container(deployment)
+    ]:
+        assert container["image"] == "latency-oracle:0.1.0", container["name"]
 
 
 # ---------------------------------------------------------------------------- validation
@@ -175,7 +172,7 @@ def test_expected_objects_present(overlay):
     assert expected <= kinds
     for obj in objects:
         if obj["kind"] != "Namespace":
-            assert obj["metadata"]["namespace"] == "latency-oracle", render._key(obj)
+            assert obj["metadata"]["namespace"] == "latency-oracle", _key(obj)
 
 
 def test_probes_point_to_real_container_ports(overlay):
@@ -342,7 +339,7 @@ def test_pdb_and_networkpolicy_select_server_pods(overlay):
 
 
 def test_single_overlay():
-    objects = render.build(K8S / "overlays" / "single")
+    objects = kustomize(K8S / "overlays" / "single")
     deployment = _server(objects)
     assert deployment["spec"]["replicas"] == 1
     assert deployment["spec"]["strategy"] == {"type": "Recreate"}
@@ -355,7 +352,7 @@ def test_single_overlay():
 
 
 def test_postgres_overlay():
-    objects = render.build(K8S / "overlays" / "postgres")
+    objects = kustomize(K8S / "overlays" / "postgres")
     deployment = _server(objects)
     assert deployment["spec"]["replicas"] == 3
     env = {e["name"]: e for e in _container(deployment)["env"]}
@@ -371,7 +368,7 @@ def test_postgres_overlay():
 
 
 def test_hpa_scales_the_deployment():
-    objects = render.build(K8S / "base")
+    objects = kustomize(K8S / "base")
     hpa = _one(objects, "HorizontalPodAutoscaler", "oracle")
     assert hpa["apiVersion"] == "autoscaling/v2"
     assert hpa["spec"]["scaleTargetRef"] == {
@@ -558,7 +555,7 @@ def _check_expressions(exprs: list[str], where: str) -> int:
 
 
 def test_alert_expressions_use_exported_metrics():
-    objects = render.build(DEPLOY / "prometheus")
+    objects = kustomize(DEPLOY / "prometheus")
     rule = _one(objects, "PrometheusRule", "oracle")
     exprs = [r["expr"] for g in rule["spec"]["groups"] for r in g["rules"]]
     assert _check_expressions(exprs, "PrometheusRule") >= len(exprs)
@@ -658,10 +655,10 @@ def test_dockerfile_contract():
     assert ("ENTRYPOINT", '["oracle-server"]') in ins and ("CMD", '["serve"]') in ins
     # the image runs as the uid the pods request
     for name in OVERLAYS:
-        pod = _server(render.build(K8S / "overlays" / name))["spec"]["template"]["spec"]
+        pod = _server(kustomize(K8S / "overlays" / name))["spec"]["template"]["spec"]
         assert pod["securityContext"]["runAsUser"] == int(uid)
         assert (
-            _config(render.build(K8S / "overlays" / name))["ORACLE_DATA_DIR"] == "/var/lib/oracle"
+            _config(kustomize(K8S / "overlays" / name))["ORACLE_DATA_DIR"] == "/var/lib/oracle"
         )
 
 
@@ -860,7 +857,7 @@ def test_readme_documents_the_essentials():
         "dns:///oracle-headless.",
         "round_robin",
         "build-proxy",
-        "render.py",
+        "kubectl kustomize deploy/k8s/overlays/single",
         "cluster_demo.sh",
     ):
         assert needle in text, needle
