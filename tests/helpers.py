@@ -1,20 +1,14 @@
-"""Test helpers: servers on port 0 (in-process or as a subprocess), PostgreSQL access."""
+"""Test helpers: servers on port 0 (subprocesses via oracle_server.launch), PostgreSQL access."""
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from oracle_server.launch import ServerProcess
 
 REPO = Path(__file__).resolve().parents[1]
 #: Proxy artifacts shared by every test run on this checkout (built once, then loaded).
@@ -54,76 +48,11 @@ def unique_name(prefix: str = "dev") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
-def wait_serving(port: int, timeout_s: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
-        stub = health_pb2_grpc.HealthStub(ch)
-        while time.monotonic() < deadline:
-            try:
-                resp = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=2)
-                if resp.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                pass
-            time.sleep(0.1)
-    raise TimeoutError(f"server on {port} not SERVING after {timeout_s} s")
-
-
-class ServerProcess:
-    """``oracle-server serve`` in a subprocess; learns its ports from the JSON log."""
-
-    def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
-        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "oracle_server", "serve", "--port", "0", "--host",
-             "127.0.0.1", "--metrics-port", "0", "--log-format", "json", *args],
-            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=full_env,
-            cwd=REPO,
-        )
-        self.lines: list[str] = []
-        self.port = 0
-        self.metrics_port = -1
-        self._found = threading.Event()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        if not self._found.wait(120) or not self.port:
-            self.kill()
-            raise RuntimeError("server did not start:\n" + "\n".join(self.lines[-30:]))
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.lines.append(line.rstrip())
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue
-            if rec.get("msg") == "listening":
-                self.port, self.metrics_port = rec["port"], rec["metrics_port"]
-                self._found.set()
-        self._found.set()
-
-    def wait_serving(self, timeout_s: float = 180.0) -> ServerProcess:
-        wait_serving(self.port, timeout_s)
-        return self
-
-    def terminate(self, timeout_s: float = 30.0) -> int:
-        self.proc.terminate()
-        return self.proc.wait(timeout_s)
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-
 @contextmanager
 def server_process(args: list[str], env: dict[str, str] | None = None) -> Iterator[ServerProcess]:
-    srv = ServerProcess(args, env)
-    try:
+    """``oracle-server serve`` on free ports, run from the checkout; killed on exit."""
+    with ServerProcess(args, env, cwd=REPO) as srv:
         yield srv
-    finally:
-        srv.kill()
 
 
 #: How long a test waits for a write on one replica to show on another: the poll interval
