@@ -33,16 +33,11 @@ from scipy.stats import spearmanr
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.common import TEST_CACHE, help_nb201_split, nb201_non_train_devices  # noqa: E402
 from oracle_server.oracle import Oracle  # noqa: E402
 from oracle_server.predictor import build_model  # noqa: E402
 from oracle_server.registry import Registry  # noqa: E402
 from oracle_server.store import DeviceStore  # noqa: E402
-from tests.helpers import (  # noqa: E402
-    HELP_NB201_TEST,
-    HELP_NB201_TRAIN,
-    TEST_CACHE,
-    nb201_non_train_devices,
-)
 
 RULES = ("adaptive", "first-time", "random")
 ROUND = 5
@@ -78,8 +73,8 @@ def main() -> int:
     db = Path(tempfile.mkdtemp(prefix="oracle-adaptive-")) / "r.db"
     oracle = Oracle(DeviceStore({"nasbench201": model}, Registry(f"sqlite:///{db}")))
     sp = model.space
-    devices = [d for d in sp.table.devices
-               if d not in HELP_NB201_TRAIN and d not in HELP_NB201_TEST]
+    help_train, help_test = help_nb201_split()
+    devices = [d for d in sp.table.devices if d not in help_train and d not in help_test]
     table = {d: sp.table.device_column(d) for d in devices}
     max_extra = max(args.extra)
     # results[rule][extra] -> list of (device, seed, true Spearman, expected)

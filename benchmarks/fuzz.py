@@ -266,12 +266,13 @@ def main(argv: list[str] | None = None) -> int:
     target = args.target
     tmp = tempfile.TemporaryDirectory(prefix="oracle-fuzz-")
     if not target:
-        from tests.helpers import TEST_CACHE, ServerProcess, nb201_non_train_devices
+        from benchmarks.common import TEST_CACHE, nb201_non_train_devices
+        from oracle_server.launch import ServerProcess
 
         srv = ServerProcess([
             "--spaces", "nasbench201", "--data-dir", tmp.name, "--cache-dir", str(TEST_CACHE),
             "--holdout-devices", ",".join(nb201_non_train_devices()), "--grace-s", "5",
-        ]).wait_serving()
+        ], cwd=ROOT).wait_serving()
         target = f"127.0.0.1:{srv.port}"
     try:
         summary = run_cases(target, args.cases, args.seed, args.max_seconds)

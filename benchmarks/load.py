@@ -98,14 +98,15 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 < args.duration <= 600 or not 0 < args.clients <= 64:
         parser.error("--duration must be in (0, 600] and --clients in (0, 64]")
 
-    from tests.helpers import TEST_CACHE, ServerProcess, nb201_non_train_devices
+    from benchmarks.common import TEST_CACHE, nb201_non_train_devices
+    from oracle_server.launch import ServerProcess
 
     tmp = tempfile.TemporaryDirectory(prefix="oracle-load-")
     srv = ServerProcess([
         "--spaces", "nasbench201", "--data-dir", tmp.name, "--cache-dir", str(TEST_CACHE),
         "--holdout-devices", ",".join(nb201_non_train_devices()), "--grace-s", "10",
         "--workers", str(max(8, args.clients)),
-    ]).wait_serving()
+    ], cwd=ROOT).wait_serving()
     target = f"127.0.0.1:{srv.port}"
     pid = srv.proc.pid
     try:

@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPO))
 from client_sdk import OracleClient  # noqa: E402
 from client_sdk.measure.harness import retest_ceiling, spearman_brown  # noqa: E402
 from client_sdk.measure.onboard import onboard  # noqa: E402
-from tests.helpers import ServerProcess  # noqa: E402
+from oracle_server.launch import ServerProcess  # noqa: E402
 
 SPACES = ("nasbench201", "fbnet", "ofa_mbv3")
 
@@ -105,7 +105,7 @@ def main() -> int:
 
     data_dir = tempfile.mkdtemp(prefix="oracle-onboard-")
     srv = ServerProcess(["--spaces", ",".join(args.spaces), "--data-dir", data_dir,
-                         "--cache-dir", args.cache_dir])
+                         "--cache-dir", args.cache_dir], cwd=REPO)
     rows: list[dict] = []
     t_all = time.perf_counter()
     try:

@@ -64,10 +64,10 @@ def legacy(space: Any, archs: Sequence[str]) -> np.ndarray:
 
 
 def start_server(tmp: Path):
+    from benchmarks.common import TEST_CACHE, nb201_non_train_devices
     from oracle_server.app import App
     from oracle_server.predictor import build_model
     from oracle_server.settings import Settings
-    from tests.helpers import TEST_CACHE, nb201_non_train_devices
 
     model = build_model("nasbench201", nb201_non_train_devices(), cache_dir=TEST_CACHE)
     settings = Settings(host="127.0.0.1", port=0, metrics_port=-1, data_dir=tmp,

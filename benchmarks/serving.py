@@ -37,6 +37,7 @@ pessimistic; compare ratios to the floor of the same run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import multiprocessing as mp
@@ -57,7 +58,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import grpc  # noqa: E402
-from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
+
+from oracle_server.launch import ServerProcess  # noqa: E402
 
 SPACES = ("nasbench201", "fbnet", "ofa_mbv3")
 SIZES = (1, 100, 1_000, 10_000, 100_000)
@@ -140,58 +142,31 @@ def echo_server_main(workers: int) -> int:
 
 
 # ------------------------------------------------------------------------- processes
-class Server:
-    """A subprocess server; learns its port from its first JSON line with a port in it."""
+class EchoProcess:
+    """The ``--echo-server`` subprocess; learns its port from the first line it prints."""
 
-    def __init__(self, argv: list[str], port_key: str, match: str | None = None) -> None:
+    def __init__(self, workers: int, timeout_s: float = 60.0) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-        self.started = time.perf_counter()
         self.proc = subprocess.Popen(
-            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT
+            [sys.executable, str(Path(__file__).resolve()), "--echo-server",
+             "--workers", str(workers)],
+            stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT,
         )
         self.port = 0
-        self.lines: list[str] = []
         found = threading.Event()
 
         def read() -> None:
             assert self.proc.stdout is not None
-            for line in self.proc.stdout:
-                self.lines.append(line.rstrip())
-                try:
-                    rec = json.loads(line)
-                except ValueError:
-                    continue
-                if (match is None or rec.get("msg") == match) and port_key in rec:
-                    self.port = int(rec[port_key])
-                    found.set()
+            line = self.proc.stdout.readline()
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                self.port = int(json.loads(line)["port"])
             found.set()
 
         threading.Thread(target=read, daemon=True).start()
-        if not found.wait(180) or not self.port:
+        if not found.wait(timeout_s) or not self.port:
             self.kill()
-            raise RuntimeError("server did not start:\n" + "\n".join(self.lines[-30:]))
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def wait_serving(self, timeout_s: float = 180.0) -> float:
-        """Seconds from process start to health SERVING."""
-        deadline = time.monotonic() + timeout_s
-        with grpc.insecure_channel(f"127.0.0.1:{self.port}") as ch:
-            stub = health_pb2_grpc.HealthStub(ch)
-            while time.monotonic() < deadline:
-                try:
-                    resp = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=2)
-                    if resp.status == health_pb2.HealthCheckResponse.SERVING:
-                        return time.perf_counter() - self.started
-                except grpc.RpcError:
-                    pass
-                if self.proc.poll() is not None:
-                    break
-                time.sleep(0.01)
-        raise RuntimeError("oracle not SERVING:\n" + "\n".join(self.lines[-30:]))
+            raise RuntimeError("echo server did not start")
 
     def kill(self) -> None:
         if self.proc.poll() is None:
@@ -203,12 +178,10 @@ class Server:
                 self.proc.wait(10)
 
 
-def oracle_argv(cache_dir: Path, data_dir: Path, spaces: tuple[str, ...]) -> list[str]:
-    return [
-        sys.executable, "-m", "oracle_server", "serve", "--host", "127.0.0.1", "--port", "0",
-        "--metrics-port", "0", "--log-format", "json", "--data-dir", str(data_dir),
-        "--cache-dir", str(cache_dir), "--spaces", ",".join(spaces),
-    ]
+def oracle_args(cache_dir: Path, data_dir: Path, spaces: tuple[str, ...]) -> list[str]:
+    """``oracle-server serve`` flags of the benchmarked server (ports: ServerProcess's)."""
+    return ["--data-dir", str(data_dir), "--cache-dir", str(cache_dir), "--spaces",
+            ",".join(spaces)]
 
 
 def ensure_proxy_cache(cache_dir: Path, spaces: tuple[str, ...]) -> float:
@@ -592,18 +565,17 @@ def main(argv: list[str] | None = None) -> int:
         "server": "subprocess: oracle-server serve --spaces " + ",".join(spaces)
                   + " (default settings: 8 workers)",
     }}
-    echo = Server([sys.executable, str(Path(__file__).resolve()), "--echo-server",
-                   "--workers", str(args.workers)], "port")
-    oracle = None
+    echo = EchoProcess(args.workers)
+    oracle: ServerProcess | None = None
     try:
         with tempfile.TemporaryDirectory(prefix="oracle-bench-") as tmp:
             runs = []
             for i in range(1 if quick else 3):
                 if oracle is not None:
-                    oracle.kill()
-                oracle = Server(oracle_argv(cache_dir, Path(tmp) / f"d{i}", spaces), "port",
-                                match="listening")
-                runs.append(oracle.wait_serving())
+                    oracle.stop()
+                oracle = ServerProcess(oracle_args(cache_dir, Path(tmp) / f"d{i}", spaces),
+                                       cwd=ROOT, start_timeout_s=180)
+                runs.append(oracle.wait_serving(poll_s=0.01).startup_s)
             res["cold_start"] = {"runs_s": runs, "median_s": float(np.median(runs))}
             print(f"cold start to SERVING: {res['cold_start']['median_s']:.2f} s", flush=True)
             assert oracle is not None
@@ -630,7 +602,7 @@ def main(argv: list[str] | None = None) -> int:
             res["server_memory"]["hwm_end_mb"] = proc_status_mb(oracle.pid, "VmHWM")
     finally:
         if oracle is not None:
-            oracle.kill()
+            oracle.stop()
         echo.kill()
     res["meta"]["loadavg_after"] = loadavg()
     res["meta"]["wall_s"] = time.perf_counter() - t_start

@@ -22,19 +22,21 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import benchmarks.serving as bs  # noqa: E402
+from oracle_server.launch import ServerProcess  # noqa: E402
 
 
 def run(root: Path, cache_dir: Path) -> tuple[float, float]:
     from client_sdk import OracleClient
     from client_sdk.spaces import get_space
 
-    bs.ROOT = root  # the server subprocess runs from (and imports) this checkout
     with tempfile.TemporaryDirectory() as tmp:
-        srv = bs.Server(bs.oracle_argv(cache_dir, Path(tmp), ("nasbench201", "fbnet",
-                                                               "ofa_mbv3")),
-                        "port", match="listening")
+        # the server subprocess runs from (and imports) the checkout ``root``
+        srv = ServerProcess(bs.oracle_args(cache_dir, Path(tmp), ("nasbench201", "fbnet",
+                                                                  "ofa_mbv3")),
+                            cwd=root, start_timeout_s=180)
         try:
-            seconds = srv.wait_serving()
+            seconds = srv.wait_serving(poll_s=0.01).startup_s
+            assert seconds is not None
             with OracleClient(f"127.0.0.1:{srv.port}", timeout_s=120) as c:
                 for name in ("fbnet", "ofa_mbv3"):
                     sp = get_space(name)
@@ -43,7 +45,7 @@ def run(root: Path, cache_dir: Path) -> tuple[float, float]:
             time.sleep(3)
             rss = bs.proc_status_mb(srv.pid, "VmRSS")
         finally:
-            srv.kill()
+            srv.stop()
     return seconds, rss
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import time
 
 import pytest
@@ -16,3 +17,26 @@ def test_a_server_that_cannot_start_fails_fast_with_its_log() -> None:
         ServerProcess(["--max-batch", "0"], cwd=REPO, start_timeout_s=60)
     assert time.monotonic() - t0 < 60  # the exit ends the wait, not the timeout
     assert "max_batch" in str(err.value)  # the server's own message is passed on
+
+
+def _imported_modules(path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module)
+    return found
+
+
+def test_benchmarks_do_not_import_tests() -> None:
+    scripts = sorted((REPO / "benchmarks").glob("*.py"))
+    assert len(scripts) > 10
+    offenders = {
+        p.name: sorted(m for m in _imported_modules(p) if m == "tests" or m.startswith("tests."))
+        for p in scripts
+    }
+    assert not {k: v for k, v in offenders.items() if v}
+    # and they launch the oracle through oracle_server.launch, not a launcher of their own
+    launchers = [p.name for p in scripts if "oracle_server.launch" in _imported_modules(p)]
+    assert {"fuzz.py", "load.py", "onboarding.py", "serving.py"} <= set(launchers)
