@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pytest
 
@@ -38,9 +40,26 @@ def test_every_bundled_csv_is_checksummed():
     assert len(listed) == 2 * len(SPACES_WITH_TABLES)
 
 
-def test_checksums_are_sha256_hex():
-    for rel, digest in expected_checksums().items():
-        assert len(digest) == 64 and int(digest, 16) >= 0, rel
+# The published SHA-256 of every bundled file (PROVENANCE.md): checksums.json must list exactly
+# these, so neither the data nor its checksum file can change unnoticed.
+KNOWN_SHA256 = {
+    "fbnet/architectures.csv": "0a8f7ad5c9cee166a6f10ccdd3e51683e86afb56aa5f78c0ae25ffe65e290463",
+    "fbnet/latency_ms.csv": "e1d5e9d68a88b4f8f191c762ac7605db682400d03633a083eb00c6aae5821796",
+    "nasbench201/architectures.csv":
+        "2c922bd52c8ab767794ee41f5690d0e8ee12acbb85aa7e950343f8bde5d1de5e",
+    "nasbench201/latency_ms.csv":
+        "34b7c3623df18cd6eff6b8f112e85586140888d8bd9a4aff46883f119e136c38",
+    "ofa_mbv3/architectures.csv":
+        "d0f1ae513226495a249a516c88f7ae50e8008e13e2675116c0417d45dde19f11",
+    "ofa_mbv3/latency_ms.csv": "f6874eed460477a4d988ba4eb3915c5c20a0283129d3e6508717e866dfbc0cc6",
+}
+
+
+def test_checksums_are_the_known_sha256_of_the_files():
+    assert expected_checksums() == KNOWN_SHA256
+    for rel, digest in KNOWN_SHA256.items():
+        # computed here, independently of verify_checksums()
+        assert hashlib.sha256((DATA_DIR / rel).read_bytes()).hexdigest() == digest, rel
 
 
 def test_verify_checksums_detects_a_changed_file(tmp_path, monkeypatch):
