@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.helpers import REPO, TEST_CACHE
@@ -34,5 +35,11 @@ def test_help_protocol_cli(space: str, tmp_path: Path) -> None:
     assert result["space"] == space and result["protocol"] == "help"
     assert result["samples"] == 10
     assert set(result["devices"]) == set(result["published"]) - {"mean", "flops_mean"}
-    assert all(-1.0 <= v <= 1.0 for v in result["devices"].values())
+    # the means are over the scored test devices, each the Spearman of its details
+    for dev, rho in result["devices"].items():
+        assert rho == result["details"][dev]["spearman"], dev
+    assert result["mean"] == pytest.approx(np.mean(list(result["devices"].values())))
+    flops = result["flops_baseline"]
+    assert set(flops) == {*result["devices"], "mean"}
+    assert flops["mean"] == pytest.approx(np.mean([flops[d] for d in result["devices"]]))
     assert result["mean"] > result["flops_baseline"]["mean"]
