@@ -91,6 +91,9 @@ def main() -> int:
     p.add_argument("--repeats", type=int, default=30)
     p.add_argument("--rounds", type=int, default=6)
     p.add_argument("--statistic", default="median")
+    p.add_argument("--seed", type=int, default=0,
+                   help="references and validation archs (space.sample(N, seed + 1)); use a "
+                        "new seed for a run on architectures no earlier choice has seen")
     p.add_argument("--cache-dir", default=str(REPO / ".oracle" / "bench-cache"))
     p.add_argument("--json", type=Path, default=REPO / "benchmarks/results/onboarding.json")
     p.add_argument("--reprint", action="store_true",
@@ -118,7 +121,7 @@ def main() -> int:
                     report = onboard(client, name, space, samples=args.samples,
                                      threads=threads, validate=args.validate,
                                      repeats=args.repeats, rounds=args.rounds,
-                                     statistic=args.statistic, progress=False, seed=0)
+                                     statistic=args.statistic, progress=False, seed=args.seed)
                     t = report.timings_s
                     rows.append({
                         "space": space, "threads": threads,
@@ -160,6 +163,7 @@ def main() -> int:
 def _write(args: argparse.Namespace, rows: list[dict], between: dict, seconds: float) -> dict:
     out = {
         "samples": args.samples, "validate": args.validate, "repeats": args.repeats,
+        "seed": args.seed,
         "rounds": args.rounds, "statistic": args.statistic, "rows": rows,
         "spearman_between_settings": between, "seconds": seconds,
         "loadavg_end": list(os.getloadavg()),

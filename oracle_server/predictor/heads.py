@@ -381,6 +381,37 @@ def fit_hybrid(desc: np.ndarray, basis: np.ndarray, y: np.ndarray,
     return Candidate("hybrid", params, np.log(np.maximum(loo_ms, floor)))
 
 
+#: descriptor columns of the ``powerlaw`` head: total MACs (dense + depthwise), activation
+#: traffic, executed kernels (``spaces.descriptors.BASE_NAMES`` order)
+POWERLAW_COLUMNS: tuple[tuple[int, ...], ...] = ((0, 1), (3,), (4,))
+POWERLAW_GRID = (1e-2, 1e-1, 1.0, 10.0)
+
+
+def powerlaw_inputs(desc: np.ndarray) -> np.ndarray:
+    """(n, k) log of the summed descriptor columns of ``POWERLAW_COLUMNS`` (>= 1)."""
+    cols = [desc[:, list(c)].sum(axis=1) for c in POWERLAW_COLUMNS]
+    return np.log(np.maximum(np.stack(cols, axis=1), 1.0))
+
+
+def fit_powerlaw(desc: np.ndarray, z: np.ndarray) -> Candidate:
+    """Hardware-agnostic power law: ``log y = c + sum_j b_j log d_j`` over compute (MACs),
+    memory traffic (activations) and launches (kernels), i.e. ``y = C * MACs^b1 * bytes^b2 *
+    kernels^b3`` — roofline-like without assuming which resource bounds the device. Ridge on
+    the standardised logs, prior scale by exact leave-one-out; nothing from the basis."""
+    u = powerlaw_inputs(desc)
+    mu_u, sd_u = u.mean(0), u.std(0) + 1e-9
+    m = np.c_[np.ones(len(z)), (u - mu_u) / sd_u]
+    mu, sd = _standardise(z)
+
+    def var(g: float) -> np.ndarray:
+        return np.r_[PRIOR_FREE, np.full(u.shape[1], g)]
+
+    beta, loo, g = _best_over_grid(m, var, POWERLAW_GRID, (z - mu) / sd)
+    params = {"mu_u": mu_u.tolist(), "sd_u": sd_u.tolist(), "beta": (beta * sd).tolist(),
+              "c": mu, "prior": g}
+    return Candidate("powerlaw", params, loo * sd + mu)
+
+
 def fit_flops(desc: np.ndarray, z: np.ndarray) -> Candidate:
     """The FLOPs baseline as a head: log y = a log MACs + c (a > 0, so it ranks by MACs)."""
     u = np.log(np.maximum(desc[:, 0] + desc[:, 1], 1.0))
@@ -589,6 +620,23 @@ class Flops(HeadKind):
         return params["a"] * np.log(np.maximum(d[:, 0] + d[:, 1], 1.0)) + params["c"]
 
 
+class PowerLaw(HeadKind):
+    name, min_samples, reads_descriptors = "powerlaw", 4, True
+
+    def available(self, inp):
+        return inp.descriptors is not None and super().available(inp)
+
+    def fit(self, inp):
+        assert inp.descriptors is not None
+        return fit_powerlaw(inp.descriptors, inp.z)
+
+    def predict_log(self, params, basis, feats, desc):
+        u = (powerlaw_inputs(_need(desc)) - np.asarray(params["mu_u"])) / np.asarray(
+            params["sd_u"])
+        beta = np.asarray(params["beta"])
+        return params["c"] + beta[0] + u @ beta[1:]
+
+
 class Ensemble(HeadKind):
     """Mean log prediction of member heads (``params["members"]``: ``{"kind", "params"}``)."""
 
@@ -598,8 +646,12 @@ class Ensemble(HeadKind):
         return False  # built by selection.py from the leave-one-out best candidates
 
     def predict_log(self, params, basis, feats, desc):
-        return np.mean([predict_log(m["kind"], m["params"], basis, feats, desc)
-                        for m in params["members"]], axis=0)
+        parts = [predict_log(m["kind"], m["params"], basis, feats, desc)
+                 for m in params["members"]]
+        weights = params.get("weights")
+        if weights is None:
+            return np.mean(parts, axis=0)
+        return np.tensordot(np.asarray(weights, dtype=np.float64), np.stack(parts), axes=1)
 
     def columns(self, params):
         out: set[int] = set()
@@ -610,11 +662,11 @@ class Ensemble(HeadKind):
 
 HEADS: dict[str, HeadKind] = {
     h.name: h for h in (Basis(), Affine(), NnlsLog(), Ridge(), AdaProxy(), Additive(),
-                        Counts(), Descriptor(), Hybrid(), Flops(), Ensemble())
+                        Counts(), Descriptor(), Hybrid(), Flops(), PowerLaw(), Ensemble())
 }
 #: the candidates every new device's samples are fit with (selection.py)
 HEAD_KINDS = ("affine", "nnls_log", "ridge", "adaproxy", "additive", "counts", "descriptor",
-              "hybrid", "flops")
+              "hybrid", "flops", "powerlaw")
 
 
 def head_kind(kind: str) -> HeadKind:

@@ -43,6 +43,16 @@ QUALITY_MARGIN_OVER_FLOPS = 0.02
 FLOPS_FALLBACK_MARGIN = 0.05
 #: how many of the LOO-best candidate heads are averaged (validation: 2 beat 1, 3 and 6)
 ENSEMBLE_SIZE = 2
+#: ... unless the best candidate's LOO Spearman leads the second's by more than this
+#: (off: tried at 0.03 / 0.05 / 0.1 on validation devices, no gain; the stacking below does
+#: the job)
+ENSEMBLE_GAP = float("inf")
+#: weights of the LOO-best member tried by the one-parameter stacking (empty: equal weights).
+#: Chosen on validation devices only (benchmarks/feature_selection.py, HELP validation +
+#: leave-family-out non-test devices): neutral there (FBNet/NB-201/OFA within +-0.0013,
+#: leave-family-out FBNet +0.003), and it stops a weak second member diluting a clearly
+#: better first one on hardware unlike the basis (docs/transfer.md).
+ENSEMBLE_WEIGHT_GRID: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
 #: multiplies the LOO RMS so that the stated 80 % interval covers ~80 % (validation devices
 #: and leave-family-out non-test devices: 1.0 -> 0.78 coverage, 1.2 -> 0.84)
 SIGMA_INFLATION = 1.1
@@ -73,7 +83,12 @@ def select_head(
     scores = {c.kind: _loo_scores(c, z) for c in cands}
     ranked = sorted(cands, key=lambda c: (np.nan_to_num(scores[c.kind][0], nan=-2.0),
                                           -scores[c.kind][1]), reverse=True)
-    best = _ensemble(ranked[:ENSEMBLE_SIZE])
+    members = ranked[:ENSEMBLE_SIZE]
+    if len(members) > 1 and (np.nan_to_num(scores[members[0].kind][0], nan=-2.0)
+                             - np.nan_to_num(scores[members[1].kind][0], nan=-2.0)
+                             > ENSEMBLE_GAP):
+        members = members[:1]  # one candidate clearly ahead: averaging only dilutes it
+    best = _ensemble(members, z)
     rho, mse = _loo_scores(best, z)
     fell_back = False
     flops = next((c for c in cands if c.kind == "flops"), None)
@@ -82,6 +97,7 @@ def select_head(
     ):  # the device's own samples say FLOPs ranks it better than the fitted heads
         best, fell_back = flops, True
         rho, mse = scores["flops"]
+    fell_back = fell_back or best.kind == "flops"  # (also when stacking kept FLOPs alone)
     u = log_b[:, anchor]
     sigma = {
         "anchor": anchor,
@@ -158,12 +174,25 @@ def assess(expected: float, flops_rho: float, n: int) -> tuple[str, int]:
     return "low", int(max(2 * n, 20))
 
 
-def _ensemble(members: list[Candidate]) -> Candidate:
-    """Mean log prediction of ``members`` (one member: that candidate itself)."""
+def _ensemble(members: list[Candidate], z: np.ndarray | None = None) -> Candidate:
+    """Weighted mean log prediction of ``members`` (one member: that candidate itself).
+
+    Equal weights, or with ``ENSEMBLE_WEIGHT_GRID`` and ``z`` given, the weight of the
+    first (LOO-best) member from the grid minimising the squared error of the members'
+    leave-one-out predictions (a one-parameter stacking)."""
     if len(members) == 1:
         return members[0]
-    params = {"members": [{"kind": c.kind, "params": c.params} for c in members]}
-    return Candidate("ensemble", params, np.mean([c.loo_log for c in members], axis=0))
+    params: dict = {"members": [{"kind": c.kind, "params": c.params} for c in members]}
+    loo = np.stack([c.loo_log for c in members])
+    if ENSEMBLE_WEIGHT_GRID and z is not None and len(members) == 2:
+        errs = [float(np.mean((w * loo[0] + (1 - w) * loo[1] - z) ** 2))
+                for w in ENSEMBLE_WEIGHT_GRID]
+        w = ENSEMBLE_WEIGHT_GRID[int(np.argmin(errs))]
+        if w in (0.0, 1.0):
+            return members[0] if w == 1.0 else members[1]
+        params["weights"] = [w, 1.0 - w]
+        return Candidate("ensemble", params, w * loo[0] + (1 - w) * loo[1])
+    return Candidate("ensemble", params, loo.mean(axis=0))
 
 
 def member_kinds(head: HeadFit) -> list[str]:

@@ -154,3 +154,21 @@ def test_selection_falls_back_to_flops_when_it_ranks_the_samples_better() -> Non
     assert any(w.startswith("serving the FLOPs ranking") for w in head.warnings)
     pred = head.predict(basis, np.zeros((len(y), 2)), DESC)
     assert spearman(pred.latency_ms, y) == pytest.approx(1.0)
+
+
+def test_powerlaw_head_recovers_a_memory_bound_device() -> None:
+    """A device whose latency follows activation traffic, not MACs (like this machine's CPU
+    on FBNet): the power-law head finds it from 10 samples where ranking by MACs cannot."""
+    acts, macs = DESC[:, 3], DESC[:, 0] + DESC[:, 1]
+    y = 0.5 * acts**0.8 * macs**0.1 * np.exp(np.random.default_rng(3).normal(0, 0.01, len(acts)))
+    rows = np.arange(10)
+    inp = FitInputs(np.ones((10, 1)), np.zeros((10, 1)), y[rows], np.zeros((1, 1)),
+                    np.zeros((1, 1)), DESC[rows], None)
+    cand = head_kind("powerlaw").fit(inp)
+    pred = predict_log("powerlaw", cand.params, np.ones((len(y), 1)), np.zeros((len(y), 1)),
+                       DESC)
+    rest = slice(10, None)
+    assert spearman(pred[rest], np.log(y[rest])) > 0.97
+    assert spearman(pred[rest], np.log(y[rest])) > spearman(np.log(macs[rest]), y[rest]) + 0.05
+    np.testing.assert_allclose(np.exp(pred[rest]), y[rest], rtol=0.1)
+
