@@ -168,14 +168,12 @@ class OracleInterceptor(grpc.ServerInterceptor):
             )
         return handler
 
-    def _identify(self, context: grpc.ServicerContext, method: str) -> Caller:
-        caller = self._tenancy.auth.identify(context.invocation_metadata())
+    def _require_token(self, caller: Caller, method: str) -> None:
         needs_token = self._tenancy.auth.enabled and (
             method in WRITE_METHODS or self._read_token_required
         )
         if needs_token and not caller.authenticated:
             raise Unauthenticated("this RPC needs 'authorization: Bearer <token>' metadata")
-        return caller
 
     def _tenant_unary(self, behaviour: Callable, method: str) -> Callable:
         """Identify the caller, admit it under its fair share, run, audit writes.
@@ -189,7 +187,8 @@ class OracleInterceptor(grpc.ServerInterceptor):
             request = None
             code = "OK"
             try:
-                caller = self._identify(context, method)
+                caller = self._tenancy.auth.identify(context.invocation_metadata())
+                self._require_token(caller, method)
                 fair.acquire(caller.tenant)
                 start = time.perf_counter()
                 token = set_caller(caller)
