@@ -419,6 +419,7 @@ class _TenantState:
     tokens: float = 0.0
     refilled: float = 0.0
     mean_s: float = 0.0  # EWMA of the tenant's RPC durations (for RetryInfo)
+    next_retry: float = 0.0  # when the last refused caller was told to come back
 
 
 class FairShare:
@@ -462,11 +463,17 @@ class FairShare:
         with self._lock:
             state = self._state(tenant)
             if conc and state.in_flight >= conc:
-                wait = state.mean_s or self.DEFAULT_RETRY_S
+                # A virtual queue: refused callers are told to come back one per expected
+                # slot release (the tenant's mean RPC time / its limit), in turn, so their
+                # retries arrive about when slots free up instead of all at once.
+                now = self._clock()
+                step = (state.mean_s or self.DEFAULT_RETRY_S) / conc
+                state.next_retry = min(max(now, state.next_retry) + step,
+                                       now + self.MAX_RETRY_S)
                 self._reject(tenant, "concurrency")
                 raise Overloaded(
                     f"tenant '{tenant}' is at its limit of {conc} concurrent RPCs; retry later",
-                    retry_after=self._clamp(wait),
+                    retry_after=self._clamp(state.next_retry - now),
                 )
             if rate:
                 now = self._clock()

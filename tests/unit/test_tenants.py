@@ -190,20 +190,30 @@ class Clock:
 
 
 def test_concurrency_limit_and_retry_after() -> None:
-    fair = tn.FairShare(max_concurrent_rpcs=2)
+    clock = Clock()
+    fair = tn.FairShare(max_concurrent_rpcs=2, clock=clock)
     fair.acquire("a")
     fair.acquire("a")
     with pytest.raises(Overloaded) as info:
         fair.acquire("a")
-    assert info.value.retry_after == tn.FairShare.DEFAULT_RETRY_S  # no history yet
+    # no history yet: the default RPC time, one slot release = default / limit away
+    assert info.value.retry_after == tn.FairShare.DEFAULT_RETRY_S / 2
     assert "2 concurrent" in info.value.message
+    with pytest.raises(Overloaded) as info:
+        fair.acquire("a")
+    assert info.value.retry_after == tn.FairShare.DEFAULT_RETRY_S  # next in the virtual queue
     fair.acquire("b")  # another tenant is not affected
+    clock.t += 10.0
     fair.release("a", 1.5)
     fair.acquire("a")
     with pytest.raises(Overloaded) as info:
         fair.acquire("a")
-    assert info.value.retry_after == 1.5  # the tenant's own recent RPC duration
+    assert info.value.retry_after == 0.75  # the tenant's own recent RPC time / its limit
     assert fair.in_flight("a") == 2 and fair.in_flight("b") == 1
+    for _ in range(200):  # callers ignoring the advice cannot push it past the cap
+        with pytest.raises(Overloaded) as info:
+            fair.acquire("a")
+    assert info.value.retry_after == tn.FairShare.MAX_RETRY_S
 
 
 def test_rate_limit_token_bucket() -> None:
