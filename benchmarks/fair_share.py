@@ -281,14 +281,16 @@ def main(argv: list[str] | None = None) -> int:
     by = {p["phase"]: p for p in phases}
     idle, cont = by["idle"]["light"], by["contended"]["light"]
     ratio = cont["p99_ms"] / idle["p99_ms"]
+    # The strict reading: against the better (quieter) of the two idle phases of this run.
+    strict = cont["p99_ms"] / min(idle["p99_ms"], by["idle-again"]["light"]["p99_ms"])
     res["summary"] = {
         "light_p99_idle_ms": idle["p99_ms"], "light_p99_contended_ms": cont["p99_ms"],
         "light_p99_idle_again_ms": by["idle-again"]["light"]["p99_ms"],
         "p99_ratio_contended_vs_idle": ratio, "target_ratio": TARGET_RATIO,
-        # the stricter reading: against the better of the two idle baselines of this run
-        "p99_ratio_contended_vs_best_idle": cont["p99_ms"] / min(
-            idle["p99_ms"], by["idle-again"]["light"]["p99_ms"]),
-        "met": bool(ratio <= TARGET_RATIO),
+        "p99_ratio_contended_vs_best_idle": strict,
+        "p50_ratio_contended_vs_idle": cont["p50_ms"] / idle["p50_ms"],
+        "met_vs_idle": bool(ratio <= TARGET_RATIO),
+        "met": bool(strict <= TARGET_RATIO),
         "heavy_refused_fraction": (by["contended"]["heavy"]["refused"]
                                    / max(1, by["contended"]["heavy"]["refused"]
                                          + by["contended"]["heavy"]["ok"])),
@@ -319,10 +321,14 @@ def print_table(res: dict) -> None:
               f"{li['p99_ms'] / idle:10.2f} | {heavy} | {li['loadavg_start'][0]:.2f} -> "
               f"{li['loadavg_end'][0]:.2f}")
     s = res["summary"]
-    flag = "met" if s["met"] else "MISSED"
+    def flag(ok: bool) -> str:
+        return "met" if ok else "MISSED"
+
     print(f"\nlight p99 contended / idle = {s['p99_ratio_contended_vs_idle']:.2f} "
-          f"(target <= {s['target_ratio']:.0f}: {flag}; vs the better idle phase "
-          f"{s['p99_ratio_contended_vs_best_idle']:.2f}); heavy calls refused "
+          f"({flag(s['met_vs_idle'])}), / the better idle phase "
+          f"{s['p99_ratio_contended_vs_best_idle']:.2f} ({flag(s['met'])}; target <= "
+          f"{s['target_ratio']:.0f}); p50 ratio {s['p50_ratio_contended_vs_idle']:.2f}; "
+          "heavy calls refused "
           f"{s['heavy_refused_fraction']:.0%}; load avg before {res['meta']['loadavg_before']}, "
           f"after {res['meta']['loadavg_after']}; {res['meta']['wall_s']:.0f} s")
 
