@@ -543,6 +543,11 @@ class Tenancy:
     def enforcing(self) -> bool:
         return self.auth.enabled
 
+    @property
+    def hides(self) -> bool:
+        """Whether some caller may not see some device (``tenant_visibility=own``)."""
+        return self.enforcing and self.visibility != "all"
+
     def owner_for(self, caller: Caller) -> str | None:
         """The owner recorded for a device ``caller`` registers (none on an open server)."""
         return caller.tenant if self.enforcing and caller.authenticated else None

@@ -173,9 +173,11 @@ def test_policy() -> None:
     assert not private.may_see(b, "team-a") and not private.may_see(anon, "team-a")
     assert private.may_see(a, "team-a") and private.may_see(admin, "team-a")
     assert private.may_see(b, None) and private.may_see(anon, None)  # table / unowned
+    assert private.hides and not shared.hides
     open_ = tn.Tenancy(tn.Authenticator(), "own")  # no token configured: as before
     assert open_.may_write(anon, "team-a") and open_.may_see(anon, "team-a")
     assert open_.owner_for(anon) is None and open_.required_owner(anon) is None
+    assert not open_.hides
     with pytest.raises(ValueError, match="tenant_visibility"):
         tn.Tenancy(auth, "none")
 
