@@ -50,7 +50,8 @@ if str(ROOT) not in sys.path:
 
 import grpc  # noqa: E402
 
-from benchmarks.serving import Server, loadavg, pct  # noqa: E402
+from benchmarks.common import TEST_CACHE, nb201_non_train_devices  # noqa: E402
+from oracle_server.launch import ServerProcess  # noqa: E402
 
 RANK_METHOD = "/latency_oracle.v1.LatencyOracle/Rank"
 MAX_MESSAGE = 256 * 1024 * 1024
@@ -59,6 +60,17 @@ CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE),
 ]
 TARGET_RATIO = 2.0
+
+
+def loadavg() -> list[float]:
+    try:
+        return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
+    except OSError:
+        return []
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q)) if values else float("nan")
 
 
 def _requests(space_name: str, n: int, devices: list[str], count: int, seed: int) -> list[bytes]:
@@ -200,13 +212,10 @@ def _tokens_file(directory: Path, tokens: dict[str, str], limited: bool) -> Path
     return path
 
 
-def server_argv(args: dict, data_dir: Path, tokens_file: Path, limited: bool) -> list[str]:
-    from tests.helpers import nb201_non_train_devices
-
+def server_args(args: dict, data_dir: Path, tokens_file: Path, limited: bool) -> list[str]:
+    """``oracle-server serve`` flags (ServerProcess adds the ports and the JSON log)."""
     spaces = sorted({"nasbench201", args["heavy_space"]})
     argv = [
-        sys.executable, "-m", "oracle_server", "serve", "--host", "127.0.0.1", "--port", "0",
-        "--metrics-port", "-1", "--log-format", "json", "--log-level", "INFO",
         "--data-dir", str(data_dir), "--cache-dir", str(args["cache_dir"]),
         "--spaces", ",".join(spaces), "--tokens-file", str(tokens_file),
         "--max-batch", str(max(args["heavy_archs"], 1000)),
@@ -232,7 +241,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="server-wide per-tenant concurrency (light's share; heavy's is 1)")
     ap.add_argument("--skip-unlimited", action="store_true",
                     help="skip the no-fair-share comparison phase")
-    ap.add_argument("--cache-dir", type=Path, default=ROOT / ".oracle" / "test-cache")
+    ap.add_argument("--cache-dir", type=Path, default=TEST_CACHE,
+                    help="proxy artifacts (default: the test suite's cache)")
     a = ap.parse_args(argv)
     from client_sdk.spaces import get_space
 
@@ -260,23 +270,17 @@ def main(argv: list[str] | None = None) -> int:
         d = Path(tmp)
         print("fair share (light tenant's Rank latency; heavy tenant at 10x its quota):",
               flush=True)
-        srv = Server(server_argv(args, d / "a", _tokens_file(d, tokens, True), True), "port",
-                     match="listening")
-        try:
+        limited = server_args(args, d / "a", _tokens_file(d, tokens, True), True)
+        with ServerProcess(limited, cwd=ROOT) as srv:
             srv.wait_serving()
             phases.append(phase("idle", srv.port, tokens, args, heavy=False))
             phases.append(phase("contended", srv.port, tokens, args, heavy=True))
             phases.append(phase("idle-again", srv.port, tokens, args, heavy=False))
-        finally:
-            srv.kill()
         if not a.skip_unlimited:
-            srv = Server(server_argv(args, d / "b", _tokens_file(d, tokens, False), False),
-                         "port", match="listening")
-            try:
+            unlimited = server_args(args, d / "b", _tokens_file(d, tokens, False), False)
+            with ServerProcess(unlimited, cwd=ROOT) as srv:
                 srv.wait_serving()
                 phases.append(phase("no-fair-share", srv.port, tokens, args, heavy=True))
-            finally:
-                srv.kill()
     res["phases"] = phases
     by = {p["phase"]: p for p in phases}
     idle, cont = by["idle"]["light"], by["contended"]["light"]
