@@ -302,6 +302,7 @@ def parse_device(d: pb.Device) -> DeviceInfo:
         flops_spearman=d.flops_spearman,
         advised_samples=d.advised_samples,
         warnings=tuple(d.warnings),
+        owner=d.owner,
     )
 
 

@@ -40,6 +40,7 @@ class DeviceInfo:
     flops_spearman: float = float("nan")  # the FLOPs ranking's LOO Spearman, same samples
     advised_samples: int = 0  # total measurements advised
     warnings: tuple[str, ...] = ()  # plain-language reasons for doubt
+    owner: str = ""  # tenant that registered it ("" = nobody: table/unowned devices)
 
 
 @dataclass(frozen=True)

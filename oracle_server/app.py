@@ -29,6 +29,7 @@ from oracle_server.registry import Registry
 from oracle_server.servicer import OracleServicer
 from oracle_server.settings import Settings
 from oracle_server.store import DeviceStore
+from oracle_server.tenants import Tenancy
 
 log = logging.getLogger(__name__)
 
@@ -111,19 +112,22 @@ class App:
     _threads: list[threading.Thread] = field(init=False, default_factory=list)
     _metrics_server: object = field(init=False, default=None)
     _executor: futures.ThreadPoolExecutor = field(init=False)
+    tenancy: Tenancy = field(init=False)
 
     def __post_init__(self) -> None:
         s = self.settings
+        self.tenancy = Tenancy.from_settings(s)
         self._executor = futures.ThreadPoolExecutor(
             max_workers=s.workers, thread_name_prefix="oracle-rpc"
         )
         self.server = grpc.server(
             self._executor,
-            interceptors=[OracleInterceptor(s.write_token, s.read_token_required)],
+            interceptors=[OracleInterceptor(read_token_required=s.read_token_required,
+                                            tenancy=self.tenancy)],
             maximum_concurrent_rpcs=s.max_concurrent_rpcs,
             options=server_options(s),
         )
-        servicer = OracleServicer(lambda: self.oracle, s.max_batch)
+        servicer = OracleServicer(lambda: self.oracle, s.max_batch, self.tenancy)
         pb_grpc.add_LatencyOracleServicer_to_server(servicer, self.server)
         self.health = health.HealthServicer(experimental_non_blocking=True)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)

@@ -3,7 +3,12 @@
 One interceptor wraps every known method's handler (unknown methods pass through untouched,
 so they add no metric series):
 - ``grpc_server_started_total`` / ``handled_total{grpc_code}`` / ``handling_seconds``;
-- bearer-token check (constant time) for write RPCs, or for all oracle RPCs when configured;
+- the caller's tenant from its bearer token (``oracle_server.tenants``: hashed tokens,
+  constant-time comparison), required for write RPCs, or for all oracle RPCs when
+  configured; the caller is handed to the servicer through a context variable;
+- the tenant's fair share (concurrency and rate) before the request is even parsed:
+  ``RESOURCE_EXHAUSTED`` with ``RetryInfo``;
+- one audit log line per write RPC (tenant, RPC, device, final status code);
 - request bytes are parsed *inside* the wrapper (handlers are registered with an identity
   deserializer), so undecodable bytes are ``INVALID_ARGUMENT`` (grpc's own deserializer
   would answer ``INTERNAL``) and are counted like any other failed call;
@@ -17,7 +22,6 @@ so they add no metric series):
 
 from __future__ import annotations
 
-import hmac
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -35,6 +39,7 @@ from client_sdk.errors import (
     trailing_metadata,
 )
 from oracle_server import metrics
+from oracle_server.tenants import Authenticator, Caller, Tenancy, audit, reset_caller, set_caller
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +121,13 @@ def _bounded(text: str, limit: int = MAX_DETAILS_CHARS) -> str:
 
 
 class OracleInterceptor(grpc.ServerInterceptor):
-    def __init__(self, write_token: str = "", read_token_required: bool = False) -> None:
-        self._token = write_token.encode()
+    def __init__(
+        self,
+        write_token: str = "",
+        read_token_required: bool = False,
+        tenancy: Tenancy | None = None,
+    ) -> None:
+        self._tenancy = tenancy or Tenancy(Authenticator(write_token=write_token))
         self._read_token_required = read_token_required
 
     def intercept_service(
@@ -130,15 +140,15 @@ class OracleInterceptor(grpc.ServerInterceptor):
             return None
         service, method = _split(details.method)
         oracle = service == ORACLE_SERVICE
-        needs_token = bool(self._token) and oracle and (
-            method in WRITE_METHODS or self._read_token_required
-        )
         # Register with an identity deserializer; the wrapper parses (see module docstring).
         parse = _parser(handler.request_deserializer)
         if handler.unary_unary is not None:
             labels = ("unary", service, method)
+            behaviour = handler.unary_unary
+            if oracle:
+                behaviour = self._tenant_unary(behaviour, method)
             return grpc.unary_unary_rpc_method_handler(
-                self._wrap_unary(handler.unary_unary, labels, needs_token, parse, oracle),
+                self._wrap_unary(behaviour, labels, parse, oracle),
                 request_deserializer=None,
                 response_serializer=handler.response_serializer,
             )
@@ -158,34 +168,72 @@ class OracleInterceptor(grpc.ServerInterceptor):
             )
         return handler
 
-    def _check_token(self, context: grpc.ServicerContext) -> None:
-        for key, value in context.invocation_metadata() or ():
-            if key == "authorization" and isinstance(value, str):
-                scheme, _, token = value.partition(" ")
-                if scheme.lower() == "bearer" and hmac.compare_digest(token.encode(), self._token):
-                    return
-        raise Unauthenticated("this RPC needs 'authorization: Bearer <token>' metadata")
+    def _require_token(self, caller: Caller, method: str) -> None:
+        needs_token = self._tenancy.auth.enabled and (
+            method in WRITE_METHODS or self._read_token_required
+        )
+        if needs_token and not caller.authenticated:
+            raise Unauthenticated("this RPC needs 'authorization: Bearer <token>' metadata")
+
+    def _tenant_unary(self, behaviour: Callable, method: str) -> Callable:
+        """Identify the caller, admit it under its fair share, run, audit writes.
+
+        Runs before the request bytes are parsed: a refused call costs no decoding."""
+        fair = self._tenancy.fair_share
+        is_write = method in WRITE_METHODS
+
+        def run(parse_and_check: Callable[[], Any], context: grpc.ServicerContext) -> Any:
+            caller: Caller | None = None
+            request = None
+            code = "OK"
+            try:
+                caller = self._tenancy.auth.identify(context.invocation_metadata())
+                self._require_token(caller, method)
+                fair.acquire(caller.tenant)
+                start = time.perf_counter()
+                token = set_caller(caller)
+                try:
+                    request = parse_and_check()
+                    return behaviour(request, context)
+                finally:
+                    reset_caller(token)
+                    fair.release(caller.tenant, time.perf_counter() - start)
+            except Exception as exc:
+                code = _code_of(context, exc)
+                raise
+            finally:
+                if is_write:
+                    audit(caller, method, _device_of(request), code)
+
+        run.deferred_parse = True  # type: ignore[attr-defined]
+        return run
 
     def _wrap_unary(
         self,
         behaviour: Callable,
         labels: tuple[str, str, str],
-        needs_token: bool,
         parse: Callable[[Any], Any],
         check_names: bool,
     ) -> Callable:
+        deferred = getattr(behaviour, "deferred_parse", False)
+
         def wrapper(raw: Any, context: grpc.ServicerContext) -> Any:
             metrics.GRPC_STARTED.labels(*labels).inc()
             metrics.GRPC_MSG_RECEIVED.labels(*labels).inc()
             start = time.perf_counter()
             code = "OK"
-            try:
-                if needs_token:
-                    self._check_token(context)
+
+            def parse_and_check() -> Any:
                 request = parse(raw)
                 if check_names:
                     check_identifiers(request)
-                response = behaviour(request, context)
+                return request
+
+            try:
+                if deferred:
+                    response = behaviour(parse_and_check, context)
+                else:
+                    response = behaviour(parse_and_check(), context)
                 metrics.GRPC_MSG_SENT.labels(*labels).inc()
                 return response
             except Exception as exc:
@@ -219,6 +267,25 @@ class OracleInterceptor(grpc.ServerInterceptor):
                 _record_handled(labels, context, code, start)
 
         return wrapper
+
+
+def _device_of(request: Any) -> str:
+    """``space/name`` of a write request for the audit line (ASCII-safe, bounded)."""
+    if request is None:
+        return ""
+    name, space = getattr(request, "name", ""), getattr(request, "space", "")
+    full = name if "/" in name or not space else f"{space}/{name}"
+    return full if DEVICE_RE.match(full) else _shown(full)
+
+
+def _code_of(context: grpc.ServicerContext, exc: Exception) -> str:
+    """The status a call failing with ``exc`` ends with (see ``_translate``)."""
+    if isinstance(exc, OracleError):
+        return exc.code.name
+    code = context.code()  # the handler aborted itself
+    if code is None:
+        return "INTERNAL"
+    return code.name if isinstance(code, grpc.StatusCode) else str(code)
 
 
 def _record_handled(

@@ -79,5 +79,18 @@ PROXY_CACHE = Counter(
     ("space", "result"),
     registry=REGISTRY,
 )
+TENANT_THROTTLED = Counter(
+    "oracle_tenant_throttled_total",
+    "RPCs refused with RESOURCE_EXHAUSTED by a tenant's fair share, by tenant and limit "
+    "(concurrency/rate). Tenants come from the tokens file (plus 'anonymous').",
+    ("tenant", "limit"),
+    registry=REGISTRY,
+)
+TOKENS_RELOADS = Counter(
+    "oracle_tokens_reloads_total",
+    "Reloads of a changed tokens file, by result (ok/error: the previous tokens stay).",
+    ("result",),
+    registry=REGISTRY,
+)
 READY = Gauge("oracle_ready", "1 when the server reports SERVING.", registry=REGISTRY)
 BUILD_INFO = Info("oracle_build", "Build information of the running server.", registry=REGISTRY)

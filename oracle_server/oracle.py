@@ -112,18 +112,20 @@ class Oracle:
 
     # ----------------------------------------------------- device writes (store)
     def register(
-        self, name: str, space: str, genes: np.ndarray, latency_ms: np.ndarray, contract: dict
+        self, name: str, space: str, genes: np.ndarray, latency_ms: np.ndarray, contract: dict,
+        owner: str | None = None,
     ) -> Device:
-        return self.store.register(name, space, genes, latency_ms, contract)
+        return self.store.register(name, space, genes, latency_ms, contract, owner)
 
     def add_measurements(
-        self, name: str, space: str, genes: np.ndarray, latency_ms: np.ndarray
+        self, name: str, space: str, genes: np.ndarray, latency_ms: np.ndarray,
+        require_owner: str | None = None,
     ) -> Device:
         sp, dev = self.split_name(name, space)
-        return self.store.add_measurements(sp, dev, genes, latency_ms)
+        return self.store.add_measurements(sp, dev, genes, latency_ms, require_owner)
 
-    def delete(self, name: str, space: str = "") -> bool:
-        return self.store.delete(*self.split_name(name, space))
+    def delete(self, name: str, space: str = "", require_owner: str | None = None) -> bool:
+        return self.store.delete(*self.split_name(name, space), require_owner)
 
     # ------------------------------------------------------------------ rank
     def rank(

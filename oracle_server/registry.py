@@ -28,13 +28,16 @@ from sqlalchemy import (
     create_engine,
     delete,
     event,
+    inspect,
     select,
+    text,
     update,
 )
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
-from client_sdk.errors import AlreadyExists, DeviceNotFound, Unavailable
+from client_sdk.errors import AlreadyExists, DeviceNotFound, PermissionDenied, Unavailable
 from oracle_server import metrics
 
 log = logging.getLogger(__name__)
@@ -55,6 +58,9 @@ class DeviceRow(Base):
     revision: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    # The tenant that registered the device (NULL: no owner, e.g. registered on an open
+    # server or before tenants existed). Added to existing databases by ``_migrate_owner``.
+    owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class MeasurementRow(Base):
@@ -81,6 +87,7 @@ class StoredDevice:
     updated_at: dt.datetime
     genes: np.ndarray  # (k, g) int16
     latency_ms: np.ndarray  # (k,) float64
+    owner: str | None = None  # tenant that registered it (None: nobody)
 
 
 def _now() -> dt.datetime:
@@ -111,6 +118,7 @@ class Registry:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         with self._guard("create_schema"):
             Base.metadata.create_all(self.engine)
+            _migrate_owner(self.engine)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -119,7 +127,7 @@ class Registry:
     def _guard(self, operation: str) -> Iterator[None]:
         try:
             yield
-        except (AlreadyExists, DeviceNotFound):
+        except (AlreadyExists, DeviceNotFound, PermissionDenied):
             raise
         except IntegrityError as exc:
             raise AlreadyExists(f"conflicting write during {operation}") from exc
@@ -139,25 +147,38 @@ class Registry:
 
     # ------------------------------------------------------------------ writes
     def create(
-        self, space: str, name: str, genes: np.ndarray, latency_ms: np.ndarray, contract: dict
+        self,
+        space: str,
+        name: str,
+        genes: np.ndarray,
+        latency_ms: np.ndarray,
+        contract: dict,
+        owner: str | None = None,
     ) -> StoredDevice:
         now = _now()
         try:
             with self._session("register") as s:
                 row = DeviceRow(
                     space=space, name=name, contract=contract, revision=1,
-                    created_at=now, updated_at=now,
+                    created_at=now, updated_at=now, owner=owner,
                 )
                 s.add(row)
                 s.flush()
                 s.add_all(_measurement_rows(row.id, genes, latency_ms, now))
         except AlreadyExists:
             raise AlreadyExists(f"device '{space}/{name}' already exists") from None
-        return StoredDevice(space, name, contract, 1, now, now, genes, latency_ms)
+        return StoredDevice(space, name, contract, 1, now, now, genes, latency_ms, owner)
 
     def add_measurements(
-        self, space: str, name: str, genes: np.ndarray, latency_ms: np.ndarray
+        self,
+        space: str,
+        name: str,
+        genes: np.ndarray,
+        latency_ms: np.ndarray,
+        require_owner: str | None = None,
     ) -> StoredDevice:
+        """``require_owner``: the device must belong to that tenant (checked on the locked
+        row, so a replica's stale view of the owner cannot let a write through)."""
         now = _now()
         with self._session("add_measurements") as s:
             row = s.scalars(
@@ -166,6 +187,7 @@ class Registry:
             ).first()
             if row is None:
                 raise DeviceNotFound(f"unknown device '{space}/{name}'")
+            _check_owner(row, require_owner)
             s.add_all(_measurement_rows(row.id, genes, latency_ms, now))
             s.execute(
                 update(DeviceRow).where(DeviceRow.id == row.id)
@@ -174,13 +196,15 @@ class Registry:
             device_id = row.id
         return self._load_one(device_id)
 
-    def delete(self, space: str, name: str) -> bool:
+    def delete(self, space: str, name: str, require_owner: str | None = None) -> bool:
         with self._session("delete") as s:
             row = s.scalars(
                 select(DeviceRow).where(DeviceRow.space == space, DeviceRow.name == name)
+                .with_for_update()
             ).first()
             if row is None:
                 return False
+            _check_owner(row, require_owner)
             s.execute(delete(MeasurementRow).where(MeasurementRow.device_id == row.id))
             s.execute(delete(DeviceRow).where(DeviceRow.id == row.id))
         return True
@@ -220,7 +244,7 @@ class Registry:
             lat = np.array([v for _, v in meas], dtype=np.float64)
             return StoredDevice(
                 row.space, row.name, dict(row.contract), row.revision,
-                _utc(row.created_at), _utc(row.updated_at), genes, lat,
+                _utc(row.created_at), _utc(row.updated_at), genes, lat, row.owner,
             )
 
 
@@ -233,6 +257,38 @@ def _measurement_rows(
                        created_at=now)
         for i in range(g8.shape[0])
     ]
+
+
+def _check_owner(row: DeviceRow, require_owner: str | None) -> None:
+    if require_owner is not None and row.owner != require_owner:
+        raise PermissionDenied(
+            f"tenant '{require_owner}' may not change device '{row.space}/{row.name}': it "
+            f"belongs to {'another tenant' if row.owner else 'no tenant (admins only)'}"
+        )
+
+
+def _migrate_owner(engine: Engine) -> None:
+    """Add the nullable ``owner`` column to a database created before tenants existed.
+
+    Idempotent and safe with several replicas starting at once: PostgreSQL uses
+    ``ADD COLUMN IF NOT EXISTS``; SQLite (no such clause) checks first and ignores the
+    "duplicate column" of a racing process.
+    """
+    table = DeviceRow.__tablename__
+    columns = {c["name"] for c in inspect(engine).get_columns(table)}
+    if "owner" in columns:
+        return
+    if engine.dialect.name == "postgresql":
+        statement = f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS owner VARCHAR(64)"
+    else:
+        statement = f"ALTER TABLE {table} ADD COLUMN owner VARCHAR(64)"
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(statement))
+    except OperationalError:
+        if "owner" not in {c["name"] for c in inspect(engine).get_columns(table)}:
+            raise
+    log.info("registry schema migrated", extra={"added_column": f"{table}.owner"})
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]

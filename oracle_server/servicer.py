@@ -1,4 +1,9 @@
-"""Thin gRPC servicer: decode -> Oracle pipeline -> encode. No model code here."""
+"""Thin gRPC servicer: decode -> Oracle pipeline -> encode. No model code here.
+
+Tenancy (``oracle_server.tenants``) is applied here, around the pipeline: devices another
+tenant may not see are answered as unknown (List/Get/Rank/Compare/Suggest), and writes to a
+device the caller does not own are ``PERMISSION_DENIED`` (checked again by the registry
+inside the write's transaction)."""
 
 from __future__ import annotations
 
@@ -7,13 +12,20 @@ from collections.abc import Callable
 
 import grpc
 
-from client_sdk.errors import InvalidArgument, LimitExceeded, Unavailable
+from client_sdk.errors import (
+    DeviceNotFound,
+    InvalidArgument,
+    LimitExceeded,
+    OracleError,
+    Unavailable,
+)
 from client_sdk.proto.latency_oracle.v1 import oracle_pb2 as pb
 from client_sdk.proto.latency_oracle.v1 import oracle_pb2_grpc as pb_grpc
 from client_sdk.spaces import SearchSpace
 from oracle_server import codec, metrics
 from oracle_server.oracle import Oracle, RankResult
-from oracle_server.store import Device
+from oracle_server.store import REGISTERED, Device
+from oracle_server.tenants import Tenancy, current_caller
 
 
 def device_pb(device: Device) -> pb.Device:
@@ -35,6 +47,7 @@ def device_pb(device: Device) -> pb.Device:
         flops_spearman=float(head.flops_spearman),
         advised_samples=int(head.advised_samples or device.num_samples),
         warnings=list(head.warnings),
+        owner=device.owner or "",
     )
 
 
@@ -81,9 +94,15 @@ def rank_response(result: RankResult, return_latencies: bool) -> pb.RankResponse
 class OracleServicer(pb_grpc.LatencyOracleServicer):
     """Maps RPCs onto an ``Oracle``; ``oracle_ref()`` is None while the proxy is loading."""
 
-    def __init__(self, oracle_ref: Callable[[], Oracle | None], max_batch: int) -> None:
+    def __init__(
+        self,
+        oracle_ref: Callable[[], Oracle | None],
+        max_batch: int,
+        tenancy: Tenancy | None = None,
+    ) -> None:
         self._oracle_ref = oracle_ref
         self._max_batch = max_batch
+        self._tenancy = tenancy or Tenancy()
 
     @property
     def oracle(self) -> Oracle:
@@ -100,12 +119,46 @@ class OracleServicer(pb_grpc.LatencyOracleServicer):
             spaces.append(space_pb(model.space, table))
         return pb.ListSearchSpacesResponse(spaces=spaces)
 
+    # ------------------------------------------------------------------ tenancy
+    def _visible(self, device: Device) -> bool:
+        return self._tenancy.may_see(current_caller(), device.owner)
+
+    def _check_visible(self, oracle: Oracle, name: str, space: str) -> None:
+        """Answer a device the caller may not see exactly like an unknown one. Other lookup
+        errors are left to the pipeline, which reports them with the right field."""
+        if not self._tenancy.hides:
+            return
+        try:
+            device = oracle.device(name, space)
+        except OracleError:
+            return
+        if not self._visible(device):
+            raise DeviceNotFound(f"unknown device '{device.full_name}'")
+
+    def _existing(self, oracle: Oracle, name: str, space: str) -> Device | None:
+        try:
+            return oracle.device(name, space)
+        except OracleError:
+            return None
+
+    def _check_write(self, device: Device | None) -> str | None:
+        """PERMISSION_DENIED unless the caller owns ``device`` (or is an admin); returns the
+        owner the registry must find when it writes (None: any)."""
+        caller = current_caller()
+        if device is not None and device.source == REGISTERED:
+            self._tenancy.check_write(caller, device.full_name, device.owner)
+        return self._tenancy.required_owner(caller)
+
+    # -------------------------------------------------------------------- reads
     def ListDevices(self, request, context):
         devices = self.oracle.list_devices(request.space)
-        return pb.ListDevicesResponse(devices=[device_pb(d) for d in devices])
+        return pb.ListDevicesResponse(devices=[device_pb(d) for d in devices if self._visible(d)])
 
     def GetDevice(self, request, context):
-        return device_pb(self.oracle.device(request.name, request.space))
+        device = self.oracle.device(request.name, request.space)
+        if not self._visible(device):
+            raise DeviceNotFound(f"unknown device '{device.full_name}'")
+        return device_pb(device)
 
     def Rank(self, request: pb.RankRequest, context: grpc.ServicerContext) -> pb.RankResponse:
         oracle = self.oracle
@@ -114,6 +167,8 @@ class OracleServicer(pb_grpc.LatencyOracleServicer):
         n = codec.count_archs(request.archs, space.num_genes)
         if n > self._max_batch:
             raise LimitExceeded(f"{n} architectures exceed the limit of {self._max_batch} per Rank")
+        for name in request.devices:
+            self._check_visible(oracle, name, space.name)
         genes = codec.decode_archs(space, request.archs)
         metrics.RANK_STAGE_SECONDS.labels("decode").observe(time.perf_counter() - t0)
         level = request.interval_level if request.HasField("interval_level") else 0.8
@@ -138,6 +193,8 @@ class OracleServicer(pb_grpc.LatencyOracleServicer):
     def SuggestReferences(self, request, context):
         oracle = self.oracle
         space = oracle.space(request.space)
+        if request.device:
+            self._check_visible(oracle, request.device, space.name)
         genes = oracle.suggest(
             space.name, int(request.n), int(request.seed), device=request.device
         )
@@ -155,23 +212,33 @@ class OracleServicer(pb_grpc.LatencyOracleServicer):
     def RegisterDevice(self, request, context):
         oracle = self.oracle
         space = oracle.space(request.space)
+        # Re-registering another tenant's device: PERMISSION_DENIED (own: ALREADY_EXISTS).
+        self._check_write(self._existing(oracle, request.name, space.name))
         genes, lat = self._measurements(space, request)
         contract = codec.contract_from_pb(request.contract)
-        device = oracle.register(request.name, space.name, genes, lat, contract)
+        owner = self._tenancy.owner_for(current_caller())
+        device = oracle.register(request.name, space.name, genes, lat, contract, owner=owner)
         return device_pb(device)
 
     def AddMeasurements(self, request, context):
         oracle = self.oracle
         sp, name = oracle.split_name(request.name, request.space)
         space = oracle.space(sp)
+        required = self._check_write(self._existing(oracle, name, sp))
         genes, lat = self._measurements(space, request)
-        return device_pb(oracle.add_measurements(name, sp, genes, lat))
+        return device_pb(oracle.add_measurements(name, sp, genes, lat, require_owner=required))
 
     def DeleteDevice(self, request, context):
-        return pb.DeleteDeviceResponse(deleted=self.oracle.delete(request.name, request.space))
+        oracle = self.oracle
+        required = self._check_write(self._existing(oracle, request.name, request.space))
+        deleted = oracle.delete(request.name, request.space, require_owner=required)
+        return pb.DeleteDeviceResponse(deleted=deleted)
 
     def CompareDevices(self, request, context):
-        c = self.oracle.compare(request.a, request.b, request.space)
+        oracle = self.oracle
+        for name in (request.a, request.b):
+            self._check_visible(oracle, name, request.space)
+        c = oracle.compare(request.a, request.b, request.space)
         return pb.CompareDevicesResponse(
             spearman_predicted=c.spearman_predicted,
             num_predicted=c.num_predicted,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -60,7 +61,30 @@ class Settings:
         metadata={"help": "bearer token required for write RPCs (empty = open)"},
     )
     read_token_required: bool = field(
-        default=False, metadata={"help": "require the token for read RPCs too"}
+        default=False, metadata={"help": "require a token for read RPCs too"}
+    )
+    tokens_file: str = field(
+        default="",
+        metadata={"help": "tenants' token hashes, YAML/JSON/TOML (see docs/security.md); "
+                          "empty = none"},
+    )
+    tokens_reload_s: float = field(
+        default=10.0,
+        metadata={"help": "re-read a changed tokens file at most this often (0 = never)"},
+    )
+    tenant_visibility: str = field(
+        default="all",
+        metadata={"help": "'all': tenants see each other's devices; 'own': only their own "
+                          "(and unowned ones)"},
+    )
+    tenant_max_concurrent_rpcs: int = field(
+        default=0, metadata={"help": "per-tenant concurrent RPC limit (0 = none)"}
+    )
+    tenant_rate_limit: float = field(
+        default=0.0, metadata={"help": "per-tenant RPCs per second, token bucket (0 = none)"}
+    )
+    tenant_burst: int = field(
+        default=0, metadata={"help": "per-tenant token bucket size (0 = ceil(rate), at least 1)"}
     )
     tls_cert: str = field(default="", metadata={"help": "server certificate (PEM file)"})
     tls_key: str = field(default="", metadata={"help": "server private key (PEM file)"})
@@ -93,14 +117,37 @@ class Settings:
             raise ValueError("tls_cert and tls_key must be given together")
         if self.tls_client_ca and not self.tls_cert:
             raise ValueError("tls_client_ca (mutual TLS) needs tls_cert and tls_key")
-        if self.read_token_required and not self.write_token:
-            raise ValueError("read_token_required needs write_token")
+        if self.read_token_required and not (self.write_token or self.tokens_file):
+            raise ValueError("read_token_required needs write_token or tokens_file")
         if self.write_token and (
             any(c in self.write_token for c in " \t\r\n") or not self.write_token.isprintable()
         ):
             raise ValueError("write_token must be printable with no whitespace")
+        self._check_tenants()
         if self.log_format not in ("json", "text"):
             raise ValueError(f"log_format must be json or text, got {self.log_format!r}")
+
+    def _check_tenants(self) -> None:
+        from oracle_server.tenants import VISIBILITIES, load_tokens_file
+
+        if self.tenant_visibility not in VISIBILITIES:
+            raise ValueError(
+                f"tenant_visibility must be one of {', '.join(VISIBILITIES)}, got "
+                f"{self.tenant_visibility!r}"
+            )
+        if not 0 <= self.tenant_max_concurrent_rpcs <= self.max_concurrent_rpcs:
+            raise ValueError(
+                "tenant_max_concurrent_rpcs must be between 0 (off) and max_concurrent_rpcs "
+                f"({self.max_concurrent_rpcs}), got {self.tenant_max_concurrent_rpcs}"
+            )
+        if not (math.isfinite(self.tenant_rate_limit) and self.tenant_rate_limit >= 0):
+            raise ValueError(f"tenant_rate_limit must be >= 0, got {self.tenant_rate_limit}")
+        if self.tenant_burst < 0:
+            raise ValueError(f"tenant_burst must be >= 0, got {self.tenant_burst}")
+        if not (math.isfinite(self.tokens_reload_s) and self.tokens_reload_s >= 0):
+            raise ValueError(f"tokens_reload_s must be >= 0, got {self.tokens_reload_s}")
+        if self.tokens_file:
+            load_tokens_file(self.tokens_file)  # ValueError naming the tenant and key
 
     @property
     def resolved_database_url(self) -> str:

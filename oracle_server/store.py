@@ -62,6 +62,7 @@ class Device:
     updated_at: dt.datetime = _EPOCH
     genes: np.ndarray | None = None  # measured architectures (registered devices)
     latency_ms: np.ndarray | None = None
+    owner: str | None = None  # tenant that registered it (oracle_server.tenants)
 
     @property
     def full_name(self) -> str:
@@ -205,18 +206,20 @@ class DeviceStore:
         return device
 
     def register(
-        self, name: str, space: str, genes: np.ndarray, latency_ms: np.ndarray, contract: dict
+        self, name: str, space: str, genes: np.ndarray, latency_ms: np.ndarray, contract: dict,
+        owner: str | None = None,
     ) -> Device:
         check_name(name)
         self.model(space)
         if (space, name) in self._snapshot:
             raise AlreadyExists(f"device '{space}/{name}' already exists")
         head = self._fit(space, genes, latency_ms)
-        stored = self._require_registry().create(space, name, genes, latency_ms, contract)
+        stored = self._require_registry().create(space, name, genes, latency_ms, contract, owner)
         return self._install(stored, head)
 
     def add_measurements(
-        self, space: str, name: str, genes: np.ndarray, latency_ms: np.ndarray
+        self, space: str, name: str, genes: np.ndarray, latency_ms: np.ndarray,
+        require_owner: str | None = None,
     ) -> Device:
         current = self.device(space, name)
         if current.source == TABLE:
@@ -225,17 +228,19 @@ class DeviceStore:
         all_genes = np.concatenate([current.genes, genes])
         all_lat = np.concatenate([current.latency_ms, latency_ms])
         head = self._fit(space, all_genes, all_lat)
-        stored = self._require_registry().add_measurements(space, name, genes, latency_ms)
+        stored = self._require_registry().add_measurements(
+            space, name, genes, latency_ms, require_owner
+        )
         if stored.latency_ms.shape[0] != all_lat.shape[0]:  # another replica added some too
             head = self._fit(space, stored.genes, stored.latency_ms)
         return self._install(stored, head)
 
-    def delete(self, space: str, name: str) -> bool:
+    def delete(self, space: str, name: str, require_owner: str | None = None) -> bool:
         self.model(space)
         current = self._snapshot.get(space, name)
         if current is not None and current.source == TABLE:
             raise FailedPrecondition(f"'{current.full_name}' is a table device (not deletable)")
-        deleted = self._require_registry().delete(space, name)
+        deleted = self._require_registry().delete(space, name, require_owner)
         removed = self._swap(drop={(space, name): None})
         return deleted or bool(removed)
 
@@ -335,7 +340,7 @@ class DeviceStore:
     def _install(self, stored: StoredDevice, head: HeadFit) -> Device:
         device = Device(
             stored.space, stored.name, REGISTERED, head, stored.contract, stored.revision,
-            stored.created_at, stored.updated_at, stored.genes, stored.latency_ms,
+            stored.created_at, stored.updated_at, stored.genes, stored.latency_ms, stored.owner,
         )
         self._swap(put=[device], newer_only=True)
         return device

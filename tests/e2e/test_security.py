@@ -270,9 +270,13 @@ def test_read_token_required(nb201_model, tmp_path) -> None:
 
 
 def test_token_check_is_constant_time(monkeypatch) -> None:
+    """Tokens are held hashed; the presented token's hash is compared with EVERY entry by
+    ``hmac.compare_digest`` (no early exit), so the time does not depend on which entry, if
+    any, matched."""
+    import hashlib
     import hmac
 
-    from oracle_server import interceptors
+    from oracle_server import tenants
 
     calls = []
     real = hmac.compare_digest
@@ -281,20 +285,14 @@ def test_token_check_is_constant_time(monkeypatch) -> None:
         calls.append((a, b))
         return real(a, b)
 
-    monkeypatch.setattr(interceptors.hmac, "compare_digest", spy)
-    icpt = interceptors.OracleInterceptor(TOKEN)
-
-    class Ctx:
-        def __init__(self, value: str) -> None:
-            self.value = value
-
-        def invocation_metadata(self):
-            return (("authorization", self.value),)
-
-    icpt._check_token(Ctx(f"Bearer {TOKEN}"))
-    with pytest.raises(interceptors.Unauthenticated):
-        icpt._check_token(Ctx("Bearer nope"))
-    assert calls == [(TOKEN.encode(), TOKEN.encode()), (b"nope", TOKEN.encode())]
+    monkeypatch.setattr(tenants.hmac, "compare_digest", spy)
+    auth = tenants.Authenticator(write_token=TOKEN)
+    digest = hashlib.sha256(TOKEN.encode()).digest()
+    assert auth.identify((("authorization", f"Bearer {TOKEN}"),)).tenant == "admin"
+    with pytest.raises(Unauthenticated):
+        auth.identify((("authorization", "Bearer nope"),))
+    assert calls == [(digest, digest), (hashlib.sha256(b"nope").digest(), digest)]
+    assert TOKEN.encode() not in repr(auth.table).encode()  # held hashed, never in clear
 
 
 # -------------------------------------------------------------------------- logs

@@ -98,7 +98,7 @@ class DeviceContract(_message.Message):
     def __init__(self, unit: _Optional[str] = ..., batch_size: _Optional[int] = ..., input_resolution: _Optional[int] = ..., threads: _Optional[int] = ..., runtime: _Optional[str] = ..., runtime_version: _Optional[str] = ..., precision: _Optional[str] = ..., hardware: _Optional[str] = ..., notes: _Optional[str] = ...) -> None: ...
 
 class Device(_message.Message):
-    __slots__ = ("name", "space", "full_name", "source", "head_kind", "num_samples", "expected_spearman", "monotonicity", "contract", "created_at", "updated_at", "head_fit_ms", "quality", "flops_spearman", "advised_samples", "warnings")
+    __slots__ = ("name", "space", "full_name", "source", "head_kind", "num_samples", "expected_spearman", "monotonicity", "contract", "created_at", "updated_at", "head_fit_ms", "quality", "flops_spearman", "advised_samples", "warnings", "owner")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SPACE_FIELD_NUMBER: _ClassVar[int]
     FULL_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -115,6 +115,7 @@ class Device(_message.Message):
     FLOPS_SPEARMAN_FIELD_NUMBER: _ClassVar[int]
     ADVISED_SAMPLES_FIELD_NUMBER: _ClassVar[int]
     WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
     name: str
     space: str
     full_name: str
@@ -131,7 +132,8 @@ class Device(_message.Message):
     flops_spearman: float
     advised_samples: int
     warnings: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, name: _Optional[str] = ..., space: _Optional[str] = ..., full_name: _Optional[str] = ..., source: _Optional[str] = ..., head_kind: _Optional[str] = ..., num_samples: _Optional[int] = ..., expected_spearman: _Optional[float] = ..., monotonicity: _Optional[float] = ..., contract: _Optional[_Union[DeviceContract, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., head_fit_ms: _Optional[float] = ..., quality: _Optional[_Union[DeviceQuality, str]] = ..., flops_spearman: _Optional[float] = ..., advised_samples: _Optional[int] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
+    owner: str
+    def __init__(self, name: _Optional[str] = ..., space: _Optional[str] = ..., full_name: _Optional[str] = ..., source: _Optional[str] = ..., head_kind: _Optional[str] = ..., num_samples: _Optional[int] = ..., expected_spearman: _Optional[float] = ..., monotonicity: _Optional[float] = ..., contract: _Optional[_Union[DeviceContract, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., head_fit_ms: _Optional[float] = ..., quality: _Optional[_Union[DeviceQuality, str]] = ..., flops_spearman: _Optional[float] = ..., advised_samples: _Optional[int] = ..., warnings: _Optional[_Iterable[str]] = ..., owner: _Optional[str] = ...) -> None: ...
 
 class ListDevicesRequest(_message.Message):
     __slots__ = ("space",)

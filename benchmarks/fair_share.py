@@ -1,0 +1,341 @@
+"""Fair share benchmark (issue #18): a heavy tenant at 10x its quota vs a light tenant's p99.
+
+One oracle subprocess (NAS-Bench-201 by default, proxy artifacts from the test cache) with a
+tokens file of two tenants:
+
+* ``heavy``: quota ``max_concurrent_rpcs: 1`` (tokens-file override). It runs ``--heavy-
+  clients`` (10) threads in their own process, each looping over Rank calls of
+  ``--heavy-archs`` (100k) fresh architectures x ``--heavy-devices`` devices: 10x its quota.
+  A refused call (RESOURCE_EXHAUSTED) waits the server's RetryInfo delay, as the SDK's
+  ``Overloaded.retry_after`` advises, then tries again.
+* ``light``: one closed-loop client (this process) of small Rank calls (``--light-archs``,
+  100 architectures, 1 device), fresh architectures each call, timed per call.
+
+Phases, all in this one run and on the same machine:
+
+1. ``idle``: the light tenant alone (the baseline);
+2. ``contended``: light + heavy, fair share on;
+3. ``idle-again``: the light tenant alone once more (drift check of the baseline);
+4. ``no-fair-share`` (unless ``--skip-unlimited``): light + heavy against a second server
+   whose tenants have no limits: what the fair share buys.
+
+Target: light p99 in ``contended`` within 2x of ``idle``. The machine's load average is
+recorded per phase: the VM is shared, so compare phases of one run, not runs.
+
+    python benchmarks/fair_share.py [--duration-s 20] [--json benchmarks/results/fair_share.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import multiprocessing as mp
+import os
+import platform
+import secrets
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import grpc  # noqa: E402
+
+from benchmarks.common import TEST_CACHE, nb201_non_train_devices  # noqa: E402
+from oracle_server.launch import ServerProcess  # noqa: E402
+
+RANK_METHOD = "/latency_oracle.v1.LatencyOracle/Rank"
+MAX_MESSAGE = 256 * 1024 * 1024
+CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE),
+    ("grpc.max_send_message_length", MAX_MESSAGE),
+]
+TARGET_RATIO = 2.0
+
+
+def loadavg() -> list[float]:
+    try:
+        return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
+    except OSError:
+        return []
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q)) if values else float("nan")
+
+
+def _requests(space_name: str, n: int, devices: list[str], count: int, seed: int) -> list[bytes]:
+    from client_sdk import _requests as rq
+    from client_sdk.spaces import get_space
+
+    space = get_space(space_name)
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(count):
+        msg, _ = rq.archs_pb(space.sample(n, rng))
+        out.append(rq.rank_request(space.name, msg, devices, None, None, False, None)
+                   .SerializeToString())
+    return out
+
+
+def _retry_after(err: grpc.RpcError) -> float:
+    from client_sdk.errors import from_rpc_error
+
+    return from_rpc_error(err).retry_after or 0.1
+
+
+def heavy_main(port: int, token: str, args: dict, ready, stop, out) -> None:
+    """The heavy tenant: ``clients`` threads, each a Rank loop; refused calls back off."""
+    reqs = _requests(args["heavy_space"], args["heavy_archs"], args["heavy_devices_list"], 4,
+                     seed=1)
+    stats = {"ok": 0, "refused": 0, "other": 0, "ok_s": []}
+    lock = threading.Lock()
+    meta = (("authorization", f"Bearer {token}"),)
+
+    def run(i: int) -> None:
+        with grpc.insecure_channel(f"127.0.0.1:{port}", options=CHANNEL_OPTIONS) as ch:
+            rank = ch.unary_unary(RANK_METHOD, _registered_method=False)
+            k = i
+            while not stop.is_set():
+                t0 = time.perf_counter()
+                try:
+                    rank(reqs[k % len(reqs)], timeout=120, metadata=meta)
+                    with lock:
+                        stats["ok"] += 1
+                        stats["ok_s"].append(time.perf_counter() - t0)
+                except grpc.RpcError as err:
+                    if err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                        with lock:
+                            stats["refused"] += 1
+                        stop.wait(_retry_after(err))
+                    else:
+                        with lock:
+                            stats["other"] += 1
+                k += 1
+
+    threads = [threading.Thread(target=run, args=(i,), daemon=True)
+               for i in range(args["heavy_clients"])]
+    ready.set()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    out.put(stats)
+
+
+def light_run(port: int, token: str, args: dict, duration_s: float) -> dict:
+    reqs = _requests("nasbench201", args["light_archs"], ["pixel3"], 64, seed=2)
+    meta = (("authorization", f"Bearer {token}"),)
+    times: list[float] = []
+    errors = 0
+    with grpc.insecure_channel(f"127.0.0.1:{port}", options=CHANNEL_OPTIONS) as ch:
+        rank = ch.unary_unary(RANK_METHOD, _registered_method=False)
+        for req in reqs[:10]:  # warm-up
+            rank(req, timeout=60, metadata=meta)
+        load0 = loadavg()
+        deadline = time.perf_counter() + duration_s
+        k = 0
+        while time.perf_counter() < deadline:
+            t0 = time.perf_counter()
+            try:
+                rank(reqs[k % len(reqs)], timeout=60, metadata=meta)
+                times.append(time.perf_counter() - t0)
+            except grpc.RpcError:
+                errors += 1
+            k += 1
+    return {
+        "calls": len(times), "errors": errors,
+        "p50_ms": pct(times, 50) * 1e3, "p90_ms": pct(times, 90) * 1e3,
+        "p99_ms": pct(times, 99) * 1e3, "mean_ms": float(np.mean(times)) * 1e3,
+        "max_ms": float(np.max(times)) * 1e3, "loadavg_start": load0, "loadavg_end": loadavg(),
+    }
+
+
+def phase(name: str, port: int, tokens: dict[str, str], args: dict, heavy: bool) -> dict:
+    ctx = mp.get_context("spawn")
+    proc = None
+    if heavy:
+        ready, stop, out = ctx.Event(), ctx.Event(), ctx.Queue()
+        proc = ctx.Process(target=heavy_main,
+                           args=(port, tokens["heavy"], args, ready, stop, out), daemon=True)
+        proc.start()
+        ready.wait(120)
+        time.sleep(args["settle_s"])  # heavy tenant at steady state before timing
+    t0 = time.perf_counter()
+    light = light_run(port, tokens["light"], args, args["duration_s"])
+    elapsed = time.perf_counter() - t0
+    row = {"phase": name, "light": light}
+    if proc is not None:
+        stop.set()
+        stats = out.get(timeout=180)
+        proc.join(30)
+        ok_s = stats.pop("ok_s")
+        n_arch = args["heavy_archs"] * len(args["heavy_devices_list"])
+        row["heavy"] = {
+            **stats,
+            "ok_p50_ms": pct(ok_s, 50) * 1e3 if ok_s else None,
+            "archs_per_s": stats["ok"] * n_arch / (elapsed + args["settle_s"]),
+            "concurrent_clients": args["heavy_clients"],
+        }
+    print(_line(row), flush=True)
+    return row
+
+
+def _line(row: dict) -> str:
+    li = row["light"]
+    text = (f"  {row['phase']:14s} light {li['calls']:5d} calls  p50 {li['p50_ms']:7.2f}  "
+            f"p99 {li['p99_ms']:7.2f}  max {li['max_ms']:7.1f} ms  err {li['errors']}")
+    if "heavy" in row:
+        h = row["heavy"]
+        text += (f" | heavy ok {h['ok']:4d} refused {h['refused']:5d} "
+                 f"{h['archs_per_s'] / 1e6:6.2f} M archs/s")
+    return text + f" | load {li['loadavg_end'][0]:.2f}"
+
+
+def _tokens_file(directory: Path, tokens: dict[str, str], limited: bool) -> Path:
+    def sha(t: str) -> str:
+        return hashlib.sha256(t.encode()).hexdigest()
+
+    quota = ", max_concurrent_rpcs: 1" if limited else ""
+    path = directory / f"tokens-{'limited' if limited else 'open'}.yaml"
+    path.write_text(f"heavy: {{sha256: {sha(tokens['heavy'])}{quota}}}\n"
+                    f"light: sha256:{sha(tokens['light'])}\n")
+    return path
+
+
+def server_args(args: dict, data_dir: Path, tokens_file: Path, limited: bool) -> list[str]:
+    """``oracle-server serve`` flags (ServerProcess adds the ports and the JSON log)."""
+    spaces = sorted({"nasbench201", args["heavy_space"]})
+    argv = [
+        "--data-dir", str(data_dir), "--cache-dir", str(args["cache_dir"]),
+        "--spaces", ",".join(spaces), "--tokens-file", str(tokens_file),
+        "--max-batch", str(max(args["heavy_archs"], 1000)),
+    ]
+    if "nasbench201" in spaces:
+        argv += ["--holdout-devices", ",".join(nb201_non_train_devices())]
+    if limited:
+        argv += ["--tenant-max-concurrent-rpcs", str(args["tenant_limit"])]
+    return argv
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--json", type=Path, help="write the results here")
+    ap.add_argument("--duration-s", type=float, default=20.0, help="timed light calls per phase")
+    ap.add_argument("--settle-s", type=float, default=2.0, help="heavy warm-up before timing")
+    ap.add_argument("--heavy-clients", type=int, default=10, help="heavy concurrency (quota 1)")
+    ap.add_argument("--heavy-archs", type=int, default=100_000)
+    ap.add_argument("--heavy-devices", type=int, default=1)
+    ap.add_argument("--heavy-space", default="nasbench201")
+    ap.add_argument("--light-archs", type=int, default=100)
+    ap.add_argument("--tenant-limit", type=int, default=4,
+                    help="server-wide per-tenant concurrency (light's share; heavy's is 1)")
+    ap.add_argument("--skip-unlimited", action="store_true",
+                    help="skip the no-fair-share comparison phase")
+    ap.add_argument("--cache-dir", type=Path, default=TEST_CACHE,
+                    help="proxy artifacts (default: the test suite's cache)")
+    a = ap.parse_args(argv)
+    from client_sdk.spaces import get_space
+
+    args = {k: v for k, v in vars(a).items() if k != "json"}
+    args["cache_dir"] = a.cache_dir.resolve()
+    args["heavy_devices_list"] = list(get_space(a.heavy_space).table.devices[: a.heavy_devices])
+    tokens = {name: secrets.token_urlsafe(24) for name in ("heavy", "light")}
+    t_start = time.perf_counter()
+    res: dict = {"meta": {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "cpus": os.cpu_count(), "python": platform.python_version(), "grpc": grpc.__version__,
+        "git": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                              capture_output=True, text=True).stdout.strip(),
+        "loadavg_before": loadavg(),
+        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in args.items()},
+        "heavy": f"{a.heavy_clients} concurrent clients, quota max_concurrent_rpcs=1 (10x), "
+                 f"Rank {a.heavy_archs} x {a.heavy_devices} device(s) in {a.heavy_space}, "
+                 "backs off by the RetryInfo delay when refused",
+        "light": f"1 closed-loop client, Rank {a.light_archs} archs x 1 device (nasbench201)",
+        "server": "subprocess oracle-server serve, 8 workers, max_concurrent_rpcs 64, "
+                  f"tenant_max_concurrent_rpcs {a.tenant_limit} (heavy: 1 by tokens file)",
+    }}
+    phases = []
+    with tempfile.TemporaryDirectory(prefix="oracle-fair-") as tmp:
+        d = Path(tmp)
+        print("fair share (light tenant's Rank latency; heavy tenant at 10x its quota):",
+              flush=True)
+        limited = server_args(args, d / "a", _tokens_file(d, tokens, True), True)
+        with ServerProcess(limited, cwd=ROOT) as srv:
+            srv.wait_serving()
+            phases.append(phase("idle", srv.port, tokens, args, heavy=False))
+            phases.append(phase("contended", srv.port, tokens, args, heavy=True))
+            phases.append(phase("idle-again", srv.port, tokens, args, heavy=False))
+        if not a.skip_unlimited:
+            unlimited = server_args(args, d / "b", _tokens_file(d, tokens, False), False)
+            with ServerProcess(unlimited, cwd=ROOT) as srv:
+                srv.wait_serving()
+                phases.append(phase("no-fair-share", srv.port, tokens, args, heavy=True))
+    res["phases"] = phases
+    by = {p["phase"]: p for p in phases}
+    idle, cont = by["idle"]["light"], by["contended"]["light"]
+    ratio = cont["p99_ms"] / idle["p99_ms"]
+    # The strict reading: against the better (quieter) of the two idle phases of this run.
+    strict = cont["p99_ms"] / min(idle["p99_ms"], by["idle-again"]["light"]["p99_ms"])
+    res["summary"] = {
+        "light_p99_idle_ms": idle["p99_ms"], "light_p99_contended_ms": cont["p99_ms"],
+        "light_p99_idle_again_ms": by["idle-again"]["light"]["p99_ms"],
+        "p99_ratio_contended_vs_idle": ratio, "target_ratio": TARGET_RATIO,
+        "p99_ratio_contended_vs_best_idle": strict,
+        "p50_ratio_contended_vs_idle": cont["p50_ms"] / idle["p50_ms"],
+        "met_vs_idle": bool(ratio <= TARGET_RATIO),
+        "met": bool(strict <= TARGET_RATIO),
+        "heavy_refused_fraction": (by["contended"]["heavy"]["refused"]
+                                   / max(1, by["contended"]["heavy"]["refused"]
+                                         + by["contended"]["heavy"]["ok"])),
+    }
+    if "no-fair-share" in by:
+        res["summary"]["light_p99_no_fair_share_ms"] = by["no-fair-share"]["light"]["p99_ms"]
+        res["summary"]["p99_ratio_no_fair_share_vs_idle"] = (
+            by["no-fair-share"]["light"]["p99_ms"] / idle["p99_ms"])
+    res["meta"]["loadavg_after"] = loadavg()
+    res["meta"]["wall_s"] = time.perf_counter() - t_start
+    print_table(res)
+    if a.json:
+        a.json.parent.mkdir(parents=True, exist_ok=True)
+        a.json.write_text(json.dumps(res, indent=2) + "\n")
+        print(f"wrote {a.json}")
+    return 0
+
+
+def print_table(res: dict) -> None:
+    print("\nphase           light calls   p50 ms   p99 ms   p99/idle | heavy ok  refused  "
+          "M archs/s | load avg (1 min)")
+    idle = res["phases"][0]["light"]["p99_ms"]
+    for row in res["phases"]:
+        li, h = row["light"], row.get("heavy")
+        heavy = (f"{h['ok']:8d} {h['refused']:8d} {h['archs_per_s'] / 1e6:10.2f}" if h
+                 else f"{'-':>8s} {'-':>8s} {'-':>10s}")
+        print(f"{row['phase']:15s} {li['calls']:11d} {li['p50_ms']:8.2f} {li['p99_ms']:8.2f} "
+              f"{li['p99_ms'] / idle:10.2f} | {heavy} | {li['loadavg_start'][0]:.2f} -> "
+              f"{li['loadavg_end'][0]:.2f}")
+    s = res["summary"]
+    def flag(ok: bool) -> str:
+        return "met" if ok else "MISSED"
+
+    print(f"\nlight p99 contended / idle = {s['p99_ratio_contended_vs_idle']:.2f} "
+          f"({flag(s['met_vs_idle'])}), / the better idle phase "
+          f"{s['p99_ratio_contended_vs_best_idle']:.2f} ({flag(s['met'])}; target <= "
+          f"{s['target_ratio']:.0f}); p50 ratio {s['p50_ratio_contended_vs_idle']:.2f}; "
+          "heavy calls refused "
+          f"{s['heavy_refused_fraction']:.0%}; load avg before {res['meta']['loadavg_before']}, "
+          f"after {res['meta']['loadavg_after']}; {res['meta']['wall_s']:.0f} s")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
