@@ -13,23 +13,16 @@ from typing import Any
 
 import numpy as np
 
+from client_sdk._ranks import average_ranks
 from client_sdk.spaces import get_space
 
 MAX_DEVICES_PER_RPC = 64
 
 
-def _average_ranks(values: np.ndarray) -> np.ndarray:
-    """1-based ranks, ties sharing their average rank (scipy's ``rankdata`` default), in
-    numpy only so that the plain client install needs no scipy."""
-    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
-    upper = np.cumsum(counts)
-    return (upper - (counts - 1) / 2.0)[inverse]
-
-
 def spearman_matrix(columns: np.ndarray) -> np.ndarray:
     """``(d, d)`` Spearman correlations of the columns of ``(n, d)`` (average ties)."""
     values = np.asarray(columns, dtype=np.float64)
-    ranks = np.column_stack([_average_ranks(col) for col in values.T]) if values.size else values
+    ranks = average_ranks(values, axis=0) if values.size else values
     rho = np.corrcoef(ranks, rowvar=False)
     return np.atleast_2d(rho)
 

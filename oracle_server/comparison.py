@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import kendalltau, spearmanr
 
 from client_sdk.spaces import SearchSpace
 from client_sdk.spaces.base import row_keys
@@ -25,6 +24,8 @@ def compare_devices(
     space: SearchSpace, a: Device, b: Device, pred_a: np.ndarray, pred_b: np.ndarray
 ) -> Comparison:
     """``pred_a``/``pred_b``: each device's predictions over the space's table."""
+    from scipy.stats import kendalltau, spearmanr  # lazily: scipy.stats costs ~1 s to import
+
     rho = float(spearmanr(pred_a, pred_b)[0])
     tau = float(kendalltau(pred_a, pred_b)[0])
     measured, shared = measured_spearman(space, a, b)
@@ -49,4 +50,6 @@ def measured_spearman(space: SearchSpace, a: Device, b: Device) -> tuple[float, 
     _, ia, ib = np.intersect1d(ka, kb, assume_unique=False, return_indices=True)
     if ia.shape[0] < 3:
         return float("nan"), int(ia.shape[0])
+    from scipy.stats import spearmanr
+
     return float(spearmanr(la[ia], lb[ib])[0]), int(ia.shape[0])

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from statistics import NormalDist
 
 import numpy as np
-from scipy.special import ndtr, ndtri
 
 from oracle_server.predictor.heads import log_basis, predict_log
 
@@ -22,7 +22,7 @@ class Prediction:
         """Central ``level`` interval ``(lo_ms, hi_ms)``."""
         if not 0.0 < level < 1.0:
             raise ValueError(f"level must be in (0, 1), got {level}")
-        z = float(ndtri(0.5 + level / 2.0))
+        z = NormalDist().inv_cdf(0.5 + level / 2.0)
         return self.latency_ms * np.exp(-z * self.log_sigma), self.latency_ms * np.exp(
             z * self.log_sigma
         )
@@ -35,6 +35,8 @@ class Prediction:
             zscore = (math.log(budget_ms) - np.log(self.latency_ms)) / np.maximum(
                 self.log_sigma, 1e-12
             )
+        from scipy.special import ndtr  # lazily: scipy.special slows start-up
+
         return ndtr(zscore)
 
 

@@ -28,9 +28,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import nnls
-from scipy.stats import rankdata
 
+from client_sdk._ranks import average_ranks
 from oracle_server.predictor.priors import DescriptorPrior
 
 PRIOR_FREE = 1e4  # prior variance of (nearly) unpenalised coefficients (standardised units)
@@ -48,7 +47,7 @@ class Candidate:
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
     """Spearman correlation with average ranks for ties; nan when a side is constant."""
-    ra, rb = rankdata(a), rankdata(b)
+    ra, rb = average_ranks(a), average_ranks(b)
     ra, rb = ra - ra.mean(), rb - rb.mean()
     den = np.sqrt((ra * ra).sum() * (rb * rb).sum())
     return float((ra * rb).sum() / den) if den > 0 else float("nan")
@@ -56,8 +55,8 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
 
 def spearman_columns(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Spearman of each column of ``x`` (n, B) with ``y`` (n,), vectorised."""
-    rx = rankdata(x, axis=0)
-    ry = rankdata(y)
+    rx = average_ranks(x, axis=0)
+    ry = average_ranks(y)
     rx, ry = rx - rx.mean(0), ry - ry.mean()
     den = np.sqrt((rx * rx).sum(0) * (ry * ry).sum())
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -183,6 +182,8 @@ def fit_nnls_log(log_b: np.ndarray, z: np.ndarray) -> Candidate:
 
 def _nnls_coef(log_b: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, float]:
     mu_b, mu_z = log_b.mean(0), z.mean()
+    from scipy.optimize import nnls  # lazily: scipy.optimize slows the server's start-up
+
     w, _ = nnls(log_b - mu_b, z - mu_z)
     return w, float(mu_z - mu_b @ w)
 
