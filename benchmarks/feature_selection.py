@@ -239,7 +239,13 @@ def main() -> None:
                    help="selection.ENSEMBLE_GAP (single best head when it leads by more)")
     p.add_argument("--ensemble-weights", default=None,
                    help="selection.ENSEMBLE_WEIGHT_GRID, e.g. '0.5,0.75,1'")
+    p.add_argument("--sigma-inflation", type=float, default=None,
+                   help="selection.SIGMA_INFLATION (interval width)")
     a = p.parse_args()
+    if a.sigma_inflation is not None:
+        from oracle_server.predictor import selection
+
+        selection.SIGMA_INFLATION = a.sigma_inflation
     if a.ensemble_weights:
         from oracle_server.predictor import selection
 
@@ -261,6 +267,7 @@ def main() -> None:
     r = run(a.space, a.variant, not a.no_lfo)
     r["kinds"], r["powerlaw_columns"] = a.kinds, a.powerlaw_columns
     r["ensemble_gap"], r["ensemble_weights"] = a.ensemble_gap, a.ensemble_weights
+    r["sigma_inflation"] = a.sigma_inflation
     a.out.write_text(json.dumps(r, indent=1))
     print(json.dumps({k: v for k, v in r.items() if k.endswith("mean") or k == "seconds"}))
 
