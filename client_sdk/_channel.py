@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -9,11 +10,16 @@ from typing import Any
 import grpc
 
 from client_sdk._requests import channel_options, normalise_target
+from client_sdk.errors import OracleError
 
 DEFAULT_TARGET = "localhost:50051"
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 #: Architectures per Rank RPC; larger batches are split and merged by the client.
 DEFAULT_CHUNK = 500_000
+#: A call refused RESOURCE_EXHAUSTED with a ``retry_after`` is re-sent after that long, at
+#: most this many times, and never when the server asks for more than ``MAX_RETRY_AFTER_S``.
+DEFAULT_OVERLOAD_RETRIES = 3
+MAX_RETRY_AFTER_S = 30.0
 
 
 def _read(value: bytes | str | Path | None) -> bytes | None:
@@ -74,7 +80,8 @@ class ChannelConfig:
 
 
 class ClientOptions:
-    """What the sync and asyncio clients share: channel config, deadline, chunking."""
+    """What the sync and asyncio clients share: channel config, deadline, chunking, and the
+    RetryInfo policy (``overload_retries``, ``max_retry_after_s``)."""
 
     def __init__(
         self,
@@ -83,14 +90,35 @@ class ClientOptions:
         timeout_s: float = 60.0,
         chunk_size: int = DEFAULT_CHUNK,
         wait_for_ready: bool = False,
+        overload_retries: int = DEFAULT_OVERLOAD_RETRIES,
+        max_retry_after_s: float = MAX_RETRY_AFTER_S,
         **channel_kwargs: Any,
     ) -> None:
+        if overload_retries < 0:
+            raise ValueError("overload_retries must be >= 0")
         self.config = ChannelConfig.build(target, **channel_kwargs)
         self.timeout_s = timeout_s
         self.chunk_size = chunk_size
         self.wait_for_ready = wait_for_ready
+        self.overload_retries = overload_retries
+        self.max_retry_after_s = max_retry_after_s
         self.num_rpcs = 0
+        self.num_overload_retries = 0
         self._open()
+
+    def retry_delay(self, exc: OracleError, retries_so_far: int) -> float | None:
+        """Seconds to wait before re-sending a call that failed with ``exc``, or None to
+        raise it: only RESOURCE_EXHAUSTED carrying the server's ``retry_after`` (RetryInfo)
+        is retried here, ``overload_retries`` times at most, and only when the advised wait
+        is at most ``max_retry_after_s``. (UNAVAILABLE is retried by the channel's gRPC
+        retry policy.) The wait gets up to 10 % of jitter so that refused clients do not
+        come back in lockstep."""
+        if exc.code is not grpc.StatusCode.RESOURCE_EXHAUSTED or exc.retry_after is None:
+            return None
+        if retries_so_far >= self.overload_retries or exc.retry_after > self.max_retry_after_s:
+            return None
+        self.num_overload_retries += 1
+        return max(exc.retry_after, 0.0) * (1.0 + 0.1 * random.random())
 
     def _open(self) -> None:
         """Create the channel and stubs (sync or asyncio)."""

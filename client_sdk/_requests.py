@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -21,6 +22,11 @@ Measurements = (
     Mapping[str, float] | tuple[np.ndarray | Sequence[Any], Sequence[float]] | list[tuple]
 )
 
+#: gRPC retry policy of every method: a call that fails UNAVAILABLE (a replica died or is
+#: draining, the registry is briefly away) is re-sent, byte for byte, up to 4 more times with
+#: randomised exponential backoff -- on another replica when the channel balances over
+#: several. Writes are safe to re-send because every SDK write carries a request id that the
+#: server deduplicates (``request_id`` of the write requests).
 RETRY_SERVICE_CONFIG = {
     "methodConfig": [
         {
@@ -43,6 +49,9 @@ def channel_options(
     config: dict[str, Any] = dict(RETRY_SERVICE_CONFIG) if retries else {}
     if round_robin:
         config["loadBalancingConfig"] = [{"round_robin": {}}]
+        # Client-side health checking: a replica that is loading or draining (health
+        # NOT_SERVING) gets no new calls.
+        config["healthCheckConfig"] = {"serviceName": ""}
     opts: list[tuple[str, Any]] = [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
@@ -53,9 +62,28 @@ def channel_options(
         ("grpc.http2.max_pings_without_data", 0),
         ("grpc.service_config", json.dumps(config)),
     ]
+    if round_robin:
+        # A replica back from a restart is reconnected to within 5 s (default: up to 120 s).
+        opts.append(("grpc.max_reconnect_backoff_ms", MAX_RECONNECT_BACKOFF_MS))
     if tls_server_name:
         opts.append(("grpc.ssl_target_name_override", tls_server_name))
     return opts
+
+
+MAX_RECONNECT_BACKOFF_MS = 5_000
+
+
+def new_request_id(request_id: str | None = None) -> str:
+    """``request_id`` checked, or a fresh uuid4: the idempotency key of one logical write."""
+    from client_sdk.errors import REQUEST_ID_RE, InvalidArgument
+
+    if request_id is None:
+        return str(uuid.uuid4())
+    if not isinstance(request_id, str) or not REQUEST_ID_RE.match(request_id):
+        raise InvalidArgument(
+            "must be 1-128 printable ASCII characters without spaces", field="request_id"
+        )
+    return request_id
 
 
 def normalise_target(target: str | Sequence[str]) -> str:
@@ -198,17 +226,33 @@ def rank_requests(
 
 
 def register_request(
-    name: str, space: str, measurements: Measurements, contract: Mapping[str, Any] | None
+    name: str,
+    space: str,
+    measurements: Measurements,
+    contract: Mapping[str, Any] | None,
+    request_id: str | None = None,
 ) -> pb.RegisterDeviceRequest:
     archs, lat = measurements_pb(measurements, space)
     return pb.RegisterDeviceRequest(
-        name=name, space=space, archs=archs, latency_ms=lat, contract=contract_pb(contract)
+        name=name, space=space, archs=archs, latency_ms=lat, contract=contract_pb(contract),
+        request_id=new_request_id(request_id),
     )
 
 
-def add_request(name: str, space: str, measurements: Measurements) -> pb.AddMeasurementsRequest:
+def add_request(
+    name: str, space: str, measurements: Measurements, request_id: str | None = None
+) -> pb.AddMeasurementsRequest:
     archs, lat = measurements_pb(measurements, space or (name if "/" in name else None))
-    return pb.AddMeasurementsRequest(name=name, space=space, archs=archs, latency_ms=lat)
+    return pb.AddMeasurementsRequest(
+        name=name, space=space, archs=archs, latency_ms=lat,
+        request_id=new_request_id(request_id),
+    )
+
+
+def delete_request(
+    name: str, space: str, request_id: str | None = None
+) -> pb.DeleteDeviceRequest:
+    return pb.DeleteDeviceRequest(name=name, space=space, request_id=new_request_id(request_id))
 
 
 def _f32(b: bytes) -> np.ndarray:

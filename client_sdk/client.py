@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -44,16 +45,25 @@ class OracleClient(ClientOptions):
         self.close()
 
     def _call(self, method: str, request: Any, timeout_s: float | None = None) -> Any:
-        self.num_rpcs += 1
-        try:
-            return getattr(self._stub, method)(
-                request,
-                timeout=timeout_s or self.timeout_s,
-                metadata=self.config.metadata,
-                wait_for_ready=self.wait_for_ready,
-            )
-        except grpc.RpcError as err:
-            raise from_rpc_error(err) from None
+        """One RPC, mapped errors; re-sent (same request, same request id) while the server
+        answers RESOURCE_EXHAUSTED with a RetryInfo delay (see ``retry_delay``)."""
+        retries = 0
+        while True:
+            self.num_rpcs += 1
+            try:
+                return getattr(self._stub, method)(
+                    request,
+                    timeout=timeout_s or self.timeout_s,
+                    metadata=self.config.metadata,
+                    wait_for_ready=self.wait_for_ready,
+                )
+            except grpc.RpcError as err:
+                exc = from_rpc_error(err)
+            delay = self.retry_delay(exc, retries)
+            if delay is None:
+                raise exc from None
+            retries += 1
+            time.sleep(delay)
 
     def health(self, service: str = "", timeout_s: float = 5.0) -> str:
         """Health status name of ``service`` ("" = the whole server): SERVING, NOT_SERVING..."""
@@ -97,18 +107,33 @@ class OracleClient(ClientOptions):
         space: str,
         measurements: rq.Measurements,
         contract: Mapping[str, Any] | None = None,
+        *,
+        request_id: str | None = None,
     ) -> DeviceInfo:
-        req = rq.register_request(name, space, measurements, contract)
+        """Register a device. Idempotent: the write carries ``request_id`` (a fresh uuid4
+        unless given) and every retry re-sends it, so a retry never registers twice. Pass
+        your own id to retry a call yourself (e.g. after a deadline); the same id with a
+        different request is ``InvalidArgument`` (field ``request_id``)."""
+        req = rq.register_request(name, space, measurements, contract, request_id)
         return rq.parse_device(self._call("RegisterDevice", req))
 
     def add_measurements(
-        self, name: str, measurements: rq.Measurements, space: str = ""
+        self,
+        name: str,
+        measurements: rq.Measurements,
+        space: str = "",
+        *,
+        request_id: str | None = None,
     ) -> DeviceInfo:
-        req = rq.add_request(name, space, measurements)
+        """Add measurements; idempotent per ``request_id`` like ``register_device``."""
+        req = rq.add_request(name, space, measurements, request_id)
         return rq.parse_device(self._call("AddMeasurements", req))
 
-    def delete_device(self, name: str, space: str = "") -> bool:
-        resp = self._call("DeleteDevice", pb.DeleteDeviceRequest(name=name, space=space))
+    def delete_device(
+        self, name: str, space: str = "", *, request_id: str | None = None
+    ) -> bool:
+        """Delete a device; idempotent per ``request_id`` like ``register_device``."""
+        resp = self._call("DeleteDevice", rq.delete_request(name, space, request_id))
         return bool(resp.deleted)
 
     def rank(

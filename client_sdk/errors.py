@@ -35,6 +35,8 @@ MAX_FIELD_CHARS = 256
 NAME_PART = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
 NAME_RE = re.compile(rf"^{NAME_PART}$")
 DEVICE_RE = re.compile(rf"^(?:{NAME_PART}/)?{NAME_PART}$")
+#: Request ids of idempotent writes: 1-128 printable ASCII characters, no spaces.
+REQUEST_ID_RE = re.compile(r"^[!-~]{1,128}$")
 
 
 class OracleError(Exception):

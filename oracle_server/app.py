@@ -33,6 +33,9 @@ from oracle_server.tenants import Tenancy
 
 log = logging.getLogger(__name__)
 
+#: Expired write request ids are deleted this often (each replica; a cheap indexed DELETE).
+REQUEST_PURGE_INTERVAL_S = 300.0
+
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
@@ -178,7 +181,7 @@ class App:
             s = self.settings
             models = self.models if self.models is not None else load_models(s)
             tree_tables.set_threads(s.rank_threads)
-            self.registry = Registry(s.resolved_database_url)
+            self.registry = Registry(s.resolved_database_url, request_ttl_s=s.request_id_ttl_s)
             store = DeviceStore(models, self.registry, max_measurements=s.max_measurements)
             oracle = Oracle(
                 store,
@@ -194,11 +197,28 @@ class App:
                 metrics.READY.set(1)
             tree_tables.start_kernel()  # after SERVING: numba's import is not on start-up
             self._threads.append(store.start_polling(s.sync_interval_s, stop=self._stopping))
+            purger = threading.Thread(target=self._purge_loop, args=(self.registry,),
+                                      name="oracle-purge", daemon=True)
+            purger.start()
+            self._threads.append(purger)
         except BaseException as exc:  # reported through health and logs
             self.failed = exc
             log.exception("start-up failed")
         finally:
             self.ready.set()
+
+    def _purge_loop(self, registry: Registry) -> None:
+        """Delete expired write request ids every ``REQUEST_PURGE_INTERVAL_S`` (each replica;
+        an indexed DELETE, so concurrent purges are harmless)."""
+        while True:
+            try:
+                purged = registry.purge_requests()
+                if purged:
+                    log.info("expired request ids purged", extra={"purged": purged})
+            except Exception as exc:  # the database may be away; next time
+                log.warning("request id purge failed: %s", exc)
+            if self._stopping.wait(REQUEST_PURGE_INTERVAL_S):
+                return
 
     def stop(self, grace_s: float | None = None) -> None:
         """Drain: NOT_SERVING at once, refuse new RPCs, finish in-flight ones within grace."""

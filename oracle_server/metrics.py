@@ -71,6 +71,12 @@ REGISTRY_ERRORS = Counter(
     ("operation",),
     registry=REGISTRY,
 )
+IDEMPOTENT_REPLAYS = Counter(
+    "oracle_idempotent_replays_total",
+    "Write RPCs answered from the record of their request id (a retry), by method.",
+    ("method",),
+    registry=REGISTRY,
+)
 PROXY_CACHE = Counter(
     "oracle_proxy_cache_total",
     "Rank architectures by where their predictions came from: hit = the cached per-head "

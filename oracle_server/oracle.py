@@ -22,6 +22,7 @@ from oracle_server.predictor import LatencyModel, Prediction
 from oracle_server.predictor.columns import basis_columns, reads_descriptors, reads_features
 from oracle_server.predictor.references import suggest_next
 from oracle_server.ranking import order
+from oracle_server.registry import Receipt
 from oracle_server.store import Device, DeviceStore, Snapshot
 
 PREDICT_CHUNK = 16_384  # rows per proxy evaluation on the general path
@@ -112,20 +113,37 @@ class Oracle:
 
     # ----------------------------------------------------- device writes (store)
     def register(
-        self, name: str, space: str, genes: np.ndarray, latency_ms: np.ndarray, contract: dict,
+        self,
+        name: str,
+        space: str,
+        genes: np.ndarray,
+        latency_ms: np.ndarray,
+        contract: dict,
         owner: str | None = None,
+        receipt: Receipt | None = None,
     ) -> Device:
-        return self.store.register(name, space, genes, latency_ms, contract, owner)
+        return self.store.register(name, space, genes, latency_ms, contract, owner, receipt)
 
     def add_measurements(
-        self, name: str, space: str, genes: np.ndarray, latency_ms: np.ndarray,
+        self,
+        name: str,
+        space: str,
+        genes: np.ndarray,
+        latency_ms: np.ndarray,
         require_owner: str | None = None,
+        receipt: Receipt | None = None,
     ) -> Device:
         sp, dev = self.split_name(name, space)
-        return self.store.add_measurements(sp, dev, genes, latency_ms, require_owner)
+        return self.store.add_measurements(sp, dev, genes, latency_ms, require_owner, receipt)
 
-    def delete(self, name: str, space: str = "", require_owner: str | None = None) -> bool:
-        return self.store.delete(*self.split_name(name, space), require_owner)
+    def delete(
+        self,
+        name: str,
+        space: str = "",
+        require_owner: str | None = None,
+        receipt: Receipt | None = None,
+    ) -> bool:
+        return self.store.delete(*self.split_name(name, space), require_owner, receipt)
 
     # ------------------------------------------------------------------ rank
     def rank(

@@ -4,16 +4,26 @@ Measurements are the source of truth; heads are refit from them on load. Every w
 committed before it returns (the RPC acknowledges only after that). Each device row has a
 ``revision`` bumped on every change so replicas sharing one database can cheaply poll for
 changes (``snapshot_revisions``).
+
+Idempotent writes: a write that carries a client request id (``Receipt``) records it in
+``oracle_requests`` -- with a fingerprint of the request and the serialised reply -- in the
+*same transaction* as the write itself, so a crash can never separate "applied" from
+"recorded". A retry of that id (on any replica sharing the database, or after a restart) is
+answered from the record (``recall``) and changes nothing; two identical requests racing
+each other cannot both commit (the id is the table's primary key). Records older than
+``request_ttl_s`` are ignored and purged (``purge_requests``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sqlalchemy import (
@@ -21,6 +31,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -75,6 +86,58 @@ class MeasurementRow(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
 
 
+class RequestRow(Base):
+    """One idempotent write: its client request id, what it was and the reply it got."""
+
+    __tablename__ = "oracle_requests"
+    __table_args__ = (Index("ix_oracle_requests_created_at", "created_at"),)
+
+    # Who the id belongs to ("" until callers are told apart): ids are unique per scope.
+    scope: Mapped[str] = mapped_column(String(128), primary_key=True, default="")
+    request_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    operation: Mapped[str] = mapped_column(String(32), nullable=False)
+    fingerprint: Mapped[str] = mapped_column(String(64), nullable=False)  # sha256 hex of body
+    response: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+#: Request ids are kept this long by default (``--request-id-ttl-s``).
+DEFAULT_REQUEST_TTL_S = 24 * 3600.0
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """The request id of a write, recorded in the write's own transaction.
+
+    ``reply`` turns the write's result (a ``StoredDevice`` for register/add, the deleted
+    flag for delete) into the serialised reply that a retry of the id will get; it runs
+    inside the transaction, so if it fails nothing is written.
+    """
+
+    request_id: str
+    operation: str
+    fingerprint: str
+    reply: Callable[[Any], bytes]
+    scope: str = ""
+
+    def map(self, convert: Callable[[Any], Any]) -> Receipt:
+        """The same receipt, its ``reply`` fed ``convert(result)`` instead of ``result``."""
+        reply = self.reply
+        return Receipt(self.request_id, self.operation, self.fingerprint,
+                       lambda result: reply(convert(result)), self.scope)
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """A request id as recorded: the operation, the request fingerprint, the reply."""
+
+    request_id: str
+    operation: str
+    fingerprint: str
+    response: bytes
+    created_at: dt.datetime
+
+
 @dataclass(frozen=True)
 class StoredDevice:
     """A registered device as persisted: its measurements and contract."""
@@ -101,8 +164,13 @@ def _utc(value: dt.datetime) -> dt.datetime:
 class Registry:
     """Durable store of registered devices and their measurements."""
 
-    def __init__(self, url: str, echo: bool = False) -> None:
+    def __init__(
+        self, url: str, echo: bool = False, request_ttl_s: float = DEFAULT_REQUEST_TTL_S
+    ) -> None:
+        if request_ttl_s <= 0:
+            raise ValueError("request_ttl_s must be positive")
         self.url = url
+        self.request_ttl_s = float(request_ttl_s)
         kwargs: dict = {"echo": echo, "future": True}
         if url.startswith("sqlite"):
             path = url.split("///", 1)[-1]
@@ -116,9 +184,23 @@ class Registry:
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        with self._guard("create_schema"):
-            Base.metadata.create_all(self.engine)
-            _migrate_owner(self.engine)
+        self._create_schema()
+
+    def _create_schema(self, attempts: int = 3) -> None:
+        """Create missing tables and columns: a table added by a newer version
+        (``oracle_requests``) is created in an existing database here, its other tables
+        untouched. Replicas starting together may race on the DDL (or find the database
+        briefly away): retried."""
+        for attempt in range(attempts):
+            try:
+                with self._guard("create_schema"):
+                    Base.metadata.create_all(self.engine)
+                    _migrate_owner(self.engine)
+                return
+            except (AlreadyExists, Unavailable):
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
 
     def close(self) -> None:
         self.engine.dispose()
@@ -154,8 +236,10 @@ class Registry:
         latency_ms: np.ndarray,
         contract: dict,
         owner: str | None = None,
+        receipt: Receipt | None = None,
     ) -> StoredDevice:
         now = _now()
+        stored = StoredDevice(space, name, contract, 1, now, now, genes, latency_ms, owner)
         try:
             with self._session("register") as s:
                 row = DeviceRow(
@@ -165,9 +249,10 @@ class Registry:
                 s.add(row)
                 s.flush()
                 s.add_all(_measurement_rows(row.id, genes, latency_ms, now))
+                self._record(s, receipt, stored, now)
         except AlreadyExists:
             raise AlreadyExists(f"device '{space}/{name}' already exists") from None
-        return StoredDevice(space, name, contract, 1, now, now, genes, latency_ms, owner)
+        return stored
 
     def add_measurements(
         self,
@@ -176,6 +261,7 @@ class Registry:
         genes: np.ndarray,
         latency_ms: np.ndarray,
         require_owner: str | None = None,
+        receipt: Receipt | None = None,
     ) -> StoredDevice:
         """``require_owner``: the device must belong to that tenant (checked on the locked
         row, so a replica's stale view of the owner cannot let a write through)."""
@@ -193,21 +279,71 @@ class Registry:
                 update(DeviceRow).where(DeviceRow.id == row.id)
                 .values(revision=DeviceRow.revision + 1, updated_at=now)
             )
-            device_id = row.id
-        return self._load_one(device_id)
+            # The state this write produced, read under the row lock: what it answers, and
+            # what a retry of its request id replays.
+            s.flush()
+            s.refresh(row)
+            stored = self._stored(s, row)
+            self._record(s, receipt, stored, now)
+        return stored
 
-    def delete(self, space: str, name: str, require_owner: str | None = None) -> bool:
+    def delete(
+        self,
+        space: str,
+        name: str,
+        require_owner: str | None = None,
+        receipt: Receipt | None = None,
+    ) -> bool:
         with self._session("delete") as s:
             row = s.scalars(
                 select(DeviceRow).where(DeviceRow.space == space, DeviceRow.name == name)
                 .with_for_update()
             ).first()
+            if row is not None:
+                _check_owner(row, require_owner)
+                s.execute(delete(MeasurementRow).where(MeasurementRow.device_id == row.id))
+                s.execute(delete(DeviceRow).where(DeviceRow.id == row.id))
+            self._record(s, receipt, row is not None, _now())
+        return row is not None
+    # --------------------------------------------------------- request ids
+    def _record(self, s: Session, receipt: Receipt | None, result: Any, now: dt.datetime) -> None:
+        """Record ``receipt`` in the write's transaction ``s`` (an expired record of the
+        same id is replaced). A live record of the id makes the whole write fail."""
+        if receipt is None:
+            return
+        response = receipt.reply(result)
+        s.execute(
+            delete(RequestRow).where(
+                RequestRow.scope == receipt.scope,
+                RequestRow.request_id == receipt.request_id,
+                RequestRow.created_at < now - dt.timedelta(seconds=self.request_ttl_s),
+            )
+        )
+        s.add(RequestRow(
+            scope=receipt.scope, request_id=receipt.request_id, operation=receipt.operation,
+            fingerprint=receipt.fingerprint, response=response, created_at=now,
+        ))
+        s.flush()
+
+    def recall(self, request_id: str, scope: str = "") -> RecordedRequest | None:
+        """The live record of ``request_id`` (None if unknown or older than the TTL)."""
+        with self._session("recall") as s:
+            row = s.get(RequestRow, (scope, request_id))
             if row is None:
-                return False
-            _check_owner(row, require_owner)
-            s.execute(delete(MeasurementRow).where(MeasurementRow.device_id == row.id))
-            s.execute(delete(DeviceRow).where(DeviceRow.id == row.id))
-        return True
+                return None
+            created = _utc(row.created_at)
+            if created < _now() - dt.timedelta(seconds=self.request_ttl_s):
+                return None
+            return RecordedRequest(
+                row.request_id, row.operation, row.fingerprint, bytes(row.response), created
+            )
+
+    def purge_requests(self) -> int:
+        """Delete request ids older than the TTL; returns how many."""
+        cutoff = _now() - dt.timedelta(seconds=self.request_ttl_s)
+        with self._session("purge_requests") as s:
+            result = s.execute(delete(RequestRow).where(RequestRow.created_at < cutoff))
+        return int(result.rowcount or 0)
 
     # ------------------------------------------------------------------- reads
     def snapshot_revisions(self) -> dict[tuple[str, str], int]:
@@ -236,16 +372,20 @@ class Registry:
             row = s.get(DeviceRow, device_id)
             if row is None:
                 raise DeviceNotFound(f"device id {device_id} vanished")
-            meas = s.execute(
-                select(MeasurementRow.genes, MeasurementRow.latency_ms)
-                .where(MeasurementRow.device_id == device_id).order_by(MeasurementRow.id)
-            ).all()
-            genes = np.array([np.frombuffer(g, dtype=np.uint8) for g, _ in meas], dtype=np.int16)
-            lat = np.array([v for _, v in meas], dtype=np.float64)
-            return StoredDevice(
-                row.space, row.name, dict(row.contract), row.revision,
-                _utc(row.created_at), _utc(row.updated_at), genes, lat, row.owner,
-            )
+            return self._stored(s, row)
+
+    @staticmethod
+    def _stored(s: Session, row: DeviceRow) -> StoredDevice:
+        meas = s.execute(
+            select(MeasurementRow.genes, MeasurementRow.latency_ms)
+            .where(MeasurementRow.device_id == row.id).order_by(MeasurementRow.id)
+        ).all()
+        genes = np.array([np.frombuffer(g, dtype=np.uint8) for g, _ in meas], dtype=np.int16)
+        lat = np.array([v for _, v in meas], dtype=np.float64)
+        return StoredDevice(
+            row.space, row.name, dict(row.contract), row.revision,
+            _utc(row.created_at), _utc(row.updated_at), genes, lat, row.owner,
+        )
 
 
 def _measurement_rows(

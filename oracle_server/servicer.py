@@ -7,12 +7,16 @@ inside the write's transaction)."""
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
+from typing import Any
 
 import grpc
+from google.protobuf.message import Message
 
 from client_sdk.errors import (
+    REQUEST_ID_RE,
     DeviceNotFound,
     InvalidArgument,
     LimitExceeded,
@@ -24,6 +28,7 @@ from client_sdk.proto.latency_oracle.v1 import oracle_pb2_grpc as pb_grpc
 from client_sdk.spaces import SearchSpace
 from oracle_server import codec, metrics
 from oracle_server.oracle import Oracle, RankResult
+from oracle_server.registry import Receipt, RecordedRequest
 from oracle_server.store import REGISTERED, Device
 from oracle_server.tenants import Tenancy, current_caller
 
@@ -89,6 +94,38 @@ def rank_response(result: RankResult, return_latencies: bool) -> pb.RankResponse
         if r.prob_within_budget is not None:
             msg.prob_within_budget = codec.f32_bytes(r.prob_within_budget)
     return response
+
+
+def request_fingerprint(operation: str, request: Message) -> str:
+    """sha256 of the operation and the request's deterministic bytes, ``request_id`` aside."""
+    body = type(request)()
+    body.CopyFrom(request)
+    body.ClearField("request_id")
+    digest = hashlib.sha256(operation.encode() + b"\0")
+    digest.update(body.SerializeToString(deterministic=True))
+    return digest.hexdigest()
+
+
+def check_request_id(request_id: str) -> str:
+    if not REQUEST_ID_RE.match(request_id):
+        raise InvalidArgument(
+            "must be 1-128 printable ASCII characters without spaces", field="request_id"
+        )
+    return request_id
+
+
+def replay(
+    recorded: RecordedRequest, operation: str, fingerprint: str, reply_type: type[Message]
+) -> Message:
+    """The first reply of a request id, if this request is the one it was recorded for."""
+    if recorded.operation != operation or recorded.fingerprint != fingerprint:
+        raise InvalidArgument(
+            f"request id {recorded.request_id!r} was already used for a different "
+            f"{recorded.operation} request; send a new request id for a new write",
+            field="request_id",
+        )
+    metrics.IDEMPOTENT_REPLAYS.labels(operation).inc()
+    return reply_type.FromString(recorded.response)
 
 
 class OracleServicer(pb_grpc.LatencyOracleServicer):
@@ -209,30 +246,91 @@ class OracleServicer(pb_grpc.LatencyOracleServicer):
             raise InvalidArgument("no measurements given", field="archs")
         return genes, lat
 
+    def _idempotent(
+        self,
+        operation: str,
+        request: Any,
+        reply_type: type[Message],
+        encode: Callable[[Any], Message],
+        write: Callable[[Receipt | None], Any],
+    ) -> Message:
+        """Run ``write`` once per request id.
+
+        Without a request id (or a registry) it just runs. With one: a recorded id is
+        answered from its record (or INVALID_ARGUMENT if the body differs); otherwise the
+        write runs with a ``Receipt`` that the registry records in the write's transaction,
+        and the reply is exactly the recorded bytes. A write that fails because the same
+        id committed meanwhile (a concurrent retry on another replica) is answered from
+        that record too.
+        """
+        oracle = self.oracle
+        registry = oracle.store.registry
+        if not request.request_id or registry is None:
+            return encode(write(None))
+        request_id = check_request_id(request.request_id)
+        fingerprint = request_fingerprint(operation, request)
+        # Ids are per tenant: one tenant's id never answers (or blocks) another's write.
+        caller = current_caller()
+        scope = caller.tenant if caller.authenticated else ""
+        recorded = registry.recall(request_id, scope)
+        if recorded is not None:
+            return replay(recorded, operation, fingerprint, reply_type)
+        sent: list[bytes] = []
+
+        def reply(result: Any) -> bytes:
+            data = encode(result).SerializeToString(deterministic=True)
+            sent.append(data)
+            return data
+
+        try:
+            write(Receipt(request_id, operation, fingerprint, reply, scope))
+        except OracleError:
+            try:
+                recorded = registry.recall(request_id, scope)
+            except OracleError:
+                recorded = None
+            if recorded is None:
+                raise
+            return replay(recorded, operation, fingerprint, reply_type)
+        return reply_type.FromString(sent[-1])
+
     def RegisterDevice(self, request, context):
         oracle = self.oracle
-        space = oracle.space(request.space)
-        # Re-registering another tenant's device: PERMISSION_DENIED (own: ALREADY_EXISTS).
-        self._check_write(self._existing(oracle, request.name, space.name))
-        genes, lat = self._measurements(space, request)
-        contract = codec.contract_from_pb(request.contract)
-        owner = self._tenancy.owner_for(current_caller())
-        device = oracle.register(request.name, space.name, genes, lat, contract, owner=owner)
-        return device_pb(device)
+
+        def write(receipt: Receipt | None) -> Device:
+            space = oracle.space(request.space)
+            # Re-registering another tenant's device: PERMISSION_DENIED (own: ALREADY_EXISTS).
+            self._check_write(self._existing(oracle, request.name, space.name))
+            genes, lat = self._measurements(space, request)
+            contract = codec.contract_from_pb(request.contract)
+            owner = self._tenancy.owner_for(current_caller())
+            return oracle.register(request.name, space.name, genes, lat, contract, owner, receipt)
+
+        return self._idempotent("RegisterDevice", request, pb.Device, device_pb, write)
 
     def AddMeasurements(self, request, context):
         oracle = self.oracle
-        sp, name = oracle.split_name(request.name, request.space)
-        space = oracle.space(sp)
-        required = self._check_write(self._existing(oracle, name, sp))
-        genes, lat = self._measurements(space, request)
-        return device_pb(oracle.add_measurements(name, sp, genes, lat, require_owner=required))
+
+        def write(receipt: Receipt | None) -> Device:
+            sp, name = oracle.split_name(request.name, request.space)
+            space = oracle.space(sp)
+            required = self._check_write(self._existing(oracle, name, sp))
+            genes, lat = self._measurements(space, request)
+            return oracle.add_measurements(name, sp, genes, lat, required, receipt)
+
+        return self._idempotent("AddMeasurements", request, pb.Device, device_pb, write)
 
     def DeleteDevice(self, request, context):
         oracle = self.oracle
-        required = self._check_write(self._existing(oracle, request.name, request.space))
-        deleted = oracle.delete(request.name, request.space, require_owner=required)
-        return pb.DeleteDeviceResponse(deleted=deleted)
+
+        def write(receipt: Receipt | None) -> bool:
+            required = self._check_write(self._existing(oracle, request.name, request.space))
+            return oracle.delete(request.name, request.space, required, receipt)
+
+        return self._idempotent(
+            "DeleteDevice", request, pb.DeleteDeviceResponse,
+            lambda deleted: pb.DeleteDeviceResponse(deleted=deleted), write,
+        )
 
     def CompareDevices(self, request, context):
         oracle = self.oracle

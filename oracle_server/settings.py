@@ -55,6 +55,10 @@ class Settings:
     sync_interval_s: float = field(
         default=0.5, metadata={"help": "how often to pick up other replicas' registry changes"}
     )
+    request_id_ttl_s: float = field(
+        default=86_400.0,
+        metadata={"help": "how long write request ids are remembered (retries deduplicated)"},
+    )
     write_token: str = field(
         default="",
         repr=False,
@@ -113,6 +117,8 @@ class Settings:
             raise ValueError("port/metrics_port out of range")
         if self.grace_s < 0 or self.sync_interval_s <= 0:
             raise ValueError("grace_s must be >= 0 and sync_interval_s > 0")
+        if self.request_id_ttl_s <= 0:
+            raise ValueError("request_id_ttl_s must be > 0")
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ValueError("tls_cert and tls_key must be given together")
         if self.tls_client_ca and not self.tls_cert:

@@ -40,7 +40,7 @@ from client_sdk.errors import (
 from oracle_server import metrics
 from oracle_server.predictor import HeadFit, LatencyModel
 from oracle_server.ranking import TablePrediction, dense_rank
-from oracle_server.registry import Registry, StoredDevice
+from oracle_server.registry import Receipt, Registry, StoredDevice
 
 log = logging.getLogger(__name__)
 
@@ -206,43 +206,84 @@ class DeviceStore:
         return device
 
     def register(
-        self, name: str, space: str, genes: np.ndarray, latency_ms: np.ndarray, contract: dict,
+        self,
+        name: str,
+        space: str,
+        genes: np.ndarray,
+        latency_ms: np.ndarray,
+        contract: dict,
         owner: str | None = None,
+        receipt: Receipt | None = None,
     ) -> Device:
+        """``receipt``: a request id recorded with the write (its reply gets the Device)."""
         check_name(name)
         self.model(space)
         if (space, name) in self._snapshot:
             raise AlreadyExists(f"device '{space}/{name}' already exists")
         head = self._fit(space, genes, latency_ms)
-        stored = self._require_registry().create(space, name, genes, latency_ms, contract, owner)
+        if receipt is not None:
+            receipt = receipt.map(lambda stored: self._as_device(stored, head))
+        stored = self._require_registry().create(
+            space, name, genes, latency_ms, contract, owner, receipt
+        )
         return self._install(stored, head)
 
     def add_measurements(
-        self, space: str, name: str, genes: np.ndarray, latency_ms: np.ndarray,
+        self,
+        space: str,
+        name: str,
+        genes: np.ndarray,
+        latency_ms: np.ndarray,
         require_owner: str | None = None,
+        receipt: Receipt | None = None,
     ) -> Device:
-        current = self.device(space, name)
+        try:
+            current = self.device(space, name)
+        except DeviceNotFound:
+            current = self._load_registered(space, name)
         if current.source == TABLE:
             raise FailedPrecondition(f"'{current.full_name}' is a table device; register a new one")
         assert current.genes is not None and current.latency_ms is not None
         all_genes = np.concatenate([current.genes, genes])
         all_lat = np.concatenate([current.latency_ms, latency_ms])
-        head = self._fit(space, all_genes, all_lat)
-        stored = self._require_registry().add_measurements(
-            space, name, genes, latency_ms, require_owner
-        )
-        if stored.latency_ms.shape[0] != all_lat.shape[0]:  # another replica added some too
-            head = self._fit(space, stored.genes, stored.latency_ms)
-        return self._install(stored, head)
+        heads = {all_lat.shape[0]: self._fit(space, all_genes, all_lat)}
 
-    def delete(self, space: str, name: str, require_owner: str | None = None) -> bool:
+        def head_of(stored: StoredDevice) -> HeadFit:
+            n = stored.latency_ms.shape[0]
+            if n not in heads:  # another replica added some too
+                heads[n] = self._fit(space, stored.genes, stored.latency_ms)
+            return heads[n]
+
+        if receipt is not None:
+            receipt = receipt.map(lambda stored: self._as_device(stored, head_of(stored)))
+        stored = self._require_registry().add_measurements(
+            space, name, genes, latency_ms, require_owner, receipt
+        )
+        return self._install(stored, head_of(stored))
+
+    def delete(
+        self,
+        space: str,
+        name: str,
+        require_owner: str | None = None,
+        receipt: Receipt | None = None,
+    ) -> bool:
         self.model(space)
         current = self._snapshot.get(space, name)
         if current is not None and current.source == TABLE:
             raise FailedPrecondition(f"'{current.full_name}' is a table device (not deletable)")
-        deleted = self._require_registry().delete(space, name, require_owner)
+        if receipt is not None:
+            receipt = receipt.map(lambda found: bool(found) or current is not None)
+        deleted = self._require_registry().delete(space, name, require_owner, receipt)
         removed = self._swap(drop={(space, name): None})
         return deleted or bool(removed)
+
+    def _load_registered(self, space: str, name: str) -> Device:
+        """A device registered through another replica that this one has not polled yet:
+        loaded from the registry now, so a write right after a registration elsewhere
+        succeeds (DeviceNotFound if the registry does not have it either)."""
+        stored = self._require_registry().load(space, name)
+        return self._install(stored, self._fit(space, stored.genes, stored.latency_ms))
 
     def load_registered(self) -> int:
         """Fit heads for every registered device in the database (start-up)."""
@@ -337,11 +378,15 @@ class DeviceStore:
             raise FailedPrecondition("this server has no device registry (read-only)")
         return self.registry
 
-    def _install(self, stored: StoredDevice, head: HeadFit) -> Device:
-        device = Device(
+    @staticmethod
+    def _as_device(stored: StoredDevice, head: HeadFit) -> Device:
+        return Device(
             stored.space, stored.name, REGISTERED, head, stored.contract, stored.revision,
             stored.created_at, stored.updated_at, stored.genes, stored.latency_ms, stored.owner,
         )
+
+    def _install(self, stored: StoredDevice, head: HeadFit) -> Device:
+        device = self._as_device(stored, head)
         self._swap(put=[device], newer_only=True)
         return device
 

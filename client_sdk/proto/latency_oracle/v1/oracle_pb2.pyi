@@ -228,38 +228,44 @@ class SuggestReferencesResponse(_message.Message):
     def __init__(self, genes: _Optional[_Union[PackedGenes, _Mapping]] = ..., archs: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class RegisterDeviceRequest(_message.Message):
-    __slots__ = ("name", "space", "archs", "latency_ms", "contract")
+    __slots__ = ("name", "space", "archs", "latency_ms", "contract", "request_id")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SPACE_FIELD_NUMBER: _ClassVar[int]
     ARCHS_FIELD_NUMBER: _ClassVar[int]
     LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
     CONTRACT_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     name: str
     space: str
     archs: Architectures
     latency_ms: _containers.RepeatedScalarFieldContainer[float]
     contract: DeviceContract
-    def __init__(self, name: _Optional[str] = ..., space: _Optional[str] = ..., archs: _Optional[_Union[Architectures, _Mapping]] = ..., latency_ms: _Optional[_Iterable[float]] = ..., contract: _Optional[_Union[DeviceContract, _Mapping]] = ...) -> None: ...
+    request_id: str
+    def __init__(self, name: _Optional[str] = ..., space: _Optional[str] = ..., archs: _Optional[_Union[Architectures, _Mapping]] = ..., latency_ms: _Optional[_Iterable[float]] = ..., contract: _Optional[_Union[DeviceContract, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class AddMeasurementsRequest(_message.Message):
-    __slots__ = ("name", "space", "archs", "latency_ms")
+    __slots__ = ("name", "space", "archs", "latency_ms", "request_id")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SPACE_FIELD_NUMBER: _ClassVar[int]
     ARCHS_FIELD_NUMBER: _ClassVar[int]
     LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     name: str
     space: str
     archs: Architectures
     latency_ms: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, name: _Optional[str] = ..., space: _Optional[str] = ..., archs: _Optional[_Union[Architectures, _Mapping]] = ..., latency_ms: _Optional[_Iterable[float]] = ...) -> None: ...
+    request_id: str
+    def __init__(self, name: _Optional[str] = ..., space: _Optional[str] = ..., archs: _Optional[_Union[Architectures, _Mapping]] = ..., latency_ms: _Optional[_Iterable[float]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class DeleteDeviceRequest(_message.Message):
-    __slots__ = ("name", "space")
+    __slots__ = ("name", "space", "request_id")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SPACE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     name: str
     space: str
-    def __init__(self, name: _Optional[str] = ..., space: _Optional[str] = ...) -> None: ...
+    request_id: str
+    def __init__(self, name: _Optional[str] = ..., space: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class DeleteDeviceResponse(_message.Message):
     __slots__ = ("deleted",)
