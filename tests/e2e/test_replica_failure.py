@@ -105,3 +105,11 @@ def test_round_robin_skips_a_replica_that_is_not_serving(
         gate.set()
         good.stop(0)
         loading.stop(0)
+
+
+def test_dns_name_target_is_served(server: App) -> None:
+    """``dns:///localhost:<port>``: resolved, balanced (round-robin) and health-checked; an
+    address of the name nobody listens on (``::1``) is skipped."""
+    with OracleClient(f"dns:///localhost:{server.port}", retries=False, timeout_s=10) as c:
+        for _ in range(5):
+            assert [s.name for s in c.list_spaces()] == ["nasbench201"]
