@@ -62,10 +62,15 @@ def test_sigkill_of_one_of_two_replicas_fails_no_read(tmp_path: Path) -> None:
         threads = [threading.Thread(target=reader) for _ in range(3)]
         for t in threads:
             t.start()
-        deadline = time.monotonic() + 20
-        while ok[0] < 60 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        served_a, served_b = _ranks_served(a.metrics_port), _ranks_served(b.metrics_port)
+        # Both replicas in use first (a replica's channel is READY only once its health
+        # check answers SERVING, which can take a moment on a busy machine).
+        deadline = time.monotonic() + 25
+        served_a = served_b = 0.0
+        while time.monotonic() < deadline:
+            served_a, served_b = _ranks_served(a.metrics_port), _ranks_served(b.metrics_port)
+            if ok[0] >= 40 and served_a >= 10 and served_b >= 10:
+                break
+            time.sleep(0.1)
         a.proc.kill()  # SIGKILL, with reads in flight
         killed.set()
         a.proc.wait(10)
