@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 
 #: Expired write request ids are deleted this often (each replica; a cheap indexed DELETE).
 REQUEST_PURGE_INTERVAL_S = 300.0
+#: Registry syncs (at most) between loading the registered devices and turning SERVING.
+CATCH_UP_SYNCS = 3
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -189,6 +191,11 @@ class App:
                 max_devices_per_request=s.max_devices_per_request,
             )
             loaded = store.load_registered()
+            # Catch up with what other replicas wrote while this one was fitting heads (a
+            # restart under load): a replica turns SERVING with a current device map.
+            for _ in range(CATCH_UP_SYNCS):
+                if not store.sync():
+                    break
             self.oracle = oracle
             log.info("registry loaded", extra={"registered_devices": loaded})
             if not self._stopping.is_set():

@@ -118,3 +118,34 @@ def test_dns_name_target_is_served(server: App) -> None:
     with OracleClient(f"dns:///localhost:{server.port}", retries=False, timeout_s=10) as c:
         for _ in range(5):
             assert [s.name for s in c.list_spaces()] == ["nasbench201"]
+
+
+def test_a_restarted_replica_is_current_when_it_turns_serving(
+    nb201_model, tmp_path: Path, monkeypatch
+) -> None:
+    """Devices registered through another replica while this one was loading (fitting the
+    heads of every registered device takes a while) are served as soon as it is SERVING,
+    not one poll later."""
+    from oracle_server.registry import Registry
+    from oracle_server.store import DeviceStore
+
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    genes = SPACE.sample(10, rng=7)
+    lat = SPACE.table.device_column("raspi4")[SPACE.table_rows(genes)]
+    real_load = DeviceStore.load_registered
+
+    def load_while_another_replica_writes(store: DeviceStore) -> int:
+        loaded = real_load(store)
+        other = Registry(url)  # another replica's write, after this one read the registry
+        other.create("nasbench201", "late", genes, lat, {})
+        other.close()
+        return loaded
+
+    monkeypatch.setattr(DeviceStore, "load_registered", load_while_another_replica_writes)
+    settings = make_settings(tmp_path / "r", database_url=url, sync_interval_s=60)
+    app = App(settings, models={"nasbench201": nb201_model}).start(True, 60)
+    try:
+        with OracleClient(f"127.0.0.1:{app.port}", retries=False) as c:
+            assert c.get_device("late", "nasbench201").num_samples == 10
+    finally:
+        app.stop(0)
