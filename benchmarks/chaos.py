@@ -61,6 +61,8 @@ TABLE_DEVICES = ("pixel3", "samsung_a50", "1080ti_1", "silver_4114", "essential_
 #: Client-side retries of a write (same request id) stop after this long.
 WRITE_GIVE_UP_S = 20.0
 RETRYABLE = ("UNAVAILABLE", "DEADLINE_EXCEEDED")
+#: The kill waits (at most 2 s) until this many calls are in flight, on any replica.
+KILL_WITH_IN_FLIGHT = 3
 
 
 # ---------------------------------------------------------------------- replicas
@@ -291,6 +293,15 @@ class Load:
         self.lock = threading.Lock()
         self.table_lat = SPACE.table.device_column("raspi4")
         self.seq = 0
+        self.in_flight = 0  # calls started and not finished, all clients
+
+    def _enter(self) -> None:
+        with self.lock:
+            self.in_flight += 1
+
+    def _leave(self) -> None:
+        with self.lock:
+            self.in_flight -= 1
 
     def _now(self) -> float:
         return time.monotonic() - self.t0
@@ -310,6 +321,7 @@ class Load:
             w.attempts += 1
             start = self._now()
             t0 = time.perf_counter()
+            self._enter()
             try:
                 if w.kind == "RegisterDevice":
                     c.register_device(w.device, NB, (w.genes, w.latency_ms),
@@ -325,6 +337,9 @@ class Load:
                 self.calls.append(Call(start, time.perf_counter() - t0, "write", False, error))
                 if exc.code.name not in RETRYABLE:
                     return
+            finally:
+                self._leave()
+            if not w.acked:
                 time.sleep(0.2)
 
     def client(self, index: int) -> None:
@@ -358,6 +373,7 @@ class Load:
                         names.append(settled[int(rng.integers(len(settled)))])
                     start = self._now()
                     t0 = time.perf_counter()
+                    self._enter()
                     try:
                         c.rank(NB, SPACE.table.genes[rows], names, top_k=10)
                         self.calls.append(Call(start, time.perf_counter() - t0, "read", True))
@@ -365,6 +381,8 @@ class Load:
                         error = f"Rank: {exc.code.name}: {exc.message[:160]}"
                         self.calls.append(
                             Call(start, time.perf_counter() - t0, "read", False, error))
+                    finally:
+                        self._leave()
                 self.stop.wait(self.think_s * float(rng.uniform(0.5, 1.5)))
 
 
@@ -468,7 +486,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds of load before the steady-state window starts")
     parser.add_argument("--think-ms", type=float, default=50.0,
                         help="mean pause of a client between calls")
-    parser.add_argument("--write-prob", type=float, default=0.15)
+    parser.add_argument("--write-prob", type=float, default=0.05,
+                        help="share of client calls that are writes")
     parser.add_argument("--rank-archs", type=int, default=1000)
     parser.add_argument("--adds-per-device", type=int, default=6,
                         help="AddMeasurements per device before a client registers a new one "
@@ -530,6 +549,10 @@ def main(argv: list[str] | None = None) -> int:
             at(second)
             t_event = load._now()
             if action == "kill":
+                # Kill with calls in flight (up to 2 s later): some are likely on the victim.
+                while load.in_flight < KILL_WITH_IN_FLIGHT and load._now() < second + 2.0:
+                    time.sleep(0.001)
+                t_event = load._now()
                 victim.kill()
                 events.append({"t": round(t_event, 2), "event": f"SIGKILL replica 0 "
                                f"(port {victim.port})"})
