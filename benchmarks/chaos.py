@@ -34,12 +34,14 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.request
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -54,6 +56,7 @@ if str(ROOT) not in sys.path:
 from client_sdk import OracleClient  # noqa: E402
 from client_sdk.errors import OracleError  # noqa: E402
 from client_sdk.spaces import get_space  # noqa: E402
+from oracle_server.launch import ServerProcess  # noqa: E402
 
 SPACE = get_space("nasbench201")
 NB = "nasbench201"
@@ -67,86 +70,44 @@ KILL_WITH_IN_FLIGHT = 3
 
 # ---------------------------------------------------------------------- replicas
 class Replica:
-    """One ``oracle-server serve`` subprocess; learns its port from the JSON log."""
+    """One ``oracle-server serve`` subprocess (``oracle_server.launch.ServerProcess``) that
+    can be SIGKILLed and started again on the same port."""
 
-    def __init__(self, index: int, args: list[str], log_dir: Path) -> None:
+    def __init__(self, index: int, args: list[str]) -> None:
         self.index = index
         self.args = args
-        self.log_path = log_dir / f"replica{index}.log"
         self.port = 0
-        self.metrics_port = -1
-        self.proc: subprocess.Popen[str] | None = None
-        self.starts = 0
+        self.server: ServerProcess | None = None
 
     def start(self, port: int = 0) -> Replica:
-        self.starts += 1
-        self.port = 0
-        cmd = [sys.executable, "-m", "oracle_server", "serve", "--host", "127.0.0.1",
-               "--port", str(port), "--metrics-port", "0", "--log-format", "json",
-               *self.args]
-        self.proc = subprocess.Popen(
-            cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=ROOT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        found = threading.Event()
-        log = self.log_path.open("a")
-
-        def read() -> None:
-            assert self.proc is not None and self.proc.stderr is not None
-            for line in self.proc.stderr:
-                log.write(line)
-                if not found.is_set() and '"listening"' in line:
-                    try:
-                        record = json.loads(line)
-                        self.port = int(record["port"])
-                        self.metrics_port = int(record["metrics_port"])
-                    except (ValueError, KeyError):
-                        continue
-                    found.set()
-            log.close()
-            found.set()
-
-        threading.Thread(target=read, daemon=True).start()
-        if not found.wait(120) or not self.port:
-            self.kill()
-            raise RuntimeError(f"replica {self.index} did not start; see {self.log_path}")
+        # The launcher passes --port 0; a later --port wins (the restart keeps the address).
+        self.server = ServerProcess([*self.args, *(["--port", str(port)] if port else [])])
+        self.port = self.server.port
         return self
 
-    def wait_serving(self, timeout_s: float = 180.0) -> float:
-        t0 = time.monotonic()
-        with OracleClient(f"127.0.0.1:{self.port}", retries=False) as c:
-            while time.monotonic() - t0 < timeout_s:
-                try:
-                    if c.health(timeout_s=2) == "SERVING":
-                        return time.monotonic() - t0
-                except OracleError:
-                    pass
-                time.sleep(0.1)
-        raise TimeoutError(f"replica {self.index} not SERVING after {timeout_s} s")
+    def wait_serving(self, timeout_s: float = 180.0) -> None:
+        assert self.server is not None
+        self.server.wait_serving(timeout_s)
 
     def replays(self) -> float:
         """Writes this process answered from the record of their request id (a retry)."""
-        import re
-        import urllib.request
-
-        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        assert self.server is not None
+        url = f"http://127.0.0.1:{self.server.metrics_port}/metrics"
         text = urllib.request.urlopen(url, timeout=5).read().decode()
         return sum(float(v) for v in re.findall(
             r"^oracle_idempotent_replays_total\{[^}]*\} ([0-9.e+]+)$", text, re.M))
 
     def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
+        if self.server is not None:
+            self.server.kill()
 
     def terminate(self, timeout_s: float = 30.0) -> int | None:
-        if self.proc is None or self.proc.poll() is not None:
-            return None if self.proc is None else self.proc.returncode
-        self.proc.terminate()
+        if self.server is None or self.server.proc.poll() is not None:
+            return None if self.server is None else self.server.proc.returncode
         try:
-            return self.proc.wait(timeout_s)
+            return self.server.terminate(timeout_s)
         except subprocess.TimeoutExpired:
-            self.kill()
+            self.server.kill()
             return None
 
 
@@ -504,8 +465,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.replicas < 2:
         parser.error("--replicas must be at least 2")
 
+    from benchmarks.common import TEST_CACHE, nb201_non_train_devices
     from oracle_server.registry import Registry
-    from tests.helpers import TEST_CACHE, nb201_non_train_devices
 
     db_url = args.admin_url.rsplit("/", 1)[0] + f"/{args.db_name}"
     fresh_database(args.admin_url, args.db_name)
@@ -514,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
     common = ["--spaces", NB, "--cache-dir", str(TEST_CACHE), "--holdout-devices",
               ",".join(nb201_non_train_devices()), "--database-url", db_url,
               "--grace-s", "1", "--workers", "8", "--sync-interval-s", "0.5"]
-    replicas = [Replica(i, [*common, "--data-dir", str(tmp / f"r{i}")], tmp)
+    replicas = [Replica(i, [*common, "--data-dir", str(tmp / f"r{i}")])
                 for i in range(args.replicas)]
     run_id = uuid.uuid4().hex[:6]
     events: list[dict] = []
