@@ -81,7 +81,8 @@ class ChannelConfig:
 
 class ClientOptions:
     """What the sync and asyncio clients share: channel config, deadline, chunking, and the
-    RetryInfo policy (``overload_retries``, ``max_retry_after_s``)."""
+    RetryInfo policy (``overload_retries``: default 3, or 0 with ``retries=False``;
+    ``max_retry_after_s``)."""
 
     def __init__(
         self,
@@ -90,10 +91,13 @@ class ClientOptions:
         timeout_s: float = 60.0,
         chunk_size: int = DEFAULT_CHUNK,
         wait_for_ready: bool = False,
-        overload_retries: int = DEFAULT_OVERLOAD_RETRIES,
+        overload_retries: int | None = None,
         max_retry_after_s: float = MAX_RETRY_AFTER_S,
         **channel_kwargs: Any,
     ) -> None:
+        if overload_retries is None:  # retries=False switches every automatic retry off
+            retries = channel_kwargs.get("retries", True)
+            overload_retries = DEFAULT_OVERLOAD_RETRIES if retries else 0
         if overload_retries < 0:
             raise ValueError("overload_retries must be >= 0")
         self.config = ChannelConfig.build(target, **channel_kwargs)

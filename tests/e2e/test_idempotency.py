@@ -392,3 +392,33 @@ def test_existing_sqlite_database_gets_the_request_table(sqlite_url) -> None:
 @pytest.mark.postgres
 def test_existing_postgres_database_gets_the_request_table(pg_url) -> None:
     _migrates(pg_url)
+
+
+# ----------------------------------------------------------------- tenants
+def test_request_ids_are_per_tenant(nb201_model, tmp_path) -> None:
+    """One tenant's request id neither answers nor blocks another tenant's write."""
+    import hashlib
+    import secrets
+
+    tokens = {t: f"{t}-{secrets.token_urlsafe(16)}" for t in ("team-a", "team-b")}
+    path = tmp_path / "tokens.yaml"
+    path.write_text("".join(
+        f"{t}: sha256:{hashlib.sha256(tok.encode()).hexdigest()}\n" for t, tok in tokens.items()
+    ))
+    settings = make_settings(tmp_path, tokens_file=str(path))
+    app = App(settings, models={NB: nb201_model}).start(block_until_ready=True, timeout_s=60)
+    rid = str(uuid.uuid4())
+    a_name, b_name = unique_name("ta"), unique_name("tb")
+    try:
+        with OracleClient(f"127.0.0.1:{app.port}", token=tokens["team-a"]) as a, OracleClient(
+            f"127.0.0.1:{app.port}", token=tokens["team-b"]
+        ) as b:
+            first = a.register_device(a_name, NB, _measurements(10, 61), request_id=rid)
+            assert first.owner == "team-a"
+            # the same id from team-b is a new write of team-b's (not a mismatch, no replay)
+            other = b.register_device(b_name, NB, _measurements(10, 62), request_id=rid)
+            assert other.owner == "team-b" and other.name == b_name
+            again = a.register_device(a_name, NB, _measurements(10, 61), request_id=rid)
+            assert again == first  # team-a's retry still gets team-a's first reply
+    finally:
+        app.stop(0)

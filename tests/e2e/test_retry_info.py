@@ -114,6 +114,18 @@ def test_sync_does_not_retry_without_retry_info_or_past_the_cap(refusing) -> Non
         OracleClient(target, overload_retries=-1)
 
 
+def test_retries_false_switches_the_retry_info_loop_off_too(refusing) -> None:
+    servicer, target = refusing
+    servicer.refusals = 1
+    with OracleClient(target, timeout_s=10, retries=False) as c, pytest.raises(Overloaded):
+        c.list_spaces()
+    assert len(servicer.requests) == 1
+    servicer.refusals = 1
+    with OracleClient(target, timeout_s=10, retries=False, overload_retries=1) as c:
+        assert c.list_spaces()[0].name == "nasbench201"
+    assert len(servicer.requests) == 3
+
+
 def test_asyncio_client_honours_retry_info_too(refusing) -> None:
     servicer, target = refusing
 
