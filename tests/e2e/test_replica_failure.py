@@ -143,8 +143,11 @@ def test_a_restarted_replica_is_current_when_it_turns_serving(
 
     monkeypatch.setattr(DeviceStore, "load_registered", load_while_another_replica_writes)
     settings = make_settings(tmp_path / "r", database_url=url, sync_interval_s=60)
-    app = App(settings, models={"nasbench201": nb201_model}).start(True, 60)
+    app = App(settings, models={"nasbench201": nb201_model}).start(True, 120)
     try:
+        assert app.oracle is not None
+        known = {d.name for d in app.oracle.list_devices("nasbench201")}
+        assert "late" in known, f"SERVING without the device written meanwhile: {known}"
         with OracleClient(f"127.0.0.1:{app.port}", retries=False) as c:
             assert c.get_device("late", "nasbench201").num_samples == 10
     finally:
