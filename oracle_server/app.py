@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import signal
 import threading
@@ -203,6 +204,7 @@ class App:
                     self.health.set(name, SERVING)
                 metrics.READY.set(1)
             tree_tables.start_kernel()  # after SERVING: numba's import is not on start-up
+            threading.Thread(target=warm_imports, name="oracle-warm", daemon=True).start()
             self._threads.append(store.start_polling(s.sync_interval_s, stop=self._stopping))
             purger = threading.Thread(target=self._purge_loop, args=(self.registry,),
                                       name="oracle-purge", daemon=True)
@@ -259,6 +261,19 @@ class App:
 
     def wait(self) -> None:
         self.server.wait_for_termination()
+
+
+#: imported lazily by request handlers (CompareDevices, head fits, budget probabilities):
+#: loaded in the background once SERVING, so neither start-up nor a first call pays for them
+WARM_MODULES = ("scipy.stats", "scipy.optimize", "scipy.special")
+
+
+def warm_imports() -> None:
+    for name in WARM_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError:  # pragma: no cover - scipy is a server dependency
+            log.warning("could not pre-import", extra={"module": name})
 
 
 def serve_forever(settings: Settings) -> int:
