@@ -245,15 +245,24 @@ def descriptor_names(space: str) -> tuple[str, ...]:
     return BASE_NAMES + tuple(f"macs_stage{i}" for i in range(n_st))
 
 
+def _gather_sum(table: np.ndarray, fixed: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """``fixed + sum_j table[j, g[:, j]]``, one (n, D) gather per gene position (no
+    (n, positions, D) intermediate: 2.5x faster for FBNet 10k)."""
+    out = np.empty((len(g), table.shape[2]))
+    out[:] = fixed
+    columns = np.ascontiguousarray(g.T)  # one contiguous index row per position
+    for j in range(table.shape[0]):
+        out += table[j].take(columns[j], axis=0)
+    return out
+
+
 def descriptors(space: str, genes: np.ndarray) -> np.ndarray:
     """(n, D) float64 descriptors of a validated gene batch (see the module docstring)."""
     g = np.asarray(genes).astype(np.int64, copy=False)
     if space == "nasbench201":
-        table, fixed = nb201_tables()
-        return fixed + table[np.arange(6)[None, :], g].sum(axis=1)
+        return _gather_sum(*nb201_tables(), g)
     if space == "fbnet":
-        table, fixed = fbnet_tables()
-        return fixed + table[np.arange(table.shape[0])[None, :], g].sum(axis=1)
+        return _gather_sum(*fbnet_tables(), g)
     if space == "ofa_mbv3":
         from client_sdk.spaces.ofa_mbv3 import (
             DEPTHS,
