@@ -140,6 +140,11 @@ def main() -> int:
                         "validation_latency_ms": np.asarray(report.validation_latency_ms).tolist(),
                         "validation_predicted_ms": np.asarray(
                             report.validation_predicted_ms).tolist(),
+                        # what was measured, so heads can be studied offline on it later
+                        "reference_archs": list(report.reference_archs),
+                        "reference_latency_ms": np.asarray(
+                            report.reference_latency_ms).tolist(),
+                        "validation_archs": list(report.validation_archs),
                     })
                     r = finish_row(rows[-1])
                     print(f"{space} {threads}t: ceiling {r['ceiling']:.3f} oracle "
