@@ -201,11 +201,14 @@ def _line(row: dict) -> str:
     return text + f" | load {li['loadavg_end'][0]:.2f}"
 
 
-def _tokens_file(directory: Path, tokens: dict[str, str], limited: bool) -> Path:
+def _tokens_file(directory: Path, tokens: dict[str, str], limited: bool,
+                 rate_limit: float = 0.0) -> Path:
     def sha(t: str) -> str:
         return hashlib.sha256(t.encode()).hexdigest()
 
     quota = ", max_concurrent_rpcs: 1" if limited else ""
+    if limited and rate_limit > 0:
+        quota += f", rate_limit: {rate_limit}, burst: 1"
     path = directory / f"tokens-{'limited' if limited else 'open'}.yaml"
     path.write_text(f"heavy: {{sha256: {sha(tokens['heavy'])}{quota}}}\n"
                     f"light: sha256:{sha(tokens['light'])}\n")
@@ -239,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--light-archs", type=int, default=100)
     ap.add_argument("--tenant-limit", type=int, default=4,
                     help="server-wide per-tenant concurrency (light's share; heavy's is 1)")
+    ap.add_argument("--heavy-rate-limit", type=float, default=0.0,
+                    help="heavy's quota also caps its calls per second (0: concurrency only)")
     ap.add_argument("--skip-unlimited", action="store_true",
                     help="skip the no-fair-share comparison phase")
     ap.add_argument("--cache-dir", type=Path, default=TEST_CACHE,
@@ -258,7 +263,9 @@ def main(argv: list[str] | None = None) -> int:
                               capture_output=True, text=True).stdout.strip(),
         "loadavg_before": loadavg(),
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in args.items()},
-        "heavy": f"{a.heavy_clients} concurrent clients, quota max_concurrent_rpcs=1 (10x), "
+        "heavy": f"{a.heavy_clients} concurrent clients, quota max_concurrent_rpcs=1 (10x)"
+                 + (f" and rate_limit={a.heavy_rate_limit}/s" if a.heavy_rate_limit else "")
+                 + ", "
                  f"Rank {a.heavy_archs} x {a.heavy_devices} device(s) in {a.heavy_space}, "
                  "backs off by the RetryInfo delay when refused",
         "light": f"1 closed-loop client, Rank {a.light_archs} archs x 1 device (nasbench201)",
@@ -270,7 +277,8 @@ def main(argv: list[str] | None = None) -> int:
         d = Path(tmp)
         print("fair share (light tenant's Rank latency; heavy tenant at 10x its quota):",
               flush=True)
-        limited = server_args(args, d / "a", _tokens_file(d, tokens, True), True)
+        limited = server_args(args, d / "a",
+                              _tokens_file(d, tokens, True, a.heavy_rate_limit), True)
         with ServerProcess(limited, cwd=ROOT) as srv:
             srv.wait_serving()
             phases.append(phase("idle", srv.port, tokens, args, heavy=False))
