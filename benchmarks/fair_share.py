@@ -160,13 +160,17 @@ def light_run(port: int, token: str, args: dict, duration_s: float) -> dict:
     }
 
 
-def phase(name: str, port: int, tokens: dict[str, str], args: dict, heavy: bool) -> dict:
+def phase(name: str, port: int, tokens: dict[str, str], args: dict, heavy: bool,
+          heavy_port: int | None = None) -> dict:
+    """``heavy_port``: the heavy tenant calls another server (same machine): what the light
+    tenant then sees is CPU contention alone, which no server-side share can remove."""
     ctx = mp.get_context("spawn")
     proc = None
     if heavy:
         ready, stop, out = ctx.Event(), ctx.Event(), ctx.Queue()
         proc = ctx.Process(target=heavy_main,
-                           args=(port, tokens["heavy"], args, ready, stop, out), daemon=True)
+                           args=(heavy_port or port, tokens["heavy"], args, ready, stop, out),
+                           daemon=True)
         proc.start()
         ready.wait(120)
         time.sleep(args["settle_s"])  # heavy tenant at steady state before timing
@@ -244,6 +248,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="server-wide per-tenant concurrency (light's share; heavy's is 1)")
     ap.add_argument("--heavy-rate-limit", type=float, default=0.0,
                     help="heavy's quota also caps its calls per second (0: concurrency only)")
+    ap.add_argument("--interference", action="store_true",
+                    help="also a phase with the heavy tenant on a second server: the machine's "
+                         "CPU contention alone (2 cores shared by both servers and clients)")
     ap.add_argument("--skip-unlimited", action="store_true",
                     help="skip the no-fair-share comparison phase")
     ap.add_argument("--cache-dir", type=Path, default=TEST_CACHE,
@@ -284,6 +291,13 @@ def main(argv: list[str] | None = None) -> int:
             phases.append(phase("idle", srv.port, tokens, args, heavy=False))
             phases.append(phase("contended", srv.port, tokens, args, heavy=True))
             phases.append(phase("idle-again", srv.port, tokens, args, heavy=False))
+            if a.interference:
+                other = server_args(args, d / "c",
+                                    _tokens_file(d, tokens, True, a.heavy_rate_limit), True)
+                with ServerProcess(other, cwd=ROOT) as srv2:
+                    srv2.wait_serving()
+                    phases.append(phase("heavy-elsewhere", srv.port, tokens, args, heavy=True,
+                                        heavy_port=srv2.port))
         if not a.skip_unlimited:
             unlimited = server_args(args, d / "b", _tokens_file(d, tokens, False), False)
             with ServerProcess(unlimited, cwd=ROOT) as srv:
