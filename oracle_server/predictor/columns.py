@@ -16,7 +16,7 @@ def basis_columns(head: HeadFit) -> set[int] | None:
         cols = kind_columns(head.kind, head.params)
     except (KeyError, ValueError):
         return None
-    if head.sigma:
+    if head.sigma and int(head.sigma["anchor"]) >= 0:
         cols.add(int(head.sigma["anchor"]))  # log_sigma reads the anchor column
     return cols
 

@@ -64,14 +64,22 @@ class HeadFit:
         ``descriptors`` (n, D) from ``LatencyModel.descriptors`` (read by descriptor heads)."""
         mu = predict_log(self.kind, self.params, basis, np.asarray(features, dtype=np.float64),
                          descriptors)
-        return Prediction(np.exp(mu), self.log_sigma(basis))
+        return Prediction(np.exp(mu), self.log_sigma(basis, mu))
 
-    def log_sigma(self, basis: np.ndarray) -> np.ndarray:
-        """Per-architecture std-dev of log error: s * sqrt(1 + leverage along the anchor)."""
+    def log_sigma(self, basis: np.ndarray, mu: np.ndarray | None = None) -> np.ndarray:
+        """Per-architecture std-dev of log error: s * sqrt(1 + leverage along the anchor).
+
+        The anchor is a basis column, or (``anchor`` -1, heads that read no basis column)
+        the head's own log prediction ``mu``."""
         s = self.sigma
         if not s:
-            return np.zeros(len(basis))
-        u = log_basis(basis[:, s["anchor"]])
+            return np.zeros(len(basis) if mu is None else len(mu))
+        if s["anchor"] < 0:
+            if mu is None:
+                raise ValueError("this head's uncertainty needs its own prediction (mu)")
+            u = np.asarray(mu, dtype=np.float64)
+        else:
+            u = log_basis(basis[:, s["anchor"]])
         lev = 1.0 / s["n"] + (u - s["u_mean"]) ** 2 / max(s["u_sxx"], 1e-12)
         return s["s"] * np.sqrt(1.0 + lev)
 

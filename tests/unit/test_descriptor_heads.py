@@ -172,3 +172,28 @@ def test_powerlaw_head_recovers_a_memory_bound_device() -> None:
     assert spearman(pred[rest], np.log(y[rest])) > spearman(np.log(macs[rest]), y[rest]) + 0.05
     np.testing.assert_allclose(np.exp(pred[rest]), y[rest], rtol=0.1)
 
+
+
+def test_a_basis_free_head_anchors_its_interval_on_itself() -> None:
+    """Served by descriptor-only heads, a device needs no proxy column at all: its interval's
+    leverage is taken along its own prediction (anchor -1), so Rank runs no proxy for it."""
+    from oracle_server.predictor.columns import basis_columns
+
+    y = (DESC[:, 0] + DESC[:, 1]) ** 0.7 * DESC[:, 3] ** 0.2
+    basis = np.exp(np.random.default_rng(8).normal(size=(len(y), 4)))  # unrelated to y
+    rows = np.arange(15)
+    head = select_head(basis[rows], np.zeros((15, 2)), y[rows], np.zeros((3, 4)),
+                       np.zeros((2, 1)), kinds=("affine", "flops", "powerlaw"),
+                       descriptors=DESC[rows], prior=None)
+    assert set((head.params.get("members") and [m["kind"] for m in head.params["members"]])
+               or [head.kind]) <= {"flops", "powerlaw"}
+    assert head.sigma["anchor"] == -1 and basis_columns(head) == set()
+    ones = np.ones((len(y), 4))  # what Rank passes when no column is read
+    pred = head.predict(ones, np.zeros((len(y), 2)), DESC)
+    np.testing.assert_array_equal(pred.latency_ms,
+                                  head.predict(basis, np.zeros((len(y), 2)), DESC).latency_ms)
+    assert np.all(np.isfinite(pred.log_sigma)) and np.all(pred.log_sigma >= head.sigma["s"])
+    far = np.argmax(np.abs(np.log(pred.latency_ms) - head.sigma["u_mean"]))
+    assert pred.log_sigma[far] == pred.log_sigma.max()  # widest where it extrapolates most
+    with pytest.raises(ValueError, match="own prediction"):
+        head.log_sigma(ones)

@@ -124,3 +124,32 @@ def test_weighted_ensemble_predicts_the_weighted_mean() -> None:
     np.testing.assert_allclose(weighted, 0.75 * np.log(basis[:, 0]) + 0.25 * np.log(basis[:, 1]))
     equal = predict_log("ensemble", {"members": members}, basis, np.zeros((5, 1)))
     np.testing.assert_allclose(equal, np.log(basis[:, :2]).mean(1))
+
+
+def test_rank_runs_no_proxy_for_a_basis_free_head(tiny_model: LatencyModel, monkeypatch) -> None:
+    from oracle_server.oracle import Oracle
+    from oracle_server.store import REGISTERED, Device, DeviceStore
+
+    sp = tiny_model.space
+    genes = sp.sample(12, rng=4)
+    desc = tiny_model.descriptors(genes)
+    y = (desc[:, 0] + desc[:, 1]) ** 0.8 * np.exp(np.random.default_rng(6).normal(0, 0.05, 12))
+    head = select_head(tiny_model.basis(genes), tiny_model.features(genes), y,
+                       tiny_model.proxy.linear_weights, tiny_model.cost_matrix,
+                       kinds=("flops", "powerlaw"), descriptors=desc, prior=None)
+    assert head.sigma["anchor"] == -1
+    store = DeviceStore.in_memory({sp.name: tiny_model},
+                                  [Device(sp.name, "free", REGISTERED, head)])
+    oracle = Oracle(store, max_batch=10_000, max_devices_per_request=8)
+    batch = sp.sample(500, rng=5)
+    expected = oracle.rank(sp.name, batch, ["free"], return_uncertainty=True)
+
+    def no_proxy(*args, **kwargs):
+        raise AssertionError("the proxy ran for a head that reads no basis column")
+
+    monkeypatch.setattr(type(tiny_model), "basis", no_proxy)
+    got = oracle.rank(sp.name, batch, ["free"], return_uncertainty=True)
+    (a,), (b,) = got.rankings, expected.rankings
+    np.testing.assert_array_equal(a.latency_ms, b.latency_ms)
+    np.testing.assert_array_equal(a.upper_ms, b.upper_ms)
+    assert np.all(a.upper_ms > a.latency_ms) and np.all(a.lower_ms < a.latency_ms)
