@@ -277,9 +277,20 @@ def descriptors(space: str, genes: np.ndarray) -> np.ndarray:
         res = g[:, RES_GENE]
         depth = np.asarray(DEPTHS)[g[:, 1:6]]
         active = (np.arange(MAX_DEPTH)[None, None, :] < depth[:, :, None]).reshape(-1, NUM_BLOCKS)
-        per = table[res[:, None], np.arange(NUM_BLOCKS)[None, :], g[:, KERNEL_GENES],
-                    g[:, EXPAND_GENES]]
-        return fixed[res] + (per * active[:, :, None]).sum(axis=1)
+        # one (n, D) gather per block (no (n, blocks, D) intermediate), inactive blocks
+        # masked to an all-zero row
+        k, e = table.shape[2], table.shape[3]
+        flat = np.concatenate([table.reshape(-1, table.shape[-1]),
+                               np.zeros((1, table.shape[-1]))])
+        zero = flat.shape[0] - 1
+        out = fixed[res].copy()
+        kern, expd = g[:, KERNEL_GENES].T.copy(), g[:, EXPAND_GENES].T.copy()
+        act = np.ascontiguousarray(active.T)
+        base = res * (NUM_BLOCKS * k * e)
+        for b in range(NUM_BLOCKS):
+            idx = base + (b * k + kern[b]) * e + expd[b]
+            out += flat.take(np.where(act[b], idx, zero), axis=0)
+        return out
     raise ValueError(f"no descriptors for space '{space}'")
 
 
