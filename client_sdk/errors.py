@@ -17,6 +17,7 @@ trailers (``oracle-error``, ``oracle-field``, ``oracle-index``, ``oracle-gene``)
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from typing import Any, ClassVar
@@ -208,7 +209,9 @@ def _subclasses(cls: type[OracleError]) -> Iterable[type[OracleError]]:
         yield from _subclasses(sub)
 
 
+@functools.cache
 def _by_reason() -> dict[str, type[OracleError]]:
+    """``ErrorInfo.reason`` -> class (built once, on the first error received)."""
     table: dict[str, type[OracleError]] = {OracleError.reason: Internal}
     for cls in _subclasses(OracleError):
         table.setdefault(cls.reason, cls)
@@ -227,13 +230,14 @@ _BY_CODE: dict[grpc.StatusCode, type[OracleError]] = {
 # --- wire form ----------------------------------------------------------------------------
 
 
-def _bounded(text: str, limit: int) -> str:
+def bounded(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """``text`` cut to ``limit`` characters (status details travel in HTTP/2 trailers)."""
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _ascii(value: object, limit: int = MAX_FIELD_CHARS) -> str:
     """Printable ASCII only (a non-binary metadata value must be), bounded."""
-    return _bounded("".join(c if " " <= c <= "~" else "?" for c in str(value)), limit)
+    return bounded("".join(c if " " <= c <= "~" else "?" for c in str(value)), limit)
 
 
 def _violation_field(exc: OracleError) -> str | None:
@@ -266,7 +270,7 @@ def to_status_proto(exc: OracleError) -> Any:
     if isinstance(exc, InvalidArgument) and exc.field:
         violation = error_details_pb2.BadRequest.FieldViolation(
             field=_ascii(_violation_field(exc)),
-            description=_bounded(getattr(exc, "detail", exc.message), MAX_MESSAGE_CHARS),
+            description=bounded(getattr(exc, "detail", exc.message)),
         )
         details.append(error_details_pb2.BadRequest(field_violations=[violation]))
     if exc.retry_after is not None:
@@ -280,7 +284,7 @@ def to_status_proto(exc: OracleError) -> Any:
         packed.append(item)
     return status_pb2.Status(
         code=exc.code.value[0],
-        message=_bounded(str(exc), MAX_MESSAGE_CHARS),
+        message=bounded(str(exc)),
         details=packed,
     )
 
@@ -312,6 +316,7 @@ def _build(
     gene: int | None,
     retry_after: float | None,
     metadata: dict[str, str],
+    detail: str | None = None,
 ) -> OracleError:
     """An exception as received: the message is kept verbatim (not re-prefixed)."""
     exc = cls.__new__(cls)
@@ -321,7 +326,7 @@ def _build(
     exc.code = code
     exc.retry_after = retry_after
     exc.metadata = metadata
-    exc.detail = metadata.get("description", message)  # type: ignore[attr-defined]
+    exc.detail = detail or message  # type: ignore[attr-defined]
     if issubclass(cls, InvalidArchitecture):
         exc.index = index  # type: ignore[attr-defined]
         exc.gene = gene  # type: ignore[attr-defined]
@@ -365,11 +370,10 @@ def from_status_proto(status: Any, code: grpc.StatusCode | None = None) -> Oracl
     if cls.code != code and not issubclass(cls, Internal):
         cls = _BY_CODE.get(code, OracleError)
     meta = dict(info.metadata)
-    if violation is not None and violation.description:
-        meta.setdefault("description", violation.description)
     return _build(
         cls, status.message or code.name, code, meta.get("field"),
         _int(meta.get("index")), _int(meta.get("gene")), retry_after, meta,
+        detail=violation.description if violation is not None else None,
     )
 
 

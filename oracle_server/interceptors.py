@@ -36,6 +36,7 @@ from client_sdk.errors import (
     MalformedRequest,
     OracleError,
     Unauthenticated,
+    bounded,
     trailing_metadata,
 )
 from oracle_server import metrics
@@ -47,7 +48,6 @@ ORACLE_SERVICE = "latency_oracle.v1.LatencyOracle"
 WRITE_METHODS = frozenset({"RegisterDevice", "AddMeasurements", "DeleteDevice"})
 SPACE_RE = NAME_RE
 _IDENTIFIER_FIELDS = (("space", SPACE_RE), ("name", DEVICE_RE), ("a", DEVICE_RE), ("b", DEVICE_RE))
-MAX_DETAILS_CHARS = 1024
 _SHOWN_CHARS = 40
 
 
@@ -110,14 +110,9 @@ def _abort_for(context: grpc.ServicerContext, exc: Exception) -> None:
         if exc.code is grpc.StatusCode.INTERNAL:
             log.error("internal error", exc_info=exc)
         context.set_trailing_metadata(trailing_metadata(exc))
-        context.abort(exc.code, _bounded(str(exc)))
+        context.abort(exc.code, bounded(str(exc)))
     log.error("unexpected error", exc_info=exc)
     context.abort(grpc.StatusCode.INTERNAL, "internal error (logged on the server)")
-
-
-def _bounded(text: str, limit: int = MAX_DETAILS_CHARS) -> str:
-    """Status details stay small: they travel in HTTP/2 trailers (a few KiB at most)."""
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class OracleInterceptor(grpc.ServerInterceptor):

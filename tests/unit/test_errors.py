@@ -63,6 +63,9 @@ def test_round_trip_keeps_class_code_message_and_fields(exc, legacy) -> None:
     assert got.retry_after == exc.retry_after
     if isinstance(exc, E.InvalidArchitecture):
         assert (got.index, got.gene) == (exc.index, exc.gene)
+    if isinstance(exc, E.InvalidArgument):  # the field violation's description
+        assert got.detail == exc.detail
+    assert "description" not in got.metadata
 
 
 def test_status_details_are_standard_messages() -> None:

@@ -6,7 +6,13 @@ from __future__ import annotations
 import pytest
 from google.rpc import error_details_pb2, status_pb2
 
-from client_sdk.errors import InvalidArchitecture, InvalidArgument, trailing_metadata
+from client_sdk.errors import (
+    MAX_MESSAGE_CHARS,
+    InvalidArchitecture,
+    InvalidArgument,
+    bounded,
+    trailing_metadata,
+)
 from client_sdk.proto.latency_oracle.v1 import oracle_pb2 as pb
 from oracle_server import interceptors as ic
 
@@ -48,8 +54,8 @@ def test_check_identifiers(msg, field: str | None) -> None:
 
 
 def test_details_and_metadata_are_bounded_and_ascii() -> None:
-    assert len(ic._bounded("x" * 10_000)) == ic.MAX_DETAILS_CHARS
-    assert ic._bounded("short") == "short"
+    assert len(bounded("x" * 10_000)) == MAX_MESSAGE_CHARS == 1024
+    assert bounded("short") == "short"
     exc = InvalidArchitecture("bad", index=3, gene=1, field="archs\u00e9\n" + "y" * 1000)
     trailers = trailing_metadata(exc)
     text = {k: v for k, v in trailers if isinstance(v, str)}
