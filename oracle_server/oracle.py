@@ -286,10 +286,7 @@ def predict(
         features = None
         if not feature_free or model.basis_reads_features:
             features = model.features(g)
-        if wanted == []:  # no head reads a basis column: no proxy at all (unread columns
-            basis = np.ones((g.shape[0], len(model.basis_devices)))  # are 1.0, as in basis())
-        else:
-            basis = model.basis(g, features, columns=wanted)
+        basis = model.basis(g, features, columns=wanted)
         if features is None or feature_free:
             head_features = np.empty((g.shape[0], 0))  # not read: skip the float64 copy
         else:

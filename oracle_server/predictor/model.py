@@ -100,12 +100,15 @@ class LatencyModel:
         """(n, B) predicted latency (ms) on the basis devices, vectorised.
 
         ``columns``: the only basis columns the caller reads. With a LightGBM proxy only
-        their tree models are evaluated (the others are left at 1.0 ms); the values of the
+        their tree models are evaluated (the others are left at 1.0 ms; none when
+        ``columns`` is empty); the values of the
         columns computed are the same as without ``columns``. With the proxy's tree tables
         (``tree_tables.py``; open spaces) the columns come from table gather-sums instead of
         walking the trees (equal to 1e-9 relative, checked at build; ``features`` unused);
         ``reference=True`` forces the trees.
         """
+        if columns is not None and not len(columns):  # no column read: no proxy at all
+            return np.ones((len(genes), len(self.basis_devices)))
         if self._basis_table is not None:
             rows = self.space.table_rows(genes)
             if np.all(rows >= 0):

@@ -147,7 +147,13 @@ def test_rank_runs_no_proxy_for_a_basis_free_head(tiny_model: LatencyModel, monk
     def no_proxy(*args, **kwargs):
         raise AssertionError("the proxy ran for a head that reads no basis column")
 
-    monkeypatch.setattr(type(tiny_model), "basis", no_proxy)
+    proxy = tiny_model.proxy
+    monkeypatch.setattr(type(proxy), "predict", no_proxy)
+    monkeypatch.setattr(type(proxy), "_models", property(no_proxy))  # the trees themselves
+    # ... and its linear part (a data descriptor on the class shadows the instance's value)
+    monkeypatch.setattr(type(proxy), "log_linear_weights", property(no_proxy), raising=False)
+    if proxy.tables is not None:
+        monkeypatch.setattr(proxy.tables, "log_basis", no_proxy)
     got = oracle.rank(sp.name, batch, ["free"], return_uncertainty=True)
     (a,), (b,) = got.rankings, expected.rankings
     np.testing.assert_array_equal(a.latency_ms, b.latency_ms)
