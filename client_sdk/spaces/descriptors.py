@@ -240,6 +240,15 @@ def ofa_tables() -> tuple[np.ndarray, np.ndarray]:
 
 
 # ------------------------------------------------------------------------- API
+@functools.cache
+def _ofa_flat_rows() -> np.ndarray:
+    """``ofa_tables()``'s table as rows (resolution, block, kernel, expand) + one zero row
+    (what an inactive block adds)."""
+    table, _ = ofa_tables()
+    rows = table.reshape(-1, table.shape[-1])
+    return np.concatenate([rows, np.zeros((1, rows.shape[1]))])
+
+
 def descriptor_names(space: str) -> tuple[str, ...]:
     n_st = {"nasbench201": 3, "fbnet": 7, "ofa_mbv3": 5}[space]
     return BASE_NAMES + tuple(f"macs_stage{i}" for i in range(n_st))
@@ -280,8 +289,7 @@ def descriptors(space: str, genes: np.ndarray) -> np.ndarray:
         # one (n, D) gather per block (no (n, blocks, D) intermediate), inactive blocks
         # masked to an all-zero row
         k, e = table.shape[2], table.shape[3]
-        flat = np.concatenate([table.reshape(-1, table.shape[-1]),
-                               np.zeros((1, table.shape[-1]))])
+        flat = _ofa_flat_rows()
         zero = flat.shape[0] - 1
         out = fixed[res].copy()
         kern, expd = g[:, KERNEL_GENES].T.copy(), g[:, EXPAND_GENES].T.copy()

@@ -54,9 +54,8 @@ ENSEMBLE_GAP = float("inf")
 #: leave-family-out FBNet +0.003), and it stops a weak second member diluting a clearly
 #: better first one on hardware unlike the basis (docs/transfer.md).
 ENSEMBLE_WEIGHT_GRID: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
-#: a head that reads no basis column takes its interval's leverage from its own prediction
-#: (``anchor`` = -1) instead of the best basis column: Rank then runs no proxy for it
-SELF_ANCHOR = True
+#: ``sigma["anchor"]`` of a head that reads no basis column: its interval's leverage comes
+#: from its own prediction instead of the best basis column, so Rank runs no proxy for it
 SELF_ANCHOR_INDEX = -1
 #: multiplies the LOO RMS so that the stated 80 % interval covers ~80 % (validation devices
 #: and leave-family-out non-test devices: 1.0 -> 0.78 coverage, 1.2 -> 0.84)
@@ -103,7 +102,7 @@ def select_head(
         best, fell_back = flops, True
         rho, mse = scores["flops"]
     fell_back = fell_back or best.kind == "flops"  # (also when stacking kept FLOPs alone)
-    if SELF_ANCHOR and not head_kind(best.kind).columns(best.params):
+    if not head_kind(best.kind).columns(best.params):
         # a head that reads no basis column: leverage along its own prediction, so that
         # Rank never evaluates the proxy for it (anchor -1, see HeadFit.log_sigma)
         anchor = SELF_ANCHOR_INDEX
