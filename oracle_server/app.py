@@ -22,7 +22,7 @@ from client_sdk.proto.latency_oracle.v1 import oracle_pb2 as pb
 from client_sdk.proto.latency_oracle.v1 import oracle_pb2_grpc as pb_grpc
 from client_sdk.spaces import get_space
 from oracle_server import __version__, metrics, runtime
-from oracle_server.interceptors import ORACLE_SERVICE, OracleInterceptor
+from oracle_server.interceptors import ORACLE_SERVICE, Drain, OracleInterceptor
 from oracle_server.logs import setup_logging
 from oracle_server.oracle import Oracle
 from oracle_server.predictor import LatencyModel, build_model, tree_tables
@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 
 #: Expired write request ids are deleted this often (each replica; a cheap indexed DELETE).
 REQUEST_PURGE_INTERVAL_S = 300.0
+#: After the last in-flight RPC's handler returned, how long a drain keeps the transport up so
+#: its reply (possibly tens of MB behind HTTP/2 flow control) can still be read; within grace.
+DRAIN_LINGER_S = 2.0
 #: Registry syncs (at most) between loading the registered devices and turning SERVING.
 CATCH_UP_SYNCS = 3
 
@@ -119,6 +122,7 @@ class App:
     _metrics_server: object = field(init=False, default=None)
     _executor: futures.ThreadPoolExecutor = field(init=False)
     tenancy: Tenancy = field(init=False)
+    drain: Drain = field(init=False, default_factory=Drain)
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -129,7 +133,7 @@ class App:
         self.server = grpc.server(
             self._executor,
             interceptors=[OracleInterceptor(read_token_required=s.read_token_required,
-                                            tenancy=self.tenancy)],
+                                            tenancy=self.tenancy, drain=self.drain)],
             maximum_concurrent_rpcs=s.max_concurrent_rpcs,
             options=server_options(s),
         )
@@ -230,15 +234,24 @@ class App:
                 return
 
     def stop(self, grace_s: float | None = None) -> None:
-        """Drain: NOT_SERVING at once, refuse new RPCs, finish in-flight ones within grace."""
+        """Drain: NOT_SERVING at once, refuse new RPCs, finish in-flight ones within grace.
+
+        The in-flight calls are waited for here, with a linger for their replies to be read
+        (``Drain``), before grpc's ``stop``: grpc tears the transport down as soon as its last
+        call completes, which can cut off a large reply the client is still reading."""
         if self._stopping.is_set():
             return
         self._stopping.set()
         grace = self.settings.grace_s if grace_s is None else grace_s
+        deadline = time.monotonic() + grace
         self.health.enter_graceful_shutdown()
         metrics.READY.set(0)
-        log.info("draining", extra={"grace_s": grace})
-        self.server.stop(grace).wait()
+        self.drain.begin()
+        log.info("draining", extra={"grace_s": grace, "in_flight": self.drain.in_flight})
+        if not self.drain.wait_idle(grace, min(DRAIN_LINGER_S, grace)):
+            log.warning("grace period over with RPCs in flight; cancelling them",
+                        extra={"in_flight": self.drain.in_flight})
+        self.server.stop(max(0.0, deadline - time.monotonic())).wait()
         self._reap_workers()
         if self.oracle is not None:
             self.oracle.store.stop_polling()

@@ -23,6 +23,7 @@ so they add no metric series):
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -36,6 +37,7 @@ from client_sdk.errors import (
     MalformedRequest,
     OracleError,
     Unauthenticated,
+    Unavailable,
     bounded,
     trailing_metadata,
 )
@@ -115,15 +117,73 @@ def _abort_for(context: grpc.ServicerContext, exc: Exception) -> None:
     context.abort(grpc.StatusCode.INTERNAL, "internal error (logged on the server)")
 
 
+class Drain:
+    """Counts the oracle RPCs in flight and, once draining, refuses new ones.
+
+    grpc's own ``server.stop(grace)`` destroys the server the moment its last call completes
+    at the call level, which is when the reply has been handed to the transport, not when the
+    client has read it: a large reply still held back by HTTP/2 flow control (a slow reader of
+    a 40 MB Rank) is then reset with the connection. ``App.stop`` therefore drains in two
+    steps: this object refuses new calls (``UNAVAILABLE``, which the SDK retries on another
+    replica) and waits for the handlers in flight plus a short linger for their replies to be
+    read, and only then is grpc's server stopped."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._cond = threading.Condition()
+        self._in_flight = 0
+        self._last_exit = -float("inf")
+        self.draining = False
+
+    def enter(self) -> None:
+        with self._cond:
+            if self.draining:
+                raise Unavailable("the server is shutting down; retry on another replica")
+            self._in_flight += 1
+
+    def exit(self) -> None:
+        with self._cond:
+            self._in_flight -= 1
+            self._last_exit = self._clock()
+            self._cond.notify_all()
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    def begin(self) -> None:
+        with self._cond:
+            self.draining = True
+
+    def wait_idle(self, timeout_s: float, linger_s: float) -> bool:
+        """After ``begin``: wait (at most ``timeout_s``) until no call is in flight and the last
+        one ended ``linger_s`` ago (its reply may still be on the wire). True if idle in time."""
+        deadline = self._clock() + max(0.0, timeout_s)
+        with self._cond:
+            while True:
+                now = self._clock()
+                if self._in_flight == 0:
+                    until = min(self._last_exit + linger_s, deadline)
+                    if now >= until:
+                        return True
+                    self._cond.wait(until - now)
+                elif now >= deadline:
+                    return False
+                else:
+                    self._cond.wait(deadline - now)
+
+
 class OracleInterceptor(grpc.ServerInterceptor):
     def __init__(
         self,
         write_token: str = "",
         read_token_required: bool = False,
         tenancy: Tenancy | None = None,
+        drain: Drain | None = None,
     ) -> None:
         self._tenancy = tenancy or Tenancy(Authenticator(write_token=write_token))
         self._read_token_required = read_token_required
+        self.drain = drain or Drain()
 
     def intercept_service(
         self,
@@ -211,12 +271,14 @@ class OracleInterceptor(grpc.ServerInterceptor):
         check_names: bool,
     ) -> Callable:
         deferred = getattr(behaviour, "deferred_parse", False)
+        drain = self.drain if check_names else None  # oracle RPCs only (not health checks)
 
         def wrapper(raw: Any, context: grpc.ServicerContext) -> Any:
             metrics.GRPC_STARTED.labels(*labels).inc()
             metrics.GRPC_MSG_RECEIVED.labels(*labels).inc()
             start = time.perf_counter()
             code = "OK"
+            entered = False
 
             def parse_and_check() -> Any:
                 request = parse(raw)
@@ -225,6 +287,9 @@ class OracleInterceptor(grpc.ServerInterceptor):
                 return request
 
             try:
+                if drain is not None:
+                    drain.enter()
+                    entered = True
                 if deferred:
                     response = behaviour(parse_and_check, context)
                 else:
@@ -235,6 +300,8 @@ class OracleInterceptor(grpc.ServerInterceptor):
                 code = "UNKNOWN"
                 _translate(context, exc)
             finally:
+                if entered:
+                    drain.exit()  # type: ignore[union-attr]
                 _record_handled(labels, context, code, start)
 
         return wrapper

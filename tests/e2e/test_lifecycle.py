@@ -184,3 +184,33 @@ def test_sigterm_drains_in_flight_rank_and_exits_zero(tmp_path) -> None:
         assert "result" in out, "\n".join(srv.lines[-20:])
         assert out["result"].num_architectures == 400_000
         assert any('"draining"' in line for line in srv.lines)
+
+
+def test_new_calls_during_drain_get_unavailable_while_in_flight_finishes(
+        nb201_model, tmp_path) -> None:
+    app = App(make_settings(tmp_path, max_batch=2_000_000),
+              models={"nasbench201": nb201_model}).start(True, 60)
+    genes = SPACE.sample(400_000, rng=2)
+    devices = list(nb201_model.basis_devices)
+    out: dict = {}
+
+    def call() -> None:
+        with OracleClient(f"127.0.0.1:{app.port}", retries=False) as c:
+            out["result"] = c.rank("nasbench201", genes, devices, return_latencies=False)
+
+    baseline = _rank_started(app.metrics_port)
+    worker = threading.Thread(target=call)
+    worker.start()
+    _wait_rank_started(app.metrics_port, baseline)
+    stopper = threading.Thread(target=app.stop, args=(30,))
+    stopper.start()
+    t0 = time.monotonic()
+    while not app.drain.draining:
+        assert time.monotonic() - t0 < 10
+        time.sleep(0.001)
+    with OracleClient(f"127.0.0.1:{app.port}", retries=False) as c:
+        with pytest.raises(Unavailable, match="shutting down"):
+            c.list_spaces()
+    worker.join(60)
+    stopper.join(60)
+    assert "result" in out and out["result"].num_architectures == 400_000

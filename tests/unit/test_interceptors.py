@@ -69,3 +69,57 @@ def test_details_and_metadata_are_bounded_and_ascii() -> None:
     info = error_details_pb2.ErrorInfo()
     assert status.details[0].Unpack(info) and info.reason == "INVALID_ARCHITECTURE"
     assert all(len(v) <= 256 and v.isascii() for v in info.metadata.values())
+
+
+# ---------------------------------------------------------------- drain
+def test_drain_refuses_new_calls_once_draining() -> None:
+    from client_sdk.errors import Unavailable
+
+    drain = ic.Drain()
+    drain.enter()
+    drain.begin()
+    with pytest.raises(Unavailable, match="shutting down"):
+        drain.enter()
+    assert drain.in_flight == 1  # the refused call was not counted
+    drain.exit()
+    assert drain.in_flight == 0
+
+
+def test_drain_waits_for_in_flight_calls_then_lingers() -> None:
+    import threading
+    import time
+
+    drain = ic.Drain()
+    drain.enter()
+    drain.begin()
+    assert not drain.wait_idle(0.05, 0.0)  # still in flight when the time is up
+    timer = threading.Timer(0.1, drain.exit)
+    timer.start()
+    t0 = time.monotonic()
+    assert drain.wait_idle(5.0, 0.2)
+    waited = time.monotonic() - t0
+    # returned only after the call ended (0.1 s) and the linger after it (0.2 s)
+    assert waited >= 0.29, waited
+    timer.join()
+
+
+def test_drain_without_calls_does_not_linger() -> None:
+    import time
+
+    drain = ic.Drain()
+    drain.begin()
+    t0 = time.monotonic()
+    assert drain.wait_idle(10.0, 5.0)
+    assert time.monotonic() - t0 < 1.0
+
+
+def test_drain_linger_is_cut_at_the_deadline() -> None:
+    import time
+
+    drain = ic.Drain()
+    drain.enter()
+    drain.exit()
+    drain.begin()
+    t0 = time.monotonic()
+    assert drain.wait_idle(0.1, 30.0)  # idle; the linger ends with the grace period
+    assert time.monotonic() - t0 < 2.0
