@@ -231,34 +231,29 @@ def main() -> None:
     p.add_argument("variant", help="base|cell|cell<i.j>|stage[:key=value,...] (ProxyConfig)")
     p.add_argument("--no-lfo", action="store_true")
     p.add_argument("--kinds", default=None,
-                   help="comma-separated candidate head kinds (default: heads.HEAD_KINDS)")
+                   help="comma-separated candidate head kinds "
+                        "(default: the space's, heads.candidate_kinds)")
     p.add_argument("--powerlaw-columns", default=None,
                    help="descriptor columns of the powerlaw head, e.g. '0+1,3,4'")
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--ensemble-gap", type=float, default=None,
-                   help="selection.ENSEMBLE_GAP (single best head when it leads by more)")
-    p.add_argument("--ensemble-weights", default=None,
-                   help="selection.ENSEMBLE_WEIGHT_GRID, e.g. '0.5,0.75,1'")
+    p.add_argument("--ensemble-temperature", type=float, default=None,
+                   help="selection.ENSEMBLE_TEMPERATURE (pseudo-BMA weights)")
+    p.add_argument("--ensemble-max-members", type=int, default=None,
+                   help="selection.ENSEMBLE_MAX_MEMBERS")
     p.add_argument("--sigma-inflation", type=float, default=None,
                    help="selection.SIGMA_INFLATION (interval width)")
     a = p.parse_args()
+    from oracle_server.predictor import LatencyModel, selection
+
     if a.sigma_inflation is not None:
-        from oracle_server.predictor import selection
-
         selection.SIGMA_INFLATION = a.sigma_inflation
-    if a.ensemble_weights:
-        from oracle_server.predictor import selection
-
-        selection.ENSEMBLE_WEIGHT_GRID = tuple(float(w) for w in a.ensemble_weights.split(","))
-    if a.ensemble_gap is not None:
-        from oracle_server.predictor import selection
-
-        selection.ENSEMBLE_GAP = a.ensemble_gap
+    if a.ensemble_temperature is not None:
+        selection.ENSEMBLE_TEMPERATURE = a.ensemble_temperature
+    if a.ensemble_max_members is not None:
+        selection.ENSEMBLE_MAX_MEMBERS = a.ensemble_max_members
     if a.kinds:
-        from oracle_server.predictor import selection
-
         kinds = tuple(a.kinds.split(","))
-        selection.select_head.__defaults__ = (kinds, *selection.select_head.__defaults__[1:])
+        LatencyModel.head_kinds = property(lambda _self: kinds)  # type: ignore[assignment]
     if a.powerlaw_columns:
         from oracle_server.predictor import heads
 
@@ -266,7 +261,8 @@ def main() -> None:
             tuple(int(c) for c in part.split("+")) for part in a.powerlaw_columns.split(","))
     r = run(a.space, a.variant, not a.no_lfo)
     r["kinds"], r["powerlaw_columns"] = a.kinds, a.powerlaw_columns
-    r["ensemble_gap"], r["ensemble_weights"] = a.ensemble_gap, a.ensemble_weights
+    r["ensemble_temperature"] = a.ensemble_temperature
+    r["ensemble_max_members"] = a.ensemble_max_members
     r["sigma_inflation"] = a.sigma_inflation
     a.out.write_text(json.dumps(r, indent=1))
     print(json.dumps({k: v for k, v in r.items() if k.endswith("mean") or k == "seconds"}))

@@ -668,6 +668,20 @@ HEADS: dict[str, HeadKind] = {
 #: the candidates every new device's samples are fit with (selection.py)
 HEAD_KINDS = ("affine", "nnls_log", "ridge", "adaproxy", "additive", "counts", "descriptor",
               "hybrid", "flops", "powerlaw")
+#: heads that read every basis column (the proxy for all basis devices on each Rank)
+ALL_COLUMN_KINDS = ("ridge", "additive", "counts")
+#: ... left out of the candidates in spaces not wholly in the bundled table (FBNet, OFA),
+#: where Rank evaluates the proxy per request. Validation (HELP validation devices and
+#: leave-family-out non-test devices, FBNet and OFA, two sets of draws): equal or better
+#: without them (benchmarks/results/selection_pbma.json); NB-201 answers from table rows
+#: whatever the head reads and keeps them (they help its leave-family-out by 0.005).
+OPEN_SPACE_HEAD_KINDS = tuple(k for k in HEAD_KINDS if k not in ALL_COLUMN_KINDS)
+
+
+def candidate_kinds(space_size: int, table_size: int) -> tuple[str, ...]:
+    """The candidate heads for a space of ``space_size`` architectures of which the bundled
+    table holds ``table_size``."""
+    return HEAD_KINDS if space_size == table_size else OPEN_SPACE_HEAD_KINDS
 
 
 def head_kind(kind: str) -> HeadKind:

@@ -24,7 +24,7 @@ from client_sdk.errors import DeviceNotFound, InvalidArgument
 from client_sdk.spaces import SearchSpace, get_space
 from client_sdk.spaces.descriptors import degenerate, descriptors
 from oracle_server.predictor.head_fit import HeadFit
-from oracle_server.predictor.heads import spearman
+from oracle_server.predictor.heads import candidate_kinds, spearman
 from oracle_server.predictor.priors import DescriptorPrior, fit_prior
 from oracle_server.predictor.proxy import Proxy, ProxyConfig, rows_hash, to_log, train_proxy
 from oracle_server.predictor.references import suggest_references
@@ -137,15 +137,20 @@ class LatencyModel:
             out[:, c] = np.exp(base[:, c] + proxy._models[c].predict(x, num_threads=1))
         return out
 
+    @functools.cached_property
+    def head_kinds(self) -> tuple[str, ...]:
+        """Candidate heads of this space's devices (``heads.candidate_kinds``)."""
+        return candidate_kinds(self.space.space_size, self.space.num_architectures)
+
     def fit_head(self, genes: np.ndarray, latency_ms: np.ndarray) -> HeadFit:
-        """Validate measurements, fit every candidate head, keep the LOO-best (milliseconds)."""
+        """Validate measurements, fit every candidate head, average them (milliseconds)."""
         genes = self.space.validate(genes)
         y = _validate_latency(latency_ms, len(genes))
         genes, y = merge_duplicates(genes, y)
         feats = self.features(genes)
         return select_head(self.basis(genes, feats), feats, y, self.proxy.linear_weights,
-                           self.cost_matrix, descriptors=self.descriptors(genes),
-                           prior=self.prior)
+                           self.cost_matrix, kinds=self.head_kinds,
+                           descriptors=self.descriptors(genes), prior=self.prior)
 
     @functools.cached_property
     def _table_flops(self) -> np.ndarray:

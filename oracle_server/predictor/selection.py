@@ -1,15 +1,19 @@
 """Per-device head selection by leave-one-out on the device's own samples.
 
-``select_head`` fits every candidate head (``heads.HEAD_KINDS``), scores each by the
-Spearman correlation of its exact leave-one-out predictions with the samples (ties broken
-by leave-one-out squared log error) and returns the mean (in log space) of the
-``ENSEMBLE_SIZE`` best (kind ``ensemble``; a single head when only one is usable). With
-10 samples the LOO ranking of heads is noisy: averaging the top two was better than the
-hard argmax on every validation space (HELP validation devices and leave-family-out on
-non-test devices, see benchmarks/results/selection_evidence.json). Reports:
+``select_head`` fits every candidate head (``heads.HEAD_KINDS``, or the space's own list)
+and averages them in log space with **pseudo-Bayesian model averaging** weights from their
+exact leave-one-out errors (Yao et al., 2018, "Using stacking to average Bayesian predictive
+distributions"): with Gaussian log-errors, a candidate's LOO log predictive density is
+``-(n/2) log MSE_loo`` up to a constant, so ``w_k ~ exp(-(n / 2T) log MSE_k)``, tempered by
+``ENSEMBLE_TEMPERATURE`` (candidates fit to the same few samples are not independent
+evidence). The ``ENSEMBLE_MAX_MEMBERS`` heaviest members of weight ``>= ENSEMBLE_MIN_WEIGHT``
+are kept (bounded Rank cost) and renormalised. With 10 samples the LOO ranking of heads is
+noisy: soft weights beat the former "top 2 by LOO Spearman" rule on every validation space
+(HELP validation devices and leave-family-out on non-test devices, two independent sets of
+draws; ``benchmarks/results/selection_pbma.json``). Reports:
 
-* ``expected_spearman``: the ensemble's leave-one-out Spearman (mean of the members' exact
-  LOO predictions, so exact for the ensemble too);
+* ``expected_spearman``: the ensemble's leave-one-out Spearman (the weighted mean of the
+  members' exact LOO predictions; the weights themselves are fit on all samples);
 * ``monotonicity``: Spearman of the best single basis output vs the samples;
 * an uncertainty model: RMS of the ensemble's LOO log-residuals times ``SIGMA_INFLATION``,
   widened per architecture by its leverage along the best basis output.
@@ -42,18 +46,14 @@ QUALITY_SPEARMAN = 0.8
 QUALITY_MARGIN_OVER_FLOPS = 0.02
 #: serve the FLOPs head alone when its LOO Spearman beats the ensemble's by more than this
 FLOPS_FALLBACK_MARGIN = 0.05
-#: how many of the LOO-best candidate heads are averaged (validation: 2 beat 1, 3 and 6)
-ENSEMBLE_SIZE = 2
-#: ... unless the best candidate's LOO Spearman leads the second's by more than this
-#: (off: tried at 0.03 / 0.05 / 0.1 on validation devices, no gain; the stacking below does
-#: the job)
-ENSEMBLE_GAP = float("inf")
-#: weights of the LOO-best member tried by the one-parameter stacking (empty: equal weights).
-#: Chosen on validation devices only (benchmarks/feature_selection.py, HELP validation +
-#: leave-family-out non-test devices): neutral there (FBNet/NB-201/OFA within +-0.0013,
-#: leave-family-out FBNet +0.003), and it stops a weak second member diluting a clearly
-#: better first one on hardware unlike the basis (docs/transfer.md).
-ENSEMBLE_WEIGHT_GRID: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
+#: temperature of the pseudo-BMA weights (validation, two sets of draws: T=2 beats the
+#: untempered T=1 by 0.001-0.0014 mean Spearman; T=4 is within 0.0006 of T=2)
+ENSEMBLE_TEMPERATURE = 2.0
+#: at most this many members (the heaviest), each of weight >= ENSEMBLE_MIN_WEIGHT: every
+#: member is evaluated per Rank, so this bounds a registered device's cost (validation: 4
+#: members against all of them: equal on one set of draws, -0.002 on the other)
+ENSEMBLE_MAX_MEMBERS = 4
+ENSEMBLE_MIN_WEIGHT = 0.05
 #: ``sigma["anchor"]`` of a head that reads no basis column: its interval's leverage comes
 #: from its own prediction instead of the best basis column, so Rank runs no proxy for it
 SELF_ANCHOR_INDEX = -1
@@ -85,14 +85,7 @@ def select_head(
     usable = [k for k in kinds if head_kind(k).available(inp)] or ["affine"]
     cands = [head_kind(k).fit(inp) for k in usable]
     scores = {c.kind: _loo_scores(c, z) for c in cands}
-    ranked = sorted(cands, key=lambda c: (np.nan_to_num(scores[c.kind][0], nan=-2.0),
-                                          -scores[c.kind][1]), reverse=True)
-    members = ranked[:ENSEMBLE_SIZE]
-    if len(members) > 1 and (np.nan_to_num(scores[members[0].kind][0], nan=-2.0)
-                             - np.nan_to_num(scores[members[1].kind][0], nan=-2.0)
-                             > ENSEMBLE_GAP):
-        members = members[:1]  # one candidate clearly ahead: averaging only dilutes it
-    best = _ensemble(members, z)
+    best = _ensemble(cands, z)
     rho, mse = _loo_scores(best, z)
     fell_back = False
     flops = next((c for c in cands if c.kind == "flops"), None)
@@ -184,25 +177,35 @@ def assess(expected: float, flops_rho: float, n: int) -> tuple[str, int]:
     return "low", int(max(2 * n, 20))
 
 
-def _ensemble(members: list[Candidate], z: np.ndarray | None = None) -> Candidate:
-    """Weighted mean log prediction of ``members`` (one member: that candidate itself).
+def pbma_weights(loo_mse: np.ndarray, n: int,
+                 temperature: float | None = None) -> np.ndarray:
+    """Pseudo-BMA weights of candidates with LOO mean squared log errors ``loo_mse`` on ``n``
+    samples; non-finite errors get weight 0 (all non-finite: uniform)."""
+    t = ENSEMBLE_TEMPERATURE if temperature is None else temperature
+    e = np.asarray(loo_mse, dtype=np.float64)
+    ok = np.isfinite(e)
+    if not ok.any():
+        return np.full(len(e), 1.0 / len(e))
+    log_w = np.where(ok, -0.5 * n * np.log(np.maximum(e, 1e-300)) / t, -np.inf)
+    w = np.exp(log_w - log_w[ok].max())
+    return w / w.sum()
 
-    Equal weights, or with ``ENSEMBLE_WEIGHT_GRID`` and ``z`` given, the weight of the
-    first (LOO-best) member from the grid minimising the squared error of the members'
-    leave-one-out predictions (a one-parameter stacking)."""
-    if len(members) == 1:
-        return members[0]
-    params: dict = {"members": [{"kind": c.kind, "params": c.params} for c in members]}
-    loo = np.stack([c.loo_log for c in members])
-    if ENSEMBLE_WEIGHT_GRID and z is not None and len(members) == 2:
-        errs = [float(np.mean((w * loo[0] + (1 - w) * loo[1] - z) ** 2))
-                for w in ENSEMBLE_WEIGHT_GRID]
-        w = ENSEMBLE_WEIGHT_GRID[int(np.argmin(errs))]
-        if w in (0.0, 1.0):
-            return members[0] if w == 1.0 else members[1]
-        params["weights"] = [w, 1.0 - w]
-        return Candidate("ensemble", params, w * loo[0] + (1 - w) * loo[1])
-    return Candidate("ensemble", params, loo.mean(axis=0))
+
+def _ensemble(cands: list[Candidate], z: np.ndarray) -> Candidate:
+    """Pseudo-BMA average (log space) of ``cands``: the ``ENSEMBLE_MAX_MEMBERS`` heaviest of
+    weight ``>= ENSEMBLE_MIN_WEIGHT``, renormalised; one member: that candidate itself."""
+    mse = np.array([float(np.mean((c.loo_log - z) ** 2)) for c in cands])
+    w = pbma_weights(mse, len(z))
+    order = np.argsort(-w, kind="stable")[:ENSEMBLE_MAX_MEMBERS]
+    keep = [int(i) for i in order if w[i] >= ENSEMBLE_MIN_WEIGHT] or [int(order[0])]
+    if len(keep) == 1:
+        return cands[keep[0]]
+    weights = w[keep] / w[keep].sum()
+    members = [cands[i] for i in keep]
+    params: dict = {"members": [{"kind": c.kind, "params": c.params} for c in members],
+                    "weights": [float(x) for x in weights]}
+    loo = np.tensordot(weights, np.stack([c.loo_log for c in members]), axes=1)
+    return Candidate("ensemble", params, loo)
 
 
 def member_kinds(head: HeadFit) -> list[str]:

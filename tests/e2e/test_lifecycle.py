@@ -208,9 +208,9 @@ def test_new_calls_during_drain_get_unavailable_while_in_flight_finishes(
     while not app.drain.draining:
         assert time.monotonic() - t0 < 10
         time.sleep(0.001)
-    with OracleClient(f"127.0.0.1:{app.port}", retries=False) as c:
-        with pytest.raises(Unavailable, match="shutting down"):
-            c.list_spaces()
+    with OracleClient(f"127.0.0.1:{app.port}", retries=False) as c, \
+            pytest.raises(Unavailable, match="shutting down"):
+        c.list_spaces()
     worker.join(60)
     stopper.join(60)
     assert "result" in out and out["result"].num_architectures == 400_000

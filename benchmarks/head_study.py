@@ -1,0 +1,195 @@
+"""Head-averaging rules compared on NON-TEST devices only (issue #13; selection evidence).
+
+For each space, three validation settings: HELP validation devices with random draws of 10
+(8 draws) and 20 (4 draws), proxy on HELP's meta-train devices; and leave-family-out on
+non-test devices, 10 samples (5 draws; the proxy's basis is every non-test device outside
+the family). Test devices (``HELP_SPLITS[space].test``) are never read. Per draw every
+candidate head is fit once; the rules below are then applied to the same candidates:
+
+* ``previous``: the rule before (top 2 by leave-one-out Spearman, first member's weight
+  from {0, .25, .5, .75, 1} by LOO squared error, FLOPs fallback), re-implemented here;
+* ``pbma T=t, max m``: pseudo-BMA weights ``exp(-(n/2t) log MSE_loo)``, the ``m`` heaviest
+  members of weight >= 0.05 (``selection.py``), over all candidates or ``open`` = without
+  the heads that read every basis column (``heads.ALL_COLUMN_KINDS``);
+* ``product``: ``select_head`` as shipped, with the space's candidates.
+
+Two independent sets of draws (``--seed-sets``) show whether a difference is noise.
+
+    OMP_NUM_THREADS=1 nice -n 10 python -m benchmarks.head_study \\
+        --json benchmarks/results/selection_pbma.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.feature_selection import CACHE
+from client_sdk.spaces import get_space
+from oracle_server.evaluation import (
+    HELP_SPLITS,
+    EvalOptions,
+    _model_for,
+    families,
+    reference_rows,
+    table_inputs,
+)
+from oracle_server.predictor.heads import (
+    ALL_COLUMN_KINDS,
+    HEAD_KINDS,
+    FitInputs,
+    head_kind,
+    predict_log,
+    spearman,
+)
+from oracle_server.predictor.selection import (
+    ENSEMBLE_MIN_WEIGHT,
+    FLOPS_FALLBACK_MARGIN,
+    pbma_weights,
+    select_head,
+)
+
+PREVIOUS_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
+SETTINGS = (("help_r10", 10, 8), ("help_r20", 20, 4), ("lfo_r10", 10, 5))
+
+
+def _mse(loo: np.ndarray, z: np.ndarray) -> float:
+    return float(np.mean((loo - z) ** 2))
+
+
+def previous_rule(d: dict) -> np.ndarray:
+    z, kinds = d["z"], d["kinds"]
+
+    def key(k: str) -> tuple[float, float]:
+        rho = spearman(kinds[k][0], z)
+        return (np.nan_to_num(rho, nan=-2.0), -_mse(kinds[k][0], z))
+    a, b = sorted(kinds, key=key, reverse=True)[:2]
+    la, lb = kinds[a][0], kinds[b][0]
+    w = PREVIOUS_GRID[int(np.argmin([_mse(w * la + (1 - w) * lb, z) for w in PREVIOUS_GRID]))]
+    loo, pred = w * la + (1 - w) * lb, w * kinds[a][1] + (1 - w) * kinds[b][1]
+    if "flops" in kinds:
+        rf, rho = spearman(kinds["flops"][0], z), np.nan_to_num(spearman(loo, z), nan=-2.0)
+        if np.isfinite(rf) and rf > rho + FLOPS_FALLBACK_MARGIN:
+            return kinds["flops"][1]
+    return pred
+
+
+def pbma_rule(temperature: float, max_members: int, exclude: tuple[str, ...] = ()):
+    def rule(d: dict) -> np.ndarray:
+        ks = [k for k in d["kinds"] if k not in exclude]
+        mse = np.array([_mse(d["kinds"][k][0], d["z"]) for k in ks])
+        w = pbma_weights(mse, len(d["z"]), temperature)
+        order = np.argsort(-w, kind="stable")[:max_members]
+        keep = [int(i) for i in order if w[i] >= ENSEMBLE_MIN_WEIGHT] or [int(order[0])]
+        ww = w[keep] / w[keep].sum()
+        return np.tensordot(ww, np.stack([d["kinds"][ks[i]][1] for i in keep]), axes=1)
+    return rule
+
+
+RULES = {
+    "previous": previous_rule,
+    "pbma T=1, max 4": pbma_rule(1.0, 4),
+    "pbma T=2, max 4": pbma_rule(2.0, 4),
+    "pbma T=4, max 4": pbma_rule(4.0, 4),
+    "pbma T=2, max 3": pbma_rule(2.0, 3),
+    "pbma T=2, all": pbma_rule(2.0, 99),
+    "pbma T=2, max 4, open": pbma_rule(2.0, 4, ALL_COLUMN_KINDS),
+    "product": None,
+}
+
+
+def collect(model, device: str, opts: EvalOptions, allowed, score, seeds) -> list[dict]:
+    y_all = model.space.table.device_column(device)
+    feats, basis, desc = table_inputs(model)
+    out = []
+    for seed in seeds:
+        rows = reference_rows(model, opts, allowed, seed)
+        s = np.setdiff1d(score, rows)
+        y = y_all[rows]
+        inp = FitInputs(basis[rows], feats[rows], y, model.proxy.linear_weights,
+                        model.cost_matrix, desc[rows], model.prior)
+        kinds = {}
+        for k in HEAD_KINDS:
+            if head_kind(k).available(inp):
+                c = head_kind(k).fit(inp)
+                kinds[k] = (c.loo_log, predict_log(k, c.params, basis[s], feats[s], desc[s]))
+        head = select_head(basis[rows], feats[rows], y, model.proxy.linear_weights,
+                           model.cost_matrix, kinds=model.head_kinds, descriptors=desc[rows],
+                           prior=model.prior)
+        product = np.log(head.predict(basis[s], feats[s], desc[s]).latency_ms)
+        out.append({"device": device, "z": np.log(y), "zs": np.log(y_all[s]), "kinds": kinds,
+                    "product": product})
+    return out
+
+
+def draws_for(space: str, seed_offset: int) -> dict[str, list[dict]]:
+    split = HELP_SPLITS[space]
+    sp = get_space(space)
+    out: dict[str, list[dict]] = {}
+    for tag, n, draws in SETTINGS:
+        seeds = range(seed_offset, seed_offset + draws)
+        opts = EvalOptions(space, n, "random", draws, 0.2, CACHE)
+        if tag.startswith("help"):
+            model, allowed, score = _model_for(opts, split.train)
+            out[tag] = [d for dev in split.validation
+                        for d in collect(model, dev, opts, allowed, score, seeds)]
+            continue
+        out[tag] = []
+        for members in families(space, sp.table.devices).values():
+            scored = [d for d in members if d not in split.test]
+            if not scored:
+                continue
+            basis = tuple(d for d in sp.table.devices if d not in members and d not in split.test)
+            model, allowed, score = _model_for(opts, basis)
+            for dev in scored:
+                out[tag] += collect(model, dev, opts, allowed, score, seeds)
+    return out
+
+
+def score(draws: list[dict], rule) -> float:
+    """Mean over devices of the mean held-out Spearman over draws (as the protocols)."""
+    per: dict[str, list[float]] = {}
+    for d in draws:
+        pred = d["product"] if rule is None else rule(d)
+        per.setdefault(d["device"], []).append(spearman(pred, d["zs"]))
+    return float(np.mean([np.mean(v) for v in per.values()]))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--spaces", default="fbnet,nasbench201,ofa_mbv3")
+    p.add_argument("--seed-sets", default="0,100", help="first seed of each set of draws")
+    p.add_argument("--json", type=Path, default=None)
+    a = p.parse_args()
+    start = time.perf_counter()
+    result: dict = {"what": __doc__.split("\n\n")[0], "settings": SETTINGS, "sets": {},
+                    "loadavg": os.getloadavg()}
+    for offset in (int(x) for x in a.seed_sets.split(",")):
+        table: dict[str, dict[str, float]] = {name: {} for name in RULES}
+        for space in a.spaces.split(","):
+            draws = draws_for(space, offset)
+            for tag, ds in draws.items():
+                for name, rule in RULES.items():
+                    table[name][f"{space}/{tag}"] = score(ds, rule)
+        for row in table.values():
+            row["mean"] = float(np.mean(list(row.values())))
+        result["sets"][f"seeds {offset}+"] = table
+        cols = list(next(iter(table.values())))
+        print(f"\nseed set {offset}+ (mean held-out Spearman; columns space/setting)")
+        print(f"{'rule':24s}" + "".join(f"{c.split('/')[0][:5] + '/' + c.split('/')[-1]:>16s}"
+                                        for c in cols))
+        for name, row in table.items():
+            print(f"{name:24s}" + "".join(f"{row[c]:16.4f}" for c in cols))
+    result["seconds"] = time.perf_counter() - start
+    if a.json:
+        a.json.write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
