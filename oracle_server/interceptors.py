@@ -32,6 +32,7 @@ import grpc
 from client_sdk.errors import (
     DEVICE_RE,
     NAME_RE,
+    DeadlineExceeded,
     InvalidArgument,
     MalformedRequest,
     OracleError,
@@ -95,6 +96,23 @@ def _parser(deserializer: Callable[[bytes], Any] | None) -> Callable[[Any], Any]
     return parse
 
 
+def _first_message(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """The parser of a unary request served as request-streaming: reads its one message."""
+
+    def read(requests: Iterator[Any]) -> Any:
+        try:
+            raw = next(requests)
+        except StopIteration:
+            raise MalformedRequest(
+                "expected exactly one request message", field="request"
+            ) from None
+        except grpc.RpcError:  # the client went away while its request was being received
+            raise DeadlineExceeded("the call ended while its request was being received") from None
+        return parse(raw)
+
+    return read
+
+
 def _parse_stream(parse: Callable[[Any], Any], requests: Iterable[Any]) -> Iterator[Any]:
     for raw in requests:
         yield parse(raw)
@@ -140,10 +158,19 @@ class OracleInterceptor(grpc.ServerInterceptor):
         if handler.unary_unary is not None:
             labels = ("unary", service, method)
             behaviour = handler.unary_unary
-            if oracle:
-                behaviour = self._tenant_unary(behaviour, method)
-            return grpc.unary_unary_rpc_method_handler(
-                self._wrap_unary(behaviour, labels, parse, oracle),
+            if not oracle:
+                return grpc.unary_unary_rpc_method_handler(
+                    self._wrap_unary(behaviour, labels, parse, check_names=False),
+                    request_deserializer=None,
+                    response_serializer=handler.response_serializer,
+                )
+            # A unary oracle RPC is served as request-streaming (the same on the wire): grpc
+            # then runs the handler at once instead of first receiving the whole request in
+            # a worker thread, so the tenant's admission check runs before the body is read
+            # and a refused call never waits for (or copies) its request bytes.
+            return grpc.stream_unary_rpc_method_handler(
+                self._wrap_unary(self._tenant_unary(behaviour, method), labels,
+                                 _first_message(parse), check_names=True),
                 request_deserializer=None,
                 response_serializer=handler.response_serializer,
             )
