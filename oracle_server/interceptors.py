@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 
 ORACLE_SERVICE = "latency_oracle.v1.LatencyOracle"
 WRITE_METHODS = frozenset({"RegisterDevice", "AddMeasurements", "DeleteDevice"})
+#: RPCs charged work (architectures x devices) and so admitted under the work limit.
+WORK_METHODS = frozenset({"Rank"})
 SPACE_RE = NAME_RE
 _IDENTIFIER_FIELDS = (("space", SPACE_RE), ("name", DEVICE_RE), ("a", DEVICE_RE), ("b", DEVICE_RE))
 _SHOWN_CHARS = 40
@@ -203,6 +205,7 @@ class OracleInterceptor(grpc.ServerInterceptor):
         Runs before the request bytes are parsed: a refused call costs no decoding."""
         fair = self._tenancy.fair_share
         is_write = method in WRITE_METHODS
+        is_work = method in WORK_METHODS
 
         def run(parse_and_check: Callable[[], Any], context: grpc.ServicerContext) -> Any:
             caller: Caller | None = None
@@ -211,7 +214,7 @@ class OracleInterceptor(grpc.ServerInterceptor):
             try:
                 caller = self._tenancy.auth.identify(context.invocation_metadata())
                 self._require_token(caller, method)
-                fair.acquire(caller.tenant)
+                fair.acquire(caller.tenant, work=is_work)
                 start = time.perf_counter()
                 token = set_caller(caller)
                 try:
