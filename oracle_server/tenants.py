@@ -174,6 +174,11 @@ def _expiry(value: Any, where: str) -> dt.datetime | None:
 
 
 def _quota_value(key: str, value: Any, where: str) -> int | float:
+    if isinstance(value, str):  # YAML 1.1 reads 2.5e6 (no dot or sign) as a string
+        try:
+            value = float(value)
+        except ValueError:
+            pass
     ok = isinstance(value, int | float) and not isinstance(value, bool)
     if ok and key not in _RATE_KEYS and float(value) != int(value):
         ok = False
