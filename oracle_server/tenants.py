@@ -43,6 +43,7 @@ share. Over a limit -> ``RESOURCE_EXHAUSTED`` with ``google.rpc.RetryInfo``
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import datetime as dt
 import hashlib
@@ -175,10 +176,8 @@ def _expiry(value: Any, where: str) -> dt.datetime | None:
 
 def _quota_value(key: str, value: Any, where: str) -> int | float:
     if isinstance(value, str):  # YAML 1.1 reads 2.5e6 (no dot or sign) as a string
-        try:
+        with contextlib.suppress(ValueError):
             value = float(value)
-        except ValueError:
-            pass
     ok = isinstance(value, int | float) and not isinstance(value, bool)
     if ok and key not in _RATE_KEYS and float(value) != int(value):
         ok = False
