@@ -8,6 +8,8 @@ tokens file of two tenants:
   ``--heavy-archs`` (100k) fresh architectures x ``--heavy-devices`` devices: 10x its quota.
   A refused call (RESOURCE_EXHAUSTED) waits the server's RetryInfo delay, as the SDK's
   ``Overloaded.retry_after`` advises, then tries again.
+  ``--heavy-rate-limit`` adds a calls-per-second quota, ``--heavy-work-limit`` a work quota
+  (architectures x devices per second, tokens-file ``work_limit``).
 * ``light``: one closed-loop client (this process) of small Rank calls (``--light-archs``,
   100 architectures, 1 device), fresh architectures each call, timed per call.
 
@@ -16,7 +18,9 @@ Phases, all in this one run and on the same machine:
 1. ``idle``: the light tenant alone (the baseline);
 2. ``contended``: light + heavy, fair share on;
 3. ``idle-again``: the light tenant alone once more (drift check of the baseline);
-4. ``no-fair-share`` (unless ``--skip-unlimited``): light + heavy against a second server
+4. ``heavy-elsewhere`` (with ``--interference``): the heavy tenant against a second server
+   on the same machine: the machine's CPU contention alone;
+5. ``no-fair-share`` (unless ``--skip-unlimited``): light + heavy against a second server
    whose tenants have no limits: what the fair share buys.
 
 Target: light p99 in ``contended`` within 2x of ``idle``. The machine's load average is

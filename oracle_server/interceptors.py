@@ -6,8 +6,9 @@ so they add no metric series):
 - the caller's tenant from its bearer token (``oracle_server.tenants``: hashed tokens,
   constant-time comparison), required for write RPCs, or for all oracle RPCs when
   configured; the caller is handed to the servicer through a context variable;
-- the tenant's fair share (concurrency and rate) before the request is even parsed:
-  ``RESOURCE_EXHAUSTED`` with ``RetryInfo``;
+- the tenant's fair share (concurrency, rate, work) before the request body is even
+  received (unary oracle RPCs are served as request-streaming, so the handler runs on the
+  call's headers): ``RESOURCE_EXHAUSTED`` with ``RetryInfo``;
 - one audit log line per write RPC (tenant, RPC, device, final status code);
 - request bytes are parsed *inside* the wrapper (handlers are registered with an identity
   deserializer), so undecodable bytes are ``INVALID_ARGUMENT`` (grpc's own deserializer
@@ -202,7 +203,8 @@ class OracleInterceptor(grpc.ServerInterceptor):
     def _tenant_unary(self, behaviour: Callable, method: str) -> Callable:
         """Identify the caller, admit it under its fair share, run, audit writes.
 
-        Runs before the request bytes are parsed: a refused call costs no decoding."""
+        Runs before the request body is received: a refused call costs no decoding and
+        holds no worker thread while its bytes arrive."""
         fair = self._tenancy.fair_share
         is_write = method in WRITE_METHODS
         is_work = method in WORK_METHODS
