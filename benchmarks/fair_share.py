@@ -8,6 +8,8 @@ tokens file of two tenants:
   ``--heavy-archs`` (100k) fresh architectures x ``--heavy-devices`` devices: 10x its quota.
   A refused call (RESOURCE_EXHAUSTED) waits the server's RetryInfo delay, as the SDK's
   ``Overloaded.retry_after`` advises, then tries again.
+  ``--heavy-rate-limit`` adds a calls-per-second quota, ``--heavy-work-limit`` a work quota
+  (architectures x devices per second, tokens-file ``work_limit``).
 * ``light``: one closed-loop client (this process) of small Rank calls (``--light-archs``,
   100 architectures, 1 device), fresh architectures each call, timed per call.
 
@@ -16,7 +18,9 @@ Phases, all in this one run and on the same machine:
 1. ``idle``: the light tenant alone (the baseline);
 2. ``contended``: light + heavy, fair share on;
 3. ``idle-again``: the light tenant alone once more (drift check of the baseline);
-4. ``no-fair-share`` (unless ``--skip-unlimited``): light + heavy against a second server
+4. ``heavy-elsewhere`` (with ``--interference``): the heavy tenant against a second server
+   on the same machine: the machine's CPU contention alone;
+5. ``no-fair-share`` (unless ``--skip-unlimited``): light + heavy against a second server
    whose tenants have no limits: what the fair share buys.
 
 Target: light p99 in ``contended`` within 2x of ``idle``. The machine's load average is
@@ -206,13 +210,15 @@ def _line(row: dict) -> str:
 
 
 def _tokens_file(directory: Path, tokens: dict[str, str], limited: bool,
-                 rate_limit: float = 0.0) -> Path:
+                 rate_limit: float = 0.0, work_limit: float = 0.0) -> Path:
     def sha(t: str) -> str:
         return hashlib.sha256(t.encode()).hexdigest()
 
     quota = ", max_concurrent_rpcs: 1" if limited else ""
     if limited and rate_limit > 0:
         quota += f", rate_limit: {rate_limit}, burst: 1"
+    if limited and work_limit > 0:
+        quota += f", work_limit: {work_limit:.0f}"
     path = directory / f"tokens-{'limited' if limited else 'open'}.yaml"
     path.write_text(f"heavy: {{sha256: {sha(tokens['heavy'])}{quota}}}\n"
                     f"light: sha256:{sha(tokens['light'])}\n")
@@ -248,6 +254,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="server-wide per-tenant concurrency (light's share; heavy's is 1)")
     ap.add_argument("--heavy-rate-limit", type=float, default=0.0,
                     help="heavy's quota also caps its calls per second (0: concurrency only)")
+    ap.add_argument("--heavy-work-limit", type=float, default=0.0,
+                    help="heavy's quota also caps its Rank work: architectures x devices per "
+                         "second (tokens file work_limit; 0: off)")
     ap.add_argument("--interference", action="store_true",
                     help="also a phase with the heavy tenant on a second server: the machine's "
                          "CPU contention alone (2 cores shared by both servers and clients)")
@@ -272,6 +281,8 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in args.items()},
         "heavy": f"{a.heavy_clients} concurrent clients, quota max_concurrent_rpcs=1 (10x)"
                  + (f" and rate_limit={a.heavy_rate_limit}/s" if a.heavy_rate_limit else "")
+                 + (f" and work_limit={a.heavy_work_limit:.0f} archs x devices/s"
+                    if a.heavy_work_limit else "")
                  + ", "
                  f"Rank {a.heavy_archs} x {a.heavy_devices} device(s) in {a.heavy_space}, "
                  "backs off by the RetryInfo delay when refused",
@@ -284,8 +295,8 @@ def main(argv: list[str] | None = None) -> int:
         d = Path(tmp)
         print("fair share (light tenant's Rank latency; heavy tenant at 10x its quota):",
               flush=True)
-        limited = server_args(args, d / "a",
-                              _tokens_file(d, tokens, True, a.heavy_rate_limit), True)
+        heavy_quota = (a.heavy_rate_limit, a.heavy_work_limit)
+        limited = server_args(args, d / "a", _tokens_file(d, tokens, True, *heavy_quota), True)
         with ServerProcess(limited, cwd=ROOT) as srv:
             srv.wait_serving()
             phases.append(phase("idle", srv.port, tokens, args, heavy=False))
@@ -293,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
             phases.append(phase("idle-again", srv.port, tokens, args, heavy=False))
             if a.interference:
                 other = server_args(args, d / "c",
-                                    _tokens_file(d, tokens, True, a.heavy_rate_limit), True)
+                                    _tokens_file(d, tokens, True, *heavy_quota), True)
                 with ServerProcess(other, cwd=ROOT) as srv2:
                     srv2.wait_serving()
                     phases.append(phase("heavy-elsewhere", srv.port, tokens, args, heavy=True,

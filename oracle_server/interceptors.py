@@ -6,8 +6,9 @@ so they add no metric series):
 - the caller's tenant from its bearer token (``oracle_server.tenants``: hashed tokens,
   constant-time comparison), required for write RPCs, or for all oracle RPCs when
   configured; the caller is handed to the servicer through a context variable;
-- the tenant's fair share (concurrency and rate) before the request is even parsed:
-  ``RESOURCE_EXHAUSTED`` with ``RetryInfo``;
+- the tenant's fair share (concurrency, rate, work) before the request body is even
+  received (unary oracle RPCs are served as request-streaming, so the handler runs on the
+  call's headers): ``RESOURCE_EXHAUSTED`` with ``RetryInfo``;
 - one audit log line per write RPC (tenant, RPC, device, final status code);
 - request bytes are parsed *inside* the wrapper (handlers are registered with an identity
   deserializer), so undecodable bytes are ``INVALID_ARGUMENT`` (grpc's own deserializer
@@ -33,6 +34,7 @@ import grpc
 from client_sdk.errors import (
     DEVICE_RE,
     NAME_RE,
+    DeadlineExceeded,
     InvalidArgument,
     MalformedRequest,
     OracleError,
@@ -48,6 +50,8 @@ log = logging.getLogger(__name__)
 
 ORACLE_SERVICE = "latency_oracle.v1.LatencyOracle"
 WRITE_METHODS = frozenset({"RegisterDevice", "AddMeasurements", "DeleteDevice"})
+#: RPCs charged work (architectures x devices) and so admitted under the work limit.
+WORK_METHODS = frozenset({"Rank"})
 SPACE_RE = NAME_RE
 _IDENTIFIER_FIELDS = (("space", SPACE_RE), ("name", DEVICE_RE), ("a", DEVICE_RE), ("b", DEVICE_RE))
 _SHOWN_CHARS = 40
@@ -95,6 +99,23 @@ def _parser(deserializer: Callable[[bytes], Any] | None) -> Callable[[Any], Any]
             ) from None
 
     return parse
+
+
+def _first_message(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """The parser of a unary request served as request-streaming: reads its one message."""
+
+    def read(requests: Iterator[Any]) -> Any:
+        try:
+            raw = next(requests)
+        except StopIteration:
+            raise MalformedRequest(
+                "expected exactly one request message", field="request"
+            ) from None
+        except grpc.RpcError:  # the client went away while its request was being received
+            raise DeadlineExceeded("the call ended while its request was being received") from None
+        return parse(raw)
+
+    return read
 
 
 def _parse_stream(parse: Callable[[Any], Any], requests: Iterable[Any]) -> Iterator[Any]:
@@ -200,10 +221,19 @@ class OracleInterceptor(grpc.ServerInterceptor):
         if handler.unary_unary is not None:
             labels = ("unary", service, method)
             behaviour = handler.unary_unary
-            if oracle:
-                behaviour = self._tenant_unary(behaviour, method)
-            return grpc.unary_unary_rpc_method_handler(
-                self._wrap_unary(behaviour, labels, parse, oracle),
+            if not oracle:
+                return grpc.unary_unary_rpc_method_handler(
+                    self._wrap_unary(behaviour, labels, parse, check_names=False),
+                    request_deserializer=None,
+                    response_serializer=handler.response_serializer,
+                )
+            # A unary oracle RPC is served as request-streaming (the same on the wire): grpc
+            # then runs the handler at once instead of first receiving the whole request in
+            # a worker thread, so the tenant's admission check runs before the body is read
+            # and a refused call never waits for (or copies) its request bytes.
+            return grpc.stream_unary_rpc_method_handler(
+                self._wrap_unary(self._tenant_unary(behaviour, method), labels,
+                                 _first_message(parse), check_names=True),
                 request_deserializer=None,
                 response_serializer=handler.response_serializer,
             )
@@ -233,9 +263,11 @@ class OracleInterceptor(grpc.ServerInterceptor):
     def _tenant_unary(self, behaviour: Callable, method: str) -> Callable:
         """Identify the caller, admit it under its fair share, run, audit writes.
 
-        Runs before the request bytes are parsed: a refused call costs no decoding."""
+        Runs before the request body is received: a refused call costs no decoding and
+        holds no worker thread while its bytes arrive."""
         fair = self._tenancy.fair_share
         is_write = method in WRITE_METHODS
+        is_work = method in WORK_METHODS
 
         def run(parse_and_check: Callable[[], Any], context: grpc.ServicerContext) -> Any:
             caller: Caller | None = None
@@ -244,7 +276,7 @@ class OracleInterceptor(grpc.ServerInterceptor):
             try:
                 caller = self._tenancy.auth.identify(context.invocation_metadata())
                 self._require_token(caller, method)
-                fair.acquire(caller.tenant)
+                fair.acquire(caller.tenant, work=is_work)
                 start = time.perf_counter()
                 token = set_caller(caller)
                 try:

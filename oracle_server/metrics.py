@@ -88,8 +88,15 @@ PROXY_CACHE = Counter(
 TENANT_THROTTLED = Counter(
     "oracle_tenant_throttled_total",
     "RPCs refused with RESOURCE_EXHAUSTED by a tenant's fair share, by tenant and limit "
-    "(concurrency/rate). Tenants come from the tokens file (plus 'anonymous').",
+    "(concurrency/rate/work). Tenants come from the tokens file (plus 'anonymous').",
     ("tenant", "limit"),
+    registry=REGISTRY,
+)
+TENANT_WORK = Counter(
+    "oracle_tenant_work_total",
+    "Work charged to a tenant: Rank architectures x devices (what --tenant-work-limit and "
+    "the tokens file's work_limit count, per second).",
+    ("tenant",),
     registry=REGISTRY,
 )
 TOKENS_RELOADS = Counter(

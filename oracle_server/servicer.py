@@ -206,6 +206,8 @@ class OracleServicer(pb_grpc.LatencyOracleServicer):
             raise LimitExceeded(f"{n} architectures exceed the limit of {self._max_batch} per Rank")
         for name in request.devices:
             self._check_visible(oracle, name, space.name)
+        # The tenant's work (its work limit's currency), known exactly before any decoding.
+        self._tenancy.fair_share.charge(current_caller().tenant, n * len(request.devices))
         genes = codec.decode_archs(space, request.archs)
         metrics.RANK_STAGE_SECONDS.labels("decode").observe(time.perf_counter() - t0)
         level = request.interval_level if request.HasField("interval_level") else 0.8

@@ -90,6 +90,16 @@ class Settings:
     tenant_burst: int = field(
         default=0, metadata={"help": "per-tenant token bucket size (0 = ceil(rate), at least 1)"}
     )
+    tenant_work_limit: float = field(
+        default=0.0,
+        metadata={"help": "per-tenant Rank work per second: architectures x devices, token "
+                          "bucket (0 = none)"},
+    )
+    tenant_work_burst: int = field(
+        default=0,
+        metadata={"help": "per-tenant work bucket size, architectures x devices (0 = one "
+                          "second of tenant_work_limit)"},
+    )
     tls_cert: str = field(default="", metadata={"help": "server certificate (PEM file)"})
     tls_key: str = field(default="", metadata={"help": "server private key (PEM file)"})
     tls_client_ca: str = field(
@@ -150,6 +160,10 @@ class Settings:
             raise ValueError(f"tenant_rate_limit must be >= 0, got {self.tenant_rate_limit}")
         if self.tenant_burst < 0:
             raise ValueError(f"tenant_burst must be >= 0, got {self.tenant_burst}")
+        if not (math.isfinite(self.tenant_work_limit) and self.tenant_work_limit >= 0):
+            raise ValueError(f"tenant_work_limit must be >= 0, got {self.tenant_work_limit}")
+        if self.tenant_work_burst < 0:
+            raise ValueError(f"tenant_work_burst must be >= 0, got {self.tenant_work_burst}")
         if not (math.isfinite(self.tokens_reload_s) and self.tokens_reload_s >= 0):
             raise ValueError(f"tokens_reload_s must be >= 0, got {self.tokens_reload_s}")
         if self.tokens_file:

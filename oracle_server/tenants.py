@@ -10,10 +10,12 @@ name -> the SHA-256 (or SHA-512) hash of its bearer token, never the token itsel
          expires: 2026-01-31T00:00:00Z}
     ops: {sha256: "...", admin: true}         # admin: may act on every tenant's devices
     batch: {sha256: "...", max_concurrent_rpcs: 2, rate_limit: 5}   # per-tenant quota
+    nas: {sha256: "...", work_limit: 2000000}   # Rank architectures x devices per second
 
 A tenant's value is a hash string (``sha256:<64 hex>``, ``sha512:<128 hex>`` or a bare
 64-hex SHA-256), a mapping (``sha256``/``sha512``/``hash``, ``admin``, ``expires``,
-``max_concurrent_rpcs``, ``rate_limit``, ``burst``) or a list of those. Presented tokens are
+``max_concurrent_rpcs``, ``rate_limit``, ``burst``, ``work_limit``, ``work_burst``) or a list of
+those. Presented tokens are
 hashed and compared with every entry in constant time (``hmac.compare_digest``, no early
 exit). The file is re-read when it changes (a Kubernetes Secret update), at most every
 ``tokens_reload_s``; an unreadable new version keeps the previous one (logged, without
@@ -29,16 +31,19 @@ open, as before: everyone is ``anonymous`` and ownership is not enforced.
 (``PERMISSION_DENIED``). Table devices and devices registered before tenants existed (or on
 an open server) have no owner: read-only for tenants, writable by admins.
 
-**Fair share**: per-tenant concurrency and rate limits (token bucket) on top of grpc's global
-admission limit. All anonymous callers share ONE tenant, ``anonymous``: the peer address is
-no identity (NAT, proxies, a Kubernetes Service and many client ports all break it), and a
-per-peer bucket would let one client multiply its share by opening connections, while one
-shared bucket caps all unauthenticated traffic at one tenant's share. Over a limit ->
-``RESOURCE_EXHAUSTED`` with ``google.rpc.RetryInfo`` (``client_sdk.errors.Overloaded``).
+**Fair share**: per-tenant concurrency, call-rate (token bucket) and work (Rank architectures
+x devices per second, a token bucket that may run into debt by one call) limits on top of
+grpc's global admission limit. All anonymous callers share ONE tenant, ``anonymous``: the
+peer address is no identity (NAT, proxies, a Kubernetes Service and many client ports all
+break it), and a per-peer bucket would let one client multiply its share by opening
+connections, while one shared bucket caps all unauthenticated traffic at one tenant's
+share. Over a limit -> ``RESOURCE_EXHAUSTED`` with ``google.rpc.RetryInfo``
+(``client_sdk.errors.Overloaded``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import datetime as dt
 import hashlib
@@ -74,10 +79,9 @@ VISIBILITIES = ("all", "own")
 MAX_TOKEN_CHARS = 4096
 _HEX_CHARS = {"sha256": 64, "sha512": 128}
 _HASH_RE = re.compile(r"^(?:(sha256|sha512):)?([0-9a-fA-F]+)$")
-_ENTRY_KEYS = frozenset(
-    {"sha256", "sha512", "hash", "admin", "expires", "max_concurrent_rpcs", "rate_limit", "burst"}
-)
-_QUOTA_KEYS = ("max_concurrent_rpcs", "rate_limit", "burst")
+_QUOTA_KEYS = ("max_concurrent_rpcs", "rate_limit", "burst", "work_limit", "work_burst")
+_RATE_KEYS = frozenset({"rate_limit", "work_limit"})  # numbers; the other quotas are integers
+_ENTRY_KEYS = frozenset({"sha256", "sha512", "hash", "admin", "expires", *_QUOTA_KEYS})
 
 
 # ------------------------------------------------------------------------ tokens
@@ -102,6 +106,8 @@ class Quota:
     max_concurrent_rpcs: int | None = None
     rate_limit: float | None = None
     burst: int | None = None
+    work_limit: float | None = None
+    work_burst: int | None = None
 
 
 @dataclass(frozen=True)
@@ -169,13 +175,17 @@ def _expiry(value: Any, where: str) -> dt.datetime | None:
 
 
 def _quota_value(key: str, value: Any, where: str) -> int | float:
+    if isinstance(value, str):  # YAML 1.1 reads 2.5e6 (no dot or sign) as a string
+        with contextlib.suppress(ValueError):
+            value = float(value)
     ok = isinstance(value, int | float) and not isinstance(value, bool)
-    if ok and key != "rate_limit" and float(value) != int(value):
+    if ok and key not in _RATE_KEYS and float(value) != int(value):
         ok = False
     if not ok or not math.isfinite(value) or value < 0:
-        kind = "number" if key == "rate_limit" else "integer"
-        raise ValueError(f"{where}: {key!r} must be a non-negative {kind} (0 = unlimited)")
-    return float(value) if key == "rate_limit" else int(value)
+        kind = "number" if key in _RATE_KEYS else "integer"
+        default = "the default" if key.endswith("burst") else "unlimited"
+        raise ValueError(f"{where}: {key!r} must be a non-negative {kind} (0 = {default})")
+    return float(value) if key in _RATE_KEYS else int(value)
 
 
 def _entries_of(tenant: str, value: Any, source: str) -> tuple[list[TokenEntry], dict]:
@@ -420,10 +430,22 @@ class _TenantState:
     refilled: float = 0.0
     mean_s: float = 0.0  # EWMA of the tenant's RPC durations (for RetryInfo)
     next_retry: float = 0.0  # when the last refused caller was told to come back
+    work: float = 0.0  # the work bucket's balance (architectures x devices; < 0 = in debt)
+    work_refilled: float = 0.0
+    mean_cost: float = 0.0  # EWMA of the tenant's charged work per call (for RetryInfo)
+    work_next_retry: float = 0.0
 
 
 class FairShare:
-    """Per-tenant concurrency and rate (token bucket) limits; 0 = unlimited."""
+    """Per-tenant concurrency, call-rate and work limits; 0 = unlimited.
+
+    The work limit is a token bucket of architectures x devices per second that a call may
+    overdraw: a Rank is admitted while the tenant's balance is positive and then charged its
+    exact cost (known once its request is parsed, :meth:`charge`), so the balance can go
+    into debt by at most the calls in flight, and the tenant is refused until the debt is
+    paid back at its rate. The long-run rate is the limit, whatever the calls' sizes, and
+    admission needs no cost estimate: it is decided before the request body is read.
+    """
 
     MIN_RETRY_S = 0.01
     MAX_RETRY_S = 30.0
@@ -436,10 +458,14 @@ class FairShare:
         burst: int = 0,
         quota: Callable[[str], Quota | None] = lambda _tenant: None,
         clock: Callable[[], float] = time.monotonic,
+        work_limit: float = 0.0,
+        work_burst: int = 0,
     ) -> None:
         self.max_concurrent_rpcs = max_concurrent_rpcs
         self.rate_limit = rate_limit
         self.burst = burst
+        self.work_limit = work_limit
+        self.work_burst = work_burst
         self._quota = quota
         self._clock = clock
         self._lock = threading.Lock()
@@ -453,10 +479,22 @@ class FairShare:
         burst = self.burst if q.burst is None else q.burst
         return conc, rate, float(burst) if burst else max(1.0, math.ceil(rate))
 
-    def acquire(self, tenant: str) -> None:
-        """Take a slot for one RPC of ``tenant`` or raise ``Overloaded`` (with retry_after)."""
+    def work_limits(self, tenant: str) -> tuple[float, float]:
+        """(architectures x devices per s, bucket size) for ``tenant``; (0, 0) = unlimited."""
+        q = self._quota(tenant) or Quota()
+        rate = self.work_limit if q.work_limit is None else q.work_limit
+        burst = self.work_burst if q.work_burst is None else q.work_burst
+        if not rate:
+            return 0.0, 0.0
+        return rate, float(burst) if burst else max(1.0, math.ceil(rate))
+
+    def acquire(self, tenant: str, work: bool = False) -> None:
+        """Take a slot for one RPC of ``tenant`` or raise ``Overloaded`` (with retry_after).
+
+        ``work``: the RPC will be charged work (:meth:`charge`), so the work limit applies."""
         conc, rate, size = self.limits(tenant)
-        if not conc and not rate:
+        wrate, wsize = self.work_limits(tenant) if work else (0.0, 0.0)
+        if not conc and not rate and not wrate:
             with self._lock:
                 self._state(tenant).in_flight += 1
             return
@@ -475,6 +513,23 @@ class FairShare:
                     f"tenant '{tenant}' is at its limit of {conc} concurrent RPCs; retry later",
                     retry_after=self._clamp(state.next_retry - now),
                 )
+            if wrate:
+                now = self._clock()
+                self._refill_work(state, now, wrate, wsize)
+                if state.work <= 0.0:
+                    # The same virtual queue: the first refused caller comes back when the
+                    # debt is paid, the next one a mean call's cost later, and so on.
+                    step = (state.mean_cost or wsize) / wrate
+                    state.work_next_retry = min(
+                        max(now - state.work / wrate, state.work_next_retry + step),
+                        now + self.MAX_RETRY_S,
+                    )
+                    self._reject(tenant, "work")
+                    raise Overloaded(
+                        f"tenant '{tenant}' is over its work limit of {wrate:g} architectures "
+                        "x devices per second; retry later",
+                        retry_after=self._clamp(state.work_next_retry - now),
+                    )
             if rate:
                 now = self._clock()
                 if state.refilled == 0.0:
@@ -496,6 +551,37 @@ class FairShare:
             state = self._state(tenant)
             state.in_flight = max(0, state.in_flight - 1)
             state.mean_s = seconds if not state.mean_s else 0.8 * state.mean_s + 0.2 * seconds
+
+    def charge(self, tenant: str, cost: float) -> None:
+        """Charge ``tenant`` the work of an admitted call (architectures x devices)."""
+        if cost <= 0:
+            return
+        metrics.TENANT_WORK.labels(tenant).inc(cost)
+        wrate, wsize = self.work_limits(tenant)
+        if not wrate:
+            return
+        with self._lock:
+            state = self._state(tenant)
+            self._refill_work(state, self._clock(), wrate, wsize)
+            state.work -= cost
+            state.mean_cost = cost if not state.mean_cost else 0.8 * state.mean_cost + 0.2 * cost
+
+    def work_balance(self, tenant: str) -> float:
+        """The tenant's work bucket now (negative: in debt); 0 without a work limit."""
+        wrate, wsize = self.work_limits(tenant)
+        if not wrate:
+            return 0.0
+        with self._lock:
+            state = self._state(tenant)
+            self._refill_work(state, self._clock(), wrate, wsize)
+            return state.work
+
+    @staticmethod
+    def _refill_work(state: _TenantState, now: float, rate: float, size: float) -> None:
+        if state.work_refilled == 0.0:
+            state.work, state.work_refilled = size, now
+        state.work = min(size, state.work + (now - state.work_refilled) * rate)
+        state.work_refilled = now
 
     def in_flight(self, tenant: str) -> int:
         with self._lock:
@@ -536,7 +622,8 @@ class Tenancy:
     def from_settings(cls, s: Any) -> Tenancy:
         auth = Authenticator(s.write_token, s.tokens_file, s.tokens_reload_s)
         fair = FairShare(s.tenant_max_concurrent_rpcs, s.tenant_rate_limit, s.tenant_burst,
-                         quota=auth.quota)
+                         quota=auth.quota, work_limit=s.tenant_work_limit,
+                         work_burst=s.tenant_work_burst)
         return cls(auth, s.tenant_visibility, fair)
 
     @property

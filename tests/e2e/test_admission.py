@@ -301,13 +301,19 @@ def test_metrics_started_equals_handled(limited: App, lc: OracleClient) -> None:
         for _ in range(2):
             with pytest.raises(grpc.RpcError):
                 raw(b"\xff\xff\xff", timeout=5)
+        # a unary method is read as a stream (admission before the body): no message at all
+        # is INVALID_ARGUMENT, like garbage bytes
+        with pytest.raises(grpc.RpcError) as none:
+            ch.stream_unary(f"/{SERVICE}/GetDevice")(iter(()), timeout=5)
+        assert none.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "exactly one request message" in (none.value.details() or "")
         for method in (f"/{SERVICE}/NoSuchMethod", "/no.such.Service/Call"):
             with pytest.raises(grpc.RpcError) as info:
                 ch.unary_unary(method)(b"", timeout=5)
             assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
     delta = {code: _handled("GetDevice", code) - handled[code] for code in codes}
-    assert _started("GetDevice") - started == 10
-    assert delta == {"OK": 5, "NOT_FOUND": 3, "INVALID_ARGUMENT": 2, "UNKNOWN": 0, "INTERNAL": 0}
+    assert _started("GetDevice") - started == 11
+    assert delta == {"OK": 5, "NOT_FOUND": 3, "INVALID_ARGUMENT": 3, "UNKNOWN": 0, "INTERNAL": 0}
     text = urllib.request.urlopen(
         f"http://127.0.0.1:{limited.metrics_port}/metrics").read().decode()
     assert "NoSuchMethod" not in text and "no.such.Service" not in text

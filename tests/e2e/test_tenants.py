@@ -3,8 +3,8 @@
 - isolation: cross-tenant writes are PERMISSION_DENIED, missing/forged/expired/malformed
   tokens UNAUTHENTICATED, table and unowned devices read-only for tenants, admins may act,
   devices invisible to other tenants when ``tenant_visibility=own``;
-- fair share: a tenant over its concurrency or rate limit gets RESOURCE_EXHAUSTED with a
-  ``google.rpc.RetryInfo`` while another tenant is served;
+- fair share: a tenant over its concurrency, rate or work limit gets RESOURCE_EXHAUSTED
+  with a ``google.rpc.RetryInfo`` while another tenant is served;
 - logs: one audit line per write RPC, and neither a token nor its hash anywhere in the
   server's complete output.
 """
@@ -48,7 +48,7 @@ SPACE_NAME = "nasbench201"
 SPACE = get_space(SPACE_NAME)
 #: Fresh random tokens per run, so that grepping the logs for them means something.
 TOK = {name: f"{name}-{secrets.token_urlsafe(24)}" for name in
-       ("team-a", "team-b", "team-b-new", "ops", "gone", "legacy", "rl", "forged")}
+       ("team-a", "team-b", "team-b-new", "ops", "gone", "legacy", "rl", "wk", "forged")}
 
 
 def _sha(token: str) -> str:
@@ -63,7 +63,8 @@ def _tokens_file(directory: Path, extra: str = "") -> Path:
         f"  - {{sha256: {_sha(TOK['team-b-new'])}, expires: 2999-01-01T00:00:00Z}}\n"
         f"ops: {{sha256: {_sha(TOK['ops'])}, admin: true}}\n"
         f"gone: {{sha256: {_sha(TOK['gone'])}, expires: 2001-01-01T00:00:00Z}}\n"
-        f"rl: {{sha256: {_sha(TOK['rl'])}, rate_limit: 1, burst: 2}}\n" + extra
+        f"rl: {{sha256: {_sha(TOK['rl'])}, rate_limit: 1, burst: 2}}\n"
+        f"wk: {{sha256: {_sha(TOK['wk'])}, work_limit: 10, work_burst: 1000}}\n" + extra
     )
     return path
 
@@ -475,6 +476,45 @@ def test_tenant_over_its_rate_limit(fair: App) -> None:
     with _client(fair, "team-b") as b:  # not rate limited
         for _ in range(5):
             b.get_device("pixel3", SPACE_NAME)
+
+
+def _work(tenant: str) -> float:
+    return metrics.REGISTRY.get_sample_value(
+        "oracle_tenant_work_total", {"tenant": tenant}) or 0.0
+
+
+def test_tenant_over_its_work_limit(fair: App) -> None:
+    """work_limit 10 architectures x devices per s, bucket 1000 (tokens file): two Ranks of
+    300 x 2 devices are admitted (the second one overdraws the bucket), the third is
+    refused before its request is read, with the time to pay the debt back as RetryInfo."""
+    before, work_before = _throttled("wk", "work"), _work("wk")
+    genes = SPACE.sample(300, rng=3)
+    with _client(fair, "wk") as c:
+        for _ in range(2):
+            res = c.rank(SPACE_NAME, genes, ["pixel3", "samsung_a50"])
+            assert res.num_architectures == 300
+        assert _work("wk") == work_before + 1200
+        with pytest.raises(Overloaded) as info:
+            c.rank(SPACE_NAME, genes, ["pixel3", "samsung_a50"])
+        # debt ~200 at 10/s: ~20 s (less what refilled meanwhile)
+        assert 10 < info.value.retry_after <= 20
+        assert "work limit of 10 architectures" in info.value.message
+        assert c.list_devices(SPACE_NAME)  # calls that are not charged work still pass
+        assert c.get_device("pixel3", SPACE_NAME).name == "pixel3"
+    with grpc.insecure_channel(f"127.0.0.1:{fair.port}") as ch:
+        raw = ch.unary_unary("/latency_oracle.v1.LatencyOracle/Rank")
+        with pytest.raises(grpc.RpcError) as garbage:  # refused before the bytes are parsed
+            raw(b"\xff\xff\xff", timeout=10, metadata=(("authorization", f"Bearer {TOK['wk']}"),))
+    assert garbage.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    status = rpc_status.from_call(garbage.value)
+    assert status is not None
+    retry = [d for d in status.details if d.Is(error_details_pb2.RetryInfo.DESCRIPTOR)]
+    assert len(retry) == 1
+    assert _throttled("wk", "work") == before + 2
+    assert _work("wk") == work_before + 1200  # refused calls are not charged
+    with _client(fair, "team-b") as b:  # another tenant (no work limit) is served meanwhile
+        assert b.rank(SPACE_NAME, genes, ["pixel3", "samsung_a50"]).num_architectures == 300
+    assert fair.tenancy.fair_share.in_flight("wk") == 0
 
 
 # ------------------------------------------------------------------------ logs

@@ -3,6 +3,7 @@ ASCII-safe error details."""
 
 from __future__ import annotations
 
+import grpc
 import pytest
 from google.rpc import error_details_pb2, status_pb2
 
@@ -26,6 +27,27 @@ def test_parser_turns_undecodable_bytes_into_invalid_argument() -> None:
             parse(raw)
         assert isinstance(info.value, InvalidArgument) and info.value.field == "request"
     assert ic._parser(None)(b"raw") == b"raw"
+
+
+def test_unary_request_read_from_its_stream() -> None:
+    """Unary oracle RPCs are served as request-streaming (admission before the body is read):
+    the one message is read from the stream; none is INVALID_ARGUMENT, and a client gone
+    while its request was being received ends the call without an INTERNAL error."""
+    read = ic._first_message(ic._parser(pb.RankRequest.FromString))
+    msg = pb.RankRequest(space="nasbench201", devices=["pixel3"])
+    assert read(iter([msg.SerializeToString()])) == msg
+    with pytest.raises(ic.MalformedRequest, match="exactly one request message") as info:
+        read(iter([]))
+    assert info.value.field == "request"
+    with pytest.raises(ic.MalformedRequest):
+        read(iter([b"\xff" * 8]))
+
+    class Gone:
+        def __next__(self) -> bytes:
+            raise grpc.RpcError()
+
+    with pytest.raises(ic.DeadlineExceeded):
+        read(Gone())
 
 
 @pytest.mark.parametrize(

@@ -47,9 +47,10 @@ team-c:
   - {{hash: "sha256:{hashlib.sha256(b'tok-c-old').hexdigest()}", expires: 2020-01-01T00:00:00Z}}
 batch: {{sha256: {hashlib.sha256(b'tok-batch').hexdigest()}, max_concurrent_rpcs: 2,
          rate_limit: 2.5, burst: 4}}
+nas: {{sha256: {hashlib.sha256(b'tok-nas').hexdigest()}, work_limit: 2.5e6, work_burst: 500000}}
 """)
     table = tn.load_tokens_file(path)
-    assert table.tenants == {"team-a", "team-b", "ops", "team-c", "batch"}
+    assert table.tenants == {"team-a", "team-b", "ops", "team-c", "batch", "nas"}
     assert table.match(A).tenant == "team-a" and not table.match(A).admin
     assert table.match(B).tenant == "team-b"
     assert table.match(ADMIN).admin
@@ -58,6 +59,8 @@ batch: {{sha256: {hashlib.sha256(b'tok-batch').hexdigest()}, max_concurrent_rpcs
     assert old.expired(dt.datetime.now(dt.UTC)) and old.expires.tzinfo is not None
     assert table.match("nope") is None and table.match(HA) is None  # the hash is no token
     assert table.quotas["batch"] == tn.Quota(2, 2.5, 4)
+    assert table.quotas["nas"] == tn.Quota(work_limit=2.5e6, work_burst=500_000)
+    assert isinstance(table.quotas["nas"].work_limit, float)
 
 
 def test_json_and_toml_forms(tmp_path: Path) -> None:
@@ -89,6 +92,11 @@ def test_json_and_toml_forms(tmp_path: Path) -> None:
         (f"team-a: [{HA}, {HA}]", "listed twice"),
         (f"team-a: {{sha256: {HA}, rate_limit: -1}}", "rate_limit"),
         (f"team-a: {{sha256: {HA}, max_concurrent_rpcs: 1.5}}", "max_concurrent_rpcs"),
+        (f"team-a: {{sha256: {HA}, work_limit: -5}}", "'work_limit' must be a non-negative number"),
+        (f"team-a: {{sha256: {HA}, work_limit: lots}}", "'work_limit' must be"),
+        (f"team-a: {{sha256: {HA}, work_burst: 0.5}}", "'work_burst' must be a non-negative int"),
+        (f"team-a: {{sha256: {HA}, work_limit: .inf}}", "'work_limit' must be"),
+        (f"team-a: {{sha256: {HA}, work_limit: true}}", "'work_limit' must be"),
         (f"team-a: [{{sha256: {HA}, burst: 1}}, {{sha256: {HB}, burst: 2}}]", "conflicting"),
         ("team-a: []", "no token hash"),
         ("team-a: 12", "hash"),
@@ -236,6 +244,71 @@ def test_rate_limit_token_bucket() -> None:
     fair.acquire("b")  # per tenant
 
 
+def test_work_limit_bucket_runs_into_debt_and_is_paid_back() -> None:
+    clock = Clock()
+    fair = tn.FairShare(work_limit=1000.0, work_burst=2000, clock=clock)
+    assert fair.work_limits("a") == (1000.0, 2000.0)
+    fair.acquire("a", work=True)  # a full bucket: admitted, then charged its exact cost
+    fair.charge("a", 5000)  # bigger than the bucket: allowed once, the balance goes into debt
+    fair.release("a", 0.01)
+    assert fair.work_balance("a") == -3000
+    with pytest.raises(Overloaded, match="work limit of 1000 architectures") as info:
+        fair.acquire("a", work=True)
+    assert info.value.retry_after == pytest.approx(3.0)  # the debt paid back at 1000/s
+    with pytest.raises(Overloaded) as info:
+        fair.acquire("a", work=True)
+    # next in the virtual queue: one mean call's cost (5000) later
+    assert info.value.retry_after == pytest.approx(8.0)
+    assert fair.in_flight("a") == 0  # refused calls take no slot
+    fair.acquire("a")  # an RPC that is not charged work is not held back by the debt
+    fair.release("a", 0.01)
+    fair.acquire("b", work=True)  # nor is another tenant
+    clock.t += 2.0
+    with pytest.raises(Overloaded):
+        fair.acquire("a", work=True)
+    clock.t += 1.001  # paid back: admitted again
+    fair.acquire("a", work=True)
+    fair.charge("a", 10)
+    fair.release("a", 0.01)
+    clock.t += 1000.0  # refills up to the bucket size, not beyond
+    assert fair.work_balance("a") == 2000
+    for _ in range(4):  # four calls of 600 from a full bucket of 2000: the fourth overdraws
+        fair.acquire("a", work=True)
+        fair.charge("a", 600)
+        fair.release("a", 0.01)
+    with pytest.raises(Overloaded):
+        fair.acquire("a", work=True)
+    for _ in range(500):  # callers ignoring the advice cannot push it past the cap
+        with pytest.raises(Overloaded) as info:
+            fair.acquire("a", work=True)
+    assert info.value.retry_after == tn.FairShare.MAX_RETRY_S
+
+
+def test_work_limit_defaults_and_overrides() -> None:
+    off = tn.FairShare()
+    assert off.work_limits("a") == (0.0, 0.0)
+    for _ in range(3):
+        off.acquire("a", work=True)
+        off.charge("a", 10**9)  # no limit: nothing is held back
+    assert off.work_balance("a") == 0.0
+    quotas = {"nas": tn.Quota(work_limit=50.0), "free": tn.Quota(work_limit=0)}
+    fair = tn.FairShare(work_limit=1e6, quota=quotas.get, clock=Clock())
+    assert fair.work_limits("other") == (1e6, 1e6)  # bucket: one second of the rate
+    assert fair.work_limits("nas") == (50.0, 50.0)
+    assert fair.work_limits("free") == (0.0, 0.0)  # 0 = unlimited for this tenant
+    fair.acquire("nas", work=True)
+    fair.charge("nas", 51)
+    fair.release("nas", 0.01)
+    with pytest.raises(Overloaded) as info:
+        fair.acquire("nas", work=True)
+    assert info.value.retry_after == pytest.approx(0.02)
+    fair.acquire("free", work=True)
+    fair.charge("free", 10**9)
+    fair.acquire("free", work=True)
+    fair.charge("nas", 0)  # nothing to charge: nothing changes
+    fair.charge("nas", -5)
+
+
 def test_per_tenant_quota_overrides() -> None:
     quotas = {"big": tn.Quota(max_concurrent_rpcs=0), "small": tn.Quota(max_concurrent_rpcs=1)}
     fair = tn.FairShare(max_concurrent_rpcs=2, quota=quotas.get)
@@ -261,6 +334,9 @@ def test_settings_validation(tmp_path: Path) -> None:
         ({"tenant_rate_limit": -0.5}, "tenant_rate_limit"),
         ({"tenant_rate_limit": float("nan")}, "tenant_rate_limit"),
         ({"tenant_burst": -1}, "tenant_burst"),
+        ({"tenant_work_limit": -1.0}, "tenant_work_limit must be >= 0"),
+        ({"tenant_work_limit": float("inf")}, "tenant_work_limit"),
+        ({"tenant_work_burst": -1}, "tenant_work_burst must be >= 0"),
         ({"tokens_reload_s": -1}, "tokens_reload_s"),
         ({"tokens_file": str(bad)}, "hash of the token"),
         ({"tokens_file": str(tmp_path / "nope.yaml")}, "cannot read"),
@@ -270,10 +346,15 @@ def test_settings_validation(tmp_path: Path) -> None:
         with pytest.raises(ValueError, match=fragment):
             Settings(**changes)
     env = {"ORACLE_TOKENS_FILE": str(good), "ORACLE_TENANT_VISIBILITY": "own",
-           "ORACLE_TENANT_RATE_LIMIT": "2.5", "ORACLE_TENANT_MAX_CONCURRENT_RPCS": "3"}
+           "ORACLE_TENANT_RATE_LIMIT": "2.5", "ORACLE_TENANT_MAX_CONCURRENT_RPCS": "3",
+           "ORACLE_TENANT_WORK_LIMIT": "2e6", "ORACLE_TENANT_WORK_BURST": "4000000"}
     s = load_settings(env=env)
     assert (s.tenant_visibility, s.tenant_rate_limit, s.tenant_max_concurrent_rpcs) == (
         "own", 2.5, 3)
+    assert (s.tenant_work_limit, s.tenant_work_burst) == (2e6, 4_000_000)
+    fair = tn.Tenancy.from_settings(s).fair_share
+    assert fair.work_limits("team-a") == (2e6, 4e6)
+    assert Settings().tenant_work_limit == 0  # nothing configured: no limits
 
 
 def test_cli_exits_2_on_a_bad_tokens_file(tmp_path: Path) -> None:
