@@ -27,3 +27,18 @@ def nb201_non_train_devices() -> tuple[str, ...]:
 
     train, _ = help_nb201_split()
     return tuple(d for d in get_space("nasbench201").table.devices if d not in train)
+
+
+def nontest_family_splits(space: str):
+    """Leave-family-out restricted to non-test devices: for each device family, (its name,
+    the proxy's basis = every non-test device outside it, the family's non-test devices).
+    HELP's test devices are neither basis nor scored (selection evidence only)."""
+    from client_sdk.spaces import get_space
+    from oracle_server.evaluation import HELP_SPLITS, families
+
+    test = set(HELP_SPLITS[space].test)
+    devices = get_space(space).table.devices
+    for family, members in families(space, devices).items():
+        scored = [d for d in members if d not in test]
+        if scored:
+            yield family, tuple(d for d in devices if d not in members and d not in test), scored

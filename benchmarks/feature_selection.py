@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.common import nontest_family_splits
 from client_sdk.spaces import fbnet as fb
 from client_sdk.spaces import get_space
 from client_sdk.spaces import nasbench201 as nb
@@ -30,7 +31,6 @@ from oracle_server.evaluation import (
     EvalOptions,
     _model_for,
     adapt_device,
-    families,
 )
 from oracle_server.predictor import ProxyConfig
 
@@ -203,15 +203,9 @@ def run(space: str, variant: str, lfo: bool) -> dict:
         out[name + "_cover80"] = float(np.mean([v["cover80"] for v in det.values()]))
     out["validation_mean_n10"] = (out["help10_mean"] + 8 * out["random10_mean"]) / 9
     if lfo:
-        sp = get_space(space)
         lo = EvalOptions(space, 10, "random", 5, 0.2, CACHE, config)
         dev, cover = {}, []
-        for fam, members in families(space, sp.table.devices).items():
-            scored = [d for d in members if d not in split.test]
-            if not scored:
-                continue
-            basis = tuple(d for d in sp.table.devices
-                          if d not in members and d not in split.test)
+        for fam, basis, scored in nontest_family_splits(space):
             m, allowed, score = _model_for(lo, basis)
             for d in scored:
                 r = adapt_device(m, d, lo, allowed, score)

@@ -29,13 +29,12 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.common import nontest_family_splits
 from benchmarks.feature_selection import CACHE
-from client_sdk.spaces import get_space
 from oracle_server.evaluation import (
     HELP_SPLITS,
     EvalOptions,
     _model_for,
-    families,
     reference_rows,
     table_inputs,
 )
@@ -129,7 +128,6 @@ def collect(model, device: str, opts: EvalOptions, allowed, score, seeds) -> lis
 
 def draws_for(space: str, seed_offset: int) -> dict[str, list[dict]]:
     split = HELP_SPLITS[space]
-    sp = get_space(space)
     out: dict[str, list[dict]] = {}
     for tag, n, draws in SETTINGS:
         seeds = range(seed_offset, seed_offset + draws)
@@ -140,11 +138,7 @@ def draws_for(space: str, seed_offset: int) -> dict[str, list[dict]]:
                         for d in collect(model, dev, opts, allowed, score, seeds)]
             continue
         out[tag] = []
-        for members in families(space, sp.table.devices).values():
-            scored = [d for d in members if d not in split.test]
-            if not scored:
-                continue
-            basis = tuple(d for d in sp.table.devices if d not in members and d not in split.test)
+        for _family, basis, scored in nontest_family_splits(space):
             model, allowed, score = _model_for(opts, basis)
             for dev in scored:
                 out[tag] += collect(model, dev, opts, allowed, score, seeds)

@@ -21,9 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.common import nontest_family_splits
 from benchmarks.feature_selection import CACHE
 from client_sdk.spaces import get_space
-from oracle_server.evaluation import HELP_SPLITS, EvalOptions, _model_for, adapt_device, families
+from oracle_server.evaluation import HELP_SPLITS, EvalOptions, _model_for, adapt_device
 from oracle_server.predictor import model as model_module
 from oracle_server.predictor.references import suggest_references
 
@@ -60,11 +61,7 @@ def run(space: str, samples: int, seeds: int) -> dict:
         help_val = {d: adapt_device(model, d, opts, allowed, score)["spearman"]
                     for d in split.validation}
         lfo = {}
-        for members in families(space, sp.table.devices).values():
-            scored = [d for d in members if d not in split.test]
-            if not scored:
-                continue
-            basis = tuple(d for d in sp.table.devices if d not in members and d not in split.test)
+        for _family, basis, scored in nontest_family_splits(space):
             m, al, sc = _model_for(opts, basis)
             lfo.update({d: adapt_device(m, d, opts, al, sc)["spearman"] for d in scored})
         out[name] = {"help_validation": help_val, "lfo_nontest": lfo,

@@ -127,11 +127,11 @@ def test_two_servers_share_postgres_within_one_second(nb201_model, tmp_path) -> 
             app.stop(0)
 
 
-def test_stop_finishes_in_flight_rank(nb201_model, tmp_path) -> None:
-    app = App(make_settings(tmp_path, max_batch=2_000_000),
-              models={"nasbench201": nb201_model}).start(True, 60)
-    genes = SPACE.sample(400_000, rng=0)
-    devices = list(nb201_model.basis_devices)
+def _big_rank_in_flight(app: App, seed: int) -> tuple[threading.Thread, dict]:
+    """Start a 400k x 27-device Rank (a ~43 MB reply) against ``app``; return once the
+    server has started it. ``out["result"]`` is set when the client has the whole reply."""
+    genes = SPACE.sample(400_000, rng=seed)
+    devices = list(app.models["nasbench201"].basis_devices)
     out: dict = {}
 
     def call() -> None:
@@ -142,6 +142,13 @@ def test_stop_finishes_in_flight_rank(nb201_model, tmp_path) -> None:
     worker = threading.Thread(target=call)
     worker.start()
     _wait_rank_started(app.metrics_port, baseline)
+    return worker, out
+
+
+def test_stop_finishes_in_flight_rank(nb201_model, tmp_path) -> None:
+    app = App(make_settings(tmp_path, max_batch=2_000_000),
+              models={"nasbench201": nb201_model}).start(True, 60)
+    worker, out = _big_rank_in_flight(app, seed=0)
     app.stop(30)
     worker.join(60)
     assert "result" in out and out["result"].num_architectures == 400_000
@@ -190,18 +197,7 @@ def test_new_calls_during_drain_get_unavailable_while_in_flight_finishes(
         nb201_model, tmp_path) -> None:
     app = App(make_settings(tmp_path, max_batch=2_000_000),
               models={"nasbench201": nb201_model}).start(True, 60)
-    genes = SPACE.sample(400_000, rng=2)
-    devices = list(nb201_model.basis_devices)
-    out: dict = {}
-
-    def call() -> None:
-        with OracleClient(f"127.0.0.1:{app.port}", retries=False) as c:
-            out["result"] = c.rank("nasbench201", genes, devices, return_latencies=False)
-
-    baseline = _rank_started(app.metrics_port)
-    worker = threading.Thread(target=call)
-    worker.start()
-    _wait_rank_started(app.metrics_port, baseline)
+    worker, out = _big_rank_in_flight(app, seed=2)
     stopper = threading.Thread(target=app.stop, args=(30,))
     stopper.start()
     t0 = time.monotonic()
