@@ -20,6 +20,7 @@ from oracle_server import metrics
 from oracle_server.comparison import Comparison, compare_devices
 from oracle_server.predictor import LatencyModel, Prediction
 from oracle_server.predictor.columns import basis_columns, reads_descriptors, reads_features
+from oracle_server.predictor.heads import projection
 from oracle_server.predictor.references import suggest_next
 from oracle_server.ranking import order
 from oracle_server.registry import Receipt
@@ -265,11 +266,14 @@ def predict(
     devices: Sequence[Device],
     is_cancelled: Callable[[], bool] | None = None,
     chunk: int = PREDICT_CHUNK,
+    project_descriptors: bool = True,
 ) -> list[Prediction]:
     """Proxy once for all devices (only the basis columns their heads read), then heads.
 
     In chunks of ``chunk`` rows: bounded memory for big batches, and a client that gave up
-    stops the work between chunks.
+    stops the work between chunks. ``project_descriptors``: heads linear in a few
+    descriptor combinations get only those (one folded gather-sum for all devices,
+    ``descriptor_projections``) instead of the (n, D) descriptors; False: the reference.
     """
     columns: set[int] | None = set()
     for d in devices:
@@ -278,6 +282,8 @@ def predict(
     wanted = None if columns is None else sorted(columns)
     feature_free = not any(reads_features(d.head) for d in devices)
     with_descriptors = any(reads_descriptors(d.head) for d in devices)
+    projections = (descriptor_projections(model, devices)
+                   if with_descriptors and project_descriptors else None)
     parts: list[list[Prediction]] = []
     for start in range(0, max(genes.shape[0], 1), chunk):
         if start:
@@ -291,6 +297,12 @@ def predict(
             head_features = np.empty((g.shape[0], 0))  # not read: skip the float64 copy
         else:
             head_features = features.astype(np.float64)
+        if projections is not None:  # only the descriptor combinations the heads read
+            matrix, slices = projections
+            u = model.descriptors(g, matrix)
+            parts.append([d.head.predict_projected(basis, head_features, u[:, sl])
+                          for d, sl in zip(devices, slices, strict=True)])
+            continue
         desc = model.descriptors(g) if with_descriptors else None
         parts.append([d.head.predict(basis, head_features, desc) for d in devices])
     if len(parts) == 1:
@@ -302,6 +314,23 @@ def predict(
         )
         for i in range(len(devices))
     ]
+
+
+def descriptor_projections(
+    model: LatencyModel, devices: Sequence[Device]
+) -> tuple[np.ndarray, list[slice]] | None:
+    """All devices' descriptor combinations as one (D, P) matrix and each device's column
+    slice of it; None when some head reads the descriptors otherwise."""
+    d = model.num_descriptors
+    mats, slices, at = [], [], 0
+    for dev in devices:
+        m = projection(dev.head.kind, dev.head.params, d)
+        if m is None:
+            return None
+        mats.append(m)
+        slices.append(slice(at, at + m.shape[1]))
+        at += m.shape[1]
+    return np.concatenate(mats, axis=1), slices
 
 
 def _table_covers_space(space: SearchSpace) -> bool:

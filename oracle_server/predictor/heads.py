@@ -470,6 +470,27 @@ class HeadKind:
         """Basis columns ``predict_log`` reads."""
         return set()
 
+    # Rank's fast path for descriptor heads: a head linear in a few descriptor
+    # combinations ``u = desc @ M`` declares ``M`` and predicts from ``u`` alone, so Rank
+    # folds ``M`` into the per-(position, choice) descriptor tables (``descriptors(...,
+    # matrix=M)``) and never builds the (n, D) descriptor matrix. ``predict_log`` stays
+    # the reference (equal to float rounding, ``tests/unit/test_descriptor_projection.py``).
+    def projection(self, params: dict, num_descriptors: int) -> np.ndarray | None:
+        """(D, p) descriptor combinations ``predict_log_projected`` reads; (D, 0) for a
+        head that reads no descriptors; None when the head reads them otherwise."""
+        return None if self.reads_descriptors else np.zeros((num_descriptors, 0))
+
+    def num_projected(self, params: dict) -> int:
+        """Columns of ``projection(params, D)`` (the same for every D)."""
+        return 0
+
+    def predict_log_projected(self, params: dict, basis: np.ndarray, feats: np.ndarray,
+                              u: np.ndarray) -> np.ndarray:
+        """``predict_log`` from ``u = descriptors @ projection(params, D)`` (n, p)."""
+        if self.reads_descriptors:
+            raise NotImplementedError(f"head kind '{self.name}' has no descriptor projection")
+        return self.predict_log(params, basis, feats, None)
+
 
 def _ms_to_log(ms: np.ndarray, params: dict) -> np.ndarray:
     return np.log(np.maximum(ms, params.get("floor_ms", MS_FLOOR)))
@@ -589,6 +610,16 @@ class Descriptor(HeadKind):
         theta = np.asarray(params["theta"])
         return theta[0] + (_need(desc) / np.asarray(params["scale"])) @ theta[1:]
 
+    def projection(self, params, num_descriptors):
+        theta = np.asarray(params["theta"], dtype=np.float64)
+        return (theta[1:] / np.asarray(params["scale"], dtype=np.float64))[:, None]
+
+    def num_projected(self, params):
+        return 1
+
+    def predict_log_projected(self, params, basis, feats, u):
+        return _ms_to_log(params["theta"][0] + u[:, 0], params)
+
 
 class Hybrid(Descriptor):
     name, min_samples, reads_descriptors = "hybrid", 5, True
@@ -600,6 +631,11 @@ class Hybrid(Descriptor):
     def predict_log(self, params, basis, feats, desc):
         cols = np.asarray(params["columns"], dtype=np.int64)
         ms = self.descriptor_ms(params, desc) + basis[:, cols] @ np.asarray(params["coef_basis"])
+        return _ms_to_log(ms, params)
+
+    def predict_log_projected(self, params, basis, feats, u):
+        cols = np.asarray(params["columns"], dtype=np.int64)
+        ms = params["theta"][0] + u[:, 0] + basis[:, cols] @ np.asarray(params["coef_basis"])
         return _ms_to_log(ms, params)
 
     def columns(self, params):
@@ -620,6 +656,17 @@ class Flops(HeadKind):
         d = _need(desc)
         return params["a"] * np.log(np.maximum(d[:, 0] + d[:, 1], 1.0)) + params["c"]
 
+    def projection(self, params, num_descriptors):
+        m = np.zeros((num_descriptors, 1))
+        m[[0, 1], 0] = 1.0  # dense + depthwise MACs
+        return m
+
+    def num_projected(self, params):
+        return 1
+
+    def predict_log_projected(self, params, basis, feats, u):
+        return params["a"] * np.log(np.maximum(u[:, 0], 1.0)) + params["c"]
+
 
 class PowerLaw(HeadKind):
     name, min_samples, reads_descriptors = "powerlaw", 4, True
@@ -637,6 +684,21 @@ class PowerLaw(HeadKind):
         beta = np.asarray(params["beta"])
         return params["c"] + beta[0] + u @ beta[1:]
 
+    def projection(self, params, num_descriptors):
+        m = np.zeros((num_descriptors, len(POWERLAW_COLUMNS)))
+        for j, cols in enumerate(POWERLAW_COLUMNS):
+            m[list(cols), j] = 1.0
+        return m
+
+    def num_projected(self, params):
+        return len(POWERLAW_COLUMNS)
+
+    def predict_log_projected(self, params, basis, feats, u):
+        z = (np.log(np.maximum(u, 1.0)) - np.asarray(params["mu_u"])) / np.asarray(
+            params["sd_u"])
+        beta = np.asarray(params["beta"])
+        return params["c"] + beta[0] + z @ beta[1:]
+
 
 class Ensemble(HeadKind):
     """Mean log prediction of member heads (``params["members"]``: ``{"kind", "params"}``)."""
@@ -649,10 +711,34 @@ class Ensemble(HeadKind):
     def predict_log(self, params, basis, feats, desc):
         parts = [predict_log(m["kind"], m["params"], basis, feats, desc)
                  for m in params["members"]]
+        return self._combine(params, parts)
+
+    @staticmethod
+    def _combine(params: dict, parts: list[np.ndarray]) -> np.ndarray:
         weights = params.get("weights")
         if weights is None:
             return np.mean(parts, axis=0)
         return np.tensordot(np.asarray(weights, dtype=np.float64), np.stack(parts), axes=1)
+
+    def projection(self, params, num_descriptors):
+        mats = [head_kind(m["kind"]).projection(m["params"], num_descriptors)
+                for m in params.get("members") or ()]
+        if any(m is None for m in mats):
+            return None
+        return np.concatenate(mats, axis=1) if mats else np.zeros((num_descriptors, 0))
+
+    def num_projected(self, params):
+        return sum(head_kind(m["kind"]).num_projected(m["params"])
+                   for m in params.get("members") or ())
+
+    def predict_log_projected(self, params, basis, feats, u):
+        parts, at = [], 0
+        for m in params["members"]:
+            kind = head_kind(m["kind"])
+            p = kind.num_projected(m["params"])
+            parts.append(kind.predict_log_projected(m["params"], basis, feats, u[:, at : at + p]))
+            at += p
+        return self._combine(params, parts)
 
     def columns(self, params):
         out: set[int] = set()
@@ -681,6 +767,17 @@ def predict_log(kind: str, params: dict, basis: np.ndarray, feats: np.ndarray,
                 desc: np.ndarray | None = None) -> np.ndarray:
     """Point prediction of log latency for a batch, for any head kind (vectorised)."""
     return head_kind(kind).predict_log(params, basis, feats, desc)
+
+
+def projection(kind: str, params: dict, num_descriptors: int) -> np.ndarray | None:
+    """(D, p) descriptor combinations the head reads (``HeadKind.projection``)."""
+    return head_kind(kind).projection(params, num_descriptors)
+
+
+def predict_log_projected(kind: str, params: dict, basis: np.ndarray, feats: np.ndarray,
+                          u: np.ndarray) -> np.ndarray:
+    """``predict_log`` from ``u = descriptors @ projection(kind, params, D)``."""
+    return head_kind(kind).predict_log_projected(params, basis, feats, u)
 
 
 def fit_candidate(

@@ -81,9 +81,14 @@ class LatencyModel:
     def features(self, genes: np.ndarray) -> np.ndarray:
         return self.space.features(genes)
 
-    def descriptors(self, genes: np.ndarray) -> np.ndarray:
-        """(n, D) hardware-agnostic descriptors (``spaces.descriptors``)."""
-        return descriptors(self.space.name, genes)
+    def descriptors(self, genes: np.ndarray, matrix: np.ndarray | None = None) -> np.ndarray:
+        """(n, D) hardware-agnostic descriptors (``spaces.descriptors``); with ``matrix``
+        (D, P) their combinations ``descriptors @ matrix`` (n, P), folded into the tables."""
+        return descriptors(self.space.name, genes, matrix)
+
+    @functools.cached_property
+    def num_descriptors(self) -> int:
+        return int(self.descriptors(self.space.table.genes[:1]).shape[1])
 
     @property
     def basis_reads_features(self) -> bool:
@@ -108,7 +113,8 @@ class LatencyModel:
         ``reference=True`` forces the trees.
         """
         if columns is not None and not len(columns):  # no column read: no proxy at all
-            return np.ones((len(genes), len(self.basis_devices)))
+            # (a read-only view of ones: nothing to allocate or fill per request)
+            return np.broadcast_to(np.float64(1.0), (len(genes), len(self.basis_devices)))
         if self._basis_table is not None:
             rows = self.space.table_rows(genes)
             if np.all(rows >= 0):
