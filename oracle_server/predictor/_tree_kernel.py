@@ -84,15 +84,12 @@ def cost_sums(genes, pos_gene, pos_card, res_gene, nk, k_gene, e_gene, ne,
         if res_gene >= 0:
             res = np.int64(genes[i, res_gene])
             fixed = res
-            for p in range(npos):
-                if dep_pos[p] >= depth_of[genes[i, dep_gene[p]]]:
-                    rm[p] = 0.0
-                    rp[p] = 0.0
-                else:
-                    j = ((res * npos + p) * nk + np.int64(genes[i, k_gene[p]])) * ne + \
-                        np.int64(genes[i, e_gene[p]])
-                    rm[p] = macs[j]
-                    rp[p] = params[j]
+            for p in range(npos):  # branch-free: value * (0.0 or 1.0), as numpy's
+                act = 1.0 if dep_pos[p] < depth_of[genes[i, dep_gene[p]]] else 0.0
+                j = ((res * npos + p) * nk + np.int64(genes[i, k_gene[p]])) * ne + \
+                    np.int64(genes[i, e_gene[p]])
+                rm[p] = macs[j] * act
+                rp[p] = params[j] * act
         else:
             for p in range(npos):
                 j = p * pos_card + np.int64(genes[i, pos_gene[p]])

@@ -431,13 +431,17 @@ class TreeTables:
             self._evaluate(kernels, genes, cols, out)
             return out.T
         step = -(-n // threads)
-        ranges = [(a, min(a + step, n)) for a in range(0, n, step)]
-        futures = [pool.submit(self._evaluate, kernels, genes[a:b], cols, out[:, a:b])
-                   for a, b in ranges[1:]]
-        a, b = ranges[0]
-        self._evaluate(kernels, genes[a:b], cols, out[:, a:b])
-        for f in futures:
-            f.result()
+        parts = [(kernels, genes[a : a + step], cols, out[:, a : a + step])
+                 for a in range(0, n, step)]
+        futures = [pool.submit(self._evaluate, *part) for part in parts[1:]]
+        self._evaluate(*parts[0])
+        for f, part in zip(futures, parts[1:], strict=True):
+            # a part no pool thread has started yet (the pool is busy with other calls'
+            # parts under concurrent load) is done here: no call waits behind another
+            if f.cancel():
+                self._evaluate(*part)
+            else:
+                f.result()
         return out.T
 
     def _evaluate(self, kernels, genes: np.ndarray, cols: list[int], out: np.ndarray) -> None:

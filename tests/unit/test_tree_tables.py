@@ -251,3 +251,31 @@ def test_threads_change_nothing(
         assert np.array_equal(odd, one[:7][:, [2, 0]])  # any batch size, same bits
     finally:
         tt.set_threads(1)
+
+
+def test_busy_pool_does_not_hold_a_call(model: LatencyModel,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A part no pool thread has started (the pool busy with other calls) runs in the
+    calling thread: same values, and no wait behind the pool."""
+    import threading
+    import time
+
+    monkeypatch.setattr(tt, "_PARALLEL_MIN", 1)
+    tt.start_kernel(wait=True)
+    tables = model.proxy.tables
+    genes = _genes(model.space, 500, 8)
+    tt.set_threads(1)
+    want = tables.log_basis(genes, [0, 1])
+    release = threading.Event()
+    try:
+        tt.set_threads(2)
+        assert tt._POOL is not None
+        blocker = tt._POOL.submit(release.wait, 30)  # the only pool thread is busy
+        start = time.perf_counter()
+        got = tables.log_basis(genes, [0, 1])
+        assert time.perf_counter() - start < 10
+        np.testing.assert_array_equal(got, want)
+    finally:
+        release.set()
+        blocker.result()
+        tt.set_threads(1)
