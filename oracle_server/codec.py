@@ -37,7 +37,7 @@ def decode_archs(space: SearchSpace, archs: pb.Architectures, field: str = "arch
                 field=f"{field}.packed.genes",
             )
         genes = raw.reshape(-1, space.num_genes)
-        if genes.size and (genes.max() < space.cardinalities.min() or not (
+        if genes.size and (genes.max() < space._min_cardinality or not (
                 genes >= np.minimum(space.cardinalities, 255).astype(np.uint8)).any()):
             # every gene in range (one check for the whole batch, or one per gene position)
             return space.canonicalize(genes.astype(GENE_DTYPE))  # = validate, minus checks

@@ -178,7 +178,7 @@ class Oracle:
         if rows is not None:
             tables = [self.store.table_prediction(d) for d in devices]
             t1 = time.perf_counter()
-            metrics.RANK_STAGE_SECONDS.labels("proxy").observe(t1 - t0)
+            metrics.rank_stage("proxy").observe(t1 - t0)
             _check_cancel(is_cancelled)
             lats = [tab.latency32[rows] for tab in tables]
             keys = [tab.rank[rows] for tab in tables]
@@ -190,11 +190,11 @@ class Oracle:
         else:
             preds = predict(model, genes, devices, is_cancelled, self.predict_chunk)
             t1 = time.perf_counter()
-            metrics.RANK_STAGE_SECONDS.labels("proxy").observe(t1 - t0)
+            metrics.rank_stage("proxy").observe(t1 - t0)
             lats = [p.latency_ms.astype(np.float32) for p in preds]
             keys = [None] * len(devices)
         t2 = time.perf_counter()
-        metrics.RANK_STAGE_SECONDS.labels("head").observe(t2 - t1)
+        metrics.rank_stage("head").observe(t2 - t1)
         _check_cancel(is_cancelled)
         rankings = []
         for dev, lat, key, pred in zip(devices, lats, keys, preds, strict=True):
@@ -207,7 +207,7 @@ class Oracle:
                     prob = pred.prob_below(max_latency_ms).astype(np.float32)
             indices = order(lat, top_k, max_latency_ms, key)
             rankings.append(DeviceRanking(dev, lat, indices, lower, upper, prob))
-        metrics.RANK_STAGE_SECONDS.labels("rank").observe(time.perf_counter() - t2)
+        metrics.rank_stage("rank").observe(time.perf_counter() - t2)
         metrics.RANK_ARCHITECTURES.labels(space).inc(n * len(devices))
         return RankResult(space, n, tuple(rankings), interval_level)
 

@@ -207,7 +207,7 @@ class OracleServicer(pb_grpc.LatencyOracleServicer):
         for name in request.devices:
             self._check_visible(oracle, name, space.name)
         genes = codec.decode_archs(space, request.archs)
-        metrics.RANK_STAGE_SECONDS.labels("decode").observe(time.perf_counter() - t0)
+        metrics.rank_stage("decode").observe(time.perf_counter() - t0)
         level = request.interval_level if request.HasField("interval_level") else 0.8
         result = oracle.rank(
             space.name,
@@ -224,7 +224,7 @@ class OracleServicer(pb_grpc.LatencyOracleServicer):
             request.return_latencies if request.HasField("return_latencies") else True
         )
         response = rank_response(result, return_latencies)
-        metrics.RANK_STAGE_SECONDS.labels("encode").observe(time.perf_counter() - t1)
+        metrics.rank_stage("encode").observe(time.perf_counter() - t1)
         return response
 
     def SuggestReferences(self, request, context):
