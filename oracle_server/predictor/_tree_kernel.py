@@ -68,62 +68,54 @@ def _pairwise(row, n):  # pragma: no cover - compiled
 
 @numba.njit(nogil=True, cache=True, boundscheck=False)
 def cost_sums(genes, pos_gene, pos_card, res_gene, nk, k_gene, e_gene, ne,
-              dep_gene, dep_pos, depth_of, macs, params, fixed_m, fixed_p,
-              out):  # pragma: no cover - compiled
-    """``out[0] = MACs``, ``out[1] = params`` per architecture, as ``flops_params`` sums them.
+              dep_pos, depth_gene, depth_of, costs, fixed_m, fixed_p, cards,
+              out, xt):  # pragma: no cover - compiled
+    """``out[0] = MACs``, ``out[1] = params`` per architecture, as ``flops_params`` sums them,
+    and the effective genes into ``xt[:g]`` (one pass over the genes). ``costs`` (N, 2):
+    each cost-table entry's (MACs, params) side by side, one cache line for both.
 
     Position p's cost-table index: FBNet ``p * pos_card + genes[pos_gene[p]]``; OFA
     (``res_gene`` >= 0) ``((res * P + p) * nk + genes[k_gene[p]]) * ne + genes[e_gene[p]]``
-    and 0.0 for an inactive block (``dep_pos[p] >= depth_of[genes[dep_gene[p]]]``); then
-    numpy's pairwise sum over positions and the fixed part (per resolution for OFA)."""
-    n, npos = genes.shape[0], pos_gene.shape[0]
+    and 0.0 for an inactive block (``dep_pos[p] >= depth_of[genes[depth_gene[p]]]``), whose
+    kernel and expand genes become ``cards[...]`` in ``xt``; then numpy's pairwise sum over
+    positions and the fixed part (per resolution for OFA)."""
+    n, g = genes.shape
+    npos = pos_gene.shape[0]
     rm = np.empty(npos)
     rp = np.empty(npos)
     for i in range(n):
+        for j in range(g):
+            xt[j, i] = genes[i, j]
         fixed = 0
         if res_gene >= 0:
             res = np.int64(genes[i, res_gene])
             fixed = res
             for p in range(npos):  # branch-free: value * (0.0 or 1.0), as numpy's
-                act = 1.0 if dep_pos[p] < depth_of[genes[i, dep_gene[p]]] else 0.0
-                j = ((res * npos + p) * nk + np.int64(genes[i, k_gene[p]])) * ne + \
-                    np.int64(genes[i, e_gene[p]])
-                rm[p] = macs[j] * act
-                rp[p] = params[j] * act
+                active = dep_pos[p] < depth_of[genes[i, depth_gene[p]]]
+                act = 1.0 if active else 0.0
+                kg, eg = k_gene[p], e_gene[p]
+                kv, ev = genes[i, kg], genes[i, eg]
+                j = ((res * npos + p) * nk + np.int64(kv)) * ne + np.int64(ev)
+                rm[p] = costs[j, 0] * act
+                rp[p] = costs[j, 1] * act
+                xt[kg, i] = kv if active else cards[kg]
+                xt[eg, i] = ev if active else cards[eg]
         else:
             for p in range(npos):
                 j = p * pos_card + np.int64(genes[i, pos_gene[p]])
-                rm[p] = macs[j]
-                rp[p] = params[j]
+                rm[p] = costs[j, 0]
+                rp[p] = costs[j, 1]
         out[0, i] = fixed_m[fixed] + _pairwise(rm, npos)
         out[1, i] = fixed_p[fixed] + _pairwise(rp, npos)
 
 
-_BLOCK = 512  # architectures per block: the genes read column by column stay in L1
-
-
 @numba.njit(nogil=True, cache=True, boundscheck=False)
-def fill_variables(genes, cards, dep_gene, dep_pos, depth_of, extra, thr, thr_start,
-                   xt):  # pragma: no cover - compiled
-    """``xt`` (V, n): effective genes (``cards[j]`` where gene j's block is inactive:
-    ``dep_gene[j] >= 0`` and ``dep_pos[j] >= depth_of[genes[dep_gene[j]]]``), then each
-    extra feature's bin (``searchsorted(thresholds, float64(x), "left")``, i.e. how many
-    thresholds are below x: a branch-free count over the sorted thresholds), then 0."""
-    n, g = genes.shape
+def fill_bins(extra, thr, thr_start, xt, g):  # pragma: no cover - compiled
+    """``xt[g + c]``: extra feature c's bin (``searchsorted(thresholds, float64(x), "left")``,
+    i.e. how many thresholds are below x: a branch-free count over the sorted thresholds),
+    then the constant row ``xt[g + C] = 0``."""
+    n = extra.shape[1]
     nc = extra.shape[0]
-    for a in range(0, n, _BLOCK):
-        b = min(a + _BLOCK, n)
-        for j in range(g):
-            row = xt[j]
-            d = dep_gene[j]
-            if d < 0:
-                for i in range(a, b):
-                    row[i] = genes[i, j]
-            else:
-                card, pos = cards[j], dep_pos[j]
-                for i in range(a, b):
-                    v = genes[i, j]
-                    row[i] = card if pos >= depth_of[genes[i, d]] else v
     for c in range(nc):
         t = thr[thr_start[c]:thr_start[c + 1]]
         row = xt[g + c]

@@ -153,26 +153,19 @@ def _load_kernel() -> None:
     try:
         from oracle_server.predictor import _tree_kernel as k
 
+        # compile (or load from the on-disk cache) the one signature each kernel is called
+        # with (int16 genes, uint8 variables, contiguous arrays): every compiled
+        # specialisation stays resident (LLVM code), so no others are loaded
         g3 = np.zeros((1, 3), dtype=np.int32)
         m3 = np.zeros((1, 3), dtype=np.int64)
-        for dtype in (np.uint8, np.int32):
-            for xt in (np.zeros((1, 1), dtype), np.zeros((1, 2), dtype)[:, :1]):
-                # compile (or load from the on-disk cache): whole and sliced batches
-                for nlut in range(4):
-                    k.gather_sum_mixed(xt, g3, m3, np.full(1, nlut, np.int64),
-                                       np.zeros(1, np.int32), np.zeros(1, np.int64),
-                                       np.zeros(1), np.zeros(1))
         i1 = np.zeros(1, np.int64)
-        for gdt in (np.int16, np.uint8, np.int64):
-            for genes in (np.zeros((1, 1), gdt), np.zeros((1, 2), gdt)[:, :1]):
-                for res_gene in (-1, 0):
-                    k.cost_sums(genes, i1, 1, res_gene, 1, i1, i1, 1, i1, i1, i1,
-                                np.zeros(1), np.zeros(1), np.zeros(1), np.zeros(1),
-                                np.zeros((2, 1)))
-                for xdt in (np.uint8, np.int32):
-                    k.fill_variables(genes, i1, np.full(1, -1, np.int64), i1, i1,
-                                     np.zeros((1, 1), np.float32), np.zeros(1),
-                                     np.array([0, 1], np.int64), np.zeros((3, 1), xdt))
+        genes = np.zeros((1, 1), np.int16)
+        k.gather_sum_mixed(np.zeros((1, 1), np.uint8), g3, m3, i1, np.zeros(1, np.int32),
+                           i1, np.zeros(1), np.zeros(1))
+        xt = np.zeros((3, 1), np.uint8)
+        k.cost_sums(genes, i1, 1, -1, 1, i1, i1, 1, i1, i1, i1, np.zeros((1, 2)), np.zeros(1),
+                    np.zeros(1), i1, np.zeros((2, 1)), xt)
+        k.fill_bins(np.zeros((1, 1), np.float32), np.zeros(1), np.array([0, 1], np.int64), xt, 1)
         _KERNELS = k
     except Exception:  # pragma: no cover - numba is a dependency; numpy serves meanwhile
         log.exception("numba kernel unavailable: tree tables use the (slower) numpy gather")
@@ -213,13 +206,18 @@ def set_threads(threads: int) -> None:
 
 
 # ------------------------------------------------------------ fused variables
-class _FusedSpec:
-    """The arrays ``_tree_kernel.cost_sums`` / ``fill_variables`` read for one space."""
+def _side_by_side(macs: np.ndarray, params: np.ndarray) -> np.ndarray:
+    """(N, 2) float64: the flattened MACs and params tables as columns."""
+    return np.ascontiguousarray(np.stack([np.ravel(macs), np.ravel(params)], axis=1),
+                                dtype=np.float64)
 
-    def __init__(self, costs: tuple, inactive: tuple, res_gene: int,
-                 res_term: np.ndarray | None, thresholds: list[np.ndarray]) -> None:
+
+class _FusedSpec:
+    """The arrays ``_tree_kernel.cost_sums`` / ``fill_bins`` read for one space."""
+
+    def __init__(self, costs: tuple, res_gene: int, res_term: np.ndarray | None,
+                 thresholds: list[np.ndarray]) -> None:
         self.costs = costs
-        self.inactive = inactive
         self.res_gene = res_gene
         self.res_term = res_term
         self.thr = np.concatenate([np.asarray(t, dtype=np.float64) for t in thresholds])
@@ -233,7 +231,6 @@ class _FusedSpec:
 
         space = tables.space
         i64 = functools.partial(np.asarray, dtype=np.int64)
-        g = space.num_genes
         cards = i64(space.cardinalities)
         if isinstance(space, fbnet.FBNet):
             if len(tables.thresholds) != 2:
@@ -241,12 +238,9 @@ class _FusedSpec:
             macs, params, fixed_m, fixed_p = space._costs
             pos = np.arange(fbnet.NUM_BLOCKS, dtype=np.int64)
             costs = (pos, len(fbnet.OPS), -1, 1, pos, pos, 1, pos, pos, i64([0]),
-                     np.ascontiguousarray(macs, dtype=np.float64).ravel(),
-                     np.ascontiguousarray(params, dtype=np.float64).ravel(),
-                     np.array([fixed_m], dtype=np.float64), np.array([fixed_p], dtype=np.float64))
-            dep_gene = np.full(g, -1, dtype=np.int64)
-            inactive = (cards, dep_gene, np.zeros(g, np.int64), i64([0]))
-            return cls(costs, inactive, -1, None, tables.thresholds)
+                     _side_by_side(macs, params), np.array([fixed_m], dtype=np.float64),
+                     np.array([fixed_p], dtype=np.float64), cards)
+            return cls(costs, -1, None, tables.thresholds)
         if isinstance(space, ofa_mbv3.OFAMobileNetV3):
             if len(tables.thresholds) != 3:
                 return None
@@ -258,21 +252,12 @@ class _FusedSpec:
             depth_of = i64(ofa_mbv3.DEPTHS)
             k_gene = ofa_mbv3.KERNEL_GENES.start + blocks
             e_gene = ofa_mbv3.EXPAND_GENES.start + blocks
-            costs = (blocks, 0, ofa_mbv3.RES_GENE, nk, k_gene, e_gene, ne, stage_gene,
-                     depth_pos, depth_of,
-                     np.ascontiguousarray(macs, dtype=np.float64).ravel(),
-                     np.ascontiguousarray(params, dtype=np.float64).ravel(),
+            costs = (blocks, 0, ofa_mbv3.RES_GENE, nk, k_gene, e_gene, ne, depth_pos,
+                     stage_gene, depth_of, _side_by_side(macs, params),
                      np.ascontiguousarray(fixed_m, dtype=np.float64),
-                     np.ascontiguousarray(fixed_p, dtype=np.float64))
-            dep_gene = np.full(g, -1, dtype=np.int64)
-            dep_pos = np.zeros(g, dtype=np.int64)
-            for genes_ in (k_gene, e_gene):
-                dep_gene[genes_] = stage_gene
-                dep_pos[genes_] = depth_pos
-            inactive = (cards, dep_gene, dep_pos, depth_of)
+                     np.ascontiguousarray(fixed_p, dtype=np.float64), cards)
             res = np.asarray(ofa_mbv3.RESOLUTIONS, dtype=np.float32)
-            return cls(costs, inactive, ofa_mbv3.RES_GENE, (res / 224.0) ** 2,
-                       tables.thresholds)
+            return cls(costs, ofa_mbv3.RES_GENE, (res / 224.0) ** 2, tables.thresholds)
         return None
 
 
@@ -344,17 +329,18 @@ class TreeTables:
         numpy's summation order; effective genes and bins) around numpy's ``log1p``."""
         spec = self._spec
         assert spec is not None
+        genes = np.ascontiguousarray(genes, dtype=np.int16)  # the compiled signature
         n = len(genes)
         sums = np.empty((2, n))
-        kernels.cost_sums(genes, *spec.costs, sums)
+        xt = self._xt(n)
+        kernels.cost_sums(genes, *spec.costs, sums, xt)
         np.log1p(sums, out=sums)
         nc = len(self.thresholds)
         extra = np.empty((nc, n), dtype=np.float32)
         if spec.res_term is not None:  # OFA's (resolution / 224) ** 2, as a 25-entry table
             extra[0] = spec.res_term.take(genes[:, spec.res_gene])
         extra[nc - 2:] = sums  # float64 -> float32, as ``astype``
-        xt = self._xt(n)
-        kernels.fill_variables(genes, *spec.inactive, extra, spec.thr, spec.thr_start, xt)
+        kernels.fill_bins(extra, spec.thr, spec.thr_start, xt, genes.shape[1])
         return xt, extra.astype(np.float64)
 
     def _fused_ok(self, kernels) -> bool:
