@@ -83,30 +83,44 @@ def cost_sums(genes, pos_gene, pos_card, res_gene, nk, k_gene, e_gene, ne,
     npos = pos_gene.shape[0]
     rm = np.empty(npos)
     rp = np.empty(npos)
-    for i in range(n):
+    # effective genes go through an arch-major block buffer, then out one row (cache line)
+    # at a time: writing the g rows of xt column by column would thrash the cache when the
+    # row stride is a power of two (a 16,384-architecture chunk: every row in one set)
+    buf = np.empty((_BLOCK, g), dtype=xt.dtype)
+    for a in range(0, n, _BLOCK):
+        m = min(_BLOCK, n - a)
+        for r in range(m):
+            i = a + r
+            for j in range(g):
+                buf[r, j] = genes[i, j]
+            fixed = 0
+            if res_gene >= 0:
+                res = np.int64(genes[i, res_gene])
+                fixed = res
+                for p in range(npos):  # branch-free: value * (0.0 or 1.0), as numpy's
+                    active = dep_pos[p] < depth_of[genes[i, depth_gene[p]]]
+                    act = 1.0 if active else 0.0
+                    kg, eg = k_gene[p], e_gene[p]
+                    kv, ev = genes[i, kg], genes[i, eg]
+                    j = ((res * npos + p) * nk + np.int64(kv)) * ne + np.int64(ev)
+                    rm[p] = costs[j, 0] * act
+                    rp[p] = costs[j, 1] * act
+                    buf[r, kg] = kv if active else cards[kg]
+                    buf[r, eg] = ev if active else cards[eg]
+            else:
+                for p in range(npos):
+                    j = p * pos_card + np.int64(genes[i, pos_gene[p]])
+                    rm[p] = costs[j, 0]
+                    rp[p] = costs[j, 1]
+            out[0, i] = fixed_m[fixed] + _pairwise(rm, npos)
+            out[1, i] = fixed_p[fixed] + _pairwise(rp, npos)
         for j in range(g):
-            xt[j, i] = genes[i, j]
-        fixed = 0
-        if res_gene >= 0:
-            res = np.int64(genes[i, res_gene])
-            fixed = res
-            for p in range(npos):  # branch-free: value * (0.0 or 1.0), as numpy's
-                active = dep_pos[p] < depth_of[genes[i, depth_gene[p]]]
-                act = 1.0 if active else 0.0
-                kg, eg = k_gene[p], e_gene[p]
-                kv, ev = genes[i, kg], genes[i, eg]
-                j = ((res * npos + p) * nk + np.int64(kv)) * ne + np.int64(ev)
-                rm[p] = costs[j, 0] * act
-                rp[p] = costs[j, 1] * act
-                xt[kg, i] = kv if active else cards[kg]
-                xt[eg, i] = ev if active else cards[eg]
-        else:
-            for p in range(npos):
-                j = p * pos_card + np.int64(genes[i, pos_gene[p]])
-                rm[p] = costs[j, 0]
-                rp[p] = costs[j, 1]
-        out[0, i] = fixed_m[fixed] + _pairwise(rm, npos)
-        out[1, i] = fixed_p[fixed] + _pairwise(rp, npos)
+            row = xt[j]
+            for r in range(m):
+                row[a + r] = buf[r, j]
+
+
+_BLOCK = 64  # architectures per block of ``cost_sums``' effective genes (one cache line)
 
 
 @numba.njit(nogil=True, cache=True, boundscheck=False)
