@@ -68,10 +68,10 @@ class HeadFit:
 
     def predict_projected(self, basis: np.ndarray, features: np.ndarray,
                           projected: np.ndarray) -> Prediction:
-        """``predict`` from ``projected = descriptors @ heads.projection(kind, params, D)``
-        (Rank's fast path: the descriptor combinations folded into the descriptor tables)."""
-        mu = predict_log_projected(self.kind, self.params, basis,
-                                   np.asarray(features, dtype=np.float64), projected)
+        """``predict`` from ``features @ heads.feature_projection(kind, params, F)`` and
+        ``projected = descriptors @ heads.projection(kind, params, D)`` (Rank's fast path:
+        those combinations folded into the one-hot layout and the descriptor tables)."""
+        mu = predict_log_projected(self.kind, self.params, basis, features, projected)
         return Prediction(np.exp(mu), self.log_sigma(basis, mu))
 
     def log_sigma(self, basis: np.ndarray, mu: np.ndarray | None = None) -> np.ndarray:
