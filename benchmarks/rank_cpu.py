@@ -35,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2, help="tree-table threads (rank-threads)")
     ap.add_argument("--reps", type=int, default=20)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--head-kinds", action="store_true",
+                    help="also one FBNet device per candidate head kind")
     args = ap.parse_args(argv)
     sys.path.insert(0, str(args.code.resolve()))
 
@@ -68,6 +70,27 @@ def main(argv: list[str] | None = None) -> int:
             name = f"reg-{len(registered)}"
             store.add_device(Device(space, name, REGISTERED, head))
             registered.append((space, name, f"registered ({label}, head {head.kind})"))
+    # one device per head kind (each candidate kind alone, fit on the same 10 FBNet
+    # measurements): what each kind costs Rank
+    from oracle_server.predictor.head_fit import HeadFit
+    from oracle_server.predictor.heads import HEAD_KINDS, fit_candidate
+
+    per_kind = []
+    if args.head_kinds:
+        fb = models["fbnet"]
+        sp = fb.space
+        rows = np.random.default_rng(3).choice(len(sp.table.genes), 10, replace=False)
+        genes = sp.table.genes[rows]
+        y = sp.table.device_column("samsung_a50")[rows]
+        feats = fb.features(genes)
+        basis = fb.basis(genes, feats)
+        for kind in HEAD_KINDS:
+            cand = fit_candidate(kind, basis, feats, y, fb.proxy.linear_weights,
+                                 fb.cost_matrix, fb.descriptors(genes), fb.prior)
+            head = HeadFit(kind, 10, 0.9, 0.9, 0.0, cand.params,
+                           {"anchor": -1, "n": 10, "u_mean": 1.0, "u_sxx": 2.0, "s": 0.1})
+            store.add_device(Device("fbnet", f"kind-{kind}", REGISTERED, head))
+            per_kind.append(kind)
     oracle = Oracle(store)
     svc = OracleServicer(lambda: oracle, 1_000_000)
     ctx = type("Ctx", (), {"is_active": lambda self: True})()
@@ -97,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for space, name, label in registered:
         rows.append(row(f"{space} 10k x 1 {label}", space, 10_000, [name], args.reps))
+    for kind in per_kind:
+        rows.append(row(f"fbnet 10k x 1 head kind {kind}", "fbnet", 10_000, [f"kind-{kind}"],
+                        args.reps))
     for space in spaces:
         devs = list(models[space].space.table.devices[:6])
         rows.append(row(f"{space} 10k x 1", space, 10_000, devs[:1], args.reps))
