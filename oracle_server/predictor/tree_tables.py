@@ -261,6 +261,18 @@ class _FusedSpec:
         return None
 
 
+class _Buffers:
+    """What one batch part's evaluation writes (``TreeTables._evaluate``)."""
+
+    def __init__(self, tables: TreeTables, n: int) -> None:
+        nc = len(tables.thresholds)
+        self.xt = tables._xt(n)
+        self.sums = np.empty((2, n))
+        self.extra32 = np.empty((nc, n), dtype=np.float32)
+        self.extra = np.empty((nc, n))
+        self.tmp = np.empty(n)
+
+
 # -------------------------------------------------------------------- tables
 class TreeTables:
     """The proxy's log-latency as gather-sums over per-device lookup tables.
@@ -303,9 +315,10 @@ class TreeTables:
         gathers than int32) and (C, n) float64 extra features (one row per feature)."""
         return self._variables(_KERNELS, genes)
 
-    def _variables(self, kernels, genes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _variables(self, kernels, genes: np.ndarray,
+                   buf: _Buffers | None = None) -> tuple[np.ndarray, np.ndarray]:
         if kernels is not None and self._fused_ok(kernels):
-            return self._variables_fused(kernels, genes)
+            return self._variables_fused(kernels, genes, buf)
         return self._variables_numpy(genes)
 
     def _xt(self, n: int) -> np.ndarray:
@@ -324,24 +337,24 @@ class TreeTables:
         xt[-1] = 0
         return xt, extra
 
-    def _variables_fused(self, kernels, genes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _variables_fused(self, kernels, genes: np.ndarray,
+                         buf: _Buffers | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``_variables_numpy`` in two numba passes over the genes (the MACs / params sums in
-        numpy's summation order; effective genes and bins) around numpy's ``log1p``."""
+        numpy's summation order with the effective genes; the bins) around numpy's
+        ``log1p``, into ``buf`` (allocated here if None)."""
         spec = self._spec
         assert spec is not None
         genes = np.ascontiguousarray(genes, dtype=np.int16)  # the compiled signature
-        n = len(genes)
-        sums = np.empty((2, n))
-        xt = self._xt(n)
-        kernels.cost_sums(genes, *spec.costs, sums, xt)
-        np.log1p(sums, out=sums)
+        b = _Buffers(self, len(genes)) if buf is None else buf
+        kernels.cost_sums(genes, *spec.costs, b.sums, b.xt)
+        np.log1p(b.sums, out=b.sums)
         nc = len(self.thresholds)
-        extra = np.empty((nc, n), dtype=np.float32)
         if spec.res_term is not None:  # OFA's (resolution / 224) ** 2, as a 25-entry table
-            extra[0] = spec.res_term.take(genes[:, spec.res_gene])
-        extra[nc - 2:] = sums  # float64 -> float32, as ``astype``
-        kernels.fill_bins(extra, spec.thr, spec.thr_start, xt, genes.shape[1])
-        return xt, extra.astype(np.float64)
+            np.take(spec.res_term, genes[:, spec.res_gene], out=b.extra32[0])
+        b.extra32[nc - 2:] = b.sums  # float64 -> float32, as ``astype``
+        kernels.fill_bins(b.extra32, spec.thr, spec.thr_start, b.xt, genes.shape[1])
+        b.extra[...] = b.extra32
+        return b.xt, b.extra
 
     def _fused_ok(self, kernels) -> bool:
         """Whether the fused variables equal ``_variables_numpy`` bit for bit here (checked
@@ -417,8 +430,10 @@ class TreeTables:
             self._evaluate(kernels, genes, cols, out)
             return out.T
         step = -(-n // threads)
-        parts = [(kernels, genes[a : a + step], cols, out[:, a : a + step])
-                 for a in range(0, n, step)]
+        # every buffer a part needs is allocated here, by the calling thread: a pool
+        # thread allocating its own would grow a malloc arena of its own (resident memory)
+        parts = [(kernels, genes[a : a + step], cols, out[:, a : a + step],
+                  _Buffers(self, len(genes[a : a + step]))) for a in range(0, n, step)]
         futures = [pool.submit(self._evaluate, *part) for part in parts[1:]]
         self._evaluate(*parts[0])
         for f, part in zip(futures, parts[1:], strict=True):
@@ -430,16 +445,19 @@ class TreeTables:
                 f.result()
         return out.T
 
-    def _evaluate(self, kernels, genes: np.ndarray, cols: list[int], out: np.ndarray) -> None:
+    def _evaluate(self, kernels, genes: np.ndarray, cols: list[int], out: np.ndarray,
+                  buf: _Buffers | None = None) -> None:
         """``out[j] = log basis column cols[j]`` (rows contiguous) for ``genes``."""
-        xt, extra = self._variables(kernels, genes)
+        xt, extra = self._variables(kernels, genes, buf)
+        tmp = np.empty(len(genes)) if buf is None else buf.tmp
         for j, k in enumerate(cols):
             row = out[j]
             # the linear part on the extra features, element-wise (the same bits for any
             # batch size or split, unlike a BLAS product), then the tables' cells
             row.fill(0.0)
             for c in range(extra.shape[0]):
-                row += extra[c] * self.w_extra[c, k]
+                np.multiply(extra[c], self.w_extra[c, k], out=tmp)
+                row += tmp
             row += self.w0[k]
             if kernels is None:
                 _gather_sum_numpy(xt, self.groups[k], self.luts[k], self.lut[k],

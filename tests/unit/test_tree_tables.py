@@ -179,6 +179,7 @@ def test_fused_variables_equal_numpy_bit_for_bit(model: LatencyModel, dtype) -> 
     inactive OFA genes) equal ``_variables_numpy``, for any gene dtype and slices."""
     tt.start_kernel(wait=True)
     tables = model.proxy.tables
+    assert tables._fused_ok(tt._KERNELS)
     sp = model.space
     genes = np.concatenate([sp.sample(3000, 21), sp.table.genes]).astype(dtype)
     if sp.name == "ofa_mbv3":  # non-canonical: inactive blocks with any kernel / expand
