@@ -163,8 +163,16 @@ def ofa_model():
                        config=ProxyConfig(num_rounds=40), cache_dir=TEST_CACHE)
 
 
+@pytest.mark.parametrize("kernels", ["numba", "numpy"])
 @pytest.mark.parametrize("space", ["fbnet", "ofa_mbv3"])
-def test_features_projected_equals_features_times_matrix(space, fbnet_model, ofa_model):
+def test_features_projected_equals_features_times_matrix(space, kernels, fbnet_model,
+                                                         ofa_model, monkeypatch):
+    """With the numba kernels, and with the numpy variables serving before they load."""
+    from oracle_server.predictor import tree_tables as tt
+
+    tt.start_kernel(wait=True)
+    if kernels == "numpy":
+        monkeypatch.setattr(tt, "_KERNELS", None)
     model = fbnet_model if space == "fbnet" else ofa_model
     assert model.projects_features
     sp = model.space
