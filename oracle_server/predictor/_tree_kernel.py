@@ -81,8 +81,8 @@ def cost_sums(genes, pos_gene, pos_card, res_gene, nk, k_gene, e_gene, ne,
     positions and the fixed part (per resolution for OFA)."""
     n, g = genes.shape
     npos = pos_gene.shape[0]
-    rm = np.empty(npos)
-    rp = np.empty(npos)
+    rm = np.empty((_BLOCK, npos))
+    rp = np.empty((_BLOCK, npos))
     # effective genes go through an arch-major block buffer, then out one row (cache line)
     # at a time: writing the g rows of xt column by column would thrash the cache when the
     # row stride is a power of two (a 16,384-architecture chunk: every row in one set)
@@ -90,30 +90,34 @@ def cost_sums(genes, pos_gene, pos_card, res_gene, nk, k_gene, e_gene, ne,
     for a in range(0, n, _BLOCK):
         m = min(_BLOCK, n - a)
         for r in range(m):
-            i = a + r
             for j in range(g):
-                buf[r, j] = genes[i, j]
-            fixed = 0
-            if res_gene >= 0:
-                res = np.int64(genes[i, res_gene])
-                fixed = res
-                for p in range(npos):  # branch-free: value * (0.0 or 1.0), as numpy's
-                    active = dep_pos[p] < depth_of[genes[i, depth_gene[p]]]
-                    act = 1.0 if active else 0.0
-                    kg, eg = k_gene[p], e_gene[p]
+                buf[r, j] = genes[a + r, j]
+        if res_gene >= 0:
+            for p in range(npos):  # position-major over the block (15% faster for OFA)
+                kg, eg, dg, dp = k_gene[p], e_gene[p], depth_gene[p], dep_pos[p]
+                ck, ce = cards[kg], cards[eg]
+                for r in range(m):
+                    i = a + r
+                    res = np.int64(genes[i, res_gene])
+                    active = dp < depth_of[genes[i, dg]]
+                    act = 1.0 if active else 0.0  # branch-free: value * (0 or 1), as numpy
                     kv, ev = genes[i, kg], genes[i, eg]
                     j = ((res * npos + p) * nk + np.int64(kv)) * ne + np.int64(ev)
-                    rm[p] = costs[j, 0] * act
-                    rp[p] = costs[j, 1] * act
-                    buf[r, kg] = kv if active else cards[kg]
-                    buf[r, eg] = ev if active else cards[eg]
-            else:
+                    rm[r, p] = costs[j, 0] * act
+                    rp[r, p] = costs[j, 1] * act
+                    buf[r, kg] = kv if active else ck
+                    buf[r, eg] = ev if active else ce
+        else:
+            for r in range(m):
                 for p in range(npos):
-                    j = p * pos_card + np.int64(genes[i, pos_gene[p]])
-                    rm[p] = costs[j, 0]
-                    rp[p] = costs[j, 1]
-            out[0, i] = fixed_m[fixed] + _pairwise(rm, npos)
-            out[1, i] = fixed_p[fixed] + _pairwise(rp, npos)
+                    j = p * pos_card + np.int64(genes[a + r, pos_gene[p]])
+                    rm[r, p] = costs[j, 0]
+                    rp[r, p] = costs[j, 1]
+        for r in range(m):
+            i = a + r
+            fixed = np.int64(genes[i, res_gene]) if res_gene >= 0 else 0
+            out[0, i] = fixed_m[fixed] + _pairwise(rm[r], npos)
+            out[1, i] = fixed_p[fixed] + _pairwise(rp[r], npos)
         for j in range(g):
             row = xt[j]
             for r in range(m):
