@@ -59,8 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     tt.start_kernel(wait=True)
     res: dict = {"meta": {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                           "cpus": os.cpu_count(), "loadavg_before": list(os.getloadavg()),
-                          "kernel": "numba" if tt._KERNEL is not tt._gather_sum_numpy
-                          else "numpy"}, "rows": []}
+                          "kernel": "numba" if tt._KERNELS is not None else "numpy"},
+           "rows": []}
     print(f"{'space':9s} {'archs':>7s} {'cols':>4s} {'trees ms':>9s} {'cpu':>7s} "
           f"{'tables ms':>9s} {'cpu':>7s} {'x':>6s} {f'{args.threads} thr ms':>9s} "
           f"{'max rel diff':>12s}")

@@ -37,8 +37,11 @@ def decode_archs(space: SearchSpace, archs: pb.Architectures, field: str = "arch
                 field=f"{field}.packed.genes",
             )
         genes = raw.reshape(-1, space.num_genes)
-        if genes.size and genes.max() < space.cardinalities.min():  # every gene in range
-            return space.canonicalize(genes.astype(GENE_DTYPE))  # = validate, minus checks
+        if genes.size and (genes.max() < space._min_cardinality or not (
+                genes >= np.minimum(space.cardinalities, 255).astype(np.uint8)).any()):
+            # every gene in range (one check for the whole batch, or one per gene position)
+            # = validate, minus the checks (canonical on the bytes: half the memory to touch)
+            return np.ascontiguousarray(space.canonicalize(genes), dtype=GENE_DTYPE)
         return space.validate(genes)  # the checks, and the precise error
     if kind == "strings":
         return space.parse_many(list(archs.strings.archs))

@@ -20,6 +20,7 @@ from oracle_server import metrics
 from oracle_server.comparison import Comparison, compare_devices
 from oracle_server.predictor import LatencyModel, Prediction
 from oracle_server.predictor.columns import basis_columns, reads_descriptors, reads_features
+from oracle_server.predictor.heads import feature_projection, projection
 from oracle_server.predictor.references import suggest_next
 from oracle_server.ranking import order
 from oracle_server.registry import Receipt
@@ -177,7 +178,7 @@ class Oracle:
         if rows is not None:
             tables = [self.store.table_prediction(d) for d in devices]
             t1 = time.perf_counter()
-            metrics.RANK_STAGE_SECONDS.labels("proxy").observe(t1 - t0)
+            metrics.rank_stage("proxy").observe(t1 - t0)
             _check_cancel(is_cancelled)
             lats = [tab.latency32[rows] for tab in tables]
             keys = [tab.rank[rows] for tab in tables]
@@ -189,11 +190,11 @@ class Oracle:
         else:
             preds = predict(model, genes, devices, is_cancelled, self.predict_chunk)
             t1 = time.perf_counter()
-            metrics.RANK_STAGE_SECONDS.labels("proxy").observe(t1 - t0)
+            metrics.rank_stage("proxy").observe(t1 - t0)
             lats = [p.latency_ms.astype(np.float32) for p in preds]
             keys = [None] * len(devices)
         t2 = time.perf_counter()
-        metrics.RANK_STAGE_SECONDS.labels("head").observe(t2 - t1)
+        metrics.rank_stage("head").observe(t2 - t1)
         _check_cancel(is_cancelled)
         rankings = []
         for dev, lat, key, pred in zip(devices, lats, keys, preds, strict=True):
@@ -206,7 +207,7 @@ class Oracle:
                     prob = pred.prob_below(max_latency_ms).astype(np.float32)
             indices = order(lat, top_k, max_latency_ms, key)
             rankings.append(DeviceRanking(dev, lat, indices, lower, upper, prob))
-        metrics.RANK_STAGE_SECONDS.labels("rank").observe(time.perf_counter() - t2)
+        metrics.rank_stage("rank").observe(time.perf_counter() - t2)
         metrics.RANK_ARCHITECTURES.labels(space).inc(n * len(devices))
         return RankResult(space, n, tuple(rankings), interval_level)
 
@@ -265,11 +266,15 @@ def predict(
     devices: Sequence[Device],
     is_cancelled: Callable[[], bool] | None = None,
     chunk: int = PREDICT_CHUNK,
+    project_inputs: bool = True,
 ) -> list[Prediction]:
     """Proxy once for all devices (only the basis columns their heads read), then heads.
 
     In chunks of ``chunk`` rows: bounded memory for big batches, and a client that gave up
-    stops the work between chunks.
+    stops the work between chunks. ``project_inputs``: heads linear in a few descriptor
+    and feature combinations get only those (folded gather-sums for all devices,
+    ``input_projections``) instead of the (n, D) descriptors and (n, F) features; False:
+    the reference.
     """
     columns: set[int] | None = set()
     for d in devices:
@@ -278,19 +283,28 @@ def predict(
     wanted = None if columns is None else sorted(columns)
     feature_free = not any(reads_features(d.head) for d in devices)
     with_descriptors = any(reads_descriptors(d.head) for d in devices)
+    projections = (input_projections(model, devices, feature_free)
+                   if project_inputs and (with_descriptors or not feature_free) else None)
     parts: list[list[Prediction]] = []
     for start in range(0, max(genes.shape[0], 1), chunk):
         if start:
             _check_cancel(is_cancelled)
         g = genes[start : start + chunk]
         features = None
-        if not feature_free or model.basis_reads_features:
+        if model.basis_reads_features or not (feature_free or projections is not None):
             features = model.features(g)
         basis = model.basis(g, features, columns=wanted)
         if features is None or feature_free:
             head_features = np.empty((g.shape[0], 0))  # not read: skip the float64 copy
         else:
             head_features = features.astype(np.float64)
+        if projections is not None:  # only the input combinations the heads read
+            (dmat, dsl), (fmat, fsl) = projections
+            u = model.descriptors(g, dmat) if dmat.shape[1] else np.empty((len(g), 0))
+            uf = model.features_projected(g, fmat) if fmat.shape[1] else np.empty((len(g), 0))
+            parts.append([d.head.predict_projected(basis, uf[:, b], u[:, a])
+                          for d, a, b in zip(devices, dsl, fsl, strict=True)])
+            continue
         desc = model.descriptors(g) if with_descriptors else None
         parts.append([d.head.predict(basis, head_features, desc) for d in devices])
     if len(parts) == 1:
@@ -302,6 +316,45 @@ def predict(
         )
         for i in range(len(devices))
     ]
+
+
+def descriptor_projections(
+    model: LatencyModel, devices: Sequence[Device]
+) -> tuple[np.ndarray, list[slice]] | None:
+    """All devices' descriptor combinations as one (D, P) matrix and each device's column
+    slice of it; None when some head reads the descriptors otherwise."""
+    return _stack([projection(d.head.kind, d.head.params, model.num_descriptors)
+                   for d in devices], model.num_descriptors)
+
+
+def input_projections(
+    model: LatencyModel, devices: Sequence[Device], feature_free: bool
+) -> tuple[tuple[np.ndarray, list[slice]], tuple[np.ndarray, list[slice]]] | None:
+    """``descriptor_projections`` and the same for the proxy features (all devices' feature
+    combinations as one (F, Q) matrix, slices); None when some head has no projection, or
+    when heads read features and the model cannot project them (no tree tables)."""
+    desc = descriptor_projections(model, devices)
+    if desc is None:
+        return None
+    if feature_free:
+        empty = np.zeros((0, 0))
+        return desc, (empty, [slice(0, 0)] * len(devices))
+    if not model.projects_features:
+        return None
+    feats = _stack([feature_projection(d.head.kind, d.head.params, model.num_features)
+                    for d in devices], model.num_features)
+    return None if feats is None else (desc, feats)
+
+
+def _stack(mats: list[np.ndarray | None], rows: int) -> tuple[np.ndarray, list[slice]] | None:
+    if any(m is None for m in mats):
+        return None
+    slices, at = [], 0
+    for m in mats:
+        assert m is not None
+        slices.append(slice(at, at + m.shape[1]))
+        at += m.shape[1]
+    return np.concatenate(mats, axis=1) if mats else np.zeros((rows, 0)), slices
 
 
 def _table_covers_space(space: SearchSpace) -> bool:

@@ -209,7 +209,7 @@ class OracleServicer(pb_grpc.LatencyOracleServicer):
         # The tenant's work (its work limit's currency), known exactly before any decoding.
         self._tenancy.fair_share.charge(current_caller().tenant, n * len(request.devices))
         genes = codec.decode_archs(space, request.archs)
-        metrics.RANK_STAGE_SECONDS.labels("decode").observe(time.perf_counter() - t0)
+        metrics.rank_stage("decode").observe(time.perf_counter() - t0)
         level = request.interval_level if request.HasField("interval_level") else 0.8
         result = oracle.rank(
             space.name,
@@ -226,7 +226,7 @@ class OracleServicer(pb_grpc.LatencyOracleServicer):
             request.return_latencies if request.HasField("return_latencies") else True
         )
         response = rank_response(result, return_latencies)
-        metrics.RANK_STAGE_SECONDS.labels("encode").observe(time.perf_counter() - t1)
+        metrics.rank_stage("encode").observe(time.perf_counter() - t1)
         return response
 
     def SuggestReferences(self, request, context):

@@ -221,11 +221,9 @@ class SearchSpace(ABC):
             and g.min() >= 0
             and (g.max() < self._min_cardinality or bool((g < self.cardinalities).all()))
         ):
-            radix, lookup = coded  # codes < space_size <= _MAX_CODE_SPACE fit in int32
-            codes = g[:, 0].astype(np.int32) * radix[0]
-            for j in range(1, g.shape[1]):
-                codes += g[:, j] * radix[j]
-            return lookup[codes]
+            radix, lookup = coded  # codes < space_size <= _MAX_CODE_SPACE < 2**53
+            # one BLAS product: exact in float64 for codes this small
+            return lookup[(g @ radix.astype(np.float64)).astype(np.intp)]
         return self._table_rows_by_key(genes)
 
     def _table_rows_by_key(self, genes: np.ndarray) -> np.ndarray:

@@ -8,7 +8,7 @@ from statistics import NormalDist
 
 import numpy as np
 
-from oracle_server.predictor.heads import log_basis, predict_log
+from oracle_server.predictor.heads import log_basis, predict_log, predict_log_projected
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,14 @@ class HeadFit:
         ``descriptors`` (n, D) from ``LatencyModel.descriptors`` (read by descriptor heads)."""
         mu = predict_log(self.kind, self.params, basis, np.asarray(features, dtype=np.float64),
                          descriptors)
+        return Prediction(np.exp(mu), self.log_sigma(basis, mu))
+
+    def predict_projected(self, basis: np.ndarray, features: np.ndarray,
+                          projected: np.ndarray) -> Prediction:
+        """``predict`` from ``features @ heads.feature_projection(kind, params, F)`` and
+        ``projected = descriptors @ heads.projection(kind, params, D)`` (Rank's fast path:
+        those combinations folded into the one-hot layout and the descriptor tables)."""
+        mu = predict_log_projected(self.kind, self.params, basis, features, projected)
         return Prediction(np.exp(mu), self.log_sigma(basis, mu))
 
     def log_sigma(self, basis: np.ndarray, mu: np.ndarray | None = None) -> np.ndarray:

@@ -470,6 +470,37 @@ class HeadKind:
         """Basis columns ``predict_log`` reads."""
         return set()
 
+    # Rank's fast path: a head linear in a few combinations of the descriptors
+    # (``u = desc @ M``) and of the proxy features (``uf = feats @ Mf``) declares ``M`` and
+    # ``Mf`` and predicts from ``u`` and ``uf`` alone. Rank folds ``M`` into the
+    # per-(position, choice) descriptor tables (``descriptors(..., matrix=M)``) and ``Mf``
+    # into the one-hot layout (``LatencyModel.features_projected``), so it never builds
+    # the (n, D) descriptors or the (n, F) features. ``predict_log`` stays the reference
+    # (equal to float rounding, ``tests/unit/test_descriptor_projection.py``).
+    def projection(self, params: dict, num_descriptors: int) -> np.ndarray | None:
+        """(D, p) descriptor combinations ``predict_log_projected`` reads; (D, 0) for a
+        head that reads no descriptors; None when the head reads them otherwise."""
+        return None if self.reads_descriptors else np.zeros((num_descriptors, 0))
+
+    def num_projected(self, params: dict) -> int:
+        """Columns of ``projection(params, D)`` (the same for every D)."""
+        return 0
+
+    def feature_projection(self, params: dict, num_features: int) -> np.ndarray | None:
+        """(F, q) feature combinations ``predict_log_projected`` reads (like ``projection``)."""
+        return None if self.reads_features else np.zeros((num_features, 0))
+
+    def num_feature_projected(self, params: dict) -> int:
+        return 0
+
+    def predict_log_projected(self, params: dict, basis: np.ndarray, uf: np.ndarray,
+                              u: np.ndarray) -> np.ndarray:
+        """``predict_log`` from ``uf = feats @ feature_projection(params, F)`` (n, q) and
+        ``u = descriptors @ projection(params, D)`` (n, p)."""
+        if self.reads_descriptors or self.reads_features:
+            raise NotImplementedError(f"head kind '{self.name}' has no projection")
+        return self.predict_log(params, basis, uf, None)
+
 
 def _ms_to_log(ms: np.ndarray, params: dict) -> np.ndarray:
     return np.log(np.maximum(ms, params.get("floor_ms", MS_FLOOR)))
@@ -532,6 +563,21 @@ class Ridge(HeadKind):
         beta = np.asarray(params["beta"])
         return params["c"] + beta[0] + np.c_[zb, zf] @ beta[1:]
 
+    def feature_projection(self, params, num_features):
+        beta_f = np.asarray(params["beta"], dtype=np.float64)[1 + len(params["mu_b"]):]
+        return (beta_f / np.asarray(params["sd_f"], dtype=np.float64))[:, None]
+
+    def num_feature_projected(self, params):
+        return 1
+
+    def predict_log_projected(self, params, basis, uf, u):
+        # (feats - mu_f) / sd_f @ beta_f == feats @ (beta_f / sd_f) - (mu_f / sd_f) @ beta_f
+        zb = (log_basis(basis) - np.asarray(params["mu_b"])) / np.asarray(params["sd_b"])
+        beta = np.asarray(params["beta"])
+        nb = len(params["mu_b"])
+        shift = (np.asarray(params["mu_f"]) / np.asarray(params["sd_f"])) @ beta[1 + nb:]
+        return params["c"] + beta[0] + zb @ beta[1 : 1 + nb] + (uf[:, 0] - shift)
+
     def columns(self, params):
         return set(range(len(params["mu_b"])))
 
@@ -545,6 +591,15 @@ class AdaProxy(HeadKind):
     def predict_log(self, params, basis, feats, desc):
         return _ms_to_log(feats @ np.asarray(params["weights"]) + params["c"], params)
 
+    def feature_projection(self, params, num_features):
+        return np.asarray(params["weights"], dtype=np.float64)[:, None]
+
+    def num_feature_projected(self, params):
+        return 1
+
+    def predict_log_projected(self, params, basis, uf, u):
+        return _ms_to_log(uf[:, 0] + params["c"], params)
+
 
 class Additive(HeadKind):
     name, min_samples, reads_features = "additive", 5, True
@@ -554,6 +609,18 @@ class Additive(HeadKind):
 
     def predict_log(self, params, basis, feats, desc):
         ms = feats @ np.asarray(params["coef_features"]) + params["c"]
+        if params["coef_basis"]:
+            ms = ms + basis @ np.asarray(params["coef_basis"])
+        return _ms_to_log(ms, params)
+
+    def feature_projection(self, params, num_features):
+        return np.asarray(params["coef_features"], dtype=np.float64)[:, None]
+
+    def num_feature_projected(self, params):
+        return 1
+
+    def predict_log_projected(self, params, basis, uf, u):
+        ms = uf[:, 0] + params["c"]
         if params["coef_basis"]:
             ms = ms + basis @ np.asarray(params["coef_basis"])
         return _ms_to_log(ms, params)
@@ -589,6 +656,16 @@ class Descriptor(HeadKind):
         theta = np.asarray(params["theta"])
         return theta[0] + (_need(desc) / np.asarray(params["scale"])) @ theta[1:]
 
+    def projection(self, params, num_descriptors):
+        theta = np.asarray(params["theta"], dtype=np.float64)
+        return (theta[1:] / np.asarray(params["scale"], dtype=np.float64))[:, None]
+
+    def num_projected(self, params):
+        return 1
+
+    def predict_log_projected(self, params, basis, uf, u):
+        return _ms_to_log(params["theta"][0] + u[:, 0], params)
+
 
 class Hybrid(Descriptor):
     name, min_samples, reads_descriptors = "hybrid", 5, True
@@ -600,6 +677,11 @@ class Hybrid(Descriptor):
     def predict_log(self, params, basis, feats, desc):
         cols = np.asarray(params["columns"], dtype=np.int64)
         ms = self.descriptor_ms(params, desc) + basis[:, cols] @ np.asarray(params["coef_basis"])
+        return _ms_to_log(ms, params)
+
+    def predict_log_projected(self, params, basis, uf, u):
+        cols = np.asarray(params["columns"], dtype=np.int64)
+        ms = params["theta"][0] + u[:, 0] + basis[:, cols] @ np.asarray(params["coef_basis"])
         return _ms_to_log(ms, params)
 
     def columns(self, params):
@@ -620,6 +702,17 @@ class Flops(HeadKind):
         d = _need(desc)
         return params["a"] * np.log(np.maximum(d[:, 0] + d[:, 1], 1.0)) + params["c"]
 
+    def projection(self, params, num_descriptors):
+        m = np.zeros((num_descriptors, 1))
+        m[[0, 1], 0] = 1.0  # dense + depthwise MACs
+        return m
+
+    def num_projected(self, params):
+        return 1
+
+    def predict_log_projected(self, params, basis, uf, u):
+        return params["a"] * np.log(np.maximum(u[:, 0], 1.0)) + params["c"]
+
 
 class PowerLaw(HeadKind):
     name, min_samples, reads_descriptors = "powerlaw", 4, True
@@ -637,6 +730,21 @@ class PowerLaw(HeadKind):
         beta = np.asarray(params["beta"])
         return params["c"] + beta[0] + u @ beta[1:]
 
+    def projection(self, params, num_descriptors):
+        m = np.zeros((num_descriptors, len(POWERLAW_COLUMNS)))
+        for j, cols in enumerate(POWERLAW_COLUMNS):
+            m[list(cols), j] = 1.0
+        return m
+
+    def num_projected(self, params):
+        return len(POWERLAW_COLUMNS)
+
+    def predict_log_projected(self, params, basis, uf, u):
+        z = (np.log(np.maximum(u, 1.0)) - np.asarray(params["mu_u"])) / np.asarray(
+            params["sd_u"])
+        beta = np.asarray(params["beta"])
+        return params["c"] + beta[0] + z @ beta[1:]
+
 
 class Ensemble(HeadKind):
     """Mean log prediction of member heads (``params["members"]``: ``{"kind", "params"}``)."""
@@ -649,10 +757,46 @@ class Ensemble(HeadKind):
     def predict_log(self, params, basis, feats, desc):
         parts = [predict_log(m["kind"], m["params"], basis, feats, desc)
                  for m in params["members"]]
+        return self._combine(params, parts)
+
+    @staticmethod
+    def _combine(params: dict, parts: list[np.ndarray]) -> np.ndarray:
         weights = params.get("weights")
         if weights is None:
             return np.mean(parts, axis=0)
         return np.tensordot(np.asarray(weights, dtype=np.float64), np.stack(parts), axes=1)
+
+    def projection(self, params, num_descriptors):
+        mats = [head_kind(m["kind"]).projection(m["params"], num_descriptors)
+                for m in params.get("members") or ()]
+        if any(m is None for m in mats):
+            return None
+        return np.concatenate(mats, axis=1) if mats else np.zeros((num_descriptors, 0))
+
+    def num_projected(self, params):
+        return sum(head_kind(m["kind"]).num_projected(m["params"])
+                   for m in params.get("members") or ())
+
+    def feature_projection(self, params, num_features):
+        mats = [head_kind(m["kind"]).feature_projection(m["params"], num_features)
+                for m in params.get("members") or ()]
+        if any(m is None for m in mats):
+            return None
+        return np.concatenate(mats, axis=1) if mats else np.zeros((num_features, 0))
+
+    def num_feature_projected(self, params):
+        return sum(head_kind(m["kind"]).num_feature_projected(m["params"])
+                   for m in params.get("members") or ())
+
+    def predict_log_projected(self, params, basis, uf, u):
+        parts, at, atf = [], 0, 0
+        for m in params["members"]:
+            kind = head_kind(m["kind"])
+            p, q = kind.num_projected(m["params"]), kind.num_feature_projected(m["params"])
+            parts.append(kind.predict_log_projected(m["params"], basis, uf[:, atf : atf + q],
+                                                    u[:, at : at + p]))
+            at, atf = at + p, atf + q
+        return self._combine(params, parts)
 
     def columns(self, params):
         out: set[int] = set()
@@ -695,6 +839,23 @@ def predict_log(kind: str, params: dict, basis: np.ndarray, feats: np.ndarray,
                 desc: np.ndarray | None = None) -> np.ndarray:
     """Point prediction of log latency for a batch, for any head kind (vectorised)."""
     return head_kind(kind).predict_log(params, basis, feats, desc)
+
+
+def projection(kind: str, params: dict, num_descriptors: int) -> np.ndarray | None:
+    """(D, p) descriptor combinations the head reads (``HeadKind.projection``)."""
+    return head_kind(kind).projection(params, num_descriptors)
+
+
+def feature_projection(kind: str, params: dict, num_features: int) -> np.ndarray | None:
+    """(F, q) feature combinations the head reads (``HeadKind.feature_projection``)."""
+    return head_kind(kind).feature_projection(params, num_features)
+
+
+def predict_log_projected(kind: str, params: dict, basis: np.ndarray, uf: np.ndarray,
+                          u: np.ndarray) -> np.ndarray:
+    """``predict_log`` from ``uf = features @ feature_projection(kind, params, F)`` and
+    ``u = descriptors @ projection(kind, params, D)``."""
+    return head_kind(kind).predict_log_projected(params, basis, uf, u)
 
 
 def fit_candidate(

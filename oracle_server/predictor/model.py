@@ -81,9 +81,44 @@ class LatencyModel:
     def features(self, genes: np.ndarray) -> np.ndarray:
         return self.space.features(genes)
 
-    def descriptors(self, genes: np.ndarray) -> np.ndarray:
-        """(n, D) hardware-agnostic descriptors (``spaces.descriptors``)."""
-        return descriptors(self.space.name, genes)
+    def descriptors(self, genes: np.ndarray, matrix: np.ndarray | None = None) -> np.ndarray:
+        """(n, D) hardware-agnostic descriptors (``spaces.descriptors``); with ``matrix``
+        (D, P) their combinations ``descriptors @ matrix`` (n, P), folded into the tables."""
+        return descriptors(self.space.name, genes, matrix)
+
+    @functools.cached_property
+    def num_descriptors(self) -> int:
+        return int(self.descriptors(self.space.table.genes[:1]).shape[1])
+
+    @functools.cached_property
+    def num_features(self) -> int:
+        return int(self.features(self.space.table.genes[:1]).shape[1])
+
+    @property
+    def projects_features(self) -> bool:
+        """Whether ``features_projected`` can skip the feature matrix: the proxy's tree
+        tables checked (at build) that the features are the one-hot of the effective genes
+        followed by the extra features."""
+        return self.proxy.tables is not None
+
+    def features_projected(self, genes: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+        """``features(genes) @ matrix`` (n, q) without the (n, F) features: one gather per
+        gene position of ``matrix``'s one-hot rows (a zero row for an inactive gene) plus
+        the extra features times their rows (the tree tables' variables). Equal to float
+        rounding (``projects_features`` must hold)."""
+        tables = self.proxy.tables
+        assert tables is not None
+        xt, extra = tables.variables(genes)
+        cards = self.space.cardinalities.astype(np.int64)
+        offsets = self.space._one_hot_offsets
+        n_oh = int(cards.sum())
+        m = np.asarray(matrix, dtype=np.float64)
+        out = extra.T @ m[n_oh:]
+        zero = np.zeros((1, m.shape[1]))
+        for j in range(len(cards)):
+            rows = np.concatenate([m[offsets[j] : offsets[j] + cards[j]], zero])
+            out += rows.take(xt[j], axis=0)
+        return out
 
     @property
     def basis_reads_features(self) -> bool:
@@ -108,7 +143,8 @@ class LatencyModel:
         ``reference=True`` forces the trees.
         """
         if columns is not None and not len(columns):  # no column read: no proxy at all
-            return np.ones((len(genes), len(self.basis_devices)))
+            # (a read-only view of ones: nothing to allocate or fill per request)
+            return np.broadcast_to(np.float64(1.0), (len(genes), len(self.basis_devices)))
         if self._basis_table is not None:
             rows = self.space.table_rows(genes)
             if np.all(rows >= 0):

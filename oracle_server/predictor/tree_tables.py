@@ -27,6 +27,7 @@ extra feature, features this module cannot reproduce exactly) keeps the referenc
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -139,24 +140,33 @@ def _gather_sum_numpy(xt, groups, luts, lut, offsets, table, out):
         out += table[code]
 
 
-_KERNEL = _gather_sum_numpy  # until the numba kernel is ready (same sums, same order)
+#: the numba kernels (``_tree_kernel``) once loaded; until then (None) numpy serves: the same
+#: variables, the same table cells added in the same order (bit-identical, tested)
+_KERNELS = None
 _KERNEL_LOCK = threading.Lock()
 _KERNEL_READY = threading.Event()
 _KERNEL_STARTED = False
 
 
 def _load_kernel() -> None:
-    global _KERNEL
+    global _KERNELS
     try:
-        from oracle_server.predictor._tree_kernel import gather_sum
+        from oracle_server.predictor import _tree_kernel as k
 
+        # compile (or load from the on-disk cache) the one signature each kernel is called
+        # with (int16 genes, uint8 variables, contiguous arrays): every compiled
+        # specialisation stays resident (LLVM code), so no others are loaded
         g3 = np.zeros((1, 3), dtype=np.int32)
-        for dtype in (np.uint8, np.int32):
-            for xt in (np.zeros((1, 1), dtype), np.zeros((1, 2), dtype)[:, :1]):
-                # compile (or load from the on-disk cache): whole and sliced batches
-                gather_sum(xt, g3, g3, np.zeros(1, np.int32), np.zeros(1, np.int64),
-                           np.zeros(1), np.zeros(1))
-        _KERNEL = gather_sum
+        m3 = np.zeros((1, 3), dtype=np.int64)
+        i1 = np.zeros(1, np.int64)
+        genes = np.zeros((1, 1), np.int16)
+        k.gather_sum_mixed(np.zeros((1, 1), np.uint8), g3, m3, i1, np.zeros(1, np.int32),
+                           i1, np.zeros(1), np.zeros(1))
+        xt = np.zeros((3, 1), np.uint8)
+        k.cost_sums(genes, i1, 1, -1, 1, i1, i1, 1, i1, i1, i1, np.zeros((1, 2)), np.zeros(1),
+                    np.zeros(1), i1, np.zeros((2, 1)), xt)
+        k.fill_bins(np.zeros((1, 1), np.float32), np.zeros(1), np.array([0, 1], np.int64), xt, 1)
+        _KERNELS = k
     except Exception:  # pragma: no cover - numba is a dependency; numpy serves meanwhile
         log.exception("numba kernel unavailable: tree tables use the (slower) numpy gather")
     finally:
@@ -164,9 +174,10 @@ def _load_kernel() -> None:
 
 
 def start_kernel(wait: bool = False) -> None:
-    """Load the numba kernel in a background thread (importing numba and loading the cached
-    machine code takes seconds on a busy machine: the server answers with the numpy gather,
-    which adds in the same order, until it is ready). ``wait``: block until done."""
+    """Load the numba kernels in a background thread (importing numba and loading the cached
+    machine code takes seconds on a busy machine: the server answers with the numpy path,
+    which computes the same cells and adds in the same order, until they are ready).
+    ``wait``: block until done."""
     global _KERNEL_STARTED
     with _KERNEL_LOCK:
         if not _KERNEL_STARTED:
@@ -178,7 +189,7 @@ def start_kernel(wait: bool = False) -> None:
 
 _THREADS = 1
 _POOL: ThreadPoolExecutor | None = None
-_PARALLEL_MIN = 20_000  # (architectures x columns) below which one thread does it all
+_PARALLEL_MIN = 8_192  # (architectures x columns) below which one thread does it all
 
 
 def set_threads(threads: int) -> None:
@@ -192,6 +203,74 @@ def set_threads(threads: int) -> None:
         _THREADS = threads
         if old is not None:
             old.shutdown(wait=False)
+
+
+# ------------------------------------------------------------ fused variables
+def _side_by_side(macs: np.ndarray, params: np.ndarray) -> np.ndarray:
+    """(N, 2) float64: the flattened MACs and params tables as columns."""
+    return np.ascontiguousarray(np.stack([np.ravel(macs), np.ravel(params)], axis=1),
+                                dtype=np.float64)
+
+
+class _FusedSpec:
+    """The arrays ``_tree_kernel.cost_sums`` / ``fill_bins`` read for one space."""
+
+    def __init__(self, costs: tuple, res_gene: int, res_term: np.ndarray | None,
+                 thresholds: list[np.ndarray]) -> None:
+        self.costs = costs
+        self.res_gene = res_gene
+        self.res_term = res_term
+        self.thr = np.concatenate([np.asarray(t, dtype=np.float64) for t in thresholds])
+        self.thr_start = np.concatenate(
+            [[0], np.cumsum([len(t) for t in thresholds])]).astype(np.int64)
+
+    @classmethod
+    def of(cls, tables: TreeTables) -> _FusedSpec | None:
+        """The space's spec (FBNet, OFA-MBv3), None for a space the kernels do not know."""
+        from client_sdk.spaces import fbnet, ofa_mbv3
+
+        space = tables.space
+        i64 = functools.partial(np.asarray, dtype=np.int64)
+        cards = i64(space.cardinalities)
+        if isinstance(space, fbnet.FBNet):
+            if len(tables.thresholds) != 2:
+                return None
+            macs, params, fixed_m, fixed_p = space._costs
+            pos = np.arange(fbnet.NUM_BLOCKS, dtype=np.int64)
+            costs = (pos, len(fbnet.OPS), -1, 1, pos, pos, 1, pos, pos, i64([0]),
+                     _side_by_side(macs, params), np.array([fixed_m], dtype=np.float64),
+                     np.array([fixed_p], dtype=np.float64), cards)
+            return cls(costs, -1, None, tables.thresholds)
+        if isinstance(space, ofa_mbv3.OFAMobileNetV3):
+            if len(tables.thresholds) != 3:
+                return None
+            macs, params, fixed_m, fixed_p = space._costs
+            nb, nk, ne = ofa_mbv3.NUM_BLOCKS, len(ofa_mbv3.KERNELS), len(ofa_mbv3.EXPANDS)
+            blocks = np.arange(nb, dtype=np.int64)
+            stage_gene = ofa_mbv3.DEPTH_GENES.start + blocks // ofa_mbv3.MAX_DEPTH
+            depth_pos = blocks % ofa_mbv3.MAX_DEPTH
+            depth_of = i64(ofa_mbv3.DEPTHS)
+            k_gene = ofa_mbv3.KERNEL_GENES.start + blocks
+            e_gene = ofa_mbv3.EXPAND_GENES.start + blocks
+            costs = (blocks, 0, ofa_mbv3.RES_GENE, nk, k_gene, e_gene, ne, depth_pos,
+                     stage_gene, depth_of, _side_by_side(macs, params),
+                     np.ascontiguousarray(fixed_m, dtype=np.float64),
+                     np.ascontiguousarray(fixed_p, dtype=np.float64), cards)
+            res = np.asarray(ofa_mbv3.RESOLUTIONS, dtype=np.float32)
+            return cls(costs, ofa_mbv3.RES_GENE, (res / 224.0) ** 2, tables.thresholds)
+        return None
+
+
+class _Buffers:
+    """What one batch part's evaluation writes (``TreeTables._evaluate``)."""
+
+    def __init__(self, tables: TreeTables, n: int) -> None:
+        nc = len(tables.thresholds)
+        self.xt = tables._xt(n)
+        self.sums = np.empty((2, n))
+        self.extra32 = np.empty((nc, n), dtype=np.float32)
+        self.extra = np.empty((nc, n))
+        self.tmp = np.empty(n)
 
 
 # -------------------------------------------------------------------- tables
@@ -218,6 +297,9 @@ class TreeTables:
         self.tables = [np.ascontiguousarray(a, dtype=np.float64) for a in tables]
         self.w_extra = np.asarray(w_extra, dtype=np.float64)
         self.w0 = np.asarray(w0, dtype=np.float64)
+        self._mixed: list[tuple | None] = [None] * len(self.tables)  # see _slots
+        self._spec: _FusedSpec | None = None  # see _fused_ok
+        self._fused_checked: bool | None = None
 
     @property
     def num_devices(self) -> int:
@@ -230,49 +312,159 @@ class TreeTables:
     # ------------------------------------------------------------- evaluate
     def variables(self, genes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(V, n) variable values (one row per variable; uint8 when they fit, ~12% faster
-        gathers than int32) and (n, C) float64 extra features."""
-        extra = extra_features(self.space, genes).astype(np.float64)
-        g = genes.shape[1]
+        gathers than int32) and (C, n) float64 extra features (one row per feature)."""
+        return self._variables(_KERNELS, genes)
+
+    def _variables(self, kernels, genes: np.ndarray,
+                   buf: _Buffers | None = None) -> tuple[np.ndarray, np.ndarray]:
+        if kernels is not None and self._fused_ok(kernels):
+            return self._variables_fused(kernels, genes, buf)
+        return self._variables_numpy(genes)
+
+    def _xt(self, n: int) -> np.ndarray:
         small = int(self.space.cardinalities.max()) < 255 and all(
             len(t) < 255 for t in self.thresholds)
-        xt = np.empty((g + len(self.thresholds) + 1, len(genes)),
-                      dtype=np.uint8 if small else np.int32)
+        return np.empty((self.space.num_genes + len(self.thresholds) + 1, n),
+                        dtype=np.uint8 if small else np.int32)
+
+    def _variables_numpy(self, genes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        extra = np.ascontiguousarray(extra_features(self.space, genes).T, dtype=np.float64)
+        g = genes.shape[1]
+        xt = self._xt(len(genes))
         xt[:g] = effective_genes(self.space, genes).T
         for i, thr in enumerate(self.thresholds):
-            xt[g + i] = np.searchsorted(thr, extra[:, i], side="left")
+            xt[g + i] = np.searchsorted(thr, extra[i], side="left")
         xt[-1] = 0
         return xt, extra
 
+    def _variables_fused(self, kernels, genes: np.ndarray,
+                         buf: _Buffers | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``_variables_numpy`` in two numba passes over the genes (the MACs / params sums in
+        numpy's summation order with the effective genes; the bins) around numpy's
+        ``log1p``, into ``buf`` (allocated here if None)."""
+        spec = self._spec
+        assert spec is not None
+        genes = np.ascontiguousarray(genes, dtype=np.int16)  # the compiled signature
+        b = _Buffers(self, len(genes)) if buf is None else buf
+        kernels.cost_sums(genes, *spec.costs, b.sums, b.xt)
+        np.log1p(b.sums, out=b.sums)
+        nc = len(self.thresholds)
+        if spec.res_term is not None:  # OFA's (resolution / 224) ** 2, as a 25-entry table
+            np.take(spec.res_term, genes[:, spec.res_gene], out=b.extra32[0])
+        b.extra32[nc - 2:] = b.sums  # float64 -> float32, as ``astype``
+        kernels.fill_bins(b.extra32, spec.thr, spec.thr_start, b.xt, genes.shape[1])
+        b.extra[...] = b.extra32
+        return b.xt, b.extra
+
+    def _fused_ok(self, kernels) -> bool:
+        """Whether the fused variables equal ``_variables_numpy`` bit for bit here (checked
+        once per tables object on 2,000 random + table architectures; numpy otherwise)."""
+        ok = self._fused_checked
+        if ok is None:
+            ok = False
+            try:
+                self._spec = _FusedSpec.of(self)
+                if self._spec is not None:
+                    sp = self.space
+                    genes = np.concatenate([sp.sample(2000, 12345), sp.table.genes[:2000]])
+                    a, b = self._variables_fused(kernels, genes), self._variables_numpy(genes)
+                    ok = all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+                    if not ok:
+                        log.warning("%s tree tables: fused variables differ from numpy's; "
+                                    "numpy computes them", sp.name)
+            except Exception:  # pragma: no cover - defensive: numpy serves
+                log.exception("fused tree-table variables unavailable")
+            self._fused_checked = ok
+        return ok
+
+    def _slots(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Device ``k``'s groups for ``gather_sum_mixed`` (cached): each group's variables
+        with the gene / constant ones first and their strides (a gene's ``lut`` is
+        ``value * stride``, checked), then the bins with their ``lut`` starts."""
+        got = self._mixed[k]
+        if got is None:
+            g = self.space.num_genes
+            const = g + len(self.thresholds)
+            extra_value = inactive_mask(self.space, self.space.table.genes[:1]) is not None
+            groups, luts, lut = self.groups[k], self.luts[k], self.lut[k]
+            slots = np.empty_like(groups)
+            mult = np.empty(groups.shape, dtype=np.int64)
+            nlut = np.zeros(len(groups), dtype=np.int64)
+            for i in range(len(groups)):
+                muls, looks = [], []
+                for v, start in zip(groups[i].tolist(), luts[i].tolist(), strict=True):
+                    if v == const and lut[start] == 0:
+                        muls.append((v, 0))
+                        continue
+                    if v < g:
+                        card = int(self.space.cardinalities[v]) + int(extra_value)
+                        stride = int(lut[start + 1]) if card > 1 else 0
+                        if np.array_equal(lut[start : start + card],
+                                          np.arange(card, dtype=np.int64) * stride):
+                            muls.append((v, stride))
+                            continue
+                    looks.append((v, start))
+                row = muls + looks
+                slots[i] = [v for v, _ in row]
+                mult[i] = [a for _, a in row]
+                nlut[i] = len(looks)
+            got = self._mixed[k] = (slots, mult, nlut)
+        return got
+
     def log_basis(self, genes: np.ndarray, columns: list[int] | None = None) -> np.ndarray:
-        """(n, len(columns)) predicted log latency (log ms) of the basis ``columns``."""
+        """(n, len(columns)) predicted log latency (log ms) of the basis ``columns``.
+
+        With the numba kernels (they release the GIL) and ``set_threads(t > 1)``, a batch of
+        at least ``_PARALLEL_MIN`` architectures x columns is cut into ``t`` ranges of
+        architectures, each evaluated (variables and every column) by one thread: same
+        values as one thread (each architecture's sums do not depend on the others)."""
         if not _KERNEL_STARTED:
-            start_kernel()  # in the background; the numpy gather serves meanwhile
+            start_kernel()  # in the background; numpy serves meanwhile
+        kernels = _KERNELS
         cols = list(range(self.num_devices)) if columns is None else list(columns)
-        xt, extra = self.variables(genes)
-        out = np.empty((len(cols), len(genes)))
-        base = extra @ self.w_extra[:, cols] + self.w0[cols]
-        out[:] = base.T
         n = len(genes)
-        work = [(j, k, 0, n) for j, k in enumerate(cols)]
+        out = np.empty((len(cols), n))
         pool, threads = _POOL, _THREADS
-        if pool is None or threads < 2 or n * len(cols) < _PARALLEL_MIN:
-            self._run(xt, out, work)
+        if (kernels is None or pool is None or threads < 2 or n < 2 * threads
+                or n * len(cols) < _PARALLEL_MIN):
+            self._evaluate(kernels, genes, cols, out)
             return out.T
-        if len(cols) == 1:  # split the batch
-            step = -(-n // threads)
-            work = [(0, cols[0], a, min(a + step, n)) for a in range(0, n, step)]
-        parts = [work[i::threads] for i in range(threads)]
-        futures = [pool.submit(self._run, xt, out, part) for part in parts[1:] if part]
-        self._run(xt, out, parts[0])
-        for f in futures:
-            f.result()
+        step = -(-n // threads)
+        # every buffer a part needs is allocated here, by the calling thread: a pool
+        # thread allocating its own would grow a malloc arena of its own (resident memory)
+        parts = [(kernels, genes[a : a + step], cols, out[:, a : a + step],
+                  _Buffers(self, len(genes[a : a + step]))) for a in range(0, n, step)]
+        futures = [pool.submit(self._evaluate, *part) for part in parts[1:]]
+        self._evaluate(*parts[0])
+        for f, part in zip(futures, parts[1:], strict=True):
+            # a part no pool thread has started yet (the pool is busy with other calls'
+            # parts under concurrent load) is done here: no call waits behind another
+            if f.cancel():
+                self._evaluate(*part)
+            else:
+                f.result()
         return out.T
 
-    def _run(self, xt: np.ndarray, out: np.ndarray, work: list) -> None:
-        for j, k, a, b in work:
-            x = xt if (a, b) == (0, xt.shape[1]) else xt[:, a:b]
-            _KERNEL(x, self.groups[k], self.luts[k], self.lut[k], self.offsets[k],
-                         self.tables[k], out[j, a:b])
+    def _evaluate(self, kernels, genes: np.ndarray, cols: list[int], out: np.ndarray,
+                  buf: _Buffers | None = None) -> None:
+        """``out[j] = log basis column cols[j]`` (rows contiguous) for ``genes``."""
+        xt, extra = self._variables(kernels, genes, buf)
+        tmp = np.empty(len(genes)) if buf is None else buf.tmp
+        for j, k in enumerate(cols):
+            row = out[j]
+            # the linear part on the extra features, element-wise (the same bits for any
+            # batch size or split, unlike a BLAS product), then the tables' cells
+            row.fill(0.0)
+            for c in range(extra.shape[0]):
+                np.multiply(extra[c], self.w_extra[c, k], out=tmp)
+                row += tmp
+            row += self.w0[k]
+            if kernels is None:
+                _gather_sum_numpy(xt, self.groups[k], self.luts[k], self.lut[k],
+                                  self.offsets[k], self.tables[k], row)
+            else:
+                kernels.gather_sum_mixed(xt, *self._slots(k), self.lut[k], self.offsets[k],
+                                         self.tables[k], row)
 
     # -------------------------------------------------------------- persist
     def save(self, path: Path) -> None:

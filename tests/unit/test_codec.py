@@ -40,6 +40,19 @@ def test_packed_decode_reports_the_bad_gene() -> None:
         codec.decode_archs(space, msg)
 
 
+@pytest.mark.parametrize("gene", [1, 30, 0])
+def test_packed_decode_checks_every_gene_position(gene: int) -> None:
+    """OFA's genes have cardinalities 25 / 3 / 3: a per-position check (not the batch's
+    max against the smallest cardinality) lets valid batches skip ``validate``, and still
+    catches a value valid elsewhere but not at its own position."""
+    space = get_space("ofa_mbv3")
+    genes = space.sample(50, rng=2).astype(np.uint8)
+    genes[7, gene] = space.cardinalities[gene]
+    with pytest.raises(InvalidArchitecture) as err:
+        codec.decode_archs(space, codec.archs_message(genes))
+    assert err.value.index == 7 and err.value.gene == gene
+
+
 def test_packed_outputs_are_little_endian() -> None:
     assert codec.f32_bytes(np.array([1.5], dtype=np.float64)) == np.float32(1.5).tobytes()
     assert codec.u32_bytes(np.array([258])) == b"\x02\x01\x00\x00"

@@ -157,18 +157,79 @@ def test_flops_params_bit_identical_to_the_space(name: str) -> None:
 
 
 def test_numpy_gather_equals_numba_kernel(model: LatencyModel) -> None:
-    """The numpy gather (serving while numba loads) adds in the kernel's order: same bits."""
+    """The numpy path (serving while numba loads: variables and gather) computes the same
+    cells and adds in the kernels' order: same bits."""
     tt.start_kernel(wait=True)
     tables = model.proxy.tables
     genes = _genes(model.space, 700, 4)
     fast = tables.log_basis(genes)
-    kernel = tt._KERNEL
-    assert kernel is not tt._gather_sum_numpy, "numba kernel did not load"
+    kernels = tt._KERNELS
+    assert kernels is not None, "numba kernels did not load"
+    assert tables._fused_ok(kernels), "fused variables differ from numpy's"
     try:
-        tt._KERNEL = tt._gather_sum_numpy
+        tt._KERNELS = None
         np.testing.assert_array_equal(tables.log_basis(genes), fast)
     finally:
-        tt._KERNEL = kernel
+        tt._KERNELS = kernels
+
+
+@pytest.mark.parametrize("dtype", [np.int16, np.uint8, np.int64])
+def test_fused_variables_equal_numpy_bit_for_bit(model: LatencyModel, dtype) -> None:
+    """The numba variables (MACs / params in numpy's pairwise order, log1p, float32, bins,
+    inactive OFA genes) equal ``_variables_numpy``, for any gene dtype and slices."""
+    tt.start_kernel(wait=True)
+    tables = model.proxy.tables
+    assert tables._fused_ok(tt._KERNELS)
+    sp = model.space
+    genes = np.concatenate([sp.sample(3000, 21), sp.table.genes]).astype(dtype)
+    if sp.name == "ofa_mbv3":  # non-canonical: inactive blocks with any kernel / expand
+        raw = np.random.default_rng(5).integers(0, sp.cardinalities, (2000, sp.num_genes))
+        genes = np.concatenate([genes, raw.astype(dtype)])
+    want = tables._variables_numpy(genes)
+    for part in (genes, genes[1:1500], genes[::3]):
+        got = tables._variables_fused(tt._KERNELS, part)
+        ref = want if part is genes else tables._variables_numpy(part)
+        for a, b in zip(got, ref, strict=True):
+            assert a.dtype == b.dtype and a.shape == b.shape
+            np.testing.assert_array_equal(a, b)
+
+
+def test_fused_variables_checked_before_use(model: LatencyModel,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fused pass that disagreed with numpy's would not be used (numpy serves)."""
+    tt.start_kernel(wait=True)
+    fresh = tt.TreeTables(model.space, model.proxy.tables.thresholds,
+                          *(getattr(model.proxy.tables, a) for a in (
+                              "groups", "luts", "lut", "offsets", "tables", "w_extra", "w0")))
+    real = tt.TreeTables._variables_fused
+
+    def off_by_one(self, kernels, genes):
+        xt, extra = real(self, kernels, genes)
+        xt[-2] += 1  # a wrong bin
+        return xt, extra
+
+    genes = model.space.sample(500, 2)
+    want = model.proxy.tables.log_basis(genes)
+    monkeypatch.setattr(tt.TreeTables, "_variables_fused", off_by_one)
+    np.testing.assert_array_equal(fresh.log_basis(genes), want)
+    assert fresh._fused_checked is False
+
+
+def test_mixed_slots_address_the_same_cells(model: LatencyModel) -> None:
+    """``gather_sum_mixed``'s strides / lut starts give each group's cell as the luts do."""
+    tables = model.proxy.tables
+    xt, _ = tables._variables_numpy(_genes(model.space, 300, 7))
+    for k in range(tables.num_devices):
+        slots, mult, nlut = tables._slots(k)
+        lut = tables.lut[k]
+        for i, row in enumerate(tables.groups[k]):
+            want = sum(lut[tables.luts[k][i, s] + xt[row[s]].astype(np.int64)] for s in range(3))
+            got = 0
+            for s in range(3):
+                x = xt[slots[i, s]].astype(np.int64)
+                got = got + (lut[mult[i, s] + x] if s >= 3 - nlut[i] else x * mult[i, s])
+            np.testing.assert_array_equal(got, want)
+        assert np.mean(nlut == 0) > 0.2  # most groups read genes only: no lut load
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
@@ -176,14 +237,46 @@ def test_threads_change_nothing(
     model: LatencyModel, threads: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(tt, "_PARALLEL_MIN", 1)  # split even small batches
+    tt.start_kernel(wait=True)
     tables = model.proxy.tables
     genes = _genes(model.space, 1000, 6)
     tt.set_threads(1)
     one = tables.log_basis(genes)
     single = tables.log_basis(genes, [1])
+    odd = tables.log_basis(genes[:7], [2, 0])
     try:
         tt.set_threads(threads)
         np.testing.assert_array_equal(tables.log_basis(genes), one)
         np.testing.assert_array_equal(tables.log_basis(genes, [1]), single)
+        np.testing.assert_array_equal(tables.log_basis(genes[:7], [2, 0]), odd)
+        assert np.array_equal(odd, one[:7][:, [2, 0]])  # any batch size, same bits
     finally:
+        tt.set_threads(1)
+
+
+def test_busy_pool_does_not_hold_a_call(model: LatencyModel,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A part no pool thread has started (the pool busy with other calls) runs in the
+    calling thread: same values, and no wait behind the pool."""
+    import threading
+    import time
+
+    monkeypatch.setattr(tt, "_PARALLEL_MIN", 1)
+    tt.start_kernel(wait=True)
+    tables = model.proxy.tables
+    genes = _genes(model.space, 500, 8)
+    tt.set_threads(1)
+    want = tables.log_basis(genes, [0, 1])
+    release = threading.Event()
+    try:
+        tt.set_threads(2)
+        assert tt._POOL is not None
+        blocker = tt._POOL.submit(release.wait, 30)  # the only pool thread is busy
+        start = time.perf_counter()
+        got = tables.log_basis(genes, [0, 1])
+        assert time.perf_counter() - start < 10
+        np.testing.assert_array_equal(got, want)
+    finally:
+        release.set()
+        blocker.result()
         tt.set_threads(1)

@@ -1,0 +1,142 @@
+"""Rank's server-side cost on the open spaces, in process (issue #15): CPU and wall time.
+
+``OracleServicer.Rank`` (decode the packed request, rank, serialise the response) for the
+issue's rows: FBNet / OFA 10k x 1 and x 6 table devices, 100k x 1, and devices registered
+from 10 measurements exactly as ``serving.py`` registers them (same seed: same head kinds).
+Fresh random architectures per call. Times per call, median of ``--reps``: wall
+(``perf_counter``) and this process's CPU (``process_time``: the calling thread plus the
+tree-table pool threads), after the allocator tuning and the numba kernels are in place,
+as in the server.
+
+On a shared machine wall times move with other jobs; CPU times much less. For a same-run
+A/B run it once per checkout, alternating (``--code`` selects the checkout to import):
+
+    python benchmarks/rank_cpu.py [--threads 2] [--code DIR] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--code", type=Path, default=ROOT, help="checkout to import")
+    ap.add_argument("--cache-dir", type=Path, default=ROOT / ".oracle" / "bench-cache")
+    ap.add_argument("--threads", type=int, default=2, help="tree-table threads (rank-threads)")
+    ap.add_argument("--reps", type=int, default=20)
+    ap.add_argument("--json", type=Path)
+    ap.add_argument("--head-kinds", action="store_true",
+                    help="also one FBNet device per candidate head kind")
+    args = ap.parse_args(argv)
+    sys.path.insert(0, str(args.code.resolve()))
+
+    import numpy as np
+
+    from client_sdk.proto.latency_oracle.v1 import oracle_pb2 as pb
+    from oracle_server import codec
+    from oracle_server.oracle import Oracle
+    from oracle_server.predictor import build_model
+    from oracle_server.predictor import tree_tables as tt
+    from oracle_server.runtime import tune_allocator
+    from oracle_server.servicer import OracleServicer
+    from oracle_server.store import REGISTERED, Device, DeviceStore
+
+    tune_allocator()
+    tt.set_threads(args.threads)
+    tt.start_kernel(wait=True)
+    spaces = ("fbnet", "ofa_mbv3")
+    models = {s: build_model(s, (), cache_dir=args.cache_dir) for s in spaces}
+    store = DeviceStore.in_memory(models)
+    rng = np.random.default_rng(7)  # as serving.bench_registered
+    registered = []
+    for space, source in (("fbnet", "samsung_a50"), ("ofa_mbv3", "v100_32")):
+        sp = models[space].space
+        truth = sp.table.device_column(source)
+        rows = rng.choice(len(truth), 10, replace=False)
+        cases = {f"from {source}": truth[rows] * rng.uniform(0.9, 1.1, 10),
+                 "made-up latencies": rng.uniform(1.0, 100.0, 10)}
+        for label, lat in cases.items():
+            head = models[space].fit_head(sp.table.genes[rows], lat)
+            name = f"reg-{len(registered)}"
+            store.add_device(Device(space, name, REGISTERED, head))
+            registered.append((space, name, f"registered ({label}, head {head.kind})"))
+    # one device per head kind (each candidate kind alone, fit on the same 10 FBNet
+    # measurements): what each kind costs Rank
+    from oracle_server.predictor.head_fit import HeadFit
+    from oracle_server.predictor.heads import HEAD_KINDS, fit_candidate
+
+    per_kind = []
+    if args.head_kinds:
+        fb = models["fbnet"]
+        sp = fb.space
+        rows = np.random.default_rng(3).choice(len(sp.table.genes), 10, replace=False)
+        genes = sp.table.genes[rows]
+        y = sp.table.device_column("samsung_a50")[rows]
+        feats = fb.features(genes)
+        basis = fb.basis(genes, feats)
+        for kind in HEAD_KINDS:
+            cand = fit_candidate(kind, basis, feats, y, fb.proxy.linear_weights,
+                                 fb.cost_matrix, fb.descriptors(genes), fb.prior)
+            head = HeadFit(kind, 10, 0.9, 0.9, 0.0, cand.params,
+                           {"anchor": -1, "n": 10, "u_mean": 1.0, "u_sxx": 2.0, "s": 0.1})
+            store.add_device(Device("fbnet", f"kind-{kind}", REGISTERED, head))
+            per_kind.append(kind)
+    oracle = Oracle(store)
+    svc = OracleServicer(lambda: oracle, 1_000_000)
+    ctx = type("Ctx", (), {"is_active": lambda self: True})()
+    sample_rng = np.random.default_rng(0)
+
+    def row(label: str, space: str, n: int, devices: list[str], reps: int) -> dict:
+        sp = models[space].space
+        reqs = [pb.RankRequest(space=space, archs=codec.archs_message(sp.sample(n, sample_rng)),
+                               devices=devices).SerializeToString() for _ in range(reps + 1)]
+        walls, cpus = [], []
+        for i, raw in enumerate(reqs):
+            c, w = time.process_time(), time.perf_counter()
+            svc.Rank(pb.RankRequest.FromString(raw), ctx).SerializeToString()
+            if i:  # the first call warms up
+                walls.append(time.perf_counter() - w)
+                cpus.append(time.process_time() - c)
+        out = {"row": label, "space": space, "archs": n, "devices": len(devices),
+               "wall_ms": float(np.median(walls)) * 1e3, "cpu_ms": float(np.median(cpus)) * 1e3}
+        print(f"  {label:58s} wall {out['wall_ms']:8.2f} ms  cpu {out['cpu_ms']:8.2f} ms",
+              flush=True)
+        return out
+
+    load_before = list(os.getloadavg())
+    git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=args.code,
+                         capture_output=True, text=True).stdout.strip() or args.code.name
+    print(f"code {args.code} ({git}), {args.threads} thread(s), load {load_before}")
+    rows = []
+    for space, name, label in registered:
+        rows.append(row(f"{space} 10k x 1 {label}", space, 10_000, [name], args.reps))
+    for kind in per_kind:
+        rows.append(row(f"fbnet 10k x 1 head kind {kind}", "fbnet", 10_000, [f"kind-{kind}"],
+                        args.reps))
+    for space in spaces:
+        devs = list(models[space].space.table.devices[:6])
+        rows.append(row(f"{space} 10k x 1", space, 10_000, devs[:1], args.reps))
+        rows.append(row(f"{space} 10k x 6", space, 10_000, devs, max(args.reps // 2, 3)))
+        rows.append(row(f"{space} 100k x 1", space, 100_000, devs[:1], max(args.reps // 4, 3)))
+    res = {"meta": {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                    "code": str(args.code), "git": git, "threads": args.threads,
+                    "cpus": os.cpu_count(), "loadavg_before": load_before,
+                    "loadavg_after": list(os.getloadavg())}, "rows": rows}
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(res, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
