@@ -160,16 +160,24 @@ def main() -> None:
     p.add_argument("--spaces", default="fbnet,nasbench201,ofa_mbv3")
     p.add_argument("--seed-sets", default="0,100", help="first seed of each set of draws")
     p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--hybrid-columns", type=int, default=None,
+                   help="heads.HYBRID_COLUMNS (basis outputs of the hybrid head)")
+    p.add_argument("--rules", default=None, help="comma-separated subset of the rules")
     a = p.parse_args()
+    if a.hybrid_columns is not None:
+        from oracle_server.predictor import heads
+
+        heads.HYBRID_COLUMNS = a.hybrid_columns
+    rules = RULES if a.rules is None else {k: RULES[k] for k in a.rules.split(",")}
     start = time.perf_counter()
     result: dict = {"what": __doc__.split("\n\n")[0], "settings": SETTINGS, "sets": {},
-                    "loadavg": os.getloadavg()}
+                    "loadavg": os.getloadavg(), "hybrid_columns": a.hybrid_columns}
     for offset in (int(x) for x in a.seed_sets.split(",")):
-        table: dict[str, dict[str, float]] = {name: {} for name in RULES}
+        table: dict[str, dict[str, float]] = {name: {} for name in rules}
         for space in a.spaces.split(","):
             draws = draws_for(space, offset)
             for tag, ds in draws.items():
-                for name, rule in RULES.items():
+                for name, rule in rules.items():
                     table[name][f"{space}/{tag}"] = score(ds, rule)
         for row in table.values():
             row["mean"] = float(np.mean(list(row.values())))

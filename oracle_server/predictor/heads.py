@@ -337,7 +337,10 @@ def fit_descriptor(desc: np.ndarray, y: np.ndarray, prior: DescriptorPrior) -> C
 HYBRID_GRID = tuple((g, h) for g in (10.0, 100.0, 1000.0) for h in (0.1, 1.0, 10.0))
 
 
-HYBRID_COLUMNS = 3  # basis outputs used (validation: top-3 = all 23 columns, +-0.001)
+#: basis outputs used. Validation: top-3 = all 23 columns (+-0.001, stop 19); top-1 = top-3
+#: within 0.0001 in every space and setting of benchmarks/head_study.py (2026-11-30,
+#: benchmarks/results/selection_hybrid_columns.json), and Rank then evaluates one column
+HYBRID_COLUMNS = 1
 
 
 def fit_hybrid(desc: np.ndarray, basis: np.ndarray, y: np.ndarray,

@@ -11,6 +11,7 @@ from oracle_server.predictor.head_fit import HeadFit
 from oracle_server.predictor.heads import (
     HEAD_KINDS,
     HEADS,
+    HYBRID_COLUMNS,
     FitInputs,
     head_kind,
     predict_log,
@@ -135,7 +136,7 @@ def test_hybrid_reads_only_its_top_columns() -> None:
                     np.zeros((2, 1)), DESC[rows], prior)
     cand = head_kind("hybrid").fit(inp)
     cols = head_kind("hybrid").columns(cand.params)
-    assert len(cols) == 3 and 6 in cols
+    assert len(cols) == HYBRID_COLUMNS and 6 in cols
     masked = basis.copy()
     masked[:, [c for c in range(10) if c not in cols]] = np.nan  # never read
     pred = predict_log("hybrid", cand.params, masked, np.zeros((len(y), 2)), DESC)
