@@ -133,7 +133,8 @@ class App:
         self.server = grpc.server(
             self._executor,
             interceptors=[OracleInterceptor(read_token_required=s.read_token_required,
-                                            tenancy=self.tenancy, drain=self.drain)],
+                                            tenancy=self.tenancy, drain=self.drain,
+                                            request_read_timeout_s=s.request_read_timeout_s)],
             maximum_concurrent_rpcs=s.max_concurrent_rpcs,
             options=server_options(s),
         )

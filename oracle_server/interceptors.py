@@ -194,6 +194,66 @@ class Drain:
                     self._cond.wait(deadline - now)
 
 
+class ReadWatchdog:
+    """Cancels calls whose request message is still arriving ``timeout_s`` after the handler
+    started reading it.
+
+    A unary oracle RPC is served as request-streaming (see ``intercept_service``), so its
+    handler, and a worker thread, wait while the body arrives; grpc has no server-side
+    timeout for that. Without this, a few clients that open calls and never send their
+    request (no deadline) would hold every worker and stall the server. One daemon thread
+    checks every ``timeout_s / 4`` (at most 1 s); a read in progress costs a dict entry."""
+
+    def __init__(self, timeout_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.timeout_s = timeout_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._reads: dict[int, tuple[float, grpc.ServicerContext]] = {}
+        self._next = 0
+        self._thread: threading.Thread | None = None
+        self.cancelled = 0
+
+    def start(self, context: grpc.ServicerContext) -> int | None:
+        if self.timeout_s <= 0:
+            return None
+        with self._lock:
+            self._next += 1
+            key = self._next
+            self._reads[key] = (self._clock(), context)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="oracle-read-watchdog",
+                                                daemon=True)
+                self._thread.start()
+        return key
+
+    def done(self, key: int | None) -> bool:
+        """End a read; False if the watchdog had cancelled it."""
+        if key is None:
+            return True
+        with self._lock:
+            return self._reads.pop(key, None) is not None
+
+    def sweep(self) -> int:
+        """Cancel every read older than the timeout; returns how many were cancelled."""
+        now = self._clock()
+        with self._lock:
+            late = [k for k, (t0, _) in self._reads.items() if now - t0 > self.timeout_s]
+            contexts = [self._reads.pop(k)[1] for k in late]
+        for context in contexts:
+            context.cancel()  # the blocked read raises; the handler returns
+        if contexts:
+            self.cancelled += len(contexts)
+            log.warning("request not received in time; call cancelled",
+                        extra={"calls": len(contexts), "timeout_s": self.timeout_s})
+        return len(contexts)
+
+    def _loop(self) -> None:
+        interval = min(1.0, self.timeout_s / 4)
+        while True:
+            time.sleep(interval)
+            self.sweep()
+
+
 class OracleInterceptor(grpc.ServerInterceptor):
     def __init__(
         self,
@@ -201,10 +261,12 @@ class OracleInterceptor(grpc.ServerInterceptor):
         read_token_required: bool = False,
         tenancy: Tenancy | None = None,
         drain: Drain | None = None,
+        request_read_timeout_s: float = 30.0,
     ) -> None:
         self._tenancy = tenancy or Tenancy(Authenticator(write_token=write_token))
         self._read_token_required = read_token_required
         self.drain = drain or Drain()
+        self.reads = ReadWatchdog(request_read_timeout_s)
 
     def intercept_service(
         self,
@@ -233,7 +295,7 @@ class OracleInterceptor(grpc.ServerInterceptor):
             # and a refused call never waits for (or copies) its request bytes.
             return grpc.stream_unary_rpc_method_handler(
                 self._wrap_unary(self._tenant_unary(behaviour, method), labels,
-                                 _first_message(parse), check_names=True),
+                                 _first_message(parse), check_names=True, streamed=True),
                 request_deserializer=None,
                 response_serializer=handler.response_serializer,
             )
@@ -301,9 +363,11 @@ class OracleInterceptor(grpc.ServerInterceptor):
         labels: tuple[str, str, str],
         parse: Callable[[Any], Any],
         check_names: bool,
+        streamed: bool = False,
     ) -> Callable:
         deferred = getattr(behaviour, "deferred_parse", False)
         drain = self.drain if check_names else None  # oracle RPCs only (not health checks)
+        reads = self.reads if streamed else None  # the body is read in the handler
 
         def wrapper(raw: Any, context: grpc.ServicerContext) -> Any:
             metrics.GRPC_STARTED.labels(*labels).inc()
@@ -313,7 +377,19 @@ class OracleInterceptor(grpc.ServerInterceptor):
             entered = False
 
             def parse_and_check() -> Any:
-                request = parse(raw)
+                if reads is None:
+                    request = parse(raw)
+                else:
+                    key = reads.start(context)
+                    try:
+                        request = parse(raw)
+                    except OracleError:
+                        if not reads.done(key):  # cancelled by the watchdog
+                            raise DeadlineExceeded(
+                                f"the request did not arrive within {reads.timeout_s:g} s "
+                                "of the call's start") from None
+                        raise
+                    reads.done(key)
                 if check_names:
                     check_identifiers(request)
                 return request

@@ -49,6 +49,11 @@ class Settings:
         default=(), metadata={"help": "comma list of table devices the proxy must not see"}
     )
     grace_s: float = field(default=10.0, metadata={"help": "drain period on SIGTERM (seconds)"})
+    request_read_timeout_s: float = field(
+        default=30.0,
+        metadata={"help": "a call whose request message has not fully arrived this long after "
+                          "its headers is cancelled, freeing its worker (0 = never)"},
+    )
     log_level: str = field(default="INFO", metadata={"help": "DEBUG, INFO, WARNING, ERROR"})
     log_format: str = field(default="json", metadata={"help": "json or text"})
     reflection: bool = field(default=True, metadata={"help": "enable gRPC server reflection"})
@@ -127,6 +132,8 @@ class Settings:
             raise ValueError("port/metrics_port out of range")
         if self.grace_s < 0 or self.sync_interval_s <= 0:
             raise ValueError("grace_s must be >= 0 and sync_interval_s > 0")
+        if not 0 <= self.request_read_timeout_s < float("inf"):
+            raise ValueError("request_read_timeout_s must be >= 0 and finite (0 = never)")
         if self.request_id_ttl_s <= 0:
             raise ValueError("request_id_ttl_s must be > 0")
         if bool(self.tls_cert) != bool(self.tls_key):

@@ -210,3 +210,44 @@ def test_new_calls_during_drain_get_unavailable_while_in_flight_finishes(
     worker.join(60)
     stopper.join(60)
     assert "result" in out and out["result"].num_architectures == 400_000
+
+
+def test_calls_that_never_send_their_request_do_not_stall_the_server(
+        nb201_model, tmp_path) -> None:
+    """Clients that open Rank calls without a deadline and never send the request would
+    hold every worker thread; the read watchdog cancels them, and others are served."""
+    import grpc
+
+    settings = make_settings(tmp_path, workers=2, request_read_timeout_s=0.5)
+    app = App(settings, models={"nasbench201": nb201_model}).start(True, 60)
+    release = threading.Event()
+    errors: list = []
+
+    def never_sends():
+        release.wait(30)
+        return
+        yield b""  # a generator that yields nothing until released
+
+    def slow_client() -> None:
+        with grpc.insecure_channel(f"127.0.0.1:{app.port}") as ch:
+            call = ch.stream_unary("/latency_oracle.v1.LatencyOracle/Rank",
+                                   _registered_method=False)
+            try:
+                call(never_sends())
+            except grpc.RpcError as err:
+                errors.append(err.code())
+
+    slow = [threading.Thread(target=slow_client, daemon=True) for _ in range(settings.workers)]
+    try:
+        for t in slow:
+            t.start()
+        time.sleep(0.3)  # both workers now wait for a request that never comes
+        with OracleClient(f"127.0.0.1:{app.port}", retries=False, timeout_s=10) as c:
+            assert [s.name for s in c.list_spaces()] == ["nasbench201"]
+        for t in slow:
+            t.join(10)
+        assert errors == [grpc.StatusCode.CANCELLED] * settings.workers
+        assert app.drain.in_flight == 0
+    finally:
+        release.set()
+        app.stop(0)

@@ -145,3 +145,36 @@ def test_drain_linger_is_cut_at_the_deadline() -> None:
     t0 = time.monotonic()
     assert drain.wait_idle(0.1, 30.0)  # idle; the linger ends with the grace period
     assert time.monotonic() - t0 < 2.0
+
+
+# ---------------------------------------------------------------- request read watchdog
+class _FakeContext:
+    def __init__(self) -> None:
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+def test_read_watchdog_cancels_only_reads_past_the_timeout() -> None:
+    now = [100.0]
+    dog = ic.ReadWatchdog(5.0, clock=lambda: now[0])
+    dog._thread = object()  # no background thread: sweep by hand  # type: ignore[assignment]
+    slow, quick, late = _FakeContext(), _FakeContext(), _FakeContext()
+    k_slow = dog.start(slow)
+    now[0] += 3.0
+    k_quick = dog.start(quick)
+    k_late = dog.start(late)
+    assert dog.done(k_quick)  # finished in time
+    now[0] += 2.5  # slow: 5.5 s, late: 2.5 s
+    assert dog.sweep() == 1
+    assert slow.cancelled and not quick.cancelled and not late.cancelled
+    assert not dog.done(k_slow)  # it was cancelled
+    assert dog.done(k_late)
+    assert dog.sweep() == 0 and dog.cancelled == 1
+
+
+def test_read_watchdog_off_at_zero() -> None:
+    dog = ic.ReadWatchdog(0.0)
+    assert dog.start(_FakeContext()) is None and dog.done(None)
+    assert dog._thread is None
