@@ -171,7 +171,7 @@ def cmd_device(args: argparse.Namespace, c: OracleClient) -> None:
         report = onboard(
             c, args.name, args.space, samples=args.samples, threads=args.threads,
             batch_size=args.batch_size, device=args.device, validate=args.validate,
-            progress=not (args.json or args.quiet), seed=args.seed, repeats=args.repeats,
+            progress=_progress(args), seed=args.seed, repeats=args.repeats,
             rounds=args.rounds,
             statistic=args.statistic, target_spearman=args.target_spearman,
             max_samples=args.max_samples, round_size=args.round_size, retest=args.retest,
@@ -260,7 +260,7 @@ def cmd_search(args: argparse.Namespace, c: OracleClient) -> None:
         from client_sdk.search.loop import local_measure
 
         loop = {"measure": local_measure(args.space, len(args.device), threads=args.threads,
-                                         device=args.measure_device, progress=not args.json),
+                                         device=args.measure_device, progress=_progress(args)),
                 "measure_budget": args.budget, "rounds": args.rounds}
     elif args.budget:
         raise SystemExit("--budget needs --measure-local (or use the SDK with a measure callback)")

@@ -33,6 +33,7 @@ from scipy.stats import spearmanr
 from torch import nn
 from tqdm.auto import tqdm
 
+from client_sdk._progress import progress_enabled
 from client_sdk.measure.builders import build_model, example_input
 from client_sdk.spaces import SearchSpace, get_space
 
@@ -409,7 +410,7 @@ class Harness:
         space: str | SearchSpace,
         genes: np.ndarray,
         *,
-        progress: bool = True,
+        progress: bool | None = None,
         desc: str = "measuring",
         rounds: int | None = None,
     ) -> InterleavedMeasurement:
@@ -422,6 +423,7 @@ class Harness:
         ``InterleavedMeasurement`` for the statistic, the drift correction and the retest
         ceiling.
         """
+        quiet = not progress_enabled(progress)  # None: bars only on a terminal
         sp = get_space(space) if isinstance(space, str) else space
         genes = np.asarray(genes)
         cfg = self.config
@@ -436,7 +438,7 @@ class Harness:
         clock = self.clock or time.perf_counter
         with num_threads(cfg.threads), torch.inference_mode():
             calls: list[Callable[[], Any]] = []
-            for row in tqdm(genes, desc=f"{desc} (build)", unit="arch", disable=not progress,
+            for row in tqdm(genes, desc=f"{desc} (build)", unit="arch", disable=quiet,
                             leave=False):
                 model, x = self.builder(sp, np.asarray(row), cfg.batch_size, cfg.device)
                 fn = prepare(model, x, cfg.backend) if isinstance(model, nn.Module) else model
@@ -445,7 +447,7 @@ class Harness:
                     call()
                 calls.append(call)
             bar = tqdm(total=len(genes) * n_rounds, desc=desc, unit="arch",
-                       disable=not progress, leave=False)
+                       disable=quiet, leave=False)
             for r in range(n_rounds):
                 for i in rng.permutation(len(genes)):
                     if use_events:
@@ -466,7 +468,7 @@ class Harness:
         space: str | SearchSpace,
         genes: np.ndarray,
         *,
-        progress: bool = True,
+        progress: bool | None = None,
         desc: str = "measuring",
     ) -> list[TimingStats]:
         """Measure each row of ``genes (n, g)``; re-measure rows whose CV is over threshold.
@@ -475,17 +477,18 @@ class Harness:
         pass), up to ``max_remeasure`` rounds; the attempt with the lowest CV is kept and
         ``attempts`` counts all of them.
         """
+        quiet = not progress_enabled(progress)
         sp = get_space(space) if isinstance(space, str) else space
         genes = np.asarray(genes)
         cfg = self.config
         stats: list[TimingStats] = []
-        for row in tqdm(genes, desc=desc, unit="arch", disable=not progress, leave=False):
+        for row in tqdm(genes, desc=desc, unit="arch", disable=quiet, leave=False):
             stats.append(self.measure_arch(sp, row))
         for _ in range(cfg.max_remeasure):
             noisy = [i for i, s in enumerate(stats) if s.cv > cfg.cv_threshold]
             if not noisy:
                 break
-            bar = tqdm(noisy, desc=f"{desc} (re-measure)", unit="arch", disable=not progress)
+            bar = tqdm(noisy, desc=f"{desc} (re-measure)", unit="arch", disable=quiet)
             for i in bar:
                 again = self.measure_arch(sp, genes[i])
                 best = again if again.cv < stats[i].cv else stats[i]

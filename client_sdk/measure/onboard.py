@@ -44,7 +44,7 @@ NUM_ANCHORS = 3
 
 
 def measure_architectures(
-    space: SearchSpace, genes: np.ndarray, harness: Harness, progress: bool, desc: str
+    space: SearchSpace, genes: np.ndarray, harness: Harness, progress: bool | None, desc: str
 ) -> InterleavedMeasurement:
     return harness.measure_interleaved(space, genes, progress=progress, desc=desc)
 
@@ -160,7 +160,7 @@ def onboard(
     device: str = "cpu",
     validate: int = 0,
     repeats: int = 30,
-    progress: bool = True,
+    progress: bool | None = None,
     seed: int = 0,
     *,
     warmup: int = 10,
