@@ -276,3 +276,22 @@ def test_interleaved_real_models_tiny() -> None:
     cfg = HarnessConfig(warmup=1, rounds=2, runs=2, round_warmup=0, threads=1)
     m = Harness(cfg).measure_interleaved(sp, sp.sample(3, rng=0), progress=False)
     assert m.samples_ms.shape == (3, 2, 2) and np.all(m.latency_ms > 0)
+
+
+@pytest.mark.parametrize("tty, progress, drawn", [
+    (False, None, False),  # the default: piped / logged stderr gets no bars
+    (True, None, True),
+    (False, True, True),  # asked for explicitly
+    (True, False, False),
+])
+def test_progress_bars_only_on_a_terminal_by_default(monkeypatch, capsys, tty, progress,
+                                                     drawn) -> None:
+    import sys
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: tty, raising=False)
+    dev = FakeDevice(np.linspace(1.0, 2.0, 4))
+    harness = Harness(HarnessConfig(warmup=1, rounds=2, runs=2, round_warmup=1),
+                      clock=dev.clock, builder=dev.builder)
+    harness.measure_interleaved(get_space("nasbench201"), np.zeros((4, 6), np.int16),
+                                progress=progress, desc="refs")
+    assert ("refs" in capsys.readouterr().err) is drawn
