@@ -31,10 +31,12 @@ import numpy as np
 
 from benchmarks.common import nontest_family_splits
 from benchmarks.feature_selection import CACHE
+from client_sdk.spaces import get_space
 from oracle_server.evaluation import (
     HELP_SPLITS,
     EvalOptions,
     _model_for,
+    few_basis_groups,
     reference_rows,
     table_inputs,
 )
@@ -55,6 +57,9 @@ from oracle_server.predictor.selection import (
 
 PREVIOUS_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
 SETTINGS = (("help_r10", 10, 8), ("help_r20", 20, 4), ("lfo_r10", 10, 5))
+#: with --few-basis: the proxy learns from one group of non-test devices and every other
+#: non-test device is adapted (hardware unlike the whole basis), 10 samples, 3 draws
+FEW_BASIS_SETTING = ("fewbasis_r10", 10, 3)
 
 
 def _mse(loo: np.ndarray, z: np.ndarray) -> float:
@@ -126,10 +131,10 @@ def collect(model, device: str, opts: EvalOptions, allowed, score, seeds) -> lis
     return out
 
 
-def draws_for(space: str, seed_offset: int) -> dict[str, list[dict]]:
+def draws_for(space: str, seed_offset: int, settings=SETTINGS) -> dict[str, list[dict]]:
     split = HELP_SPLITS[space]
     out: dict[str, list[dict]] = {}
-    for tag, n, draws in SETTINGS:
+    for tag, n, draws in settings:
         seeds = range(seed_offset, seed_offset + draws)
         opts = EvalOptions(space, n, "random", draws, 0.2, CACHE)
         if tag.startswith("help"):
@@ -138,6 +143,18 @@ def draws_for(space: str, seed_offset: int) -> dict[str, list[dict]]:
                         for d in collect(model, dev, opts, allowed, score, seeds)]
             continue
         out[tag] = []
+        if tag.startswith("fewbasis"):
+            test = set(split.test)
+            devices = get_space(space).table.devices
+            for members in few_basis_groups(space, devices).values():
+                basis = tuple(d for d in members if d not in test)
+                scored = [d for d in devices if d not in members and d not in test]
+                if not basis or not scored:
+                    continue
+                model, allowed, score = _model_for(opts, basis)
+                for dev in scored:
+                    out[tag] += collect(model, dev, opts, allowed, score, seeds)
+            continue
         for _family, basis, scored in nontest_family_splits(space):
             model, allowed, score = _model_for(opts, basis)
             for dev in scored:
@@ -163,6 +180,8 @@ def main() -> None:
     p.add_argument("--hybrid-columns", type=int, default=None,
                    help="heads.HYBRID_COLUMNS (basis outputs of the hybrid head)")
     p.add_argument("--rules", default=None, help="comma-separated subset of the rules")
+    p.add_argument("--few-basis", action="store_true",
+                   help="also the few-basis setting (non-test devices only)")
     a = p.parse_args()
     if a.hybrid_columns is not None:
         from oracle_server.predictor import heads
@@ -175,7 +194,8 @@ def main() -> None:
     for offset in (int(x) for x in a.seed_sets.split(",")):
         table: dict[str, dict[str, float]] = {name: {} for name in rules}
         for space in a.spaces.split(","):
-            draws = draws_for(space, offset)
+            draws = draws_for(space, offset,
+                              SETTINGS + ((FEW_BASIS_SETTING,) if a.few_basis else ()))
             for tag, ds in draws.items():
                 for name, rule in rules.items():
                     table[name][f"{space}/{tag}"] = score(ds, rule)
