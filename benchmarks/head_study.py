@@ -49,9 +49,8 @@ from oracle_server.predictor.heads import (
     spearman,
 )
 from oracle_server.predictor.selection import (
-    ENSEMBLE_MIN_WEIGHT,
     FLOPS_FALLBACK_MARGIN,
-    pbma_weights,
+    pbma_members,
     select_head,
 )
 
@@ -87,11 +86,8 @@ def pbma_rule(temperature: float, max_members: int, exclude: tuple[str, ...] = (
     def rule(d: dict) -> np.ndarray:
         ks = [k for k in d["kinds"] if k not in exclude]
         mse = np.array([_mse(d["kinds"][k][0], d["z"]) for k in ks])
-        w = pbma_weights(mse, len(d["z"]), temperature)
-        order = np.argsort(-w, kind="stable")[:max_members]
-        keep = [int(i) for i in order if w[i] >= ENSEMBLE_MIN_WEIGHT] or [int(order[0])]
-        ww = w[keep] / w[keep].sum()
-        return np.tensordot(ww, np.stack([d["kinds"][ks[i]][1] for i in keep]), axes=1)
+        keep, w = pbma_members(mse, len(d["z"]), temperature, max_members)
+        return np.tensordot(w, np.stack([d["kinds"][ks[i]][1] for i in keep]), axes=1)
     return rule
 
 

@@ -191,16 +191,25 @@ def pbma_weights(loo_mse: np.ndarray, n: int,
     return w / w.sum()
 
 
-def _ensemble(cands: list[Candidate], z: np.ndarray) -> Candidate:
-    """Pseudo-BMA average (log space) of ``cands``: the ``ENSEMBLE_MAX_MEMBERS`` heaviest of
-    weight ``>= ENSEMBLE_MIN_WEIGHT``, renormalised; one member: that candidate itself."""
-    mse = np.array([float(np.mean((c.loo_log - z) ** 2)) for c in cands])
-    w = pbma_weights(mse, len(z))
-    order = np.argsort(-w, kind="stable")[:ENSEMBLE_MAX_MEMBERS]
+def pbma_members(loo_mse: np.ndarray, n: int, temperature: float | None = None,
+                 max_members: int | None = None) -> tuple[list[int], np.ndarray]:
+    """(indices, renormalised weights) of the members kept from candidates with LOO errors
+    ``loo_mse``: the ``max_members`` (``ENSEMBLE_MAX_MEMBERS``) heaviest pseudo-BMA weights
+    of at least ``ENSEMBLE_MIN_WEIGHT``, the heaviest alone if none is."""
+    cap = ENSEMBLE_MAX_MEMBERS if max_members is None else max_members
+    w = pbma_weights(loo_mse, n, temperature)
+    order = np.argsort(-w, kind="stable")[:cap]
     keep = [int(i) for i in order if w[i] >= ENSEMBLE_MIN_WEIGHT] or [int(order[0])]
+    return keep, w[keep] / w[keep].sum()
+
+
+def _ensemble(cands: list[Candidate], z: np.ndarray) -> Candidate:
+    """Pseudo-BMA average (log space) of ``cands`` (``pbma_members``); one member: that
+    candidate itself."""
+    mse = np.array([float(np.mean((c.loo_log - z) ** 2)) for c in cands])
+    keep, weights = pbma_members(mse, len(z))
     if len(keep) == 1:
         return cands[keep[0]]
-    weights = w[keep] / w[keep].sum()
     members = [cands[i] for i in keep]
     params: dict = {"members": [{"kind": c.kind, "params": c.params} for c in members],
                     "weights": [float(x) for x in weights]}
