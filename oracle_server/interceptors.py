@@ -23,6 +23,7 @@ so they add no metric series):
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -226,6 +227,21 @@ class ReadWatchdog:
                 self._thread.start()
         return key
 
+    @contextlib.contextmanager
+    def watch(self, context: grpc.ServicerContext) -> Iterator[None]:
+        """Around reading a call's request: a read the watchdog cancelled ends in
+        ``DeadlineExceeded`` (whatever the interrupted read raised)."""
+        key = self.start(context)
+        try:
+            yield
+        except OracleError:
+            if not self.done(key):
+                raise DeadlineExceeded(
+                    f"the request did not arrive within {self.timeout_s:g} s of the call's "
+                    "start") from None
+            raise
+        self.done(key)
+
     def done(self, key: int | None) -> bool:
         """End a read; False if the watchdog had cancelled it."""
         if key is None:
@@ -285,7 +301,7 @@ class OracleInterceptor(grpc.ServerInterceptor):
             behaviour = handler.unary_unary
             if not oracle:
                 return grpc.unary_unary_rpc_method_handler(
-                    self._wrap_unary(behaviour, labels, parse, check_names=False),
+                    self._wrap_unary(behaviour, labels, parse, oracle=False),
                     request_deserializer=None,
                     response_serializer=handler.response_serializer,
                 )
@@ -295,7 +311,7 @@ class OracleInterceptor(grpc.ServerInterceptor):
             # and a refused call never waits for (or copies) its request bytes.
             return grpc.stream_unary_rpc_method_handler(
                 self._wrap_unary(self._tenant_unary(behaviour, method), labels,
-                                 _first_message(parse), check_names=True, streamed=True),
+                                 _first_message(parse), oracle=True),
                 request_deserializer=None,
                 response_serializer=handler.response_serializer,
             )
@@ -362,12 +378,12 @@ class OracleInterceptor(grpc.ServerInterceptor):
         behaviour: Callable,
         labels: tuple[str, str, str],
         parse: Callable[[Any], Any],
-        check_names: bool,
-        streamed: bool = False,
+        oracle: bool,
     ) -> Callable:
+        """``oracle``: an oracle RPC, served as request-streaming (its body is read here,
+        under the read watchdog), counted by the drain, its identifiers checked."""
         deferred = getattr(behaviour, "deferred_parse", False)
-        drain = self.drain if check_names else None  # oracle RPCs only (not health checks)
-        reads = self.reads if streamed else None  # the body is read in the handler
+        drain = self.drain if oracle else None  # not health checks or reflection
 
         def wrapper(raw: Any, context: grpc.ServicerContext) -> Any:
             metrics.GRPC_STARTED.labels(*labels).inc()
@@ -377,21 +393,11 @@ class OracleInterceptor(grpc.ServerInterceptor):
             entered = False
 
             def parse_and_check() -> Any:
-                if reads is None:
+                if not oracle:
+                    return parse(raw)
+                with self.reads.watch(context):
                     request = parse(raw)
-                else:
-                    key = reads.start(context)
-                    try:
-                        request = parse(raw)
-                    except OracleError:
-                        if not reads.done(key):  # cancelled by the watchdog
-                            raise DeadlineExceeded(
-                                f"the request did not arrive within {reads.timeout_s:g} s "
-                                "of the call's start") from None
-                        raise
-                    reads.done(key)
-                if check_names:
-                    check_identifiers(request)
+                check_identifiers(request)
                 return request
 
             try:

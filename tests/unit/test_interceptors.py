@@ -178,3 +178,20 @@ def test_read_watchdog_off_at_zero() -> None:
     dog = ic.ReadWatchdog(0.0)
     assert dog.start(_FakeContext()) is None and dog.done(None)
     assert dog._thread is None
+
+
+def test_read_watchdog_turns_an_interrupted_read_into_deadline_exceeded() -> None:
+    from client_sdk.errors import DeadlineExceeded, MalformedRequest
+
+    now = [0.0]
+    dog = ic.ReadWatchdog(1.0, clock=lambda: now[0])
+    dog._thread = object()  # sweep by hand  # type: ignore[assignment]
+    ctx = _FakeContext()
+    with pytest.raises(DeadlineExceeded, match="did not arrive within 1 s"), dog.watch(ctx):
+        now[0] = 2.0
+        assert dog.sweep() == 1 and ctx.cancelled
+        raise MalformedRequest("expected exactly one request message", field="request")
+    # a read that fails in time keeps its own error
+    with pytest.raises(MalformedRequest), dog.watch(_FakeContext()):
+        raise MalformedRequest("expected exactly one request message", field="request")
+    assert not dog._reads
