@@ -769,27 +769,32 @@ class Ensemble(HeadKind):
             return np.mean(parts, axis=0)
         return np.tensordot(np.asarray(weights, dtype=np.float64), np.stack(parts), axes=1)
 
-    def projection(self, params, num_descriptors):
-        mats = [head_kind(m["kind"]).projection(m["params"], num_descriptors)
+    @staticmethod
+    def _stacked(params: dict, n: int, method: str) -> np.ndarray | None:
+        """The members' ``method`` (``projection`` / ``feature_projection``) side by side;
+        None if any member has none."""
+        mats = [getattr(head_kind(m["kind"]), method)(m["params"], n)
                 for m in params.get("members") or ()]
         if any(m is None for m in mats):
             return None
-        return np.concatenate(mats, axis=1) if mats else np.zeros((num_descriptors, 0))
+        return np.concatenate(mats, axis=1) if mats else np.zeros((n, 0))
+
+    @staticmethod
+    def _summed(params: dict, method: str) -> int:
+        return sum(getattr(head_kind(m["kind"]), method)(m["params"])
+                   for m in params.get("members") or ())
+
+    def projection(self, params, num_descriptors):
+        return self._stacked(params, num_descriptors, "projection")
 
     def num_projected(self, params):
-        return sum(head_kind(m["kind"]).num_projected(m["params"])
-                   for m in params.get("members") or ())
+        return self._summed(params, "num_projected")
 
     def feature_projection(self, params, num_features):
-        mats = [head_kind(m["kind"]).feature_projection(m["params"], num_features)
-                for m in params.get("members") or ()]
-        if any(m is None for m in mats):
-            return None
-        return np.concatenate(mats, axis=1) if mats else np.zeros((num_features, 0))
+        return self._stacked(params, num_features, "feature_projection")
 
     def num_feature_projected(self, params):
-        return sum(head_kind(m["kind"]).num_feature_projected(m["params"])
-                   for m in params.get("members") or ())
+        return self._summed(params, "num_feature_projected")
 
     def predict_log_projected(self, params, basis, uf, u):
         parts, at, atf = [], 0, 0
