@@ -424,14 +424,32 @@ def _stamp(path: str) -> tuple[int, int, int] | None:
 
 # --------------------------------------------------------------------- fair share
 @dataclass
+class _Bucket:
+    """A token bucket's balance (< 0: in debt, the work bucket only); full when first used."""
+
+    balance: float = 0.0
+    refilled: float = 0.0
+
+    def refill(self, now: float, rate: float, size: float) -> float:
+        if self.refilled == 0.0:
+            self.balance, self.refilled = size, now
+        self.balance = min(size, self.balance + (now - self.refilled) * rate)
+        self.refilled = now
+        return self.balance
+
+
+def _bucket_size(burst: float, rate: float) -> float:
+    """A bucket of ``burst``, or (0) one second of ``rate``, at least 1."""
+    return float(burst) if burst else max(1.0, math.ceil(rate))
+
+
+@dataclass
 class _TenantState:
     in_flight: int = 0
-    tokens: float = 0.0
-    refilled: float = 0.0
+    calls: _Bucket = field(default_factory=_Bucket)  # call-rate tokens
     mean_s: float = 0.0  # EWMA of the tenant's RPC durations (for RetryInfo)
     next_retry: float = 0.0  # when the last refused caller was told to come back
-    work: float = 0.0  # the work bucket's balance (architectures x devices; < 0 = in debt)
-    work_refilled: float = 0.0
+    work: _Bucket = field(default_factory=_Bucket)  # architectures x devices
     mean_cost: float = 0.0  # EWMA of the tenant's charged work per call (for RetryInfo)
     work_next_retry: float = 0.0
 
@@ -477,7 +495,7 @@ class FairShare:
         conc = self.max_concurrent_rpcs if q.max_concurrent_rpcs is None else q.max_concurrent_rpcs
         rate = self.rate_limit if q.rate_limit is None else q.rate_limit
         burst = self.burst if q.burst is None else q.burst
-        return conc, rate, float(burst) if burst else max(1.0, math.ceil(rate))
+        return conc, rate, _bucket_size(burst, rate)
 
     def work_limits(self, tenant: str) -> tuple[float, float]:
         """(architectures x devices per s, bucket size) for ``tenant``; (0, 0) = unlimited."""
@@ -486,7 +504,7 @@ class FairShare:
         burst = self.work_burst if q.work_burst is None else q.work_burst
         if not rate:
             return 0.0, 0.0
-        return rate, float(burst) if burst else max(1.0, math.ceil(rate))
+        return rate, _bucket_size(burst, rate)
 
     def acquire(self, tenant: str, work: bool = False) -> None:
         """Take a slot for one RPC of ``tenant`` or raise ``Overloaded`` (with retry_after).
@@ -515,13 +533,13 @@ class FairShare:
                 )
             if wrate:
                 now = self._clock()
-                self._refill_work(state, now, wrate, wsize)
-                if state.work <= 0.0:
+                balance = state.work.refill(now, wrate, wsize)
+                if balance <= 0.0:
                     # The same virtual queue: the first refused caller comes back when the
                     # debt is paid, the next one a mean call's cost later, and so on.
                     step = (state.mean_cost or wsize) / wrate
                     state.work_next_retry = min(
-                        max(now - state.work / wrate, state.work_next_retry + step),
+                        max(now - balance / wrate, state.work_next_retry + step),
                         now + self.MAX_RETRY_S,
                     )
                     self._reject(tenant, "work")
@@ -531,19 +549,15 @@ class FairShare:
                         retry_after=self._clamp(state.work_next_retry - now),
                     )
             if rate:
-                now = self._clock()
-                if state.refilled == 0.0:
-                    state.tokens, state.refilled = size, now
-                state.tokens = min(size, state.tokens + (now - state.refilled) * rate)
-                state.refilled = now
-                if state.tokens < 1.0:
+                tokens = state.calls.refill(self._clock(), rate, size)
+                if tokens < 1.0:
                     self._reject(tenant, "rate")
                     raise Overloaded(
                         f"tenant '{tenant}' is over its rate limit of {rate:g} RPCs/s; retry "
                         "later",
-                        retry_after=self._clamp((1.0 - state.tokens) / rate),
+                        retry_after=self._clamp((1.0 - tokens) / rate),
                     )
-                state.tokens -= 1.0
+                state.calls.balance -= 1.0
             state.in_flight += 1
 
     def release(self, tenant: str, seconds: float) -> None:
@@ -562,8 +576,8 @@ class FairShare:
             return
         with self._lock:
             state = self._state(tenant)
-            self._refill_work(state, self._clock(), wrate, wsize)
-            state.work -= cost
+            state.work.refill(self._clock(), wrate, wsize)
+            state.work.balance -= cost
             state.mean_cost = cost if not state.mean_cost else 0.8 * state.mean_cost + 0.2 * cost
 
     def work_balance(self, tenant: str) -> float:
@@ -572,16 +586,7 @@ class FairShare:
         if not wrate:
             return 0.0
         with self._lock:
-            state = self._state(tenant)
-            self._refill_work(state, self._clock(), wrate, wsize)
-            return state.work
-
-    @staticmethod
-    def _refill_work(state: _TenantState, now: float, rate: float, size: float) -> None:
-        if state.work_refilled == 0.0:
-            state.work, state.work_refilled = size, now
-        state.work = min(size, state.work + (now - state.work_refilled) * rate)
-        state.work_refilled = now
+            return self._state(tenant).work.refill(self._clock(), wrate, wsize)
 
     def in_flight(self, tenant: str) -> int:
         with self._lock:
