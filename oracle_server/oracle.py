@@ -20,7 +20,7 @@ from oracle_server import metrics
 from oracle_server.comparison import Comparison, compare_devices
 from oracle_server.predictor import LatencyModel, Prediction
 from oracle_server.predictor.columns import basis_columns, reads_descriptors, reads_features
-from oracle_server.predictor.heads import feature_projection, projection
+from oracle_server.predictor.heads import feature_projection, projection, stack_projections
 from oracle_server.predictor.references import suggest_next
 from oracle_server.ranking import order
 from oracle_server.registry import Receipt
@@ -323,7 +323,7 @@ def descriptor_projections(
 ) -> tuple[np.ndarray, list[slice]] | None:
     """All devices' descriptor combinations as one (D, P) matrix and each device's column
     slice of it; None when some head reads the descriptors otherwise."""
-    return _stack([projection(d.head.kind, d.head.params, model.num_descriptors)
+    return stack_projections([projection(d.head.kind, d.head.params, model.num_descriptors)
                    for d in devices], model.num_descriptors)
 
 
@@ -341,20 +341,9 @@ def input_projections(
         return desc, (empty, [slice(0, 0)] * len(devices))
     if not model.projects_features:
         return None
-    feats = _stack([feature_projection(d.head.kind, d.head.params, model.num_features)
+    feats = stack_projections([feature_projection(d.head.kind, d.head.params, model.num_features)
                     for d in devices], model.num_features)
     return None if feats is None else (desc, feats)
-
-
-def _stack(mats: list[np.ndarray | None], rows: int) -> tuple[np.ndarray, list[slice]] | None:
-    if any(m is None for m in mats):
-        return None
-    slices, at = [], 0
-    for m in mats:
-        assert m is not None
-        slices.append(slice(at, at + m.shape[1]))
-        at += m.shape[1]
-    return np.concatenate(mats, axis=1) if mats else np.zeros((rows, 0)), slices
 
 
 def _table_covers_space(space: SearchSpace) -> bool:

@@ -773,11 +773,9 @@ class Ensemble(HeadKind):
     def _stacked(params: dict, n: int, method: str) -> np.ndarray | None:
         """The members' ``method`` (``projection`` / ``feature_projection``) side by side;
         None if any member has none."""
-        mats = [getattr(head_kind(m["kind"]), method)(m["params"], n)
-                for m in params.get("members") or ()]
-        if any(m is None for m in mats):
-            return None
-        return np.concatenate(mats, axis=1) if mats else np.zeros((n, 0))
+        stacked = stack_projections([getattr(head_kind(m["kind"]), method)(m["params"], n)
+                                     for m in params.get("members") or ()], n)
+        return None if stacked is None else stacked[0]
 
     @staticmethod
     def _summed(params: dict, method: str) -> int:
@@ -828,6 +826,20 @@ ALL_COLUMN_KINDS = ("ridge", "additive", "counts")
 #: without them (benchmarks/results/selection_pbma.json); NB-201 answers from table rows
 #: whatever the head reads and keeps them (they help its leave-family-out by 0.005).
 OPEN_SPACE_HEAD_KINDS = tuple(k for k in HEAD_KINDS if k not in ALL_COLUMN_KINDS)
+
+
+def stack_projections(mats: list[np.ndarray | None],
+                      rows: int) -> tuple[np.ndarray, list[slice]] | None:
+    """(rows, p_i) projection matrices side by side and each one's column slice (an
+    ensemble's members, or every device of a Rank); None if any is None."""
+    if any(m is None for m in mats):
+        return None
+    slices, at = [], 0
+    for m in mats:
+        assert m is not None
+        slices.append(slice(at, at + m.shape[1]))
+        at += m.shape[1]
+    return np.concatenate(mats, axis=1) if mats else np.zeros((rows, 0)), slices
 
 
 def candidate_kinds(space_size: int, table_size: int) -> tuple[str, ...]:
