@@ -323,8 +323,8 @@ def descriptor_projections(
 ) -> tuple[np.ndarray, list[slice]] | None:
     """All devices' descriptor combinations as one (D, P) matrix and each device's column
     slice of it; None when some head reads the descriptors otherwise."""
-    return stack_projections([projection(d.head.kind, d.head.params, model.num_descriptors)
-                   for d in devices], model.num_descriptors)
+    n = model.num_descriptors
+    return stack_projections([projection(d.head.kind, d.head.params, n) for d in devices], n)
 
 
 def input_projections(
@@ -341,8 +341,9 @@ def input_projections(
         return desc, (empty, [slice(0, 0)] * len(devices))
     if not model.projects_features:
         return None
-    feats = stack_projections([feature_projection(d.head.kind, d.head.params, model.num_features)
-                    for d in devices], model.num_features)
+    n = model.num_features
+    feats = stack_projections(
+        [feature_projection(d.head.kind, d.head.params, n) for d in devices], n)
     return None if feats is None else (desc, feats)
 
 
