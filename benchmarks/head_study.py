@@ -175,7 +175,8 @@ def main() -> None:
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("--hybrid-columns", type=int, default=None,
                    help="heads.HYBRID_COLUMNS (basis outputs of the hybrid head)")
-    p.add_argument("--rules", default=None, help="comma-separated subset of the rules")
+    p.add_argument("--rules", default=None,
+                   help="semicolon-separated subset of the rules (their names hold commas)")
     p.add_argument("--few-basis", action="store_true",
                    help="also the few-basis setting (non-test devices only)")
     a = p.parse_args()
@@ -183,7 +184,7 @@ def main() -> None:
         from oracle_server.predictor import heads
 
         heads.HYBRID_COLUMNS = a.hybrid_columns
-    rules = RULES if a.rules is None else {k: RULES[k] for k in a.rules.split(",")}
+    rules = RULES if a.rules is None else {k: RULES[k] for k in a.rules.split(";")}
     start = time.perf_counter()
     result: dict = {"what": __doc__.split("\n\n")[0], "settings": SETTINGS, "sets": {},
                     "loadavg": os.getloadavg(), "hybrid_columns": a.hybrid_columns}

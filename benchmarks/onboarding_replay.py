@@ -1,0 +1,99 @@
+"""Replay recorded onboardings of this CPU through the current head selection (offline).
+
+``benchmarks/onboarding.py`` records, per (space, threads) row, the 10 reference
+architectures and their measured latencies, and the 100 validation architectures with
+theirs. This script refits the device's head on those references with the code as it is
+now (the same default proxy as the server's) and scores it on the recorded validation
+latencies, beside FLOPs on the same rows and the ranking the benchmark served then. No
+measuring: a change to the heads is judged on real measurements of hardware unlike the
+basis devices in seconds.
+
+These rows were benchmark results when they were recorded; replaying them is development
+data from then on. A change chosen with this replay must be confirmed on a fresh
+``benchmarks/onboarding.py --seed S`` run with a seed no replayed file used.
+
+    python -m benchmarks.onboarding_replay benchmarks/results/onboarding_seed11.json ...
+    python -m benchmarks.onboarding_replay --exclude powerhybrid FILES   # an ablation
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from oracle_server.predictor.heads import spearman
+from oracle_server.predictor.model import build_model
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def replay_row(model, row: dict, kinds: tuple[str, ...]) -> dict:
+    sp = model.space
+    refs = sp.parse_many(row["reference_archs"])
+    val = sp.parse_many(row["validation_archs"])
+    y_val = np.asarray(row["validation_latency_ms"], dtype=np.float64)
+    before = model.__dict__.get("head_kinds")
+    model.__dict__["head_kinds"] = kinds  # the cached property, overridden for this row
+    try:
+        head = model.fit_head(refs, np.asarray(row["reference_latency_ms"], np.float64))
+    finally:
+        if before is None:
+            model.__dict__.pop("head_kinds", None)
+        else:
+            model.__dict__["head_kinds"] = before
+    feats = model.features(val)
+    pred = head.predict(model.basis(val, feats), feats.astype(np.float64),
+                        model.descriptors(val)).latency_ms
+    return {"space": row["space"], "threads": row["threads"],
+            "oracle": spearman(pred, y_val), "recorded": row["oracle_spearman"],
+            "flops": spearman(sp.flops(val), y_val), "head": head.kind,
+            "members": [m["kind"] for m in head.params.get("members", [])] or [head.kind],
+            "within10": float(np.mean(np.abs(pred / y_val - 1.0) < 0.1))}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("files", nargs="+", type=Path)
+    p.add_argument("--exclude", default="", help="comma-separated head kinds left out")
+    p.add_argument("--cache-dir", type=Path, default=REPO / ".oracle" / "bench-cache")
+    p.add_argument("--json", type=Path, default=None)
+    a = p.parse_args()
+    start = time.perf_counter()
+    excluded = {k for k in a.exclude.split(",") if k}
+    models: dict = {}
+    rows = []
+    for f in a.files:
+        for row in json.loads(f.read_text())["rows"]:
+            if "reference_archs" not in row:
+                continue
+            space = row["space"]
+            if space not in models:
+                models[space] = build_model(space, cache_dir=a.cache_dir)
+            kinds = tuple(k for k in models[space].head_kinds if k not in excluded)
+            rows.append({"file": f.name, **replay_row(models[space], row, kinds)})
+    print(f"{'file':34s} {'space':12s} {'thr':>3s} {'oracle':>7s} {'then':>7s} {'FLOPs':>7s}"
+          f" {'+-10%':>6s}  members")
+    for r in rows:
+        print(f"{r['file']:34s} {r['space']:12s} {r['threads']:3d} {r['oracle']:7.3f} "
+              f"{r['recorded']:7.3f} {r['flops']:7.3f} {r['within10']:6.2f}  "
+              f"{'+'.join(r['members'])}")
+    mean = {}
+    for space in dict.fromkeys(r["space"] for r in rows):
+        sel = [r for r in rows if r["space"] == space]
+        mean[space] = {k: float(np.mean([r[k] for r in sel]))
+                       for k in ("oracle", "recorded", "flops", "within10")}
+        print(f"mean {space:12s} ({len(sel)} rows): oracle {mean[space]['oracle']:.3f}, "
+              f"recorded {mean[space]['recorded']:.3f}, FLOPs {mean[space]['flops']:.3f}")
+    if a.json:
+        a.json.write_text(json.dumps({"excluded": sorted(excluded), "rows": rows, "mean": mean,
+                                      "seconds": time.perf_counter() - start,
+                                      "loadavg": os.getloadavg()}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
