@@ -9,6 +9,15 @@ Spearman (from two independent halves of the measurement). Noisy measurements ca
 any ranking can agree with them: ``ceiling = sqrt(retest)`` is reported beside every
 Spearman, and a low retest is re-measured once, then warned about.
 
+That retest is *within* one measured set: the rounds are interleaved over a few seconds, so
+it cannot see a device whose speed or ranking changes between sets minutes apart (a shared
+VM whose neighbours contend for memory bandwidth, thermal throttling). The **session check**
+(on by default) measures the references and the retest architectures again in a later,
+separate set (with the validation architectures when there are some) and reports the
+Spearman between the two passes (``session_retest_spearman``, the issue's "two passes a few
+minutes apart") and their latency ratio (``session_scale``), with a warning when either is
+off: rankings and absolute budgets on such a device cannot be more stable than that.
+
 The client is duck-typed (``suggest_references``, ``register_device``, ``add_measurements``,
 ``rank``), so any object with those methods works (tests use a fake).
 """
@@ -41,6 +50,8 @@ MeasureFn = Callable[[SearchSpace, np.ndarray, Harness, bool, str], InterleavedM
 
 #: anchors re-measured in every adaptive round to put its latencies on the first round's scale
 NUM_ANCHORS = 3
+#: warn when the session check's latencies differ from the first pass's by more than this
+SESSION_SCALE_TOLERANCE = 0.10
 
 
 def measure_architectures(
@@ -93,6 +104,16 @@ class OnboardReport:
     validation_spearman: float | None = None  # oracle ranking vs measured
     flops_spearman: float | None = None  # analytic FLOPs vs measured (the baseline)
     validation_retest_spearman: float | None = None  # retest of the validation measurements
+    #: session check: Spearman between the first pass and a later, separate pass over the
+    #: same ``session_archs`` architectures (references + retest archs); nan if not run
+    session_retest_spearman: float = float("nan")
+    #: sqrt(session retest): a predictor of the device's stable ranking vs one pass
+    session_ceiling: float = float("nan")
+    session_scale: float = float("nan")  # median latency ratio, later pass / first pass
+    session_archs: int = 0
+    #: the later pass's latencies of the session archs: the first ``samples`` are the
+    #: references (``reference_archs[:samples]``), then the retest archs
+    session_latency_ms: np.ndarray | None = None
     timings_s: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -174,6 +195,7 @@ def onboard(
     retest: int | None = None,
     retest_threshold: float = 0.90,
     remeasure_low_retest: bool = True,
+    session_check: bool = True,
     measure_fn: MeasureFn = measure_architectures,
     log: Callable[[str], None] | None = print,
 ) -> OnboardReport:
@@ -190,10 +212,16 @@ def onboard(
     leave-one-out expected Spearman reaches T or ``max_samples`` are registered.
 
     ``retest=N`` random architectures are measured with the references only for the
-    device's test-retest Spearman and ceiling (default: 20 when ``validate < 20``, else none
-    since the validation set gives them). A measurement whose test-retest Spearman is under
-    ``retest_threshold`` is measured once more (``remeasure_low_retest``) and merged, then
-    warned about.
+    device's test-retest Spearman and ceiling (default: 20 when ``validate < 20`` or
+    ``session_check``, else none since the validation set gives them). A measurement whose
+    test-retest Spearman is under ``retest_threshold`` is measured once more
+    (``remeasure_low_retest``) and merged, then warned about.
+
+    ``session_check``: measure the references and the retest architectures once more in a
+    later set (the validation set's, else one of their own at the end) and report the
+    Spearman and latency ratio between the two passes (see the module docstring); a
+    Spearman under ``retest_threshold`` or a ratio off by more than
+    ``SESSION_SCALE_TOLERANCE`` is warned about.
 
     ``validate=N`` measures N random architectures (``space.sample(N, seed + 1)``) and
     reports the Spearman of the oracle's ranking and of analytic FLOPs against them, beside
@@ -214,7 +242,7 @@ def onboard(
     )
     if budget < samples:
         raise ValueError(f"max_samples ({budget}) is below samples ({samples})")
-    n_retest = (20 if validate < 20 else 0) if retest is None else retest
+    n_retest = (20 if validate < 20 or session_check else 0) if retest is None else retest
     if n_retest < 0:
         raise ValueError(f"retest must be >= 0, got {retest}")
     say = log or (lambda _msg: None)
@@ -348,13 +376,28 @@ def onboard(
         validate=validate,
         timings_s=timings,
     )
+    session = (np.concatenate([refs, retest_genes]), first.latency_ms) if session_check else None
     if validate:
-        _validate(client, sp, name, report, harness, measure, validate, seed)
+        _validate(client, sp, name, report, harness, measure, validate, seed, session)
         say(
             f"validation on {validate} random architectures: oracle Spearman "
             f"{report.validation_spearman:.3f}, FLOPs baseline {report.flops_spearman:.3f}, "
             f"retest {_fmt(report.validation_retest_spearman)}, ceiling {_fmt(report.ceiling)}"
         )
+    elif session is not None:
+        t0 = time.perf_counter()
+        again = measure(session[0], "session check")
+        timings["session_measure_s"] = time.perf_counter() - t0
+        _session_check(report, session[1], again.latency_ms)
+    if session is not None:
+        say(
+            f"session check on {report.session_archs} archs measured again in a later pass: "
+            f"Spearman between the passes {_fmt(report.session_retest_spearman)} (ceiling "
+            f"{_fmt(report.session_ceiling)}), latency ratio {report.session_scale:.3f}"
+        )
+        for w in _session_warnings(report, retest_threshold):
+            warnings.append(w)
+            say("warning: " + w)
     report.remeasured = state["remeasured"]
     report.drift = float(state["drift"])
     timings["total_s"] = time.perf_counter() - t_start
@@ -443,10 +486,18 @@ def _validate(
     measure: Callable[[np.ndarray, str], InterleavedMeasurement],
     n: int,
     seed: int,
+    session: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> None:
+    """Measure ``n`` random architectures (with ``session``'s genes, the session check, in
+    the same interleaved set) and score the oracle's ranking of them."""
     genes = sp.sample(n, np.random.default_rng(seed + 1))
     t0 = time.perf_counter()
-    m = measure(genes, "validation")
+    if session is None:
+        m = measure(genes, "validation")
+    else:
+        both = measure(np.concatenate([genes, session[0]]), "validation + session check")
+        m = both.select(slice(0, len(genes)))
+        _session_check(report, session[1], both.latency_ms[len(genes):])
     report.timings_s["validate_measure_s"] = time.perf_counter() - t0
     measured = m.latency_ms
     t0 = time.perf_counter()
@@ -463,6 +514,33 @@ def _validate(
         report.retest_spearman = m.retest_spearman
         report.ceiling = m.ceiling
         report.retest_archs = len(genes)
+
+
+def _session_check(report: OnboardReport, first_ms: np.ndarray, later_ms: np.ndarray) -> None:
+    report.session_archs = len(first_ms)
+    report.session_latency_ms = np.asarray(later_ms, dtype=np.float64)
+    report.session_retest_spearman = _spearman(first_ms, later_ms)
+    report.session_ceiling = retest_ceiling(report.session_retest_spearman)
+    report.session_scale = float(np.median(np.asarray(later_ms) / np.asarray(first_ms)))
+
+
+def _session_warnings(report: OnboardReport, threshold: float) -> list[str]:
+    out = []
+    rho, scale = report.session_retest_spearman, report.session_scale
+    if np.isfinite(rho) and rho < threshold:
+        out.append(
+            f"the device ranked the same {report.session_archs} architectures differently in "
+            f"a later pass (Spearman {rho:.3f} between the passes, threshold {threshold:.2f}): "
+            "its latencies change with time (a shared machine, throttling, other load), so "
+            "no ranking can agree with a later measurement better than about "
+            f"{report.session_ceiling:.3f}; measure on a quiet machine with fixed clocks"
+        )
+    if np.isfinite(scale) and abs(scale - 1.0) > SESSION_SCALE_TOLERANCE:
+        out.append(
+            f"latencies measured in a later pass were {scale:.2f}x the first pass's: absolute "
+            "latencies (max_latency_ms budgets) of this device carry that uncertainty"
+        )
+    return out
 
 
 def format_report(report: OnboardReport) -> str:
@@ -482,6 +560,14 @@ def format_report(report: OnboardReport) -> str:
         f"retest      Spearman {_fmt(report.retest_spearman)} on {report.retest_archs} random "
         f"archs -> ceiling {_fmt(report.ceiling)} for any predictor; references "
         f"{_fmt(report.reference_retest_spearman)}",
+    ]
+    if report.session_archs:
+        lines.append(
+            f"session     {report.session_archs} archs measured again in a later pass: "
+            f"Spearman {_fmt(report.session_retest_spearman)} between the passes -> ceiling "
+            f"{_fmt(report.session_ceiling)}, latency ratio {report.session_scale:.3f}"
+        )
+    lines += [
         f"head        {report.head_kind} fit on {report.num_samples} samples",
         f"expected    Spearman {report.expected_spearman:.3f} (leave-one-out), "
         f"monotonicity {report.monotonicity:.3f}",

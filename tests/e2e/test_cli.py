@@ -173,6 +173,9 @@ def test_onboard_adaptive_with_real_measurements(run) -> None:
     assert report["num_samples"] == n and len(report["reference_archs"]) == n
     assert len({*report["reference_archs"]}) == n  # the adaptive rounds never repeat an arch
     assert report["retest_archs"] == 4 and report["rounds"] == 2
+    # the session check measured the 4 first references + 4 retest archs again at the end
+    assert report["session_archs"] == 8 and len(report["session_latency_ms"]) == 8
+    assert report["session_scale"] > 0 and "session check on 8 archs" in err
     # the retest is the split-half Spearman of the 4 retest archs, stepped up (Spearman-Brown):
     # 4 ranks give a split-half Spearman of 1 - S/10 (S: the even sum of squared rank
     # differences); a constant half leaves it undefined (None)

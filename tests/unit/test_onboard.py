@@ -131,6 +131,10 @@ def test_onboard_registers_and_validates() -> None:
     assert report.retest_spearman == pytest.approx(1.0) and report.retest_archs == 20
     assert report.ceiling == pytest.approx(1.0)
     assert report.validation_retest_spearman == pytest.approx(1.0)
+    # session check: the 5 references + 20 retest archs measured again with the validation set
+    assert report.session_archs == 25
+    assert report.session_retest_spearman == pytest.approx(1.0)
+    assert report.session_scale == pytest.approx(1.0) and report.session_ceiling == 1.0
     assert report.validation_latency_ms is not None and len(report.validation_latency_ms) == 20
     # recomputed independently: the validation sample (seed + 1), the fake oracle's prediction
     # and the fake device's true latency (the measurement's wiggle does not change ranks)
@@ -244,15 +248,15 @@ def test_onboard_low_retest_is_remeasured_then_warned() -> None:
         return noisy_measure(space, genes, harness, progress, desc)
 
     report = onboard(client, "cpu1", "nasbench201", samples=10, retest=20, progress=False,
-                     measure_fn=measure, log=None)
+                     session_check=False, measure_fn=measure, log=None)
     assert calls == ["references", "references (again)"]
     assert report.remeasured == 1
     assert report.retest_spearman < 0.9
     assert any("too noisy" in w for w in report.warnings)
     assert "WARNING" in format_report(report)
     quiet = onboard(FakeClient(), "cpu2", "nasbench201", samples=10, retest=20,
-                    remeasure_low_retest=False, progress=False, measure_fn=noisy_measure,
-                    log=None)
+                    remeasure_low_retest=False, session_check=False, progress=False,
+                    measure_fn=noisy_measure, log=None)
     assert quiet.remeasured == 0 and not quiet.warnings
 
 
@@ -266,3 +270,55 @@ def test_onboard_adaptive_bad_args() -> None:
     with pytest.raises(ValueError):
         onboard(FakeClient(), "x", "nasbench201", round_size=0, measure_fn=fake_measure,
                 log=None)
+
+
+def test_session_check_reports_a_slower_later_pass() -> None:
+    """The device is 30 % slower after the first set: the session check (its own pass at the
+    end, no validation) sees the same ranking at 1.3x the latency, and warns about budgets."""
+    calls: list[str] = []
+    slow = slow_measure(1.3)
+
+    def measure(space, genes, harness, progress, desc):
+        calls.append(desc)
+        return slow(space, genes, harness, progress, desc)
+
+    lines: list[str] = []
+    report = onboard(FakeClient(), "cpu1", "nasbench201", samples=10, progress=False,
+                     measure_fn=measure, log=lines.append)
+    assert calls == ["references", "session check"]
+    assert report.session_archs == 30  # 10 references + 20 retest archs (the default)
+    assert report.session_retest_spearman == pytest.approx(1.0)
+    assert report.session_scale == pytest.approx(1.3)
+    assert any("1.30x the first pass" in w for w in report.warnings)
+    assert not any("ranked the same" in w for w in report.warnings)
+    assert any(line.startswith("session check on 30 archs") for line in lines)
+    assert "session     30 archs measured again" in format_report(report)
+    assert "session_measure_s" in report.timings_s
+
+
+def test_session_check_warns_when_the_ranking_changes_between_passes() -> None:
+    """A later pass that ranks the architectures in another order (the first gene's cost
+    reversed) gives a low Spearman between the passes, a ceiling under 1 and a warning."""
+    count = {"n": 0}
+
+    def measure(space, genes, harness, progress, desc):
+        count["n"] += 1
+        ms = true_ms(space, genes)
+        if count["n"] > 1:
+            ms = space.flops(genes) / 1e7 + 0.5 * (4 - genes[:, 0]) + 0.3 * genes[:, 1]
+        return InterleavedMeasurement(ms[:, None, None] * np.ones((1, 4, 3)))
+
+    report = onboard(FakeClient(), "cpu1", "nasbench201", samples=10, validate=30,
+                     progress=False, seed=5, measure_fn=measure, log=None)
+    assert count["n"] == 2  # the session check rode along with the validation set
+    assert report.session_archs == 30
+    assert report.session_retest_spearman < 0.9
+    assert report.session_ceiling == pytest.approx(
+        np.sqrt(max(report.session_retest_spearman, 0.0)))
+    assert any("ranked the same 30 architectures differently" in w for w in report.warnings)
+    off = onboard(FakeClient(), "cpu2", "nasbench201", samples=10, validate=30,
+                  progress=False, seed=5, session_check=False,
+                  measure_fn=fake_measure, log=None)
+    assert off.session_archs == 0 and np.isnan(off.session_retest_spearman)
+    assert off.retest_archs == 30  # from the validation set; no retest archs measured
+    assert "session " not in format_report(off)
