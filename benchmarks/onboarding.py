@@ -80,7 +80,10 @@ def finish_row(row: dict) -> dict:
 
 
 def print_table(out: dict) -> None:
-    print(f"\n{out['samples']} references, {out['validate']} fresh validation archs per row; "
+    registered = ("only the references registered" if not out.get("register_retest", False)
+                  else "the references + 20 retest archs registered")
+    print(f"\n{out['samples']} references ({registered}), {out['validate']} fresh validation "
+          "archs per row; "
           f"statistic {out['statistic']}, {out['rounds']} rounds; retest = test-retest "
           "Spearman within the validation set, session = between two passes (references + "
           "retest archs), ceiling = sqrt(lower of the two), same-pass = oracle refit on the "
@@ -128,6 +131,9 @@ def main() -> int:
                         "new seed for a run on architectures no earlier choice has seen")
     p.add_argument("--seeds", type=int, nargs="+", default=None,
                    help="several seeds, one row per (seed, space, threads); overrides --seed")
+    p.add_argument("--no-register-retest", dest="register_retest", action="store_false",
+                   help="register only the --samples references (not the 20 retest archs "
+                        "measured with them, which onboarding registers by default)")
     p.add_argument("--cache-dir", default=str(REPO / ".oracle" / "bench-cache"))
     p.add_argument("--json", type=Path, default=REPO / "benchmarks/results/onboarding.json")
     p.add_argument("--reprint", action="store_true",
@@ -156,7 +162,8 @@ def main() -> int:
                 report = onboard(client, name, space, samples=args.samples,
                                  threads=threads, validate=args.validate,
                                  repeats=args.repeats, rounds=args.rounds,
-                                 statistic=args.statistic, progress=False, seed=seed)
+                                 statistic=args.statistic, progress=False, seed=seed,
+                             register_retest=args.register_retest)
                 t = report.timings_s
                 same_pass = _same_pass_oracle(client, name, space, report, args.samples)
                 rows.append({
@@ -165,6 +172,7 @@ def main() -> int:
                     "session_latency_ms": np.asarray(report.session_latency_ms).tolist(),
                     "session_scale": report.session_scale,
                     "session_archs": report.session_archs,
+                "registered": report.num_samples,
                     "oracle_same_pass": same_pass,
                     "retest": report.retest_spearman,
                     "oracle_spearman": report.validation_spearman,
@@ -210,13 +218,15 @@ def main() -> int:
 
 def _same_pass_oracle(client: OracleClient, name: str, space: str, report, samples: int
                       ) -> float:
-    """The oracle refit on the first ``samples`` references as the validation pass measured
-    them (a shadow device, deleted again), scored on the validation latencies."""
+    """The oracle refit on the first pass's registered archs (the ``samples`` references and
+    the registered retest archs) as the validation pass measured them (a shadow device,
+    deleted again), scored on the validation latencies."""
     if report.session_latency_ms is None or report.validation_latency_ms is None:
         return float("nan")
     shadow = f"{name}-same-pass"
-    refs = report.reference_archs[:samples]
-    client.register_device(shadow, space, (refs, report.session_latency_ms[:samples]))
+    n = samples + report.registered_retest
+    refs = report.reference_archs[:n]
+    client.register_device(shadow, space, (refs, report.session_latency_ms[:n]))
     try:
         got = client.rank(space, report.validation_archs, [shadow]).latency_ms[shadow]
     finally:
@@ -228,6 +238,7 @@ def _write(args: argparse.Namespace, rows: list[dict], between: dict, seconds: f
     out = {
         "samples": args.samples, "validate": args.validate, "repeats": args.repeats,
         "seed": args.seed, "seeds": args.seeds,
+        "register_retest": args.register_retest,
         "rounds": args.rounds, "statistic": args.statistic, "rows": rows,
         "spearman_between_settings": between, "seconds": seconds,
         "loadavg_end": list(os.getloadavg()),

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from oracle_server.predictor.heads import spearman
+from oracle_server.predictor.heads import FitInputs, head_kind, spearman
 from oracle_server.predictor.model import build_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,9 +47,20 @@ def replay_row(model, row: dict, kinds: tuple[str, ...]) -> dict:
         else:
             model.__dict__["head_kinds"] = before
     feats = model.features(val)
-    pred = head.predict(model.basis(val, feats), feats.astype(np.float64),
-                        model.descriptors(val)).latency_ms
-    return {"space": row["space"], "threads": row["threads"],
+    basis, f64, desc = model.basis(val, feats), feats.astype(np.float64), model.descriptors(val)
+    pred = head.predict(basis, f64, desc).latency_ms
+    # every candidate alone, fit on the same references (diagnosis: what the rule chose from)
+    r_ms = np.asarray(row["reference_latency_ms"], np.float64)
+    r_feats = model.features(refs).astype(np.float64)
+    inp = FitInputs(model.basis(refs, r_feats), r_feats, r_ms, model.proxy.linear_weights,
+                    model.cost_matrix, model.descriptors(refs), model.prior)
+    alone = {}
+    for k in kinds:
+        if head_kind(k).available(inp):
+            c = head_kind(k).fit(inp)
+            alone[k] = spearman(head_kind(k).predict_log(c.params, basis, f64, desc), y_val)
+    return {"candidates": alone, "expected": head.expected_spearman,
+            "flops_loo": head.flops_spearman, "space": row["space"], "threads": row["threads"],
             "oracle": spearman(pred, y_val), "recorded": row["oracle_spearman"],
             "flops": spearman(sp.flops(val), y_val), "head": head.kind,
             "members": [m["kind"] for m in head.params.get("members", [])] or [head.kind],
@@ -62,6 +73,8 @@ def main() -> None:
     p.add_argument("--exclude", default="", help="comma-separated head kinds left out")
     p.add_argument("--cache-dir", type=Path, default=REPO / ".oracle" / "bench-cache")
     p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--candidates", action="store_true",
+                   help="also each candidate head alone (fit on the same references)")
     a = p.parse_args()
     start = time.perf_counter()
     excluded = {k for k in a.exclude.split(",") if k}
@@ -82,6 +95,9 @@ def main() -> None:
         print(f"{r['file']:34s} {r['space']:12s} {r['threads']:3d} {r['oracle']:7.3f} "
               f"{r['recorded']:7.3f} {r['flops']:7.3f} {r['within10']:6.2f}  "
               f"{'+'.join(r['members'])}")
+        if a.candidates:
+            print(" " * 35 + f"LOO expected {r['expected']:.3f}, FLOPs LOO {r['flops_loo']:.3f}; "
+                  + ", ".join(f"{k} {v:.3f}" for k, v in r["candidates"].items()))
     mean = {}
     for space in dict.fromkeys(r["space"] for r in rows):
         sel = [r for r in rows if r["space"] == space]

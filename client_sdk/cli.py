@@ -176,6 +176,7 @@ def cmd_device(args: argparse.Namespace, c: OracleClient) -> None:
             statistic=args.statistic, target_spearman=args.target_spearman,
             max_samples=args.max_samples, round_size=args.round_size, retest=args.retest,
             retest_threshold=args.retest_threshold, session_check=args.session_check,
+            register_retest=args.register_retest,
             log=(lambda msg: print(msg, file=sys.stderr)) if args.json else print,
         )
         _emit(args, report, format_report(report))
@@ -348,13 +349,17 @@ def _parser() -> argparse.ArgumentParser:
     on.add_argument("--target-spearman", type=float, default=None,
                     help="measure in rounds until the leave-one-out estimate reaches this")
     on.add_argument("--max-samples", type=int, default=None,
-                    help="sample budget of the adaptive rounds (default 4 x --samples)")
+                    help="sample budget of the adaptive rounds (default 4 x --samples, plus "
+                         "the registered retest archs)")
     on.add_argument("--round-size", type=int, default=5, help="architectures per round")
     on.add_argument("--retest", type=int, default=None,
                     help="random archs measured for the retest ceiling (default 20; 0 with "
                          "--validate >= 20 and --no-session-check)")
     on.add_argument("--retest-threshold", type=float, default=0.90,
                     help="re-measure once, then warn, when the retest ceiling is below")
+    on.add_argument("--no-register-retest", dest="register_retest", action="store_false",
+                    help="register only the references, not the retest archs measured with "
+                         "them")
     on.add_argument("--no-session-check", dest="session_check", action="store_false",
                     help="skip measuring the references and retest archs again in a later "
                          "pass (the Spearman between passes shows a device whose latencies "

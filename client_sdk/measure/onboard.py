@@ -90,6 +90,8 @@ class OnboardReport:
     #: sqrt(retest): what a perfect predictor can be expected to reach against them
     ceiling: float = float("nan")
     retest_archs: int = 0
+    #: retest archs registered as samples too (``reference_archs[samples:samples + this]``)
+    registered_retest: int = 0
     reference_retest_spearman: float = float("nan")  # the same on the references
     drift: float = 0.0  # largest per-round drift seen (max/min scale - 1)
     #: one entry per onboarding round: samples, expected Spearman, anchor scale, ...
@@ -196,6 +198,7 @@ def onboard(
     retest_threshold: float = 0.90,
     remeasure_low_retest: bool = True,
     session_check: bool = True,
+    register_retest: bool = True,
     measure_fn: MeasureFn = measure_architectures,
     log: Callable[[str], None] | None = print,
 ) -> OnboardReport:
@@ -217,6 +220,11 @@ def onboard(
     test-retest Spearman is under ``retest_threshold`` is measured once more
     (``remeasure_low_retest``) and merged, then warned about.
 
+    ``register_retest``: register the retest architectures' latencies with the references'
+    (measured in the same interleaved set, so on the same scale): the device gets
+    ``samples + retest`` samples for the measuring it paid for anyway (random architectures,
+    like the ones a search ranks). False: only the references are registered.
+
     ``session_check``: measure the references and the retest architectures once more in a
     later set (the validation set's, else one of their own at the end) and report the
     Spearman and latency ratio between the two passes (see the module docstring); a
@@ -237,14 +245,14 @@ def onboard(
         raise ValueError(f"round_size must be >= 1, got {round_size}")
     if rounds < 2:
         raise ValueError(f"need rounds >= 2 (two halves give the retest ceiling), got {rounds}")
-    budget = max_samples if max_samples is not None else (
-        samples if target_spearman is None else 4 * samples
-    )
-    if budget < samples:
-        raise ValueError(f"max_samples ({budget}) is below samples ({samples})")
     n_retest = (20 if validate < 20 or session_check else 0) if retest is None else retest
     if n_retest < 0:
         raise ValueError(f"retest must be >= 0, got {retest}")
+    budget = max_samples if max_samples is not None else (
+        samples if target_spearman is None else 4 * samples
+    ) + (n_retest if register_retest else 0)
+    if budget < samples:
+        raise ValueError(f"max_samples ({budget}) is below samples ({samples})")
     say = log or (lambda _msg: None)
     sp = get_space(space)
     used_threads = threads if threads is not None else torch.get_num_threads()
@@ -317,20 +325,25 @@ def onboard(
         sp, threads=used_threads, batch_size=batch_size, device=device, config=config
     )
     t0 = time.perf_counter()
-    info = client.register_device(name, space, (refs, ref_ms), contract=contract)
+    n_first = len(refs) + (len(retest_genes) if register_retest else 0)
+    first_genes = np.concatenate([refs, retest_genes])[:n_first]
+    first_ms = first.latency_ms[:n_first]
+    info = client.register_device(name, space, (first_genes, first_ms), contract=contract)
     timings["register_s"] = time.perf_counter() - t0
     say(
-        f"registered {space}/{name}: head {info.head_kind}, expected Spearman "
+        f"registered {space}/{name} from {n_first} archs ({len(refs)} references"
+        + (f" + {n_first - len(refs)} retest archs" if n_first > len(refs) else "")
+        + f"): head {info.head_kind}, expected Spearman "
         f"{info.expected_spearman:.3f}, monotonicity {info.monotonicity:.3f}"
         + (f", retest Spearman {retest_rho:.3f}" if n_retest else "")
     )
     history = [{
-        "round": 1, "added": len(refs), "samples": int(info.num_samples),
+        "round": 1, "added": n_first, "samples": int(info.num_samples),
         "expected_spearman": float(info.expected_spearman), "anchor_scale": 1.0,
         "retest_spearman": retest_rho,
     }]
-    all_genes, all_ms = [refs], [ref_ms]
-    all_cv = [first.cv[: len(refs)]]
+    all_genes, all_ms = [first_genes], [first_ms]
+    all_cv = [first.cv[:n_first]]
 
     if target_spearman is not None:
         t0 = time.perf_counter()
@@ -365,6 +378,7 @@ def onboard(
         retest_spearman=retest_rho,
         ceiling=retest_ceiling(retest_rho),
         retest_archs=len(retest_genes),
+        registered_retest=n_first - len(refs),
         reference_retest_spearman=ref_m.retest_spearman,
         progress=history,
         target_spearman=target_spearman,

@@ -162,14 +162,16 @@ def test_onboard_adaptive_with_real_measurements(run) -> None:
     code, out, err = run("--json", "device", "onboard", "--name", name, "--space",
                          "nasbench201", "--samples", "4", "--threads", "1", "--repeats", "2",
                          "--rounds", "2", "--retest", "4", "--retest-threshold", "-1",
-                         "--target-spearman", "1.0", "--max-samples", "7", "--round-size", "2")
+                         "--target-spearman", "1.0", "--max-samples", "11", "--round-size", "2")
     assert code == 0, err
     report = json.loads(out)
     steps = [p["samples"] for p in report["progress"]]
-    # rounds of 2 until the budget of 7, unless the (tiny-sample) estimate hits 1.0 first
-    assert steps == [4, 6, 7][: len(steps)]
+    # 4 references + the 4 retest archs registered with them, then rounds of 2 until the
+    # budget of 11, unless the (tiny-sample) estimate hits 1.0 first
+    assert steps == [8, 10, 11][: len(steps)]
     n = steps[-1]
-    assert n == 7 or report["target_reached"]
+    assert n == 11 or report["target_reached"]
+    assert report["registered_retest"] == 4
     assert report["num_samples"] == n and len(report["reference_archs"]) == n
     assert len({*report["reference_archs"]}) == n  # the adaptive rounds never repeat an arch
     assert report["retest_archs"] == 4 and report["rounds"] == 2

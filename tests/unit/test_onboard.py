@@ -117,7 +117,9 @@ def test_onboard_registers_and_validates() -> None:
     )
     assert isinstance(report, OnboardReport)
     genes, ms, contract = client.registered["cpu1"]
-    assert genes.shape == (5, 6) and genes.dtype == np.int16
+    # the 5 references and the 20 retest archs measured with them (register_retest)
+    assert genes.shape == (25, 6) and genes.dtype == np.int16
+    assert report.registered_retest == 20 and report.progress[0]["added"] == 25
     np.testing.assert_allclose(ms, report.reference_latency_ms)
     assert contract["unit"] == "ms/inference"
     assert contract["batch_size"] == 1 and contract["threads"] == 1
@@ -126,7 +128,7 @@ def test_onboard_registers_and_validates() -> None:
     assert contract["runtime_version"] and contract["notes"]
     assert client.calls[0] == ("suggest", "nasbench201", 5, 3)
     assert ("rank", "nasbench201", 20, ("cpu1",)) in client.calls
-    assert report.num_samples == 5 and report.expected_spearman == 0.9
+    assert report.num_samples == 25 and report.expected_spearman == 1.0  # 0.9 + 15 * 0.01
     assert report.remeasured == 0 and not report.warnings
     assert report.retest_spearman == pytest.approx(1.0) and report.retest_archs == 20
     assert report.ceiling == pytest.approx(1.0)
@@ -150,7 +152,8 @@ def test_onboard_registers_and_validates() -> None:
     assert {"suggest_s", "measure_s", "register_s", "validate_measure_s", "total_s"} <= set(
         report.timings_s
     )
-    assert any("expected Spearman 0.900" in line for line in lines)
+    assert any("from 25 archs (5 references + 20 retest archs): head affine, expected "
+               "Spearman 1.000" in line for line in lines)
     text = format_report(report)
     assert "cpu1" in text and "validation" in text and "FLOPs baseline" in text
     assert "retest" in text and "adaptive" not in text
@@ -208,7 +211,7 @@ def test_onboard_adaptive_rounds_reach_the_target() -> None:
     lines: list[str] = []
     report = onboard(client, "cpu1", "nasbench201", samples=10, target_spearman=0.95,
                      max_samples=40, round_size=3, progress=False, measure_fn=fake_measure,
-                     log=lines.append)
+                     register_retest=False, log=lines.append)
     # 0.90 at 10 samples, +0.01 per sample: 0.95 needs 15 -> rounds of 3: 13, 16
     assert [p["samples"] for p in report.progress] == [10, 13, 16]
     assert report.target_reached and report.num_samples == 16
@@ -229,7 +232,7 @@ def test_onboard_adaptive_budget_and_anchor_rescaling() -> None:
     put the new latencies back on the first round's scale."""
     client = FakeClient()
     report = onboard(client, "cpu1", "nasbench201", samples=10, target_spearman=0.999,
-                     max_samples=14, round_size=3, progress=False,
+                     max_samples=14, round_size=3, progress=False, register_retest=False,
                      measure_fn=slow_measure(1.3), log=None)
     assert [p["samples"] for p in report.progress] == [10, 13, 14]  # budget caps the last round
     assert report.target_reached is False
@@ -322,3 +325,27 @@ def test_session_check_warns_when_the_ranking_changes_between_passes() -> None:
     assert off.session_archs == 0 and np.isnan(off.session_retest_spearman)
     assert off.retest_archs == 30  # from the validation set; no retest archs measured
     assert "session " not in format_report(off)
+
+
+def test_onboard_registers_the_retest_archs_and_counts_them_in_the_budget() -> None:
+    """The 20 retest archs are measured in the references' set, so they are registered with
+    them (same scale); the default adaptive budget is 4 x samples plus those 20."""
+    class NeverSure(FakeClient):
+        def _info(self, name, space, n):
+            return FakeInfo(name, space, num_samples=n, expected_spearman=0.5)
+
+    client = NeverSure()
+    report = onboard(client, "cpu1", "nasbench201", samples=10, target_spearman=0.999,
+                     round_size=5, progress=False, measure_fn=fake_measure, log=None)
+    genes, ms, _ = client.registered["cpu1"]
+    sp = get_space("nasbench201")
+    assert report.registered_retest == 20 and report.retest_archs == 20
+    assert [p["samples"] for p in report.progress] == [30, 35, 40, 45, 50, 55, 60]
+    assert len(genes) == 60 and len(np.unique(genes, axis=0)) == 60
+    np.testing.assert_allclose(ms, true_ms(sp, genes), rtol=1e-9)
+    # the first 10 registered are the suggested references, then the retest archs
+    refs = sp.sample(10, rng=0)
+    np.testing.assert_array_equal(genes[:10], sp.validate(refs))
+    only = onboard(FakeClient(), "cpu2", "nasbench201", samples=10, progress=False,
+                   register_retest=False, measure_fn=fake_measure, log=None)
+    assert only.num_samples == 10 and only.registered_retest == 0 and only.retest_archs == 20
