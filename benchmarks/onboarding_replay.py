@@ -13,7 +13,8 @@ data from then on. A change chosen with this replay must be confirmed on a fresh
 ``benchmarks/onboarding.py --seed S`` run with a seed no replayed file used.
 
     python -m benchmarks.onboarding_replay benchmarks/results/onboarding_seed11.json ...
-    python -m benchmarks.onboarding_replay --exclude powerhybrid FILES   # an ablation
+    python -m benchmarks.onboarding_replay --exclude powerlaw FILES   # an ablation
+    python -m benchmarks.onboarding_replay --first 10 FILES   # the references alone
 """
 
 from __future__ import annotations
@@ -32,15 +33,17 @@ from oracle_server.predictor.model import build_model
 REPO = Path(__file__).resolve().parents[1]
 
 
-def replay_row(model, row: dict, kinds: tuple[str, ...]) -> dict:
+def replay_row(model, row: dict, kinds: tuple[str, ...], first: int | None = None) -> dict:
+    """Refit on the row's registered archs (only the ``first`` of them if given: e.g. the
+    references alone of a run that registered the retest archs too)."""
     sp = model.space
-    refs = sp.parse_many(row["reference_archs"])
+    refs = sp.parse_many(row["reference_archs"][:first])
     val = sp.parse_many(row["validation_archs"])
     y_val = np.asarray(row["validation_latency_ms"], dtype=np.float64)
     before = model.__dict__.get("head_kinds")
     model.__dict__["head_kinds"] = kinds  # the cached property, overridden for this row
     try:
-        head = model.fit_head(refs, np.asarray(row["reference_latency_ms"], np.float64))
+        head = model.fit_head(refs, np.asarray(row["reference_latency_ms"][:first], np.float64))
     finally:
         if before is None:
             model.__dict__.pop("head_kinds", None)
@@ -50,7 +53,7 @@ def replay_row(model, row: dict, kinds: tuple[str, ...]) -> dict:
     basis, f64, desc = model.basis(val, feats), feats.astype(np.float64), model.descriptors(val)
     pred = head.predict(basis, f64, desc).latency_ms
     # every candidate alone, fit on the same references (diagnosis: what the rule chose from)
-    r_ms = np.asarray(row["reference_latency_ms"], np.float64)
+    r_ms = np.asarray(row["reference_latency_ms"][:first], np.float64)
     r_feats = model.features(refs).astype(np.float64)
     inp = FitInputs(model.basis(refs, r_feats), r_feats, r_ms, model.proxy.linear_weights,
                     model.cost_matrix, model.descriptors(refs), model.prior)
@@ -59,7 +62,7 @@ def replay_row(model, row: dict, kinds: tuple[str, ...]) -> dict:
         if head_kind(k).available(inp):
             c = head_kind(k).fit(inp)
             alone[k] = spearman(head_kind(k).predict_log(c.params, basis, f64, desc), y_val)
-    return {"candidates": alone, "expected": head.expected_spearman,
+    return {"samples": len(refs), "candidates": alone, "expected": head.expected_spearman,
             "flops_loo": head.flops_spearman, "space": row["space"], "threads": row["threads"],
             "oracle": spearman(pred, y_val), "recorded": row["oracle_spearman"],
             "flops": spearman(sp.flops(val), y_val), "head": head.kind,
@@ -73,6 +76,9 @@ def main() -> None:
     p.add_argument("--exclude", default="", help="comma-separated head kinds left out")
     p.add_argument("--cache-dir", type=Path, default=REPO / ".oracle" / "bench-cache")
     p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--first", type=int, default=None,
+                   help="refit on only the first N registered archs of each row (e.g. 10: "
+                        "the references without the retest archs registered with them)")
     p.add_argument("--candidates", action="store_true",
                    help="also each candidate head alone (fit on the same references)")
     a = p.parse_args()
@@ -88,7 +94,7 @@ def main() -> None:
             if space not in models:
                 models[space] = build_model(space, cache_dir=a.cache_dir)
             kinds = tuple(k for k in models[space].head_kinds if k not in excluded)
-            rows.append({"file": f.name, **replay_row(models[space], row, kinds)})
+            rows.append({"file": f.name, **replay_row(models[space], row, kinds, a.first)})
     print(f"{'file':34s} {'space':12s} {'thr':>3s} {'oracle':>7s} {'then':>7s} {'FLOPs':>7s}"
           f" {'+-10%':>6s}  members")
     for r in rows:
