@@ -557,6 +557,18 @@ def _session_warnings(report: OnboardReport, threshold: float) -> list[str]:
     return out
 
 
+def _registered_parts(report: OnboardReport) -> str:
+    """`` (10 references + 20 retest archs + 10 adaptive)``: where the registered came from."""
+    n = len(report.reference_latency_ms)
+    refs = n - report.registered_retest - sum(p["added"] for p in report.progress[1:])
+    parts = [f"{refs} references"]
+    if report.registered_retest:
+        parts.append(f"{report.registered_retest} retest archs")
+    if len(report.progress) > 1:
+        parts.append(f"{n - refs - report.registered_retest} adaptive")
+    return f" ({' + '.join(parts)})" if len(parts) > 1 else ""
+
+
 def format_report(report: OnboardReport) -> str:
     """Human-readable summary for the CLI."""
     ms = report.reference_latency_ms
@@ -568,12 +580,13 @@ def format_report(report: OnboardReport) -> str:
         f"harness     {report.rounds} interleaved rounds x {report.runs} runs, "
         f"{report.statistic}, largest drift between rounds {100 * report.drift:.0f} %, "
         f"sets re-measured {report.remeasured}",
-        f"references  {len(ms)} archs, latency {ms.min():.3f} .. {ms.max():.3f} ms "
+        f"registered  {len(ms)} archs{_registered_parts(report)}, latency "
+        f"{ms.min():.3f} .. {ms.max():.3f} ms "
         f"(median {np.median(ms):.3f}), CV median {np.median(report.reference_cv):.3f} "
         f"max {report.reference_cv.max():.3f}",
         f"retest      Spearman {_fmt(report.retest_spearman)} on {report.retest_archs} random "
-        f"archs -> ceiling {_fmt(report.ceiling)} for any predictor; references "
-        f"{_fmt(report.reference_retest_spearman)}",
+        f"archs -> ceiling {_fmt(report.ceiling)} for any predictor; the first references "
+        f"alone {_fmt(report.reference_retest_spearman)}",
     ]
     if report.session_archs:
         lines.append(

@@ -343,9 +343,12 @@ def test_onboard_registers_the_retest_archs_and_counts_them_in_the_budget() -> N
     assert [p["samples"] for p in report.progress] == [30, 35, 40, 45, 50, 55, 60]
     assert len(genes) == 60 and len(np.unique(genes, axis=0)) == 60
     np.testing.assert_allclose(ms, true_ms(sp, genes), rtol=1e-9)
+    assert ("registered  60 archs (10 references + 20 retest archs + 30 adaptive)"
+            in format_report(report))
     # the first 10 registered are the suggested references, then the retest archs
     refs = sp.sample(10, rng=0)
     np.testing.assert_array_equal(genes[:10], sp.validate(refs))
     only = onboard(FakeClient(), "cpu2", "nasbench201", samples=10, progress=False,
                    register_retest=False, measure_fn=fake_measure, log=None)
     assert only.num_samples == 10 and only.registered_retest == 0 and only.retest_archs == 20
+    assert "registered  10 archs, latency" in format_report(only)
