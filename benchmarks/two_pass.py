@@ -1,0 +1,98 @@
+"""Does averaging two measurement passes make a device's head predict a later pass better?
+
+On a device whose ranking changes between passes (the onboarding session check shows it on
+this shared VM), a head fit to one pass learns that pass's regime. This measures, per seed
+and thread count, the onboarding set S (10 suggested references + 20 random archs) in pass A,
+again in pass B a little later, then 100 fresh validation archs together with S in pass C,
+and scores heads fit (in-process, the server's default proxy) on A, on B, and on the per-arch
+mean of A and B (B rescaled to A by the median ratio) against pass C's validation latencies,
+beside FLOPs. Between-pass Spearman of S: A-B, A-C, B-C.
+
+    python benchmarks/two_pass.py --space fbnet --threads 1 2 --seeds 51 53 55
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from client_sdk.measure.harness import Harness, HarnessConfig  # noqa: E402
+from oracle_server.predictor.heads import spearman  # noqa: E402
+from oracle_server.predictor.model import build_model  # noqa: E402
+
+
+def _score(model, genes: np.ndarray, y: np.ndarray, val: np.ndarray, y_val: np.ndarray
+           ) -> float:
+    """Spearman on ``val`` of the head fit on ``(genes, y)``."""
+    head = model.fit_head(genes, y)
+    feats = model.features(val)
+    pred = head.predict(model.basis(val, feats), feats.astype(np.float64), model.descriptors(val))
+    return spearman(pred.latency_ms, y_val)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--space", default="fbnet")
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--seeds", type=int, nargs="+", default=[51, 53, 55])
+    p.add_argument("--validate", type=int, default=100)
+    p.add_argument("--gap-s", type=float, default=30.0, help="pause between passes A and B")
+    p.add_argument("--cache-dir", type=Path, default=REPO / ".oracle" / "cache")
+    p.add_argument("--json", type=Path, default=REPO / "benchmarks/results/two_pass.json")
+    a = p.parse_args()
+    model = build_model(a.space, cache_dir=a.cache_dir)
+    sp = model.space
+    rows = []
+    for seed in a.seeds:
+        for threads in a.threads:
+            harness = Harness(HarnessConfig(threads=threads, seed=seed))
+            refs = model.suggest_references(10, seed=seed)
+            s = np.concatenate([refs, sp.sample(20, np.random.default_rng(seed + 2))])
+            val = sp.sample(a.validate, np.random.default_rng(seed + 1))
+            t0 = time.perf_counter()
+            pass_a = harness.measure_interleaved(sp, s).latency_ms
+            time.sleep(a.gap_s)
+            pass_b = harness.measure_interleaved(sp, s).latency_ms
+            time.sleep(a.gap_s)
+            c = harness.measure_interleaved(sp, np.concatenate([val, s]))
+            y_val, pass_c = c.latency_ms[: len(val)], c.latency_ms[len(val):]
+            scale = float(np.median(pass_b / pass_a))
+            mean_ab = 0.5 * (pass_a + pass_b / scale)
+
+            def score(y_fit: np.ndarray, n: int = len(s), s=s, val=val, y_val=y_val) -> float:
+                return _score(model, s[:n], y_fit[:n], val, y_val)
+
+            row = {
+                "seed": seed, "threads": threads,
+                "head_a": score(pass_a), "head_b": score(pass_b), "head_mean_ab": score(mean_ab),
+                "head_a_refs_only": score(pass_a, 10), "head_mean_ab_refs_only": score(mean_ab, 10),
+                "flops": spearman(sp.flops(val), y_val),
+                "s_ab": spearman(pass_a, pass_b), "s_ac": spearman(pass_a, pass_c),
+                "s_bc": spearman(pass_b, pass_c), "scale_ab": scale,
+                "validation_retest": c.retest_spearman, "seconds": time.perf_counter() - t0,
+                "loadavg": os.getloadavg(),
+            }
+            rows.append(row)
+            print(" ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
+                           for k, v in row.items() if k != "loadavg"), flush=True)
+            a.json.write_text(json.dumps({"space": a.space, "rows": rows}, indent=1))
+    keys = ("head_a", "head_b", "head_mean_ab", "head_a_refs_only", "head_mean_ab_refs_only",
+            "flops", "s_ab", "s_ac", "s_bc")
+    for threads in a.threads:
+        sel = [r for r in rows if r["threads"] == threads]
+        print(f"{threads} thread(s), mean of {len(sel)}: "
+              + ", ".join(f"{k} {np.mean([r[k] for r in sel]):.3f}" for k in keys))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
