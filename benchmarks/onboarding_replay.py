@@ -31,6 +31,7 @@ from oracle_server.predictor.heads import FitInputs, head_kind, spearman
 from oracle_server.predictor.model import build_model
 
 REPO = Path(__file__).resolve().parents[1]
+Z80 = 1.2815515655446004  # two-sided 80 % interval of a normal, in sigmas
 
 
 def replay_row(model, row: dict, kinds: tuple[str, ...], first: int | None = None) -> dict:
@@ -51,7 +52,19 @@ def replay_row(model, row: dict, kinds: tuple[str, ...], first: int | None = Non
             model.__dict__["head_kinds"] = before
     feats = model.features(val)
     basis, f64, desc = model.basis(val, feats), feats.astype(np.float64), model.descriptors(val)
-    pred = head.predict(basis, f64, desc).latency_ms
+    prediction = head.predict(basis, f64, desc)
+    pred = prediction.latency_ms
+    # absolute accuracy, also after dividing out the device's speed change between the first
+    # pass and the validation pass (the session check's latency ratio, when recorded)
+    scale = float(row.get("session_scale", float("nan")))
+    sig = np.maximum(prediction.log_sigma, 1e-12)
+    absolute = {"cover80": float(np.mean(np.abs(np.log(y_val / pred)) / sig < Z80))}
+    if np.isfinite(scale):
+        absolute.update({
+            "session_scale": scale,
+            "within10_scaled": float(np.mean(np.abs(pred * scale / y_val - 1.0) < 0.1)),
+            "cover80_scaled": float(np.mean(np.abs(np.log(y_val / scale / pred)) / sig < Z80)),
+        })
     # every candidate alone, fit on the same references (diagnosis: what the rule chose from)
     r_ms = np.asarray(row["reference_latency_ms"][:first], np.float64)
     r_feats = model.features(refs).astype(np.float64)
@@ -62,8 +75,9 @@ def replay_row(model, row: dict, kinds: tuple[str, ...], first: int | None = Non
         if head_kind(k).available(inp):
             c = head_kind(k).fit(inp)
             alone[k] = spearman(head_kind(k).predict_log(c.params, basis, f64, desc), y_val)
-    return {"samples": len(refs), "candidates": alone, "expected": head.expected_spearman,
-            "flops_loo": head.flops_spearman, "space": row["space"], "threads": row["threads"],
+    return {"samples": len(refs), **absolute, "candidates": alone,
+            "expected": head.expected_spearman, "flops_loo": head.flops_spearman,
+            "space": row["space"], "threads": row["threads"],
             "oracle": spearman(pred, y_val), "recorded": row["oracle_spearman"],
             "flops": spearman(sp.flops(val), y_val), "head": head.kind,
             "members": [m["kind"] for m in head.params.get("members", [])] or [head.kind],
@@ -95,11 +109,15 @@ def main() -> None:
                 models[space] = build_model(space, cache_dir=a.cache_dir)
             kinds = tuple(k for k in models[space].head_kinds if k not in excluded)
             rows.append({"file": f.name, **replay_row(models[space], row, kinds, a.first)})
+    print("+-10% / cover80: absolute accuracy and 80 % interval coverage on the validation set; "
+          "'scaled': after dividing out the session check's latency ratio")
     print(f"{'file':34s} {'space':12s} {'thr':>3s} {'oracle':>7s} {'then':>7s} {'FLOPs':>7s}"
-          f" {'+-10%':>6s}  members")
+          f" {'+-10%':>6s} {'scaled':>6s} {'cov80':>6s} {'scaled':>6s}  members")
     for r in rows:
         print(f"{r['file']:34s} {r['space']:12s} {r['threads']:3d} {r['oracle']:7.3f} "
-              f"{r['recorded']:7.3f} {r['flops']:7.3f} {r['within10']:6.2f}  "
+              f"{r['recorded']:7.3f} {r['flops']:7.3f} {r['within10']:6.2f} "
+              f"{r.get('within10_scaled', float('nan')):6.2f} {r['cover80']:6.2f} "
+              f"{r.get('cover80_scaled', float('nan')):6.2f}  "
               f"{'+'.join(r['members'])}")
         if a.candidates:
             print(" " * 35 + f"LOO expected {r['expected']:.3f}, FLOPs LOO {r['flops_loo']:.3f}; "
@@ -107,10 +125,12 @@ def main() -> None:
     mean = {}
     for space in dict.fromkeys(r["space"] for r in rows):
         sel = [r for r in rows if r["space"] == space]
-        mean[space] = {k: float(np.mean([r[k] for r in sel]))
-                       for k in ("oracle", "recorded", "flops", "within10")}
-        print(f"mean {space:12s} ({len(sel)} rows): oracle {mean[space]['oracle']:.3f}, "
-              f"recorded {mean[space]['recorded']:.3f}, FLOPs {mean[space]['flops']:.3f}")
+        keys = ("oracle", "recorded", "flops", "within10", "cover80", "within10_scaled",
+                "cover80_scaled")
+        mean[space] = {k: float(np.mean([r[k] for r in sel])) for k in keys
+                       if all(k in r for r in sel)}
+        print(f"mean {space:12s} ({len(sel)} rows): " + ", ".join(
+            f"{k} {v:.3f}" for k, v in mean[space].items()))
     if a.json:
         a.json.write_text(json.dumps({"excluded": sorted(excluded), "rows": rows, "mean": mean,
                                       "seconds": time.perf_counter() - start,
