@@ -4,9 +4,12 @@ On a device whose ranking changes between passes (the onboarding session check s
 this shared VM), a head fit to one pass learns that pass's regime. This measures, per seed
 and thread count, the onboarding set S (10 suggested references + 20 random archs) in pass A,
 again in pass B a little later, then 100 fresh validation archs together with S in pass C,
-and scores heads fit (in-process, the server's default proxy) on A, on B, and on the per-arch
-mean of A and B (B rescaled to A by the median ratio) against pass C's validation latencies,
-beside FLOPs. Between-pass Spearman of S: A-B, A-C, B-C.
+and scores heads fit (in-process, the server's default proxy) on A, on B, on the per-arch
+mean of A and B (B rescaled to A by the median ratio), and on A and B registered as repeats
+(what the onboarding's session check does: the registry's per-architecture median, the
+interval widened by the repeats' spread) against pass C's validation latencies, beside
+FLOPs: Spearman, 80 % interval coverage and the share within +-10 %. Between-pass Spearman
+of S: A-B, A-C, B-C.
 
     python benchmarks/two_pass.py --space fbnet --threads 1 2 --seeds 51 53 55
 """
@@ -29,14 +32,28 @@ from client_sdk.measure.harness import Harness, HarnessConfig  # noqa: E402
 from oracle_server.predictor.heads import spearman  # noqa: E402
 from oracle_server.predictor.model import build_model  # noqa: E402
 
+Z80 = 1.2815515655446004  # two-sided 80 % interval of a normal, in sigmas
+
+
+def _predict(model, genes: np.ndarray, y: np.ndarray, val: np.ndarray):
+    head = model.fit_head(genes, y)
+    feats = model.features(val)
+    return head.predict(model.basis(val, feats), feats.astype(np.float64), model.descriptors(val))
+
 
 def _score(model, genes: np.ndarray, y: np.ndarray, val: np.ndarray, y_val: np.ndarray
            ) -> float:
     """Spearman on ``val`` of the head fit on ``(genes, y)``."""
-    head = model.fit_head(genes, y)
-    feats = model.features(val)
-    pred = head.predict(model.basis(val, feats), feats.astype(np.float64), model.descriptors(val))
-    return spearman(pred.latency_ms, y_val)
+    return spearman(_predict(model, genes, y, val).latency_ms, y_val)
+
+
+def _absolute(model, genes: np.ndarray, y: np.ndarray, val: np.ndarray, y_val: np.ndarray
+              ) -> tuple[float, float]:
+    """(80 % interval coverage, share within +-10 %) on ``val`` of the head fit on
+    ``(genes, y)`` (repeated genes: the registry's median fit and widened interval)."""
+    p = _predict(model, genes, y, val)
+    cover = float(np.mean(np.abs(np.log(y_val / p.latency_ms)) < Z80 * p.log_sigma))
+    return cover, float(np.mean(np.abs(p.latency_ms / y_val - 1.0) < 0.1))
 
 
 def main() -> int:
@@ -71,8 +88,14 @@ def main() -> int:
             def score(y_fit: np.ndarray, n: int = len(s), s=s, val=val, y_val=y_val) -> float:
                 return _score(model, s[:n], y_fit[:n], val, y_val)
 
+            cover_a, within_a = _absolute(model, s, pass_a, val, y_val)
+            both = np.concatenate([s, s])
+            cover_ab, within_ab = _absolute(model, both, np.r_[pass_a, pass_b], val, y_val)
             row = {
                 "seed": seed, "threads": threads,
+                "cover80_a": cover_a, "cover80_a_and_b_repeats": cover_ab,
+                "within10_a": within_a, "within10_a_and_b_repeats": within_ab,
+                "head_a_and_b_repeats": _score(model, both, np.r_[pass_a, pass_b], val, y_val),
                 "head_a": score(pass_a), "head_b": score(pass_b), "head_mean_ab": score(mean_ab),
                 "head_a_refs_only": score(pass_a, 10), "head_mean_ab_refs_only": score(mean_ab, 10),
                 "flops": spearman(sp.flops(val), y_val),
@@ -85,8 +108,9 @@ def main() -> int:
             print(" ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
                            for k, v in row.items() if k != "loadavg"), flush=True)
             a.json.write_text(json.dumps({"space": a.space, "rows": rows}, indent=1))
-    keys = ("head_a", "head_b", "head_mean_ab", "head_a_refs_only", "head_mean_ab_refs_only",
-            "flops", "s_ab", "s_ac", "s_bc")
+    keys = ("head_a", "head_b", "head_mean_ab", "head_a_and_b_repeats", "head_a_refs_only",
+            "head_mean_ab_refs_only", "flops", "s_ab", "s_ac", "s_bc", "cover80_a",
+            "cover80_a_and_b_repeats", "within10_a", "within10_a_and_b_repeats")
     for threads in a.threads:
         sel = [r for r in rows if r["threads"] == threads]
         print(f"{threads} thread(s), mean of {len(sel)}: "

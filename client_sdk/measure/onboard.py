@@ -116,6 +116,9 @@ class OnboardReport:
     #: the later pass's latencies of the session archs: the first ``samples`` are the
     #: references (``reference_archs[:samples]``), then the retest archs
     session_latency_ms: np.ndarray | None = None
+    #: measurements of the later pass added to the device (its registered archs of the
+    #: first pass again); the registry keeps one sample per architecture (their median)
+    session_added: int = 0
     timings_s: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -229,7 +232,10 @@ def onboard(
     later set (the validation set's, else one of their own at the end) and report the
     Spearman and latency ratio between the two passes (see the module docstring); a
     Spearman under ``retest_threshold`` or a ratio off by more than
-    ``SESSION_SCALE_TOLERANCE`` is warned about.
+    ``SESSION_SCALE_TOLERANCE`` is warned about. The later pass of the registered archs is
+    then added to the device (``AddMeasurements``, after the validation was scored): the
+    server fits the per-architecture median and widens the device's interval by the spread
+    of the repeated measurements.
 
     ``validate=N`` measures N random architectures (``space.sample(N, seed + 1)``) and
     reports the Spearman of the oracle's ranking and of analytic FLOPs against them, beside
@@ -412,6 +418,18 @@ def onboard(
         for w in _session_warnings(report, retest_threshold):
             warnings.append(w)
             say("warning: " + w)
+        # the later pass joins the device (after any validation was scored): the registry
+        # fits one sample per architecture (the median of its measurements), and the
+        # spread of the repeats widens the device's stated uncertainty
+        assert report.session_latency_ms is not None
+        again_ms = report.session_latency_ms[:n_first]
+        info = client.add_measurements(name, (first_genes, again_ms), sp.name)
+        report.session_added = len(again_ms)
+        report.num_samples = int(info.num_samples)
+        report.expected_spearman = float(info.expected_spearman)
+        report.head_kind = str(info.head_kind)
+        say(f"added the later pass to {space}/{name}: {report.num_samples} measurements, "
+            f"expected Spearman {info.expected_spearman:.3f}")
     report.remeasured = state["remeasured"]
     report.drift = float(state["drift"])
     timings["total_s"] = time.perf_counter() - t_start
@@ -593,6 +611,8 @@ def format_report(report: OnboardReport) -> str:
             f"session     {report.session_archs} archs measured again in a later pass: "
             f"Spearman {_fmt(report.session_retest_spearman)} between the passes -> ceiling "
             f"{_fmt(report.session_ceiling)}, latency ratio {report.session_scale:.3f}"
+            + (f"; added to the device ({report.num_samples} measurements)"
+               if report.session_added else "")
         )
     lines += [
         f"head        {report.head_kind} fit on {report.num_samples} samples",

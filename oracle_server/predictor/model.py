@@ -182,11 +182,13 @@ class LatencyModel:
         """Validate measurements, fit every candidate head, average them (milliseconds)."""
         genes = self.space.validate(genes)
         y = _validate_latency(latency_ms, len(genes))
+        repeat_var = repeat_log_variance(genes, y)
         genes, y = merge_duplicates(genes, y)
         feats = self.features(genes)
         return select_head(self.basis(genes, feats), feats, y, self.proxy.linear_weights,
                            self.cost_matrix, kinds=self.head_kinds,
-                           descriptors=self.descriptors(genes), prior=self.prior)
+                           descriptors=self.descriptors(genes), prior=self.prior,
+                           repeat_log_var=repeat_var)
 
     @functools.cached_property
     def _table_flops(self) -> np.ndarray:
@@ -256,6 +258,25 @@ class LatencyModel:
                      else None)
         cv = {d: (float(v[0]), float(v[1])) for d, v in meta["basis_cv"].items()}
         return cls(get_space(meta["space"]), proxy, costs, cv, table, prior)
+
+
+def repeat_log_variance(genes: np.ndarray, y: np.ndarray) -> float:
+    """Variance of one measurement's log latency around its architecture's mean log, pooled
+    over the architectures measured more than once (0 when none is).
+
+    Repeats taken in different passes (the onboarding's session check adds its pass) carry
+    how much the device itself changes between measurements — speed shifts that no model
+    of the architecture can predict — so the head's interval is widened by it."""
+    _, inverse, counts = np.unique(genes, axis=0, return_inverse=True, return_counts=True)
+    inverse = inverse.reshape(-1)
+    rep = counts[inverse] > 1
+    if not rep.any():
+        return 0.0
+    z = np.log(y[rep])
+    groups = inverse[rep]
+    means = np.bincount(groups, weights=z) / np.maximum(np.bincount(groups), 1)
+    dof = int(rep.sum()) - len(np.unique(groups))
+    return float(np.sum((z - means[groups]) ** 2) / max(dof, 1))
 
 
 def merge_duplicates(genes: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -71,8 +71,13 @@ def select_head(
     kinds: Sequence[str] = HEAD_KINDS,
     descriptors: np.ndarray | None = None,
     prior: DescriptorPrior | None = None,
+    repeat_log_var: float = 0.0,
 ) -> HeadFit:
-    """Fit all candidate heads on ``n`` validated samples and keep the LOO-best one."""
+    """Fit all candidate heads on ``n`` validated samples and average them (pseudo-BMA).
+
+    ``repeat_log_var``: variance of a repeated measurement's log latency on this device
+    (``model.repeat_log_variance``), added to the stated uncertainty: the interval then
+    covers the device's own change between measurements, not only the model's error."""
     start = time.perf_counter()
     y = np.asarray(latency_ms, dtype=np.float64)
     z = np.log(y)
@@ -107,8 +112,10 @@ def select_head(
         "n": n,
         "u_mean": float(u.mean()),
         "u_sxx": float(((u - u.mean()) ** 2).sum()),
-        "s": float(np.sqrt(mse) * SIGMA_INFLATION),
+        "s": float(np.sqrt(mse * SIGMA_INFLATION**2 + max(repeat_log_var, 0.0))),
     }
+    if repeat_log_var > 0:
+        sigma["repeat_s"] = float(np.sqrt(repeat_log_var))
     flops_rho = scores["flops"][0] if "flops" in scores else float("nan")
     quality, advised = assess(rho if n >= 3 else float("nan"), flops_rho, n)
     warnings = _warnings(best.loo_log, z, n, rho, flops_rho)

@@ -172,7 +172,9 @@ def test_onboard_adaptive_with_real_measurements(run) -> None:
     n = steps[-1]
     assert n == 11 or report["target_reached"]
     assert report["registered_retest"] == 4
-    assert report["num_samples"] == n and len(report["reference_archs"]) == n
+    # ... plus the session check's pass of the first 8, added at the end
+    assert report["session_added"] == 8
+    assert report["num_samples"] == n + 8 and len(report["reference_archs"]) == n
     assert len({*report["reference_archs"]}) == n  # the adaptive rounds never repeat an arch
     assert report["retest_archs"] == 4 and report["rounds"] == 2
     # the session check measured the 4 first references + 4 retest archs again at the end
@@ -190,7 +192,7 @@ def test_onboard_adaptive_with_real_measurements(run) -> None:
         assert report["ceiling"] == pytest.approx(np.sqrt(max(rho, 0.0)))  # sqrt(retest)
     assert "registered" in err and "expected Spearman" in err
     code, out, _ = run("--json", "device", "show", name, "--space", "nasbench201")
-    assert code == 0 and json.loads(out)["num_samples"] == n
+    assert code == 0 and json.loads(out)["num_samples"] == n + 8
     code, out, _ = run("suggest", "--space", "nasbench201", "-n", "3", "--device", name)
     assert code == 0 and len(out.split()) == 3
     assert not set(out.split()) & set(report["reference_archs"])

@@ -117,10 +117,16 @@ def test_onboard_registers_and_validates() -> None:
     )
     assert isinstance(report, OnboardReport)
     genes, ms, contract = client.registered["cpu1"]
-    # the 5 references and the 20 retest archs measured with them (register_retest)
-    assert genes.shape == (25, 6) and genes.dtype == np.int16
+    # the 5 references and the 20 retest archs measured with them (register_retest), then
+    # the same 25 again from the session check's pass (added after the validation)
+    assert genes.shape == (50, 6) and genes.dtype == np.int16
     assert report.registered_retest == 20 and report.progress[0]["added"] == 25
-    np.testing.assert_allclose(ms, report.reference_latency_ms)
+    np.testing.assert_allclose(ms[:25], report.reference_latency_ms)
+    np.testing.assert_array_equal(genes[25:], genes[:25])
+    np.testing.assert_allclose(ms[25:], report.session_latency_ms[:25])
+    assert report.session_added == 25
+    assert client.calls.index(("rank", "nasbench201", 20, ("cpu1",))) < client.calls.index(
+        ("add", "cpu1", "nasbench201", 25))  # the validation scored the first-pass device
     assert contract["unit"] == "ms/inference"
     assert contract["batch_size"] == 1 and contract["threads"] == 1
     assert contract["input_resolution"] == 32
@@ -128,7 +134,7 @@ def test_onboard_registers_and_validates() -> None:
     assert contract["runtime_version"] and contract["notes"]
     assert client.calls[0] == ("suggest", "nasbench201", 5, 3)
     assert ("rank", "nasbench201", 20, ("cpu1",)) in client.calls
-    assert report.num_samples == 25 and report.expected_spearman == 1.0  # 0.9 + 15 * 0.01
+    assert report.num_samples == 50 and report.expected_spearman == 1.0  # capped at 1
     assert report.remeasured == 0 and not report.warnings
     assert report.retest_spearman == pytest.approx(1.0) and report.retest_archs == 20
     assert report.ceiling == pytest.approx(1.0)
@@ -211,7 +217,7 @@ def test_onboard_adaptive_rounds_reach_the_target() -> None:
     lines: list[str] = []
     report = onboard(client, "cpu1", "nasbench201", samples=10, target_spearman=0.95,
                      max_samples=40, round_size=3, progress=False, measure_fn=fake_measure,
-                     register_retest=False, log=lines.append)
+                     register_retest=False, session_check=False, log=lines.append)
     # 0.90 at 10 samples, +0.01 per sample: 0.95 needs 15 -> rounds of 3: 13, 16
     assert [p["samples"] for p in report.progress] == [10, 13, 16]
     assert report.target_reached and report.num_samples == 16
@@ -233,7 +239,7 @@ def test_onboard_adaptive_budget_and_anchor_rescaling() -> None:
     client = FakeClient()
     report = onboard(client, "cpu1", "nasbench201", samples=10, target_spearman=0.999,
                      max_samples=14, round_size=3, progress=False, register_retest=False,
-                     measure_fn=slow_measure(1.3), log=None)
+                     session_check=False, measure_fn=slow_measure(1.3), log=None)
     assert [p["samples"] for p in report.progress] == [10, 13, 14]  # budget caps the last round
     assert report.target_reached is False
     assert report.progress[1]["anchor_scale"] == pytest.approx(1.3)
@@ -336,7 +342,8 @@ def test_onboard_registers_the_retest_archs_and_counts_them_in_the_budget() -> N
 
     client = NeverSure()
     report = onboard(client, "cpu1", "nasbench201", samples=10, target_spearman=0.999,
-                     round_size=5, progress=False, measure_fn=fake_measure, log=None)
+                     round_size=5, progress=False, session_check=False,
+                     measure_fn=fake_measure, log=None)
     genes, ms, _ = client.registered["cpu1"]
     sp = get_space("nasbench201")
     assert report.registered_retest == 20 and report.retest_archs == 20
@@ -350,5 +357,8 @@ def test_onboard_registers_the_retest_archs_and_counts_them_in_the_budget() -> N
     np.testing.assert_array_equal(genes[:10], sp.validate(refs))
     only = onboard(FakeClient(), "cpu2", "nasbench201", samples=10, progress=False,
                    register_retest=False, measure_fn=fake_measure, log=None)
-    assert only.num_samples == 10 and only.registered_retest == 0 and only.retest_archs == 20
+    assert only.registered_retest == 0 and only.retest_archs == 20
+    # the session check adds its pass of the 10 references only (the retest archs are not
+    # registered): 20 measurements of 10 architectures
+    assert only.session_added == 10 and only.num_samples == 20
     assert "registered  10 archs, latency" in format_report(only)

@@ -187,3 +187,34 @@ def test_rank_runs_no_proxy_for_a_basis_free_head(tiny_model: LatencyModel, monk
     np.testing.assert_array_equal(a.latency_ms, b.latency_ms)
     np.testing.assert_array_equal(a.upper_ms, b.upper_ms)
     assert np.all(a.upper_ms > a.latency_ms) and np.all(a.lower_ms < a.latency_ms)
+
+
+def test_repeat_log_variance_pools_the_repeated_architectures() -> None:
+    from oracle_server.predictor.model import repeat_log_variance
+
+    genes = np.array([[0, 1], [1, 2], [0, 1], [3, 3], [1, 2], [0, 1]])
+    y = np.array([10.0, 4.0, 12.0, 7.0, 5.0, 11.0])
+    z = np.log(y)
+    # arch (0,1): 3 repeats, arch (1,2): 2, arch (3,3): once (not counted); dof 5 - 2 = 3
+    a, b = z[[0, 2, 5]], z[[1, 4]]
+    expected = (np.sum((a - a.mean()) ** 2) + np.sum((b - b.mean()) ** 2)) / 3
+    assert repeat_log_variance(genes, y) == pytest.approx(expected)
+    assert repeat_log_variance(genes[[0, 1, 3]], y[[0, 1, 3]]) == 0.0
+
+
+def test_a_device_that_changes_speed_between_passes_gets_a_wider_interval(
+        tiny_model: LatencyModel) -> None:
+    """The same 12 architectures measured in two passes, the second 1.3x slower: the head
+    (fit on the per-architecture medians) is the same as from one pass at the mean level,
+    but its stated log-sigma includes the passes' spread (log 1.3 / 2 per measurement)."""
+    genes = tiny_model.space.table.genes[:12]
+    y = tiny_model.space.table.device_column("v100_64")[:12] * 1.1
+    one = tiny_model.fit_head(genes, y)
+    two = tiny_model.fit_head(np.concatenate([genes, genes]), np.concatenate([y, 1.3 * y]))
+    mean_level = tiny_model.fit_head(genes, 0.5 * (y + 1.3 * y))
+    assert two.kind == mean_level.kind
+    repeat = np.log(1.3) / np.sqrt(2)  # each of 2 repeats is log(1.3)/2 off the mean; dof 1
+    assert two.sigma["repeat_s"] == pytest.approx(repeat, rel=1e-9)
+    assert two.sigma["s"] == pytest.approx(np.hypot(mean_level.sigma["s"], repeat), rel=1e-6)
+    assert "repeat_s" not in one.sigma
+    assert two.sigma["s"] > one.sigma["s"]
