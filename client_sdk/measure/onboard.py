@@ -319,10 +319,12 @@ def onboard(
     )
 
     t0 = time.perf_counter()
-    first = measure(np.concatenate([refs, retest_genes]), "references")
+    measured = np.concatenate([refs, retest_genes])  # one interleaved set
+    first = measure(measured, "references")
     timings["measure_s"] = time.perf_counter() - t0
     ref_m = first.select(slice(0, len(refs)))
-    ref_ms = first.latency_ms[: len(refs)]  # drift scale estimated on the whole set
+    measured_ms = first.latency_ms  # drift scale estimated on the whole set
+    ref_ms = measured_ms[: len(refs)]
     retest_rho = float("nan")
     if n_retest:
         retest_rho = first.select(slice(len(refs), None)).retest_spearman
@@ -332,8 +334,7 @@ def onboard(
     )
     t0 = time.perf_counter()
     n_first = len(refs) + (len(retest_genes) if register_retest else 0)
-    first_genes = np.concatenate([refs, retest_genes])[:n_first]
-    first_ms = first.latency_ms[:n_first]
+    first_genes, first_ms = measured[:n_first], measured_ms[:n_first]
     info = client.register_device(name, space, (first_genes, first_ms), contract=contract)
     timings["register_s"] = time.perf_counter() - t0
     say(
@@ -396,7 +397,7 @@ def onboard(
         validate=validate,
         timings_s=timings,
     )
-    session = (np.concatenate([refs, retest_genes]), first.latency_ms) if session_check else None
+    session = (measured, measured_ms) if session_check else None
     if validate:
         _validate(client, sp, name, report, harness, measure, validate, seed, session)
         say(
