@@ -42,3 +42,26 @@ def nontest_family_splits(space: str):
         scored = [d for d in members if d not in test]
         if scored:
             yield family, tuple(d for d in devices if d not in members and d not in test), scored
+
+
+def fit_candidates(model, kinds, fit: tuple, y, score: tuple) -> dict:
+    """Every available head kind of ``kinds`` fit alone on ``fit`` = (features, basis,
+    descriptors) of the samples with latencies ``y`` (ms): ``{kind: (leave-one-out log
+    predictions, log predictions on score = (features, basis, descriptors))}`` — what
+    ``select_head`` averages, each candidate on its own (selection studies, diagnosis)."""
+    import numpy as np
+
+    from oracle_server.predictor.heads import FitInputs, head_kind
+
+    feats, basis, desc = fit
+    inp = FitInputs(basis, np.asarray(feats, dtype=np.float64), np.asarray(y, np.float64),
+                    model.proxy.linear_weights, model.cost_matrix, desc, model.prior)
+    s_feats, s_basis, s_desc = score
+    out = {}
+    for k in kinds:
+        kind = head_kind(k)
+        if kind.available(inp):
+            c = kind.fit(inp)
+            out[k] = (c.loo_log, kind.predict_log(c.params, s_basis,
+                                                  np.asarray(s_feats, np.float64), s_desc))
+    return out

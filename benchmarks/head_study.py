@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import nontest_family_splits
+from benchmarks.common import fit_candidates, nontest_family_splits
 from benchmarks.feature_selection import CACHE
 from client_sdk.spaces import get_space
 from oracle_server.evaluation import (
@@ -43,9 +43,6 @@ from oracle_server.evaluation import (
 from oracle_server.predictor.heads import (
     ALL_COLUMN_KINDS,
     HEAD_KINDS,
-    FitInputs,
-    head_kind,
-    predict_log,
     spearman,
 )
 from oracle_server.predictor.selection import (
@@ -111,13 +108,8 @@ def collect(model, device: str, opts: EvalOptions, allowed, score, seeds) -> lis
         rows = reference_rows(model, opts, allowed, seed)
         s = np.setdiff1d(score, rows)
         y = y_all[rows]
-        inp = FitInputs(basis[rows], feats[rows], y, model.proxy.linear_weights,
-                        model.cost_matrix, desc[rows], model.prior)
-        kinds = {}
-        for k in HEAD_KINDS:
-            if head_kind(k).available(inp):
-                c = head_kind(k).fit(inp)
-                kinds[k] = (c.loo_log, predict_log(k, c.params, basis[s], feats[s], desc[s]))
+        kinds = fit_candidates(model, HEAD_KINDS, (feats[rows], basis[rows], desc[rows]), y,
+                               (feats[s], basis[s], desc[s]))
         head = select_head(basis[rows], feats[rows], y, model.proxy.linear_weights,
                            model.cost_matrix, kinds=model.head_kinds, descriptors=desc[rows],
                            prior=model.prior)

@@ -163,7 +163,7 @@ def main() -> int:
                                  threads=threads, validate=args.validate,
                                  repeats=args.repeats, rounds=args.rounds,
                                  statistic=args.statistic, progress=False, seed=seed,
-                             register_retest=args.register_retest)
+                                 register_retest=args.register_retest)
                 t = report.timings_s
                 same_pass = _same_pass_oracle(client, name, space, report, args.samples)
                 rows.append({
@@ -172,7 +172,7 @@ def main() -> int:
                     "session_latency_ms": np.asarray(report.session_latency_ms).tolist(),
                     "session_scale": report.session_scale,
                     "session_archs": report.session_archs,
-                "registered": report.num_samples,
+                    "registered": report.num_samples,
                     "oracle_same_pass": same_pass,
                     "retest": report.retest_spearman,
                     "oracle_spearman": report.validation_spearman,

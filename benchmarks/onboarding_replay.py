@@ -27,7 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from oracle_server.predictor.heads import FitInputs, head_kind, spearman
+from benchmarks.common import fit_candidates
+from oracle_server.evaluation import head_inputs
+from oracle_server.predictor.heads import spearman
 from oracle_server.predictor.model import build_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,18 +43,19 @@ def replay_row(model, row: dict, kinds: tuple[str, ...], first: int | None = Non
     refs = sp.parse_many(row["reference_archs"][:first])
     val = sp.parse_many(row["validation_archs"])
     y_val = np.asarray(row["validation_latency_ms"], dtype=np.float64)
+    y_ref = np.asarray(row["reference_latency_ms"][:first], dtype=np.float64)
     before = model.__dict__.get("head_kinds")
     model.__dict__["head_kinds"] = kinds  # the cached property, overridden for this row
     try:
-        head = model.fit_head(refs, np.asarray(row["reference_latency_ms"][:first], np.float64))
+        head = model.fit_head(refs, y_ref)
     finally:
         if before is None:
             model.__dict__.pop("head_kinds", None)
         else:
             model.__dict__["head_kinds"] = before
-    feats = model.features(val)
-    basis, f64, desc = model.basis(val, feats), feats.astype(np.float64), model.descriptors(val)
-    prediction = head.predict(basis, f64, desc)
+    on_val = head_inputs(model, val)
+    v_feats, v_basis, v_desc = on_val
+    prediction = head.predict(v_basis, v_feats, v_desc)
     pred = prediction.latency_ms
     # absolute accuracy, also after dividing out the device's speed change between the first
     # pass and the validation pass (the session check's latency ratio, when recorded)
@@ -66,15 +69,8 @@ def replay_row(model, row: dict, kinds: tuple[str, ...], first: int | None = Non
             "cover80_scaled": float(np.mean(np.abs(np.log(y_val / scale / pred)) / sig < Z80)),
         })
     # every candidate alone, fit on the same references (diagnosis: what the rule chose from)
-    r_ms = np.asarray(row["reference_latency_ms"][:first], np.float64)
-    r_feats = model.features(refs).astype(np.float64)
-    inp = FitInputs(model.basis(refs, r_feats), r_feats, r_ms, model.proxy.linear_weights,
-                    model.cost_matrix, model.descriptors(refs), model.prior)
-    alone = {}
-    for k in kinds:
-        if head_kind(k).available(inp):
-            c = head_kind(k).fit(inp)
-            alone[k] = spearman(head_kind(k).predict_log(c.params, basis, f64, desc), y_val)
+    alone = {k: spearman(pred_log, y_val) for k, (_, pred_log) in fit_candidates(
+        model, kinds, head_inputs(model, refs), y_ref, on_val).items()}
     return {"samples": len(refs), **absolute, "candidates": alone,
             "expected": head.expected_spearman, "flops_loo": head.flops_spearman,
             "space": row["space"], "threads": row["threads"],

@@ -29,29 +29,30 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from client_sdk.measure.harness import Harness, HarnessConfig  # noqa: E402
+from oracle_server.evaluation import head_inputs  # noqa: E402
 from oracle_server.predictor.heads import spearman  # noqa: E402
 from oracle_server.predictor.model import build_model  # noqa: E402
 
 Z80 = 1.2815515655446004  # two-sided 80 % interval of a normal, in sigmas
 
 
-def _predict(model, genes: np.ndarray, y: np.ndarray, val: np.ndarray):
-    head = model.fit_head(genes, y)
-    feats = model.features(val)
-    return head.predict(model.basis(val, feats), feats.astype(np.float64), model.descriptors(val))
+def _predict(model, genes: np.ndarray, y: np.ndarray, on_val: tuple):
+    """The head fit on ``(genes, y)``, predicting ``on_val = head_inputs(model, val)``."""
+    feats, basis, desc = on_val
+    return model.fit_head(genes, y).predict(basis, feats, desc)
 
 
-def _score(model, genes: np.ndarray, y: np.ndarray, val: np.ndarray, y_val: np.ndarray
+def _score(model, genes: np.ndarray, y: np.ndarray, on_val: tuple, y_val: np.ndarray
            ) -> float:
-    """Spearman on ``val`` of the head fit on ``(genes, y)``."""
-    return spearman(_predict(model, genes, y, val).latency_ms, y_val)
+    """Spearman on the validation set of the head fit on ``(genes, y)``."""
+    return spearman(_predict(model, genes, y, on_val).latency_ms, y_val)
 
 
-def _absolute(model, genes: np.ndarray, y: np.ndarray, val: np.ndarray, y_val: np.ndarray
+def _absolute(model, genes: np.ndarray, y: np.ndarray, on_val: tuple, y_val: np.ndarray
               ) -> tuple[float, float]:
-    """(80 % interval coverage, share within +-10 %) on ``val`` of the head fit on
-    ``(genes, y)`` (repeated genes: the registry's median fit and widened interval)."""
-    p = _predict(model, genes, y, val)
+    """(80 % interval coverage, share within +-10 %) on the validation set of the head fit
+    on ``(genes, y)`` (repeated genes: the registry's median fit and widened interval)."""
+    p = _predict(model, genes, y, on_val)
     cover = float(np.mean(np.abs(np.log(y_val / p.latency_ms)) < Z80 * p.log_sigma))
     return cover, float(np.mean(np.abs(p.latency_ms / y_val - 1.0) < 0.1))
 
@@ -84,18 +85,21 @@ def main() -> int:
             y_val, pass_c = c.latency_ms[: len(val)], c.latency_ms[len(val):]
             scale = float(np.median(pass_b / pass_a))
             mean_ab = 0.5 * (pass_a + pass_b / scale)
+            on_val = head_inputs(model, val)  # once per row: every head predicts the same
 
-            def score(y_fit: np.ndarray, n: int = len(s), s=s, val=val, y_val=y_val) -> float:
-                return _score(model, s[:n], y_fit[:n], val, y_val)
+            def score(y_fit: np.ndarray, n: int = len(s), s=s, on_val=on_val,
+                      y_val=y_val) -> float:
+                return _score(model, s[:n], y_fit[:n], on_val, y_val)
 
-            cover_a, within_a = _absolute(model, s, pass_a, val, y_val)
+            cover_a, within_a = _absolute(model, s, pass_a, on_val, y_val)
             both = np.concatenate([s, s])
-            cover_ab, within_ab = _absolute(model, both, np.r_[pass_a, pass_b], val, y_val)
+            cover_ab, within_ab = _absolute(model, both, np.r_[pass_a, pass_b], on_val, y_val)
             row = {
                 "seed": seed, "threads": threads,
                 "cover80_a": cover_a, "cover80_a_and_b_repeats": cover_ab,
                 "within10_a": within_a, "within10_a_and_b_repeats": within_ab,
-                "head_a_and_b_repeats": _score(model, both, np.r_[pass_a, pass_b], val, y_val),
+                "head_a_and_b_repeats": _score(model, both, np.r_[pass_a, pass_b], on_val,
+                                               y_val),
                 "head_a": score(pass_a), "head_b": score(pass_b), "head_mean_ab": score(mean_ab),
                 "head_a_refs_only": score(pass_a, 10), "head_mean_ab_refs_only": score(mean_ab, 10),
                 "flops": spearman(sp.flops(val), y_val),

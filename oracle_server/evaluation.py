@@ -173,13 +173,18 @@ def reference_rows(model: LatencyModel, opts: EvalOptions, allowed: np.ndarray, 
     return rng.choice(allowed, opts.samples, replace=False)
 
 
-@functools.lru_cache(maxsize=2)
-def table_inputs(model: LatencyModel) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(features, basis, descriptors) of the whole bundled table, once per model (every
-    device of a protocol is adapted and scored on the same table)."""
-    genes = model.space.table.genes
+def head_inputs(model: LatencyModel, genes: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(features, basis, descriptors) of ``genes``: what a head fits on and predicts from."""
     feats = model.features(genes)
     return feats, model.basis(genes, feats), model.descriptors(genes)
+
+
+@functools.lru_cache(maxsize=2)
+def table_inputs(model: LatencyModel) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``head_inputs`` of the whole bundled table, once per model (every device of a
+    protocol is adapted and scored on the same table)."""
+    return head_inputs(model, model.space.table.genes)
 
 
 def adapt_device(model: LatencyModel, device: str, opts: EvalOptions, allowed: np.ndarray,
