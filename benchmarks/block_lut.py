@@ -33,48 +33,35 @@ from torch import nn
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from client_sdk.measure.fbnet import FBNetBlock, conv_bn  # noqa: E402
+from client_sdk.measure.fbnet import FBNetBlock, FBNetNetwork, build  # noqa: E402
 from client_sdk.measure.harness import Harness, HarnessConfig  # noqa: E402
 from client_sdk.spaces import get_space  # noqa: E402
 from client_sdk.spaces.descriptors import descriptor_names, descriptors  # noqa: E402
-from client_sdk.spaces.fbnet import (  # noqa: E402
-    HEAD_CHANNELS,
-    INPUT_RESOLUTION,
-    NUM_BLOCKS,
-    NUM_CLASSES,
-    OPS,
-    STEM_CHANNELS,
-    block_layout,
-)
+from client_sdk.spaces.fbnet import INPUT_RESOLUTION, NUM_BLOCKS, OPS, block_layout  # noqa: E402
 from oracle_server.predictor.heads import spearman  # noqa: E402
 
 ITEMS = [(j, c) for j in range(NUM_BLOCKS) for c in range(len(OPS))]
 
 
-class _Head(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.head = conv_bn(block_layout()[-1][1], HEAD_CHANNELS, 1)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(HEAD_CHANNELS, NUM_CLASSES)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.flatten(self.pool(self.head(x)), 1))
+def _tail(net: FBNetNetwork) -> nn.Sequential:
+    """What ``net`` runs after its blocks (1x1 conv to 1984, pooling, classifier)."""
+    return nn.Sequential(net.head, net.global_pool, nn.Flatten(1), net.classifier).eval()
 
 
 def block_builder(space, row, batch_size, device):
-    """Row ``[k]``: block ``ITEMS[k]`` on its input shape; then the stem; then the head."""
+    """Row ``[k]``: block ``ITEMS[k]`` on its input shape; then the network's stem; then
+    its tail (the builder's own modules, so the table times what a network runs)."""
     k = int(row[0])
     if k < len(ITEMS):
         j, c = ITEMS[k]
         c_in, c_out, stride, size = block_layout()[j]
         return FBNetBlock(OPS[c], c_in, c_out, stride).eval(), torch.randn(1, c_in, size, size)
+    net = build(np.zeros(NUM_BLOCKS, dtype=np.int64)).eval()
     if k == len(ITEMS):
-        stem = conv_bn(3, STEM_CHANNELS, 3, stride=2).eval()
-        return stem, torch.randn(1, 3, INPUT_RESOLUTION, INPUT_RESOLUTION)
+        return net.stem, torch.randn(1, 3, INPUT_RESOLUTION, INPUT_RESOLUTION)
     c_in, c_out, stride, size = block_layout()[-1]
     side = (size + stride - 1) // stride
-    return _Head().eval(), torch.randn(1, c_out, side, side)
+    return _tail(net), torch.randn(1, c_out, side, side)
 
 
 def main() -> int:
