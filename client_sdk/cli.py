@@ -331,21 +331,33 @@ def _parser() -> argparse.ArgumentParser:
     dev = sub.add_parser("device", help="show | register | add | delete | onboard a device")
     dev.add_argument("action", choices=("show", "register", "add", "delete", "onboard"))
     dev.add_argument("name_pos", nargs="?", help="device name (or use --name)")
-    dev.add_argument("--name", default=None)
-    dev.add_argument("--space", default="nasbench201")
+    dev.add_argument("--name", default=None, help="device name (same as the positional)")
+    dev.add_argument("--space", default="nasbench201",
+                     help="search space: nasbench201, fbnet or ofa_mbv3 (default %(default)s)")
     dev.add_argument("--csv", default=None, help="measurements: CSV with header arch,latency_ms")
     dev.add_argument("--contract", default=None, help="JSON object: batch_size, threads, ...")
-    dev.add_argument("--samples", type=int, default=10)
-    dev.add_argument("--threads", type=int, default=None)
-    dev.add_argument("--batch-size", type=int, default=1)
+    dev.add_argument("--samples", type=int, default=10,
+                     help="onboard: suggested reference architectures to measure "
+                          "(default %(default)s)")
+    dev.add_argument("--threads", type=int, default=None,
+                     help="onboard: torch threads when measuring (default: torch's current "
+                          "count; recorded in the device's contract)")
+    dev.add_argument("--batch-size", type=int, default=1,
+                     help="onboard: batch size measured (recorded in the device's contract; "
+                          "default %(default)s)")
     dev.add_argument("--device", default="cpu", help="cpu or cuda (onboard)")
-    dev.add_argument("--validate", type=int, default=0)
-    dev.add_argument("--seed", type=int, default=0)
+    dev.add_argument("--validate", type=int, default=0,
+                     help="onboard: also measure this many fresh random architectures and "
+                          "report the oracle's and FLOPs' Spearman on them (default 0)")
+    dev.add_argument("--seed", type=int, default=0,
+                     help="onboard: seed of the references' suggestion and of the retest / "
+                          "validation draws (default %(default)s)")
     on = dev.add_argument_group("onboard: measurement and adaptive rounds")
     on.add_argument("--repeats", type=int, default=30, help="timed runs per architecture")
     on.add_argument("--rounds", type=int, default=6, help="interleaved rounds (>= 2)")
     on.add_argument("--statistic", default="median",
-                    choices=("median", "mean", "min", "p10", "p25"))  # harness.STATISTICS
+                    choices=("median", "mean", "min", "p10", "p25"),  # harness.STATISTICS
+                    help="per-architecture statistic of the timed runs (default %(default)s)")
     on.add_argument("--target-spearman", type=float, default=None,
                     help="measure in rounds until the leave-one-out estimate reaches this")
     on.add_argument("--max-samples", type=int, default=None,
