@@ -1,0 +1,195 @@
+"""Candidate-head variants tried for hardware unlike the basis (issue #13), NON-TEST devices only.
+
+Each variant is fit on the same draws as ``head_study`` (HELP validation devices @10 / @20,
+leave-family-out and few-basis non-test devices @10, two seed sets) and scored alone and as
+an extra member of the shipped pseudo-BMA average (``rule open+V``: the space's candidates
+plus the variant; ``open-powerlaw+V``: the variant instead of ``powerlaw``):
+
+* ``powerlaw_eb``    ``log y = c + u(x) beta`` over the log of every descriptor (base and
+                     per-stage MACs), standardised over the basis rows, with an empirical-
+                     Bayes prior ``beta ~ N(mean, g (cov + 1 % diag))`` of the basis
+                     devices' own fits (as ``priors.py`` does for the ``descriptor`` head);
+* ``powerlaw_stage`` the same regressors with an isotropic zero-mean prior (nothing from the
+                     basis: ``powerlaw`` with per-stage MACs);
+* ``descriptor_iso`` the ``descriptor`` head with prior ``g cov + h I``: an isotropic part
+                     (``h`` by leave-one-out) lets a device unlike every basis device leave
+                     the basis devices' span.
+
+    OMP_NUM_THREADS=1 python -m benchmarks.head_variants --spaces fbnet \\
+        --json benchmarks/results/head_variants.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks import head_study as hs
+from oracle_server.evaluation import table_inputs
+from oracle_server.predictor.heads import ALL_COLUMN_KINDS, PRIOR_FREE, dual_ridge
+from oracle_server.predictor.priors import COV_RIDGE
+
+GRID = (1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 1000.0)
+DESCRIPTOR_G = (3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
+DESCRIPTOR_H = (0.0, 1e-3, 1e-2, 1e-1)
+VARIANTS = ("powerlaw_eb", "powerlaw_stage", "descriptor_iso")
+
+
+def _log_desc(desc: np.ndarray) -> np.ndarray:
+    return np.log(np.maximum(desc, 1.0))
+
+
+class LogPrior:
+    """Standardised log descriptors and a prior on their coefficients from the basis rows."""
+
+    def __init__(self, model, empirical: bool) -> None:
+        tab, rows = model.space.table, model.proxy.train_rows
+        u = _log_desc(table_inputs(model)[2][rows])
+        self.mu_u, self.sd_u = u.mean(0), u.std(0)
+        self.keep = self.sd_u > 1e-6  # e.g. NB-201 has no depthwise MACs
+        x = np.c_[np.ones(len(rows)), self.design_raw(u)]
+        p = int(self.keep.sum())
+        if empirical:
+            cols = [tab.devices.index(d) for d in model.proxy.devices]
+            betas = np.array([np.linalg.lstsq(
+                x, np.log(np.maximum(tab.latency_ms[rows, c], 1e-3)), rcond=None)[0][1:]
+                for c in cols])
+            self.mu = betas.mean(0)
+            cov = (np.atleast_2d(np.cov(betas.T)) if len(betas) > 1
+                   else np.diag(np.maximum(self.mu**2, 1e-4)))
+            cov = cov + COV_RIDGE * np.diag(np.maximum(np.diag(cov), 1e-6)) + 1e-9 * np.eye(p)
+        else:
+            self.mu, cov = np.zeros(p), np.eye(p)
+        self.chol = np.linalg.cholesky(cov)
+
+    def design_raw(self, u: np.ndarray) -> np.ndarray:
+        return (u[:, self.keep] - self.mu_u[self.keep]) / self.sd_u[self.keep]
+
+    def design(self, desc: np.ndarray) -> np.ndarray:
+        return self.design_raw(_log_desc(desc))
+
+    def fit(self, desc: np.ndarray, z: np.ndarray, desc_s: np.ndarray):
+        """(leave-one-out log predictions, log predictions on ``desc_s``)."""
+        us = self.design(desc)
+        base = us @ self.mu
+        r = z - base
+        c0 = float(r.mean())
+        m = np.c_[np.ones(len(z)), us @ self.chol]
+        best = None
+        for g in GRID:
+            beta, loo = dual_ridge(m, np.r_[PRIOR_FREE, np.full(m.shape[1] - 1, g)], r - c0)
+            err = float(np.mean((loo - (r - c0)) ** 2))
+            if best is None or err < best[0]:
+                best = (err, beta, loo)
+        _, beta, loo = best
+        theta = self.mu + self.chol @ beta[1:]
+        return loo + c0 + base, c0 + beta[0] + self.design(desc_s) @ theta
+
+
+def fit_descriptor_iso(prior, desc: np.ndarray, y: np.ndarray, desc_s: np.ndarray):
+    """``heads.fit_descriptor`` with prior covariance ``g cov + h I`` (both by LOO)."""
+    x = prior.design(desc)
+    s = float(y.mean())
+    yr = y / s
+    w = 1.0 / yr
+    base = x @ prior.mu
+    xw = x * w[:, None]
+    r = (yr - base) * w
+    kc, ki = xw @ prior.cov @ xw.T, xw @ xw.T
+    best = None
+    for g in DESCRIPTOR_G:
+        for h in DESCRIPTOR_H:
+            c_inv = np.linalg.inv(g * kc + h * ki + np.eye(len(r)))
+            alpha = c_inv @ r
+            loo = r - alpha / np.diag(c_inv)
+            err = float(np.mean((loo - r) ** 2))
+            if best is None or err < best[0]:
+                best = (err, alpha, loo, g, h)
+    _, alpha, loo, g, h = best
+    theta = (prior.mu + (g * prior.cov + h * np.eye(len(prior.mu))) @ (xw.T @ alpha)) * s
+    floor = 0.2 * y.min()
+    pred = theta[0] + (desc_s / prior.scale) @ theta[1:]
+    return np.log(np.maximum((loo / w + base) * s, floor)), np.log(np.maximum(pred, floor))
+
+
+_priors: dict = {}
+
+
+def _log_prior(model, empirical: bool) -> LogPrior:
+    key = (model.space.name, tuple(model.proxy.devices), len(model.proxy.train_rows), empirical)
+    if key not in _priors:
+        _priors[key] = LogPrior(model, empirical)
+    return _priors[key]
+
+
+_collect = hs.collect
+
+
+def collect(model, device, opts, allowed, score, seeds) -> list[dict]:
+    """``head_study.collect`` plus the variants, fit on the same rows."""
+    out = _collect(model, device, opts, allowed, score, seeds)
+    desc = table_inputs(model)[2]
+    for d, seed in zip(out, seeds, strict=True):
+        rows = hs.reference_rows(model, opts, allowed, seed)
+        s = np.setdiff1d(score, rows)
+        kinds = d["kinds"]
+        kinds["powerlaw_eb"] = _log_prior(model, True).fit(desc[rows], d["z"], desc[s])
+        kinds["powerlaw_stage"] = _log_prior(model, False).fit(desc[rows], d["z"], desc[s])
+        kinds["descriptor_iso"] = fit_descriptor_iso(model.prior, desc[rows], np.exp(d["z"]),
+                                                     desc[s])
+    return out
+
+
+def _alone(kind: str):
+    return lambda d: d["kinds"][kind][1]
+
+
+def rules(space: str) -> dict:
+    base = ALL_COLUMN_KINDS if space != "nasbench201" else ()  # heads.candidate_kinds
+    out = {"product": None, "shipped rule": hs.pbma_rule(2.0, 4, base + VARIANTS)}
+    for v in VARIANTS:
+        others = tuple(x for x in VARIANTS if x != v)
+        out[f"open+{v}"] = hs.pbma_rule(2.0, 4, base + others)
+        out[f"open-powerlaw+{v}"] = hs.pbma_rule(2.0, 4, base + others + ("powerlaw",))
+    for k in ("powerlaw", "descriptor") + VARIANTS:
+        out[f"{k} alone"] = _alone(k)
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--spaces", default="fbnet,ofa_mbv3,nasbench201")
+    p.add_argument("--seed-sets", default="0,100")
+    p.add_argument("--json", type=Path, default=None)
+    a = p.parse_args()
+    hs.collect = collect
+    start = time.perf_counter()
+    result: dict = {"what": __doc__.split("\n\n")[0], "loadavg": os.getloadavg(), "spaces": {}}
+    for space in a.spaces.split(","):
+        table: dict[str, dict[str, float]] = {}
+        for offset in (int(x) for x in a.seed_sets.split(",")):
+            draws = hs.draws_for(space, offset, hs.SETTINGS + (hs.FEW_BASIS_SETTING,))
+            for tag, ds in draws.items():
+                for name, rule in rules(space).items():
+                    table.setdefault(name, {})[f"{offset}/{tag}"] = hs.score(ds, rule)
+        for row in table.values():
+            row["mean"] = float(np.mean(list(row.values())))
+        result["spaces"][space] = table
+        cols = list(table["product"])
+        print(f"\n{space} (mean held-out Spearman; columns seed set/setting)")
+        print(f"{'rule':32s}" + "".join(f"{c:>16s}" for c in cols))
+        for name, row in table.items():
+            print(f"{name:32s}" + "".join(f"{row[c]:16.4f}" for c in cols))
+    result["seconds"] = time.perf_counter() - start
+    if a.json:
+        a.json.write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
