@@ -159,6 +159,18 @@ def score(draws: list[dict], rule) -> float:
     return float(np.mean([np.mean(v) for v in per.values()]))
 
 
+def print_table(title: str, table: dict[str, dict[str, float]], width: int = 24,
+                label=lambda c: c) -> None:
+    """Rows ``table[rule][column]`` (with a ``mean`` column added) under ``title``."""
+    for row in table.values():
+        row["mean"] = float(np.mean([v for k, v in row.items() if k != "mean"]))
+    cols = list(next(iter(table.values())))
+    print(f"\n{title}")
+    print(f"{'rule':{width}s}" + "".join(f"{label(c):>16s}" for c in cols))
+    for name, row in table.items():
+        print(f"{name:{width}s}" + "".join(f"{row[c]:16.4f}" for c in cols))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -188,15 +200,9 @@ def main() -> None:
             for tag, ds in draws.items():
                 for name, rule in rules.items():
                     table[name][f"{space}/{tag}"] = score(ds, rule)
-        for row in table.values():
-            row["mean"] = float(np.mean(list(row.values())))
+        print_table(f"seed set {offset}+ (mean held-out Spearman; columns space/setting)",
+                    table, label=lambda c: c.split("/")[0][:5] + "/" + c.split("/")[-1])
         result["sets"][f"seeds {offset}+"] = table
-        cols = list(next(iter(table.values())))
-        print(f"\nseed set {offset}+ (mean held-out Spearman; columns space/setting)")
-        print(f"{'rule':24s}" + "".join(f"{c.split('/')[0][:5] + '/' + c.split('/')[-1]:>16s}"
-                                        for c in cols))
-        for name, row in table.items():
-            print(f"{name:24s}" + "".join(f"{row[c]:16.4f}" for c in cols))
     result["seconds"] = time.perf_counter() - start
     if a.json:
         a.json.write_text(json.dumps(result, indent=1))

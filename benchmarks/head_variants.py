@@ -178,14 +178,8 @@ def main() -> None:
             for tag, ds in draws.items():
                 for name, rule in rules(space).items():
                     table.setdefault(name, {})[f"{offset}/{tag}"] = hs.score(ds, rule)
-        for row in table.values():
-            row["mean"] = float(np.mean(list(row.values())))
+        hs.print_table(f"{space} (mean held-out Spearman; columns seed set/setting)", table, 32)
         result["spaces"][space] = table
-        cols = list(table["product"])
-        print(f"\n{space} (mean held-out Spearman; columns seed set/setting)")
-        print(f"{'rule':32s}" + "".join(f"{c:>16s}" for c in cols))
-        for name, row in table.items():
-            print(f"{name:32s}" + "".join(f"{row[c]:16.4f}" for c in cols))
     result["seconds"] = time.perf_counter() - start
     if a.json:
         a.json.write_text(json.dumps(result, indent=1))
