@@ -615,8 +615,12 @@ def format_report(report: OnboardReport) -> str:
             + (f"; added to the device ({report.num_samples} measurements)"
                if report.session_added else "")
         )
+    head = f"head        {report.head_kind} fit on {report.num_samples} samples"
+    if report.session_added:
+        head = (f"head        {report.head_kind}, refit on both passes: {report.num_samples} "
+                f"measurements of {len(ms)} archs (one sample per arch: their median)")
     lines += [
-        f"head        {report.head_kind} fit on {report.num_samples} samples",
+        head,
         f"expected    Spearman {report.expected_spearman:.3f} (leave-one-out), "
         f"monotonicity {report.monotonicity:.3f}",
     ]
@@ -634,6 +638,8 @@ def format_report(report: OnboardReport) -> str:
             f"validation  {report.validate} random archs: oracle Spearman "
             f"{report.validation_spearman:.3f} vs FLOPs baseline {report.flops_spearman:.3f} "
             f"(ceiling {_fmt(report.ceiling)})"
+            + ("; scored on the first pass's head, before the later pass was added"
+               if report.session_added else "")
         )
     for w in report.warnings:
         lines.append(f"WARNING     {w}")

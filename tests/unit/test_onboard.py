@@ -163,6 +163,9 @@ def test_onboard_registers_and_validates() -> None:
     text = format_report(report)
     assert "cpu1" in text and "validation" in text and "FLOPs baseline" in text
     assert "retest" in text and "adaptive" not in text
+    # the head shown is the refit on both passes; the validation scored the first pass's
+    assert (f"refit on both passes: {report.num_samples} measurements of 25 archs" in text)
+    assert "scored on the first pass's head, before the later pass was added" in text
     assert isinstance(report.to_dict()["reference_latency_ms"], list)
 
 
