@@ -11,6 +11,8 @@ candidate head is fit once; the rules below are then applied to the same candida
 * ``pbma T=t, max m``: pseudo-BMA weights ``exp(-(n/2t) log MSE_loo)``, the ``m`` heaviest
   members of weight >= 0.05 (``selection.py``), over all candidates or ``open`` = without
   the heads that read every basis column (``heads.ALL_COLUMN_KINDS``);
+* ``open, descriptor+hybrid +b``: the ``open`` rule with a prior log-weight ``b`` for the
+  two heads that carry the basis devices' knowledge (``descriptor``, ``hybrid``);
 * ``product``: ``select_head`` as shipped, with the space's candidates.
 
 Two independent sets of draws (``--seed-sets``) show whether a difference is noise.
@@ -79,11 +81,17 @@ def previous_rule(d: dict) -> np.ndarray:
     return pred
 
 
-def pbma_rule(temperature: float, max_members: int, exclude: tuple[str, ...] = ()):
+def pbma_rule(temperature: float, max_members: int, exclude: tuple[str, ...] = (),
+              bonus: dict[str, float] | None = None):
+    """``bonus``: a prior log-weight per head kind added to its pseudo-BMA log-weight
+    (multiplying a weight by ``exp(b)`` is dividing its LOO MSE by ``exp(2 T b / n)``)."""
     def rule(d: dict) -> np.ndarray:
         ks = [k for k in d["kinds"] if k not in exclude]
-        mse = np.array([_mse(d["kinds"][k][0], d["z"]) for k in ks])
-        keep, w = pbma_members(mse, len(d["z"]), temperature, max_members)
+        n = len(d["z"])
+        mse = np.array([_mse(d["kinds"][k][0], d["z"])
+                        * np.exp(-2.0 * temperature * (bonus or {}).get(k, 0.0) / n)
+                        for k in ks])
+        keep, w = pbma_members(mse, n, temperature, max_members)
         return np.tensordot(w, np.stack([d["kinds"][ks[i]][1] for i in keep]), axes=1)
     return rule
 
@@ -96,6 +104,11 @@ RULES = {
     "pbma T=2, max 3": pbma_rule(2.0, 3),
     "pbma T=2, all": pbma_rule(2.0, 99),
     "pbma T=2, max 4, open": pbma_rule(2.0, 4, ALL_COLUMN_KINDS),
+    # a prior preference for the heads that carry the basis devices' knowledge (stop 23)
+    "open, descriptor+hybrid +1": pbma_rule(2.0, 4, ALL_COLUMN_KINDS,
+                                            {"descriptor": 1.0, "hybrid": 1.0}),
+    "open, descriptor+hybrid +2": pbma_rule(2.0, 4, ALL_COLUMN_KINDS,
+                                            {"descriptor": 2.0, "hybrid": 2.0}),
     "product": None,
 }
 
