@@ -13,7 +13,11 @@ plus the variant; ``open-powerlaw+V``: the variant instead of ``powerlaw``):
                      basis: ``powerlaw`` with per-stage MACs);
 * ``descriptor_iso`` the ``descriptor`` head with prior ``g cov + h I``: an isotropic part
                      (``h`` by leave-one-out) lets a device unlike every basis device leave
-                     the basis devices' span.
+                     the basis devices' span;
+* ``gp``             one Gaussian process in log latency whose kernel sums the ``descriptor``
+                     model linearised around its basis prior (``g1``), the standardised log
+                     descriptors (``g2``, agnostic) and the best basis column (``g3``), noise
+                     ``s2``; the four chosen by marginal likelihood (evidence) over a grid.
 
     OMP_NUM_THREADS=1 python -m benchmarks.head_variants --spaces fbnet \\
         --json benchmarks/results/head_variants.json
@@ -37,7 +41,12 @@ from oracle_server.predictor.priors import COV_RIDGE
 GRID = (1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 1000.0)
 DESCRIPTOR_G = (3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
 DESCRIPTOR_H = (0.0, 1e-3, 1e-2, 1e-1)
-VARIANTS = ("powerlaw_eb", "powerlaw_stage", "descriptor_iso")
+VARIANTS = ("powerlaw_eb", "powerlaw_stage", "descriptor_iso", "gp")
+GP_S2 = (0.001, 0.003, 0.01, 0.03, 0.1)  # noise variance of log latency
+GP_G1 = (0.1, 0.3, 1.0, 3.0)  # the basis devices' spread of descriptor coefficients, times
+GP_G2 = (0.0, 0.003, 0.01, 0.03, 0.1)  # per standardised log descriptor
+GP_G3 = (0.0, 0.01, 0.1)  # the best basis column (standardised log)
+GP_INTERCEPT = 10.0  # prior variance of the constant (nearly free)
 
 
 def _log_desc(desc: np.ndarray) -> np.ndarray:
@@ -117,6 +126,45 @@ def fit_descriptor_iso(prior, desc: np.ndarray, y: np.ndarray, desc_s: np.ndarra
     return np.log(np.maximum((loo / w + base) * s, floor)), np.log(np.maximum(pred, floor))
 
 
+def fit_gp(prior, all_desc: np.ndarray, fit: tuple, z: np.ndarray, score: tuple):
+    """The ``gp`` variant on ``fit`` = (descriptors, basis) of the samples; predicts ``score``."""
+    import itertools
+
+    from oracle_server.predictor.heads import best_basis, log_basis
+
+    chol = np.linalg.cholesky(prior.cov)
+    u_all = _log_desc(all_desc)
+    mu_u, sd_u = u_all.mean(0), u_all.std(0)
+    keep = sd_u > 1e-6
+    k = best_basis(log_basis(fit[1]), z)
+    lb = log_basis(fit[1])[:, k]
+    mu_c, sd_c = lb.mean(), lb.std() + 1e-9
+
+    def blocks(desc: np.ndarray, basis: np.ndarray):
+        x = prior.design(desc)
+        m = np.maximum(x @ prior.mu, 1e-3)  # the prior-mean descriptor model (relative ms)
+        return (np.log(m), (x / m[:, None]) @ chol,
+                (_log_desc(desc)[:, keep] - mu_u[keep]) / sd_u[keep],
+                ((log_basis(basis)[:, k] - mu_c) / sd_c)[:, None])
+
+    m0, a, b, c = blocks(*fit)
+    r = z - m0
+    n = len(z)
+    ka, kb, kc = a @ a.T, b @ b.T, c @ c.T
+    best = None
+    for s2, g1, g2, g3 in itertools.product(GP_S2, GP_G1, GP_G2, GP_G3):
+        kern = g1 * ka + g2 * kb + g3 * kc + s2 * np.eye(n) + GP_INTERCEPT
+        k_inv = np.linalg.inv(kern)
+        alpha = k_inv @ r
+        neg_evidence = 0.5 * r @ alpha + 0.5 * np.linalg.slogdet(kern)[1]
+        if best is None or neg_evidence < best[0]:
+            best = (neg_evidence, alpha, r - alpha / np.diag(k_inv), (g1, g2, g3))
+    _, alpha, loo, (g1, g2, g3) = best
+    m0s, as_, bs, cs = blocks(*score)
+    pred = m0s + (g1 * as_ @ a.T + g2 * bs @ b.T + g3 * cs @ c.T + GP_INTERCEPT) @ alpha
+    return loo + m0, pred
+
+
 _priors: dict = {}
 
 
@@ -133,7 +181,7 @@ _collect = hs.collect
 def collect(model, device, opts, allowed, score, seeds) -> list[dict]:
     """``head_study.collect`` plus the variants, fit on the same rows."""
     out = _collect(model, device, opts, allowed, score, seeds)
-    desc = table_inputs(model)[2]
+    _, basis, desc = table_inputs(model)
     for d, seed in zip(out, seeds, strict=True):
         rows = hs.reference_rows(model, opts, allowed, seed)
         s = np.setdiff1d(score, rows)
@@ -142,6 +190,8 @@ def collect(model, device, opts, allowed, score, seeds) -> list[dict]:
         kinds["powerlaw_stage"] = _log_prior(model, False).fit(desc[rows], d["z"], desc[s])
         kinds["descriptor_iso"] = fit_descriptor_iso(model.prior, desc[rows], np.exp(d["z"]),
                                                      desc[s])
+        kinds["gp"] = fit_gp(model.prior, desc, (desc[rows], basis[rows]), d["z"],
+                             (desc[s], basis[s]))
     return out
 
 
