@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import random
+import socket
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -59,3 +61,35 @@ def server_process(args: list[str], env: dict[str, str] | None = None) -> Iterat
 #: (0.2-0.5 s) plus a head refit. Generous so that a loaded CI machine does not fail a
 #: correctness test; the typical figure (< 1 s) is reported by `make cluster-demo`.
 PROPAGATION_DEADLINE_S = 5.0
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
+def free_port_block(n: int) -> int:
+    """A base port such that base .. base + n - 1 are free now, chosen BELOW the ephemeral
+    range: the kernel hands out ephemeral ports to every ``bind(0)`` / outgoing connection of
+    the tests running in parallel, so a block taken from that range can be grabbed between
+    this check and the server's own bind (a replica then fails, or another test's server
+    answers on its port)."""
+    high = _ephemeral_low() - n
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(15000, high)
+        socks: list[socket.socket] = []
+        try:
+            for p in range(base, base + n):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", p))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no free port block")

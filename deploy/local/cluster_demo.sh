@@ -203,7 +203,16 @@ while pending and time.monotonic() < deadline:
             print(f"  127.0.0.1:{port} SERVING", flush=True)
     if pending:
         time.sleep(0.5)
-sys.exit(f"not SERVING in time: {' '.join(sorted(pending))}" if pending else 0)
+if pending:
+    sys.exit(f"not SERVING in time: {' '.join(sorted(pending))}")
+# A replica that could not bind its port exits within a second or two of its start; if
+# another process answered on that port meanwhile, the probe above saw *its* SERVING.
+time.sleep(1.0)
+for pid in pids:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        sys.exit(f"server pid {pid} exited during startup")
 EOF
   for ((i = 0; i < REPLICAS; i++)); do
     echo "--- server-$i.log (last lines)" >&2

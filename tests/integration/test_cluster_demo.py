@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from tests.helpers import (
     PROPAGATION_DEADLINE_S,
     REPO,
     TEST_CACHE,
+    free_port_block,
     nb201_non_train_devices,
     postgres_available,
     unique_name,
@@ -28,31 +28,19 @@ PG_SKIP = postgres_available()
 SCRIPT = REPO / "deploy" / "local" / "cluster_demo.sh"
 
 
-def _free_port_block(n: int) -> int:
-    """A base port such that base..base+n-1 are free now (best effort)."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        if base + n >= 65000:
-            continue
-        ok = True
-        for p in range(base, base + n):
-            with socket.socket() as t:
-                try:
-                    t.bind(("127.0.0.1", p))
-                except OSError:
-                    ok = False
-                    break
-        if ok:
-            return base
-    raise RuntimeError("no free port block")
+def _context(lines: list[str], tmp_path: Path) -> str:
+    """The demo's output so far and the last lines of each server's log."""
+    out = ["demo output:", *lines]
+    for log in sorted(tmp_path.glob("oracle-cluster.*/server-*.log")):
+        out += [f"--- {log.name}", *log.read_text(errors="replace").splitlines()[-15:]]
+    return "\n".join(out)
 
 
 @pytest.mark.postgres
 @pytest.mark.skipif(PG_SKIP is not None, reason=str(PG_SKIP))
 def test_cluster_demo_replicas_share_devices(tmp_path: Path) -> None:
-    grpc_base, metrics_base = _free_port_block(3), _free_port_block(3)
+    grpc_base = free_port_block(3)
+    metrics_base = free_port_block(3)
     env = {
         **os.environ,
         "ORACLE_SPACES": "nasbench201",
@@ -65,6 +53,7 @@ def test_cluster_demo_replicas_share_devices(tmp_path: Path) -> None:
     proc = subprocess.Popen(
         ["bash", str(SCRIPT), "--replicas", "3", "--base-port", str(grpc_base),
          "--metrics-base-port", str(metrics_base), "--duration", "120", "--grace", "2",
+         "--keep",  # the servers' logs stay under tmp_path, for the failure message
          "--server", str(bin_dir / "oracle-server"), "--python", sys.executable],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO,
         start_new_session=True,
@@ -102,6 +91,8 @@ def test_cluster_demo_replicas_share_devices(tmp_path: Path) -> None:
                         assert time.monotonic() - t0 < PROPAGATION_DEADLINE_S, "replica 1: never"
                         time.sleep(0.02)
             a.delete_device(name, "nasbench201")
+    except Exception as exc:  # say what the servers said
+        raise AssertionError(_context(lines, tmp_path)) from exc
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGINT)

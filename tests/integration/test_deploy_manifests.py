@@ -25,6 +25,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.helpers import free_port_block
+
 kubernetes_validate = pytest.importorskip("kubernetes_validate")
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -717,28 +719,6 @@ server.stop(0)
 """
 
 
-def _free_port_block(n: int) -> int:
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        if base + n >= 65000:
-            continue
-        try:
-            socks = []
-            for p in range(base, base + n):
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", p))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no free port block")
-
-
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -762,8 +742,8 @@ def demo_env(tmp_path):
     work = tmp_path / "tmp"
     work.mkdir()
     env = {**os.environ, "STUB_PIDS": str(pids), "TMPDIR": str(work)}
-    base = _free_port_block(3)
-    metrics = _free_port_block(3)
+    base = free_port_block(3)
+    metrics = free_port_block(3)
     args = [
         str(DEMO),
         "--server",
