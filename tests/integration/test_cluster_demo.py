@@ -39,8 +39,8 @@ def _context(lines: list[str], tmp_path: Path) -> str:
 @pytest.mark.postgres
 @pytest.mark.skipif(PG_SKIP is not None, reason=str(PG_SKIP))
 def test_cluster_demo_replicas_share_devices(tmp_path: Path) -> None:
-    grpc_base = free_port_block(3)
-    metrics_base = free_port_block(3)
+    grpc_base = free_port_block(6)  # gRPC ports, then the metrics ports: one block
+    metrics_base = grpc_base + 3
     env = {
         **os.environ,
         "ORACLE_SPACES": "nasbench201",

@@ -742,8 +742,8 @@ def demo_env(tmp_path):
     work = tmp_path / "tmp"
     work.mkdir()
     env = {**os.environ, "STUB_PIDS": str(pids), "TMPDIR": str(work)}
-    base = free_port_block(3)
-    metrics = free_port_block(3)
+    base = free_port_block(6)  # gRPC ports, then the metrics ports: one block
+    metrics = base + 3
     args = [
         str(DEMO),
         "--server",
