@@ -35,12 +35,12 @@ import numpy as np
 
 from benchmarks import head_study as hs
 from oracle_server.evaluation import table_inputs
-from oracle_server.predictor.heads import ALL_COLUMN_KINDS, PRIOR_FREE, dual_ridge
+from oracle_server.predictor.heads import ALL_COLUMN_KINDS, PRIOR_FREE, _best_over_grid
 from oracle_server.predictor.priors import COV_RIDGE
 
 GRID = (1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 1000.0)
-DESCRIPTOR_G = (3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
-DESCRIPTOR_H = (0.0, 1e-3, 1e-2, 1e-1)
+DESCRIPTOR_GRID = tuple((g, h) for g in (3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
+                        for h in (0.0, 1e-3, 1e-2, 1e-1))
 VARIANTS = ("powerlaw_eb", "powerlaw_stage", "descriptor_iso", "gp")
 GP_S2 = (0.001, 0.003, 0.01, 0.03, 0.1)  # noise variance of log latency
 GP_G1 = (0.1, 0.3, 1.0, 3.0)  # the basis devices' spread of descriptor coefficients, times
@@ -89,19 +89,16 @@ class LogPrior:
         r = z - base
         c0 = float(r.mean())
         m = np.c_[np.ones(len(z)), us @ self.chol]
-        best = None
-        for g in GRID:
-            beta, loo = dual_ridge(m, np.r_[PRIOR_FREE, np.full(m.shape[1] - 1, g)], r - c0)
-            err = float(np.mean((loo - (r - c0)) ** 2))
-            if best is None or err < best[0]:
-                best = (err, beta, loo)
-        _, beta, loo = best
+        p = m.shape[1] - 1
+        beta, loo, _ = _best_over_grid(m, lambda g: np.r_[PRIOR_FREE, np.full(p, g)], GRID,
+                                       r - c0)
         theta = self.mu + self.chol @ beta[1:]
         return loo + c0 + base, c0 + beta[0] + self.design(desc_s) @ theta
 
 
 def fit_descriptor_iso(prior, desc: np.ndarray, y: np.ndarray, desc_s: np.ndarray):
-    """``heads.fit_descriptor`` with prior covariance ``g cov + h I`` (both by LOO)."""
+    """``heads.fit_descriptor`` with prior covariance ``g cov + h I`` (both by LOO): the
+    design ``[xw chol, xw]`` with prior variances ``(g, h)``, as ``heads.fit_hybrid``."""
     x = prior.design(desc)
     s = float(y.mean())
     yr = y / s
@@ -109,18 +106,12 @@ def fit_descriptor_iso(prior, desc: np.ndarray, y: np.ndarray, desc_s: np.ndarra
     base = x @ prior.mu
     xw = x * w[:, None]
     r = (yr - base) * w
-    kc, ki = xw @ prior.cov @ xw.T, xw @ xw.T
-    best = None
-    for g in DESCRIPTOR_G:
-        for h in DESCRIPTOR_H:
-            c_inv = np.linalg.inv(g * kc + h * ki + np.eye(len(r)))
-            alpha = c_inv @ r
-            loo = r - alpha / np.diag(c_inv)
-            err = float(np.mean((loo - r) ** 2))
-            if best is None or err < best[0]:
-                best = (err, alpha, loo, g, h)
-    _, alpha, loo, g, h = best
-    theta = (prior.mu + (g * prior.cov + h * np.eye(len(prior.mu))) @ (xw.T @ alpha)) * s
+    chol = np.linalg.cholesky(prior.cov)
+    p = chol.shape[1]
+    beta, loo, _ = _best_over_grid(np.c_[xw @ chol, xw],
+                                   lambda gh: np.r_[np.full(p, gh[0]), np.full(p, gh[1])],
+                                   DESCRIPTOR_GRID, r)
+    theta = (prior.mu + chol @ beta[:p] + beta[p:]) * s
     floor = 0.2 * y.min()
     pred = theta[0] + (desc_s / prior.scale) @ theta[1:]
     return np.log(np.maximum((loo / w + base) * s, floor)), np.log(np.maximum(pred, floor))
