@@ -578,13 +578,13 @@ def _session_warnings(report: OnboardReport, threshold: float) -> list[str]:
 
 def _registered_parts(report: OnboardReport) -> str:
     """`` (10 references + 20 retest archs + 10 adaptive)``: where the registered came from."""
-    n = len(report.reference_latency_ms)
-    refs = n - report.registered_retest - sum(p["added"] for p in report.progress[1:])
+    adaptive = sum(p["added"] for p in report.progress[1:])
+    refs = len(report.reference_latency_ms) - report.registered_retest - adaptive
     parts = [f"{refs} references"]
     if report.registered_retest:
         parts.append(f"{report.registered_retest} retest archs")
     if len(report.progress) > 1:
-        parts.append(f"{n - refs - report.registered_retest} adaptive")
+        parts.append(f"{adaptive} adaptive")
     return f" ({' + '.join(parts)})" if len(parts) > 1 else ""
 
 
