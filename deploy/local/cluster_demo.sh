@@ -183,12 +183,18 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 timeout, pids, ports = float(sys.argv[1]), [int(p) for p in sys.argv[2].split()], sys.argv[3:]
 deadline = time.monotonic() + timeout
 pending = set(ports)
-while pending and time.monotonic() < deadline:
+
+
+def check_alive():
     for pid in pids:
         try:
             os.kill(pid, 0)
         except OSError:
             sys.exit(f"server pid {pid} exited during startup")
+
+
+while pending and time.monotonic() < deadline:
+    check_alive()
     for port in sorted(pending):
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             try:
@@ -208,11 +214,7 @@ if pending:
 # A replica that could not bind its port exits within a second or two of its start; if
 # another process answered on that port meanwhile, the probe above saw *its* SERVING.
 time.sleep(1.0)
-for pid in pids:
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        sys.exit(f"server pid {pid} exited during startup")
+check_alive()
 EOF
   for ((i = 0; i < REPLICAS; i++)); do
     echo "--- server-$i.log (last lines)" >&2
