@@ -57,8 +57,11 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-## proto: regenerate the committed gRPC/protobuf code from protos/ (never edit it by hand).
-proto:
+## proto: regenerate the committed gRPC/protobuf code from protos/ (never edit it by hand),
+## with the exact generator pinned in pyproject.toml's dev extra (one place for the version).
+GRPC_TOOLS_VERSION := $(shell sed -n 's/.*"grpcio-tools==\([^"]*\)".*/\1/p' pyproject.toml)
+proto: $(STAMP)
+	$(BIN)/python -m pip install --quiet "grpcio-tools==$(GRPC_TOOLS_VERSION)"
 	rm -rf client_sdk/proto/latency_oracle
 	$(BIN)/python -m grpc_tools.protoc -Iclient_sdk/proto=protos \
 		--python_out=. --grpc_python_out=. --pyi_out=. \
