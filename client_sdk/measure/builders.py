@@ -8,8 +8,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from client_sdk.measure import fbnet, nb201, ofa
+from client_sdk.measure import defined, fbnet, nb201, ofa
 from client_sdk.spaces import SearchSpace, get_space
+from client_sdk.spaces.defined import DefinedSpace
 
 _BUILDERS: dict[str, Callable[[np.ndarray], nn.Module]] = {
     "nasbench201": nb201.build,
@@ -19,7 +20,10 @@ _BUILDERS: dict[str, Callable[[np.ndarray], nn.Module]] = {
 
 
 def supported_spaces() -> list[str]:
-    return list(_BUILDERS)
+    """Spaces with a torch builder: the bundled ones and every defined space."""
+    from client_sdk.spaces import list_spaces
+
+    return list(dict.fromkeys([*_BUILDERS, *list_spaces()]))
 
 
 def _space(space: str | SearchSpace) -> SearchSpace:
@@ -29,9 +33,11 @@ def _space(space: str | SearchSpace) -> SearchSpace:
 def build_model(space: str | SearchSpace, genes: np.ndarray) -> nn.Module:
     """The network of one gene vector ``(g,)`` (validated and canonicalised), in eval mode."""
     sp = _space(space)
+    canonical = sp.validate(np.asarray(genes).reshape(1, -1))[0]
+    if isinstance(sp, DefinedSpace):
+        return defined.build(sp, canonical).eval()
     if sp.name not in _BUILDERS:
         raise ValueError(f"no torch builder for space '{sp.name}' (have {supported_spaces()})")
-    canonical = sp.validate(np.asarray(genes).reshape(1, -1))[0]
     return _BUILDERS[sp.name](canonical).eval()
 
 
@@ -41,6 +47,10 @@ def input_resolution(space: str | SearchSpace, genes: np.ndarray | None = None) 
     ``None`` for OFA when no genes are given (the resolution is per architecture).
     """
     sp = _space(space)
+    if isinstance(sp, DefinedSpace):
+        if genes is None and len(sp.definition.resolutions) > 1:
+            return None
+        return sp.globals_of(np.zeros(sp.num_genes, np.int64) if genes is None else genes)[0]
     if sp.name == "nasbench201":
         return nb201.DEFAULT_RESOLUTION
     if sp.name == "fbnet":

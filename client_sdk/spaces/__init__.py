@@ -1,10 +1,18 @@
-"""Search spaces: ``get_space(name)`` and ``list_spaces()``."""
+"""Search spaces: ``get_space(name)``, ``list_spaces()`` and ``register_space(definition)``.
+
+The three benchmark spaces with bundled tables (NAS-Bench-201, FBNet, OFA-MobileNetV3) are
+classes; every other space is a definition in the space language (``spaces.language``):
+the shipped ones under ``spaces/definitions/`` (MobileNet-V2, ProxylessNAS) and any a user
+registers in this process.
+"""
 
 from __future__ import annotations
 
-import functools
+import threading
+from importlib import resources
+from typing import Any
 
-from client_sdk.errors import SpaceNotFound
+from client_sdk.errors import AlreadyExists, SpaceNotFound
 from client_sdk.spaces.base import GENE_DTYPE, SearchSpace, Table
 from client_sdk.spaces.fbnet import FBNet
 from client_sdk.spaces.nasbench201 import NASBench201
@@ -13,19 +21,76 @@ from client_sdk.spaces.ofa_mbv3 import OFAMobileNetV3
 _SPACES: dict[str, type[SearchSpace]] = {
     cls.name: cls for cls in (NASBench201, FBNet, OFAMobileNetV3)
 }
+_INSTANCES: dict[str, SearchSpace] = {}
+_LOCK = threading.Lock()
 
-__all__ = ["GENE_DTYPE", "SearchSpace", "Table", "get_space", "list_spaces"]
+__all__ = ["GENE_DTYPE", "SearchSpace", "Table", "get_space", "list_spaces", "register_space"]
+
+
+def shipped_definitions() -> dict[str, str]:
+    """Name -> YAML text of the definitions shipped with the package."""
+    folder = resources.files("client_sdk.spaces") / "definitions"
+    out = {}
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".yaml"):
+            out[entry.name.removesuffix(".yaml")] = entry.read_text()
+    return out
 
 
 def list_spaces() -> list[str]:
-    return list(_SPACES)
+    """Bundled spaces, shipped definitions, then spaces registered in this process."""
+    names = [*_SPACES, *shipped_definitions()]
+    return names + [n for n in _INSTANCES if n not in names]
 
 
-@functools.cache
 def get_space(name: str) -> SearchSpace:
     """The (process-wide, immutable) space object; ``NotFound`` for an unknown name."""
-    try:
-        return _SPACES[name]()
-    except KeyError:
-        known = ", ".join(_SPACES)
-        raise SpaceNotFound(f"unknown search space '{name}' (known: {known})") from None
+    found = _INSTANCES.get(name)
+    if found is not None:
+        return found
+    with _LOCK:
+        if name in _INSTANCES:
+            return _INSTANCES[name]
+        if name in _SPACES:
+            space: SearchSpace = _SPACES[name]()
+        else:
+            text = shipped_definitions().get(name) if isinstance(name, str) else None
+            if text is None:
+                known = ", ".join(list_spaces())
+                raise SpaceNotFound(f"unknown search space '{name}' (known: {known})")
+            from client_sdk.spaces.defined import space_from_definition
+
+            space = space_from_definition(text)
+        _INSTANCES[name] = space
+        return space
+
+
+def register_space(definition: Any) -> SearchSpace:
+    """Interpret a definition (mapping or YAML/JSON text) and make it known by its name.
+
+    Idempotent: the same definition again returns the registered space; a *different*
+    definition under a known name raises ``AlreadyExists`` (spaces are versioned by name).
+    """
+    from client_sdk.spaces.defined import DefinedSpace, space_from_definition
+
+    space = space_from_definition(definition)
+    with _LOCK:
+        if space.name in _SPACES:
+            raise AlreadyExists(f"'{space.name}' is a bundled space; choose another name")
+        existing = _INSTANCES.get(space.name)
+        if existing is not None:
+            if (isinstance(existing, DefinedSpace)
+                    and existing.definition.canonical_json()
+                    == space.definition.canonical_json()):
+                return existing
+            raise AlreadyExists(f"space '{space.name}' is registered with another definition; "
+                                "register the changed one under a new name (e.g. "
+                                f"'{space.name}_v2')")
+        if space.name in shipped_definitions():
+            shipped = space_from_definition(shipped_definitions()[space.name])
+            if shipped.definition.canonical_json() != space.definition.canonical_json():
+                raise AlreadyExists(f"'{space.name}' is a shipped space with another "
+                                    "definition; choose another name")
+            space = shipped
+        _INSTANCES[space.name] = space
+        return space
