@@ -89,6 +89,20 @@ class InvalidArgument(OracleError):
         super().__init__(f"{field}: {message}" if field else message, field=field, **kw)
 
 
+class InvalidSpaceDefinition(InvalidArgument):
+    """A search-space definition that cannot be interpreted (``client_sdk.spaces.language``);
+    ``path`` is where inside the definition, e.g. ``stages[2].choose.kernel[1]``."""
+
+    reason = "INVALID_SPACE_DEFINITION"
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(message, field=f"definition.{path}" if path else "definition")
+
+    @property
+    def path(self) -> str:
+        return (self.field or "").removeprefix("definition").removeprefix(".")
+
+
 class MalformedRequest(InvalidArgument):
     """The request bytes are not a valid message of the method's request type."""
 

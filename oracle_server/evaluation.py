@@ -97,8 +97,14 @@ def families(space: str, devices: tuple[str, ...]) -> dict[str, list[str]]:
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--space", choices=("nasbench201", "fbnet", "ofa_mbv3"),
                         default="nasbench201")
-    parser.add_argument("--protocol", choices=("help", "leave-family-out", "few-basis"),
-                        default="help")
+    parser.add_argument("--protocol", choices=("help", "leave-family-out", "few-basis",
+                                               "leave-space-out", "cross-space"),
+                        default="help",
+                        help="leave-space-out / cross-space: oracle_server.evaluation_spaces")
+    parser.add_argument("--held-out", nargs="+", default=None,
+                        help="leave-space-out: the spaces held out in turn (default: all)")
+    parser.add_argument("--score-rows", type=int, default=2000,
+                        help="leave-space-out: archs of the held-out space scored per device")
     parser.add_argument("--samples", type=int, default=10, help="measured archs per device")
     parser.add_argument("--reference", choices=("random", "suggested", "help"), default=None,
                         help="default: help for protocol help, random for leave-family-out")
@@ -114,6 +120,13 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    if args.protocol in ("leave-space-out", "cross-space"):
+        from oracle_server import evaluation_spaces
+
+        return evaluation_spaces.run(argparse.Namespace(
+            protocol=args.protocol, spaces=args.held_out or list(evaluation_spaces.SPACES),
+            samples=[args.samples], seeds=args.seeds, score_rows=args.score_rows,
+            ceiling=args.ceiling, json=args.json))
     if args.samples < 2:
         print("evaluate: --samples must be >= 2", file=sys.stderr)
         return 2

@@ -119,7 +119,9 @@ class Settings:
         metadata={"help": "threads evaluating one Rank's proxy tables (open spaces); 1 = none"},
     )
     spaces: tuple[str, ...] = field(
-        default=("nasbench201", "fbnet", "ofa_mbv3"), metadata={"help": "search spaces to serve"}
+        default=("nasbench201", "fbnet", "ofa_mbv3", "mobilenetv2", "proxyless"),
+        metadata={"help": "search spaces to serve: bundled ones and space definitions "
+                          "(client_sdk/spaces/definitions)"},
     )
 
     def __post_init__(self) -> None:

@@ -124,8 +124,12 @@ class DeviceStore:
         self._lock = threading.Lock()
         devices: dict[DeviceKey, Device] = {}
         for space, model in self.models.items():
+            # a space with no table has a transferred basis (predictor.cross_space): a basis
+            # only, never served as devices (its zero-shot quality there is unknown)
+            served = set(model.space.table.devices)
             for name in model.basis_devices:
-                devices[(space, name)] = Device(space, name, TABLE, model.basis_head(name))
+                if name in served:
+                    devices[(space, name)] = Device(space, name, TABLE, model.basis_head(name))
         self._snapshot = Snapshot(MappingProxyType(devices), 0)
         self._table_inputs: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._table_preds: dict[DeviceKey, TablePrediction] = {}

@@ -35,6 +35,8 @@ from client_sdk.spaces.layers import NUM_BASE, Layer, conv, eltwise, global_pool
 
 MAX_CODES = 4096  # block choices of one position (product of its genes' cardinalities)
 MAX_TABLE_ROWS = 2_000_000
+SAMPLE_SIZE = 5000  # the sample that stands in for a table (``DefinedSpace.table``)
+SAMPLE_SEED = 20261206
 
 
 def make_divisible(v: float, divisor: int = 8) -> int:
@@ -356,9 +358,15 @@ class DefinedSpace(SearchSpace):
         return self.descriptors(genes)[:, 2]
 
     # ----------------------------------------------------------------- table
+    @property
+    def num_architectures(self) -> int:
+        return 0  # no measured table
+
     def _load_table(self) -> Table:
-        g = np.zeros((0, self.num_genes), dtype=GENE_DTYPE)
-        return Table(g, np.zeros(0, np.int64), (), np.zeros((0, 0)), {})
+        """No measurements: a fixed sample of the space (``SAMPLE_SIZE`` archs, no devices),
+        the candidate pool for references and the rows basis devices are transferred to."""
+        genes = np.unique(self.sample(SAMPLE_SIZE, rng=SAMPLE_SEED), axis=0)
+        return Table(genes, np.arange(len(genes)), (), np.zeros((len(genes), 0)), {})
 
     def info(self) -> dict:
         return {**super().info(), "definition": self.definition.source}

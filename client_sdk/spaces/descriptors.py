@@ -250,6 +250,8 @@ def _ofa_flat_rows() -> np.ndarray:
 
 
 def descriptor_names(space: str) -> tuple[str, ...]:
+    if space not in ("nasbench201", "fbnet", "ofa_mbv3"):
+        return _defined(space).descriptor_names()
     n_st = {"nasbench201": 3, "fbnet": 7, "ofa_mbv3": 5}[space]
     return BASE_NAMES + tuple(f"macs_stage{i}" for i in range(n_st))
 
@@ -310,7 +312,17 @@ def descriptors(space: str, genes: np.ndarray, matrix: np.ndarray | None = None)
             idx = base + (b * k + kern[b]) * e + expd[b]
             out += flat.take(np.where(act[b], idx, zero), axis=0)
         return out
-    raise ValueError(f"no descriptors for space '{space}'")
+    return _defined(space).descriptors(g, matrix)
+
+
+def _defined(space: str):  # -> spaces.defined.DefinedSpace
+    """A space from a definition: it carries its own descriptor tables."""
+    from client_sdk.spaces import get_space
+
+    sp = get_space(space)
+    if not hasattr(sp, "descriptor_names"):
+        raise ValueError(f"no descriptors for space '{space}'")
+    return sp
 
 
 def _folded(tables: tuple[np.ndarray, np.ndarray],

@@ -48,7 +48,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from client_sdk.errors import InvalidArgument
+from client_sdk.errors import InvalidSpaceDefinition
 
 MAX_DEFINITION_BYTES = 256 * 1024
 MAX_GENES = 512
@@ -61,14 +61,6 @@ BLOCK_FIELDS = {"op", "kernel", "expand", "groups", "se", "act", "expand_conv", 
 CHOOSABLE = ("op", "kernel", "expand", "groups", "se", "act")
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _LABEL = re.compile(r"^[A-Za-z0-9_.+]{1,32}$")
-
-
-class InvalidSpaceDefinition(InvalidArgument):
-    """A space definition that cannot be interpreted; ``field`` is its path inside it."""
-
-    def __init__(self, path: str, message: str) -> None:
-        super().__init__(message, field=f"definition.{path}" if path else "definition")
-        self.path = path
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from client_sdk.errors import DeviceNotFound, InvalidArgument
-from client_sdk.spaces import SearchSpace, get_space
+from client_sdk.spaces import SearchSpace, Table, get_space
 from client_sdk.spaces.descriptors import degenerate, descriptors
+from oracle_server.predictor import cross_space
 from oracle_server.predictor.head_fit import HeadFit
 from oracle_server.predictor.heads import candidate_kinds, spearman
 from oracle_server.predictor.priors import DescriptorPrior, fit_prior
@@ -325,6 +326,8 @@ def feature_fingerprint(space: str) -> str:
     digest = hashlib.sha256(np.ascontiguousarray(
         sp.features(sp.table.genes[:256]), dtype=np.float32).tobytes())
     digest.update(json.dumps(expected_checksums(), sort_keys=True).encode())
+    if not cross_space.has_table(sp):  # the transferred basis: its definition and method
+        digest.update(cross_space.fingerprint(sp).encode())
     return digest.hexdigest()[:16]
 
 
@@ -368,12 +371,14 @@ def build_model(
     ``exclude_rows``: table rows the proxy must never see (arch hold-out for evaluation).
     """
     sp = get_space(space)
-    known = set(sp.table.devices)
+    table = sp.table if cross_space.has_table(sp) else None  # None: transferred (lazily)
+    order = sp.table.devices if table is not None else cross_space.transfer_devices()
+    known = set(order)
     unknown = [d for d in (*holdout_devices, *(basis_devices or ())) if d not in known]
     if unknown:
         raise DeviceNotFound(f"unknown device(s) {unknown} for space '{space}'")
     devices = tuple(basis_devices) if basis_devices is not None else tuple(
-        d for d in sp.table.devices if d not in set(holdout_devices))
+        d for d in order if d not in set(holdout_devices))
     if not devices:
         raise InvalidArgument("no basis devices left to train on", field="basis_devices")
     config = config or ProxyConfig()
@@ -387,7 +392,8 @@ def build_model(
             log.info("loaded %s model from %s in %.2f s", space, target,
                      time.perf_counter() - start)
             return model
-    model = _train_model(sp, devices, config, exclude)
+    model = _train_model(sp, devices, config, exclude,
+                         table if table is not None else cross_space.transfer_table(sp))
     if target is not None:
         _save_atomically(model, target)
         log.info("cached %s model at %s", space, target)
@@ -395,9 +401,10 @@ def build_model(
 
 
 def _train_model(sp: SearchSpace, devices: tuple[str, ...], config: ProxyConfig,
-                 exclude: np.ndarray) -> LatencyModel:
+                 exclude: np.ndarray, table: Table) -> LatencyModel:
+    """``table``: the space's own, or (a space with no table) the basis transferred from
+    the bundled spaces (``cross_space.transfer_table``)."""
     start = time.perf_counter()
-    table = sp.table
     # degenerate archs (NB-201 cells with a disconnected output) are pruned by some
     # runtimes (pixel3 / raspi4 report ~0.01 ms): kept out of the proxy and the prior
     allowed = np.setdiff1d(np.flatnonzero(~degenerate(sp.name, table.genes)), exclude)

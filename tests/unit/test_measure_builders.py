@@ -31,7 +31,9 @@ def _extremes(name: str) -> np.ndarray:
 
 
 def test_supported_spaces() -> None:
-    assert sorted(supported_spaces()) == sorted(SPACES)
+    # the bundled spaces' own builders, then every space from a definition (one builder)
+    assert supported_spaces()[:3] == list(SPACES)
+    assert {"mobilenetv2", "proxyless"} <= set(supported_spaces())
 
 
 @pytest.mark.parametrize("name", SPACES)

@@ -37,7 +37,9 @@ def _nb(*ops: str) -> str:
 
 # ------------------------------------------------------------------------ registry
 def test_list_spaces():
-    assert sorted(list_spaces()) == sorted(SPACES)
+    # the bundled spaces first, then the shipped definitions (spaces registered by other
+    # tests of this process may follow)
+    assert list_spaces()[:5] == [*SPACES, "mobilenetv2", "proxyless"]
 
 
 def test_get_space_is_cached_singleton(space):

@@ -1,0 +1,111 @@
+"""Leave-space-out of the *served* pipeline: what a device registered in a space with no
+table gets from the server.
+
+For each bundled space S in turn, S is treated as a space from a definition: its basis is
+transferred from the other spaces only (``predictor.cross_space.transfer_table(S,
+exclude=(S,))``: S's latencies are never read), the proxy, descriptor prior and heads are
+built on that, and every device of S is registered from k random measured archs of S
+(seeds) and scored on ``--score-rows`` other archs. Beside it, from the same samples: the
+layer-level head (``layer_level.fit_layer_head``), the naive six-descriptor NNLS, FLOPs.
+
+    python -m benchmarks.leave_space_out_served \
+        --json benchmarks/results/leave_space_out_served.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from client_sdk.spaces import get_space
+from client_sdk.spaces.descriptors import descriptors
+from oracle_server.evaluation import HELP_SPLITS
+from oracle_server.predictor import ProxyConfig, spearman
+from oracle_server.predictor.cross_space import transfer_table
+from oracle_server.predictor.layer_level import CrossSpacePrior, fit_layer_head, naive_nnls
+from oracle_server.predictor.model import _train_model
+
+SPACES = ("nasbench201", "fbnet", "ofa_mbv3")
+
+
+def run_space(space: str, k: int, seeds: int, score_rows: int, log) -> dict:
+    sp = get_space(space)
+    start = time.perf_counter()
+    table = transfer_table(sp, exclude=(space,))
+    model = _train_model(sp, table.devices, ProxyConfig(), np.zeros(0, np.int64), table)
+    log(f"{space}: transferred basis of {len(table.devices)} devices, model in "
+        f"{time.perf_counter() - start:.1f} s")
+    prior = CrossSpacePrior.from_bundled(exclude_space=space)
+    genes = sp.table.genes
+    n = len(genes)
+    desc6 = descriptors(space, genes)[:, :6]
+    test = set(HELP_SPLITS[space].test)
+    per_device = {}
+    for device in sp.table.devices:
+        y = sp.table.device_column(device)
+        scores: dict[str, list[float]] = {"served": [], "layer_level": [], "nnls": [],
+                                          "flops": []}
+        kinds = []
+        for seed in range(seeds):
+            rng = np.random.default_rng([seed, 7])
+            rows = rng.choice(n, k, replace=False)
+            score = rng.choice(np.setdiff1d(np.arange(n), rows), score_rows, replace=False)
+            head = model.fit_head(genes[rows], y[rows])
+            g = genes[score]
+            feats = model.features(g)
+            pred = head.predict(model.basis(g, feats), feats, model.descriptors(g))
+            scores["served"].append(spearman(pred.latency_ms, y[score]))
+            kinds.append(head.kind)
+            ll = fit_layer_head(desc6[rows], y[rows], prior)
+            scores["layer_level"].append(spearman(ll.predict_ms(desc6[score]), y[score]))
+            scores["nnls"].append(spearman(naive_nnls(desc6[rows], y[rows]).predict_ms(
+                desc6[score]), y[score]))
+            scores["flops"].append(spearman(desc6[score, 0] + desc6[score, 1], y[score]))
+        per_device[device] = {key: float(np.mean(v)) for key, v in scores.items()}
+        per_device[device]["test"] = device in test
+        per_device[device]["kinds"] = sorted(set(kinds))
+    keys = ("served", "layer_level", "nnls", "flops")
+    mean_all = {key: float(np.mean([d[key] for d in per_device.values()])) for key in keys}
+    tests = [d for d in per_device.values() if d["test"]]
+    mean_test = {key: float(np.mean([d[key] for d in tests])) for key in keys} if tests else {}
+    log(f"{space} k={k}: all " + " ".join(f"{a}={b:.3f}" for a, b in mean_all.items())
+        + " | test " + " ".join(f"{a}={b:.3f}" for a, b in mean_test.items()))
+    return {"k": k, "mean_all": mean_all, "mean_test": mean_test, "devices": per_device}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--spaces", nargs="+", default=list(SPACES), choices=SPACES)
+    parser.add_argument("--samples", type=int, default=10)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--score-rows", type=int, default=2000)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    result = {"settings": {"samples": args.samples, "seeds": args.seeds,
+                           "score_rows": args.score_rows},
+              "spaces": {s: run_space(s, args.samples, args.seeds, args.score_rows, log)
+                         for s in args.spaces}}
+    print(f"{'space':12s} {'scope':5s} " + " ".join(f"{k:>12s}" for k in
+                                                    ("served", "layer_level", "nnls", "flops")))
+    for s, r in result["spaces"].items():
+        for scope in ("mean_all", "mean_test"):
+            if r[scope]:
+                print(f"{s:12s} {scope[5:]:5s} " + " ".join(f"{v:12.3f}" for v in
+                                                            r[scope].values()))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
