@@ -356,8 +356,39 @@ def parse_space(s: pb.SearchSpace) -> SpaceInfo:
         cardinalities=tuple(s.cardinalities), gene_names=tuple(s.gene_names),
         num_architectures=s.num_architectures, space_size=int(s.space_size or 0),
         table_devices=tuple(s.table_devices), accuracy_metrics=tuple(s.accuracy_metrics),
-        example_arch=s.example_arch,
+        example_arch=s.example_arch, definition=s.definition, owner=s.owner,
     )
+
+
+def register_space_request(definition: Any) -> pb.RegisterSpaceRequest:
+    """A definition as YAML/JSON text, bytes, a path to a file, or a mapping."""
+    import json
+    from pathlib import Path
+
+    if isinstance(definition, Path):
+        definition = definition.read_text()
+    elif isinstance(definition, bytes):
+        definition = definition.decode("utf-8")
+    elif isinstance(definition, Mapping):
+        definition = json.dumps(definition)
+    if not isinstance(definition, str):
+        raise TypeError("a space definition is YAML/JSON text, a Path or a mapping, got "
+                        f"{type(definition).__name__}")
+    return pb.RegisterSpaceRequest(definition=definition)
+
+
+def learn_space(info: SpaceInfo) -> SpaceInfo:
+    """Make a served space from a definition known in this process too (``get_space``),
+    so strings parse and genes validate locally; a local clash is left to the server."""
+    if info.definition:
+        import contextlib
+
+        from client_sdk.errors import OracleError
+        from client_sdk.spaces import register_space
+
+        with contextlib.suppress(OracleError):
+            register_space(info.definition)
+    return info
 
 
 def parse_comparison(c: pb.CompareDevicesResponse) -> Comparison:

@@ -58,6 +58,15 @@ class AsyncOracleClient(ClientOptions):
         resp = await self._call("ListSearchSpaces", pb.ListSearchSpacesRequest())
         return [rq.parse_space(s) for s in resp.spaces]
 
+    async def get_space(self, name: str) -> SpaceInfo:
+        resp = await self._call("GetSearchSpace", pb.GetSearchSpaceRequest(name=name))
+        return rq.learn_space(rq.parse_space(resp))
+
+    async def register_space(self, definition: Any) -> SpaceInfo:
+        """See ``OracleClient.register_space``."""
+        resp = await self._call("RegisterSpace", rq.register_space_request(definition))
+        return rq.learn_space(rq.parse_space(resp))
+
     async def list_devices(self, space: str = "") -> list[DeviceInfo]:
         resp = await self._call("ListDevices", pb.ListDevicesRequest(space=space))
         return [rq.parse_device(d) for d in resp.devices]

@@ -128,6 +128,25 @@ def cmd_spaces(args: argparse.Namespace, c: OracleClient) -> None:
     _emit(args, spaces, _table(rows, ("name", "genes", "table_archs", "devices", "description")))
 
 
+def cmd_space(args: argparse.Namespace, c: OracleClient) -> None:
+    """``oracle space register --file space.yaml`` / ``oracle space show NAME``."""
+    if args.action == "register":
+        if not args.file:
+            raise SystemExit("oracle space register: give --file space.yaml (YAML or JSON)")
+        try:
+            text = Path(args.file).read_text()
+        except OSError as exc:
+            raise SystemExit(f"oracle space register: cannot read {args.file}: {exc}") from None
+        info = c.register_space(text)
+    else:
+        if not args.name:
+            raise SystemExit("oracle space show: give the space name")
+        info = c.get_space(args.name)
+    row = {"name": info.name, "genes": info.num_genes, "space_size": info.space_size,
+           "owner": info.owner or "-", "example": info.example_arch}
+    _emit(args, info, _table([row], ("name", "genes", "space_size", "owner", "example")))
+
+
 def cmd_devices(args: argparse.Namespace, c: OracleClient) -> None:
     devices = c.list_devices(args.space or "")
     rows = [asdict(d) for d in devices]
@@ -325,6 +344,10 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     sub.add_parser("spaces", help="list search spaces")
+    spc = sub.add_parser("space", help="register a search space from a definition | show one")
+    spc.add_argument("action", choices=("register", "show"))
+    spc.add_argument("name", nargs="?", help="space name (show)")
+    spc.add_argument("--file", default=None, help="definition file, YAML or JSON (register)")
     d = sub.add_parser("devices", help="list devices")
     d.add_argument("--space", default="")
 
@@ -439,7 +462,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {
-    "spaces": cmd_spaces, "devices": cmd_devices, "device": cmd_device, "rank": cmd_rank,
+    "spaces": cmd_spaces, "space": cmd_space, "devices": cmd_devices, "device": cmd_device,
+    "rank": cmd_rank,
     "suggest": cmd_suggest, "compare": cmd_compare, "search": cmd_search,
 }
 

@@ -94,6 +94,20 @@ class OracleClient(ClientOptions):
         resp = self._call("ListSearchSpaces", pb.ListSearchSpacesRequest())
         return [rq.parse_space(s) for s in resp.spaces]
 
+    def get_space(self, name: str) -> SpaceInfo:
+        """One served space (with its definition, learnt locally: ``spaces.get_space``)."""
+        resp = self._call("GetSearchSpace", pb.GetSearchSpaceRequest(name=name))
+        return rq.learn_space(rq.parse_space(resp))
+
+    def register_space(self, definition: Any) -> SpaceInfo:
+        """Register a search space from a definition (YAML/JSON text, a ``Path`` or a
+        mapping; see ``client_sdk.spaces.language``). Idempotent for the same definition;
+        ``AlreadyExists`` for another one under a served name; ``InvalidSpaceDefinition``
+        naming the path inside the definition. Takes seconds (the server builds the
+        space's model)."""
+        resp = self._call("RegisterSpace", rq.register_space_request(definition))
+        return rq.learn_space(rq.parse_space(resp))
+
     def list_devices(self, space: str = "") -> list[DeviceInfo]:
         resp = self._call("ListDevices", pb.ListDevicesRequest(space=space))
         return [rq.parse_device(d) for d in resp.devices]

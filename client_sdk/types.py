@@ -20,6 +20,9 @@ class SpaceInfo:
     table_devices: tuple[str, ...]
     accuracy_metrics: tuple[str, ...]
     example_arch: str
+    #: the space-language definition (canonical JSON); "" for the bundled benchmark spaces
+    definition: str = ""
+    owner: str = ""
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from oracle_server.predictor import LatencyModel, build_model, tree_tables
 from oracle_server.registry import Registry
 from oracle_server.servicer import OracleServicer
 from oracle_server.settings import Settings
+from oracle_server.space_catalog import SpaceCatalog
 from oracle_server.store import DeviceStore
 from oracle_server.tenants import Tenancy
 
@@ -196,6 +197,14 @@ class App:
                 max_batch=s.max_batch,
                 max_devices_per_request=s.max_devices_per_request,
             )
+            catalog = SpaceCatalog(
+                store, lambda name: build_model(name, cache_dir=s.resolved_cache_dir),
+                self.registry)
+            oracle.catalog = catalog
+            store.before_sync = catalog.sync
+            spaces = catalog.sync()  # spaces registered from definitions, before devices
+            if spaces:
+                log.info("registered spaces loaded", extra={"spaces": spaces})
             loaded = store.load_registered()
             # Catch up with what other replicas wrote while this one was fitting heads (a
             # restart under load): a replica turns SERVING with a current device map.

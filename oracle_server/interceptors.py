@@ -50,7 +50,8 @@ from oracle_server.tenants import Authenticator, Caller, Tenancy, audit, reset_c
 log = logging.getLogger(__name__)
 
 ORACLE_SERVICE = "latency_oracle.v1.LatencyOracle"
-WRITE_METHODS = frozenset({"RegisterDevice", "AddMeasurements", "DeleteDevice"})
+WRITE_METHODS = frozenset({"RegisterDevice", "AddMeasurements", "DeleteDevice",
+                           "RegisterSpace"})
 #: RPCs charged work (architectures x devices) and so admitted under the work limit.
 WORK_METHODS = frozenset({"Rank"})
 SPACE_RE = NAME_RE

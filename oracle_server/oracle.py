@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -25,6 +26,9 @@ from oracle_server.predictor.references import suggest_next
 from oracle_server.ranking import order
 from oracle_server.registry import Receipt
 from oracle_server.store import Device, DeviceStore, Snapshot
+
+if TYPE_CHECKING:
+    from oracle_server.space_catalog import SpaceCatalog
 
 PREDICT_CHUNK = 16_384  # rows per proxy evaluation on the general path
 
@@ -66,6 +70,8 @@ class Oracle:
         predict_chunk: int = PREDICT_CHUNK,
     ) -> None:
         self.store = store
+        #: spaces registered from definitions (``space_catalog.SpaceCatalog``; set by the app)
+        self.catalog: SpaceCatalog | None = None
         self.max_batch = max_batch
         self.max_devices_per_request = max_devices_per_request
         self.predict_chunk = predict_chunk

@@ -17,6 +17,7 @@ each other cannot both commit (the id is the table's primary key). Records older
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -35,6 +36,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    Text,
     UniqueConstraint,
     create_engine,
     delete,
@@ -83,6 +85,18 @@ class MeasurementRow(Base):
     )
     genes: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)  # uint8 per gene
     latency_ms: Mapped[float] = mapped_column(Float, nullable=False)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class SpaceRow(Base):
+    """A search space registered from a definition (``RegisterSpace``): its canonical JSON."""
+
+    __tablename__ = "oracle_spaces"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    definition: Mapped[str] = mapped_column(Text, nullable=False)
+    fingerprint: Mapped[str] = mapped_column(String(64), nullable=False)  # sha256 hex
+    owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
 
 
@@ -346,6 +360,36 @@ class Registry:
         return int(result.rowcount or 0)
 
     # ------------------------------------------------------------------- reads
+    # ------------------------------------------------------------------ spaces
+    def create_space(self, name: str, definition: str, owner: str | None = None) -> bool:
+        """Record a space definition (canonical JSON). True if recorded now, False if the
+        same definition was already there; ``AlreadyExists`` for another definition under
+        that name (a changed definition is a new space: spaces are versioned by name)."""
+        fingerprint = hashlib.sha256(definition.encode()).hexdigest()
+        for _ in range(2):  # a concurrent registration of the same name: compare with it
+            with self._session("register_space") as s:
+                row = s.get(SpaceRow, name)
+                if row is not None:
+                    if row.fingerprint == fingerprint:
+                        return False
+                    raise AlreadyExists(f"space '{name}' is registered with another "
+                                        f"definition; register the changed one under a new "
+                                        f"name (e.g. '{name}_v2')")
+            try:
+                with self._session("register_space") as s:
+                    s.add(SpaceRow(name=name, definition=definition, fingerprint=fingerprint,
+                                   owner=owner, created_at=_now()))
+                return True
+            except AlreadyExists:
+                continue
+        raise AlreadyExists(f"space '{name}' was registered concurrently; retry")
+
+    def load_spaces(self) -> dict[str, tuple[str, str | None]]:
+        """{name: (canonical definition JSON, owner)} of every registered space."""
+        with self._session("load_spaces") as s:
+            rows = s.execute(select(SpaceRow.name, SpaceRow.definition, SpaceRow.owner)).all()
+        return {name: (definition, owner) for name, definition, owner in rows}
+
     def snapshot_revisions(self) -> dict[tuple[str, str], int]:
         """{(space, name): revision} of every registered device (one small query)."""
         with self._session("poll") as s:

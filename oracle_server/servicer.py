@@ -18,6 +18,7 @@ from google.protobuf.message import Message
 from client_sdk.errors import (
     REQUEST_ID_RE,
     DeviceNotFound,
+    FailedPrecondition,
     InvalidArgument,
     LimitExceeded,
     OracleError,
@@ -56,8 +57,12 @@ def device_pb(device: Device) -> pb.Device:
     )
 
 
-def space_pb(space: SearchSpace, devices: list[str]) -> pb.SearchSpace:
+def space_pb(space: SearchSpace, devices: list[str], owner: str | None = None
+             ) -> pb.SearchSpace:
+    definition = getattr(space, "definition", None)
     return pb.SearchSpace(
+        definition=definition.canonical_json() if definition is not None else "",
+        owner=owner or "",
         name=space.name,
         description=space.description,
         num_genes=space.num_genes,
@@ -151,10 +156,27 @@ class OracleServicer(pb_grpc.LatencyOracleServicer):
     def ListSearchSpaces(self, request, context):
         oracle = self.oracle
         spaces = []
-        for name, model in oracle.models.items():
-            table = [d.name for d in oracle.list_devices(name) if d.source == "table"]
-            spaces.append(space_pb(model.space, table))
+        for name in oracle.models:
+            spaces.append(self._space_message(oracle, name))
         return pb.ListSearchSpacesResponse(spaces=spaces)
+
+    def GetSearchSpace(self, request, context):
+        return self._space_message(self.oracle, request.name)
+
+    def RegisterSpace(self, request, context):
+        oracle = self.oracle
+        if oracle.catalog is None:
+            raise FailedPrecondition("this server does not register spaces")
+        owner = self._tenancy.owner_for(current_caller())
+        space = oracle.catalog.register(request.definition, owner)
+        return self._space_message(oracle, space.name)
+
+    @staticmethod
+    def _space_message(oracle: Oracle, name: str) -> pb.SearchSpace:
+        space = oracle.space(name)  # SpaceNotFound
+        table = [d.name for d in oracle.list_devices(name) if d.source == "table"]
+        owner = oracle.catalog.owner(name) if oracle.catalog is not None else None
+        return space_pb(space, table, owner)
 
     # ------------------------------------------------------------------ tenancy
     def _visible(self, device: Device) -> bool:

@@ -21,7 +21,7 @@ import datetime as dt
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -135,6 +135,9 @@ class DeviceStore:
         self._table_preds: dict[DeviceKey, TablePrediction] = {}
         self._poll_stop: threading.Event | None = None
         self._poller: threading.Thread | None = None
+        #: run first by every ``sync`` (the space catalog: spaces other replicas registered
+        #: must be served before their devices can be loaded); returns changes applied
+        self.before_sync: Callable[[], int] | None = None
         self._update_gauges()
 
     @classmethod
@@ -147,6 +150,13 @@ class DeviceStore:
         for device in devices:
             store.add_device(device)
         return store
+
+    def install_model(self, space: str, model: LatencyModel) -> None:
+        """Serve a new space (registered from a definition): no table devices."""
+        with self._lock:
+            models = dict(self.models)
+            models[space] = model
+            self.models = models
 
     # ---------------------------------------------------------------- lookup
     def model(self, space: str) -> LatencyModel:
@@ -309,11 +319,11 @@ class DeviceStore:
         """Pick up registrations/deletions by other replicas; returns changes applied."""
         if self.registry is None:
             return 0
+        changes = self.before_sync() if self.before_sync is not None else 0
         # Local state first: a device registered here after the database snapshot is not in
         # it and must not be mistaken for one deleted elsewhere (read-your-writes).
         local = {k: d for k, d in self._snapshot.devices.items() if d.source == REGISTERED}
         remote = self.registry.snapshot_revisions()
-        changes = 0
         for key, rev in remote.items():
             current = local.get(key)
             if key[0] in self.models and (current is None or current.revision != rev):

@@ -27,6 +27,14 @@ _LOCK = threading.Lock()
 __all__ = ["GENE_DTYPE", "SearchSpace", "Table", "get_space", "list_spaces", "register_space"]
 
 
+def forget_space(name: str) -> None:
+    """Drop a space registered in this process (a registration rolled back); the bundled
+    and shipped spaces stay."""
+    with _LOCK:
+        if name not in _SPACES and name not in shipped_definitions():
+            _INSTANCES.pop(name, None)
+
+
 def shipped_definitions() -> dict[str, str]:
     """Name -> YAML text of the definitions shipped with the package."""
     folder = resources.files("client_sdk.spaces") / "definitions"

@@ -24,7 +24,7 @@ class ListSearchSpacesRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class SearchSpace(_message.Message):
-    __slots__ = ("name", "description", "num_genes", "cardinalities", "gene_names", "num_architectures", "space_size", "table_devices", "accuracy_metrics", "example_arch")
+    __slots__ = ("name", "description", "num_genes", "cardinalities", "gene_names", "num_architectures", "space_size", "table_devices", "accuracy_metrics", "example_arch", "definition", "owner")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     NUM_GENES_FIELD_NUMBER: _ClassVar[int]
@@ -35,6 +35,8 @@ class SearchSpace(_message.Message):
     TABLE_DEVICES_FIELD_NUMBER: _ClassVar[int]
     ACCURACY_METRICS_FIELD_NUMBER: _ClassVar[int]
     EXAMPLE_ARCH_FIELD_NUMBER: _ClassVar[int]
+    DEFINITION_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
     name: str
     description: str
     num_genes: int
@@ -45,7 +47,21 @@ class SearchSpace(_message.Message):
     table_devices: _containers.RepeatedScalarFieldContainer[str]
     accuracy_metrics: _containers.RepeatedScalarFieldContainer[str]
     example_arch: str
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., num_genes: _Optional[int] = ..., cardinalities: _Optional[_Iterable[int]] = ..., gene_names: _Optional[_Iterable[str]] = ..., num_architectures: _Optional[int] = ..., space_size: _Optional[str] = ..., table_devices: _Optional[_Iterable[str]] = ..., accuracy_metrics: _Optional[_Iterable[str]] = ..., example_arch: _Optional[str] = ...) -> None: ...
+    definition: str
+    owner: str
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., num_genes: _Optional[int] = ..., cardinalities: _Optional[_Iterable[int]] = ..., gene_names: _Optional[_Iterable[str]] = ..., num_architectures: _Optional[int] = ..., space_size: _Optional[str] = ..., table_devices: _Optional[_Iterable[str]] = ..., accuracy_metrics: _Optional[_Iterable[str]] = ..., example_arch: _Optional[str] = ..., definition: _Optional[str] = ..., owner: _Optional[str] = ...) -> None: ...
+
+class RegisterSpaceRequest(_message.Message):
+    __slots__ = ("definition",)
+    DEFINITION_FIELD_NUMBER: _ClassVar[int]
+    definition: str
+    def __init__(self, definition: _Optional[str] = ...) -> None: ...
+
+class GetSearchSpaceRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
 
 class ListSearchSpacesResponse(_message.Message):
     __slots__ = ("spaces",)

@@ -79,6 +79,16 @@ class LatencyOracleStub:
                 request_serializer=client__sdk_dot_proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.CompareDevicesRequest.SerializeToString,
                 response_deserializer=client__sdk_dot_proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.CompareDevicesResponse.FromString,
                 _registered_method=True)
+        self.RegisterSpace = channel.unary_unary(
+                '/latency_oracle.v1.LatencyOracle/RegisterSpace',
+                request_serializer=client__sdk_dot_proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.RegisterSpaceRequest.SerializeToString,
+                response_deserializer=client__sdk_dot_proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.SearchSpace.FromString,
+                _registered_method=True)
+        self.GetSearchSpace = channel.unary_unary(
+                '/latency_oracle.v1.LatencyOracle/GetSearchSpace',
+                request_serializer=client__sdk_dot_proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.GetSearchSpaceRequest.SerializeToString,
+                response_deserializer=client__sdk_dot_proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.SearchSpace.FromString,
+                _registered_method=True)
 
 
 class LatencyOracleServicer:
@@ -148,6 +158,23 @@ class LatencyOracleServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RegisterSpace(self, request, context):
+        """Register a search space from a definition in the space language (YAML or JSON; see
+        client_sdk/spaces/language.py) (write RPC). Idempotent: the same definition again returns
+        the space; another definition under a registered name is ALREADY_EXISTS. The space has no
+        measured table: devices are registered on it from measurements (RegisterDevice).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSearchSpace(self, request, context):
+        """One space, with its definition (empty for the bundled benchmark spaces).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LatencyOracleServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -195,6 +222,16 @@ def add_LatencyOracleServicer_to_server(servicer, server):
                     servicer.CompareDevices,
                     request_deserializer=client__sdk_dot_proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.CompareDevicesRequest.FromString,
                     response_serializer=client__sdk_dot_proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.CompareDevicesResponse.SerializeToString,
+            ),
+            'RegisterSpace': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegisterSpace,
+                    request_deserializer=client__sdk_dot_proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.RegisterSpaceRequest.FromString,
+                    response_serializer=client__sdk_dot_proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.SearchSpace.SerializeToString,
+            ),
+            'GetSearchSpace': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSearchSpace,
+                    request_deserializer=client__sdk_dot_proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.GetSearchSpaceRequest.FromString,
+                    response_serializer=client__sdk_dot_proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.SearchSpace.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -440,6 +477,60 @@ class LatencyOracle:
             '/latency_oracle.v1.LatencyOracle/CompareDevices',
             client__sdk_dot_proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.CompareDevicesRequest.SerializeToString,
             client__sdk_dot_proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.CompareDevicesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RegisterSpace(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/latency_oracle.v1.LatencyOracle/RegisterSpace',
+            client__sdk_dot_proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.RegisterSpaceRequest.SerializeToString,
+            client__sdk_dot_proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.SearchSpace.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSearchSpace(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/latency_oracle.v1.LatencyOracle/GetSearchSpace',
+            client__sdk_dot_proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.GetSearchSpaceRequest.SerializeToString,
+            client__sdk_dot_proto_dot_latency__oracle_dot_v1_dot_oracle__pb2.SearchSpace.FromString,
             options,
             channel_credentials,
             insecure,
