@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import math
@@ -468,6 +469,18 @@ COMMANDS = {
 }
 
 
+def _learn_space(client: OracleClient, space: str) -> None:
+    """A space registered on the server from a definition but unknown here: fetch its
+    definition so strings parse, genes validate and torch builds locally (best effort: the
+    command reports an unknown space itself)."""
+    from client_sdk._requests import local_space
+
+    name = space.partition("/")[0]
+    if name and local_space(name) is None:
+        with contextlib.suppress(OracleClientError):
+            client.get_space(name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "device":
@@ -477,6 +490,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
     try:
         with _client(args) as client:
+            _learn_space(client, getattr(args, "space", "") or "")
             COMMANDS[args.command](args, client)
     except OracleClientError as exc:
         print(f"oracle: {exc.code.name}: {exc.message}", file=sys.stderr)
