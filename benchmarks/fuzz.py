@@ -139,7 +139,19 @@ def template(method: str, rng: random.Random) -> Any:
             name=name, space="nasbench201", archs=_genes(rng, n), latency_ms=lat),
         "DeleteDevice": lambda: pb.DeleteDeviceRequest(name=name, space="nasbench201"),
         "CompareDevices": lambda: pb.CompareDevicesRequest(a=dev, b="pixel3", space="nasbench201"),
+        "GetSearchSpace": lambda: pb.GetSearchSpaceRequest(
+            name=rng.choice(("nasbench201", "fz_space", "nope"))),
+        # one fixed valid definition: registered once, then answered idempotently
+        "RegisterSpace": lambda: pb.RegisterSpaceRequest(definition=FUZZ_SPACE),
     }[method]()
+
+
+FUZZ_SPACE = (
+    '{"name": "fz_space", "input": {"resolution": 32}, '
+    '"stem": [{"op": "conv", "out": 8, "kernel": 3, "stride": 2}], '
+    '"stages": [{"out": 8, "depth": [1, 2], "choose": {"kernel": [3, 5]}}], '
+    '"head": [{"op": "pool"}, {"op": "linear", "out": 10}]}'
+)
 
 
 def perturb(msg: Any, rng: random.Random) -> Any:

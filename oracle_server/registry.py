@@ -409,7 +409,13 @@ class Registry:
     def load_all(self) -> list[StoredDevice]:
         with self._session("load_all") as s:
             ids = list(s.scalars(select(DeviceRow.id).order_by(DeviceRow.id)))
-        return [self._load_one(i) for i in ids]
+        out = []
+        for i in ids:  # a device another replica deletes meanwhile is simply not loaded
+            try:
+                out.append(self._load_one(i))
+            except DeviceNotFound:
+                continue
+        return out
 
     def _load_one(self, device_id: int) -> StoredDevice:
         with self._session("load") as s:
