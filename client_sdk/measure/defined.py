@@ -4,7 +4,9 @@ One module per layer group of ``DefinedSpace.walk``, so the executed layers are 
 ``DefinedSpace.layers`` lists (checked by ``tests/unit/test_space_language.py``): convs with
 folded BN and a fused activation, inverted residuals with an optional squeeze-excite (pool,
 two linears, a gate multiply) and a channel shuffle for grouped 1x1 convs, skips, global
-pooling and the classifier.
+pooling and linears (``bias`` and ``act`` as defined: a bias-free "feature mix" linear with
+an activation before the classifier, as OFA-MobileNetV3 has). A ``skip`` that changes the
+shape is a strided 1x1 conv with BN and the block's activation (as FBNet's).
 """
 
 from __future__ import annotations
@@ -76,10 +78,12 @@ def layer_group(b: Block, c_in: int, c_out: int, stride: int) -> nn.Module:
     if b.op == "pool":
         return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
     if b.op == "linear":
-        return nn.Linear(c_in, c_out)
+        lin = nn.Linear(c_in, c_out, bias=b.bias)
+        return lin if b.act == "none" else nn.Sequential(lin, _ACTS[b.act]())
     if b.op == "skip":
-        return nn.Identity() if c_in == c_out and stride == 1 else conv_bn(c_in, c_out, 1,
-                                                                            stride)
+        if c_in == c_out and stride == 1:
+            return nn.Identity()
+        return conv_bn(c_in, c_out, 1, stride, act=b.act)
     if b.op == "conv":
         return conv_bn(c_in, c_out, b.kernel, stride, b.groups, b.act)
     return MBConv(b, c_in, c_out, stride)

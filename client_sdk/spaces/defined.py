@@ -3,9 +3,9 @@
 Genes, in order: ``resolution`` and ``width`` (when they are choices), ``depth{s}`` (per
 stage with a depth choice), then one group per choice key (``op``, ``kernel``, ``expand``,
 ...) with one gene per block position that chooses it (``kernel{p}``, ``p`` counting the
-blocks of every stage at its largest depth). Blocks past a stage's depth are inactive and
-their genes canonicalised to 0, as are the choice genes of a block whose candidate is
-``skip``.
+blocks of every stage at its largest depth); ``gene_prefix`` renames a group's genes.
+Blocks past a stage's depth are inactive and their genes canonicalised to 0, as are the
+choice genes of a block whose candidate is ``skip``.
 
 Descriptors follow ``spaces.layers`` (one layer list per architecture) and are served as
 per-(global choice, position, block choice) tables plus a fixed part, so a batch costs one
@@ -104,22 +104,23 @@ class DefinedSpace(SearchSpace):
         self.definition = d = definition
         self.name = d.name
         self.description = d.description
+        prefix = {k: d.gene_prefix.get(k, k) for k in ("resolution", "width", "depth")}
         names: list[str] = []
         choices: list[tuple] = []  # raw values per gene
         self._res_gene = self._width_gene = None
         if len(d.resolutions) > 1:
             self._res_gene = len(names)
-            names.append("resolution")
+            names.append(prefix["resolution"])
             choices.append(d.resolutions)
         if len(d.widths) > 1:
             self._width_gene = len(names)
-            names.append("width")
+            names.append(prefix["width"])
             choices.append(d.widths)
         self._depth_genes: dict[int, int] = {}
         for s, st in enumerate(d.stages):
             if len(st.depths) > 1:
                 self._depth_genes[s] = len(names)
-                names.append(f"depth{s}")
+                names.append(f"{prefix['depth']}{s}")
                 choices.append(st.depths)
         slots = [(s, b) for s, st in enumerate(d.stages) for b in range(st.max_depth)]
         per_pos: list[dict[str, int]] = [{} for _ in slots]
@@ -137,7 +138,7 @@ class DefinedSpace(SearchSpace):
                     if values is None:
                         continue
                 per_pos[p][key] = len(names)
-                names.append(f"{key}{p}")
+                names.append(f"{d.gene_prefix.get(key, key)}{p}")
                 choices.append(values)
         self.positions = tuple(
             Position(s, b, tuple(per_pos[p].values()), tuple(per_pos[p]))
@@ -234,11 +235,18 @@ class DefinedSpace(SearchSpace):
     def _string_groups(self) -> list[tuple[str, list[int]]]:
         return self._groups()
 
+    @functools.cached_property
+    def _string_keys(self) -> dict[str, str]:
+        """Group -> its key in the keyed string form (``format.keys``, else the group)."""
+        keys = self.definition.format_keys
+        return {g: keys.get(g, g) for g, _ in self._string_groups}
+
     def format(self, genes: np.ndarray) -> str:
         parts = []
+        keys = self._string_keys
         for key, cols in self._string_groups:
             vals = "-".join(self.choices[j][int(genes[j])] for j in cols)
-            parts.append(vals if self.definition.format == "joined" else f"{key}={vals}")
+            parts.append(vals if self.definition.format == "joined" else f"{keys[key]}={vals}")
         return " ".join(parts)
 
     def parse(self, arch: str, index: int = 0) -> np.ndarray:
@@ -253,14 +261,18 @@ class DefinedSpace(SearchSpace):
                                           f"{len(tokens)}", index=index)
         else:
             given = {}
+            external = self._string_keys
+            internal = {k: g for g, k in external.items()}
             for tok in tokens:
                 key, eq, vals = tok.partition("=")
-                if not eq or key not in dict(groups) or key in given:
+                group = internal.get(key)
+                if not eq or group is None or group in given:
                     raise InvalidArchitecture(
                         f"bad token '{tok[:40]}' (expected each of "
-                        f"{', '.join(k + '=...' for k, _ in groups)} once)", index=index)
-                given[key] = vals
-            missing = [k for k, _ in groups if k not in given]
+                        f"{', '.join(external[k] + '=...' for k, _ in groups)} once)",
+                        index=index)
+                given[group] = vals
+            missing = [external[k] for k, _ in groups if k not in given]
             if missing:
                 raise InvalidArchitecture(f"missing {', '.join(m + '=' for m in missing)}",
                                           index=index)
@@ -268,7 +280,8 @@ class DefinedSpace(SearchSpace):
         for key, cols in groups:
             vals = given[key].split("-")
             if len(vals) != len(cols):
-                raise InvalidArchitecture(f"'{key}' needs {len(cols)} value(s) joined by '-', "
+                shown = self._string_keys[key] if self.definition.format == "keyed" else key
+                raise InvalidArchitecture(f"'{shown}' needs {len(cols)} value(s) joined by '-', "
                                           f"got {len(vals)}", index=index, gene=cols[0])
             for j, v in zip(cols, vals, strict=True):
                 out[j] = lookup_choice(v, self.choices[j], index, j, self.gene_names[j])
@@ -294,18 +307,27 @@ class DefinedSpace(SearchSpace):
         return rules
 
     def canonicalize(self, genes: np.ndarray) -> np.ndarray:
-        g = genes.copy()
+        """Genes of inactive blocks, and the other genes of a block whose op is ``skip``, set
+        to 0: one keep-mask built column by column, then one multiply."""
+        g = np.asarray(genes)
+        keep: np.ndarray | None = None
+        depths: dict[int, np.ndarray] = {}  # depth gene -> the depth of each row
         for dgene, b, cols, op_gene, skip in self._canon:
             if not cols:
                 continue
+            drop = []
             if dgene is not None:
-                st_depths = np.asarray(self._values[dgene])
-                inactive = st_depths[g[:, dgene].astype(np.int64)] <= b
-                g[np.ix_(inactive, cols)] = 0
+                if dgene not in depths:
+                    depths[dgene] = np.asarray(self._values[dgene]).take(g[:, dgene])
+                drop.append((cols, depths[dgene] > b))
             if op_gene is not None and skip is not None and skip.any() and len(cols) > 1:
-                is_skip = skip[g[:, op_gene].astype(np.int64)]
-                g[np.ix_(is_skip, cols[1:])] = 0
-        return g
+                drop.append((cols[1:], ~skip.take(g[:, op_gene])))
+            for which, active in drop:
+                if keep is None:
+                    keep = np.ones(g.shape, dtype=bool)
+                for c in which:
+                    keep[:, c] &= active
+        return g.copy() if keep is None else g * keep
 
     # ------------------------------------------------------------ descriptors
     @functools.cached_property
@@ -322,40 +344,78 @@ class DefinedSpace(SearchSpace):
         return build_tables(self)
 
     def descriptors(self, genes: np.ndarray, matrix: np.ndarray | None = None) -> np.ndarray:
-        g = np.asarray(genes).astype(np.int64, copy=False)
-        flat, fixed, offsets, radix = self._tables
+        flat, fixed, _, _ = self._tables
         if matrix is not None:
             flat, fixed = flat @ matrix, fixed @ matrix
-        gc = self._global_code(g)
-        per_combo = offsets[-1]
+        return self._gather(flat, fixed, genes)
+
+    @functools.cached_property
+    def _cost_tables(self) -> tuple[np.ndarray, np.ndarray]:
+        """The tables folded to (MACs, params) columns, for ``flops`` / ``params``."""
+        flat, fixed, _, _ = self._tables
+        m = np.zeros((flat.shape[1], 2))
+        m[0, 0] = m[1, 0] = m[2, 1] = 1.0
+        return flat @ m, fixed @ m
+
+    def _gather(self, flat: np.ndarray, fixed: np.ndarray, genes: np.ndarray) -> np.ndarray:
+        """``fixed[global] + sum_p flat[row of position p]`` for a batch: one (n, D) gather
+        per position from contiguous gene columns (no (n, positions, D) intermediate);
+        inactive blocks gather the all-zero last row."""
+        _, _, offsets, radix = self._tables
+        cols = np.ascontiguousarray(np.asarray(genes).T)  # (genes, n), the genes' int dtype
+        if cols.dtype.kind not in "iu":
+            cols = cols.astype(np.int64)
+        n = cols.shape[1]
+        per_combo = int(offsets[-1])
         zero = flat.shape[0] - 1
-        out = fixed[gc].copy()
+        base = None  # per-row offset of the global (resolution, width) combination
+        if self._res_gene is not None or self._width_gene is not None:
+            base = self._global_code_cols(cols) * per_combo
+            out = fixed.take(base // per_combo, axis=0)
+        else:
+            out = np.empty((n, flat.shape[1]))
+            out[:] = fixed[0]
+        active: dict[int, np.ndarray] = {}  # stage -> its depth per row
+        for s, j in self._depth_genes.items():
+            active[s] = np.asarray(self._values[j], dtype=np.int64).take(cols[j])
         for p, pos in enumerate(self.positions):
-            code = np.zeros(len(g), dtype=np.int64)
-            for j, r in zip(pos.genes, radix[p], strict=True):
-                code += g[:, j] * r
-            idx = gc * per_combo + offsets[p] + code
-            dgene = self._depth_genes.get(pos.stage)
-            if dgene is not None:
-                active = np.asarray(self._values[dgene])[g[:, dgene]] > pos.index
-                idx = np.where(active, idx, zero)
+            lo = int(offsets[p])
+            if not pos.genes:
+                code = np.zeros(n, dtype=np.int64)
+            elif len(pos.genes) == 1:
+                code = cols[pos.genes[0]]
+            else:
+                code = cols[pos.genes[0]].astype(np.int64) * radix[p][0]
+                for j, r in zip(pos.genes[1:], radix[p][1:], strict=True):
+                    code += np.multiply(cols[j], r, dtype=np.int64) if r != 1 else cols[j]
+            depth = active.get(pos.stage)
+            if base is None and depth is None:
+                out += flat[lo:int(offsets[p + 1])].take(code, axis=0)
+                continue
+            idx = np.add(code, lo, dtype=np.int64) if base is None else base + lo + code
+            if depth is not None:
+                idx = np.where(depth > pos.index, idx, zero)
             out += flat.take(idx, axis=0)
         return out
 
     def _global_code(self, g: np.ndarray) -> np.ndarray:
-        code = np.zeros(len(g), dtype=np.int64)
+        """(n,) index of each row's global (resolution, width) combination; ``g`` (n, genes)."""
+        return self._global_code_cols(np.asarray(g).T)
+
+    def _global_code_cols(self, cols: np.ndarray) -> np.ndarray:
+        """``_global_code`` from gene *columns* (genes, n)."""
+        code = np.zeros(cols.shape[1], dtype=np.int64)
         if self._res_gene is not None:
-            code += g[:, self._res_gene] * len(self.definition.widths)
+            code += cols[self._res_gene] * len(self.definition.widths)
         if self._width_gene is not None:
-            code += g[:, self._width_gene]
+            code += cols[self._width_gene]
         return code
 
     def flops(self, genes: np.ndarray) -> np.ndarray:
-        d = self.descriptors(genes)
-        return d[:, 0] + d[:, 1]
+        return self._gather(*self._cost_tables, genes)[:, 0]
 
     def params(self, genes: np.ndarray) -> np.ndarray:
-        return self.descriptors(genes)[:, 2]
+        return self._gather(*self._cost_tables, genes)[:, 1]
 
     # ----------------------------------------------------------------- table
     @property
@@ -377,7 +437,7 @@ def fixed_layers(b: Block, c_in: int, c_out: int, stride: int, size: int) -> lis
     if b.op == "pool":
         return [global_pool(c_in, size)]
     if b.op == "linear":
-        return [linear(c_in, c_out)]
+        return [linear(c_in, c_out, bias=b.bias)]
     return block_layers(b, c_in, c_out, stride, size)
 
 
@@ -487,6 +547,15 @@ def check_consistency(d: Definition) -> DefinedSpace:
     sp = DefinedSpace(d)
     if sp.num_genes == 0:
         raise InvalidSpaceDefinition("stages", "the space has no choice at all")
+    groups = [g for g, _ in sp._groups()]
+    for what, mapping in (("format.keys", d.format_keys), ("gene_prefix", d.gene_prefix)):
+        for g in mapping:
+            if g not in groups:
+                raise InvalidSpaceDefinition(f"{what}.{g}", f"the space has no '{g}' genes "
+                                             f"(its gene groups: {', '.join(groups)})")
+    if len(set(sp.gene_names)) != len(sp.gene_names):
+        dup = next(n for i, n in enumerate(sp.gene_names) if n in sp.gene_names[:i])
+        raise InvalidSpaceDefinition("gene_prefix", f"gene name {dup!r} is given twice")
     if sp.num_genes > MAX_GENES:
         raise InvalidSpaceDefinition("stages", f"{sp.num_genes} genes; at most {MAX_GENES}")
     rows = len(d.resolutions) * len(d.widths) * sum(

@@ -24,14 +24,28 @@ head:
   - {op: conv, out: 1280, kernel: 1, act: relu6}
   - {op: pool}
   - {op: linear, out: 1000}
+format: keyed                     # or joined, or {style: keyed, keys: {resolution: r}}
+gene_prefix: {op: block}          # optional: gene names block0.. instead of op0..
 ```
 
-Operations: ``conv`` (kernel, stride, groups, act, bn), ``mbconv`` (inverted residual:
+Operations: ``conv`` (kernel, stride, groups, act; BN folded), ``mbconv`` (inverted residual:
 expand, kernel, groups of the 1x1 convs with a channel shuffle when > 1, se, act,
 ``expand_conv: auto|always``: ``auto`` omits the 1x1 expansion when ``expand`` is 1, as
 MobileNet-V2 does), ``skip`` (identity, or a strided 1x1 conv where the shape changes),
-``pool`` (global average pooling), ``linear`` (out). A residual add joins a block whose
-input and output shapes match. Everything the product needs — genes, strings, validation,
+``pool`` (global average pooling), ``linear`` (out; ``bias: true|false``, default true;
+``act``, default ``none``; head only). A residual add joins a block whose input and output
+shapes match.
+
+String forms (``format``): ``keyed`` gives one ``key=v-v-..`` token per gene group
+(``resolution``, ``width``, ``depth``, then the choice keys in gene order), ``joined`` the
+groups' values joined by '-' and separated by spaces, no keys. The mapping form
+``{style: keyed, keys: {resolution: r, depth: d}}`` renames the keys of the string (here
+``r=224 d=2-3-4 ...``); groups not listed keep their name.
+
+Gene names (``gene_prefix``): a gene is named after its group, ``resolution``, ``width``,
+``depth{s}`` or ``{key}{p}`` (``op``, ``kernel``, ...); ``gene_prefix: {op: block}`` names
+the op genes ``block0, block1, ...`` instead (``resolution`` / ``width`` are renamed
+whole). Names must stay unique. Everything the product needs — genes, strings, validation,
 sampling, layer lists, descriptors, FLOPs, the torch network — derives from the definition
 (``spaces.defined.DefinedSpace``, ``measure.defined``).
 
@@ -52,7 +66,7 @@ from client_sdk.errors import InvalidSpaceDefinition
 
 MAX_DEFINITION_BYTES = 256 * 1024
 MAX_GENES = 512
-MAX_CHOICES = 1024  # per gene (genes are int16)
+MAX_CHOICES = 256  # per gene: packed genes travel as one byte each (oracle.proto)
 MAX_BLOCKS = 256
 MAX_CHANNELS = 1 << 16
 OPS = ("conv", "mbconv", "skip", "pool", "linear")
@@ -61,6 +75,8 @@ BLOCK_FIELDS = {"op", "kernel", "expand", "groups", "se", "act", "expand_conv", 
 CHOOSABLE = ("op", "kernel", "expand", "groups", "se", "act")
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _LABEL = re.compile(r"^[A-Za-z0-9_.+]{1,32}$")
+_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,31}$")
+GROUP_KEYS = ("resolution", "width", "depth", *CHOOSABLE)
 
 
 @dataclass(frozen=True)
@@ -76,6 +92,7 @@ class Block:
     expand_conv: str = "auto"
     stride: int = 1
     out: int = 0
+    bias: bool = True  # linear only
 
 
 @dataclass(frozen=True)
@@ -105,6 +122,8 @@ class Definition:
     head: tuple[Block, ...]
     format: str  # "keyed" | "joined"
     source: Mapping[str, Any] = field(repr=False, default_factory=dict)
+    format_keys: Mapping[str, str] = field(default_factory=dict)  # group -> string key
+    gene_prefix: Mapping[str, str] = field(default_factory=dict)  # group -> gene name prefix
 
     def canonical_json(self) -> str:
         """The definition as canonical JSON: the identity of a registered space."""
@@ -226,11 +245,56 @@ def check_field(key: str, v: Any, path: str) -> Any:
 
 
 def _fixed_layer(d: Any, path: str) -> Block:
-    _keys(d, path, BLOCK_FIELDS | {"stride", "out"}, ("op",))
-    vals = {k: check_field(k, v, f"{path}.{k}") for k, v in d.items() if k != "name"}
+    _keys(d, path, BLOCK_FIELDS | {"stride", "out", "bias"}, ("op",))
+    vals = {k: check_field(k, v, f"{path}.{k}") for k, v in d.items()
+            if k not in ("name", "bias")}
     if vals["op"] in ("conv", "linear", "mbconv") and "out" not in vals:
         raise InvalidSpaceDefinition(f"{path}.out", f"is required for op {vals['op']}")
+    if "bias" in d:
+        if vals["op"] != "linear":
+            raise InvalidSpaceDefinition(f"{path}.bias", f"only a linear takes 'bias', not "
+                                         f"{vals['op']}")
+        if not isinstance(d["bias"], bool):
+            raise InvalidSpaceDefinition(f"{path}.bias", f"must be true or false, got "
+                                         f"{d['bias']!r}")
+        vals["bias"] = d["bias"]
+    if vals["op"] == "linear":
+        vals.setdefault("act", "none")
     return Block(**vals)
+
+
+def _format(v: Any) -> tuple[str, dict[str, str]]:
+    """``format``: ``keyed`` | ``joined`` | ``{style: keyed|joined, keys: {group: key}}``."""
+    if isinstance(v, str):
+        style, keys = v, {}
+    else:
+        d = _keys(v, "format", {"style", "keys"}, ("style",))
+        style, keys = d["style"], _keys(d.get("keys", {}), "format.keys", set(GROUP_KEYS))
+    path = "format" if isinstance(v, str) else "format.style"
+    if style not in ("keyed", "joined"):
+        raise InvalidSpaceDefinition(path, f"must be 'keyed' or 'joined', got {style!r}")
+    if keys and style != "keyed":
+        raise InvalidSpaceDefinition("format.keys", "only a keyed format has keys")
+    seen: dict[str, str] = {}
+    for group, key in keys.items():
+        if not isinstance(key, str) or not _KEY.match(key):
+            raise InvalidSpaceDefinition(f"format.keys.{group}", "must be 1-32 characters of "
+                                         f"[A-Za-z0-9_] starting with a letter, got {key!r}")
+        if key in seen:
+            raise InvalidSpaceDefinition(f"format.keys.{group}", f"key {key!r} is also the "
+                                         f"key of {seen[key]!r}")
+        seen[key] = group
+    return style, dict(keys)
+
+
+def _gene_prefix(v: Any) -> dict[str, str]:
+    """``gene_prefix``: ``{group: prefix}``, e.g. ``{op: block}``."""
+    d = _keys(v, "gene_prefix", set(GROUP_KEYS))
+    for group, prefix in d.items():
+        if not isinstance(prefix, str) or not _NAME.match(prefix) or len(prefix) > 32:
+            raise InvalidSpaceDefinition(f"gene_prefix.{group}", "must match "
+                                         f"[a-z][a-z0-9_]{{0,31}}, got {prefix!r}")
+    return dict(d)
 
 
 def _candidates(v: Any, path: str, shared: dict) -> tuple[tuple[str, dict], ...]:
@@ -300,7 +364,8 @@ def parse_definition(data: Mapping[str, Any] | str | bytes) -> Definition:
 def validate_definition(data: Mapping[str, Any]) -> Definition:
     """The field-by-field checks of a definition mapping (not the whole-space ones)."""
     d = _keys(dict(data), "", {"name", "description", "input", "width", "stem", "stages",
-                               "head", "format"}, ("name", "input", "stages", "head"))
+                               "head", "format", "gene_prefix"},
+              ("name", "input", "stages", "head"))
     name = d["name"]
     if not isinstance(name, str) or not _NAME.match(name):
         raise InvalidSpaceDefinition("name", f"must match [a-z][a-z0-9_]{{0,63}}, got {name!r}")
@@ -324,8 +389,7 @@ def validate_definition(data: Mapping[str, Any]) -> Definition:
                    for i, x in enumerate(_list(d["stages"], "stages", False)))
     head = tuple(_fixed_layer(x, f"head[{i}]")
                  for i, x in enumerate(_list(d["head"], "head", False)))
-    fmt = d.get("format", "keyed")
-    if fmt not in ("keyed", "joined"):
-        raise InvalidSpaceDefinition("format", f"must be 'keyed' or 'joined', got {fmt!r}")
+    fmt, format_keys = _format(d.get("format", "keyed"))
+    prefixes = _gene_prefix(d.get("gene_prefix", {}))
     return Definition(name, desc, channels, resolutions, widths, stem, stages, head, fmt,
-                      json.loads(json.dumps(d)))
+                      json.loads(json.dumps(d)), format_keys, prefixes)
