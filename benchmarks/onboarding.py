@@ -61,9 +61,35 @@ def verdict(oracle: float, flops: float, retest: float, ceiling: float) -> tuple
     return oracle >= ceiling - 0.03, "ceiling-0.03"
 
 
-def finish_row(row: dict) -> dict:
+def naive_spearman(row: dict, first_pass: int) -> float:
+    """The naive baseline of issue 26 on the row's own samples: a non-negative least-squares
+    fit of latency on the six space-independent descriptors (+ intercept) of the first
+    ``first_pass`` registered archs (what the scored head was fit on), scored on the
+    validation archs."""
+    from client_sdk.spaces import get_space
+    from client_sdk.spaces.descriptors import descriptors
+    from oracle_server.predictor.layer_level import naive_nnls
+
+    archs, lat = row.get("reference_archs"), row.get("reference_latency_ms")
+    if not archs or not row.get("validation_archs"):
+        return float("nan")
+    sp = get_space(row["space"])
+    d_ref = descriptors(sp.name, sp.parse_many(archs[:first_pass]))[:, :6]
+    d_val = descriptors(sp.name, sp.parse_many(row["validation_archs"]))[:, :6]
+    pred = naive_nnls(d_ref, np.asarray(lat[:first_pass])).predict_ms(d_val)
+    return float(spearmanr(pred, row["validation_latency_ms"]).statistic)
+
+
+def finish_row(row: dict, first_pass: int | None = None) -> dict:
     """Fill ``retest``/``ceiling`` (and convert a first-version row, whose
-    ``retest_ceiling`` was the raw split-half Spearman) and the target verdict."""
+    ``retest_ceiling`` was the raw split-half Spearman), the naive baseline and the target
+    verdicts. ``first_pass``: archs the scored head was fit on (default: every reference
+    arch recorded)."""
+    if "reference_archs" in row:
+        n = first_pass or len(row["reference_archs"])
+        row["naive_spearman"] = naive_spearman(row, n)
+        row["naive_target_met"] = bool(row["oracle_spearman"] >= 0.90 and row[
+            "oracle_spearman"] >= row["naive_spearman"] + 0.02)
     if "retest" not in row and "retest_ceiling" in row:
         row["split_half"] = row.pop("retest_ceiling")
         row["retest"] = spearman_brown(row["split_half"])
@@ -89,7 +115,8 @@ def print_table(out: dict) -> None:
           "retest archs), ceiling = sqrt(lower of the two), same-pass = oracle refit on the "
           "references as the validation pass measured them, scale = later / first pass")
     hdr = (f"{'space':<12} {'thr':>3} {'seed':>4} {'retest':>7} {'session':>7} {'ceiling':>8} "
-           f"{'oracle':>7} {'same-pass':>9} {'FLOPs':>7} {'expected':>9} {'scale':>6} "
+           f"{'oracle':>7} {'same-pass':>9} {'FLOPs':>7} {'naive':>6} {'expected':>9} "
+           f"{'scale':>6} "
            f"{'onboard s':>10} {'load':>5}  target")
     print(hdr)
     print("-" * len(hdr))
@@ -99,20 +126,23 @@ def print_table(out: dict) -> None:
               f"{r['retest']:>7.3f} {r.get('session_retest', nan):>7.3f} "
               f"{r['ceiling_for_target']:>8.3f} {r['oracle_spearman']:>7.3f} "
               f"{r.get('oracle_same_pass', nan):>9.3f} {r['flops_spearman']:>7.3f} "
-              f"{r['expected_spearman']:>9.3f} {r.get('session_scale', nan):>6.2f} "
+              f"{r.get('naive_spearman', nan):>6.3f} {r['expected_spearman']:>9.3f} "
+              f"{r.get('session_scale', nan):>6.2f} "
               f"{r['onboard_s']:>10.1f} {r['loadavg_after'][0]:>5.1f}  "
               f"{'met' if r['target_met'] else 'MISSED'} ({r['target_rule']})")
     groups: dict[tuple[str, int], list[dict]] = {}
     for r in out["rows"]:
         groups.setdefault((r["space"], r["threads"]), []).append(r)
     if any(len(g) > 1 for g in groups.values()):
-        print("\nmean over seeds: oracle / same-pass / FLOPs / session retest (rows met)")
+        print("\nmean over seeds: oracle / same-pass / FLOPs / naive / session retest (rows "
+              "met; rows with oracle >= 0.90 and >= naive + 0.02)")
         for (space, thr), g in groups.items():
             def m(key: str, rows: list[dict] = g) -> float:
                 return float(np.nanmean([r.get(key, nan) for r in rows]))
             print(f"{space:<12} {thr:>3}: {m('oracle_spearman'):.3f} / {m('oracle_same_pass'):.3f}"
-                  f" / {m('flops_spearman'):.3f} / {m('session_retest'):.3f} "
-                  f"({sum(r['target_met'] for r in g)} of {len(g)})")
+                  f" / {m('flops_spearman'):.3f} / {m('naive_spearman'):.3f} / "
+                  f"{m('session_retest'):.3f} ({sum(r['target_met'] for r in g)} of {len(g)}; "
+                  f"{sum(r.get('naive_target_met', False) for r in g)} of {len(g)})")
     for space, rho in out.get("spearman_between_settings", {}).items():
         print(f"{space}: Spearman between the thread settings' measured latencies {rho:.3f}")
 
@@ -141,7 +171,8 @@ def main() -> int:
     args = p.parse_args()
     if args.reprint:
         out = json.loads(args.json.read_text())
-        out["rows"] = [finish_row(r) for r in out["rows"]]
+        first = None if out.get("register_retest", False) else out["samples"]
+        out["rows"] = [finish_row(r, first) for r in out["rows"]]
         print_table(out)
         args.json.write_text(json.dumps(out, indent=1))
         return 0
@@ -195,7 +226,7 @@ def main() -> int:
                         report.reference_latency_ms).tolist(),
                     "validation_archs": list(report.validation_archs),
                 })
-                r = finish_row(rows[-1])
+                r = finish_row(rows[-1], None if args.register_retest else args.samples)
                 print(f"{space} {threads}t seed {seed}: retest {r['retest']:.3f} session "
                       f"{r['session_retest']:.3f} oracle {r['oracle_spearman']:.3f} "
                       f"same-pass {same_pass:.3f} FLOPs {r['flops_spearman']:.3f} "
