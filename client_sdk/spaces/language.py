@@ -330,7 +330,9 @@ def _stage(d: Any, path: str) -> Stage:
         raise InvalidSpaceDefinition(f"{path}.block.op", f"{block['op']} is not a block op")
     choose = _keys(d.get("choose", {}), f"{path}.choose", set(CHOOSABLE) - {"op"})
     factors = []
-    for key, values in choose.items():
+    # the genes' order follows CHOOSABLE, never the mapping's key order: a definition and
+    # its canonical JSON (sorted keys) must give the same genes
+    for key, values in sorted(choose.items(), key=lambda kv: CHOOSABLE.index(kv[0])):
         vals = tuple(check_field(key, v, f"{path}.choose.{key}[{i}]")
                      for i, v in enumerate(_list(values, f"{path}.choose.{key}", False)))
         if len(set(vals)) != len(vals):

@@ -184,3 +184,16 @@ def test_register_is_idempotent_and_versioned() -> None:
     d["name"] = "fbnet"
     with pytest.raises(AlreadyExists, match="bundled"):
         register_space(d)
+
+
+def test_gene_order_does_not_depend_on_key_order(toy: DefinedSpace) -> None:
+    """The server builds a space from its canonical JSON (sorted keys): the genes must be
+    those of the file as written."""
+    d = copy.deepcopy(TOY)
+    d["stages"][0]["choose"] = {"expand": [1, 4], "kernel": [3, 5]}  # reversed
+    other = space_from_definition(d)
+    assert other.gene_names == toy.gene_names
+    again = space_from_definition(toy.definition.canonical_json())
+    assert again.gene_names == toy.gene_names
+    g = toy.sample(20, rng=4)
+    assert again.format_many(g) == toy.format_many(g)
