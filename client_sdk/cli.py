@@ -288,13 +288,17 @@ def cmd_search(args: argparse.Namespace, c: OracleClient) -> None:
     resolution = args.resolution
     if resolution not in (None, "auto"):
         resolution = float(resolution)
-    result = search(
-        c, args.space, args.device, objective=args.objective, evaluations=args.evaluations,
-        population=args.population, max_latency_ms=budget, seed=args.seed,
-        latency_mode=args.latency_mode, checkpoint=args.checkpoint, resume=args.resume,
-        progress=_progress(args), time_limit_s=args.time_limit,
-        latency_objective=args.latency_objective, latency_resolution_ms=resolution, **loop,
-    )
+    try:
+        result = search(
+            c, args.space, args.device, objective=args.objective,
+            evaluations=args.evaluations, population=args.population, max_latency_ms=budget,
+            seed=args.seed, latency_mode=args.latency_mode, checkpoint=args.checkpoint,
+            resume=args.resume, progress=_progress(args), time_limit_s=args.time_limit,
+            latency_objective=args.latency_objective, latency_resolution_ms=resolution,
+            **loop,
+        )
+    except ValueError as exc:  # a bad objective, budget or setting: said, not a traceback
+        raise SystemExit(f"oracle search: {exc}") from None
     front = result.front
     written = []
     if args.out:
@@ -432,7 +436,9 @@ def _parser() -> argparse.ArgumentParser:
     se = sub.add_parser("search", help="NSGA-II: accuracy vs predicted latency")
     se.add_argument("--space", default="nasbench201")
     se.add_argument("--device", action="append", required=True)
-    se.add_argument("--objective", default="cifar10")
+    se.add_argument("--objective", default="cifar10",
+                    help="accuracy metric of the space's table (NAS-Bench-201: cifar10, "
+                         "cifar100, imagenet16_120) or 'params' (log10 parameters, any space)")
     se.add_argument("--evaluations", type=int, default=3000)
     se.add_argument("--population", type=int, default=64)
     se.add_argument("--max-latency-ms", type=float, default=None)

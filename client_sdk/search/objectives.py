@@ -1,8 +1,9 @@
 """Objectives of the search: an accuracy to maximise and latencies to minimise.
 
 Accuracy is either a user callable ``genes (n, g) int16 -> accuracy (n,)`` (any scale; higher
-is better) or the name of a metric bundled with the space's table (NAS-Bench-201:
-``'cifar10' | 'cifar100' | 'imagenet16_120'``, test accuracy in percent).
+is better), the name of a metric bundled with the space's table (NAS-Bench-201:
+``'cifar10' | 'cifar100' | 'imagenet16_120'``, test accuracy in percent), or ``'params'``
+(log10 of the parameter count: a stand-in for any space, e.g. one from a definition).
 
 Latency objectives are built from the predicted latency matrix ``(n, d)`` (one column per
 device, in the order the devices were asked):
@@ -66,6 +67,10 @@ def params_proxy(space: SearchSpace) -> AccuracyFn:
 def resolve_objective(space: SearchSpace, objective: Objective) -> tuple[str, AccuracyFn]:
     """``(name, fn)`` for a metric name or a callable (its name is the callable's name)."""
     if isinstance(objective, str):
+        if objective == "params" and "params" not in table_metrics(space):
+            # any space (e.g. one from a definition, with no accuracy table): model size as
+            # a stand-in for accuracy
+            return "log10_params", params_proxy(space)
         return objective, table_accuracy(space, objective)
     if callable(objective):
         return getattr(objective, "__name__", "custom"), objective
