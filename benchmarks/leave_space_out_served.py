@@ -8,6 +8,14 @@ built on that, and every device of S is registered from k random measured archs 
 (seeds) and scored on ``--score-rows`` other archs. Beside it, from the same samples: the
 layer-level head (``layer_level.fit_layer_head``), the naive six-descriptor NNLS, FLOPs.
 
+``--devices``: the HELP roles scored (``evaluation.HELP_SPLITS``; ``all``: every table
+device, also those in no HELP role): choices are made on ``train validation`` only; test
+devices are scored, never selected on. The JSON reports
+every scored device with its role, the mean over them and over each role, the test mean
+separately (``mean_test``).
+
+    python -m benchmarks.leave_space_out_served --devices train validation  # to choose
+
     python -m benchmarks.leave_space_out_served \
         --json benchmarks/results/leave_space_out_served.json
 """
@@ -33,7 +41,20 @@ from oracle_server.predictor.model import _train_model
 SPACES = ("nasbench201", "fbnet", "ofa_mbv3")
 
 
-def run_space(space: str, k: int, seeds: int, score_rows: int, log) -> dict:
+ROLES = ("train", "validation", "test")
+SCORES = ("served", "layer_level", "nnls", "flops")
+
+
+def role_of(space: str, device: str) -> str:
+    split = HELP_SPLITS[space]
+    for role in ROLES:
+        if device in getattr(split, role):
+            return role
+    return "other"
+
+
+def run_space(space: str, k: int, seeds: int, score_rows: int, log,
+              roles: tuple[str, ...] = (*ROLES, "other")) -> dict:
     sp = get_space(space)
     start = time.perf_counter()
     table = transfer_table(sp, exclude=(space,))
@@ -44,9 +65,10 @@ def run_space(space: str, k: int, seeds: int, score_rows: int, log) -> dict:
     genes = sp.table.genes
     n = len(genes)
     desc6 = descriptors(space, genes)[:, :6]
-    test = set(HELP_SPLITS[space].test)
     per_device = {}
     for device in sp.table.devices:
+        if role_of(space, device) not in roles:
+            continue
         y = sp.table.device_column(device)
         scores: dict[str, list[float]] = {"served": [], "layer_level": [], "nnls": [],
                                           "flops": []}
@@ -67,15 +89,21 @@ def run_space(space: str, k: int, seeds: int, score_rows: int, log) -> dict:
                 desc6[score]), y[score]))
             scores["flops"].append(spearman(desc6[score, 0] + desc6[score, 1], y[score]))
         per_device[device] = {key: float(np.mean(v)) for key, v in scores.items()}
-        per_device[device]["test"] = device in test
+        per_device[device]["role"] = role_of(space, device)
+        per_device[device]["test"] = per_device[device]["role"] == "test"
         per_device[device]["kinds"] = sorted(set(kinds))
-    keys = ("served", "layer_level", "nnls", "flops")
-    mean_all = {key: float(np.mean([d[key] for d in per_device.values()])) for key in keys}
-    tests = [d for d in per_device.values() if d["test"]]
-    mean_test = {key: float(np.mean([d[key] for d in tests])) for key in keys} if tests else {}
-    log(f"{space} k={k}: all " + " ".join(f"{a}={b:.3f}" for a, b in mean_all.items())
-        + " | test " + " ".join(f"{a}={b:.3f}" for a, b in mean_test.items()))
-    return {"k": k, "mean_all": mean_all, "mean_test": mean_test, "devices": per_device}
+
+    def mean(devs: list[dict]) -> dict:
+        return {key: float(np.mean([d[key] for d in devs])) for key in SCORES} if devs else {}
+
+    out = {"k": k, "roles": list(roles), "mean_all": mean(list(per_device.values()))}
+    for role in ROLES:
+        out[f"mean_{role}"] = mean([d for d in per_device.values() if d["role"] == role])
+    out["devices"] = per_device
+    log(f"{space} k={k}: " + " | ".join(
+        f"{scope[5:]} " + " ".join(f"{a}={b:.3f}" for a, b in out[scope].items())
+        for scope in ("mean_all", "mean_train", "mean_validation", "mean_test") if out[scope]))
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,23 +112,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=10)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--score-rows", type=int, default=2000)
+    parser.add_argument("--devices", nargs="+", default=["all"], choices=(*ROLES, "all"),
+                        help="HELP roles scored (choose on train/validation only)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
 
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
+    roles = (*ROLES, "other") if "all" in args.devices else tuple(
+        r for r in ROLES if r in args.devices)
     result = {"settings": {"samples": args.samples, "seeds": args.seeds,
-                           "score_rows": args.score_rows},
-              "spaces": {s: run_space(s, args.samples, args.seeds, args.score_rows, log)
+                           "score_rows": args.score_rows, "devices": list(roles)},
+              "spaces": {s: run_space(s, args.samples, args.seeds, args.score_rows, log, roles)
                          for s in args.spaces}}
-    print(f"{'space':12s} {'scope':5s} " + " ".join(f"{k:>12s}" for k in
-                                                    ("served", "layer_level", "nnls", "flops")))
+    print(f"{'space':12s} {'scope':10s} " + " ".join(f"{k:>12s}" for k in SCORES))
     for s, r in result["spaces"].items():
-        for scope in ("mean_all", "mean_test"):
+        for scope in ("mean_all", "mean_train", "mean_validation", "mean_test"):
             if r[scope]:
-                print(f"{s:12s} {scope[5:]:5s} " + " ".join(f"{v:12.3f}" for v in
-                                                            r[scope].values()))
+                print(f"{s:12s} {scope[5:]:10s} " + " ".join(f"{r[scope][k]:12.3f}"
+                                                              for k in SCORES))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=1))

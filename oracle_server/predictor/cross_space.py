@@ -4,7 +4,9 @@ A space from a definition (``client_sdk.spaces.defined``) has no measured table,
 proxy has nothing to learn from. Every bundled hardware setting, though, has tables in one
 or more bundled spaces, and its layer-level model (``layer_level.zero_shot``: coefficients
 on the six space-independent descriptors in absolute units, fit on its tables) answers in
-the new space zero-shot. ``transfer_table`` evaluates those models on a fixed sample of the
+the new space zero-shot; so does a non-negative linear model on the richer descriptors of
+``transfer_features`` (``<device>~rich``: MACs by kernel type and output area, launches by
+layer kind, per-layer rooflines). ``transfer_table`` evaluates both on a fixed sample of the
 new space; the proxy, the descriptor prior and every head are then built on that table as
 for a bundled space. The transferred basis devices are used as a basis only (never served
 as table devices): their zero-shot quality in the new space is unknown.
@@ -47,8 +49,54 @@ def _sources(exclude: tuple[str, ...] = ()) -> dict[str, list[tuple[str, np.ndar
     return out
 
 
+#: every hardware setting is transferred twice: its six-descriptor zero-shot model and a
+#: non-negative linear model on the richer descriptors (``transfer_features``: MACs by
+#: kernel type and by output area, launches by layer kind, per-layer rooflines), chosen
+#: on HELP train + validation devices of the three spaces under leave-space-out
+#: (``benchmarks/leave_space_out_served.py --devices train validation``)
+RICH_SUFFIX = "~rich"
+METHOD = "six+rich1"  # part of the fingerprint: a change of method rebuilds cached proxies
+
+
 def transfer_devices(exclude: tuple[str, ...] = ()) -> tuple[str, ...]:
-    return tuple(sorted(_sources(exclude)))
+    names = sorted(_sources(exclude))
+    return tuple(names + [d + RICH_SUFFIX for d in names])
+
+
+@functools.cache
+def _rich_source(device: str, exclude: tuple[str, ...] = ()) -> tuple[np.ndarray, np.ndarray]:
+    """A bundled hardware setting's (rich descriptors (n, R), latency ms (n,))."""
+    from oracle_server.predictor.transfer_features import rich_descriptors
+
+    desc, ms = [], []
+    for name, rows in _sources(exclude)[device]:
+        sp = get_space(name)
+        col = next(d for d in sp.table.devices if ALIASES.get(d, d) == device)
+        desc.append(rich_descriptors(name, sp.table.genes[rows]))
+        ms.append(sp.table.device_column(col)[rows])
+    return np.concatenate(desc), np.concatenate(ms)
+
+
+@functools.cache
+def rich_coef(device: str, exclude: tuple[str, ...] = ()) -> np.ndarray:
+    """(1 + R,) non-negative ms coefficients of ``[1, rich / RICH_SCALE]`` fit on the
+    device's source tables, rows weighted by 1 / latency (relative error)."""
+    from oracle_server.predictor.layer_level import nnls_coef
+    from oracle_server.predictor.transfer_features import RICH_SCALE
+
+    r, y = _rich_source(device, exclude)
+    w = 1.0 / y
+    return nnls_coef(np.c_[np.ones(len(r)), r / RICH_SCALE] * w[:, None], y * w)
+
+
+def _column(device: str, desc6: np.ndarray, rich: np.ndarray,
+            exclude: tuple[str, ...]) -> np.ndarray:
+    from oracle_server.predictor.transfer_features import RICH_SCALE
+
+    if device.endswith(RICH_SUFFIX):
+        c = rich_coef(device[: -len(RICH_SUFFIX)], exclude)
+        return np.c_[np.ones(len(rich)), rich / RICH_SCALE] @ c
+    return device_model(device, desc6, exclude).predict_ms(desc6)
 
 
 @functools.cache
@@ -77,8 +125,11 @@ def transfer_table(space: SearchSpace, exclude: tuple[str, ...] = ()) -> Table:
     genes = space.table.genes
     desc6 = descriptors(space.name, genes)[:, :6]
     devices = transfer_devices(exclude)
-    lat = np.stack([np.maximum(device_model(d, desc6, exclude).predict_ms(desc6), 1e-3)
-                    for d in devices], axis=1)
+    from oracle_server.predictor.transfer_features import rich_descriptors
+
+    rich = rich_descriptors(space.name, genes)
+    lat = np.stack([np.maximum(_column(d, desc6, rich, exclude), 1e-3) for d in devices],
+                   axis=1)
     return Table(genes, space.table.index, devices, lat, {})
 
 
@@ -86,4 +137,4 @@ def fingerprint(space: SearchSpace) -> str:
     """What the transferred table depends on beyond the bundled data: the definition."""
     definition = getattr(space, "definition", None)
     blob = definition.canonical_json() if definition is not None else space.name
-    return hashlib.sha256(f"{blob}|{SEED}|{ROWS_PER_SPACE}".encode()).hexdigest()[:16]
+    return hashlib.sha256(f"{blob}|{SEED}|{ROWS_PER_SPACE}|{METHOD}".encode()).hexdigest()[:16]

@@ -6,6 +6,7 @@ and starts; the shared PostgreSQL server itself is never touched."""
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import socket
 import threading
@@ -77,7 +78,11 @@ def _kill_during_writes(tmp_path: Path, database_url: str = "") -> dict:
         thread = threading.Thread(target=writer)
         thread.start()
         t0 = time.monotonic()
-        kill_after = 12 + random.Random().randrange(10)  # writes, so the kill lands anywhere
+        # writes before the kill, so it lands anywhere; the seed is printed (shown on a
+        # failure) and can be replayed with ORACLE_DURABILITY_SEED
+        seed = int(os.environ.get("ORACLE_DURABILITY_SEED") or random.randrange(1 << 30))
+        print(f"durability kill seed {seed} (ORACLE_DURABILITY_SEED={seed} replays it)")
+        kill_after = 12 + random.Random(seed).randrange(10)
         while len(acked) < kill_after and time.monotonic() - t0 < 60:
             time.sleep(0.001)
         srv.proc.kill()  # SIGKILL: no drain, no flush, no close
