@@ -8,6 +8,7 @@ from typing import Any
 
 import grpc
 import numpy as np
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from client_sdk import _requests as rq
 from client_sdk._channel import ClientOptions
@@ -23,6 +24,29 @@ class AsyncOracleClient(ClientOptions):
     def _open(self) -> None:
         self._channel = self.config.aio_channel()
         self._stub = pb_grpc.LatencyOracleStub(self._channel)
+        self._health = health_pb2_grpc.HealthStub(self._channel)
+
+    async def health(self, service: str = "", timeout_s: float = 5.0) -> str:
+        """Health status name of ``service`` ("" = the whole server): SERVING, NOT_SERVING..."""
+        try:
+            resp = await self._health.Check(
+                health_pb2.HealthCheckRequest(service=service), timeout=timeout_s)
+        except grpc.RpcError as err:
+            raise from_rpc_error(err) from None
+        return health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status)
+
+    async def wait_until_serving(self, timeout_s: float = 60.0) -> None:
+        """Wait until the server reports SERVING (the health service's Watch)."""
+        call = self._health.Watch(health_pb2.HealthCheckRequest(service=""),
+                                  timeout=timeout_s, wait_for_ready=True)
+        try:
+            async for resp in call:
+                if resp.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+        except grpc.RpcError as err:
+            raise from_rpc_error(err) from None
+        finally:
+            call.cancel()
 
     async def close(self) -> None:
         await self._channel.close()

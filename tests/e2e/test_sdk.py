@@ -30,6 +30,8 @@ def test_async_client_matches_sync(server, client: OracleClient) -> None:
 
     async def go() -> None:
         async with AsyncOracleClient(f"127.0.0.1:{server.port}") as c:
+            await c.wait_until_serving(timeout_s=10)
+            assert await c.health() == client.health() == "SERVING"
             spaces = await c.list_spaces()
             assert spaces[0].name == "nasbench201"
             res, devs = await asyncio.gather(
