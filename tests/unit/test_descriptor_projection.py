@@ -33,7 +33,7 @@ from oracle_server.store import REGISTERED, Device, DeviceStore
 from tests.helpers import TEST_CACHE
 
 RTOL = 1e-9
-PROJECTED = ("descriptor", "hybrid", "flops", "powerlaw")
+PROJECTED = ("descriptor", "hybrid", "flops", "powerlaw", "nnls_desc", "nnls_eb6", "nnls_eb")
 
 
 def _genes(space, n: int = 2000, seed: int = 5) -> np.ndarray:
