@@ -121,6 +121,31 @@ def layer_head_fitter() -> Any:
     return fit
 
 
+def served_fitter(names: list[str]) -> Any:
+    """``(fit rows, y_fit, test rows) -> (predicted ms, head kind)`` of what the server
+    serves for these networks: their network space (``client_sdk.spaces.networks``, traced
+    from the zoo), its model (basis transferred from the bundled spaces) and the head a
+    device registered from the fit rows gets. No HELP device or table of the zoo is read."""
+    from client_sdk.measure.networks import network_definition
+    from client_sdk.spaces import register_space
+    from oracle_server.predictor import build_model
+
+    models = {n: (ZOO[n].make(), (1, 3, ZOO[n].resolution, ZOO[n].resolution)) for n in names}
+    space = register_space(network_definition(models, name="zoo_networks"))
+    model = build_model(space.name)
+    genes = np.arange(len(names), dtype=np.int16)[:, None]
+
+    def fit(fit_rows: np.ndarray, y_fit: np.ndarray, test_rows: np.ndarray
+            ) -> tuple[np.ndarray, str]:
+        head = model.fit_head(genes[fit_rows], y_fit)
+        g = genes[test_rows]
+        feats = model.features(g)
+        pred = head.predict(model.basis(g, feats), feats, model.descriptors(g))
+        return np.asarray(pred.latency_ms), head.kind
+
+    return fit
+
+
 def evaluate(result: dict[str, Any], k: int, splits: int) -> dict[str, Any]:
     from client_sdk.measure.harness import spearman
 
@@ -131,13 +156,18 @@ def evaluate(result: dict[str, Any], k: int, splits: int) -> dict[str, Any]:
     if not 3 <= k <= n - 3:
         raise SystemExit(f"need 3 <= k <= n - 3 networks (k={k}, n={n})")
     head = layer_head_fitter()
-    scores: dict[str, list[float]] = {"flops": [], "nnls": []}
+    served = served_fitter([r["name"] for r in rows])
+    scores: dict[str, list[float]] = {"served": [], "flops": [], "nnls": []}
     if head is not None:
         scores["layer_head"] = []
     kinds: dict[str, int] = {}
+    served_kinds: dict[str, int] = {}
     for seed in range(splits):
         perm = np.random.default_rng(seed).permutation(n)
         fit, test = perm[:k], perm[k:]
+        pred, kind = served(fit, y[fit], test)
+        scores["served"].append(spearman(pred, y[test]))
+        served_kinds[kind] = served_kinds.get(kind, 0) + 1
         scores["flops"].append(spearman(d[test, 0] + d[test, 1], y[test]))
         scores["nnls"].append(spearman(naive_nnls_predict(d[fit], y[fit], d[test]), y[test]))
         if head is not None:
@@ -154,6 +184,7 @@ def evaluate(result: dict[str, Any], k: int, splits: int) -> dict[str, Any]:
     all_flops = spearman(d[:, 0] + d[:, 1], y)
     corr = {name: spearman(d[:, j], y) for j, name in enumerate(BASE_NAMES)}
     return {"k": k, "splits": splits, "n": n, "predictors": summary, "head_kinds": kinds,
+            "served_head_kinds": served_kinds,
             "all_networks_spearman": {"flops": all_flops, **corr}}
 
 
@@ -176,6 +207,7 @@ def print_report(result: dict[str, Any], ev: dict[str, Any]) -> None:
     for name, s in ev["predictors"].items():
         print(f"{name:12s} {s['mean']:6.3f} {s['std']:6.3f} {s['min']:6.3f} "
               f"{s['above_flops']:4d}/{ev['splits']}")
+    print("served head kinds chosen:", ev.get("served_head_kinds", {}))
     if ev["head_kinds"]:
         print("layer head kinds chosen:", ev["head_kinds"])
     else:

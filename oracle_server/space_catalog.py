@@ -18,7 +18,7 @@ from typing import Any
 
 from client_sdk.errors import AlreadyExists, SpaceNotFound
 from client_sdk.spaces import SearchSpace, forget_space, get_space, register_space
-from client_sdk.spaces.defined import DefinedSpace, space_from_definition
+from client_sdk.spaces.defined import space_from_definition
 from oracle_server.predictor import LatencyModel
 from oracle_server.registry import Registry
 from oracle_server.store import DeviceStore
@@ -48,7 +48,8 @@ class SpaceCatalog:
 
     @staticmethod
     def definition_json(space: SearchSpace) -> str:
-        return space.definition.canonical_json() if isinstance(space, DefinedSpace) else ""
+        definition = getattr(space, "definition", None)
+        return definition.canonical_json() if definition is not None else ""
 
     # ----------------------------------------------------------------- writes
     def register(self, definition: str | bytes | Mapping[str, Any],

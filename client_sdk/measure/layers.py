@@ -76,18 +76,9 @@ from client_sdk.spaces.layers import Layer, descriptor_sum
 __all__ = ["NormLayer", "layers", "named_layers", "network_descriptors"]
 
 
-@dataclass(frozen=True)
-class NormLayer(Layer):
-    """A ``Layer`` with parameters its fields cannot express: a standalone normalisation
-    (``eltwise``, affine scale + shift) or a BN folded into a linear. Local stand-in for a
-    ``weights`` field ``spaces.layers.Layer`` lacks for these kinds."""
-
-    extra_weights: int = 0
-
-    def row(self) -> np.ndarray:
-        v = super().row()
-        v[2] += self.extra_weights
-        return v
+#: a standalone normalisation or a BN folded into a linear: ``Layer.extra_weights`` carries
+#: their parameters (the name is kept for the tracer's readability)
+NormLayer = Layer
 
 
 #: modules allowed to hold parameters directly (their ops are described below)

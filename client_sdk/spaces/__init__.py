@@ -79,7 +79,7 @@ def register_space(definition: Any) -> SearchSpace:
     Idempotent: the same definition again returns the registered space; a *different*
     definition under a known name raises ``AlreadyExists`` (spaces are versioned by name).
     """
-    from client_sdk.spaces.defined import DefinedSpace, space_from_definition
+    from client_sdk.spaces.defined import space_from_definition
 
     space = space_from_definition(definition)
     with _LOCK:
@@ -87,9 +87,9 @@ def register_space(definition: Any) -> SearchSpace:
             raise AlreadyExists(f"'{space.name}' is a bundled space; choose another name")
         existing = _INSTANCES.get(space.name)
         if existing is not None:
-            if (isinstance(existing, DefinedSpace)
-                    and existing.definition.canonical_json()
-                    == space.definition.canonical_json()):
+            definition = getattr(existing, "definition", None)
+            if (definition is not None
+                    and definition.canonical_json() == space.definition.canonical_json()):
                 return existing
             raise AlreadyExists(f"space '{space.name}' is registered with another definition; "
                                 "register the changed one under a new name (e.g. "

@@ -568,10 +568,15 @@ def check_consistency(d: Definition) -> DefinedSpace:
     return sp
 
 
-def space_from_definition(data: object) -> DefinedSpace:
-    """Validate and interpret a definition (mapping or YAML/JSON text), tables built."""
+def space_from_definition(data: object) -> SearchSpace:
+    """Validate and interpret a definition (mapping or YAML/JSON text), tables built: a
+    skeleton with choices (``DefinedSpace``) or a list of given networks (``NetworkSpace``,
+    a definition with ``networks``)."""
     from client_sdk.spaces.language import load_text, validate_definition
+    from client_sdk.spaces.networks import NetworkSpace, is_networks_definition, parse_networks
 
     if isinstance(data, str | bytes):
         data = load_text(data)
+    if is_networks_definition(data):
+        return NetworkSpace(parse_networks(data))  # type: ignore[arg-type]
     return check_consistency(validate_definition(data))  # type: ignore[arg-type]

@@ -64,7 +64,7 @@ from typing import Any
 
 from client_sdk.errors import InvalidSpaceDefinition
 
-MAX_DEFINITION_BYTES = 256 * 1024
+MAX_DEFINITION_BYTES = 1024 * 1024  # a network space of ~100 ResNet-size layer lists
 MAX_GENES = 512
 MAX_CHOICES = 256  # per gene: packed genes travel as one byte each (oracle.proto)
 MAX_BLOCKS = 256

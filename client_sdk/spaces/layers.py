@@ -43,6 +43,9 @@ class Layer:
     bn: bool = True  # conv: a folded BatchNorm (2 parameters per output channel)
     bias: bool = False  # conv / linear: a bias vector
     reads: int = 1  # eltwise: input tensors read (an add reads 2)
+    #: parameters the fields cannot express (a standalone normalisation's scale and shift,
+    #: a BN folded into a linear), added to ``weights``
+    extra_weights: int = 0
 
     def row(self) -> np.ndarray:
         """The layer's descriptor row, ``(NUM_BASE,)`` float64."""
@@ -67,8 +70,15 @@ class Layer:
             v[5] = self.c_out * self.area_out * self.kernel_area
         else:
             raise ValueError(f"unknown layer kind {self.kind!r} (known: {', '.join(KINDS)})")
+        v[2] += self.extra_weights
         v[4] = 1.0
         return v
+
+    def to_list(self) -> list:
+        """The wire form of a network definition (``spaces.networks``)."""
+        return [self.kind, self.c_in, self.c_out, self.area_in, self.area_out,
+                self.kernel_area, self.groups, int(self.bn), int(self.bias), self.reads,
+                self.extra_weights]
 
 
 def conv(c_in: int, c_out: int, kernel: int, stride: int, size: int, groups: int = 1,

@@ -314,6 +314,9 @@ def rich_descriptors(space: str, genes: np.ndarray) -> np.ndarray:
     from client_sdk.spaces import get_space
 
     sp = get_space(space)
+    if hasattr(sp, "network_layers"):  # a space of given networks: one row per network
+        table = np.stack([rows(list(net)) for net in sp.network_layers])
+        return table[g[:, 0]]
     if not hasattr(sp, "positions"):
         raise ValueError(f"no rich descriptors for space '{space}'")
     flat, fixed = _defined_tables(sp)

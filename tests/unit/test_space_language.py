@@ -159,7 +159,7 @@ def test_too_large_spaces_and_files_are_refused() -> None:
     with pytest.raises(InvalidSpaceDefinition, match="block positions"):
         space_from_definition(d)
     with pytest.raises(InvalidSpaceDefinition, match="bytes"):
-        load_text("#" * (300 * 1024))
+        load_text("#" * (1100 * 1024))
     bomb = "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a]\n"
     with pytest.raises(InvalidSpaceDefinition, match="aliases"):
         load_text(bomb)

@@ -1,0 +1,111 @@
+"""Rank arbitrary torch networks for a device: trace them into a network space, measure a
+few, register a device from them, rank the rest (issue 26, "arbitrary networks").
+
+```python
+from client_sdk import OracleClient
+from client_sdk.measure.networks import network_space, measure_networks, rank_networks
+
+models = {"resnet18": resnet18(), "mbv2": mobilenet_v2(), ...}       # plain nn.Modules
+with OracleClient("localhost:50051") as oracle:
+    space = network_space(oracle, models, (1, 3, 224, 224), name="my_nets")
+    ms = measure_networks(models, (1, 3, 224, 224), names=["resnet18", "mbv2"], threads=1)
+    oracle.register_device("my_cpu", space, (list(ms), list(ms.values())))
+    ranked = rank_networks(oracle, space, "my_cpu")     # {name: predicted ms}, fastest first
+```
+
+The network space (``client_sdk.spaces.networks``) is registered through ``RegisterSpace``
+like any definition: idempotent for the same networks, so calling ``network_space`` again
+with the same models is cheap. Measuring uses the product's harness (interleaved rounds,
+drift correction) on the modules themselves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from client_sdk.measure.layers import layers
+
+Models = Mapping[str, nn.Module | tuple[nn.Module, tuple[int, ...]]]
+
+
+def _split(value: Any, input_shape: tuple[int, ...] | None) -> tuple[nn.Module, tuple[int, ...]]:
+    """A module (at ``input_shape``) or a ``(module, its own input shape)`` pair."""
+    if isinstance(value, tuple):
+        return value[0], tuple(value[1])
+    if input_shape is None:
+        raise ValueError("give input_shape, or (module, input_shape) pairs")
+    return value, tuple(input_shape)
+
+
+def network_definition(models: Models, input_shape: tuple[int, ...] | None = None,
+                       name: str | None = None, description: str = "") -> dict:
+    """The network-space definition of ``models`` (name -> module, or name -> (module,
+    input shape)), each traced at its input shape (batch included). ``name`` defaults to
+    ``nets_`` + a content hash."""
+    nets = []
+    for label, value in models.items():
+        module, shape = _split(value, input_shape)
+        nets.append({"name": label, "layers": [x.to_list() for x in layers(module, shape)]})
+    if name is None:
+        digest = hashlib.sha256(json.dumps(nets, sort_keys=True).encode()).hexdigest()[:12]
+        name = f"nets_{digest}"
+    return {"name": name, "description": description or
+            f"{len(nets)} torch networks", "networks": nets}
+
+
+def network_space(client: Any, models: Models, input_shape: tuple[int, ...] | None = None,
+                  name: str | None = None) -> str:
+    """Register (or find again) the network space of ``models`` on the server; its name."""
+    info = client.register_space(network_definition(models, input_shape, name))
+    return info.name
+
+
+def rank_networks(client: Any, space: str, device: str,
+                  names: Iterable[str] | None = None) -> dict[str, float]:
+    """Predicted latency (ms) of the space's networks (or ``names``) on ``device``, fastest
+    first."""
+    from client_sdk.spaces import get_space
+
+    sp = get_space(space)
+    wanted = list(names) if names is not None else list(sp.choices[0])
+    res = client.rank(space, wanted, [device])
+    lat = np.asarray(res.latency_ms[device], dtype=np.float64)
+    order = np.argsort(lat, kind="stable")
+    return {wanted[i]: float(lat[i]) for i in order}
+
+
+def measure_networks(models: Models, input_shape: tuple[int, ...] | None = None,
+                     names: Sequence[str] | None = None, threads: int | None = 1,
+                     rounds: int = 6, runs: int = 5, progress: bool | None = None
+                     ) -> dict[str, float]:
+    """Latency (ms) of ``models`` (or ``names`` of them) on this machine with the
+    product's harness: all built first, then interleaved rounds (drift corrected)."""
+    from client_sdk.measure.harness import Harness, HarnessConfig
+    from client_sdk.spaces.networks import NetworkSpace, parse_networks
+
+    chosen = list(names) if names is not None else list(models)
+    unknown = [n for n in chosen if n not in models]
+    if unknown:
+        raise KeyError(f"unknown network(s) {unknown}")
+    space = NetworkSpace(parse_networks({"name": "local_nets", "networks": [
+        {"name": n, "layers": [["eltwise", 1, 1, 1, 1, 1, 1, 0, 0, 1]]} for n in chosen]}))
+    def builder(_space: Any, genes: np.ndarray, _batch: int, _device: str
+                ) -> tuple[nn.Module, torch.Tensor]:
+        module, shape = _split(models[chosen[int(np.asarray(genes).reshape(-1)[0])]],
+                               input_shape)
+        gen = torch.Generator().manual_seed(0)
+        return module.eval(), torch.randn(*shape, generator=gen)
+
+    cfg = HarnessConfig(threads=threads, rounds=rounds, runs=runs)
+    harness = Harness(cfg, builder=builder)
+    genes = np.arange(len(chosen), dtype=np.int16)[:, None]
+    result = harness.measure_interleaved(space, genes, progress=progress, desc="networks")
+    return dict(zip(chosen, np.asarray(result.latency_ms, dtype=np.float64).tolist(),
+                    strict=True))
