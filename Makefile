@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 # Tests run on 2 workers by default (the machine has 2 cores); set PYTEST_WORKERS=0 to disable.
 PYTEST_WORKERS ?= 2
 
-.PHONY: install serve test test-slow test-all bench bench-quality bench-search bench-onboarding lint format proto clean cluster-demo
+.PHONY: install tools serve test test-slow test-all bench bench-quality bench-search bench-onboarding lint format proto clean cluster-demo
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,8 +24,24 @@ install: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/oracle-server serve $(ARGS)
 
+## tools: Debian's `prometheus` package (prometheus + promtool) for the monitoring tests
+## (tests/integration/test_prometheus_rules.py, tests/e2e/test_prometheus_scrape.py), installed
+## when missing and apt-get is usable (root); otherwise those tests skip and say why. Without
+## recommends (no node exporter). Containers have no init system, so nothing starts; on a
+## systemd host the packaged service (port 9090) is stopped and disabled again: the tests
+## start their own Prometheus on a free loopback port.
+tools:
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null || \
+	{ [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus \
+	    >/dev/null && \
+	  { [ ! -d /run/systemd/system ] || systemctl disable --now prometheus >/dev/null 2>&1 || true; }; } || \
+	echo "make: cannot install Debian's prometheus package (needs root and apt-get):" \
+	  "the Prometheus rule and scrape tests will be skipped"
+
 ## test: install, then the default test suite (slow/benchmark tests excluded).
-test: $(STAMP)
+test: $(STAMP) tools
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -m "not slow" $(if $(filter-out 0,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS)) $(PYTEST_ARGS)
 

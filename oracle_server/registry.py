@@ -115,6 +115,10 @@ class RequestRow(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
 
 
+#: every operation name the registry reports errors under (``oracle_registry_errors_total``)
+OPERATIONS = ("create_schema", "register", "add_measurements", "delete", "recall",
+              "purge_requests", "register_space", "load_spaces", "poll", "load", "load_all")
+
 #: Request ids are kept this long by default (``--request-id-ttl-s``).
 DEFAULT_REQUEST_TTL_S = 24 * 3600.0
 
@@ -198,6 +202,8 @@ class Registry:
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        for operation in OPERATIONS:  # every series from the start: rate() sees the first
+            metrics.REGISTRY_ERRORS.labels(operation)  # error, dashboards have data at 0
         self._create_schema()
 
     def _create_schema(self, attempts: int = 3) -> None:
