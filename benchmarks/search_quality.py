@@ -66,6 +66,7 @@ if str(REPO) not in sys.path:
 from client_sdk.search import search, true_front_rows  # noqa: E402
 from client_sdk.search.loop import infer_device_resolution  # noqa: E402
 from client_sdk.spaces import get_space  # noqa: E402
+from client_sdk.stats import spearman  # noqa: E402
 
 SPACE = get_space("nasbench201")
 METRIC = "cifar10"
@@ -182,7 +183,7 @@ def offline_client(devices: Sequence[str], ref_genes: np.ndarray
     maps: dict[str, tuple[str, float, float]] = {}
     for dev in devices:
         y = np.log(SPACE.table.device_column(dev)[ref_rows])
-        best = max(HELP_TRAIN, key=lambda t: _spearman(SPACE.table.device_column(t)[ref_rows], y))
+        best = max(HELP_TRAIN, key=lambda t: spearman(SPACE.table.device_column(t)[ref_rows], y))
         x = np.log(SPACE.table.device_column(best)[ref_rows])
         b, a = np.polyfit(x, y, 1)
         maps[dev] = (best, float(a), float(b))
@@ -193,11 +194,6 @@ def offline_client(devices: Sequence[str], ref_genes: np.ndarray
 
     info = {d: {"source_device": m[0], "log_a": m[1], "log_b": m[2]} for d, m in maps.items()}
     return TableClient(latency), {d: d for d in devices}, info
-
-
-def _spearman(a: np.ndarray, b: np.ndarray) -> float:
-    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
-    return float(np.corrcoef(ra, rb)[0, 1])
 
 
 # ---------------------------------------------------------------------------- scoring

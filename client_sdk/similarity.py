@@ -13,18 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from client_sdk._ranks import average_ranks
 from client_sdk.spaces import get_space
+from client_sdk.stats import spearman_matrix
 
 MAX_DEVICES_PER_RPC = 64
 
-
-def spearman_matrix(columns: np.ndarray) -> np.ndarray:
-    """``(d, d)`` Spearman correlations of the columns of ``(n, d)`` (average ties)."""
-    values = np.asarray(columns, dtype=np.float64)
-    ranks = average_ranks(values, axis=0) if values.size else values
-    rho = np.corrcoef(ranks, rowvar=False)
-    return np.atleast_2d(rho)
+__all__ = ["MAX_DEVICES_PER_RPC", "similarity_matrix", "spearman_matrix"]
 
 
 def similarity_matrix(client: Any, space: str, devices: Sequence[str]) -> np.ndarray:

@@ -1,7 +1,8 @@
 """Which proxy outputs and inputs a fitted head reads, from its kind and parameters.
 
 Lets the Rank path evaluate only the basis columns (and features / descriptors) that a
-request's heads need. The knowledge lives in each head class (``heads.HEADS``).
+request's heads need. The knowledge lives in each head class (``heads.HEADS``: its
+``columns``, ``member_kinds`` and ``reads_*`` flags).
 """
 
 from __future__ import annotations
@@ -26,9 +27,7 @@ def kind_columns(kind: str, p: dict) -> set[int]:
 
 
 def _members(head: HeadFit) -> list[str]:
-    if head.kind == "ensemble":
-        return [m["kind"] for m in head.params.get("members") or ()]
-    return [head.kind]
+    return head_kind(head.kind).member_kinds(head.params)
 
 
 def reads_features(head: HeadFit) -> bool:

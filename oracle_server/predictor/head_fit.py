@@ -8,7 +8,12 @@ from statistics import NormalDist
 
 import numpy as np
 
-from oracle_server.predictor.heads import log_basis, predict_log, predict_log_projected
+from oracle_server.predictor.heads import (
+    head_kind,
+    log_basis,
+    predict_log,
+    predict_log_projected,
+)
 
 
 @dataclass(frozen=True)
@@ -44,12 +49,12 @@ class Prediction:
 class HeadFit:
     """A fitted per-device head: everything needed to predict, JSON-serialisable."""
 
-    kind: str  # "ensemble" | "affine" | "nnls_log" | "ridge" | "adaproxy" | "additive" | ...
+    kind: str  # a registered head kind (``heads.HEADS``): "ensemble", "affine", ...
     num_samples: int
     expected_spearman: float  # leave-one-out CV estimate on its own samples (nan if too few)
     monotonicity: float  # Spearman of the best basis output vs the samples
     fit_seconds: float
-    params: dict = field(default_factory=dict)  # kind-specific coefficients
+    params: dict = field(default_factory=dict)  # the kind's typed parameters, as JSON
     sigma: dict = field(default_factory=dict)  # uncertainty model (see ``log_sigma``)
     candidates: dict = field(default_factory=dict)  # LOO Spearman of every candidate
     flops_spearman: float = float("nan")  # LOO Spearman of ranking by FLOPs, same samples
@@ -100,7 +105,10 @@ class HeadFit:
 
     @classmethod
     def from_dict(cls, d: dict) -> HeadFit:
+        """A stored head; its parameters are validated against its kind's typed parameters
+        (``ValueError`` naming the kind and the field: ``heads.ParamsError``)."""
         d = dict(d)
+        head_kind(str(d.get("kind"))).parse(d.get("params") or {})
         for key in ("expected_spearman", "monotonicity", "flops_spearman"):
             d[key] = float("nan") if d.get(key) is None else float(d[key])
         return cls(**d)

@@ -15,8 +15,9 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -26,6 +27,7 @@ from client_sdk.spaces.descriptors import degenerate, descriptors
 from oracle_server.predictor import cross_space
 from oracle_server.predictor.head_fit import HeadFit
 from oracle_server.predictor.heads import candidate_kinds, spearman
+from oracle_server.predictor.heads.basis import Basis
 from oracle_server.predictor.priors import DescriptorPrior, fit_prior
 from oracle_server.predictor.proxy import Proxy, ProxyConfig, rows_hash, to_log, train_proxy
 from oracle_server.predictor.references import suggest_references
@@ -57,6 +59,16 @@ def cost_matrix(space: SearchSpace) -> np.ndarray:
         w = np.linalg.lstsq(one_hot, cost, rcond=None)[0][:-1]
         cols.append(np.r_[w, np.zeros(n_feat - n_oh)])
     return np.c_[groups, np.stack(cols, axis=1)]
+
+
+class _HeadKinds:
+    """A method read as an attribute on every access (no cache), overridable per instance."""
+
+    def __init__(self, fn: Callable[[Any], tuple[str, ...]]) -> None:
+        self.fn = fn
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        return self if obj is None else self.fn(obj)
 
 
 class LatencyModel:
@@ -174,10 +186,13 @@ class LatencyModel:
             out[:, c] = np.exp(base[:, c] + proxy._models[c].predict(x, num_threads=1))
         return out
 
-    @functools.cached_property
-    def head_kinds(self) -> tuple[str, ...]:
-        """Candidate heads of this space's devices (``heads.candidate_kinds``)."""
+    def _head_kinds(self) -> tuple[str, ...]:
         return candidate_kinds(self.space.space_size, self.space.num_architectures)
+
+    #: Candidate heads of this space's devices (``heads.candidate_kinds``), read from the
+    #: registry each time (a head kind registered later is a candidate too); a non-data
+    #: descriptor, so ``model.__dict__["head_kinds"]`` still overrides it (benchmarks)
+    head_kinds = _HeadKinds(_head_kinds)
 
     def fit_head(self, genes: np.ndarray, latency_ms: np.ndarray) -> HeadFit:
         """Validate measurements, fit every candidate head, average them (milliseconds)."""
@@ -205,7 +220,7 @@ class LatencyModel:
         flops_rho = spearman(self._table_flops, self.space.table.device_column(device))
         n = len(self.proxy.train_rows)
         return HeadFit(
-            kind="basis", num_samples=n, expected_spearman=rho,
+            kind=Basis.name, num_samples=n, expected_spearman=rho,
             monotonicity=1.0, fit_seconds=0.0, params={"basis_index": k},
             sigma={"anchor": k, "n": 1e12, "u_mean": 0.0, "u_sxx": 1e12, "s": rmse},
             flops_spearman=flops_rho, quality="good", advised_samples=n,

@@ -1,6 +1,7 @@
 """Per-device head selection by leave-one-out on the device's own samples.
 
-``select_head`` fits every candidate head (``heads.HEAD_KINDS``, or the space's own list)
+``select_head`` fits every candidate head (``heads.candidate_names()``: the registered kinds
+flagged ``candidate``, or the space's own list)
 and averages them in log space with **pseudo-Bayesian model averaging** weights from their
 exact leave-one-out errors (Yao et al., 2018, "Using stacking to average Bayesian predictive
 distributions"): with Gaussian log-errors, a candidate's LOO log predictive density is
@@ -28,16 +29,19 @@ import numpy as np
 
 from oracle_server.predictor.head_fit import HeadFit
 from oracle_server.predictor.heads import (
-    HEAD_KINDS,
+    HEADS,
     Candidate,
     FitInputs,
     best_basis,
+    candidate_names,
+    flops_baseline_kind,
     head_kind,
     log_basis,
     predict_log,
     spearman,
     spearman_columns,
 )
+from oracle_server.predictor.heads.ensemble import Ensemble
 from oracle_server.predictor.priors import DescriptorPrior
 
 #: a device whose leave-one-out Spearman is below this is flagged low-confidence
@@ -68,12 +72,13 @@ def select_head(
     latency_ms: np.ndarray,
     linear_weights: np.ndarray,
     cost_matrix: np.ndarray,
-    kinds: Sequence[str] = HEAD_KINDS,
+    kinds: Sequence[str] | None = None,
     descriptors: np.ndarray | None = None,
     prior: DescriptorPrior | None = None,
     repeat_log_var: float = 0.0,
 ) -> HeadFit:
-    """Fit all candidate heads on ``n`` validated samples and average them (pseudo-BMA).
+    """Fit the candidate heads ``kinds`` (default: every registered candidate) on ``n``
+    validated samples and average them (pseudo-BMA).
 
     ``repeat_log_var``: variance of a repeated measurement's log latency on this device
     (``model.repeat_log_variance``), added to the stated uncertainty: the interval then
@@ -87,19 +92,22 @@ def select_head(
     anchor = best_basis(log_b, z)
     inp = FitInputs(basis, np.asarray(features, dtype=np.float64), y, linear_weights,
                     cost_matrix, descriptors, prior)
-    usable = [k for k in kinds if head_kind(k).available(inp)] or ["affine"]
+    kinds = candidate_names() if kinds is None else kinds
+    usable = [k for k in kinds if head_kind(k).available(inp)] or [
+        k for k, h in HEADS.items() if h.last_resort]
     cands = [head_kind(k).fit(inp) for k in usable]
     scores = {c.kind: _loo_scores(c, z) for c in cands}
     best = _ensemble(cands, z)
     rho, mse = _loo_scores(best, z)
     fell_back = False
-    flops = next((c for c in cands if c.kind == "flops"), None)
-    if flops is not None and n >= 3 and np.isfinite(scores["flops"][0]) and (
-        not np.isfinite(rho) or scores["flops"][0] > rho + FLOPS_FALLBACK_MARGIN
+    baseline = flops_baseline_kind()  # the FLOPs ranking as a head
+    flops = next((c for c in cands if c.kind == baseline), None)
+    if flops is not None and n >= 3 and np.isfinite(scores[flops.kind][0]) and (
+        not np.isfinite(rho) or scores[flops.kind][0] > rho + FLOPS_FALLBACK_MARGIN
     ):  # the device's own samples say FLOPs ranks it better than the fitted heads
         best, fell_back = flops, True
-        rho, mse = scores["flops"]
-    fell_back = fell_back or best.kind == "flops"  # (also when stacking kept FLOPs alone)
+        rho, mse = scores[flops.kind]
+    fell_back = fell_back or best.kind == baseline  # (also when stacking kept FLOPs alone)
     if not head_kind(best.kind).columns(best.params):
         # a head that reads no basis column: leverage along its own prediction, so that
         # Rank never evaluates the proxy for it (anchor -1, see HeadFit.log_sigma)
@@ -116,7 +124,7 @@ def select_head(
     }
     if repeat_log_var > 0:
         sigma["repeat_s"] = float(np.sqrt(repeat_log_var))
-    flops_rho = scores["flops"][0] if "flops" in scores else float("nan")
+    flops_rho = scores[baseline][0] if baseline in scores else float("nan")
     quality, advised = assess(rho if n >= 3 else float("nan"), flops_rho, n)
     warnings = _warnings(best.loo_log, z, n, rho, flops_rho)
     if fell_back:
@@ -221,14 +229,14 @@ def _ensemble(cands: list[Candidate], z: np.ndarray) -> Candidate:
     params: dict = {"members": [{"kind": c.kind, "params": c.params} for c in members],
                     "weights": [float(x) for x in weights]}
     loo = np.tensordot(weights, np.stack([c.loo_log for c in members]), axes=1)
-    return Candidate("ensemble", params, loo)
+    return Candidate(Ensemble.name, params, loo)
 
 
 def member_kinds(head: HeadFit) -> list[str]:
     """The candidate kinds a head is made of (``[head.kind]`` for a single head)."""
-    if head.kind == "ensemble":
-        return [m["kind"] for m in head.params["members"]]
-    return [head.kind]
+    if head.kind not in HEADS:
+        return [head.kind]
+    return head_kind(head.kind).member_kinds(head.params)
 
 
 def _loo_scores(cand: Candidate, z: np.ndarray) -> tuple[float, float]:

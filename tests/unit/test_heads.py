@@ -118,3 +118,30 @@ def test_headfit_dict_round_trip() -> None:
     sig = again.predict(basis, np.zeros((5, 1))).log_sigma
     assert np.all(sig >= 0.1) and np.all(np.isfinite(sig))
     assert np.allclose(log_basis(basis), np.log(basis))
+
+
+def test_one_spearman_states_its_tie_and_nan_rules() -> None:
+    """``client_sdk.stats.spearman`` (the server's, the SDK's) against scipy's."""
+    from scipy.stats import spearmanr
+
+    from client_sdk import stats
+
+    rng = np.random.default_rng(5)
+    for n in (3, 7, 40):
+        a = rng.integers(0, 5, n).astype(float)  # many ties
+        b = a + rng.normal(0, 2.0, n)
+        assert stats.spearman(a, b) == pytest.approx(spearmanr(a, b).statistic, abs=1e-12)
+        assert spearman(a, b) == stats.spearman(a, b)
+    # undefined: a constant side, too few points, a NaN (propagate) -> `undefined`
+    assert np.isnan(stats.spearman([1.0, 1.0, 1.0], [1.0, 2.0, 3.0]))
+    assert np.isnan(stats.spearman([1.0, 2.0], [1.0, 2.0], min_points=3))
+    assert stats.spearman([1.0, np.nan, 3.0], [1.0, 2.0, 3.0], undefined=0.0) == 0.0
+    # nan_policy="last" (the server's): a NaN ranks after every number
+    assert spearman(np.array([1.0, np.nan, 3.0]), np.array([1.0, 3.0, 2.0])) == pytest.approx(1.0)
+    cols = stats.spearman_columns(np.c_[np.arange(5.0), np.ones(5)], np.arange(5.0),
+                                  undefined=-1.0)
+    np.testing.assert_allclose(cols, [1.0, -1.0])
+    np.testing.assert_allclose(stats.spearman_matrix(np.c_[np.arange(5.0), -np.arange(5.0)]),
+                               [[1.0, -1.0], [-1.0, 1.0]])
+    with pytest.raises(ValueError, match="nan_policy"):
+        stats.spearman([1.0], [1.0], nan_policy="omit")  # type: ignore[arg-type]
