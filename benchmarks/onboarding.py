@@ -164,6 +164,8 @@ def main() -> int:
     p.add_argument("--no-register-retest", dest="register_retest", action="store_false",
                    help="register only the --samples references (not the 20 retest archs "
                         "measured with them, which onboarding registers by default)")
+    p.add_argument("--runtime", choices=("torch", "onnxruntime"), default="torch",
+                   help="what times the networks (issue 27): torch eager or ONNX Runtime")
     p.add_argument("--cache-dir", default=str(REPO / ".oracle" / "bench-cache"))
     p.add_argument("--json", type=Path, default=REPO / "benchmarks/results/onboarding.json")
     p.add_argument("--reprint", action="store_true",
@@ -194,11 +196,11 @@ def main() -> int:
                                  threads=threads, validate=args.validate,
                                  repeats=args.repeats, rounds=args.rounds,
                                  statistic=args.statistic, progress=False, seed=seed,
-                                 register_retest=args.register_retest)
+                                 register_retest=args.register_retest, runtime=args.runtime)
                 t = report.timings_s
                 same_pass = _same_pass_oracle(client, name, space, report, args.samples)
                 rows.append({
-                    "space": space, "threads": threads, "seed": seed,
+                    "space": space, "threads": threads, "seed": seed, "runtime": args.runtime,
                     "session_retest": report.session_retest_spearman,
                     "session_latency_ms": np.asarray(report.session_latency_ms).tolist(),
                     "session_scale": report.session_scale,

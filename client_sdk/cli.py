@@ -7,6 +7,7 @@ import contextlib
 import csv
 import json
 import math
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, is_dataclass
@@ -104,16 +105,190 @@ def _progress(args: argparse.Namespace) -> bool | None:
     return False if (args.quiet or args.json) else None
 
 
-def _read_measurements(path: str) -> dict[Any, float]:
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        if not reader.fieldnames or {"arch", "latency_ms"} - set(reader.fieldnames):
-            raise SystemExit(f"{path}: expected a CSV with header 'arch,latency_ms'")
-        rows = {row["arch"]: float(row["latency_ms"]) for row in reader}
-    if rows and all(a.strip().isdigit() for a in rows):  # table / NATS-Bench indices
-        return {int(a): v for a, v in rows.items()}
-    return rows
+def _read_measurements(
+    path: str, space: str | None = None, *, skip_bad_rows: bool = False
+) -> Any:
+    """A measurements CSV (header ``arch,latency_ms``; other columns, e.g. ``file`` of
+    ``oracle device export``, are ignored) -> ``(genes, latency_ms)`` of ``space``.
 
+    Every row is checked before anything is sent: a blank, negative, zero, NaN, infinite or
+    non-numeric latency, an architecture that is not one of ``space`` (named when it is one
+    of another space), a duplicated architecture, and, with the export's ``manifest.json``
+    beside the CSV, a file holding another architecture. A bad row stops the command, naming
+    every bad line, unless ``skip_bad_rows`` (the skipped lines are listed on stderr).
+    Archs all digits are table (NATS-Bench) indices. A space unknown here: the rows' strings
+    go to the server as they are (it validates them)."""
+    from client_sdk.spaces import get_space
+
+    manifest = _export_manifest(path)
+    if manifest is not None and space and manifest["space"] != space:
+        raise SystemExit(
+            f"{path}: these are architectures of '{manifest['space']}' (exported for it, "
+            f"manifest.json), not '{space}': pass --space {manifest['space']} (or leave "
+            "--space out)")
+    files = {e["file"]: e["arch"] for e in manifest["files"]} if manifest else {}
+    try:
+        f = open(path, newline="")  # noqa: SIM115
+    except OSError as exc:
+        raise SystemExit(f"cannot read {path}: {exc}") from None
+    with f:
+        reader = csv.DictReader(f)
+        header = [c.strip() for c in reader.fieldnames or []]
+        if "arch" not in header or "latency_ms" not in header:
+            other = [c for c in header if c.startswith("latency")]
+            hint = (f" (found '{other[0]}': the latency column is in milliseconds, named "
+                    "latency_ms)") if other else ""
+            raise SystemExit(f"{path}: expected a CSV with header 'arch,latency_ms' (other "
+                             f"columns such as 'file' are allowed){hint}")
+        reader.fieldnames = header
+        rows = [(reader.line_num, row) for row in reader]
+    try:
+        sp = get_space(space) if space else None
+    except OracleClientError:
+        sp = None
+    indices = bool(rows) and all((r["arch"] or "").strip().isdigit() for _, r in rows)
+    bad: list[str] = []
+    seen: dict[Any, int] = {}
+    keys, genes, values = [], [], []
+    for line, row in rows:
+        arch = (row["arch"] or "").strip()
+        where = f"line {line} (arch '{arch[:60]}')"
+        ms, problem = _latency(row["latency_ms"])
+        key: Any = arch
+        g = None
+        if not arch:
+            problem = problem or "the arch column is empty"
+        elif sp is not None:
+            try:
+                g = (sp.genes_of_index([int(arch)]) if indices else sp.parse(arch)[None])
+                g = sp.validate(g)[0]
+                key = g.tobytes()
+            except (OracleClientError, KeyError, ValueError, IndexError) as exc:
+                problem = _arch_problem(arch, sp.name, exc)
+        if problem is None and g is not None and row.get("file") and files:
+            file = row["file"].strip()
+            if file not in files:
+                problem = f"file '{file}' is not one of the exported files (manifest.json)"
+            elif sp is not None and files[file] != sp.format(g):
+                problem = f"file '{file}' holds the architecture '{files[file][:60]}'"
+        if problem is None and key in seen:
+            problem = f"duplicated row: the same architecture as line {seen[key]}"
+        if problem is not None:
+            bad.append(f"{where}: {problem}")
+            continue
+        seen[key] = line
+        keys.append(int(arch) if indices and sp is None else arch)
+        genes.append(g)
+        values.append(ms)
+    if bad:
+        listing = "\n  ".join(bad[:50]) + (f"\n  ... {len(bad) - 50} more" if len(bad) > 50
+                                           else "")
+        if not skip_bad_rows:
+            raise SystemExit(
+                f"{path}: {len(bad)} bad row(s) of {len(rows)}; nothing registered (fix "
+                f"them, or pass --skip-bad-rows to use the {len(values)} good rows):\n  "
+                + listing)
+        print(f"{path}: skipped {len(bad)} bad row(s):\n  {listing}", file=sys.stderr)
+    if not values:
+        raise SystemExit(f"{path}: no measurements to register")
+    if sp is None:
+        return dict(zip(keys, values, strict=True))
+    return np.stack(genes), np.asarray(values, dtype=np.float64)
+
+
+def _latency(text: str | None) -> tuple[float, str | None]:
+    """A latency_ms cell -> ``(ms, None)``, or ``(nan, why it is unusable)``; a trailing
+    'ms' is allowed, another unit is refused."""
+    raw = (text or "").strip()
+    if not raw:
+        return math.nan, "latency_ms is blank (not measured?)"
+    value = raw
+    for unit in ("ms", "us", "µs", "ns", "s"):
+        if raw.lower().endswith(unit) and _number(raw[: -len(unit)]) is not None:
+            if unit != "ms":
+                return math.nan, f"latency_ms '{raw}' is not in milliseconds (convert it)"
+            value = raw[: -len(unit)]
+            break
+    v = _number(value)
+    if v is None:
+        return math.nan, f"latency_ms '{raw[:30]}' is not a number"
+    if not math.isfinite(v):
+        return math.nan, f"latency_ms is {raw} (not a finite number)"
+    if v <= 0:
+        return math.nan, f"latency_ms must be > 0, got {raw}"
+    return v, None
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text.strip())
+    except ValueError:
+        return None
+
+
+def _arch_problem(arch: str, space: str, exc: Exception) -> str:
+    """The error of an architecture not of ``space``, naming the space it is one of."""
+    from client_sdk.spaces import get_space, list_spaces
+
+    for other in list_spaces():
+        if other == space:
+            continue
+        try:
+            get_space(other).parse(arch)
+        except Exception:  # any failure: not one of this space either
+            continue
+        return f"not an architecture of '{space}' (it is one of '{other}': wrong --space?)"
+    msg = re.sub(r"^archs\[\d+\]: ", "", getattr(exc, "message", None) or str(exc))
+    return f"unknown or invalid architecture of '{space}': {msg}"
+
+
+def _export_manifest(csv_path: str) -> dict[str, Any] | None:
+    """The ``manifest.json`` of ``oracle device export`` beside the CSV, if there is one."""
+    path = Path(csv_path).parent / "manifest.json"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get("kind") == EXPORT_KIND else None
+
+
+def _contract(args: argparse.Namespace) -> dict[str, Any] | None:
+    """``--contract`` (a JSON object or a JSON file), else the export's ``contract.json``
+    beside ``--csv``; empty fields are dropped, unit 'ms' is 'ms/inference'."""
+    from client_sdk.proto.latency_oracle.v1 import oracle_pb2 as pb
+
+    text, source = args.contract, "--contract"
+    if text and not text.lstrip().startswith("{"):
+        source = text
+        try:
+            text = Path(text).read_text()
+        except OSError as exc:
+            raise SystemExit(f"cannot read the contract {source}: {exc}") from None
+    elif not text and args.csv and (Path(args.csv).parent / "contract.json").is_file():
+        source = str(Path(args.csv).parent / "contract.json")
+        text = Path(source).read_text()
+        print(f"contract from {source}", file=sys.stderr)
+    if not text:
+        return None
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise SystemExit(f"{source}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise SystemExit(f"{source}: the contract must be a JSON object")
+    known = set(pb.DeviceContract.DESCRIPTOR.fields_by_name)
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise SystemExit(f"{source}: unknown contract field(s) {unknown} (have "
+                         f"{sorted(known)})")
+    out = {k: v for k, v in data.items() if v not in (None, "")}
+    if out.get("unit") == "ms":
+        out["unit"] = "ms/inference"
+    return out
+
+
+#: ``manifest.json``'s kind (``client_sdk.measure.export.MANIFEST_KIND``, kept equal by a test)
+EXPORT_KIND = "latency-oracle device export"
 
 DEVICE_COLUMNS = ("full_name", "source", "head_kind", "num_samples", "expected_spearman",
                   "monotonicity", "quality")
@@ -174,17 +349,43 @@ def cmd_device(args: argparse.Namespace, c: OracleClient) -> None:
     elif args.action == "register":
         if not args.csv:
             raise SystemExit("device register needs --csv FILE (header arch,latency_ms)")
-        contract = json.loads(args.contract) if args.contract else None
-        d = c.register_device(args.name, args.space, _read_measurements(args.csv), contract)
+        contract = _contract(args)
+        measurements = _read_measurements(args.csv, args.space,
+                                          skip_bad_rows=args.skip_bad_rows)
+        d = c.register_device(args.name, args.space, measurements, contract)
         _emit(args, d, _table([asdict(d)], DEVICE_COLUMNS))
         warn_quality(d)
     elif args.action == "add":
-        d = c.add_measurements(args.name, _read_measurements(args.csv), args.space or "")
+        if not args.csv:
+            raise SystemExit("device add needs --csv FILE (header arch,latency_ms)")
+        space = args.name.partition("/")[0] if "/" in args.name else args.space
+        measurements = _read_measurements(args.csv, space, skip_bad_rows=args.skip_bad_rows)
+        d = c.add_measurements(args.name, measurements, args.space or "")
         _emit(args, d, _table([asdict(d)], DEVICE_COLUMNS))
         warn_quality(d)
     elif args.action == "delete":
         deleted = c.delete_device(args.name, args.space or "")
         _emit(args, {"deleted": deleted}, "deleted" if deleted else "no such device")
+    elif args.action == "export":
+        from client_sdk.measure.export import export_kit
+
+        if not args.out:
+            raise SystemExit("device export needs --out DIR")
+        try:
+            manifest = export_kit(
+                c, args.space, args.out, samples=args.samples,
+                retest=20 if args.retest is None else args.retest, seed=args.seed,
+                batch_size=args.batch_size, fmt=args.format, onnx_cache=args.onnx_cache,
+                log=lambda msg: print(msg, file=sys.stderr),
+            )
+        except (FileExistsError, ValueError) as exc:
+            raise SystemExit(f"oracle device export: {exc}") from None
+        rows = [{"file": e["file"], "kind": e["kind"], "arch": e["arch"]}
+                for e in manifest["files"]]
+        _emit(args, manifest, _table(rows, ("file", "kind", "arch")) + "\n\nmeasure them "
+              f"(see {Path(args.out) / 'README.md'}), fill {Path(args.out) / 'measurements.csv'}"
+              f", then: oracle device register NAME --csv "
+              f"{Path(args.out) / 'measurements.csv'}")
     elif args.action == "onboard":
         from client_sdk.measure.onboard import format_report, onboard
 
@@ -196,7 +397,8 @@ def cmd_device(args: argparse.Namespace, c: OracleClient) -> None:
             statistic=args.statistic, target_spearman=args.target_spearman,
             max_samples=args.max_samples, round_size=args.round_size, retest=args.retest,
             retest_threshold=args.retest_threshold, session_check=args.session_check,
-            register_retest=args.register_retest,
+            register_retest=args.register_retest, runtime=args.runtime,
+            onnx_cache=args.onnx_cache, graph_optimization=args.ort_graph_optimization,
             log=(lambda msg: print(msg, file=sys.stderr)) if args.json else print,
         )
         _emit(args, report, format_report(report))
@@ -356,16 +558,27 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("devices", help="list devices")
     d.add_argument("--space", default="")
 
-    dev = sub.add_parser("device", help="show | register | add | delete | onboard a device")
-    dev.add_argument("action", choices=("show", "register", "add", "delete", "onboard"))
+    dev = sub.add_parser(
+        "device", help="show | register | add | delete | onboard a device | export the "
+                       "networks to measure on a device the SDK cannot run on")
+    dev.add_argument("action",
+                     choices=("show", "register", "add", "delete", "onboard", "export"))
     dev.add_argument("name_pos", nargs="?", help="device name (or use --name)")
     dev.add_argument("--name", default=None, help="device name (same as the positional)")
-    dev.add_argument("--space", default="nasbench201",
-                     help="search space: nasbench201, fbnet or ofa_mbv3 (default %(default)s)")
-    dev.add_argument("--csv", default=None, help="measurements: CSV with header arch,latency_ms")
-    dev.add_argument("--contract", default=None, help="JSON object: batch_size, threads, ...")
+    dev.add_argument("--space", default=None,
+                     help="search space: nasbench201, fbnet, ofa_mbv3 or a defined one "
+                          "(default: the export's space for a CSV of `device export`, else "
+                          "nasbench201)")
+    dev.add_argument("--csv", default=None,
+                     help="measurements: CSV with header arch,latency_ms (other columns are "
+                          "ignored); every row is checked, a bad one stops the command")
+    dev.add_argument("--skip-bad-rows", action="store_true",
+                     help="register/add: leave out (and list) bad rows instead of stopping")
+    dev.add_argument("--contract", default=None,
+                     help="JSON object or JSON file: batch_size, threads, runtime, ... "
+                          "(default: contract.json beside --csv, if any)")
     dev.add_argument("--samples", type=int, default=10,
-                     help="onboard: suggested reference architectures to measure "
+                     help="onboard/export: suggested reference architectures to measure "
                           "(default %(default)s)")
     dev.add_argument("--threads", type=int, default=None,
                      help="onboard: torch threads when measuring (default: torch's current "
@@ -394,7 +607,8 @@ def _parser() -> argparse.ArgumentParser:
     on.add_argument("--round-size", type=int, default=5, help="architectures per round")
     on.add_argument("--retest", type=int, default=None,
                     help="random archs measured for the retest ceiling (default 20; 0 with "
-                         "--validate >= 20 and --no-session-check)")
+                         "--validate >= 20 and --no-session-check); export: random archs "
+                         "exported with the references (default 20)")
     on.add_argument("--retest-threshold", type=float, default=0.90,
                     help="re-measure once, then warn, when the retest ceiling is below")
     on.add_argument("--no-register-retest", dest="register_retest", action="store_false",
@@ -404,6 +618,22 @@ def _parser() -> argparse.ArgumentParser:
                     help="skip measuring the references and retest archs again in a later "
                          "pass (the Spearman between passes shows a device whose latencies "
                          "change with time)")
+    on.add_argument("--runtime", choices=("torch", "onnxruntime"), default="torch",
+                    help="time the torch network (eager) or its ONNX export in an ONNX "
+                         "Runtime CPU session (needs the [measure] extra's onnxruntime; "
+                         "default %(default)s)")
+    on.add_argument("--onnx-cache", default=None, metavar="DIR",
+                    help="onboard --runtime onnxruntime / export: exported .onnx files "
+                         "(default $LATENCY_ORACLE_ONNX_CACHE or ~/.cache/latency-oracle/onnx)")
+    on.add_argument("--ort-graph-optimization", default="all",
+                    choices=("disable", "basic", "extended", "all"),
+                    help="onnxruntime graph optimisation level (default %(default)s)")
+    ex = dev.add_argument_group("export: the networks to measure on any device, offline")
+    ex.add_argument("--format", default="onnx", choices=("onnx",),
+                    help="file format of the exported networks (default %(default)s)")
+    ex.add_argument("--out", default=None, metavar="DIR",
+                    help="folder of the ONNX files, measurements.csv, contract.json, "
+                         "manifest.json and README.md")
 
     r = sub.add_parser(
         "rank",
@@ -491,9 +721,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "device":
         args.name = args.name or args.name_pos
-        if not args.name:
+        if not args.name and args.action != "export":
             print("oracle device: give a device name", file=sys.stderr)
             return 2
+        if args.space is None:  # SPACE/NAME's, the export's for its CSV, else NAS-Bench-201
+            manifest = _export_manifest(args.csv) if args.csv else None
+            prefix = (args.name or "").partition("/")[0] if "/" in (args.name or "") else None
+            args.space = prefix or (manifest["space"] if manifest else "nasbench201")
     try:
         with _client(args) as client:
             _learn_space(client, getattr(args, "space", "") or "")

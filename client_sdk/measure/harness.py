@@ -14,7 +14,8 @@ Two ways to time a set of architectures:
   expected to reach against these measurements.
 
 The clock is injectable (``clock() -> seconds``) so tests can run on a fake clock. On a
-CUDA device without an injected clock, CUDA events time each repeat.
+CUDA device without an injected clock, CUDA events time each repeat. ``runtime="onnxruntime"``
+times ONNX Runtime sessions of the exported networks instead (``onnx_runtime.OrtBuilder``).
 """
 
 from __future__ import annotations
@@ -29,16 +30,18 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from scipy.stats import spearmanr
 from torch import nn
 from tqdm.auto import tqdm
 
+from client_sdk import stats as _stats
 from client_sdk._progress import progress_enabled
 from client_sdk.measure.builders import build_model, example_input
 from client_sdk.spaces import SearchSpace, get_space
 
 Clock = Callable[[], float]
 Backend = Literal["eager", "script", "compile"]
+Runtime = Literal["torch", "onnxruntime"]
+RUNTIMES: tuple[str, ...] = ("torch", "onnxruntime")
 #: per-architecture statistic over its timed runs (``p10`` = 10th percentile, ...)
 Statistic = Literal["median", "mean", "min", "p10", "p25"]
 STATISTICS: tuple[str, ...] = ("median", "mean", "min", "p10", "p25")
@@ -110,6 +113,11 @@ class HarnessConfig:
     drift_threshold: float = 0.10
     normalise_drift: bool = True
     seed: int = 0
+    # --- runtime: torch (``backend``) or onnxruntime (exported once, cached in ``onnx_cache``,
+    # None: ``onnx_runtime.default_cache_dir()``; ``graph_optimization``: disable .. all)
+    runtime: Runtime = "torch"
+    onnx_cache: str | None = None
+    graph_optimization: str = "all"
 
     def __post_init__(self) -> None:
         if self.repeats < 1 or self.warmup < 0:
@@ -122,6 +130,10 @@ class HarnessConfig:
             raise ValueError(f"unknown statistic '{self.statistic}' (have {STATISTICS})")
         if not self.drift_threshold > 0:
             raise ValueError("drift_threshold must be > 0")
+        if self.runtime not in RUNTIMES:
+            raise ValueError(f"unknown runtime '{self.runtime}' (have {RUNTIMES})")
+        if self.runtime == "onnxruntime" and self.device != "cpu":
+            raise ValueError(f"the onnxruntime runtime measures on the cpu, not '{self.device}'")
 
 
 def reduce_runs(
@@ -140,11 +152,9 @@ def reduce_runs(
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    """Spearman's rho, ``nan`` when undefined (fewer than 3 points or a constant side)."""
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
-        return float("nan")
-    return float(spearmanr(a, b).statistic)
+    """Spearman's rho (``client_sdk.stats``), ``nan`` when undefined (fewer than 3 points,
+    a constant side or a NaN)."""
+    return _stats.spearman(a, b, min_points=3)
 
 
 def spearman_brown(r: float) -> float:
@@ -376,6 +386,21 @@ class Harness:
     clock: Clock | None = None
     builder: Builder = default_builder
     _interleaved_calls: int = field(default=0, init=False, repr=False)
+    #: the ONNX Runtime builder (export counters: ``ort_builder.stats()``), once it is used
+    ort_builder: Any = field(default=None, init=False, repr=False)
+
+    def build(self, sp: SearchSpace, genes: np.ndarray) -> tuple[Callable[..., Any], Any]:
+        """``builder``'s (callable, input); the ONNX Runtime builder when the config's runtime
+        is onnxruntime and no builder was injected."""
+        cfg = self.config
+        builder = self.builder
+        if cfg.runtime == "onnxruntime" and builder is default_builder:
+            if self.ort_builder is None:
+                from client_sdk.measure.onnx_runtime import OrtBuilder
+
+                self.ort_builder = OrtBuilder(cfg.onnx_cache, cfg.threads, cfg.graph_optimization)
+            builder = self.ort_builder
+        return builder(sp, np.asarray(genes), cfg.batch_size, cfg.device)
 
     def _use_cuda_events(self) -> bool:
         return (
@@ -402,8 +427,7 @@ class Harness:
 
     def measure_arch(self, space: str | SearchSpace, genes: np.ndarray) -> TimingStats:
         sp = get_space(space) if isinstance(space, str) else space
-        model, x = self.builder(sp, np.asarray(genes), self.config.batch_size, self.config.device)
-        return self.measure_model(model, x)
+        return self.measure_model(*self.build(sp, genes))
 
     def measure_interleaved(
         self,
@@ -440,7 +464,7 @@ class Harness:
             calls: list[Callable[[], Any]] = []
             for row in tqdm(genes, desc=f"{desc} (build)", unit="arch", disable=quiet,
                             leave=False):
-                model, x = self.builder(sp, np.asarray(row), cfg.batch_size, cfg.device)
+                model, x = self.build(sp, row)
                 fn = prepare(model, x, cfg.backend) if isinstance(model, nn.Module) else model
                 call = _bind(fn, x)
                 for _ in range(cfg.warmup):

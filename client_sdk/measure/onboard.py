@@ -32,14 +32,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.stats import spearmanr
 
+from client_sdk import stats as _stats
 from client_sdk.measure.builders import input_resolution
 from client_sdk.measure.harness import (
     Backend,
     Harness,
     HarnessConfig,
     InterleavedMeasurement,
+    Runtime,
     Statistic,
     retest_ceiling,
 )
@@ -120,6 +121,9 @@ class OnboardReport:
     #: first pass again); the registry keeps one sample per architecture (their median)
     session_added: int = 0
     timings_s: dict[str, float] = field(default_factory=dict)
+    runtime: str = "torch"  # torch (``backend``) or onnxruntime
+    #: onnxruntime: files exported / found in the cache, export seconds, the cache folder
+    onnx: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form (arrays as lists)."""
@@ -148,19 +152,26 @@ def build_contract(
 ) -> dict[str, Any]:
     res = input_resolution(space)
     per_arch = " input resolution per architecture (resolution gene);" if res is None else ""
+    runtime, version = "torch", torch.__version__
+    how = f"torch.inference_mode, backend {config.backend}"
+    if config.runtime == "onnxruntime":
+        from client_sdk.measure import onnx_runtime
+
+        runtime, version = "onnxruntime", onnx_runtime.runtime_version()
+        how = onnx_runtime.describe(threads, config.graph_optimization)
     notes = (
         f"measured by client_sdk.measure on {platform.node() or 'this machine'} ({device});"
         f"{per_arch} {config.statistic} of {config.rounds} interleaved rounds x {config.runs} "
         f"runs after {config.warmup} warm-up runs (drift-normalised per round), "
-        f"torch.inference_mode, backend {config.backend}, random weights"
+        f"{how}, random weights"
     )
     return {
         "unit": "ms/inference",
         "batch_size": batch_size,
         "input_resolution": res or 0,
         "threads": threads,
-        "runtime": "torch",
-        "runtime_version": torch.__version__,
+        "runtime": runtime,
+        "runtime_version": version,
         "precision": "fp32",
         "hardware": hardware_description(device),
         "notes": notes,
@@ -168,8 +179,8 @@ def build_contract(
 
 
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:
-    rho = spearmanr(a, b).statistic
-    return float(rho) if np.isfinite(rho) else 0.0
+    """Spearman's rho (``client_sdk.stats``); 0 when undefined (a constant side, a NaN)."""
+    return _stats.spearman(a, b, undefined=0.0)
 
 
 def _fmt(x: float | None) -> str:
@@ -202,6 +213,9 @@ def onboard(
     remeasure_low_retest: bool = True,
     session_check: bool = True,
     register_retest: bool = True,
+    runtime: Runtime = "torch",
+    onnx_cache: str | None = None,
+    graph_optimization: str = "all",
     measure_fn: MeasureFn = measure_architectures,
     log: Callable[[str], None] | None = print,
 ) -> OnboardReport:
@@ -237,6 +251,11 @@ def onboard(
     server fits the per-architecture median and widens the device's interval by the spread
     of the repeated measurements.
 
+    ``runtime="onnxruntime"``: every architecture is exported to ONNX once (cached under
+    ``onnx_cache``, default ``onnx_runtime.default_cache_dir()``) and timed with an ONNX
+    Runtime CPU session (``threads`` intra-op threads, one inter-op thread,
+    ``graph_optimization`` level) in the same interleaved rounds; the contract records it.
+
     ``validate=N`` measures N random architectures (``space.sample(N, seed + 1)``) and
     reports the Spearman of the oracle's ranking and of analytic FLOPs against them, beside
     the ceiling. ``log`` receives progress lines (``None`` for silence).
@@ -260,6 +279,8 @@ def onboard(
     if budget < samples:
         raise ValueError(f"max_samples ({budget}) is below samples ({samples})")
     say = log or (lambda _msg: None)
+    if runtime == "onnxruntime":  # a missing onnx/onnxruntime is said before any work
+        from client_sdk.measure import onnx_runtime  # noqa: F401
     sp = get_space(space)
     used_threads = threads if threads is not None else torch.get_num_threads()
     config = HarnessConfig(
@@ -274,6 +295,9 @@ def onboard(
         runs=max(1, -(-repeats // rounds)),
         statistic=statistic,
         seed=seed,
+        runtime=runtime,
+        onnx_cache=onnx_cache,
+        graph_optimization=graph_optimization,
     )
     harness = Harness(config)
     timings: dict[str, float] = {}
@@ -313,7 +337,7 @@ def onboard(
     retest_genes = _random_archs(sp, n_retest, seed + 2, exclude=refs)
     say(
         f"measuring {len(refs)} reference architectures of '{space}' on {device} "
-        f"({used_threads} thread(s), batch {batch_size}, {config.rounds} rounds x "
+        f"({runtime}, {used_threads} thread(s), batch {batch_size}, {config.rounds} rounds x "
         f"{config.runs} runs, {config.statistic})"
         + (f" with {len(retest_genes)} random archs for the retest ceiling" if n_retest else "")
     )
@@ -396,6 +420,7 @@ def onboard(
         warnings=warnings,
         validate=validate,
         timings_s=timings,
+        runtime=runtime,
     )
     session = (measured, measured_ms) if session_check else None
     if validate:
@@ -433,6 +458,8 @@ def onboard(
             f"expected Spearman {info.expected_spearman:.3f}")
     report.remeasured = state["remeasured"]
     report.drift = float(state["drift"])
+    if harness.ort_builder is not None:  # the ONNX Runtime builder's export counters
+        report.onnx = harness.ort_builder.stats()
     timings["total_s"] = time.perf_counter() - t_start
     return report
 
@@ -594,8 +621,9 @@ def format_report(report: OnboardReport) -> str:
     lines = [
         f"device      {report.space}/{report.name}",
         f"measured on {report.contract.get('hardware', '?')} ({report.device}), "
-        f"{report.threads} thread(s), batch {report.batch_size}, {report.backend}, "
-        f"torch {report.contract.get('runtime_version', '?')}",
+        f"{report.threads} thread(s), batch {report.batch_size}, "
+        + (f"{report.backend}, " if report.runtime == "torch" else "")
+        + f"{report.contract.get('runtime', '?')} {report.contract.get('runtime_version', '?')}",
         f"harness     {report.rounds} interleaved rounds x {report.runs} runs, "
         f"{report.statistic}, largest drift between rounds {100 * report.drift:.0f} %, "
         f"sets re-measured {report.remeasured}",
@@ -640,6 +668,12 @@ def format_report(report: OnboardReport) -> str:
             f"(ceiling {_fmt(report.ceiling)})"
             + ("; scored on the first pass's head, before the later pass was added"
                if report.session_added else "")
+        )
+    if report.onnx:
+        o = report.onnx
+        lines.append(
+            f"onnx        {o['onnx_exported']} exported ({o['onnx_export_s']:.1f} s, before the "
+            f"timed runs), {o['onnx_cached']} from the cache {o['onnx_cache']}"
         )
     for w in report.warnings:
         lines.append(f"WARNING     {w}")
