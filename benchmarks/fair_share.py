@@ -27,6 +27,19 @@ Target: light p99 in ``contended`` within 2x of ``idle``. The machine's load ave
 recorded per phase: the VM is shared, so compare phases of one run, not runs.
 
     python benchmarks/fair_share.py [--duration-s 20] [--json benchmarks/results/fair_share.json]
+
+``--redis`` (issue 28) runs the shared-limits suite instead, against a ``redis-server`` of
+its own (no persistence, on a free port): the light tenant's p99 idle vs contended, client-
+side and server-side (``oracle_tenant_request_seconds{method="Rank", tenant="light"}``
+scraped from every replica before and after each phase), on one replica and on three
+replicas sharing the Redis limits (round-robin client; the light tenant has a rate limit far
+above its traffic so each of its calls takes a shared token); the accepted rate of a tenant
+limited to R calls/s (``--capped-rate``) offering 10 R through round robin over three
+replicas, with shared and with per-replica limits (target R +/- 10 %; per replica ~3 R);
+Redis killed halfway through such a run while another tenant reads (target: 0 failed
+reads, fail-open counted); and the Lua call's p50 on loopback (target <= 0.2 ms)::
+
+    python benchmarks/fair_share.py --redis [--json benchmarks/results/fair_share_redis.json]
 """
 
 from __future__ import annotations
@@ -97,7 +110,18 @@ def _retry_after(err: grpc.RpcError) -> float:
     return from_rpc_error(err).retry_after or 0.1
 
 
-def heavy_main(port: int, token: str, args: dict, ready, stop, out) -> None:
+def _target(where: int | str) -> str:
+    """A port (one server on loopback) or a target string (``ipv4:a,b,c``: round robin)."""
+    return f"127.0.0.1:{where}" if isinstance(where, int) else where
+
+
+def _options(target: str) -> list:
+    if target.startswith("ipv4:"):  # several replicas: one subchannel each, round robin
+        return [*CHANNEL_OPTIONS, ("grpc.lb_policy_name", "round_robin")]
+    return CHANNEL_OPTIONS
+
+
+def heavy_main(port: int | str, token: str, args: dict, ready, stop, out) -> None:
     """The heavy tenant: ``clients`` threads, each a Rank loop; refused calls back off."""
     reqs = _requests(args["heavy_space"], args["heavy_archs"], args["heavy_devices_list"], 4,
                      seed=1)
@@ -106,7 +130,8 @@ def heavy_main(port: int, token: str, args: dict, ready, stop, out) -> None:
     meta = (("authorization", f"Bearer {token}"),)
 
     def run(i: int) -> None:
-        with grpc.insecure_channel(f"127.0.0.1:{port}", options=CHANNEL_OPTIONS) as ch:
+        target = _target(port)
+        with grpc.insecure_channel(target, options=_options(target)) as ch:
             rank = ch.unary_unary(RANK_METHOD, _registered_method=False)
             k = i
             while not stop.is_set():
@@ -136,12 +161,13 @@ def heavy_main(port: int, token: str, args: dict, ready, stop, out) -> None:
     out.put(stats)
 
 
-def light_run(port: int, token: str, args: dict, duration_s: float) -> dict:
+def light_run(port: int | str, token: str, args: dict, duration_s: float) -> dict:
     reqs = _requests("nasbench201", args["light_archs"], ["pixel3"], 64, seed=2)
     meta = (("authorization", f"Bearer {token}"),)
     times: list[float] = []
     errors = 0
-    with grpc.insecure_channel(f"127.0.0.1:{port}", options=CHANNEL_OPTIONS) as ch:
+    target = _target(port)
+    with grpc.insecure_channel(target, options=_options(target)) as ch:
         rank = ch.unary_unary(RANK_METHOD, _registered_method=False)
         for req in reqs[:10]:  # warm-up
             rank(req, timeout=60, metadata=meta)
@@ -164,8 +190,8 @@ def light_run(port: int, token: str, args: dict, duration_s: float) -> dict:
     }
 
 
-def phase(name: str, port: int, tokens: dict[str, str], args: dict, heavy: bool,
-          heavy_port: int | None = None) -> dict:
+def phase(name: str, port: int | str, tokens: dict[str, str], args: dict, heavy: bool,
+          heavy_port: int | str | None = None, metrics_ports: list[int] | None = None) -> dict:
     """``heavy_port``: the heavy tenant calls another server (same machine): what the light
     tenant then sees is CPU contention alone, which no server-side share can remove."""
     ctx = mp.get_context("spawn")
@@ -178,9 +204,14 @@ def phase(name: str, port: int, tokens: dict[str, str], args: dict, heavy: bool,
         proc.start()
         ready.wait(120)
         time.sleep(args["settle_s"])  # heavy tenant at steady state before timing
+    before = scrape(metrics_ports) if metrics_ports else None
     t0 = time.perf_counter()
     light = light_run(port, tokens["light"], args, args["duration_s"])
     elapsed = time.perf_counter() - t0
+    if before is not None:  # the same calls, timed by the servers (admission + handling)
+        after = scrape(metrics_ports)
+        for q in (50, 99):
+            light[f"server_p{q}_ms"] = hist_quantile(before, after, "Rank", "light", q / 100) * 1e3
     row = {"phase": name, "light": light}
     if proc is not None:
         stop.set()
@@ -206,6 +237,8 @@ def _line(row: dict) -> str:
         h = row["heavy"]
         text += (f" | heavy ok {h['ok']:4d} refused {h['refused']:5d} "
                  f"{h['archs_per_s'] / 1e6:6.2f} M archs/s")
+    if "server_p99_ms" in li:
+        text += f" | server p50 {li['server_p50_ms']:6.2f} p99 {li['server_p99_ms']:6.2f} ms"
     return text + f" | load {li['loadavg_end'][0]:.2f}"
 
 
@@ -240,6 +273,335 @@ def server_args(args: dict, data_dir: Path, tokens_file: Path, limited: bool) ->
     return argv
 
 
+
+# ------------------------------------------------------------------ server-side figures
+def scrape(ports: list[int]) -> dict[tuple, float]:
+    """Every sample of the replicas' /metrics, summed over the replicas."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out: dict[tuple, float] = {}
+    for port in ports:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+            text = resp.read().decode()
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                key = (sample.name, tuple(sorted(sample.labels.items())))
+                out[key] = out.get(key, 0.0) + sample.value
+    return out
+
+
+def metric_sum(snapshot: dict[tuple, float], name: str) -> float:
+    return sum(v for (n, _), v in snapshot.items() if n == name)
+
+
+def hist_quantile(before: dict, after: dict, method: str, tenant: str, q: float) -> float:
+    """``histogram_quantile`` of ``oracle_tenant_request_seconds{method, tenant}`` over the
+    calls between two scrapes (linear within a bucket, as Prometheus does)."""
+    name = "oracle_tenant_request_seconds_bucket"
+    buckets = []
+    for (n, labels), value in after.items():
+        d = dict(labels)
+        if n == name and d.get("method") == method and d.get("tenant") == tenant:
+            le = float(d["le"])
+            buckets.append((le, value - before.get((n, labels), 0.0)))
+    buckets.sort()
+    if not buckets or buckets[-1][1] <= 0:
+        return float("nan")
+    rank = q * buckets[-1][1]
+    lower, below = 0.0, 0.0
+    for le, count in buckets:
+        if count >= rank:
+            if le == float("inf"):
+                return lower
+            return lower + (le - lower) * (rank - below) / max(count - below, 1e-12)
+        lower, below = le, count
+    return lower
+
+
+# ------------------------------------------------------------- shared limits (issue 28)
+class RedisServer:
+    """A private ``redis-server`` (no persistence) that the benchmark can stop mid-run."""
+
+    def __init__(self, port: int = 0) -> None:
+        import shutil
+        import socket
+
+        import redis
+
+        exe = shutil.which("redis-server")
+        if exe is None:
+            raise SystemExit("redis-server not found (apt-get install redis-server)")
+        if not port:
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", 0))
+                port = sock.getsockname()[1]
+        self.port = port
+        self.proc = subprocess.Popen(
+            [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis(port=port, socket_timeout=1)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    self.stop()
+                    raise SystemExit(f"redis-server on port {port} did not start") from None
+                time.sleep(0.05)
+
+    def url(self, prefix: str) -> str:
+        return f"redis://127.0.0.1:{self.port}/0?prefix={prefix}"
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def __enter__(self) -> RedisServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def lua_bench(url: str, calls: int = 3000) -> dict:
+    """The added cost per admitted call: one EVALSHA of the bucket script on loopback."""
+    from oracle_server.limits import TAKE, BucketSpec, SharedLimits
+
+    shared = SharedLimits(url)
+    shared.check()
+    spec = [BucketSpec("rate", 1e9, 1e9, 1.0, TAKE)]
+    for _ in range(200):
+        shared.run("bench", spec, "admit")
+    times = []
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        shared.run("bench", spec, "admit")
+        times.append(time.perf_counter() - t0)
+    shared.close()
+    return {"calls": calls, "p50_ms": pct(times, 50) * 1e3, "p90_ms": pct(times, 90) * 1e3,
+            "p99_ms": pct(times, 99) * 1e3, "target_p50_ms": 0.2}
+
+
+def rate_run(target: str, token: str, offered: float, duration_s: float, settle_s: float,
+             metrics_ports: list[int], kill=None, kill_at_s: float = 0.0,
+             reader_token: str | None = None) -> dict:
+    """The capped tenant offers ``offered`` calls/s (open loop, small Ranks) through
+    ``target``; counts what is accepted per second after ``settle_s`` (the first burst),
+    and failures other than RESOURCE_EXHAUSTED. ``kill`` is called at ``kill_at_s``
+    (e.g. stop Redis); ``reader_token``: another tenant reads in a closed loop meanwhile."""
+    reqs = _requests("nasbench201", 10, ["pixel3"], 16, seed=3)
+    meta = (("authorization", f"Bearer {token}"),)
+    events: list[tuple[float, str]] = []
+    lock = threading.Lock()
+    threads_n = 4
+    start = time.perf_counter() + 0.5
+    end = start + duration_s
+
+    def offer(i: int) -> None:
+        with grpc.insecure_channel(target, options=_options(target)) as ch:
+            rank = ch.unary_unary(RANK_METHOD, _registered_method=False)
+            k = i
+            while True:
+                due = start + k / offered
+                if due >= end:
+                    return
+                delay = due - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+                try:
+                    rank(reqs[k % len(reqs)], timeout=30, metadata=meta)
+                    what = "ok"
+                except grpc.RpcError as err:
+                    what = ("refused" if err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                            else f"failed:{err.code().name}")
+                with lock:
+                    events.append((due - start, what))
+                k += threads_n
+
+    reads = {"ok": 0, "failed": 0, "refused": 0}
+
+    def reader() -> None:
+        rmeta = (("authorization", f"Bearer {reader_token}"),)
+        with grpc.insecure_channel(target, options=_options(target)) as ch:
+            rank = ch.unary_unary(RANK_METHOD, _registered_method=False)
+            k = 0
+            while time.perf_counter() < end:
+                try:
+                    rank(reqs[k % len(reqs)], timeout=30, metadata=rmeta)
+                    reads["ok"] += 1
+                except grpc.RpcError as err:
+                    key = ("refused" if err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                           else "failed")
+                    reads[key] += 1
+                k += 1
+                time.sleep(0.005)
+
+    before = scrape(metrics_ports)
+    workers = [threading.Thread(target=offer, args=(i,), daemon=True) for i in range(threads_n)]
+    if reader_token:
+        workers.append(threading.Thread(target=reader, daemon=True))
+    for t in workers:
+        t.start()
+    if kill is not None:
+        time.sleep(max(0.0, start + kill_at_s - time.perf_counter()))
+        kill()
+    for t in workers:
+        t.join(duration_s + 60)
+    after = scrape(metrics_ports)
+
+    def window(lo: float, hi: float) -> dict:
+        ok = sum(1 for t, w in events if lo <= t < hi and w == "ok")
+        return {"seconds": hi - lo, "accepted": ok, "accepted_per_s": ok / max(hi - lo, 1e-9)}
+
+    row = {
+        "offered_per_s": offered, "duration_s": duration_s, "settle_s": settle_s,
+        "ok": sum(1 for _, w in events if w == "ok"),
+        "refused": sum(1 for _, w in events if w == "refused"),
+        "failed": sum(1 for _, w in events if w.startswith("failed")),
+    }
+    if kill is None:
+        row["steady"] = window(settle_s, duration_s)
+    else:
+        row["before_stop"] = window(settle_s, kill_at_s)
+        row["after_stop"] = window(kill_at_s + settle_s, duration_s)
+    if reader_token:
+        row["reads"] = reads
+    for name in ("oracle_limits_fail_open_total", "oracle_limits_backend_errors_total"):
+        row[name] = metric_sum(after, name) - metric_sum(before, name)
+    row["oracle_limits_backend_up"] = metric_sum(after, "oracle_limits_backend_up")
+    return row
+
+
+def _redis_tokens(directory: Path, tokens: dict[str, str], a) -> Path:
+    def sha(t: str) -> str:
+        return hashlib.sha256(t.encode()).hexdigest()
+
+    heavy = "max_concurrent_rpcs: 1"
+    if a.heavy_rate_limit:
+        heavy += f", rate_limit: {a.heavy_rate_limit}, burst: 1"
+    if a.heavy_work_limit:
+        heavy += f", work_limit: {a.heavy_work_limit:.0f}"
+    path = directory / "tokens-redis.yaml"
+    path.write_text(
+        f"heavy: {{sha256: {sha(tokens['heavy'])}, {heavy}}}\n"
+        # a limit far above what it sends: every light call still takes its shared token
+        f"light: {{sha256: {sha(tokens['light'])}, rate_limit: 100000, burst: 100000}}\n"
+        f"capped: {{sha256: {sha(tokens['capped'])}, rate_limit: {a.capped_rate}}}\n")
+    return path
+
+
+def _replicas(n: int, args: dict, d: Path, tokens_file: Path, limits_url: str) -> list:
+    servers = []
+    for i in range(n):
+        argv = server_args(args, d / f"r{i}", tokens_file, True)
+        if limits_url:
+            argv += ["--limits-url", limits_url]
+        servers.append(ServerProcess(argv, cwd=ROOT))
+    for srv in servers:
+        srv.wait_serving()
+    return servers
+
+
+def _stop_all(servers: list) -> None:
+    for srv in servers:
+        srv.kill()
+
+
+def redis_suite(a, args: dict, d: Path) -> dict:
+    """Issue 28: light p99 idle vs contended, client- and server-side, on one replica and on
+    three replicas sharing Redis limits (round robin); the capped tenant's accepted rate over
+    three replicas with per-replica vs shared limits; Redis stopped mid-run."""
+    import uuid
+
+    tokens = {name: secrets.token_urlsafe(24) for name in ("heavy", "light", "capped")}
+    tokens_file = _redis_tokens(d, tokens, a)
+    out: dict = {"phases": []}
+    r = a.capped_rate
+    with RedisServer(a.redis_port) as rs:
+        url = rs.url(f"bench:{uuid.uuid4().hex[:8]}:")
+        out["lua_call"] = lua_bench(url)
+        print(f"  Lua bucket call on loopback: p50 {out['lua_call']['p50_ms']:.3f} ms, p99 "
+              f"{out['lua_call']['p99_ms']:.3f} ms", flush=True)
+        for n in (1, 3):
+            servers = _replicas(n, args, d / f"shared{n}", tokens_file, url)
+            try:
+                target = (f"ipv4:{','.join(s.target for s in servers)}" if n > 1
+                          else servers[0].target)
+                mports = [s.metrics_port for s in servers]
+                for heavy in (False, True):
+                    name = f"{n}r-{'contended' if heavy else 'idle'}"
+                    out["phases"].append(phase(name, target, tokens, args, heavy=heavy,
+                                               metrics_ports=mports))
+                if n == 3:
+                    row = rate_run(target, tokens["capped"], 10 * r, a.rate_duration_s,
+                                   a.settle_s, mports)
+                    out["accepted_shared"] = row
+                    print(f"  capped tenant R={r:g}/s offering 10R over 3 replicas, shared: "
+                          f"{row['steady']['accepted_per_s']:.1f}/s accepted", flush=True)
+            finally:
+                _stop_all(servers)
+        servers = _replicas(3, args, d / "local3", tokens_file, "")
+        try:
+            target = f"ipv4:{','.join(s.target for s in servers)}"
+            row = rate_run(target, tokens["capped"], 10 * r, a.rate_duration_s, a.settle_s,
+                           [s.metrics_port for s in servers])
+            out["accepted_per_replica"] = row
+            print(f"  ... per-replica limits (no Redis): {row['steady']['accepted_per_s']:.1f}/s "
+                  "accepted", flush=True)
+        finally:
+            _stop_all(servers)
+    # Redis stopped mid-run: a Redis of our own, killed halfway
+    with RedisServer() as rs:
+        servers = _replicas(3, args, d / "outage3", tokens_file, rs.url("outage:"))
+        try:
+            target = f"ipv4:{','.join(s.target for s in servers)}"
+            row = rate_run(target, tokens["capped"], 10 * r, a.rate_duration_s, a.settle_s,
+                           [s.metrics_port for s in servers], kill=rs.stop,
+                           kill_at_s=a.rate_duration_s / 2, reader_token=tokens["light"])
+            out["redis_stopped"] = row
+            print(f"  Redis stopped at {a.rate_duration_s / 2:g} s: accepted "
+                  f"{row['before_stop']['accepted_per_s']:.1f}/s before, "
+                  f"{row['after_stop']['accepted_per_s']:.1f}/s after (per-replica); failed "
+                  f"calls {row['failed']}, failed reads {row['reads']['failed']}, fail-open "
+                  f"decisions {row['oracle_limits_fail_open_total']:.0f}", flush=True)
+        finally:
+            _stop_all(servers)
+    by = {p["phase"]: p["light"] for p in out["phases"]}
+    summary = {"capped_rate_limit": r}
+    for n in (1, 3):
+        idle, cont = by[f"{n}r-idle"], by[f"{n}r-contended"]
+        summary[f"{n}r"] = {
+            "server_p99_idle_ms": idle["server_p99_ms"],
+            "server_p99_contended_ms": cont["server_p99_ms"],
+            "server_p99_ratio": cont["server_p99_ms"] / idle["server_p99_ms"],
+            "client_p99_idle_ms": idle["p99_ms"], "client_p99_contended_ms": cont["p99_ms"],
+            "client_p99_ratio": cont["p99_ms"] / idle["p99_ms"],
+            "met_server_side": bool(cont["server_p99_ms"] <= TARGET_RATIO * idle["server_p99_ms"]),
+        }
+    shared = out["accepted_shared"]["steady"]["accepted_per_s"]
+    summary["accepted_shared_per_s"] = shared
+    summary["accepted_shared_vs_R"] = shared / r
+    summary["accepted_shared_met"] = bool(abs(shared / r - 1.0) <= 0.10)
+    summary["accepted_per_replica_vs_R"] = (
+        out["accepted_per_replica"]["steady"]["accepted_per_s"] / r)
+    stop = out["redis_stopped"]
+    summary["redis_stopped"] = {
+        "failed_calls": stop["failed"], "failed_reads": stop["reads"]["failed"],
+        "fail_open_counted": stop["oracle_limits_fail_open_total"],
+        "met": bool(stop["failed"] == 0 and stop["reads"]["failed"] == 0
+                    and stop["oracle_limits_fail_open_total"] > 0),
+    }
+    summary["lua_call_p50_ms"] = out["lua_call"]["p50_ms"]
+    summary["lua_call_met"] = bool(out["lua_call"]["p50_ms"] <= 0.2)
+    out["summary"] = summary
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--json", type=Path, help="write the results here")
@@ -262,6 +624,17 @@ def main(argv: list[str] | None = None) -> int:
                          "CPU contention alone (2 cores shared by both servers and clients)")
     ap.add_argument("--skip-unlimited", action="store_true",
                     help="skip the no-fair-share comparison phase")
+    ap.add_argument("--redis", action="store_true",
+                    help="issue 28 instead: shared Redis limits on 1 and 3 replicas "
+                         "(server-side p99 from oracle_tenant_request_seconds), the capped "
+                         "tenant's accepted rate, Redis stopped mid-run; starts its own "
+                         "redis-server (default JSON benchmarks/results/fair_share_redis.json)")
+    ap.add_argument("--redis-port", type=int, default=0,
+                    help="port of the benchmark's own redis-server (0: a free one)")
+    ap.add_argument("--capped-rate", type=float, default=20.0,
+                    help="R: the capped tenant's rate limit (it offers 10 R calls/s)")
+    ap.add_argument("--rate-duration-s", type=float, default=20.0,
+                    help="length of each accepted-rate run")
     ap.add_argument("--cache-dir", type=Path, default=TEST_CACHE,
                     help="proxy artifacts (default: the test suite's cache)")
     a = ap.parse_args(argv)
@@ -290,6 +663,21 @@ def main(argv: list[str] | None = None) -> int:
         "server": "subprocess oracle-server serve, 8 workers, max_concurrent_rpcs 64, "
                   f"tenant_max_concurrent_rpcs {a.tenant_limit} (heavy: 1 by tokens file)",
     }}
+    if a.redis:
+        print("fair share with shared Redis limits (issue 28):", flush=True)
+        with tempfile.TemporaryDirectory(prefix="oracle-fair-redis-") as tmp:
+            res.update(redis_suite(a, args, Path(tmp)))
+        res["meta"]["loadavg_after"] = loadavg()
+        res["meta"]["wall_s"] = time.perf_counter() - t_start
+        res["meta"]["light"] += " (rate_limit 100000/s: every call takes a shared token)"
+        res["meta"]["replicas"] = ("subprocess servers, each its own SQLite registry (table "
+                                   "devices only), sharing one redis-server on loopback")
+        print(json.dumps(res["summary"], indent=2))
+        path = a.json or ROOT / "benchmarks" / "results" / "fair_share_redis.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(res, indent=2) + "\n")
+        print(f"wrote {path}")
+        return 0
     phases = []
     with tempfile.TemporaryDirectory(prefix="oracle-fair-") as tmp:
         d = Path(tmp)

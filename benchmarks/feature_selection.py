@@ -251,7 +251,7 @@ def main() -> None:
     if a.powerlaw_columns:
         from oracle_server.predictor import heads
 
-        heads.POWERLAW_COLUMNS = tuple(
+        heads.scaling.POWERLAW_COLUMNS = tuple(
             tuple(int(c) for c in part.split("+")) for part in a.powerlaw_columns.split(","))
     r = run(a.space, a.variant, not a.no_lfo)
     r["kinds"], r["powerlaw_columns"] = a.kinds, a.powerlaw_columns

@@ -191,7 +191,7 @@ def main() -> None:
     p.add_argument("--seed-sets", default="0,100", help="first seed of each set of draws")
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("--hybrid-columns", type=int, default=None,
-                   help="heads.HYBRID_COLUMNS (basis outputs of the hybrid head)")
+                   help="heads.descriptor.HYBRID_COLUMNS (basis outputs of the hybrid head)")
     p.add_argument("--rules", default=None,
                    help="semicolon-separated subset of the rules (their names hold commas)")
     p.add_argument("--few-basis", action="store_true",
@@ -200,7 +200,7 @@ def main() -> None:
     if a.hybrid_columns is not None:
         from oracle_server.predictor import heads
 
-        heads.HYBRID_COLUMNS = a.hybrid_columns
+        heads.descriptor.HYBRID_COLUMNS = a.hybrid_columns
     rules = RULES if a.rules is None else {k: RULES[k] for k in a.rules.split(";")}
     start = time.perf_counter()
     result: dict = {"what": __doc__.split("\n\n")[0], "settings": SETTINGS, "sets": {},

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import logging
 import signal
+import sys
 import threading
 import time
 from collections.abc import Mapping
@@ -269,6 +270,8 @@ class App:
             self._metrics_server.shutdown()  # type: ignore[attr-defined]
         if self.registry is not None:
             self.registry.close()
+        if self.tenancy.fair_share.shared is not None:
+            self.tenancy.fair_share.shared.close()
         log.info("stopped")
 
     def _reap_workers(self, timeout_s: float = 5.0) -> None:
@@ -304,7 +307,13 @@ def serve_forever(settings: Settings) -> int:
     """The `oracle-server serve` main loop: start, wait for SIGTERM/SIGINT, drain, exit 0."""
     setup_logging(settings.log_level, settings.log_format)
     log.info("starting", extra={"version": __version__, "settings": settings.redacted()})
-    app = App(settings).start()
+    try:
+        app = App(settings)
+    except ValueError as exc:  # e.g. Redis refusing --limits-url's credentials
+        log.error("invalid setting: %s", exc)
+        print(f"oracle-server: invalid setting: {exc}", file=sys.stderr)
+        return 2
+    app.start()
     done = threading.Event()
 
     def _on_signal(signum: int, _frame: object) -> None:

@@ -8,7 +8,8 @@ so they add no metric series):
   configured; the caller is handed to the servicer through a context variable;
 - the tenant's fair share (concurrency, rate, work) before the request body is even
   received (unary oracle RPCs are served as request-streaming, so the handler runs on the
-  call's headers): ``RESOURCE_EXHAUSTED`` with ``RetryInfo``;
+  call's headers): ``RESOURCE_EXHAUSTED`` with ``RetryInfo``; an admitted call's admission +
+  handling time in ``oracle_tenant_request_seconds{method, tenant}``;
 - one audit log line per write RPC (tenant, RPC, device, final status code);
 - request bytes are parsed *inside* the wrapper (handlers are registered with an identity
   deserializer), so undecodable bytes are ``INVALID_ARGUMENT`` (grpc's own deserializer
@@ -355,6 +356,7 @@ class OracleInterceptor(grpc.ServerInterceptor):
             try:
                 caller = self._tenancy.auth.identify(context.invocation_metadata())
                 self._require_token(caller, method)
+                admit = time.perf_counter()
                 fair.acquire(caller.tenant, work=is_work)
                 start = time.perf_counter()
                 token = set_caller(caller)
@@ -363,7 +365,11 @@ class OracleInterceptor(grpc.ServerInterceptor):
                     return behaviour(request, context)
                 finally:
                     reset_caller(token)
-                    fair.release(caller.tenant, time.perf_counter() - start)
+                    end = time.perf_counter()
+                    fair.release(caller.tenant, end - start)
+                    # admission (incl. the shared limits' round trip) + handling
+                    metrics.TENANT_REQUEST_SECONDS.labels(method, caller.tenant).observe(
+                        end - admit)
             except Exception as exc:
                 code = _code_of(context, exc)
                 raise

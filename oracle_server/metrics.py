@@ -102,6 +102,41 @@ TENANT_WORK = Counter(
     ("tenant",),
     registry=REGISTRY,
 )
+#: Finer than _LATENCY_BUCKETS below 20 ms, where a light tenant's small Ranks are.
+_TENANT_BUCKETS = (
+    0.0005, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.0065, 0.008, 0.01, 0.0125, 0.015,
+    0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)
+TENANT_REQUEST_SECONDS = Histogram(
+    "oracle_tenant_request_seconds",
+    "Server-side time of a tenant's admitted oracle RPCs: admission (fair share, shared "
+    "limits round trip) + handling, by method and tenant. Refused calls are counted in "
+    "oracle_tenant_throttled_total instead.",
+    ("method", "tenant"),
+    buckets=_TENANT_BUCKETS,
+    registry=REGISTRY,
+)
+LIMITS_BACKEND_UP = Gauge(
+    "oracle_limits_backend_up",
+    "1 when the shared limits backend (--limits-url) answers, 0 while it is unreachable and "
+    "the per-replica in-memory limits decide (fail-open). Absent without --limits-url.",
+    ("backend",),
+    registry=REGISTRY,
+)
+LIMITS_BACKEND_ERRORS = Counter(
+    "oracle_limits_backend_errors_total",
+    "Calls to the shared limits backend that failed (connection, timeout, auth, script), "
+    "by operation (check/admit/charge).",
+    ("operation",),
+    registry=REGISTRY,
+)
+LIMITS_FAIL_OPEN = Counter(
+    "oracle_limits_fail_open_total",
+    "Fair-share decisions taken by the per-replica in-memory limits because the shared "
+    "limits backend was unreachable, by operation (admit/charge).",
+    ("operation",),
+    registry=REGISTRY,
+)
 TOKENS_RELOADS = Counter(
     "oracle_tokens_reloads_total",
     "Reloads of a changed tokens file, by result (ok/error: the previous tokens stay).",

@@ -105,6 +105,13 @@ class Settings:
         metadata={"help": "per-tenant work bucket size, architectures x devices (0 = one "
                           "second of tenant_work_limit)"},
     )
+    limits_url: str = field(
+        default="",
+        repr=False,
+        metadata={"help": "share the tenants' rate and work limits between replicas through "
+                          "Redis: redis://[:password@]host:6379/0[?prefix=oracle:limits:] "
+                          "(empty = in memory, per replica; Redis down = per-replica limits)"},
+    )
     tls_cert: str = field(default="", metadata={"help": "server certificate (PEM file)"})
     tls_key: str = field(default="", metadata={"help": "server private key (PEM file)"})
     tls_client_ca: str = field(
@@ -177,6 +184,10 @@ class Settings:
             raise ValueError(f"tokens_reload_s must be >= 0, got {self.tokens_reload_s}")
         if self.tokens_file:
             load_tokens_file(self.tokens_file)  # ValueError naming the tenant and key
+        if self.limits_url:
+            from oracle_server.limits import parse_limits_url
+
+            parse_limits_url(self.limits_url)  # ValueError, the password never shown
 
     @property
     def resolved_database_url(self) -> str:
@@ -193,7 +204,7 @@ class Settings:
             value = getattr(self, f.name)
             if f.name == "write_token" and value:
                 value = "***"
-            elif f.name == "database_url" and value:
+            elif f.name in ("database_url", "limits_url") and value:
                 value = redact_url(value)
             out[f.name] = str(value) if isinstance(value, Path) else value
         return out

@@ -38,7 +38,8 @@ peer address is no identity (NAT, proxies, a Kubernetes Service and many client 
 break it), and a per-peer bucket would let one client multiply its share by opening
 connections, while one shared bucket caps all unauthenticated traffic at one tenant's
 share. Over a limit -> ``RESOURCE_EXHAUSTED`` with ``google.rpc.RetryInfo``
-(``client_sdk.errors.Overloaded``).
+(``client_sdk.errors.Overloaded``). The limits themselves live in ``oracle_server.fair_share``
+(in memory per replica, or shared by all replicas through Redis: ``oracle_server.limits``).
 """
 
 from __future__ import annotations
@@ -63,11 +64,11 @@ from typing import Any
 
 from client_sdk.errors import (
     NAME_RE,
-    Overloaded,
     PermissionDenied,
     Unauthenticated,
 )
 from oracle_server import metrics
+from oracle_server.fair_share import FairShare, Quota
 
 log = logging.getLogger(__name__)
 audit_log = logging.getLogger("oracle_server.audit")
@@ -97,17 +98,6 @@ class TokenEntry:
 
     def expired(self, now: dt.datetime) -> bool:
         return self.expires is not None and now >= self.expires
-
-
-@dataclass(frozen=True)
-class Quota:
-    """A tenant's fair share; ``None`` = the server-wide setting, 0 = unlimited."""
-
-    max_concurrent_rpcs: int | None = None
-    rate_limit: float | None = None
-    burst: int | None = None
-    work_limit: float | None = None
-    work_burst: int | None = None
 
 
 @dataclass(frozen=True)
@@ -422,191 +412,6 @@ def _stamp(path: str) -> tuple[int, int, int] | None:
     return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
-# --------------------------------------------------------------------- fair share
-@dataclass
-class _Bucket:
-    """A token bucket's balance (< 0: in debt, the work bucket only); full when first used."""
-
-    balance: float = 0.0
-    refilled: float = 0.0
-
-    def refill(self, now: float, rate: float, size: float) -> float:
-        if self.refilled == 0.0:
-            self.balance, self.refilled = size, now
-        self.balance = min(size, self.balance + (now - self.refilled) * rate)
-        self.refilled = now
-        return self.balance
-
-
-def _bucket_size(burst: float, rate: float) -> float:
-    """A bucket of ``burst``, or (0) one second of ``rate``, at least 1."""
-    return float(burst) if burst else max(1.0, math.ceil(rate))
-
-
-@dataclass
-class _TenantState:
-    in_flight: int = 0
-    calls: _Bucket = field(default_factory=_Bucket)  # call-rate tokens
-    mean_s: float = 0.0  # EWMA of the tenant's RPC durations (for RetryInfo)
-    next_retry: float = 0.0  # when the last refused caller was told to come back
-    work: _Bucket = field(default_factory=_Bucket)  # architectures x devices
-    mean_cost: float = 0.0  # EWMA of the tenant's charged work per call (for RetryInfo)
-    work_next_retry: float = 0.0
-
-
-class FairShare:
-    """Per-tenant concurrency, call-rate and work limits; 0 = unlimited.
-
-    The work limit is a token bucket of architectures x devices per second that a call may
-    overdraw: a Rank is admitted while the tenant's balance is positive and then charged its
-    exact cost (known once its request is parsed, :meth:`charge`), so the balance can go
-    into debt by at most the calls in flight, and the tenant is refused until the debt is
-    paid back at its rate. The long-run rate is the limit, whatever the calls' sizes, and
-    admission needs no cost estimate: it is decided before the request body is read.
-    """
-
-    MIN_RETRY_S = 0.01
-    MAX_RETRY_S = 30.0
-    DEFAULT_RETRY_S = 0.5
-
-    def __init__(
-        self,
-        max_concurrent_rpcs: int = 0,
-        rate_limit: float = 0.0,
-        burst: int = 0,
-        quota: Callable[[str], Quota | None] = lambda _tenant: None,
-        clock: Callable[[], float] = time.monotonic,
-        work_limit: float = 0.0,
-        work_burst: int = 0,
-    ) -> None:
-        self.max_concurrent_rpcs = max_concurrent_rpcs
-        self.rate_limit = rate_limit
-        self.burst = burst
-        self.work_limit = work_limit
-        self.work_burst = work_burst
-        self._quota = quota
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._tenants: dict[str, _TenantState] = {}
-
-    def limits(self, tenant: str) -> tuple[int, float, float]:
-        """(max concurrent, rate per s, bucket size) for ``tenant``."""
-        q = self._quota(tenant) or Quota()
-        conc = self.max_concurrent_rpcs if q.max_concurrent_rpcs is None else q.max_concurrent_rpcs
-        rate = self.rate_limit if q.rate_limit is None else q.rate_limit
-        burst = self.burst if q.burst is None else q.burst
-        return conc, rate, _bucket_size(burst, rate)
-
-    def work_limits(self, tenant: str) -> tuple[float, float]:
-        """(architectures x devices per s, bucket size) for ``tenant``; (0, 0) = unlimited."""
-        q = self._quota(tenant) or Quota()
-        rate = self.work_limit if q.work_limit is None else q.work_limit
-        burst = self.work_burst if q.work_burst is None else q.work_burst
-        if not rate:
-            return 0.0, 0.0
-        return rate, _bucket_size(burst, rate)
-
-    def acquire(self, tenant: str, work: bool = False) -> None:
-        """Take a slot for one RPC of ``tenant`` or raise ``Overloaded`` (with retry_after).
-
-        ``work``: the RPC will be charged work (:meth:`charge`), so the work limit applies."""
-        conc, rate, size = self.limits(tenant)
-        wrate, wsize = self.work_limits(tenant) if work else (0.0, 0.0)
-        if not conc and not rate and not wrate:
-            with self._lock:
-                self._state(tenant).in_flight += 1
-            return
-        with self._lock:
-            state = self._state(tenant)
-            if conc and state.in_flight >= conc:
-                # A virtual queue: refused callers are told to come back one per expected
-                # slot release (the tenant's mean RPC time / its limit), in turn, so their
-                # retries arrive about when slots free up instead of all at once.
-                now = self._clock()
-                step = (state.mean_s or self.DEFAULT_RETRY_S) / conc
-                state.next_retry = min(max(now, state.next_retry) + step,
-                                       now + self.MAX_RETRY_S)
-                self._reject(tenant, "concurrency")
-                raise Overloaded(
-                    f"tenant '{tenant}' is at its limit of {conc} concurrent RPCs; retry later",
-                    retry_after=self._clamp(state.next_retry - now),
-                )
-            if wrate:
-                now = self._clock()
-                balance = state.work.refill(now, wrate, wsize)
-                if balance <= 0.0:
-                    # The same virtual queue: the first refused caller comes back when the
-                    # debt is paid, the next one a mean call's cost later, and so on.
-                    step = (state.mean_cost or wsize) / wrate
-                    state.work_next_retry = min(
-                        max(now - balance / wrate, state.work_next_retry + step),
-                        now + self.MAX_RETRY_S,
-                    )
-                    self._reject(tenant, "work")
-                    raise Overloaded(
-                        f"tenant '{tenant}' is over its work limit of {wrate:g} architectures "
-                        "x devices per second; retry later",
-                        retry_after=self._clamp(state.work_next_retry - now),
-                    )
-            if rate:
-                tokens = state.calls.refill(self._clock(), rate, size)
-                if tokens < 1.0:
-                    self._reject(tenant, "rate")
-                    raise Overloaded(
-                        f"tenant '{tenant}' is over its rate limit of {rate:g} RPCs/s; retry "
-                        "later",
-                        retry_after=self._clamp((1.0 - tokens) / rate),
-                    )
-                state.calls.balance -= 1.0
-            state.in_flight += 1
-
-    def release(self, tenant: str, seconds: float) -> None:
-        with self._lock:
-            state = self._state(tenant)
-            state.in_flight = max(0, state.in_flight - 1)
-            state.mean_s = seconds if not state.mean_s else 0.8 * state.mean_s + 0.2 * seconds
-
-    def charge(self, tenant: str, cost: float) -> None:
-        """Charge ``tenant`` the work of an admitted call (architectures x devices)."""
-        if cost <= 0:
-            return
-        metrics.TENANT_WORK.labels(tenant).inc(cost)
-        wrate, wsize = self.work_limits(tenant)
-        if not wrate:
-            return
-        with self._lock:
-            state = self._state(tenant)
-            state.work.refill(self._clock(), wrate, wsize)
-            state.work.balance -= cost
-            state.mean_cost = cost if not state.mean_cost else 0.8 * state.mean_cost + 0.2 * cost
-
-    def work_balance(self, tenant: str) -> float:
-        """The tenant's work bucket now (negative: in debt); 0 without a work limit."""
-        wrate, wsize = self.work_limits(tenant)
-        if not wrate:
-            return 0.0
-        with self._lock:
-            return self._state(tenant).work.refill(self._clock(), wrate, wsize)
-
-    def in_flight(self, tenant: str) -> int:
-        with self._lock:
-            state = self._tenants.get(tenant)
-            return state.in_flight if state else 0
-
-    def _state(self, tenant: str) -> _TenantState:
-        state = self._tenants.get(tenant)
-        if state is None:
-            state = self._tenants[tenant] = _TenantState()
-        return state
-
-    def _clamp(self, seconds: float) -> float:
-        return round(min(self.MAX_RETRY_S, max(self.MIN_RETRY_S, seconds)), 3)
-
-    @staticmethod
-    def _reject(tenant: str, limit: str) -> None:
-        metrics.TENANT_THROTTLED.labels(tenant, limit).inc()
-
-
 # ------------------------------------------------------------------------ policy
 class Tenancy:
     """Authentication, ownership and visibility rules, and fair share, for one server."""
@@ -626,9 +431,15 @@ class Tenancy:
     @classmethod
     def from_settings(cls, s: Any) -> Tenancy:
         auth = Authenticator(s.write_token, s.tokens_file, s.tokens_reload_s)
+        shared = None
+        if getattr(s, "limits_url", ""):
+            from oracle_server.limits import SharedLimits
+
+            shared = SharedLimits(s.limits_url)
+            shared.check()  # ValueError (exit 2) if Redis refuses the credentials
         fair = FairShare(s.tenant_max_concurrent_rpcs, s.tenant_rate_limit, s.tenant_burst,
                          quota=auth.quota, work_limit=s.tenant_work_limit,
-                         work_burst=s.tenant_work_burst)
+                         work_burst=s.tenant_work_burst, shared=shared)
         return cls(auth, s.tenant_visibility, fair)
 
     @property

@@ -10,6 +10,8 @@
 #
 # Needs PostgreSQL on 127.0.0.1:5432 with trust auth and a database `test` (or --db-url).
 # Note: the registry tables stay in that database after the demo.
+# Tenant limits: shared by the replicas through Redis with --redis (the machine's Redis on
+# 127.0.0.1:6379) or --limits-url URL (default: $ORACLE_LIMITS_URL); else per replica.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -23,6 +25,8 @@ STARTUP_TIMEOUT=180
 GRACE_S=5
 DB_CHECK=1
 KEEP=0
+LIMITS_URL="${ORACLE_LIMITS_URL:-}"
+MACHINE_REDIS="redis://127.0.0.1:6379/0"
 SERVER="${ORACLE_SERVER_BIN:-}"
 PY="${ORACLE_DEMO_PYTHON:-}"
 
@@ -34,12 +38,15 @@ Usage: $(basename "$0") [options]
   --base-port P           gRPC port of the first server (default $BASE_PORT; then P+1, ...)
   --metrics-base-port P   metrics port of the first server (default $METRICS_BASE_PORT)
   --db-url URL            shared registry (default $DB_URL)
+  --limits-url URL        share the tenants' rate/work limits through this Redis
+                          (default \$ORACLE_LIMITS_URL; empty: per-replica limits)
+  --redis                 the same with the machine's Redis: $MACHINE_REDIS
   --duration S            stop after S seconds once all are SERVING (default 0: until Ctrl-C)
   --startup-timeout S     give up if not all SERVING after S seconds (default $STARTUP_TIMEOUT)
   --grace S               ORACLE_GRACE_S of the servers (drain on stop; default $GRACE_S)
   --server PATH           oracle-server executable (default .venv/bin/oracle-server, then PATH)
   --python PATH           Python with grpcio-health-checking/psycopg (default .venv/bin/python)
-  --no-db-check           do not check that PostgreSQL answers before starting
+  --no-db-check           do not check that PostgreSQL (and Redis) answer before starting
   --keep                  keep the temporary folder (data dirs and logs) on exit
   -h, --help              this help
 EOF
@@ -55,6 +62,8 @@ while [[ $# -gt 0 ]]; do
     --base-port) BASE_PORT="${2:?}"; shift 2 ;;
     --metrics-base-port) METRICS_BASE_PORT="${2:?}"; shift 2 ;;
     --db-url) DB_URL="${2:?}"; shift 2 ;;
+    --limits-url) LIMITS_URL="${2:?}"; shift 2 ;;
+    --redis) LIMITS_URL="$MACHINE_REDIS"; shift ;;
     --duration) DURATION="${2:?}"; shift 2 ;;
     --startup-timeout) STARTUP_TIMEOUT="${2:?}"; shift 2 ;;
     --grace) GRACE_S="${2:?}"; shift 2 ;;
@@ -107,6 +116,24 @@ try:
 except psycopg.Error as exc:
     sys.exit(f"cluster_demo: {exc}")
 EOF
+fi
+
+if [[ -n "$LIMITS_URL" && "$DB_CHECK" -eq 1 ]]; then
+  PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" "$PY" - "$LIMITS_URL" <<'EOF' || die "Redis not usable at --limits-url (start redis-server, fix the URL, or --no-db-check)"
+import sys
+from oracle_server.limits import LimitsConfigError, SharedLimits
+try:
+    ok = SharedLimits(sys.argv[1]).check()
+except LimitsConfigError as exc:  # the message never holds the password
+    sys.exit(f"cluster_demo: {exc}")
+if not ok:
+    sys.exit("cluster_demo: Redis does not answer")
+EOF
+fi
+LIMITS_SHOWN="per replica (in memory)"
+if [[ -n "$LIMITS_URL" ]]; then  # shown without its password
+  LIMITS_SHOWN="shared through Redis ${LIMITS_URL%%://*}://${LIMITS_URL##*@}"
+  if [[ "$LIMITS_URL" != *@* ]]; then LIMITS_SHOWN="shared through Redis $LIMITS_URL"; fi
 fi
 
 WORKDIR="$(mktemp -d "${TMPDIR:-/tmp}/oracle-cluster.XXXXXX")"
@@ -164,6 +191,7 @@ for ((i = 0; i < REPLICAS; i++)); do
   ORACLE_METRICS_PORT="${METRICS_PORTS[$i]}" \
   ORACLE_DATA_DIR="$data" \
   ORACLE_DATABASE_URL="$DB_URL" \
+  ORACLE_LIMITS_URL="$LIMITS_URL" \
   ORACLE_GRACE_S="$GRACE_S" \
   ORACLE_LOG_FORMAT=text \
     "$SERVER" serve >"$WORKDIR/server-$i.log" 2>&1 &
@@ -228,6 +256,7 @@ metrics_list="$(printf "'127.0.0.1:%s', " "${METRICS_PORTS[@]}")"
 cat <<EOF
 
 All ${REPLICAS} servers are SERVING (registry: ${DB_URL%%://*}://...@${DB_URL##*@}).
+tenant limits:   ${LIMITS_SHOWN}
 gRPC targets:    $(printf '127.0.0.1:%s ' "${GRPC_PORTS[@]}")
 client target:   ipv4:${grpc_list%,}   (use the round_robin load-balancing policy)
 metrics targets: $(printf 'http://127.0.0.1:%s/metrics ' "${METRICS_PORTS[@]}")

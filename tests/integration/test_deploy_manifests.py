@@ -133,7 +133,7 @@ def test_overlay_patches_merge_into_the_base(name):
     deployment = _server(kustomize(K8S / "overlays" / name))
     base_env = [e["name"] for e in _container(base)["env"]]
     env = [e["name"] for e in _container(deployment)["env"]]
-    added = {"postgres": ["ORACLE_DATABASE_URL"], "single": []}[name]
+    added = {"postgres": ["ORACLE_DATABASE_URL", "ORACLE_LIMITS_URL"], "single": []}[name]
     assert sorted(env) == sorted(base_env + added)
     volumes = [v["name"] for v in deployment["spec"]["template"]["spec"]["volumes"]]
     assert volumes == [v["name"] for v in base["spec"]["template"]["spec"]["volumes"]]
@@ -367,6 +367,38 @@ def test_postgres_overlay():
     postgres = _one(objects, "StatefulSet", "postgres")
     pg_env = {e["name"]: e for e in _container(postgres, "postgres")["env"]}
     assert pg_env["POSTGRES_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "oracle-db"
+
+
+def test_postgres_overlay_shares_limits_through_redis():
+    """Issue 28: a Redis Deployment + Service (no persistence) and ORACLE_LIMITS_URL wiring
+    that the server accepts, reachable through both NetworkPolicies."""
+    from oracle_server.limits import parse_limits_url
+    from oracle_server.settings import Settings
+
+    objects = kustomize(K8S / "overlays" / "postgres")
+    env = {e["name"]: e for e in _container(_server(objects))["env"]}
+    url = env["ORACLE_LIMITS_URL"]["value"]
+    Settings(limits_url=url)  # a valid setting
+    clean, _ = parse_limits_url(url)
+    host_port = clean.split("://", 1)[1].split("/", 1)[0]
+    host, _, port = host_port.partition(":")
+    service = _one(objects, "Service", "redis")
+    assert host == "redis" and int(port) in {p["port"] for p in service["spec"]["ports"]}
+    redis = _one(objects, "Deployment", "redis")
+    assert redis["spec"]["replicas"] == 1
+    container = _container(redis, "redis")
+    args = container["args"]
+    assert args[args.index("--save") + 1] == "" and args[args.index("--appendonly") + 1] == "no"
+    volumes = redis["spec"]["template"]["spec"]["volumes"]
+    assert all("emptyDir" in v for v in volumes), "no persistence: emptyDir only"
+    assert not [o for o in objects if o["kind"] == "PersistentVolumeClaim"]
+    netpol = _one(objects, "NetworkPolicy", "oracle")
+    assert 6379 in {p["port"] for rule in netpol["spec"]["egress"] for p in rule["ports"]}
+    redis_policy = _one(objects, "NetworkPolicy", "redis")
+    assert redis_policy["spec"]["podSelector"]["matchLabels"].items() <= (
+        redis["spec"]["template"]["metadata"]["labels"].items())
+    allowed = redis_policy["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"]
+    assert allowed.items() <= _server(objects)["spec"]["template"]["metadata"]["labels"].items()
 
 
 def test_hpa_scales_the_deployment():
