@@ -1,11 +1,15 @@
-"""FBNet 22-block ImageNet network built from a 22-gene encoding.
+"""FBNet 22-block ImageNet network, hand-coded: the reference the served network is checked
+against. ``build_model("fbnet", genes)`` builds FBNet from its definition
+(``client_sdk.measure.defined``); ``tests/unit/test_space_definitions_equal.py`` checks that
+both count the same parameters and MACs. Kept for that check and ``benchmarks/block_lut.py``
+(which times these blocks alone).
 
-Matches ``client_sdk.spaces.fbnet``: stem conv 3x3/2 to 16 channels (BN, ReLU), 22 blocks
-in the stages of FBNet Table 1, a 1x1 conv to 1984 (BN, ReLU), global pooling and a
-1000-way linear classifier. Block ``k{K}_e{E}[_g2]``: 1x1 expand (groups g, BN, ReLU),
-channel shuffle when g > 1, KxK depthwise (stride s, BN, ReLU), 1x1 project (groups g, BN),
-plus identity residual when the shape is kept. ``skip`` is identity, or a strided 1x1
-conv (BN, ReLU) where the shape changes.
+Layout from ``client_sdk.spaces.fbnet`` (read from the definition): stem conv 3x3/2 to 16
+channels (BN, ReLU), 22 blocks in the stages of FBNet Table 1, a 1x1 conv to 1984 (BN,
+ReLU), global pooling and a 1000-way linear classifier. Block ``k{K}_e{E}[_g2]``: 1x1
+expand (groups g, BN, ReLU), channel shuffle when g > 1, KxK depthwise (stride s, BN, ReLU),
+1x1 project (groups g, BN), plus identity residual when the shape is kept. ``skip`` is
+identity, or a strided 1x1 conv (BN, ReLU) where the shape changes.
 """
 
 from __future__ import annotations

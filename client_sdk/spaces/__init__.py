@@ -1,9 +1,12 @@
 """Search spaces: ``get_space(name)``, ``list_spaces()`` and ``register_space(definition)``.
 
 The three benchmark spaces with bundled tables (NAS-Bench-201, FBNet, OFA-MobileNetV3) are
-classes; every other space is a definition in the space language (``spaces.language``):
-the shipped ones under ``spaces/definitions/`` (MobileNet-V2, ProxylessNAS) and any a user
-registers in this process.
+*bundled*: their names can never be registered again. FBNet and OFA-MobileNetV3 are
+definitions in the space language (``spaces/definitions/{fbnet,ofa_mbv3}.yaml``, their
+tables named by ``table:``); NAS-Bench-201 (a cell space the language does not express yet)
+is still a class. Every other space is a definition too: the shipped ones under
+``spaces/definitions/`` (MobileNet-V2, ProxylessNAS) and any a user registers in this
+process.
 """
 
 from __future__ import annotations
@@ -14,13 +17,12 @@ from typing import Any
 
 from client_sdk.errors import AlreadyExists, SpaceNotFound
 from client_sdk.spaces.base import GENE_DTYPE, SearchSpace, Table
-from client_sdk.spaces.fbnet import FBNet
 from client_sdk.spaces.nasbench201 import NASBench201
-from client_sdk.spaces.ofa_mbv3 import OFAMobileNetV3
 
-_SPACES: dict[str, type[SearchSpace]] = {
-    cls.name: cls for cls in (NASBench201, FBNet, OFAMobileNetV3)
-}
+#: the spaces with bundled tables, in listing order: never registered again
+BUNDLED = ("nasbench201", "fbnet", "ofa_mbv3")
+#: the bundled spaces that are still classes (the others are shipped definitions)
+_SPACES: dict[str, type[SearchSpace]] = {NASBench201.name: NASBench201}
 _INSTANCES: dict[str, SearchSpace] = {}
 _LOCK = threading.Lock()
 
@@ -31,7 +33,7 @@ def forget_space(name: str) -> None:
     """Drop a space registered in this process (a registration rolled back); the bundled
     and shipped spaces stay."""
     with _LOCK:
-        if name not in _SPACES and name not in shipped_definitions():
+        if name not in BUNDLED and name not in shipped_definitions():
             _INSTANCES.pop(name, None)
 
 
@@ -47,7 +49,7 @@ def shipped_definitions() -> dict[str, str]:
 
 def list_spaces() -> list[str]:
     """Bundled spaces, shipped definitions, then spaces registered in this process."""
-    names = [*_SPACES, *shipped_definitions()]
+    names = list(dict.fromkeys([*BUNDLED, *shipped_definitions()]))
     return names + [n for n in _INSTANCES if n not in names]
 
 
@@ -83,7 +85,7 @@ def register_space(definition: Any) -> SearchSpace:
 
     space = space_from_definition(definition)
     with _LOCK:
-        if space.name in _SPACES:
+        if space.name in BUNDLED:
             raise AlreadyExists(f"'{space.name}' is a bundled space; choose another name")
         existing = _INSTANCES.get(space.name)
         if existing is not None:

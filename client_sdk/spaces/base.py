@@ -68,9 +68,9 @@ class SearchSpace(ABC):
         """Gene vector ``(g,)`` -> canonical string form."""
 
     def parse_many(self, archs: Sequence[str]) -> np.ndarray:
-        """Batch of strings -> genes: vectorised for canonical strings (``formats``), else
+        """Batch of strings -> genes: vectorised for canonical strings (``string_parse``), else
         one by one (lenient forms, precise errors)."""
-        from client_sdk.spaces.formats import parse_many
+        from client_sdk.spaces.string_parse import parse_many
 
         return parse_many(self, archs)
 

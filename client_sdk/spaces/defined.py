@@ -9,20 +9,33 @@ choice genes of a block whose candidate is ``skip``.
 
 Descriptors follow ``spaces.layers`` (one layer list per architecture) and are served as
 per-(global choice, position, block choice) tables plus a fixed part, so a batch costs one
-gather-sum per position, like the bundled spaces.
+gather-sum per position (``spaces.defined_tables``). The string form is
+``spaces.defined_strings``, the canonical form and model features ``spaces.defined_canon``,
+a bundled space's measured table ``spaces.table_hook`` (FBNet and OFA-MobileNetV3 are
+served from their definitions).
 """
 
 from __future__ import annotations
 
 import functools
-import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from client_sdk.errors import InvalidArchitecture
-from client_sdk.spaces.base import GENE_DTYPE, SearchSpace, Table, lookup_choice
+from client_sdk.spaces import table_hook
+from client_sdk.spaces.base import SearchSpace, Table
+from client_sdk.spaces.defined_canon import DefinedCanon
+from client_sdk.spaces.defined_strings import DefinedStrings
+from client_sdk.spaces.defined_tables import (  # noqa: F401 - re-exported
+    block_layers,
+    build_tables,
+    fixed_layers,
+    label,
+    make_divisible,
+    mid_channels,
+    scaled,
+)
 from client_sdk.spaces.descriptors import BASE_NAMES
 from client_sdk.spaces.language import (
     MAX_BLOCKS,
@@ -31,60 +44,12 @@ from client_sdk.spaces.language import (
     Definition,
     InvalidSpaceDefinition,
 )
-from client_sdk.spaces.layers import NUM_BASE, Layer, conv, eltwise, global_pool, linear
+from client_sdk.spaces.layers import Layer
 
 MAX_CODES = 4096  # block choices of one position (product of its genes' cardinalities)
 MAX_TABLE_ROWS = 2_000_000
 SAMPLE_SIZE = 5000  # the sample that stands in for a table (``DefinedSpace.table``)
 SAMPLE_SEED = 20261206
-
-
-def make_divisible(v: float, divisor: int = 8) -> int:
-    new_v = max(divisor, int(v + divisor / 2) // divisor * divisor)
-    if new_v < 0.9 * v:
-        new_v += divisor
-    return new_v
-
-
-def label(v: object) -> str:
-    if isinstance(v, bool):
-        return "1" if v else "0"
-    if isinstance(v, float) and v.is_integer():
-        return str(int(v))
-    return str(v)
-
-
-def scaled(channels: int, width: float) -> int:
-    return channels if width == 1.0 else make_divisible(channels * width)
-
-
-def mid_channels(block: Block, c_in: int) -> int:
-    return c_in if block.expand == 1.0 else make_divisible(c_in * block.expand)
-
-
-def block_layers(b: Block, c_in: int, c_out: int, stride: int, size: int) -> list[Layer]:
-    """The executed layers of one block (``spaces.layers`` rows), in forward order."""
-    out = (size + stride - 1) // stride
-    same = c_in == c_out and stride == 1
-    if b.op == "skip":
-        return [] if same else [conv(c_in, c_out, 1, stride, size)]
-    if b.op == "conv":
-        return [conv(c_in, c_out, b.kernel, stride, size, b.groups)]
-    mid = mid_channels(b, c_in)
-    layers: list[Layer] = []
-    if b.expand != 1.0 or b.expand_conv == "always":
-        layers.append(conv(c_in, mid, 1, 1, size, b.groups))
-        if b.groups > 1:  # channel shuffle
-            layers.append(eltwise(mid, size, reads=1))
-    layers.append(conv(mid, mid, b.kernel, stride, size, mid))
-    if b.se:
-        red = make_divisible(mid // 4)
-        layers += [global_pool(mid, out), linear(mid, red), linear(red, mid),
-                   eltwise(mid, out)]
-    layers.append(conv(mid, c_out, 1, 1, out, b.groups))
-    if same:
-        layers.append(eltwise(c_out, out))
-    return layers
 
 
 @dataclass(frozen=True)
@@ -95,32 +60,36 @@ class Position:
     keys: tuple[str, ...]  # their choice keys
 
 
-class DefinedSpace(SearchSpace):
-    """A search space from a definition; no bundled table (``has_table`` False)."""
-
-    has_table = False
+class DefinedSpace(DefinedStrings, DefinedCanon, SearchSpace):
+    """A search space from a definition: with the bundled table its ``table`` names
+    (``has_table``; ``spaces.table_hook``), else a fixed sample of the space."""
 
     def __init__(self, definition: Definition) -> None:
         self.definition = d = definition
         self.name = d.name
         self.description = d.description
+        self.has_table = d.table is not None
         prefix = {k: d.gene_prefix.get(k, k) for k in ("resolution", "width", "depth")}
         names: list[str] = []
+        numbers: list[int | None] = []  # the number in each gene's name (stage, position)
         choices: list[tuple] = []  # raw values per gene
         self._res_gene = self._width_gene = None
         if len(d.resolutions) > 1:
             self._res_gene = len(names)
             names.append(prefix["resolution"])
+            numbers.append(None)
             choices.append(d.resolutions)
         if len(d.widths) > 1:
             self._width_gene = len(names)
             names.append(prefix["width"])
+            numbers.append(None)
             choices.append(d.widths)
         self._depth_genes: dict[int, int] = {}
         for s, st in enumerate(d.stages):
             if len(st.depths) > 1:
                 self._depth_genes[s] = len(names)
                 names.append(f"{prefix['depth']}{s}")
+                numbers.append(s)
                 choices.append(st.depths)
         slots = [(s, b) for s, st in enumerate(d.stages) for b in range(st.max_depth)]
         per_pos: list[dict[str, int]] = [{} for _ in slots]
@@ -139,11 +108,13 @@ class DefinedSpace(SearchSpace):
                         continue
                 per_pos[p][key] = len(names)
                 names.append(f"{d.gene_prefix.get(key, key)}{p}")
+                numbers.append(p)
                 choices.append(values)
         self.positions = tuple(
             Position(s, b, tuple(per_pos[p].values()), tuple(per_pos[p]))
             for p, (s, b) in enumerate(slots))
         self.gene_names = tuple(names)
+        self.gene_numbers = tuple(numbers)
         self._values = tuple(choices)
         self.choices = tuple(tuple(label(v) for v in c) for c in choices)
         self.cardinalities = np.array([len(c) for c in choices], dtype=np.int64)
@@ -214,120 +185,6 @@ class DefinedSpace(SearchSpace):
         for _, b, c_in, c_out, stride, size in self.walk(genes):
             out += fixed_layers(b, c_in, c_out, stride, size)
         return out
-
-    # -------------------------------------------------------------- strings
-    def _groups(self) -> list[tuple[str, list[int]]]:
-        groups: list[tuple[str, list[int]]] = []
-        if self._res_gene is not None:
-            groups.append(("resolution", [self._res_gene]))
-        if self._width_gene is not None:
-            groups.append(("width", [self._width_gene]))
-        if self._depth_genes:
-            groups.append(("depth", list(self._depth_genes.values())))
-        by_key: dict[str, list[int]] = {}
-        for pos in self.positions:
-            for key, j in zip(pos.keys, pos.genes, strict=True):
-                by_key.setdefault(key, []).append(j)
-        groups += sorted(by_key.items(), key=lambda kv: kv[1][0])
-        return groups
-
-    @functools.cached_property
-    def _string_groups(self) -> list[tuple[str, list[int]]]:
-        return self._groups()
-
-    @functools.cached_property
-    def _string_keys(self) -> dict[str, str]:
-        """Group -> its key in the keyed string form (``format.keys``, else the group)."""
-        keys = self.definition.format_keys
-        return {g: keys.get(g, g) for g, _ in self._string_groups}
-
-    def format(self, genes: np.ndarray) -> str:
-        parts = []
-        keys = self._string_keys
-        for key, cols in self._string_groups:
-            vals = "-".join(self.choices[j][int(genes[j])] for j in cols)
-            parts.append(vals if self.definition.format == "joined" else f"{keys[key]}={vals}")
-        return " ".join(parts)
-
-    def parse(self, arch: str, index: int = 0) -> np.ndarray:
-        if not isinstance(arch, str):
-            raise InvalidArchitecture(f"expected a string, got {type(arch).__name__}", index=index)
-        groups = self._string_groups
-        tokens = arch.split()
-        if self.definition.format == "joined":
-            given = dict(zip([k for k, _ in groups], tokens, strict=False))
-            if len(tokens) != len(groups):
-                raise InvalidArchitecture(f"expected {len(groups)} '-'-joined group(s), got "
-                                          f"{len(tokens)}", index=index)
-        else:
-            given = {}
-            external = self._string_keys
-            internal = {k: g for g, k in external.items()}
-            for tok in tokens:
-                key, eq, vals = tok.partition("=")
-                group = internal.get(key)
-                if not eq or group is None or group in given:
-                    raise InvalidArchitecture(
-                        f"bad token '{tok[:40]}' (expected each of "
-                        f"{', '.join(external[k] + '=...' for k, _ in groups)} once)",
-                        index=index)
-                given[group] = vals
-            missing = [external[k] for k, _ in groups if k not in given]
-            if missing:
-                raise InvalidArchitecture(f"missing {', '.join(m + '=' for m in missing)}",
-                                          index=index)
-        out = np.zeros(self.num_genes, dtype=GENE_DTYPE)
-        for key, cols in groups:
-            vals = given[key].split("-")
-            if len(vals) != len(cols):
-                shown = self._string_keys[key] if self.definition.format == "keyed" else key
-                raise InvalidArchitecture(f"'{shown}' needs {len(cols)} value(s) joined by '-', "
-                                          f"got {len(vals)}", index=index, gene=cols[0])
-            for j, v in zip(cols, vals, strict=True):
-                out[j] = lookup_choice(v, self.choices[j], index, j, self.gene_names[j])
-        return self.canonicalize(out[None, :])[0]
-
-    # ---------------------------------------------------------- canonical form
-    @functools.cached_property
-    def _canon(self) -> list[tuple[int | None, int, list[int], int | None, np.ndarray | None]]:
-        """Per position: (depth gene, block index, its genes, op gene, op-is-skip mask)."""
-        rules = []
-        for p, pos in enumerate(self.positions):
-            st = self.definition.stages[pos.stage]
-            op_gene = pos.genes[0] if pos.keys[:1] == ("op",) else None
-            skip = None
-            if op_gene is not None:
-                cands = st.first_ops if pos.index == 0 and st.first_ops else st.ops
-                assert cands is not None
-                skip = np.array([c.get("op", st.block.get("op", "mbconv")) == "skip"
-                                 for _, c in cands])
-            rules.append((self._depth_genes.get(pos.stage), pos.index, list(pos.genes),
-                          op_gene, skip))
-            del p
-        return rules
-
-    def canonicalize(self, genes: np.ndarray) -> np.ndarray:
-        """Genes of inactive blocks, and the other genes of a block whose op is ``skip``, set
-        to 0: one keep-mask built column by column, then one multiply."""
-        g = np.asarray(genes)
-        keep: np.ndarray | None = None
-        depths: dict[int, np.ndarray] = {}  # depth gene -> the depth of each row
-        for dgene, b, cols, op_gene, skip in self._canon:
-            if not cols:
-                continue
-            drop = []
-            if dgene is not None:
-                if dgene not in depths:
-                    depths[dgene] = np.asarray(self._values[dgene]).take(g[:, dgene])
-                drop.append((cols, depths[dgene] > b))
-            if op_gene is not None and skip is not None and skip.any() and len(cols) > 1:
-                drop.append((cols[1:], ~skip.take(g[:, op_gene])))
-            for which, active in drop:
-                if keep is None:
-                    keep = np.ones(g.shape, dtype=bool)
-                for c in which:
-                    keep[:, c] &= active
-        return g.copy() if keep is None else g * keep
 
     # ------------------------------------------------------------ descriptors
     @functools.cached_property
@@ -411,6 +268,45 @@ class DefinedSpace(SearchSpace):
             code += cols[self._width_gene]
         return code
 
+    @functools.cached_property
+    def single_gene_positions(self) -> tuple[np.ndarray, int] | None:
+        """(gene of each block position (P,), their one cardinality) when every position
+        reads exactly one gene, all of one cardinality, with no global or depth choice (FBNet):
+        then ``_cost_tables``' rows are ``position * cardinality + gene value``; else None."""
+        if self._res_gene is not None or self._width_gene is not None or self._depth_genes:
+            return None
+        if not self.positions or any(len(p.genes) != 1 for p in self.positions):
+            return None
+        cards = {int(self.cardinalities[p.genes[0]]) for p in self.positions}
+        if len(cards) != 1:
+            return None
+        return np.array([p.genes[0] for p in self.positions], dtype=np.int64), cards.pop()
+
+    @functools.cached_property
+    def staged_positions(self) -> tuple | None:
+        """OFA's layout: a resolution gene (no width gene), a depth gene per stage (all with
+        the same values), every block position reading two genes (no op) of one pair of
+        cardinalities (a, b). Then ``_cost_tables``' row of position p is
+        ``((resolution * P + p) * a + gene1) * b + gene2``. Returns (first genes (P,),
+        second genes (P,), a, b, block index in its stage (P,), depth gene (P,), depth
+        values), else None."""
+        d = self.definition
+        if self._res_gene is None or self._width_gene is not None or not self.positions:
+            return None
+        if len(self._depth_genes) != len(d.stages) or len({st.depths for st in d.stages}) != 1:
+            return None
+        if any(len(p.genes) != 2 or "op" in p.keys for p in self.positions):
+            return None
+        pairs = {(int(self.cardinalities[p.genes[0]]), int(self.cardinalities[p.genes[1]]))
+                 for p in self.positions}
+        if len(pairs) != 1:
+            return None
+        (a, b), pos = pairs.pop(), self.positions
+        i64 = functools.partial(np.array, dtype=np.int64)
+        return (i64([p.genes[0] for p in pos]), i64([p.genes[1] for p in pos]), a, b,
+                i64([p.index for p in pos]), i64([self._depth_genes[p.stage] for p in pos]),
+                i64(d.stages[0].depths))
+
     def flops(self, genes: np.ndarray) -> np.ndarray:
         return self._gather(*self._cost_tables, genes)[:, 0]
 
@@ -420,103 +316,19 @@ class DefinedSpace(SearchSpace):
     # ----------------------------------------------------------------- table
     @property
     def num_architectures(self) -> int:
-        return 0  # no measured table
+        return super().num_architectures if self.has_table else 0  # 0: no measured table
 
     def _load_table(self) -> Table:
-        """No measurements: a fixed sample of the space (``SAMPLE_SIZE`` archs, no devices),
-        the candidate pool for references and the rows basis devices are transferred to."""
+        """The bundled table the definition names (``table_hook``); without one, no
+        measurements: a fixed sample of the space (``SAMPLE_SIZE`` archs, no devices), the
+        candidate pool for references and the rows basis devices are transferred to."""
+        if self.has_table:
+            return table_hook.load(self)
         genes = np.unique(self.sample(SAMPLE_SIZE, rng=SAMPLE_SEED), axis=0)
         return Table(genes, np.arange(len(genes)), (), np.zeros((len(genes), 0)), {})
 
     def info(self) -> dict:
         return {**super().info(), "definition": self.definition.source}
-
-
-def fixed_layers(b: Block, c_in: int, c_out: int, stride: int, size: int) -> list[Layer]:
-    """Layers of a stem/head entry or a block."""
-    if b.op == "pool":
-        return [global_pool(c_in, size)]
-    if b.op == "linear":
-        return [linear(c_in, c_out, bias=b.bias)]
-    return block_layers(b, c_in, c_out, stride, size)
-
-
-def _rows(layers: list[Layer], stage: int, n_stages: int) -> np.ndarray:
-    v = np.zeros(NUM_BASE + n_stages)
-    for layer in layers:
-        r = layer.row()
-        v[:NUM_BASE] += r
-        v[NUM_BASE + stage] += r[0] + r[1]
-    return v
-
-
-def build_tables(sp: DefinedSpace) -> tuple[np.ndarray, np.ndarray, np.ndarray, list]:
-    """Every (global choice, position, block choice) row, each checked for channel/group
-    consistency (an ``InvalidSpaceDefinition`` names the stage and the choice)."""
-    d = sp.definition
-    n_st = sp.num_stages
-    dim = NUM_BASE + n_st
-    radix, sizes = [], []
-    for pos in sp.positions:
-        cards = [int(sp.cardinalities[j]) for j in pos.genes]
-        radix.append([int(np.prod(cards[k + 1:], dtype=np.int64)) for k in range(len(cards))])
-        sizes.append(int(np.prod(cards, dtype=np.int64)))
-    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-    combos = list(itertools.product(range(len(d.resolutions)), range(len(d.widths))))
-    flat = np.zeros((len(combos) * int(offsets[-1]) + 1, dim))
-    fixed = np.zeros((len(combos), dim))
-    for gc, (ri, wi) in enumerate(combos):
-        res, width = d.resolutions[ri], d.widths[wi]
-        base = gc * int(offsets[-1])
-        c, size = d.channels, res
-        for i, b in enumerate(d.stem):
-            c_out = c if b.op in ("pool", "skip") else scaled(b.out, width)
-            _check_block(b, c, c_out, f"stem[{i}]")
-            fixed[gc] += _rows(fixed_layers(b, c, c_out, b.stride, size), 0, n_st)
-            c, size = c_out, (size + b.stride - 1) // b.stride
-        for p, pos in enumerate(sp.positions):
-            st = d.stages[pos.stage]
-            c_out = scaled(st.out, width)
-            stride = st.stride if pos.index == 0 else 1
-            c_in = c if pos.index == 0 else c_out
-            side = size if pos.index == 0 else (size + st.stride - 1) // st.stride
-            genes = np.zeros(sp.num_genes, dtype=np.int64)
-            cards = [int(sp.cardinalities[j]) for j in pos.genes]
-            for code, combo in enumerate(itertools.product(*(range(k) for k in cards))):
-                genes[list(pos.genes)] = combo
-                blk = sp.block_of(p, genes)
-                chosen = ", ".join(sp.choices[j][v]
-                                   for j, v in zip(pos.genes, combo, strict=True))
-                where = f"stages[{pos.stage}] block {pos.index}" + (
-                    f" ({chosen})" if chosen else "")
-                _check_block(blk, c_in, c_out, where)
-                flat[base + offsets[p] + code] = _rows(
-                    block_layers(blk, c_in, c_out, stride, side), pos.stage, n_st)
-            if pos.index == st.max_depth - 1:
-                c, size = c_out, (size + st.stride - 1) // st.stride
-        last = len(d.head) - 1
-        for i, b in enumerate(d.head):
-            if b.op == "linear":
-                c_out = b.out if i == last else scaled(b.out, width)
-            else:
-                c_out = c if b.op in ("pool", "skip") else scaled(b.out, width)
-            _check_block(b, c, c_out, f"head[{i}]")
-            fixed[gc] += _rows(fixed_layers(b, c, c_out, b.stride, size), n_st - 1, n_st)
-            c, size = c_out, (1 if b.op == "pool" else (size + b.stride - 1) // b.stride)
-    return flat, fixed, offsets, radix
-
-
-def _check_block(b: Block, c_in: int, c_out: int, where: str) -> None:
-    if b.groups == 1 or b.op not in ("conv", "mbconv"):
-        return
-    if b.op == "mbconv" and b.expand == 1.0 and b.expand_conv == "auto":
-        raise InvalidSpaceDefinition(where, f"groups {b.groups} need an expansion conv "
-                                     "(expand > 1 or expand_conv: always)")
-    mid = mid_channels(b, c_in) if b.op == "mbconv" else c_out
-    for what, ch in (("input", c_in), ("expanded", mid), ("output", c_out)):
-        if ch % b.groups:
-            raise InvalidSpaceDefinition(where, f"groups {b.groups} do not divide the "
-                                         f"{ch} {what} channels")
 
 
 def check_consistency(d: Definition) -> DefinedSpace:
@@ -556,6 +368,7 @@ def check_consistency(d: Definition) -> DefinedSpace:
     if len(set(sp.gene_names)) != len(sp.gene_names):
         dup = next(n for i, n in enumerate(sp.gene_names) if n in sp.gene_names[:i])
         raise InvalidSpaceDefinition("gene_prefix", f"gene name {dup!r} is given twice")
+    table_hook.check(sp)
     if sp.num_genes > MAX_GENES:
         raise InvalidSpaceDefinition("stages", f"{sp.num_genes} genes; at most {MAX_GENES}")
     rows = len(d.resolutions) * len(d.widths) * sum(
@@ -579,4 +392,7 @@ def space_from_definition(data: object) -> SearchSpace:
         data = load_text(data)
     if is_networks_definition(data):
         return NetworkSpace(parse_networks(data))  # type: ignore[arg-type]
-    return check_consistency(validate_definition(data))  # type: ignore[arg-type]
+    definition = validate_definition(data)  # type: ignore[arg-type]
+    space = check_consistency(definition)
+    table_hook.check_allowed(definition)  # last: a definition's own errors come first
+    return space

@@ -1,9 +1,9 @@
 """Hardware-agnostic architecture descriptors, computed from the architecture itself.
 
-Each space's network is a fixed skeleton plus per-position choices (NB-201 edges, FBNet
-blocks, OFA blocks at a resolution), so every descriptor is a sum of per-(position, choice)
-table entries plus a fixed part, evaluated for a whole batch by one gather-sum (like
-``flops``). Descriptors, per architecture:
+Each space's network is a fixed skeleton plus per-position choices (NB-201 edges, the
+blocks of a space from a definition such as FBNet or OFA at a resolution), so every
+descriptor is a sum of per-(position, choice) table entries plus a fixed part, evaluated
+for a whole batch by one gather-sum (like ``flops``). Descriptors, per architecture:
 
 * ``dense_macs``   multiply-accumulates of dense (incl. grouped) convolutions and linears;
 * ``dw_macs``      multiply-accumulates of depthwise convolutions;
@@ -119,146 +119,16 @@ def nb201_degenerate(genes: np.ndarray) -> np.ndarray:
     return ~(live[:, 3] | (r1 & live[:, 4]) | (r2 & live[:, 5]))
 
 
-# ------------------------------------------------------------------------ FBNet
-@functools.cache
-def fbnet_tables() -> tuple[np.ndarray, np.ndarray]:
-    """(22 blocks, 9 ops, D) tables and the fixed (D,) part (stem, head, classifier)."""
-    from client_sdk.spaces.fbnet import (
-        HEAD_CHANNELS,
-        INPUT_RESOLUTION,
-        NUM_CLASSES,
-        OPS,
-        STAGES,
-        STEM_CHANNELS,
-        block_layout,
-        parse_op,
-    )
-
-    n_st = len(STAGES)
-    stage_of = [s for s, (n, _, _) in enumerate(STAGES) for _ in range(n)]
-    layout = block_layout()
-    table = np.zeros((len(layout), len(OPS), _D + n_st))
-    for j, (c_in, c_out, stride, size) in enumerate(layout):
-        st = stage_of[j]
-        out = (size + stride - 1) // stride
-        for o, op in enumerate(OPS):
-            spec = parse_op(op)
-            if spec is None:
-                if not (c_in == c_out and stride == 1):
-                    table[j, o] = _conv(c_in, c_out, 1, stride, size, stage=st, n_stages=n_st)
-                continue
-            kernel, expand, groups = spec
-            mid = c_in * expand
-            row = _conv(c_in, mid, 1, 1, size, groups, st, n_st)
-            if groups > 1:  # channel shuffle
-                row += _eltwise(mid * size * size, reads=1, n_stages=n_st)
-            row += _conv(mid, mid, kernel, stride, size, mid, st, n_st)
-            row += _conv(mid, c_out, 1, 1, out, groups, st, n_st)
-            if c_in == c_out and stride == 1:
-                row += _eltwise(c_out * out * out, n_stages=n_st)
-            table[j, o] = row
-    size = INPUT_RESOLUTION
-    fixed = _conv(3, STEM_CHANNELS, 3, 2, size, stage=0, n_stages=n_st)
-    final = layout[-1][3]
-    last = STAGES[-1][1]
-    fixed = fixed + _conv(last, HEAD_CHANNELS, 1, 1, final, stage=n_st - 1, n_stages=n_st)
-    pool = _eltwise(HEAD_CHANNELS, reads=1, n_stages=n_st)
-    pool[3] = HEAD_CHANNELS * final * final + HEAD_CHANNELS
-    fixed += pool + _linear(HEAD_CHANNELS, NUM_CLASSES, n_st, n_st - 1)
-    return table, fixed
-
-
-# --------------------------------------------------------------------- OFA-MBv3
-@functools.cache
-def ofa_tables() -> tuple[np.ndarray, np.ndarray]:
-    """(R resolutions, 20 blocks, 3 kernels, 3 expands, D) and fixed (R, D)."""
-    from client_sdk.spaces.ofa_mbv3 import (
-        EXPANDS,
-        FEATURE_MIX,
-        FINAL_EXPAND,
-        FIRST_CHANNELS,
-        KERNELS,
-        MAX_DEPTH,
-        NUM_BLOCKS,
-        NUM_CLASSES,
-        NUM_STAGES,
-        RESOLUTIONS,
-        STRIDES,
-        USE_SE,
-        WIDTHS,
-        _half,
-        make_divisible,
-    )
-
-    n_st = NUM_STAGES
-    table = np.zeros((len(RESOLUTIONS), NUM_BLOCKS, len(KERNELS), len(EXPANDS), _D + n_st))
-    fixed = np.zeros((len(RESOLUTIONS), _D + n_st))
-    for r, res in enumerate(RESOLUTIONS):
-        f = _conv(3, FIRST_CHANNELS, 3, 2, res, stage=0, n_stages=n_st)
-        size = _half(res)
-        # first block: 3x3 depthwise + 1x1 project at 16 channels, residual add
-        f += _conv(FIRST_CHANNELS, FIRST_CHANNELS, 3, 1, size, FIRST_CHANNELS, 0, n_st)
-        f += _conv(FIRST_CHANNELS, FIRST_CHANNELS, 1, 1, size, stage=0, n_stages=n_st)
-        f += _eltwise(FIRST_CHANNELS * size * size, n_stages=n_st)
-        c_in = FIRST_CHANNELS
-        for s in range(NUM_STAGES):
-            for b in range(MAX_DEPTH):
-                stride = STRIDES[s] if b == 0 else 1
-                block_in = c_in if b == 0 else WIDTHS[s]
-                out = _half(size) if stride == 2 else size
-                for ki, k in enumerate(KERNELS):
-                    for ei, e in enumerate(EXPANDS):
-                        mid = make_divisible(block_in * e)
-                        row = _conv(block_in, mid, 1, 1, size, stage=s, n_stages=n_st)
-                        row += _conv(mid, mid, k, stride, size, mid, s, n_st)
-                        if USE_SE[s]:
-                            red = make_divisible(mid // 4)
-                            pool = _eltwise(mid, reads=1, n_stages=n_st)
-                            pool[3] = mid * out * out + mid
-                            row += pool
-                            for a, c in ((mid, red), (red, mid)):
-                                se = _linear(a, c, n_st, s)
-                                se[2] += 0  # SE convs have biases: counted by _linear
-                                row += se
-                            row += _eltwise(mid * out * out, n_stages=n_st)  # x * gate
-                        row += _conv(mid, WIDTHS[s], 1, 1, out, stage=s, n_stages=n_st)
-                        if block_in == WIDTHS[s] and stride == 1:
-                            row += _eltwise(WIDTHS[s] * out * out, n_stages=n_st)
-                        table[r, 4 * s + b, ki, ei] = row
-                if b == 0 and stride == 2:
-                    size = _half(size)
-            c_in = WIDTHS[s]
-        f += _conv(WIDTHS[-1], FINAL_EXPAND, 1, 1, size, stage=n_st - 1, n_stages=n_st)
-        pool = _eltwise(FINAL_EXPAND, reads=1, n_stages=n_st)
-        pool[3] = FINAL_EXPAND * size * size + FINAL_EXPAND
-        f += pool
-        mix = _linear(FINAL_EXPAND, FEATURE_MIX, n_st, n_st - 1)
-        mix[2] -= FEATURE_MIX  # the 1x1 feature mix has no bias
-        f += mix + _linear(FEATURE_MIX, NUM_CLASSES, n_st, n_st - 1)
-        fixed[r] = f
-    return table, fixed
-
-
 # ------------------------------------------------------------------------- API
-@functools.cache
-def _ofa_flat_rows() -> np.ndarray:
-    """``ofa_tables()``'s table as rows (resolution, block, kernel, expand) + one zero row
-    (what an inactive block adds)."""
-    table, _ = ofa_tables()
-    rows = table.reshape(-1, table.shape[-1])
-    return np.concatenate([rows, np.zeros((1, rows.shape[1]))])
-
-
 def descriptor_names(space: str) -> tuple[str, ...]:
-    if space not in ("nasbench201", "fbnet", "ofa_mbv3"):
+    if space != "nasbench201":
         return _defined(space).descriptor_names()
-    n_st = {"nasbench201": 3, "fbnet": 7, "ofa_mbv3": 5}[space]
-    return BASE_NAMES + tuple(f"macs_stage{i}" for i in range(n_st))
+    return BASE_NAMES + tuple(f"macs_stage{i}" for i in range(3))
 
 
 def _gather_sum(table: np.ndarray, fixed: np.ndarray, g: np.ndarray) -> np.ndarray:
     """``fixed + sum_j table[j, g[:, j]]``, one (n, D) gather per gene position (no
-    (n, positions, D) intermediate: 2.5x faster for FBNet 10k)."""
+    (n, positions, D) intermediate: 2.5x faster than one fancy-indexed gather)."""
     out = np.empty((len(g), table.shape[2]))
     out[:] = fixed
     columns = np.ascontiguousarray(g.T)  # one contiguous index row per position (any int)
@@ -280,39 +150,7 @@ def descriptors(space: str, genes: np.ndarray, matrix: np.ndarray | None = None)
         g = g.astype(np.int64)
     if space == "nasbench201":
         return _gather_sum(*_folded(nb201_tables(), matrix), g)
-    if space == "fbnet":
-        return _gather_sum(*_folded(fbnet_tables(), matrix), g)
-    g = g.astype(np.int64, copy=False)
-    if space == "ofa_mbv3":
-        from client_sdk.spaces.ofa_mbv3 import (
-            DEPTHS,
-            EXPAND_GENES,
-            KERNEL_GENES,
-            MAX_DEPTH,
-            NUM_BLOCKS,
-            RES_GENE,
-        )
-
-        table, fixed = ofa_tables()
-        flat = _ofa_flat_rows()
-        if matrix is not None:
-            flat, fixed = flat @ matrix, fixed @ matrix
-        res = g[:, RES_GENE]
-        depth = np.asarray(DEPTHS)[g[:, 1:6]]
-        active = (np.arange(MAX_DEPTH)[None, None, :] < depth[:, :, None]).reshape(-1, NUM_BLOCKS)
-        # one (n, D) gather per block (no (n, blocks, D) intermediate), inactive blocks
-        # masked to an all-zero row
-        k, e = table.shape[2], table.shape[3]
-        zero = flat.shape[0] - 1
-        out = fixed[res].copy()
-        kern, expd = g[:, KERNEL_GENES].T.copy(), g[:, EXPAND_GENES].T.copy()
-        act = np.ascontiguousarray(active.T)
-        base = res * (NUM_BLOCKS * k * e)
-        for b in range(NUM_BLOCKS):
-            idx = base + (b * k + kern[b]) * e + expd[b]
-            out += flat.take(np.where(act[b], idx, zero), axis=0)
-        return out
-    return _defined(space).descriptors(g, matrix)
+    return _defined(space).descriptors(g, matrix)  # FBNet, OFA, ...: their own tables
 
 
 def _defined(space: str):  # -> spaces.defined.DefinedSpace

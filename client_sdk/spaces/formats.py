@@ -1,19 +1,15 @@
-"""Vectorised string parsing and the native architecture formats of NAS users.
+"""The native architecture formats of NAS users (``to_genes``, ``from_genes``).
 
-String parsing (``fast_parse_many``), per space: NAS-Bench-201 strings are looked up whole
-in a dict of all 15,625 canonical strings; FBNet batches are joined into one byte buffer
-whose '-'-separated tokens are matched as 8-byte keys (numpy searchsorted); OFA strings are
-fixed-width, read as an ``(n, 101)`` byte matrix checked against a template. A batch that
-is not exactly canonical (extra spaces, other field order, an error) returns ``None`` and the
-caller falls back to the per-string parser, which accepts the lenient forms and raises the precise
-``InvalidArchitecture``. So the fast path never changes what is accepted, only its speed.
+String batches are parsed by ``spaces.string_parse`` (``parse_many``, vectorised for
+canonical strings; re-exported here with ``fast_parse_many``).
 
-Native formats (``to_genes``, ``from_genes``):
+Native formats:
 
 * ``nasbench201``: NATS-Bench / NAS-Bench-201 topology indices ``0..15624`` (the bundled
   table's ``index`` column is the official index) and the official ``|op~i|+...`` strings
   (this project's string form);
-* ``fbnet``: lists of 22 operation names (``["k3_e1", "skip", ...]``);
+* ``fbnet`` (and any space): lists of per-gene choice names, FBNet's 22 operation names
+  (``["k3_e1", "skip", ...]``);
 * ``ofa_mbv3``: the ``ofa`` library's subnet dicts ``{"ks": [20], "e": [20], "d": [5],
   "r": [224]}`` (resolution also as ``"image_size"``, an int or a one-element list).
 """
@@ -29,160 +25,7 @@ import numpy as np
 
 from client_sdk.errors import InvalidArchitecture
 from client_sdk.spaces.base import GENE_DTYPE, SearchSpace
-
-_SEP = 0x1F  # record separator of the joined buffer (a control char: never valid input)
-
-
-def _joined(archs: Sequence[str]) -> np.ndarray | None:
-    """The batch as one uint8 buffer, records separated by ``_SEP``; None when an element
-    is not a string, not ASCII, or holds a control character."""
-    if not all(type(a) is str for a in archs):
-        return None
-    try:
-        raw = "\x1f".join(archs).encode("ascii")
-    except UnicodeEncodeError:
-        return None
-    buf = np.frombuffer(raw, dtype=np.uint8)
-    if np.count_nonzero(buf < 0x20) != len(archs) - 1:
-        return None
-    return buf
-
-
-def _matrix(buf: np.ndarray, n: int, width: int) -> np.ndarray | None:
-    """``(n, width)`` view of ``n`` fixed-width records joined by ``_SEP``."""
-    if buf.size != n * (width + 1) - 1:
-        return None
-    mat = np.append(buf, np.uint8(_SEP)).reshape(n, width + 1)
-    if not np.all(mat[:, width] == _SEP):
-        return None
-    return mat[:, :width]
-
-
-@functools.cache
-def _nb201_lookup() -> dict[str, int]:
-    """Every canonical NB201 string -> its mixed-radix code (15,625 entries, built once)."""
-    from client_sdk.spaces.nasbench201 import OPS
-
-    k = len(OPS)
-    codes = np.arange(k**6)
-    genes = np.stack([(codes // k ** (5 - j)) % k for j in range(6)], axis=1)
-    ops = np.asarray(OPS, dtype=object)[genes]
-    strings = [f"|{a}~0|+|{b}~0|{c}~1|+|{d}~0|{e}~1|{f}~2|" for a, b, c, d, e, f in ops]
-    return dict(zip(strings, codes.tolist(), strict=True))
-
-
-def _parse_nb201(archs: Sequence[str]) -> np.ndarray | None:
-    lut = _nb201_lookup()
-    codes = np.fromiter(map(lut.get, archs, itertools.repeat(-1)), dtype=np.int64,
-                        count=len(archs))
-    if codes.size and codes.min() < 0:
-        return None
-    radix = 5 ** np.arange(5, -1, -1)
-    return ((codes[:, None] // radix[None, :]) % 5).astype(GENE_DTYPE)
-
-
-def _token_keys(names: Sequence[str], width: int) -> np.ndarray:
-    out = np.zeros((len(names), width), dtype=np.uint8)
-    for i, name in enumerate(names):
-        out[i, : len(name)] = np.frombuffer(name.encode("ascii"), dtype=np.uint8)
-    return out.view(f"<u{width}" if width in (1, 2, 4, 8) else np.void).ravel()
-
-
-#: ``_BYTE_MASKS[k]``: the low ``k`` bytes of a uint64 set
-_BYTE_MASKS = np.array([(1 << (8 * k)) - 1 for k in range(9)], dtype=np.uint64)
-
-
-def _parse_fbnet(archs: Sequence[str]) -> np.ndarray | None:
-    """Tokens between '-' / record separators, matched as 8-byte keys (vectorised)."""
-    from client_sdk.spaces.fbnet import NUM_BLOCKS, OPS
-
-    n = len(archs)
-    buf = _joined(archs)
-    if buf is None:
-        return None
-    delim = np.flatnonzero((buf == ord("-")) | (buf == _SEP))
-    if delim.size != n * NUM_BLOCKS - 1:
-        return None
-    is_sep = buf[delim] == _SEP
-    if not np.array_equal(np.flatnonzero(is_sep) + 1, np.arange(1, n) * NUM_BLOCKS):
-        return None  # separators must fall after every 22nd token
-    start = np.concatenate([[0], delim + 1])
-    end = np.concatenate([delim, [buf.size]])
-    length = end - start
-    width = 8
-    if length.min() < 1 or length.max() > width:
-        return None
-    # each token's first 8 bytes as one little-endian uint64 (an unaligned strided view of
-    # the padded buffer), bytes past the token masked off
-    pad = np.concatenate([buf, np.zeros(width, dtype=np.uint8)])
-    u64 = np.ndarray(shape=(buf.size + 1,), dtype="<u8", buffer=pad, strides=(1,))
-    keys = u64[start] & _BYTE_MASKS[length]
-    op_keys = _token_keys(OPS, width)
-    order = np.argsort(op_keys)
-    pos = np.minimum(np.searchsorted(op_keys[order], keys), len(OPS) - 1)
-    if not np.array_equal(op_keys[order][pos], keys):
-        return None
-    return order[pos].astype(GENE_DTYPE).reshape(n, NUM_BLOCKS)
-
-
-def _parse_ofa(space: SearchSpace, archs: Sequence[str]) -> np.ndarray | None:
-    from client_sdk.spaces.ofa_mbv3 import DEPTHS, EXPANDS, KERNELS, RESOLUTIONS
-
-    buf = _joined(archs)
-    if buf is None:
-        return None
-    template = "r=### d=" + "-".join("#" * 5) + " k=" + "-".join("#" * 20)
-    template += " e=" + "-".join("#" * 20)
-    tpl = np.frombuffer(template.encode(), dtype=np.uint8)
-    mat = _matrix(buf, len(archs), tpl.size)
-    if mat is None:
-        return None
-    slots = tpl == ord("#")
-    fixed = ~slots
-    if not np.array_equal(mat[:, fixed], np.broadcast_to(tpl[fixed], (len(archs), fixed.sum()))):
-        return None
-    digits = mat[:, slots].astype(np.int64) - ord("0")  # (n, 3 + 5 + 20 + 20)
-    if digits.size and (digits.min() < 0 or digits.max() > 9):
-        return None
-    res = digits[:, 0] * 100 + digits[:, 1] * 10 + digits[:, 2]
-    out = np.empty((len(archs), space.num_genes), dtype=GENE_DTYPE)
-    lut = np.full(1000, -1, dtype=np.int64)
-    lut[list(RESOLUTIONS)] = np.arange(len(RESOLUTIONS))
-    out[:, 0] = lut[res]
-    col = 1
-    for values, count, start in ((DEPTHS, 5, 3), (KERNELS, 20, 8), (EXPANDS, 20, 28)):
-        small = np.full(10, -1, dtype=np.int64)
-        small[list(values)] = np.arange(len(values))
-        out[:, col : col + count] = small[digits[:, start : start + count]]
-        col += count
-    if out.size and out.min() < 0:
-        return None
-    return space.canonicalize(out)
-
-
-def fast_parse_many(space: SearchSpace, archs: Sequence[str]) -> np.ndarray | None:
-    """Genes of a batch of canonical strings, or ``None`` (then parse one by one)."""
-    if len(archs) == 0:
-        return np.empty((0, space.num_genes), dtype=GENE_DTYPE)
-    if space.name == "nasbench201":
-        return _parse_nb201(archs)
-    if space.name == "fbnet":
-        return _parse_fbnet(archs)
-    if space.name == "ofa_mbv3":
-        return _parse_ofa(space, archs)
-    return None
-
-
-def parse_many(space: SearchSpace, archs: Sequence[str]) -> np.ndarray:
-    """Strings -> canonical genes: the vectorised path, else the per-string parser."""
-    genes = fast_parse_many(space, archs)
-    if genes is not None:
-        return genes
-    out = np.empty((len(archs), space.num_genes), dtype=GENE_DTYPE)
-    for i, arch in enumerate(archs):
-        out[i] = space.parse(arch, index=i)
-    return out
-
+from client_sdk.spaces.string_parse import fast_parse_many, parse_many  # noqa: F401
 
 # ---------------------------------------------------------------------- native formats
 #: the native format names of ``to_genes(..., form=)`` / ``from_genes(..., form=)``

@@ -26,6 +26,7 @@ head:
   - {op: linear, out: 1000}
 format: keyed                     # or joined, or {style: keyed, keys: {resolution: r}}
 gene_prefix: {op: block}          # optional: gene names block0.. instead of op0..
+table: {name: fbnet, genes: {op: "block{p}"}}  # bundled spaces only: their measured table
 ```
 
 Operations: ``conv`` (kernel, stride, groups, act; BN folded), ``mbconv`` (inverted residual:
@@ -48,6 +49,19 @@ the op genes ``block0, block1, ...`` instead (``resolution`` / ``width`` are ren
 whole). Names must stay unique. Everything the product needs — genes, strings, validation,
 sampling, layer lists, descriptors, FLOPs, the torch network — derives from the definition
 (``spaces.defined.DefinedSpace``, ``measure.defined``).
+
+Measured table (``table``, the bundled spaces' own definitions only): ``name`` is a table
+under ``client_sdk/data`` and ``genes`` maps every gene group to its column(s): a template
+with ``{p}`` is one column per gene (``{p}`` the gene's number: ``block{p}`` -> ``block0``,
+``block1``, ...), one without is a single column holding the group's values joined by '-'
+(``depth: depths`` -> ``2-3-4-2-3``). Cells hold the choice labels of the string form
+(``spaces.table_hook``).
+
+Model features (``features``, optional): every space's are the one-hot genes, log FLOPs and
+log params; ``{inactive: zero}`` zeroes the one-hot of the genes ``canonicalize`` zeroes
+(blocks past their stage's depth, the other genes of a ``skip``) and ``{resolution: area}``
+adds ``(resolution / largest) ** 2`` before the log costs: OFA-MobileNetV3's features.
+They are part of a served model's cache key: changing them retrains its proxy.
 
 Errors are ``InvalidSpaceDefinition`` with the path inside the definition, e.g.
 ``stages[2].choose.kernel[1]: must be a positive odd integer, got 4``.
@@ -111,6 +125,14 @@ class Stage:
 
 
 @dataclass(frozen=True)
+class TableHook:
+    """``table:`` a bundled measured table and its gene group -> column template map."""
+
+    name: str
+    genes: Mapping[str, str]  # group -> column name, ``{p}``: one column per gene
+
+
+@dataclass(frozen=True)
 class Definition:
     name: str
     description: str
@@ -124,6 +146,8 @@ class Definition:
     source: Mapping[str, Any] = field(repr=False, default_factory=dict)
     format_keys: Mapping[str, str] = field(default_factory=dict)  # group -> string key
     gene_prefix: Mapping[str, str] = field(default_factory=dict)  # group -> gene name prefix
+    table: TableHook | None = None  # the bundled measured table (bundled definitions only)
+    features: Mapping[str, str] = field(default_factory=dict)  # model feature options
 
     def canonical_json(self) -> str:
         """The definition as canonical JSON: the identity of a registered space."""
@@ -297,6 +321,41 @@ def _gene_prefix(v: Any) -> dict[str, str]:
     return dict(d)
 
 
+_COLUMN = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,31}(\{p\}[A-Za-z0-9_]{0,16})?$")
+
+
+def _table(v: Any) -> TableHook:
+    """``table``: ``{name: <bundled table>, genes: {group: column template}}``."""
+    from client_sdk.data import SPACES_WITH_TABLES
+
+    d = _keys(v, "table", {"name", "genes"}, ("name", "genes"))
+    if d["name"] not in SPACES_WITH_TABLES:
+        raise InvalidSpaceDefinition("table.name", f"unknown bundled table {d['name']!r} "
+                                     f"(known: {', '.join(SPACES_WITH_TABLES)})")
+    genes = _keys(d["genes"], "table.genes", set(GROUP_KEYS))
+    if not genes:
+        raise InvalidSpaceDefinition("table.genes", "maps no gene group to a column")
+    for group, column in genes.items():
+        if not isinstance(column, str) or not _COLUMN.match(column):
+            raise InvalidSpaceDefinition(f"table.genes.{group}", "must be a column name, "
+                                         "optionally with one '{p}' (e.g. 'block{p}'), "
+                                         f"got {column!r}")
+    return TableHook(d["name"], dict(genes))
+
+
+FEATURE_OPTIONS = {"inactive": ("keep", "zero"), "resolution": ("none", "area")}
+
+
+def _features(v: Any) -> dict[str, str]:
+    """``features``: ``{inactive: keep|zero, resolution: none|area}`` (defaults first)."""
+    d = _keys(v, "features", set(FEATURE_OPTIONS))
+    for key, value in d.items():
+        if value not in FEATURE_OPTIONS[key]:
+            raise InvalidSpaceDefinition(f"features.{key}", f"must be one of "
+                                         f"{', '.join(FEATURE_OPTIONS[key])}, got {value!r}")
+    return {k: v for k, v in d.items() if v != FEATURE_OPTIONS[k][0]}
+
+
 def _candidates(v: Any, path: str, shared: dict) -> tuple[tuple[str, dict], ...]:
     out, seen = [], set()
     for i, cand in enumerate(_list(v, path, allow_scalar=False)):
@@ -366,7 +425,7 @@ def parse_definition(data: Mapping[str, Any] | str | bytes) -> Definition:
 def validate_definition(data: Mapping[str, Any]) -> Definition:
     """The field-by-field checks of a definition mapping (not the whole-space ones)."""
     d = _keys(dict(data), "", {"name", "description", "input", "width", "stem", "stages",
-                               "head", "format", "gene_prefix"},
+                               "head", "format", "gene_prefix", "table", "features"},
               ("name", "input", "stages", "head"))
     name = d["name"]
     if not isinstance(name, str) or not _NAME.match(name):
@@ -393,5 +452,7 @@ def validate_definition(data: Mapping[str, Any]) -> Definition:
                  for i, x in enumerate(_list(d["head"], "head", False)))
     fmt, format_keys = _format(d.get("format", "keyed"))
     prefixes = _gene_prefix(d.get("gene_prefix", {}))
+    table = _table(d["table"]) if "table" in d else None
+    features = _features(d.get("features", {}))
     return Definition(name, desc, channels, resolutions, widths, stem, stages, head, fmt,
-                      json.loads(json.dumps(d)), format_keys, prefixes)
+                      json.loads(json.dumps(d)), format_keys, prefixes, table, features)

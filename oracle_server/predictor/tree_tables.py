@@ -1,4 +1,4 @@
-"""Exact lookup-table form of the LightGBM proxy, for the open spaces (FBNet, OFA).
+"""Exact lookup-table form of the LightGBM proxy, for the open spaces (FBNet, OFA, ...).
 
 The proxy predicts ``log latency = features @ w + sum_t tree_t(features)`` per basis device,
 with trees of at most 4 leaves (3 splits). Every feature is a function of a few *discrete
@@ -50,56 +50,83 @@ class Unsupported(ValueError):
 
 # ----------------------------------------------------------------- variables
 def inactive_mask(space, genes: np.ndarray) -> np.ndarray | None:
-    """(n, g) bool: genes whose one-hot the space's features zero (None: none can be)."""
-    active = getattr(space, "active_mask", None)
-    if active is None:
-        return None
-    from client_sdk.spaces import ofa_mbv3
+    """(n, g) bool: genes whose one-hot the space's features zero (None: none can be; a
+    space from a definition with ``features: {inactive: zero}``, as OFA's, zeroes the genes
+    of blocks past their stage's depth)."""
+    zeroed = getattr(space, "zeroed_genes", None)
+    return None if zeroed is None else zeroed(genes)
 
-    if not isinstance(space, ofa_mbv3.OFAMobileNetV3):
-        raise Unsupported(f"unknown inactive-gene rule of space '{space.name}'")
-    act = active(genes)  # (n, 20)
-    mask = np.zeros(genes.shape, dtype=bool)
-    mask[:, ofa_mbv3.KERNEL_GENES] = ~act
-    mask[:, ofa_mbv3.EXPAND_GENES] = ~act
-    return mask
+
+def position_costs(space) -> tuple[np.ndarray, int, np.ndarray, np.ndarray, float, float] | None:
+    """A space from a definition whose every block position reads one gene of one
+    cardinality, no global or depth choice (FBNet; ``DefinedSpace.single_gene_positions``):
+    (gene of each position (P,), cardinality, MACs (P, card), params (P, card), fixed MACs,
+    fixed params); None for any other space."""
+    layout = getattr(space, "single_gene_positions", None)
+    if layout is None:
+        return None
+    pos_gene, card = layout
+    flat, fixed = space._cost_tables  # rows position * card + value, then a zero row
+    rows = flat[: len(pos_gene) * card]
+    return (pos_gene, card, rows[:, 0].reshape(-1, card), rows[:, 1].reshape(-1, card),
+            float(fixed[0, 0]), float(fixed[0, 1]))
+
+
+def staged_costs(space) -> tuple | None:
+    """A space from a definition laid out as OFA-MobileNetV3 (``DefinedSpace.
+    staged_positions``) whose features zero inactive blocks and add the input area: (the
+    layout, MACs (R * P * a * b,), params, fixed MACs (R,), fixed params (R,), the area per
+    resolution (R,) float32); None for any other space."""
+    layout = getattr(space, "staged_positions", None)
+    if layout is None or getattr(space, "resolution_area", None) is None:
+        return None
+    res_gene = space._res_gene
+    probe = np.zeros((len(space.definition.resolutions), space.num_genes), dtype=np.int64)
+    probe[:, res_gene] = np.arange(len(probe))
+    area = space.resolution_area(probe)
+    if area is None or space.zeroed_genes(probe) is None:
+        return None
+    flat, fixed = space._cost_tables  # rows ((res * P + p) * a + g1) * b + g2, a zero row
+    rows = flat[:-1]
+    return (layout, rows[:, 0], rows[:, 1], np.ascontiguousarray(fixed[:, 0]),
+            np.ascontiguousarray(fixed[:, 1]), area)
 
 
 def flops_params(space, genes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``space.flops(genes), space.params(genes)``, bit for bit, with flat ``take`` gathers
-    (the same sums in the same order, several times faster than the spaces' 2-D fancy
-    indexing). ``check_features`` compares them with the spaces' own at build time."""
-    from client_sdk.spaces import fbnet, ofa_mbv3
-
+    (several times faster than the spaces' 2-D fancy indexing; FBNet's costs are integers,
+    so the pairwise sums equal the spaces' own). ``check_features`` compares them with the
+    spaces' own at build time."""
     g = genes.astype(np.int64)
-    if isinstance(space, fbnet.FBNet):
-        macs, params, fixed_m, fixed_p = space._costs
-        idx = g + np.arange(fbnet.NUM_BLOCKS, dtype=np.int64) * len(fbnet.OPS)
+    simple = position_costs(space)
+    if simple is not None:
+        pos_gene, card, macs, params, fixed_m, fixed_p = simple
+        if not np.array_equal(pos_gene, np.arange(g.shape[1])):
+            g = g[:, pos_gene]
+        idx = g + np.arange(len(pos_gene), dtype=np.int64) * card
         return (fixed_m + np.take(macs.ravel(), idx).sum(axis=1),
                 fixed_p + np.take(params.ravel(), idx).sum(axis=1))
-    if isinstance(space, ofa_mbv3.OFAMobileNetV3):
-        macs, params, fixed_m, fixed_p = space._costs
-        res = g[:, ofa_mbv3.RES_GENE]
-        nk, ne = len(ofa_mbv3.KERNELS), len(ofa_mbv3.EXPANDS)
-        idx = ((res[:, None] * ofa_mbv3.NUM_BLOCKS + np.arange(ofa_mbv3.NUM_BLOCKS)) * nk
-               + g[:, ofa_mbv3.KERNEL_GENES]) * ne + g[:, ofa_mbv3.EXPAND_GENES]
-        active = space.active_mask(genes)
-        return (fixed_m[res] + (np.take(macs.ravel(), idx) * active).sum(axis=1),
-                fixed_p[res] + (np.take(params.ravel(), idx) * active).sum(axis=1))
+    staged = staged_costs(space)
+    if staged is not None:
+        (k_gene, e_gene, nk, ne, dep_pos, dep_gene, depth_of), macs, params, fm, fp, _ = staged
+        res = g[:, space._res_gene]
+        nb = len(k_gene)
+        idx = ((res[:, None] * nb + np.arange(nb)) * nk + g[:, k_gene]) * ne + g[:, e_gene]
+        active = depth_of[g[:, dep_gene]] > dep_pos
+        return (fm[res] + (np.take(macs, idx) * active).sum(axis=1),
+                fp[res] + (np.take(params, idx) * active).sum(axis=1))
     return space.flops(genes), space.params(genes)
 
 
 def extra_features(space, genes: np.ndarray) -> np.ndarray:
     """(n, C) float32: the non-one-hot features, as ``space.features`` computes them."""
     flops, params = flops_params(space, genes)
-    from client_sdk.spaces import ofa_mbv3
-
     n = len(genes)
-    if isinstance(space, ofa_mbv3.OFAMobileNetV3):
+    area_of = getattr(space, "resolution_area", None)  # a space from a definition
+    area = area_of(genes) if area_of is not None else None
+    if area is not None:  # OFA's (resolution / 224) ** 2
         out = np.empty((n, 3), dtype=np.float32)
-        res = np.asarray(ofa_mbv3.RESOLUTIONS, dtype=np.float32)[
-            genes[:, ofa_mbv3.RES_GENE].astype(np.int64)]
-        out[:, 0] = (res / 224.0) ** 2
+        out[:, 0] = area
     else:
         out = np.empty((n, 2), dtype=np.float32)
     out[:, -2] = np.log1p(flops)
@@ -226,38 +253,31 @@ class _FusedSpec:
 
     @classmethod
     def of(cls, tables: TreeTables) -> _FusedSpec | None:
-        """The space's spec (FBNet, OFA-MBv3), None for a space the kernels do not know."""
-        from client_sdk.spaces import fbnet, ofa_mbv3
-
+        """The space's spec (one gene per block position as FBNet; OFA-MBv3's layout), None
+        for a space the kernels do not know."""
         space = tables.space
         i64 = functools.partial(np.asarray, dtype=np.int64)
         cards = i64(space.cardinalities)
-        if isinstance(space, fbnet.FBNet):
+        simple = position_costs(space)
+        if simple is not None:
             if len(tables.thresholds) != 2:
                 return None
-            macs, params, fixed_m, fixed_p = space._costs
-            pos = np.arange(fbnet.NUM_BLOCKS, dtype=np.int64)
-            costs = (pos, len(fbnet.OPS), -1, 1, pos, pos, 1, pos, pos, i64([0]),
+            pos_gene, card, macs, params, fixed_m, fixed_p = simple
+            pos = np.arange(len(pos_gene), dtype=np.int64)
+            costs = (i64(pos_gene), card, -1, 1, pos, pos, 1, pos, pos, i64([0]),
                      _side_by_side(macs, params), np.array([fixed_m], dtype=np.float64),
                      np.array([fixed_p], dtype=np.float64), cards)
             return cls(costs, -1, None, tables.thresholds)
-        if isinstance(space, ofa_mbv3.OFAMobileNetV3):
+        staged = staged_costs(space)
+        if staged is not None:
             if len(tables.thresholds) != 3:
                 return None
-            macs, params, fixed_m, fixed_p = space._costs
-            nb, nk, ne = ofa_mbv3.NUM_BLOCKS, len(ofa_mbv3.KERNELS), len(ofa_mbv3.EXPANDS)
-            blocks = np.arange(nb, dtype=np.int64)
-            stage_gene = ofa_mbv3.DEPTH_GENES.start + blocks // ofa_mbv3.MAX_DEPTH
-            depth_pos = blocks % ofa_mbv3.MAX_DEPTH
-            depth_of = i64(ofa_mbv3.DEPTHS)
-            k_gene = ofa_mbv3.KERNEL_GENES.start + blocks
-            e_gene = ofa_mbv3.EXPAND_GENES.start + blocks
-            costs = (blocks, 0, ofa_mbv3.RES_GENE, nk, k_gene, e_gene, ne, depth_pos,
-                     stage_gene, depth_of, _side_by_side(macs, params),
-                     np.ascontiguousarray(fixed_m, dtype=np.float64),
-                     np.ascontiguousarray(fixed_p, dtype=np.float64), cards)
-            res = np.asarray(ofa_mbv3.RESOLUTIONS, dtype=np.float32)
-            return cls(costs, ofa_mbv3.RES_GENE, (res / 224.0) ** 2, tables.thresholds)
+            (k_gene, e_gene, nk, ne, dep_pos, dep_gene, depth_of), macs, params, fm, fp, area = \
+                staged
+            blocks = np.arange(len(k_gene), dtype=np.int64)
+            costs = (blocks, 0, space._res_gene, nk, k_gene, e_gene, ne, dep_pos, dep_gene,
+                     depth_of, _side_by_side(macs, params), fm, fp, cards)
+            return cls(costs, space._res_gene, area, tables.thresholds)
         return None
 
 

@@ -33,6 +33,27 @@ def test_fast_parse_equals_per_string_parser(name: str) -> None:
     np.testing.assert_array_equal(F.fast_parse_many(space, space.format_many(table)), table)
 
 
+@pytest.mark.parametrize("name", ["mobilenetv2", "proxyless"])
+def test_fast_parse_of_spaces_from_definitions(name: str) -> None:
+    """A definition's ``keyed`` (fixed-width labels) and ``joined`` strings take the
+    vectorised path; non-canonical genes come back canonical; anything else falls back."""
+    space = get_space(name)
+    raw = np.random.default_rng(5).integers(0, space.cardinalities, size=(800, space.num_genes))
+    strings = [space.format(row) for row in raw.astype(np.int16)]
+    fast = F.fast_parse_many(space, strings)
+    assert fast is not None
+    np.testing.assert_array_equal(fast, _slow(space, strings))
+    s = strings[3]
+    for bad in (s + " ", s.replace("-", "--", 1), s[:-1] + "9", s[1:], "x" + s,
+                " ".join(reversed(s.split()))):
+        if bad == s:
+            continue
+        batch = [*strings[:3], bad, *strings[4:9]]
+        got = F.fast_parse_many(space, batch)
+        if got is not None:  # only ever what the per-string parser gives
+            np.testing.assert_array_equal(got, _slow(space, batch))
+
+
 @pytest.mark.parametrize("name", SPACES)
 def test_non_canonical_batches_fall_back_and_errors_are_precise(name: str) -> None:
     space = get_space(name)

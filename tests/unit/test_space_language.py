@@ -82,7 +82,7 @@ def test_parse_errors_name_the_gene() -> None:
                  s.replace("kernel=5", "kernel=4", 1), index=7)
     with pytest.raises(InvalidArchitecture, match="missing"):
         mb.parse(s.split(" expand=")[0])
-    with pytest.raises(InvalidArchitecture, match="bad token"):
+    with pytest.raises(InvalidArchitecture, match="bad part"):
         mb.parse(s + " extra=1")
 
 

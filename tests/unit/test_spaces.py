@@ -324,7 +324,7 @@ def test_fbnet_parse_ok():
     np.testing.assert_array_equal(genes, (list(range(9)) * 3)[:22])
 
 
-OFA_FORMAT = "'r=<res> d=<5 depths> k=<20 kernels> e=<20 expands>'"
+OFA_FORMAT = "'r=<resolution> d=<5 depth values> k=<20 kernel values> e=<20 expand values>'"
 OFA_OK = _ofa()
 OFA_BAD = [
     ("", None, ["missing ['d', 'e', 'k', 'r']", OFA_FORMAT]),
@@ -341,18 +341,18 @@ OFA_BAD = [
     (_ofa(r=225), 0, ["unknown resolution '225'", "allowed: 128, 132,", ", 224)"]),
     (_ofa(r=100), 0, ["unknown resolution '100'"]),
     (_ofa(r="224.0"), 0, ["unknown resolution '224.0'"]),
-    (_ofa(d=(4, 4, 4, 4)), 1, ["expected 5 depths joined by '-'", "got 4"]),
-    (_ofa(d=(4,) * 6), 1, ["expected 5 depths", "got 6"]),
+    (_ofa(d=(4, 4, 4, 4)), 1, ["expected 5 depth values joined by '-'", "got 4"]),
+    (_ofa(d=(4,) * 6), 1, ["expected 5 depth values", "got 6"]),
     (_ofa(d=(4, 4, 4, 4, 5)), 5, ["unknown depth '5'", "allowed: 2, 3, 4"]),
     (_ofa(d=(1, 4, 4, 4, 4)), 1, ["unknown depth '1'", "allowed: 2, 3, 4"]),
-    (_ofa(k=(3,) * 19), 6, ["expected 20 kernel sizes joined by '-'", "got 19"]),
-    (_ofa(k=(3,) * 21), 6, ["expected 20 kernel sizes", "got 21"]),
-    (_ofa(k=(3, 3, 3, 4) + (3,) * 16), 9, ["unknown kernel size '4'", "allowed: 3, 5, 7"]),
-    (_ofa(e=(3,) * 19), 26, ["expected 20 expand ratios joined by '-'", "got 19"]),
-    (_ofa(e=(3,) * 19 + (5,)), 45, ["unknown expand ratio '5'", "allowed: 3, 4, 6"]),
-    (_ofa(e=(3,) * 19 + ("",)), 45, ["unknown expand ratio ''"]),
+    (_ofa(k=(3,) * 19), 6, ["expected 20 kernel values joined by '-'", "got 19"]),
+    (_ofa(k=(3,) * 21), 6, ["expected 20 kernel values", "got 21"]),
+    (_ofa(k=(3, 3, 3, 4) + (3,) * 16), 9, ["unknown kernel '4'", "allowed: 3, 5, 7"]),
+    (_ofa(e=(3,) * 19), 26, ["expected 20 expand values joined by '-'", "got 19"]),
+    (_ofa(e=(3,) * 19 + (5,)), 45, ["unknown expand '5'", "allowed: 3, 4, 6"]),
+    (_ofa(e=(3,) * 19 + ("",)), 45, ["unknown expand ''"]),
     # an inactive block's value must still be an allowed one
-    (_ofa(d=(2,) * 5, k=(3, 3, 9) + (3,) * 17), 8, ["unknown kernel size '9'"]),
+    (_ofa(d=(2,) * 5, k=(3, 3, 9) + (3,) * 17), 8, ["unknown kernel '9'"]),
 ]
 
 
@@ -492,7 +492,7 @@ def test_format_many_validates(space):
 # ------------------------------------------------------------------------ OFA canonical form
 def _scramble_inactive(genes: np.ndarray, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    active = ofa.OFAMobileNetV3.active_mask(genes)
+    active = ofa.active_mask(genes)
     out = genes.copy()
     for sl in (ofa.KERNEL_GENES, ofa.EXPAND_GENES):
         noise = rng.integers(0, 3, size=active.shape)
@@ -521,7 +521,7 @@ def test_ofa_inactive_blocks_do_not_matter():
 def test_ofa_canonical_form_is_first_choice_and_idempotent():
     space = get_space("ofa_mbv3")
     genes = space.sample(500, rng=3)
-    active = space.active_mask(genes)
+    active = ofa.active_mask(genes)
     assert active.shape == (500, 20)
     depth = np.asarray(ofa.DEPTHS)[genes[:, 1:6]]
     np.testing.assert_array_equal(active.reshape(500, 5, 4).sum(axis=2), depth)
@@ -694,7 +694,7 @@ def test_ofa_flops_monotone():
     space = get_space("ofa_mbv3")
     genes = space.table.genes[:300]
     base = space.flops(genes)
-    active = space.active_mask(genes)
+    active = ofa.active_mask(genes)
     for b in (0, 5, 19):
         for sl in (ofa.KERNEL_GENES, ofa.EXPAND_GENES):
             j = sl.start + b

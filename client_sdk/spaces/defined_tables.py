@@ -1,0 +1,155 @@
+"""The layer lists and descriptor tables of a ``DefinedSpace`` (``spaces.defined``).
+
+``block_layers`` / ``fixed_layers``: the executed layers (``spaces.layers`` rows) of a block
+or a stem/head entry; ``build_tables``: every (global choice, position, block choice) row of
+the descriptors plus the fixed part per global choice, each block checked for channel/group
+consistency (errors name the stage and the choice).
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from client_sdk.spaces.language import Block, InvalidSpaceDefinition
+from client_sdk.spaces.layers import NUM_BASE, Layer, conv, eltwise, global_pool, linear
+
+if TYPE_CHECKING:
+    from client_sdk.spaces.defined import DefinedSpace
+
+
+def make_divisible(v: float, divisor: int = 8) -> int:
+    new_v = max(divisor, int(v + divisor / 2) // divisor * divisor)
+    if new_v < 0.9 * v:
+        new_v += divisor
+    return new_v
+
+
+def label(v: object) -> str:
+    if isinstance(v, bool):
+        return "1" if v else "0"
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def scaled(channels: int, width: float) -> int:
+    return channels if width == 1.0 else make_divisible(channels * width)
+
+
+def mid_channels(block: Block, c_in: int) -> int:
+    return c_in if block.expand == 1.0 else make_divisible(c_in * block.expand)
+
+
+def block_layers(b: Block, c_in: int, c_out: int, stride: int, size: int) -> list[Layer]:
+    """The executed layers of one block (``spaces.layers`` rows), in forward order."""
+    out = (size + stride - 1) // stride
+    same = c_in == c_out and stride == 1
+    if b.op == "skip":
+        return [] if same else [conv(c_in, c_out, 1, stride, size)]
+    if b.op == "conv":
+        return [conv(c_in, c_out, b.kernel, stride, size, b.groups)]
+    mid = mid_channels(b, c_in)
+    layers: list[Layer] = []
+    if b.expand != 1.0 or b.expand_conv == "always":
+        layers.append(conv(c_in, mid, 1, 1, size, b.groups))
+        if b.groups > 1:  # channel shuffle
+            layers.append(eltwise(mid, size, reads=1))
+    layers.append(conv(mid, mid, b.kernel, stride, size, mid))
+    if b.se:
+        red = make_divisible(mid // 4)
+        layers += [global_pool(mid, out), linear(mid, red), linear(red, mid),
+                   eltwise(mid, out)]
+    layers.append(conv(mid, c_out, 1, 1, out, b.groups))
+    if same:
+        layers.append(eltwise(c_out, out))
+    return layers
+
+
+def fixed_layers(b: Block, c_in: int, c_out: int, stride: int, size: int) -> list[Layer]:
+    """Layers of a stem/head entry or a block."""
+    if b.op == "pool":
+        return [global_pool(c_in, size)]
+    if b.op == "linear":
+        return [linear(c_in, c_out, bias=b.bias)]
+    return block_layers(b, c_in, c_out, stride, size)
+
+
+def _rows(layers: list[Layer], stage: int, n_stages: int) -> np.ndarray:
+    v = np.zeros(NUM_BASE + n_stages)
+    for layer in layers:
+        r = layer.row()
+        v[:NUM_BASE] += r
+        v[NUM_BASE + stage] += r[0] + r[1]
+    return v
+
+
+def build_tables(sp: DefinedSpace) -> tuple[np.ndarray, np.ndarray, np.ndarray, list]:
+    """Every (global choice, position, block choice) row, each checked for channel/group
+    consistency (an ``InvalidSpaceDefinition`` names the stage and the choice)."""
+    d = sp.definition
+    n_st = sp.num_stages
+    dim = NUM_BASE + n_st
+    radix, sizes = [], []
+    for pos in sp.positions:
+        cards = [int(sp.cardinalities[j]) for j in pos.genes]
+        radix.append([int(np.prod(cards[k + 1:], dtype=np.int64)) for k in range(len(cards))])
+        sizes.append(int(np.prod(cards, dtype=np.int64)))
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    combos = list(itertools.product(range(len(d.resolutions)), range(len(d.widths))))
+    flat = np.zeros((len(combos) * int(offsets[-1]) + 1, dim))
+    fixed = np.zeros((len(combos), dim))
+    for gc, (ri, wi) in enumerate(combos):
+        res, width = d.resolutions[ri], d.widths[wi]
+        base = gc * int(offsets[-1])
+        c, size = d.channels, res
+        for i, b in enumerate(d.stem):
+            c_out = c if b.op in ("pool", "skip") else scaled(b.out, width)
+            _check_block(b, c, c_out, f"stem[{i}]")
+            fixed[gc] += _rows(fixed_layers(b, c, c_out, b.stride, size), 0, n_st)
+            c, size = c_out, (size + b.stride - 1) // b.stride
+        for p, pos in enumerate(sp.positions):
+            st = d.stages[pos.stage]
+            c_out = scaled(st.out, width)
+            stride = st.stride if pos.index == 0 else 1
+            c_in = c if pos.index == 0 else c_out
+            side = size if pos.index == 0 else (size + st.stride - 1) // st.stride
+            genes = np.zeros(sp.num_genes, dtype=np.int64)
+            cards = [int(sp.cardinalities[j]) for j in pos.genes]
+            for code, combo in enumerate(itertools.product(*(range(k) for k in cards))):
+                genes[list(pos.genes)] = combo
+                blk = sp.block_of(p, genes)
+                chosen = ", ".join(sp.choices[j][v]
+                                   for j, v in zip(pos.genes, combo, strict=True))
+                where = f"stages[{pos.stage}] block {pos.index}" + (
+                    f" ({chosen})" if chosen else "")
+                _check_block(blk, c_in, c_out, where)
+                flat[base + offsets[p] + code] = _rows(
+                    block_layers(blk, c_in, c_out, stride, side), pos.stage, n_st)
+            if pos.index == st.max_depth - 1:
+                c, size = c_out, (size + st.stride - 1) // st.stride
+        last = len(d.head) - 1
+        for i, b in enumerate(d.head):
+            if b.op == "linear":
+                c_out = b.out if i == last else scaled(b.out, width)
+            else:
+                c_out = c if b.op in ("pool", "skip") else scaled(b.out, width)
+            _check_block(b, c, c_out, f"head[{i}]")
+            fixed[gc] += _rows(fixed_layers(b, c, c_out, b.stride, size), n_st - 1, n_st)
+            c, size = c_out, (1 if b.op == "pool" else (size + b.stride - 1) // b.stride)
+    return flat, fixed, offsets, radix
+
+
+def _check_block(b: Block, c_in: int, c_out: int, where: str) -> None:
+    if b.groups == 1 or b.op not in ("conv", "mbconv"):
+        return
+    if b.op == "mbconv" and b.expand == 1.0 and b.expand_conv == "auto":
+        raise InvalidSpaceDefinition(where, f"groups {b.groups} need an expansion conv "
+                                     "(expand > 1 or expand_conv: always)")
+    mid = mid_channels(b, c_in) if b.op == "mbconv" else c_out
+    for what, ch in (("input", c_in), ("expanded", mid), ("output", c_out)):
+        if ch % b.groups:
+            raise InvalidSpaceDefinition(where, f"groups {b.groups} do not divide the "
+                                         f"{ch} {what} channels")

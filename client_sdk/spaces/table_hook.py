@@ -1,0 +1,118 @@
+"""A definition's ``table``: the bundled measured table a bundled space is defined over.
+
+``table: {name: fbnet, genes: {op: "block{p}"}}`` names a table under ``client_sdk/data``
+(``data.load_table``) and maps every gene group of the space to its column(s): a template
+with ``{p}`` is one column per gene, ``{p}`` replaced by the gene's number (the block
+position of a choice key's gene, the stage of a ``depth`` gene); one without ``{p}`` is a
+single column holding the group's values joined by '-' (OFA's ``depths``: ``2-3-4-2-3``).
+Cells hold the choice labels of the space's string form (``DefinedSpace.choices``).
+
+Only a bundled space's own definition (``spaces/definitions/<name>.yaml``, unchanged) may
+name a table: a user's definition measures its own architectures (``check_allowed``).
+Errors are ``InvalidSpaceDefinition`` naming the path (``table.genes.op``), the column
+and, for a bad cell, its row and value.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+
+import numpy as np
+
+from client_sdk.errors import InvalidSpaceDefinition
+from client_sdk.spaces.base import GENE_DTYPE, Table
+from client_sdk.spaces.language import Definition
+
+
+def check(sp) -> None:  # sp: spaces.defined.DefinedSpace
+    """Definition-time checks of ``table`` against the space's gene groups."""
+    hook = sp.definition.table
+    if hook is None:
+        return
+    groups = [g for g, _ in sp._groups()]
+    for group in hook.genes:
+        if group not in groups:
+            raise InvalidSpaceDefinition(f"table.genes.{group}", f"the space has no '{group}' "
+                                         f"genes (its gene groups: {', '.join(groups)})")
+    missing = [g for g in groups if g not in hook.genes]
+    if missing:
+        raise InvalidSpaceDefinition("table.genes", "no column for the gene group(s) "
+                                     f"{', '.join(missing)}")
+    for group, cols in sp._groups():
+        if "{p}" in hook.genes[group] and sp.gene_numbers[cols[0]] is None:
+            raise InvalidSpaceDefinition(f"table.genes.{group}", f"'{group}' is one gene: its "
+                                         "column takes no '{p}'")
+
+
+@functools.cache
+def _shipped_json(name: str) -> str | None:
+    from client_sdk.spaces import shipped_definitions
+    from client_sdk.spaces.language import load_text
+
+    text = shipped_definitions().get(name)
+    if text is None:
+        return None
+    return json.dumps(json.loads(json.dumps(load_text(text))), sort_keys=True,
+                      separators=(",", ":"))
+
+
+def check_allowed(d: Definition) -> None:
+    """A definition naming a bundled table must be the bundled space's own definition."""
+    if d.table is not None and _shipped_json(d.name) != d.canonical_json():
+        raise InvalidSpaceDefinition("table", "only a bundled space's own definition may "
+                                     "name a bundled table; measure your space's "
+                                     "architectures instead (oracle device onboard)")
+
+
+def _column(raw, name: str, path: str) -> list[str]:
+    col = raw.arch_columns.get(name)
+    if col is None:
+        known = ", ".join(list(raw.arch_columns)[:8])
+        raise InvalidSpaceDefinition(path, f"no column '{name}' in the bundled table "
+                                     f"'{raw.space}' (its columns: {known}, ...)")
+    return col
+
+
+def _codes(values: np.ndarray, labels: tuple[str, ...], path: str, column: str,
+           gene: str) -> np.ndarray:
+    """Choice index of every cell (vectorised over the distinct values)."""
+    uniq, inverse = np.unique(values, return_inverse=True)
+    lut = {lab: k for k, lab in enumerate(labels)}
+    codes = np.array([lut.get(str(u), -1) for u in uniq], dtype=np.int64)
+    if (codes < 0).any():
+        bad = str(uniq[int(np.argmax(codes < 0))])
+        row = int(np.argmax(values == bad))
+        raise InvalidSpaceDefinition(path, f"row {row} of column '{column}' holds {bad!r}, "
+                                     f"not a choice of gene '{gene}' ({', '.join(labels)})")
+    return codes[inverse.reshape(-1)]
+
+
+def load(sp) -> Table:  # sp: spaces.defined.DefinedSpace
+    """The space's genes of the named table's rows (canonical) and its latencies."""
+    from client_sdk.data import load_table
+
+    hook = sp.definition.table
+    assert hook is not None
+    raw = load_table(hook.name)
+    n = len(raw.index)
+    genes = np.empty((n, sp.num_genes), dtype=GENE_DTYPE)
+    for group, cols in sp._groups():
+        template, path = hook.genes[group], f"table.genes.{group}"
+        if "{p}" in template:
+            for j in cols:
+                name = template.replace("{p}", str(sp.gene_numbers[j]))
+                values = np.asarray(_column(raw, name, path))
+                genes[:, j] = _codes(values, sp.choices[j], path, name, sp.gene_names[j])
+            continue
+        split = [v.split("-") for v in _column(raw, template, path)]
+        bad = next((i for i, v in enumerate(split) if len(v) != len(cols)), None)
+        if bad is not None:
+            raise InvalidSpaceDefinition(path, f"row {bad} of column '{template}' holds "
+                                         f"{len(split[bad])} value(s); '{group}' has "
+                                         f"{len(cols)} gene(s)")
+        cells = np.array(split, dtype=object).reshape(n, len(cols))
+        for k, j in enumerate(cols):
+            values = cells[:, k].astype(str)
+            genes[:, j] = _codes(values, sp.choices[j], path, template, sp.gene_names[j])
+    return Table(sp.canonicalize(genes), raw.index, raw.devices, raw.latency_ms, {})
