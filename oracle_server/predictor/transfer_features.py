@@ -15,10 +15,11 @@ finer split of the same layers, still in absolute units (the same meaning in eve
   activations + weights) for a device of ``r`` MACs per element of memory traffic.
 
 Like the six descriptors, every column is a sum of per-(position, choice) rows plus a fixed
-part, so a batch is one gather-sum per position (``rich_descriptors``): the bundled spaces
-from per-(position, choice) layer lists mirroring ``spaces.descriptors`` (checked against
-it: ``BASE_FROM_RICH``), a space from a definition from its blocks' layer lists
-(``spaces.defined.block_layers``).
+part, so a batch is one gather-sum per position (``rich_descriptors``): NAS-Bench-201 (a
+class) from per-(edge, op) layer lists mirroring ``spaces.descriptors`` (checked against
+it: ``BASE_FROM_RICH``); every space from a definition — FBNet and OFA-MobileNetV3
+included — from its blocks' layer lists (``spaces.defined.block_layers``); a network space
+from its networks' layer lists.
 """
 
 from __future__ import annotations
@@ -116,105 +117,6 @@ def nb201_rich_tables() -> tuple[np.ndarray, np.ndarray]:
     return np.broadcast_to(op_rows, (6, *op_rows.shape)).copy(), fixed
 
 
-# ------------------------------------------------------------------------ FBNet
-@functools.cache
-def fbnet_rich_tables() -> tuple[np.ndarray, np.ndarray]:
-    """(22 blocks, 9 ops, R) and fixed (R,) (``fbnet_tables``)."""
-    from client_sdk.spaces.fbnet import (
-        HEAD_CHANNELS,
-        INPUT_RESOLUTION,
-        NUM_CLASSES,
-        OPS,
-        STAGES,
-        STEM_CHANNELS,
-        block_layout,
-        parse_op,
-    )
-
-    layout = block_layout()
-    table = np.zeros((len(layout), len(OPS), NUM_RICH))
-    for j, (c_in, c_out, stride, size) in enumerate(layout):
-        out = (size + stride - 1) // stride
-        same = c_in == c_out and stride == 1
-        for o, op in enumerate(OPS):
-            spec = parse_op(op)
-            if spec is None:
-                layers = [] if same else [conv(c_in, c_out, 1, stride, size)]
-            else:
-                kernel, expand, groups = spec
-                mid = c_in * expand
-                layers = [conv(c_in, mid, 1, 1, size, groups)]
-                if groups > 1:
-                    layers.append(eltwise(mid, size, reads=1))
-                layers += [conv(mid, mid, kernel, stride, size, mid),
-                           conv(mid, c_out, 1, 1, out, groups)]
-                if same:
-                    layers.append(eltwise(c_out, out))
-            table[j, o] = rows(layers)
-    final = layout[-1][3]
-    fixed = rows([conv(3, STEM_CHANNELS, 3, 2, INPUT_RESOLUTION),
-                  conv(STAGES[-1][1], HEAD_CHANNELS, 1, 1, final),
-                  global_pool(HEAD_CHANNELS, final), linear(HEAD_CHANNELS, NUM_CLASSES)])
-    return table, fixed
-
-
-# --------------------------------------------------------------------- OFA-MBv3
-@functools.cache
-def ofa_rich_tables() -> tuple[np.ndarray, np.ndarray]:
-    """(resolutions, 20 blocks, 3 kernels, 3 expands, R) and fixed (resolutions, R)."""
-    from client_sdk.spaces.ofa_mbv3 import (
-        EXPANDS,
-        FEATURE_MIX,
-        FINAL_EXPAND,
-        FIRST_CHANNELS,
-        KERNELS,
-        MAX_DEPTH,
-        NUM_BLOCKS,
-        NUM_CLASSES,
-        NUM_STAGES,
-        RESOLUTIONS,
-        STRIDES,
-        USE_SE,
-        WIDTHS,
-        _half,
-        make_divisible,
-    )
-
-    table = np.zeros((len(RESOLUTIONS), NUM_BLOCKS, len(KERNELS), len(EXPANDS), NUM_RICH))
-    fixed = np.zeros((len(RESOLUTIONS), NUM_RICH))
-    for r, res in enumerate(RESOLUTIONS):
-        size = _half(res)
-        f = rows([conv(3, FIRST_CHANNELS, 3, 2, res),
-                  conv(FIRST_CHANNELS, FIRST_CHANNELS, 3, 1, size, FIRST_CHANNELS),
-                  conv(FIRST_CHANNELS, FIRST_CHANNELS, 1, 1, size),
-                  eltwise(FIRST_CHANNELS, size)])
-        c_in = FIRST_CHANNELS
-        for s in range(NUM_STAGES):
-            for b in range(MAX_DEPTH):
-                stride = STRIDES[s] if b == 0 else 1
-                block_in = c_in if b == 0 else WIDTHS[s]
-                out = _half(size) if stride == 2 else size
-                for (ki, k), (ei, e) in itertools.product(enumerate(KERNELS), enumerate(EXPANDS)):
-                    mid = make_divisible(block_in * e)
-                    layers = [conv(block_in, mid, 1, 1, size), conv(mid, mid, k, stride, size, mid)]
-                    if USE_SE[s]:
-                        red = make_divisible(mid // 4)
-                        layers += [global_pool(mid, out), linear(mid, red), linear(red, mid),
-                                   eltwise(mid, out)]
-                    layers.append(conv(mid, WIDTHS[s], 1, 1, out))
-                    if block_in == WIDTHS[s] and stride == 1:
-                        layers.append(eltwise(WIDTHS[s], out))
-                    table[r, 4 * s + b, ki, ei] = rows(layers)
-                if b == 0 and stride == 2:
-                    size = _half(size)
-            c_in = WIDTHS[s]
-        f += rows([conv(WIDTHS[-1], FINAL_EXPAND, 1, 1, size), global_pool(FINAL_EXPAND, size),
-                   linear(FINAL_EXPAND, FEATURE_MIX, bias=False),
-                   linear(FEATURE_MIX, NUM_CLASSES)])
-        fixed[r] = f
-    return table, fixed
-
-
 # -------------------------------------------------------- spaces from definitions
 def _defined_rich_tables(sp) -> tuple[np.ndarray, np.ndarray]:
     """(flat rows + zero row, fixed per global combo) in ``DefinedSpace._tables``' layout
@@ -284,33 +186,6 @@ def rich_descriptors(space: str, genes: np.ndarray) -> np.ndarray:
     g = np.asarray(genes).astype(np.int64, copy=False)
     if space == "nasbench201":
         return _gather_sum(*nb201_rich_tables(), g)
-    if space == "fbnet":
-        return _gather_sum(*fbnet_rich_tables(), g)
-    if space == "ofa_mbv3":
-        from client_sdk.spaces.ofa_mbv3 import (
-            DEPTHS,
-            EXPAND_GENES,
-            KERNEL_GENES,
-            MAX_DEPTH,
-            NUM_BLOCKS,
-            RES_GENE,
-        )
-
-        table, fixed = ofa_rich_tables()
-        k, e = table.shape[2], table.shape[3]
-        flat = np.concatenate([table.reshape(-1, NUM_RICH), np.zeros((1, NUM_RICH))])
-        zero = flat.shape[0] - 1
-        res = g[:, RES_GENE]
-        depth = np.asarray(DEPTHS)[g[:, 1:6]]
-        active = (np.arange(MAX_DEPTH)[None, None, :] < depth[:, :, None]).reshape(-1, NUM_BLOCKS)
-        out = fixed[res].copy()
-        kern, expd = g[:, KERNEL_GENES].T.copy(), g[:, EXPAND_GENES].T.copy()
-        act = np.ascontiguousarray(active.T)
-        base = res * (NUM_BLOCKS * k * e)
-        for b in range(NUM_BLOCKS):
-            idx = base + (b * k + kern[b]) * e + expd[b]
-            out += flat.take(np.where(act[b], idx, zero), axis=0)
-        return out
     from client_sdk.spaces import get_space
 
     sp = get_space(space)
