@@ -9,6 +9,7 @@ consistency (errors name the stage and the choice).
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -86,21 +87,27 @@ def _rows(layers: list[Layer], stage: int, n_stages: int) -> np.ndarray:
     return v
 
 
-def build_tables(sp: DefinedSpace) -> tuple[np.ndarray, np.ndarray, np.ndarray, list]:
-    """Every (global choice, position, block choice) row, each checked for channel/group
-    consistency (an ``InvalidSpaceDefinition`` names the stage and the choice)."""
-    d = sp.definition
-    n_st = sp.num_stages
-    dim = NUM_BASE + n_st
+def table_layout(sp: DefinedSpace) -> tuple[np.ndarray, list[list[int]]]:
+    """Per-position row offsets into one global choice's block of the flat table (the last
+    entry is that block's size) and each position's mixed-radix weights of its genes."""
     radix, sizes = [], []
     for pos in sp.positions:
         cards = [int(sp.cardinalities[j]) for j in pos.genes]
         radix.append([int(np.prod(cards[k + 1:], dtype=np.int64)) for k in range(len(cards))])
         sizes.append(int(np.prod(cards, dtype=np.int64)))
-    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-    combos = list(itertools.product(range(len(d.resolutions)), range(len(d.widths))))
-    flat = np.zeros((len(combos) * int(offsets[-1]) + 1, dim))
-    fixed = np.zeros((len(combos), dim))
+    return np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64), radix
+
+
+def table_entries(sp: DefinedSpace) -> Iterator[tuple[int, int | None, int, list[Layer]]]:
+    """Every entry of the descriptor tables as ``(global choice, flat row or None for the
+    fixed part, stage, its layers)``, each block checked for channel/group consistency.
+
+    One walk of the definition for every table built from layer rows (these descriptors,
+    and e.g. the transferred basis's richer ones: ``predictor.transfer_features``)."""
+    d = sp.definition
+    offsets, _ = table_layout(sp)
+    last = len(d.head) - 1
+    combos = itertools.product(range(len(d.resolutions)), range(len(d.widths)))
     for gc, (ri, wi) in enumerate(combos):
         res, width = d.resolutions[ri], d.widths[wi]
         base = gc * int(offsets[-1])
@@ -108,7 +115,7 @@ def build_tables(sp: DefinedSpace) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
         for i, b in enumerate(d.stem):
             c_out = c if b.op in ("pool", "skip") else scaled(b.out, width)
             _check_block(b, c, c_out, f"stem[{i}]")
-            fixed[gc] += _rows(fixed_layers(b, c, c_out, b.stride, size), 0, n_st)
+            yield gc, None, 0, fixed_layers(b, c, c_out, b.stride, size)
             c, size = c_out, (size + b.stride - 1) // b.stride
         for p, pos in enumerate(sp.positions):
             st = d.stages[pos.stage]
@@ -123,22 +130,46 @@ def build_tables(sp: DefinedSpace) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
                 blk = sp.block_of(p, genes)
                 chosen = ", ".join(sp.choices[j][v]
                                    for j, v in zip(pos.genes, combo, strict=True))
-                where = f"stages[{pos.stage}] block {pos.index}" + (
-                    f" ({chosen})" if chosen else "")
-                _check_block(blk, c_in, c_out, where)
-                flat[base + offsets[p] + code] = _rows(
-                    block_layers(blk, c_in, c_out, stride, side), pos.stage, n_st)
+                _check_block(blk, c_in, c_out, f"stages[{pos.stage}] block {pos.index}"
+                             + (f" ({chosen})" if chosen else ""))
+                yield (gc, base + int(offsets[p]) + code, pos.stage,
+                       block_layers(blk, c_in, c_out, stride, side))
             if pos.index == st.max_depth - 1:
                 c, size = c_out, (size + st.stride - 1) // st.stride
-        last = len(d.head) - 1
         for i, b in enumerate(d.head):
             if b.op == "linear":
                 c_out = b.out if i == last else scaled(b.out, width)
             else:
                 c_out = c if b.op in ("pool", "skip") else scaled(b.out, width)
             _check_block(b, c, c_out, f"head[{i}]")
-            fixed[gc] += _rows(fixed_layers(b, c, c_out, b.stride, size), n_st - 1, n_st)
+            yield gc, None, sp.num_stages - 1, fixed_layers(b, c, c_out, b.stride, size)
             c, size = c_out, (1 if b.op == "pool" else (size + b.stride - 1) // b.stride)
+
+
+def layer_tables(sp: DefinedSpace, row: Callable[[list[Layer], int], np.ndarray],
+                 dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """(flat rows + one zero row, fixed part per global choice) with ``row(layers, stage)``
+    the ``dim`` values of an entry's layers (``table_entries``)."""
+    d = sp.definition
+    offsets, _ = table_layout(sp)
+    n_combos = len(d.resolutions) * len(d.widths)
+    flat = np.zeros((n_combos * int(offsets[-1]) + 1, dim))
+    fixed = np.zeros((n_combos, dim))
+    for gc, index, stage, layers in table_entries(sp):
+        if index is None:
+            fixed[gc] += row(layers, stage)
+        else:
+            flat[index] = row(layers, stage)
+    return flat, fixed
+
+
+def build_tables(sp: DefinedSpace) -> tuple[np.ndarray, np.ndarray, np.ndarray, list]:
+    """Every (global choice, position, block choice) row of the descriptors, the fixed part
+    per global choice, the position offsets and gene radices (``DefinedSpace._tables``)."""
+    n_st = sp.num_stages
+    flat, fixed = layer_tables(sp, lambda layers, stage: _rows(layers, stage, n_st),
+                               NUM_BASE + n_st)
+    offsets, radix = table_layout(sp)
     return flat, fixed, offsets, radix
 
 

@@ -25,7 +25,6 @@ from its networks' layer lists.
 from __future__ import annotations
 
 import functools
-import itertools
 
 import numpy as np
 
@@ -119,46 +118,11 @@ def nb201_rich_tables() -> tuple[np.ndarray, np.ndarray]:
 
 # -------------------------------------------------------- spaces from definitions
 def _defined_rich_tables(sp) -> tuple[np.ndarray, np.ndarray]:
-    """(flat rows + zero row, fixed per global combo) in ``DefinedSpace._tables``' layout
-    (``spaces.defined.build_tables`` with rich rows)."""
-    from client_sdk.spaces.defined import block_layers, fixed_layers, scaled
+    """(flat rows + zero row, fixed per global combo) in ``DefinedSpace._tables``' layout,
+    from the same walk of the definition (``spaces.defined_tables.table_entries``)."""
+    from client_sdk.spaces.defined_tables import layer_tables
 
-    d = sp.definition
-    _, _, offsets, _ = sp._tables
-    combos = list(itertools.product(range(len(d.resolutions)), range(len(d.widths))))
-    flat = np.zeros((len(combos) * int(offsets[-1]) + 1, NUM_RICH))
-    fixed = np.zeros((len(combos), NUM_RICH))
-    for gc, (ri, wi) in enumerate(combos):
-        res, width = d.resolutions[ri], d.widths[wi]
-        base = gc * int(offsets[-1])
-        c, size = d.channels, res
-        for b in d.stem:
-            c_out = c if b.op in ("pool", "skip") else scaled(b.out, width)
-            fixed[gc] += rows(fixed_layers(b, c, c_out, b.stride, size))
-            c, size = c_out, (size + b.stride - 1) // b.stride
-        for p, pos in enumerate(sp.positions):
-            st = d.stages[pos.stage]
-            c_out = scaled(st.out, width)
-            stride = st.stride if pos.index == 0 else 1
-            c_in = c if pos.index == 0 else c_out
-            side = size if pos.index == 0 else (size + st.stride - 1) // st.stride
-            genes = np.zeros(sp.num_genes, dtype=np.int64)
-            cards = [int(sp.cardinalities[j]) for j in pos.genes]
-            for code, combo in enumerate(itertools.product(*(range(k) for k in cards))):
-                genes[list(pos.genes)] = combo
-                flat[base + offsets[p] + code] = rows(
-                    block_layers(sp.block_of(p, genes), c_in, c_out, stride, side))
-            if pos.index == st.max_depth - 1:
-                c, size = c_out, (size + st.stride - 1) // st.stride
-        last = len(d.head) - 1
-        for i, b in enumerate(d.head):
-            if b.op == "linear":
-                c_out = b.out if i == last else scaled(b.out, width)
-            else:
-                c_out = c if b.op in ("pool", "skip") else scaled(b.out, width)
-            fixed[gc] += rows(fixed_layers(b, c, c_out, b.stride, size))
-            c, size = c_out, (1 if b.op == "pool" else (size + b.stride - 1) // b.stride)
-    return flat, fixed
+    return layer_tables(sp, lambda layers, _stage: rows(layers), NUM_RICH)
 
 
 _DEFINED_CACHE: dict[int, tuple[object, tuple[np.ndarray, np.ndarray]]] = {}
