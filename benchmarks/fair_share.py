@@ -68,7 +68,11 @@ if str(ROOT) not in sys.path:
 import grpc  # noqa: E402
 
 from benchmarks.common import TEST_CACHE, nb201_non_train_devices  # noqa: E402
-from oracle_server.launch import ServerProcess  # noqa: E402
+from oracle_server.launch import (  # noqa: E402
+    RedisProcess,
+    RedisUnavailable,
+    ServerProcess,
+)
 
 RANK_METHOD = "/latency_oracle.v1.LatencyOracle/Rank"
 MAX_MESSAGE = 256 * 1024 * 1024
@@ -321,51 +325,12 @@ def hist_quantile(before: dict, after: dict, method: str, tenant: str, q: float)
 
 
 # ------------------------------------------------------------- shared limits (issue 28)
-class RedisServer:
+def RedisServer(port: int = 0) -> RedisProcess:
     """A private ``redis-server`` (no persistence) that the benchmark can stop mid-run."""
-
-    def __init__(self, port: int = 0) -> None:
-        import shutil
-        import socket
-
-        import redis
-
-        exe = shutil.which("redis-server")
-        if exe is None:
-            raise SystemExit("redis-server not found (apt-get install redis-server)")
-        if not port:
-            with socket.socket() as sock:
-                sock.bind(("127.0.0.1", 0))
-                port = sock.getsockname()[1]
-        self.port = port
-        self.proc = subprocess.Popen(
-            [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis(port=port, socket_timeout=1)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    self.stop()
-                    raise SystemExit(f"redis-server on port {port} did not start") from None
-                time.sleep(0.05)
-
-    def url(self, prefix: str) -> str:
-        return f"redis://127.0.0.1:{self.port}/0?prefix={prefix}"
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-    def __enter__(self) -> RedisServer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    try:
+        return RedisProcess(port)
+    except RedisUnavailable as exc:
+        raise SystemExit(str(exc)) from None
 
 
 def lua_bench(url: str, calls: int = 3000) -> dict:

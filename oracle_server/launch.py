@@ -164,3 +164,67 @@ class ServerProcess:
         tb: TracebackType | None,
     ) -> None:
         self.kill()
+
+
+class RedisUnavailable(RuntimeError):
+    """``redis-server`` is not installed, or the private one did not start."""
+
+
+class RedisProcess:
+    """A private, throw-away ``redis-server`` on a loopback port (no persistence), for the
+    tests and benchmarks that must stop Redis mid-run (fail-open of the shared limits).
+
+    ``RedisUnavailable`` when the binary is missing or the server does not answer within
+    ``timeout_s`` (callers skip or exit with its message)."""
+
+    def __init__(self, port: int = 0, password: str = "", timeout_s: float = 10.0) -> None:
+        import shutil
+        import socket
+
+        import redis
+
+        exe = shutil.which("redis-server")
+        if exe is None:
+            raise RedisUnavailable("redis-server is not installed (apt-get install redis-server)")
+        if not port:
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", 0))
+                port = sock.getsockname()[1]
+        self.port, self.password = port, password
+        args = [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                "--appendonly", "no"] + (["--requirepass", password] if password else [])
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis(port=port, password=password or None, socket_timeout=1)
+        deadline = time.monotonic() + timeout_s
+        try:
+            while True:
+                try:
+                    client.ping()
+                    return
+                except redis.ConnectionError:
+                    if time.monotonic() > deadline or self.proc.poll() is not None:
+                        self.stop()
+                        raise RedisUnavailable(
+                            f"private redis-server on port {port} did not start") from None
+                    time.sleep(0.05)
+        finally:
+            client.close()
+
+    def url(self, prefix: str = "t:", password: str | None = None) -> str:
+        pw = self.password if password is None else password
+        auth = f":{pw}@" if pw else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0?prefix={prefix}"
+
+    def stop(self) -> None:
+        """Kill it (SIGKILL: Redis gone at once, as in an outage)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    kill = stop
+
+    def __enter__(self) -> RedisProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

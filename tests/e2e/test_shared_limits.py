@@ -7,10 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import shutil
-import socket
-import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +18,7 @@ from client_sdk.errors import Overloaded
 from client_sdk.spaces import get_space
 from oracle_server import metrics
 from oracle_server.app import App
+from oracle_server.launch import RedisProcess, RedisUnavailable
 from tests.e2e.conftest import make_settings
 
 redis = pytest.importorskip("redis", reason="redis-py is in the [server] extra")
@@ -118,31 +115,13 @@ def test_two_servers_share_a_tenants_quota(nb201_model, tmp_path, prefix):
             app.stop(0.5)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_redis_stopped_mid_run_no_failed_reads(nb201_model, tmp_path):
-    exe = shutil.which("redis-server")
-    if exe is None:
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
-    port = _free_port()
-    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
     try:
-        probe = redis.Redis(port=port, socket_timeout=1)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                probe.ping()
-                break
-            except redis.ConnectionError:
-                assert time.monotonic() < deadline, "private redis-server did not start"
-                time.sleep(0.05)
-        apps = _pair(nb201_model, tmp_path, f"redis://127.0.0.1:{port}/0?prefix=e2e:")
+        proc = RedisProcess()
+    except RedisUnavailable as exc:
+        pytest.skip(str(exc))
+    try:
+        apps = _pair(nb201_model, tmp_path, proc.url("e2e:"))
         try:
             opened = metrics.LIMITS_FAIL_OPEN.labels("admit")._value.get()
             errors = metrics.LIMITS_BACKEND_ERRORS.labels("admit")._value.get()
@@ -153,7 +132,6 @@ def test_redis_stopped_mid_run_no_failed_reads(nb201_model, tmp_path):
             for i in range(40):
                 if i == 10:
                     proc.kill()  # Redis gone mid-run
-                    proc.wait(10)
                 try:
                     clients[i % 2].list_devices(SPACE)  # unlimited: never asks Redis
                 except Exception:
@@ -177,6 +155,4 @@ def test_redis_stopped_mid_run_no_failed_reads(nb201_model, tmp_path):
             for app in apps:
                 app.stop(0.5)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
+        proc.stop()

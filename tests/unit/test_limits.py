@@ -8,7 +8,6 @@ the test starts and kills. Skipped, with the reason, only when no Redis can be r
 from __future__ import annotations
 
 import logging
-import shutil
 import socket
 import subprocess
 import sys
@@ -21,6 +20,7 @@ import pytest
 from client_sdk.errors import Overloaded
 from oracle_server import metrics
 from oracle_server.fair_share import FairShare, Quota
+from oracle_server.launch import RedisProcess, RedisUnavailable
 from oracle_server.limits import (
     ADMIT,
     CHARGE,
@@ -57,42 +57,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-class PrivateRedis:
-    """A throw-away ``redis-server`` on a free loopback port (no persistence)."""
-
-    def __init__(self, password: str = "", port: int | None = None) -> None:
-        exe = shutil.which("redis-server")
-        if exe is None:
-            pytest.skip("redis-server is not installed (apt-get install redis-server)")
-        self.port = port or _free_port()
-        self.password = password
-        args = [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                "--appendonly", "no"]
-        if password:
-            args += ["--requirepass", password]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis(port=self.port, password=password or None, socket_timeout=1)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    self.kill()
-                    pytest.skip(f"private redis-server on {self.port} did not start")
-                time.sleep(0.05)
-        client.close()
-
-    def url(self, password: str | None = None, prefix: str = "t:") -> str:
-        pw = self.password if password is None else password
-        auth = f":{pw}@" if pw else ""
-        return f"redis://{auth}127.0.0.1:{self.port}/0?prefix={prefix}"
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
+def PrivateRedis(password: str = "", port: int | None = None) -> RedisProcess:
+    """A throw-away ``redis-server`` on a free loopback port (no persistence), or a skip."""
+    try:
+        return RedisProcess(port or 0, password)
+    except RedisUnavailable as exc:
+        pytest.skip(str(exc))
 
 
 @pytest.fixture
