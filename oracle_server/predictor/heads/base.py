@@ -195,3 +195,16 @@ class HeadKind(Generic[P]):
         if not self.projectable or self.reads_descriptors or self.reads_features:
             raise NotImplementedError(f"head kind '{self.name}' has no projection")
         return self.predict_log(params, basis, uf, None)
+
+
+class LinearMsProjection:
+    """Heads linear in milliseconds over one projected descriptor column (``projection``
+    gives the column's weights): ``ms = theta_0 + u``, floored, in logs."""
+
+    def num_projected(self, params: Any) -> int:
+        return 1
+
+    def predict_log_projected(self, params: Any, basis: np.ndarray, uf: np.ndarray,
+                              u: np.ndarray) -> np.ndarray:
+        p = self.parse(params)  # type: ignore[attr-defined]
+        return ms_to_log(p.theta[0] + u[:, 0], p.floor_ms)

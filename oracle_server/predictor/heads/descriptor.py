@@ -17,6 +17,7 @@ from oracle_server.predictor.heads.base import (
     Candidate,
     FitInputs,
     HeadKind,
+    LinearMsProjection,
     log_basis,
     ms_to_log,
     need_descriptors,
@@ -75,7 +76,7 @@ def fit_descriptor(desc: np.ndarray, y: np.ndarray, prior: DescriptorPrior) -> C
 
 
 @register_head
-class Descriptor(HeadKind[DescriptorParams]):
+class Descriptor(LinearMsProjection, HeadKind[DescriptorParams]):
     name, Params, min_samples = "descriptor", DescriptorParams, 4
     candidate, reads_descriptors = True, True
 
@@ -100,13 +101,6 @@ class Descriptor(HeadKind[DescriptorParams]):
         p = self.parse(params)
         return (p.theta[1:] / p.scale)[:, None]
 
-    def num_projected(self, params: AnyParams) -> int:
-        return 1
-
-    def predict_log_projected(self, params: AnyParams, basis: np.ndarray, uf: np.ndarray,
-                              u: np.ndarray) -> np.ndarray:
-        p = self.parse(params)
-        return ms_to_log(p.theta[0] + u[:, 0], p.floor_ms)
 
 
 @dataclass(frozen=True, eq=False)

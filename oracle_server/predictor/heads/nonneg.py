@@ -26,6 +26,7 @@ from oracle_server.predictor.heads.base import (
     Candidate,
     FitInputs,
     HeadKind,
+    LinearMsProjection,
     ms_to_log,
     need_descriptors,
 )
@@ -104,7 +105,7 @@ def fit_nonneg_descriptor(desc: np.ndarray, y: np.ndarray, kind: str, columns: i
 
 
 @register_head
-class NnlsDesc(HeadKind[NonnegParams]):
+class NnlsDesc(LinearMsProjection, HeadKind[NonnegParams]):
     """``fit_nonneg_descriptor`` on the six base descriptors, no prior (the naive fit)."""
 
     name, Params, min_samples, reads_descriptors = "nnls_desc", NonnegParams, 4, True
@@ -141,13 +142,6 @@ class NnlsDesc(HeadKind[NonnegParams]):
         m[: len(coef), 0] = coef
         return m
 
-    def num_projected(self, params: AnyParams) -> int:
-        return 1
-
-    def predict_log_projected(self, params: AnyParams, basis: np.ndarray, uf: np.ndarray,
-                              u: np.ndarray) -> np.ndarray:
-        p = self.parse(params)
-        return ms_to_log(p.theta[0] + u[:, 0], p.floor_ms)
 
 
 @register_head
