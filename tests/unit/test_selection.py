@@ -57,11 +57,12 @@ def test_selection_picks_an_additive_head_for_an_additive_device() -> None:
     assert head.expected_spearman > 0.9
 
 
-def test_selection_is_fast_and_reports_candidates() -> None:
+def test_selection_reports_candidates_and_its_fit_time() -> None:
+    """How fast a fit is is a benchmark figure (``benchmarks/head_fit.py``), not a test."""
     basis, feats, weights = _data(10, 2)
     y = np.exp(np.log(basis[:, 0]) + np.random.default_rng(0).normal(0, 0.05, 10))
     head = select_head(basis, feats, y, weights, np.eye(8))
-    assert head.fit_seconds < 0.5
+    assert np.isfinite(head.fit_seconds) and head.fit_seconds > 0
     assert set(head.candidates) >= {"affine", "nnls_log", "adaproxy", "additive", "counts"}
     assert head.sigma["s"] > 0
 
