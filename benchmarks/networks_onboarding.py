@@ -38,7 +38,7 @@ import platform
 import sys
 import time
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 
@@ -60,25 +60,16 @@ def measure(nets: list[ZooNet], threads: int, warmup: int, rounds: int, runs: in
     """Trace and time ``nets`` with ``Harness.measure_interleaved``."""
     import torch
 
-    from client_sdk.measure.harness import Harness, HarnessConfig
+    from client_sdk.measure.harness import HarnessConfig
     from client_sdk.measure.layers import network_descriptors
-    from client_sdk.spaces import SearchSpace
+    from client_sdk.measure.networks import time_networks
 
-    def builder(_space: Any, genes: np.ndarray, batch: int, device: str
-                ) -> tuple[torch.nn.Module, torch.Tensor]:
-        net = nets[int(np.asarray(genes).reshape(-1)[0])]
-        gen = torch.Generator().manual_seed(seed)
-        x = torch.randn((batch, *net.input_shape[1:]), generator=gen)
-        return net.build(seed).to(device), x.to(device)
-
-    desc = [network_descriptors(n.build(seed), n.input_shape) for n in nets]
+    built = {n.name: (n.build(seed), n.input_shape) for n in nets}
+    desc = [network_descriptors(*built[n.name]) for n in nets]
     config = HarnessConfig(warmup=warmup, threads=threads, batch_size=1, backend="eager",
                            rounds=rounds, runs=runs, seed=seed)
-    harness = Harness(config=config, builder=builder)
     t0 = time.perf_counter()
-    # the zoo builder ignores the space: the harness only passes it through to the builder
-    m = harness.measure_interleaved(cast(SearchSpace, None),
-                                    np.arange(len(nets)).reshape(-1, 1), desc="networks")
+    _, m = time_networks(built, config=config)
     seconds = time.perf_counter() - t0
     half_a, half_b = m.halves()
     cv = m.cv
@@ -95,23 +86,11 @@ def measure(nets: list[ZooNet], threads: int, warmup: int, rounds: int, runs: in
 
 
 # --------------------------------------------------------------------- evaluate
-def naive_nnls_predict(d_fit: np.ndarray, y_fit: np.ndarray, d: np.ndarray) -> np.ndarray:
-    """scipy ``nnls`` of ms on ``[1, d_j / mean_fit(d_j)]`` (the issue's naive baseline)."""
-    from scipy.optimize import nnls
-
-    sc = d_fit.mean(0)
-    sc = np.where(sc > 0, sc, 1.0)
-    c, _ = nnls(np.c_[np.ones(len(d_fit)), d_fit / sc], y_fit)
-    return np.c_[np.ones(len(d)), d / sc] @ c
-
-
 def layer_head_fitter() -> Any:
-    """``(d_fit, y_fit, d) -> (predicted ms, head kind)`` from
-    ``oracle_server.predictor.layer_level`` if it exists, else ``None``."""
-    try:
-        from oracle_server.predictor.layer_level import CrossSpacePrior, fit_layer_head
-    except ImportError:
-        return None
+    """``(d_fit, y_fit, d) -> (predicted ms, head kind)`` of the layer-level head
+    (``oracle_server.predictor.layer_level``)."""
+    from oracle_server.predictor.layer_level import CrossSpacePrior, fit_layer_head
+
     prior = CrossSpacePrior.from_bundled()  # the zoo is no bundled space: nothing excluded
 
     def fit(d_fit: np.ndarray, y_fit: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, str]:
@@ -148,6 +127,7 @@ def served_fitter(names: list[str]) -> Any:
 
 def evaluate(result: dict[str, Any], k: int, splits: int) -> dict[str, Any]:
     from client_sdk.measure.harness import spearman
+    from oracle_server.predictor.layer_level import naive_nnls
 
     rows = result["networks"]
     d = np.array([[r["descriptors"][n] for n in BASE_NAMES] for r in rows])
@@ -157,9 +137,7 @@ def evaluate(result: dict[str, Any], k: int, splits: int) -> dict[str, Any]:
         raise SystemExit(f"need 3 <= k <= n - 3 networks (k={k}, n={n})")
     head = layer_head_fitter()
     served = served_fitter([r["name"] for r in rows])
-    scores: dict[str, list[float]] = {"served": [], "flops": [], "nnls": []}
-    if head is not None:
-        scores["layer_head"] = []
+    scores: dict[str, list[float]] = {"served": [], "flops": [], "nnls": [], "layer_head": []}
     kinds: dict[str, int] = {}
     served_kinds: dict[str, int] = {}
     for seed in range(splits):
@@ -169,11 +147,10 @@ def evaluate(result: dict[str, Any], k: int, splits: int) -> dict[str, Any]:
         scores["served"].append(spearman(pred, y[test]))
         served_kinds[kind] = served_kinds.get(kind, 0) + 1
         scores["flops"].append(spearman(d[test, 0] + d[test, 1], y[test]))
-        scores["nnls"].append(spearman(naive_nnls_predict(d[fit], y[fit], d[test]), y[test]))
-        if head is not None:
-            pred, kind = head(d[fit], y[fit], d[test])
-            scores["layer_head"].append(spearman(pred, y[test]))
-            kinds[kind] = kinds.get(kind, 0) + 1
+        scores["nnls"].append(spearman(naive_nnls(d[fit], y[fit]).predict_ms(d[test]), y[test]))
+        pred, kind = head(d[fit], y[fit], d[test])
+        scores["layer_head"].append(spearman(pred, y[test]))
+        kinds[kind] = kinds.get(kind, 0) + 1
     flops = np.array(scores["flops"])
     summary = {}
     for name, vals in scores.items():
@@ -208,11 +185,7 @@ def print_report(result: dict[str, Any], ev: dict[str, Any]) -> None:
         print(f"{name:12s} {s['mean']:6.3f} {s['std']:6.3f} {s['min']:6.3f} "
               f"{s['above_flops']:4d}/{ev['splits']}")
     print("served head kinds chosen:", ev.get("served_head_kinds", {}))
-    if ev["head_kinds"]:
-        print("layer head kinds chosen:", ev["head_kinds"])
-    else:
-        print("layer head: oracle_server.predictor.layer_level not importable "
-              "(naive NNLS only)")
+    print("layer head kinds chosen:", ev["head_kinds"])
     corr = ", ".join(f"{k} {v:.3f}" for k, v in ev["all_networks_spearman"].items())
     print(f"all {ev['n']} networks, single-descriptor Spearman: {corr}")
 

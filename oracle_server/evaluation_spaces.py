@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from oracle_server.evaluation import HELP_SPLITS
+from oracle_server.predictor.cross_space import hardware_name
 from oracle_server.predictor.heads import spearman
 from oracle_server.predictor.layer_level import (
     NUM_BASE,
@@ -59,8 +60,8 @@ def space_data(space: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[st
 
 
 def _canonical(space: str, device: str) -> str:
-    """Device identity across spaces (OFA spells Titan Xp ``titan_xp``)."""
-    return device.replace("titan_xp", "titanxp") if space == "ofa_mbv3" else device
+    """Device identity across spaces (``cross_space.hardware_name``)."""
+    return hardware_name(device)
 
 
 def shared_devices(source: str, target: str) -> list[tuple[str, str]]:

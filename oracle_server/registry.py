@@ -50,7 +50,13 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
-from client_sdk.errors import AlreadyExists, DeviceNotFound, PermissionDenied, Unavailable
+from client_sdk.errors import (
+    AlreadyExists,
+    DeviceNotFound,
+    PermissionDenied,
+    SpaceNotFound,
+    Unavailable,
+)
 from oracle_server import metrics
 
 log = logging.getLogger(__name__)
@@ -117,7 +123,8 @@ class RequestRow(Base):
 
 #: every operation name the registry reports errors under (``oracle_registry_errors_total``)
 OPERATIONS = ("create_schema", "register", "add_measurements", "delete", "recall",
-              "purge_requests", "register_space", "load_spaces", "poll", "load", "load_all")
+              "purge_requests", "register_space", "poll_spaces", "load_space", "poll", "load",
+              "load_all")
 
 #: Request ids are kept this long by default (``--request-id-ttl-s``).
 DEFAULT_REQUEST_TTL_S = 24 * 3600.0
@@ -390,11 +397,18 @@ class Registry:
                 continue
         raise AlreadyExists(f"space '{name}' was registered concurrently; retry")
 
-    def load_spaces(self) -> dict[str, tuple[str, str | None]]:
-        """{name: (canonical definition JSON, owner)} of every registered space."""
-        with self._session("load_spaces") as s:
-            rows = s.execute(select(SpaceRow.name, SpaceRow.definition, SpaceRow.owner)).all()
-        return {name: (definition, owner) for name, definition, owner in rows}
+    def space_names(self) -> set[str]:
+        """Names of every registered space (one small query: replicas poll it)."""
+        with self._session("poll_spaces") as s:
+            return set(s.scalars(select(SpaceRow.name)))
+
+    def load_space(self, name: str) -> tuple[str, str | None]:
+        """(canonical definition JSON, owner) of a registered space."""
+        with self._session("load_space") as s:
+            row = s.get(SpaceRow, name)
+            if row is None:
+                raise SpaceNotFound(f"unknown registered space '{name}'")
+            return row.definition, row.owner
 
     def snapshot_revisions(self) -> dict[tuple[str, str], int]:
         """{(space, name): revision} of every registered device (one small query)."""

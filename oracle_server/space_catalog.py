@@ -40,9 +40,6 @@ class SpaceCatalog:
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ reads
-    def space(self, name: str) -> SearchSpace:
-        return self.store.model(name).space
-
     def owner(self, name: str) -> str | None:
         return self._owners.get(name)
 
@@ -65,35 +62,37 @@ class SpaceCatalog:
                 raise AlreadyExists(f"space '{name}' is served with another definition; "
                                     f"register the changed one under a new name (e.g. "
                                     f"'{name}_v2')")
-            return self._install(name, candidate.definition.canonical_json(), owner,
-                                 persist=True)
+            return self._install(candidate, owner, persist=True)
 
     def sync(self) -> int:
         """Install the spaces other replicas registered (start-up and every poll)."""
         if self.registry is None:
             return 0
         changes = 0
-        for name, (definition, owner) in self.registry.load_spaces().items():
-            if name in self.store.models:
-                continue
+        # every poll asks for the names only; a definition (up to 1 MiB) is read once
+        for name in sorted(self.registry.space_names() - set(self.store.models)):
             with self._lock:
                 if name in self.store.models:
                     continue
                 try:
-                    self._install(name, definition, owner, persist=False)
+                    definition, owner = self.registry.load_space(name)
+                    self._install(space_from_definition(definition), owner, persist=False)
                     changes += 1
                 except Exception:  # one bad row must not stop serving the others
                     log.exception("could not install registered space %s", name)
         return changes
 
-    def _install(self, name: str, definition: str, owner: str | None,
+    def _install(self, candidate: SearchSpace, owner: str | None,
                  persist: bool) -> SearchSpace:
+        """Make ``candidate`` (a space interpreted from a definition) known, build its
+        model, record it (``persist``), then serve it; all or nothing."""
+        name = candidate.name
         known_before = _process_knows(name)
-        space = register_space(definition)  # AlreadyExists for a bundled/shipped clash
+        space = register_space(candidate)  # AlreadyExists for a bundled/shipped clash
         try:
             model = self._build(name)
             if persist and self.registry is not None:
-                self.registry.create_space(name, definition, owner)
+                self.registry.create_space(name, self.definition_json(space), owner)
         except BaseException:
             if not known_before:
                 forget_space(name)

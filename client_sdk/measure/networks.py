@@ -24,13 +24,17 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
 from torch import nn
 
 from client_sdk.measure.layers import layers
+from client_sdk.spaces import SearchSpace
+
+if TYPE_CHECKING:
+    from client_sdk.measure.harness import HarnessConfig, InterleavedMeasurement
 
 Models = Mapping[str, nn.Module | tuple[nn.Module, tuple[int, ...]]]
 
@@ -81,31 +85,43 @@ def rank_networks(client: Any, space: str, device: str,
     return {wanted[i]: float(lat[i]) for i in order}
 
 
-def measure_networks(models: Models, input_shape: tuple[int, ...] | None = None,
-                     names: Sequence[str] | None = None, threads: int | None = 1,
-                     rounds: int = 6, runs: int = 5, progress: bool | None = None
-                     ) -> dict[str, float]:
-    """Latency (ms) of ``models`` (or ``names`` of them) on this machine with the
-    product's harness: all built first, then interleaved rounds (drift corrected)."""
+def time_networks(models: Models, input_shape: tuple[int, ...] | None = None,
+                  names: Sequence[str] | None = None, config: HarnessConfig | None = None,
+                  progress: bool | None = None) -> tuple[list[str], InterleavedMeasurement]:
+    """Time ``models`` (or ``names`` of them) on this machine with the product's harness
+    (all built first, then interleaved rounds, drift corrected): the names in the
+    measurement's row order, and the measurement (retest halves, CV, summary). Inputs are
+    random with ``config.seed``."""
     from client_sdk.measure.harness import Harness, HarnessConfig
-    from client_sdk.spaces.networks import NetworkSpace, parse_networks
 
     chosen = list(names) if names is not None else list(models)
     unknown = [n for n in chosen if n not in models]
     if unknown:
         raise KeyError(f"unknown network(s) {unknown}")
-    space = NetworkSpace(parse_networks({"name": "local_nets", "networks": [
-        {"name": n, "layers": [["eltwise", 1, 1, 1, 1, 1, 1, 0, 0, 1]]} for n in chosen]}))
-    def builder(_space: Any, genes: np.ndarray, _batch: int, _device: str
+    cfg = config or HarnessConfig()
+
+    def builder(_space: Any, genes: np.ndarray, _batch: int, device: str
                 ) -> tuple[nn.Module, torch.Tensor]:
         module, shape = _split(models[chosen[int(np.asarray(genes).reshape(-1)[0])]],
                                input_shape)
-        gen = torch.Generator().manual_seed(0)
-        return module.eval(), torch.randn(*shape, generator=gen)
+        gen = torch.Generator().manual_seed(cfg.seed)
+        return module.eval().to(device), torch.randn(*shape, generator=gen).to(device)
 
-    cfg = HarnessConfig(threads=threads, rounds=rounds, runs=runs)
-    harness = Harness(cfg, builder=builder)
+    # the builder knows the networks: the harness only passes the space through to it
     genes = np.arange(len(chosen), dtype=np.int16)[:, None]
-    result = harness.measure_interleaved(space, genes, progress=progress, desc="networks")
+    return chosen, Harness(cfg, builder=builder).measure_interleaved(
+        cast(SearchSpace, None), genes, progress=progress, desc="networks")
+
+
+def measure_networks(models: Models, input_shape: tuple[int, ...] | None = None,
+                     names: Sequence[str] | None = None, threads: int | None = 1,
+                     rounds: int = 6, runs: int = 5, progress: bool | None = None
+                     ) -> dict[str, float]:
+    """Latency (ms) of ``models`` (or ``names`` of them) on this machine (``time_networks``)."""
+    from client_sdk.measure.harness import HarnessConfig
+
+    chosen, result = time_networks(models, input_shape, names,
+                                   HarnessConfig(threads=threads, rounds=rounds, runs=runs),
+                                   progress)
     return dict(zip(chosen, np.asarray(result.latency_ms, dtype=np.float64).tolist(),
                     strict=True))

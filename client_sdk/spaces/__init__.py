@@ -11,8 +11,11 @@ process.
 
 from __future__ import annotations
 
+import functools
 import threading
+from collections.abc import Mapping
 from importlib import resources
+from types import MappingProxyType
 from typing import Any
 
 from client_sdk.errors import AlreadyExists, SpaceNotFound
@@ -37,14 +40,15 @@ def forget_space(name: str) -> None:
             _INSTANCES.pop(name, None)
 
 
-def shipped_definitions() -> dict[str, str]:
-    """Name -> YAML text of the definitions shipped with the package."""
+@functools.cache
+def shipped_definitions() -> Mapping[str, str]:
+    """Name -> YAML text of the definitions shipped with the package (read once)."""
     folder = resources.files("client_sdk.spaces") / "definitions"
     out = {}
     for entry in sorted(folder.iterdir(), key=lambda e: e.name):
         if entry.name.endswith(".yaml"):
             out[entry.name.removesuffix(".yaml")] = entry.read_text()
-    return out
+    return MappingProxyType(out)
 
 
 def list_spaces() -> list[str]:
@@ -76,14 +80,16 @@ def get_space(name: str) -> SearchSpace:
 
 
 def register_space(definition: Any) -> SearchSpace:
-    """Interpret a definition (mapping or YAML/JSON text) and make it known by its name.
+    """Interpret a definition (mapping or YAML/JSON text, or a space already interpreted
+    from one) and make it known by its name.
 
     Idempotent: the same definition again returns the registered space; a *different*
     definition under a known name raises ``AlreadyExists`` (spaces are versioned by name).
     """
     from client_sdk.spaces.defined import space_from_definition
 
-    space = space_from_definition(definition)
+    space = (definition if isinstance(definition, SearchSpace)
+             else space_from_definition(definition))
     with _LOCK:
         if space.name in BUNDLED:
             raise AlreadyExists(f"'{space.name}' is a bundled space; choose another name")

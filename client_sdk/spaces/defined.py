@@ -98,7 +98,7 @@ class DefinedSpace(DefinedStrings, DefinedCanon, SearchSpace):
             for p, (s, b) in enumerate(slots):
                 st = d.stages[s]
                 if key == "op":
-                    cands = st.first_ops if b == 0 and st.first_ops else st.ops
+                    cands = st.candidates(b)
                     if cands is None:
                         continue
                     values: tuple = tuple(n for n, _ in cands)
@@ -129,7 +129,7 @@ class DefinedSpace(DefinedStrings, DefinedCanon, SearchSpace):
         for key, j in zip(pos.keys, pos.genes, strict=True):
             value = self._values[j][int(genes[j])]
             if key == "op":
-                cands = st.first_ops if pos.index == 0 and st.first_ops else st.ops
+                cands = st.candidates(pos.index)
                 assert cands is not None
                 fields.update(dict(cands)[value])
             else:

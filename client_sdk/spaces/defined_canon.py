@@ -22,18 +22,17 @@ class DefinedCanon:
     def _canon(self) -> list[tuple[int | None, int, list[int], int | None, np.ndarray | None]]:
         """Per position: (depth gene, block index, its genes, op gene, op-is-skip mask)."""
         rules = []
-        for p, pos in enumerate(self.positions):
+        for pos in self.positions:
             st = self.definition.stages[pos.stage]
             op_gene = pos.genes[0] if pos.keys[:1] == ("op",) else None
             skip = None
             if op_gene is not None:
-                cands = st.first_ops if pos.index == 0 and st.first_ops else st.ops
+                cands = st.candidates(pos.index)
                 assert cands is not None
                 skip = np.array([c.get("op", st.block.get("op", "mbconv")) == "skip"
                                  for _, c in cands])
             rules.append((self._depth_genes.get(pos.stage), pos.index, list(pos.genes),
                           op_gene, skip))
-            del p
         return rules
 
     @functools.cached_property

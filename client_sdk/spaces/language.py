@@ -123,6 +123,11 @@ class Stage:
     def max_depth(self) -> int:
         return max(self.depths)
 
+    def candidates(self, index: int) -> tuple[tuple[str, Mapping[str, Any]], ...] | None:
+        """The named candidates of the stage's block ``index`` (``first_ops`` for the first
+        block where given), or None when the stage has none."""
+        return self.first_ops if index == 0 and self.first_ops else self.ops
+
 
 @dataclass(frozen=True)
 class TableHook:

@@ -33,20 +33,50 @@ def has_table(space: SearchSpace) -> bool:
     return len(space.table.devices) > 0
 
 
+def hardware_name(device: str) -> str:
+    """A table device's hardware setting across the bundled spaces (OFA's ``titan_xp_*``
+    is FBNet's and NB-201's ``titanxp_*``)."""
+    return ALIASES.get(device, device)
+
+
 @functools.cache
-def _sources(exclude: tuple[str, ...] = ()) -> dict[str, list[tuple[str, np.ndarray]]]:
-    """Hardware setting -> [(source space, table rows used)] over the bundled spaces."""
-    out: dict[str, list[tuple[str, np.ndarray]]] = {}
+def _space_sample(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A bundled space's fixed source rows (at most ``ROWS_PER_SPACE``), their six and
+    their rich descriptors: computed once per space, shared by all its devices."""
+    from oracle_server.predictor.transfer_features import rich_descriptors
+
+    sp = get_space(name)
+    rng = np.random.default_rng([SEED, BUNDLED.index(name)])
+    n = len(sp.table.genes)
+    rows = np.sort(rng.choice(n, min(n, ROWS_PER_SPACE), replace=False))
+    genes = sp.table.genes[rows]
+    return rows, descriptors(name, genes)[:, :6], rich_descriptors(name, genes)
+
+
+@functools.cache
+def _sources(exclude: tuple[str, ...] = ()) -> dict[str, list[tuple[str, str]]]:
+    """Hardware setting -> [(source space, its column there)] over the bundled spaces."""
+    out: dict[str, list[tuple[str, str]]] = {}
     for name in BUNDLED:
         if name in exclude:
             continue
-        sp = get_space(name)
-        rng = np.random.default_rng([SEED, BUNDLED.index(name)])
-        n = len(sp.table.genes)
-        rows = np.sort(rng.choice(n, min(n, ROWS_PER_SPACE), replace=False))
-        for dev in sp.table.devices:
-            out.setdefault(ALIASES.get(dev, dev), []).append((name, rows))
+        for dev in get_space(name).table.devices:
+            out.setdefault(hardware_name(dev), []).append((name, dev))
     return out
+
+
+@functools.cache
+def _source(device: str, exclude: tuple[str, ...] = ()
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A bundled hardware setting's (six descriptors (n, 6), rich descriptors (n, R),
+    latency ms (n,)) over its source tables."""
+    desc6, rich, ms = [], [], []
+    for name, column in _sources(exclude)[device]:
+        rows, d6, r = _space_sample(name)
+        desc6.append(d6)
+        rich.append(r)
+        ms.append(get_space(name).table.device_column(column)[rows])
+    return np.concatenate(desc6), np.concatenate(rich), np.concatenate(ms)
 
 
 #: every hardware setting is transferred twice: its six-descriptor zero-shot model and a
@@ -63,18 +93,10 @@ def transfer_devices(exclude: tuple[str, ...] = ()) -> tuple[str, ...]:
     return tuple(names + [d + RICH_SUFFIX for d in names])
 
 
-@functools.cache
-def _rich_source(device: str, exclude: tuple[str, ...] = ()) -> tuple[np.ndarray, np.ndarray]:
-    """A bundled hardware setting's (rich descriptors (n, R), latency ms (n,))."""
-    from oracle_server.predictor.transfer_features import rich_descriptors
+def _rich_design(rich: np.ndarray) -> np.ndarray:
+    from oracle_server.predictor.transfer_features import RICH_SCALE
 
-    desc, ms = [], []
-    for name, rows in _sources(exclude)[device]:
-        sp = get_space(name)
-        col = next(d for d in sp.table.devices if ALIASES.get(d, d) == device)
-        desc.append(rich_descriptors(name, sp.table.genes[rows]))
-        ms.append(sp.table.device_column(col)[rows])
-    return np.concatenate(desc), np.concatenate(ms)
+    return np.c_[np.ones(len(rich)), rich / RICH_SCALE]
 
 
 @functools.cache
@@ -82,33 +104,10 @@ def rich_coef(device: str, exclude: tuple[str, ...] = ()) -> np.ndarray:
     """(1 + R,) non-negative ms coefficients of ``[1, rich / RICH_SCALE]`` fit on the
     device's source tables, rows weighted by 1 / latency (relative error)."""
     from oracle_server.predictor.layer_level import nnls_coef
-    from oracle_server.predictor.transfer_features import RICH_SCALE
 
-    r, y = _rich_source(device, exclude)
+    _, rich, y = _source(device, exclude)
     w = 1.0 / y
-    return nnls_coef(np.c_[np.ones(len(r)), r / RICH_SCALE] * w[:, None], y * w)
-
-
-def _column(device: str, desc6: np.ndarray, rich: np.ndarray,
-            exclude: tuple[str, ...]) -> np.ndarray:
-    from oracle_server.predictor.transfer_features import RICH_SCALE
-
-    if device.endswith(RICH_SUFFIX):
-        c = rich_coef(device[: -len(RICH_SUFFIX)], exclude)
-        return np.c_[np.ones(len(rich)), rich / RICH_SCALE] @ c
-    return device_model(device, desc6, exclude).predict_ms(desc6)
-
-
-@functools.cache
-def _source_table(device: str, exclude: tuple[str, ...] = ()) -> tuple[np.ndarray, np.ndarray]:
-    """A bundled hardware setting's (descriptors (n, 6), latency ms (n,)) over its tables."""
-    desc, ms = [], []
-    for name, rows in _sources(exclude)[device]:
-        sp = get_space(name)
-        col = next(d for d in sp.table.devices if ALIASES.get(d, d) == device)
-        desc.append(descriptors(name, sp.table.genes[rows])[:, :6])
-        ms.append(sp.table.device_column(col)[rows])
-    return np.concatenate(desc), np.concatenate(ms)
+    return nnls_coef(_rich_design(rich) * w[:, None], y * w)
 
 
 def device_model(device: str, target_desc6: np.ndarray, exclude: tuple[str, ...] = ()):
@@ -116,20 +115,22 @@ def device_model(device: str, target_desc6: np.ndarray, exclude: tuple[str, ...]
     for a new space whose candidates have descriptors ``target_desc6``."""
     from oracle_server.predictor.layer_level import zero_shot
 
-    return zero_shot(*_source_table(device, exclude), target_desc6=target_desc6)
+    desc6, _, ms = _source(device, exclude)
+    return zero_shot(desc6, ms, target_desc6=target_desc6)
 
 
 def transfer_table(space: SearchSpace, exclude: tuple[str, ...] = ()) -> Table:
     """The new space's sample (``space.table.genes``) with every transferred basis device's
     zero-shot latency (ms)."""
-    genes = space.table.genes
-    desc6 = descriptors(space.name, genes)[:, :6]
-    devices = transfer_devices(exclude)
     from oracle_server.predictor.transfer_features import rich_descriptors
 
-    rich = rich_descriptors(space.name, genes)
-    lat = np.stack([np.maximum(_column(d, desc6, rich, exclude), 1e-3) for d in devices],
-                   axis=1)
+    genes = space.table.genes
+    desc6 = descriptors(space.name, genes)[:, :6]
+    design = _rich_design(rich_descriptors(space.name, genes))  # once for every device
+    devices = transfer_devices(exclude)
+    columns = [design @ rich_coef(d[: -len(RICH_SUFFIX)], exclude) if d.endswith(RICH_SUFFIX)
+               else device_model(d, desc6, exclude).predict_ms(desc6) for d in devices]
+    lat = np.maximum(np.stack(columns, axis=1), 1e-3)
     return Table(genes, space.table.index, devices, lat, {})
 
 

@@ -37,6 +37,7 @@ import numpy as np
 
 from client_sdk.spaces.descriptors import BASE_NAMES
 from oracle_server.predictor.heads import _affine_coef, _best_over_scaled_grid, spearman
+from oracle_server.predictor.heads.solver import nnls
 
 NUM_BASE = len(BASE_NAMES)
 #: fixed absolute unit of each descriptor (same in every space): 1e8 dense MACs, 1e7
@@ -98,13 +99,11 @@ def _check_samples(desc6: np.ndarray, y_ms: np.ndarray, minimum: int = 3
 
 # ---------------------------------------------------------- per-table fits
 def nnls_coef(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Non-negative least squares with columns rescaled to unit mean (conditioning only)."""
-    from scipy.optimize import nnls  # lazily (server start-up)
-
+    """Non-negative least squares (``heads.solver.nnls``) with columns rescaled to unit mean
+    (conditioning only)."""
     sc = np.abs(x).mean(0)
     sc = np.where(sc > 0, sc, 1.0)
-    c, _ = nnls(x / sc, y)
-    return c / sc
+    return nnls(x / sc, y) / sc
 
 
 def table_linear(desc6: np.ndarray, y_ms: np.ndarray) -> np.ndarray:
@@ -390,11 +389,9 @@ EB_NNLS_WEIGHTS = "relative"  # "relative" (1 / y) or "none"
 
 def _eb_nnls_solve(x: np.ndarray, yr: np.ndarray, w: np.ndarray, mu: np.ndarray,
                    pinv_chol: np.ndarray, g: float) -> np.ndarray:
-    from scipy.optimize import nnls
-
     a = np.r_[x * w[:, None], pinv_chol / np.sqrt(g)]
     b = np.r_[yr * w, pinv_chol @ mu / np.sqrt(g)]
-    return nnls(a, b, maxiter=50 * a.shape[1])[0]
+    return nnls(a, b)
 
 
 def fit_eb_nnls(desc6: np.ndarray, y: np.ndarray, prior: CrossSpacePrior
@@ -428,13 +425,8 @@ def naive_nnls(desc6: np.ndarray, y: np.ndarray) -> LayerHead:
     """The issue's naive baseline: scipy nnls of y on [1, d_j / scale_j] (scale_j: the
     samples' mean of d_j; 1 where it is 0)."""
     d = _check_desc(desc6)
-    y = np.asarray(y, dtype=np.float64)
-    from scipy.optimize import nnls
-
-    sc = d.mean(0)
-    sc = np.where(sc > 0, sc, 1.0)
-    c, _ = nnls(np.c_[np.ones(len(d)), d / sc], y)
-    theta = np.r_[c[0], c[1:] * GLOBAL_SCALE / sc]
+    c = nnls_coef(np.c_[np.ones(len(d)), d], np.asarray(y, dtype=np.float64))
+    theta = np.r_[c[0], c[1:] * GLOBAL_SCALE]  # per absolute unit -> per GLOBAL_SCALE unit
     return LayerHead("nnls", {"theta": theta.tolist(), "floor_ms": MS_FLOOR})
 
 

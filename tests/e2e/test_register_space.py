@@ -112,7 +112,7 @@ def test_failed_build_leaves_nothing(first: App, client: OracleClient) -> None:
         client.get_space("half_space")
     with pytest.raises(SpaceNotFound):
         get_space("half_space")
-    assert "half_space" not in first.registry.load_spaces()
+    assert "half_space" not in first.registry.space_names()
 
 
 def test_a_second_server_on_the_same_registry_serves_it(first: App, data_dir: Path,

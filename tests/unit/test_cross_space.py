@@ -47,18 +47,19 @@ def test_roofline_columns_are_bounded_by_compute_and_traffic() -> None:
     assert (np.diff(rich[:, roof], axis=1) <= 1e-6).all()  # higher ratio: less compute-bound
 
 
+def _clear_caches() -> None:
+    for fn in (cross_space._sources, cross_space._space_sample, cross_space._source,
+               cross_space.rich_coef):
+        fn.cache_clear()
+
+
 @pytest.fixture(scope="module")
 def transferred() -> tuple[Table, Table]:
     """FBNet as if it had no table (from NB-201 and OFA), built twice."""
     sp = get_space("fbnet")
-    cross_space._sources.cache_clear()
-    cross_space._source_table.cache_clear()
-    cross_space._rich_source.cache_clear()
-    cross_space.rich_coef.cache_clear()
+    _clear_caches()
     first = cross_space.transfer_table(sp, exclude=("fbnet",))
-    cross_space._source_table.cache_clear()
-    cross_space._rich_source.cache_clear()
-    cross_space.rich_coef.cache_clear()
+    _clear_caches()
     return first, cross_space.transfer_table(sp, exclude=("fbnet",))
 
 
@@ -73,9 +74,7 @@ def test_excluded_space_latencies_are_never_read(monkeypatch: pytest.MonkeyPatch
         return original(self, device)
 
     monkeypatch.setattr(Table, "device_column", spy)
-    for fn in (cross_space._sources, cross_space._source_table, cross_space._rich_source,
-               cross_space.rich_coef):
-        fn.cache_clear()
+    _clear_caches()
     table = cross_space.transfer_table(fbnet, exclude=("fbnet",))
     assert read, "the source tables were not read through the spy"
     assert not any(t is fbnet.table for t, _ in read)
@@ -93,9 +92,7 @@ def test_excluded_space_is_never_loaded(monkeypatch: pytest.MonkeyPatch) -> None
         return original(name)
 
     monkeypatch.setattr(cross_space, "get_space", spy)
-    for fn in (cross_space._sources, cross_space._source_table, cross_space._rich_source,
-               cross_space.rich_coef):
-        fn.cache_clear()
+    _clear_caches()
     cross_space.transfer_table(get_space("ofa_mbv3"), exclude=("ofa_mbv3",))
     assert asked and "ofa_mbv3" not in asked
 
