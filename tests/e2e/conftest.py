@@ -48,3 +48,16 @@ def server(nb201_model: LatencyModel, tmp_path_factory: pytest.TempPathFactory) 
 def client(server: App) -> Iterator[OracleClient]:
     with OracleClient(f"127.0.0.1:{server.port}", timeout_s=30) as c:
         yield c
+
+
+@pytest.fixture()
+def run(server: App, capsys: pytest.CaptureFixture[str]):
+    """The ``oracle`` CLI in-process against ``server``: ``run(*args) -> (code, out, err)``."""
+    from client_sdk.cli import main
+
+    def _run(*args: str) -> tuple[int, str, str]:
+        code = main(["--target", f"127.0.0.1:{server.port}", *args])
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return _run

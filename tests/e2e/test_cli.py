@@ -8,21 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from client_sdk.cli import main
 from client_sdk.spaces import get_space
 from tests.helpers import unique_name
 
 SPACE = get_space("nasbench201")
-
-
-@pytest.fixture()
-def run(server, capsys):
-    def _run(*args: str) -> tuple[int, str, str]:
-        code = main(["--target", f"127.0.0.1:{server.port}", *args])
-        out = capsys.readouterr()
-        return code, out.out, out.err
-
-    return _run
 
 
 def test_spaces_and_devices(run) -> None:

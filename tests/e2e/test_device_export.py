@@ -24,16 +24,6 @@ SPACE = get_space("nasbench201")
 SAMPLES, RETEST = 6, 4
 
 
-@pytest.fixture()
-def run(server, capsys):
-    def _run(*args: str) -> tuple[int, str, str]:
-        code = main(["--target", f"127.0.0.1:{server.port}", *args])
-        out = capsys.readouterr()
-        return code, out.out, out.err
-
-    return _run
-
-
 @pytest.fixture(scope="module")
 def kit(server, tmp_path_factory) -> Path:
     """An export of 6 references + 4 retest archs, its CSV filled by timing each file with
