@@ -45,6 +45,10 @@ class Prediction:
         return ndtr(zscore)
 
 
+#: float fields stored as JSON null when NaN (an older stored head may lack ``beats_flops``)
+_NULLABLE = ("expected_spearman", "monotonicity", "flops_spearman", "beats_flops")
+
+
 @dataclass(frozen=True)
 class HeadFit:
     """A fitted per-device head: everything needed to predict, JSON-serialisable."""
@@ -61,6 +65,8 @@ class HeadFit:
     quality: str = "good"  # "good" | "low" (see selection.assess)
     advised_samples: int = 0  # total measurements advised (== num_samples when good)
     warnings: list = field(default_factory=list)  # plain-language reasons for doubt
+    #: share of bootstrap resamples of its samples where it ranks better than FLOPs
+    beats_flops: float = float("nan")
 
     def predict(
         self, basis: np.ndarray, features: np.ndarray, descriptors: np.ndarray | None = None
@@ -98,7 +104,7 @@ class HeadFit:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        for key in ("expected_spearman", "monotonicity", "flops_spearman"):
+        for key in _NULLABLE:
             if isinstance(d[key], float) and math.isnan(d[key]):
                 d[key] = None
         return d
@@ -109,6 +115,6 @@ class HeadFit:
         (``ValueError`` naming the kind and the field: ``heads.ParamsError``)."""
         d = dict(d)
         head_kind(str(d.get("kind"))).parse(d.get("params") or {})
-        for key in ("expected_spearman", "monotonicity", "flops_spearman"):
+        for key in _NULLABLE:
             d[key] = float("nan") if d.get(key) is None else float(d[key])
         return cls(**d)

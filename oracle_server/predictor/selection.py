@@ -27,6 +27,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from client_sdk._ranks import average_ranks
 from oracle_server.predictor.head_fit import HeadFit
 from oracle_server.predictor.heads import (
     HEADS,
@@ -44,12 +45,23 @@ from oracle_server.predictor.heads import (
 from oracle_server.predictor.heads.ensemble import Ensemble
 from oracle_server.predictor.priors import DescriptorPrior
 
-#: a device whose leave-one-out Spearman is below this is flagged low-confidence
-QUALITY_SPEARMAN = 0.8
+#: a device whose leave-one-out Spearman is below this is flagged low-confidence (0.8 until
+#: replayed onboardings of this machine's CPU showed leave-one-out estimates of 0.837-0.842
+#: on rows whose served ranking lost to FLOPs on 100 fresh archs: docs/transfer.md)
+QUALITY_SPEARMAN = 0.85
 #: ... and so is one whose estimate does not beat the FLOPs ranking by this margin
 QUALITY_MARGIN_OVER_FLOPS = 0.02
-#: serve the FLOPs head alone when its LOO Spearman beats the ensemble's by more than this
+#: serve the FLOPs head alone when its LOO Spearman beats the ensemble's by more than this,
+#: or beats it at all and the fitted head wins fewer than ``FLOPS_FALLBACK_SHARE`` of the
+#: bootstrap resamples (the device's own samples say FLOPs is the better ranking)
 FLOPS_FALLBACK_MARGIN = 0.05
+FLOPS_FALLBACK_SHARE = 0.5
+#: paired bootstrap of the leave-one-out predictions against the FLOPs head's: the share of
+#: resamples of the device's own samples in which the served head ranks them better
+#: (``HeadFit.beats_flops``); below ``BEATS_FLOPS_CONFIDENCE`` the device is flagged LOW
+BOOTSTRAP_DRAWS = 500
+BOOTSTRAP_CELLS = 50_000  # at most this many resampled values (fewer draws for large n)
+BEATS_FLOPS_CONFIDENCE = 0.8
 #: temperature of the pseudo-BMA weights (validation, two sets of draws: T=2 beats the
 #: untempered T=1 by 0.001-0.0014 mean Spearman; T=4 is within 0.0006 of T=2)
 ENSEMBLE_TEMPERATURE = 2.0
@@ -102,11 +114,15 @@ def select_head(
     fell_back = False
     baseline = flops_baseline_kind()  # the FLOPs ranking as a head
     flops = next((c for c in cands if c.kind == baseline), None)
+    beats = (beats_flops_share(best.loo_log, flops.loo_log, z)
+             if flops is not None and best is not flops else float("nan"))
     if flops is not None and n >= 3 and np.isfinite(scores[flops.kind][0]) and (
         not np.isfinite(rho) or scores[flops.kind][0] > rho + FLOPS_FALLBACK_MARGIN
+        or (beats < FLOPS_FALLBACK_SHARE and scores[flops.kind][0] > rho)
     ):  # the device's own samples say FLOPs ranks it better than the fitted heads
         best, fell_back = flops, True
         rho, mse = scores[flops.kind]
+        beats = float("nan")
     fell_back = fell_back or best.kind == baseline  # (also when stacking kept FLOPs alone)
     if not head_kind(best.kind).columns(best.params):
         # a head that reads no basis column: leverage along its own prediction, so that
@@ -125,8 +141,8 @@ def select_head(
     if repeat_log_var > 0:
         sigma["repeat_s"] = float(np.sqrt(repeat_log_var))
     flops_rho = scores[baseline][0] if baseline in scores else float("nan")
-    quality, advised = assess(rho if n >= 3 else float("nan"), flops_rho, n)
-    warnings = _warnings(best.loo_log, z, n, rho, flops_rho)
+    quality, advised = assess(rho if n >= 3 else float("nan"), flops_rho, n, beats)
+    warnings = _warnings(best.loo_log, z, n, rho, flops_rho, beats)
     if fell_back:
         warnings.insert(0, "serving the FLOPs ranking: on this device's own samples it beats "
                            "every fitted head (leave-one-out); measure more to do better")
@@ -145,7 +161,41 @@ def select_head(
         quality=quality,
         advised_samples=advised,
         warnings=warnings,
+        beats_flops=beats,
     )
+
+
+def beats_flops_share(head_loo: np.ndarray, flops_loo: np.ndarray, z: np.ndarray,
+                      draws: int = BOOTSTRAP_DRAWS, seed: int = 0) -> float:
+    """Share of paired bootstrap resamples of the ``n`` samples in which the head's
+    leave-one-out predictions rank them better (higher Spearman) than the FLOPs head's; a
+    tie counts half. NaN below 5 samples. Seeded: the same samples give the same share.
+
+    Leave-one-out Spearmans of two heads on the same 10-30 samples differ by less than
+    their noise more often than not; this says how sure the device's own data is that the
+    fitted head is the better ranking (replayed onboardings of this machine's CPU:
+    ``docs/transfer.md``)."""
+    z = np.asarray(z, dtype=np.float64)
+    n = len(z)
+    if n < 5:
+        return float("nan")
+    draws = max(20, min(draws, BOOTSTRAP_CELLS // n))  # bounded work for large devices
+    idx = np.random.default_rng(seed).integers(0, n, size=(draws, n))
+    rz = _centred_ranks(z[idx])
+    d = _row_spearman(_centred_ranks(np.asarray(head_loo)[idx]), rz) - _row_spearman(
+        _centred_ranks(np.asarray(flops_loo)[idx]), rz)
+    return float(np.mean(np.where(np.isfinite(d), (d > 0) + 0.5 * (d == 0), 0.5)))
+
+
+def _centred_ranks(rows: np.ndarray) -> np.ndarray:
+    r = average_ranks(rows, axis=1)
+    return r - r.mean(axis=1, keepdims=True)
+
+
+def _row_spearman(ra: np.ndarray, rb: np.ndarray) -> np.ndarray:
+    den = np.sqrt((ra * ra).sum(1) * (rb * rb).sum(1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, (ra * rb).sum(1) / den, np.nan)
 
 
 #: a sample whose leave-one-out prediction is off by more than this factor is an outlier
@@ -153,7 +203,7 @@ OUTLIER_FACTOR = 3.0
 
 
 def _warnings(loo_log: np.ndarray, z: np.ndarray, n: int, rho: float,
-              flops_rho: float) -> list[str]:
+              flops_rho: float, beats: float = float("nan")) -> list[str]:
     """Plain-language reasons for doubt, shown with the device (CLI, DeviceInfo)."""
     out = []
     if n < 5:
@@ -169,23 +219,32 @@ def _warnings(loo_log: np.ndarray, z: np.ndarray, n: int, rho: float,
                    f"{OUTLIER_FACTOR:g}x: re-measure them")
     if np.isfinite(rho) and np.isfinite(flops_rho) and rho < flops_rho + QUALITY_MARGIN_OVER_FLOPS:
         out.append(f"the estimate ({rho:.3f}) does not beat ranking by FLOPs ({flops_rho:.3f})")
+    elif np.isfinite(beats) and beats < BEATS_FLOPS_CONFIDENCE:
+        out.append(f"not clearly better than ranking by FLOPs: on resamples of this device's "
+                   f"{n} samples the fitted head ranks them better in only {beats:.0%} "
+                   f"(leave-one-out {rho:.3f} vs FLOPs {flops_rho:.3f}); measure more")
+    if np.isfinite(rho) and rho < QUALITY_SPEARMAN:
+        out.append(f"the leave-one-out estimate {rho:.3f} is below {QUALITY_SPEARMAN}")
     return out
 
 
-def assess(expected: float, flops_rho: float, n: int) -> tuple[str, int]:
+def assess(expected: float, flops_rho: float, n: int,
+           beats_flops: float = float("nan")) -> tuple[str, int]:
     """(``"good"`` | ``"low"``, advised total number of measurements).
 
     Low: fewer than 5 samples (leave-one-out says little), an expected Spearman below
     ``QUALITY_SPEARMAN``, or no clear gain over ranking by FLOPs (the FLOPs head's own
-    leave-one-out Spearman on the same samples). Advice for a low estimate: double the
-    samples, at least 20 in total (validation curves: the estimate's error shrinks roughly
-    with 1/sqrt(n), see docs/transfer.md).
+    leave-one-out Spearman on the same samples, or the head beating it in fewer than
+    ``BEATS_FLOPS_CONFIDENCE`` of the bootstrap resamples: ``beats_flops_share``). Advice
+    for a low estimate: double the samples, at least 20 in total (validation curves: the
+    estimate's error shrinks roughly with 1/sqrt(n), see docs/transfer.md).
     """
     low = (
         n < 5
         or not np.isfinite(expected)
         or expected < QUALITY_SPEARMAN
         or (np.isfinite(flops_rho) and expected < flops_rho + QUALITY_MARGIN_OVER_FLOPS)
+        or (np.isfinite(beats_flops) and beats_flops < BEATS_FLOPS_CONFIDENCE)
     )
     if not low:
         return "good", n

@@ -219,3 +219,46 @@ def test_a_device_that_changes_speed_between_passes_gets_a_wider_interval(
     assert two.sigma["s"] == pytest.approx(np.hypot(mean_level.sigma["s"], repeat), rel=1e-6)
     assert "repeat_s" not in one.sigma
     assert two.sigma["s"] > one.sigma["s"]
+
+
+def test_beats_flops_share_says_how_sure_the_samples_are() -> None:
+    from oracle_server.predictor.selection import beats_flops_share
+
+    rng = np.random.default_rng(3)
+    z = rng.normal(size=30)
+    good, noise = z + 0.05 * rng.normal(size=30), rng.normal(size=30)
+    assert beats_flops_share(good, noise, z) > 0.99  # the head ranks them, FLOPs does not
+    assert beats_flops_share(noise, good, z) < 0.01
+    assert beats_flops_share(good, good, z) == 0.5  # a tie counts half
+    assert beats_flops_share(good, noise, z) == beats_flops_share(good, noise, z)  # seeded
+    close = z + 0.5 * rng.normal(size=30)
+    assert 0.05 < beats_flops_share(close, close + 0.3 * rng.normal(size=30), z) < 0.95
+    assert np.isnan(beats_flops_share(good[:4], noise[:4], z[:4]))  # too few samples
+
+
+def test_a_head_not_clearly_better_than_flops_is_low_with_a_reason() -> None:
+    from oracle_server.predictor.selection import (
+        BEATS_FLOPS_CONFIDENCE,
+        QUALITY_SPEARMAN,
+        _warnings,
+        assess,
+    )
+
+    assert assess(0.95, 0.80, 30, 0.99) == ("good", 30)
+    assert assess(0.95, 0.80, 30, BEATS_FLOPS_CONFIDENCE - 0.01) == ("low", 60)
+    assert assess(QUALITY_SPEARMAN - 0.01, 0.5, 30, 1.0)[0] == "low"
+    z = np.arange(30.0)
+    said = _warnings(z, z, 30, 0.95, 0.80, 0.6)
+    assert any("not clearly better than ranking by FLOPs" in w and "60%" in w for w in said)
+    assert not any("FLOPs" in w for w in _warnings(z, z, 30, 0.95, 0.80, 0.95))
+
+
+def test_head_fit_round_trips_beats_flops_and_reads_older_heads() -> None:
+    from oracle_server.predictor.head_fit import HeadFit
+
+    basis, feats, weights = _data(12)
+    head = select_head(basis, feats, 2.0 * basis[:, 3], weights, np.eye(8))
+    d = head.to_dict()
+    assert HeadFit.from_dict(d).beats_flops == head.beats_flops or np.isnan(head.beats_flops)
+    d.pop("beats_flops")  # a head stored before the field existed
+    assert np.isnan(HeadFit.from_dict(d).beats_flops)
