@@ -8,12 +8,13 @@ import numpy as np
 
 from client_sdk.spaces import SearchSpace
 from client_sdk.spaces.base import row_keys
+from client_sdk.stats import spearman
 from oracle_server.store import Device
 
 
 @dataclass(frozen=True)
 class Comparison:
-    spearman_predicted: float  # over the space's table architectures
+    spearman_predicted: float  # over the space's table architectures (``client_sdk.stats``)
     num_predicted: int
     spearman_measured: float  # on architectures measured on both (nan if < 3)
     num_shared: int
@@ -24,9 +25,9 @@ def compare_devices(
     space: SearchSpace, a: Device, b: Device, pred_a: np.ndarray, pred_b: np.ndarray
 ) -> Comparison:
     """``pred_a``/``pred_b``: each device's predictions over the space's table."""
-    from scipy.stats import kendalltau, spearmanr  # lazily: scipy.stats costs ~1 s to import
+    from scipy.stats import kendalltau  # lazily: scipy.stats costs ~1 s to import
 
-    rho = float(spearmanr(pred_a, pred_b)[0])
+    rho = spearman(pred_a, pred_b)
     tau = float(kendalltau(pred_a, pred_b)[0])
     measured, shared = measured_spearman(space, a, b)
     return Comparison(rho, int(pred_a.shape[0]), measured, shared, tau)
@@ -50,6 +51,4 @@ def measured_spearman(space: SearchSpace, a: Device, b: Device) -> tuple[float, 
     _, ia, ib = np.intersect1d(ka, kb, assume_unique=False, return_indices=True)
     if ia.shape[0] < 3:
         return float("nan"), int(ia.shape[0])
-    from scipy.stats import spearmanr
-
-    return float(spearmanr(la[ia], lb[ib])[0]), int(ia.shape[0])
+    return spearman(la[ia], lb[ib]), int(ia.shape[0])

@@ -9,8 +9,9 @@ for the evaluations left.
 Reproducibility and resume: all randomness comes from the algorithm's
 ``numpy.random.Generator`` (seeded with ``seed``). After each generation a checkpoint (one
 ``.npz``: population X/F/G/rank/crowding, the evaluation cache, and a JSON ``meta`` entry
-with the generator's state, counters, config and history) is written atomically. Resuming
-restores exactly that state, so a resumed run yields the same front as an uninterrupted run.
+with the generator's state, counters, config and history; ``client_sdk.search.checkpoint``)
+is written atomically. Resuming restores exactly that state, so a resumed run yields the
+same front as an uninterrupted run.
 
 The returned front is the non-dominated set over ALL evaluated (feasible) architectures,
 not only the last population, deduplicated by canonical genes.
@@ -26,9 +27,7 @@ last generation, so every measurement shapes the returned front.
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -44,6 +43,14 @@ from pymoo.termination.max_time import TimeBasedTermination
 from tqdm.auto import tqdm
 
 from client_sdk._progress import progress_enabled
+from client_sdk.search.checkpoint import (
+    CHECKPOINT_VERSION,
+    jsonable_budget,
+    load_checkpoint,
+    load_for_resume,
+    restore,
+    save_checkpoint,
+)
 from client_sdk.search.loop import (
     MeasureFn,
     Resolution,
@@ -57,15 +64,17 @@ from client_sdk.search.loop import (
 )
 from client_sdk.search.objectives import LATENCY_MODES, Objective, resolve_objective
 from client_sdk.search.operators import make_operators
-from client_sdk.search.problem import EvaluationCache, OracleProblem
+from client_sdk.search.problem import OracleProblem
 from client_sdk.search.results import ParetoFront, SearchResult, dominated_by, pareto_mask
 from client_sdk.spaces import SearchSpace, get_space
 
-CHECKPOINT_VERSION = 1
+__all__ = ["CHECKPOINT_VERSION", "TIE_TOLERANCE", "load_checkpoint", "search"]
+
 #: NB201 through the oracle (HELP test devices, exhaustive predictions): 0.1 % collapses
 #: near-equal predictions of equally fast cells (fpga front 1.75x -> 0.94x the true front,
 #: eyeriss 1.36x -> 0.82x) at unchanged recall there.
 TIE_TOLERANCE = 1e-3
+
 Callback = Callable[[dict[str, Any]], bool | None]
 
 
@@ -131,8 +140,9 @@ def search(
     if measure_budget and measure is None:
         raise ValueError("measure_budget > 0 needs a measure callable")
     if isinstance(latency_resolution_ms, str) and latency_resolution_ms != "auto":
-        raise ValueError("latency_resolution_ms must be a number, (step, offset), a mapping "
-                         "or 'auto'")
+        raise ValueError(
+            "latency_resolution_ms must be a number, (step, offset), a mapping or 'auto'"
+        )
     resolution_grid(devices, latency_resolution_ms)  # validates
     obj_name, acc_fn = resolve_objective(space, objective)
     config = {
@@ -142,14 +152,14 @@ def search(
         "population": int(population),
         "seed": int(seed),
         "latency_mode": latency_mode,
-        "max_latency_ms": _jsonable_budget(max_latency_ms),
+        "max_latency_ms": jsonable_budget(max_latency_ms),
         "uncertainty": bool(uncertainty),
     }
     if measure_budget:  # only when used, so older checkpoints still resume
         config.update(measure_budget=int(measure_budget), rounds=int(rounds))
     if latency_objective != "mean":
         config["latency_objective"] = latency_objective
-    state = _load_for_resume(checkpoint, resume, config)
+    state = load_for_resume(checkpoint, resume, config)
     problem = OracleProblem(
         client,
         space,
@@ -175,8 +185,10 @@ def search(
     run = _Run(problem, algorithm, config, evaluations, checkpoint, state)
     run.tie_tolerance = float(tie_tolerance)
     run.resolution = latency_resolution_ms
-    run.known = {d: np.asarray(v, dtype=np.float64).reshape(-1)
-                 for d, v in (known_latencies_ms or {}).items()}
+    run.known = {
+        d: np.asarray(v, dtype=np.float64).reshape(-1)
+        for d, v in (known_latencies_ms or {}).items()
+    }
     if measure_budget:
         run.measure = measure
         run.round_sizes = [len(c) for c in np.array_split(np.arange(measure_budget), rounds)]
@@ -213,7 +225,7 @@ class _Run:
         self.measure_s = float(state.get("measure_s", 0.0)) if state else 0.0
         self.measure_s_session = 0.0
         if state:
-            _restore(algorithm, problem, state, self.prior_s)
+            restore(algorithm, problem, state, self.prior_s)
 
     @property
     def elapsed_s(self) -> float:
@@ -223,8 +235,14 @@ class _Run:
     def loop(self, progress: bool | None, callback: Callback | None, obj_name: str) -> SearchResult:
         algo = self.algorithm
         stopped_by = None
-        bar = tqdm(total=self.evaluations, initial=min(algo.evaluator.n_eval, self.evaluations),
-                   disable=not progress_enabled(progress), unit="arch", desc="NSGA-II", leave=False)
+        bar = tqdm(
+            total=self.evaluations,
+            initial=min(algo.evaluator.n_eval, self.evaluations),
+            disable=not progress_enabled(progress),
+            unit="arch",
+            desc="NSGA-II",
+            leave=False,
+        )
         try:
             while stopped_by is None and algo.has_next():
                 before = algo.evaluator.n_eval
@@ -302,8 +320,9 @@ class _Run:
         pop = Population.new("X", p.cache.genes.astype(np.int64))
         G = p.constraints(rows) if p.n_ieq_constr else np.zeros((len(rows), 0))
         pop.set("F", p.objectives(rows), "G", G)
-        algo.pop = algo.survival.do(p, pop, n_survive=algo.pop_size, algorithm=algo,
-                                    random_state=algo.random_state)
+        algo.pop = algo.survival.do(
+            p, pop, n_survive=algo.pop_size, algorithm=algo, random_state=algo.random_state
+        )
         algo._set_optimum()
 
     def _resolution(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -374,8 +393,14 @@ class _Run:
 
         def build(mask: np.ndarray) -> ParetoFront:
             return ParetoFront.build(
-                p.space, p.devices, cache.genes[mask], cache.accuracy[mask],
-                cache.latency_ms[mask], obj_name, cache.lower_ms[mask], cache.upper_ms[mask],
+                p.space,
+                p.devices,
+                cache.genes[mask],
+                cache.accuracy[mask],
+                cache.latency_ms[mask],
+                obj_name,
+                cache.lower_ms[mask],
+                cache.upper_ms[mask],
             )
 
         front = build(front_mask)
@@ -405,9 +430,7 @@ class _Run:
         if self.checkpoint is None:
             return
         algo, p = self.algorithm, self.problem
-        pop = algo.pop
         meta = {
-            "version": CHECKPOINT_VERSION,
             "config": self.config,
             "n_iter": int(algo.n_iter),
             "n_eval": int(algo.evaluator.n_eval),
@@ -419,91 +442,10 @@ class _Run:
             "rounds_done": self.rounds_done,
             "measure_s": self.measure_s,
         }
-        arrays = {f"cache_{k}": v for k, v in p.cache.to_arrays().items()}
-        arrays.update(
-            pop_X=np.asarray(pop.get("X"), dtype=np.int64),
-            pop_F=np.asarray(pop.get("F"), dtype=np.float64),
-            pop_G=np.asarray(pop.get("G"), dtype=np.float64).reshape(len(pop), -1),
-            pop_rank=_nan_for_none(pop.get("rank")),  # infeasible ones have no rank
-            pop_crowding=_nan_for_none(pop.get("crowding")),
-            medians=np.asarray(p.medians, dtype=np.float64),
-            meta=np.array(json.dumps(meta)),
-        )
-        self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.checkpoint.with_name(self.checkpoint.name + ".tmp")
-        with tmp.open("wb") as fh:
-            np.savez(fh, **arrays)
-        os.replace(tmp, self.checkpoint)
+        save_checkpoint(self.checkpoint, algo, p, meta)
 
 
 def _snap(x: np.ndarray, digits: int = 9) -> np.ndarray:
     """Round to ``digits`` significant digits relative to the largest magnitude."""
     scale = float(np.max(np.abs(x))) if len(x) else 0.0
     return x if scale == 0.0 else np.round(x / scale, digits) * scale
-
-
-def _nan_for_none(values: np.ndarray) -> np.ndarray:
-    return np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
-
-
-def _none_for_nan(values: np.ndarray, kind: type) -> list:
-    return [None if np.isnan(v) else kind(v) for v in values]
-
-
-def _jsonable_budget(budget: float | Mapping[str, float] | None) -> Any:
-    if budget is None:
-        return None
-    if isinstance(budget, Mapping):
-        return {str(k): float(v) for k, v in sorted(budget.items())}
-    return float(budget)
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """A checkpoint's state: ``meta`` fields plus ``cache``, ``medians`` and ``pop`` arrays."""
-    with np.load(Path(path), allow_pickle=False) as npz:
-        meta = json.loads(str(npz["meta"]))
-        if meta.get("version") != CHECKPOINT_VERSION:
-            raise ValueError(f"checkpoint {path}: unsupported version {meta.get('version')}")
-        cache = EvaluationCache.from_arrays(
-            {k[len("cache_"):]: npz[k] for k in npz.files if k.startswith("cache_")}
-        )
-        pop = {k[len("pop_"):]: npz[k] for k in npz.files if k.startswith("pop_")}
-        medians = npz["medians"]
-    medians = None if medians.ndim == 0 else medians
-    return {**meta, "cache": cache, "pop": pop, "medians": medians}
-
-
-def _load_for_resume(
-    checkpoint: str | Path | None, resume: bool, config: dict[str, Any]
-) -> dict[str, Any] | None:
-    if not resume:
-        return None
-    if checkpoint is None:
-        raise ValueError("resume=True needs a checkpoint path")
-    if not Path(checkpoint).exists():
-        return None
-    state = load_checkpoint(checkpoint)
-    saved = state["config"]
-    diff = sorted(k for k in config if saved.get(k) != config[k])
-    if diff:
-        detail = ", ".join(f"{k}: {saved.get(k)!r} != {config[k]!r}" for k in diff)
-        raise ValueError(f"checkpoint {checkpoint} was written by a different search ({detail})")
-    return state
-
-
-def _restore(algorithm: NSGA2, problem: OracleProblem, state: dict[str, Any], prior_s: float):
-    """Put a freshly set-up NSGA2 into the checkpointed state (between two generations)."""
-    arrays = state["pop"]
-    pop = Population.new("X", arrays["X"].astype(np.int64))
-    pop.set("F", arrays["F"], "G", arrays["G"])
-    pop.set("rank", _none_for_nan(arrays["rank"], int))
-    pop.set("crowding", _none_for_nan(arrays["crowding"], float))
-    algorithm.pop = pop
-    algorithm.is_initialized = True
-    algorithm.n_iter = int(state["n_iter"])
-    algorithm.evaluator.n_eval = int(state["n_eval"])
-    algorithm.random_state.bit_generator.state = state["rng_state"]
-    algorithm.start_time = time.time() - prior_s
-    algorithm._set_optimum()
-    algorithm.termination.update(algorithm)
-    problem.num_rpcs = int(state["num_rpcs"])
