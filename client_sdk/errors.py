@@ -260,14 +260,17 @@ def _violation_field(exc: OracleError) -> str | None:
     return exc.field
 
 
+def _positions(exc: OracleError) -> dict[str, str]:
+    """``index`` / ``gene`` of ``exc`` as decimal strings, those that are set."""
+    values = {key: getattr(exc, key, None) for key in ("index", "gene")}
+    return {key: str(int(value)) for key, value in values.items() if value is not None}
+
+
 def error_info_metadata(exc: OracleError) -> dict[str, str]:
     meta = {k: _ascii(v) for k, v in exc.metadata.items()}
     if exc.field:
         meta["field"] = _ascii(exc.field)
-    for key in ("index", "gene"):
-        value = getattr(exc, key, None)
-        if value is not None:
-            meta[key] = str(int(value))
+    meta.update(_positions(exc))
     return meta
 
 
@@ -308,10 +311,7 @@ def legacy_trailers(exc: OracleError) -> tuple[tuple[str, str], ...]:
     items = [("oracle-error", type(exc).__name__)]
     if exc.field:
         items.append(("oracle-field", _ascii(exc.field)))
-    for key in ("index", "gene"):
-        value = getattr(exc, key, None)
-        if value is not None:
-            items.append((f"oracle-{key}", str(int(value))))
+    items += [(f"oracle-{key}", value) for key, value in _positions(exc).items()]
     return tuple(items)
 
 
@@ -354,6 +354,15 @@ def _int(value: str | None) -> int | None:
         return None
 
 
+def _unpacked(item: Any, message_type: Any) -> Any:
+    """``item`` (a ``google.protobuf.Any``) as a ``message_type``; None if it holds another."""
+    if not item.Is(message_type.DESCRIPTOR):
+        return None
+    message = message_type()
+    item.Unpack(message)
+    return message
+
+
 def from_status_proto(status: Any, code: grpc.StatusCode | None = None) -> OracleError | None:
     """The exception a ``google.rpc.Status`` describes (``None`` if it has no ErrorInfo of
     this oracle's domain)."""
@@ -364,19 +373,13 @@ def from_status_proto(status: Any, code: grpc.StatusCode | None = None) -> Oracl
     violation = None
     retry_after = None
     for item in status.details:
-        if item.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            candidate = error_details_pb2.ErrorInfo()
-            item.Unpack(candidate)
+        if (candidate := _unpacked(item, error_details_pb2.ErrorInfo)) is not None:
             if candidate.domain == DOMAIN:
                 info = candidate
-        elif item.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            bad = error_details_pb2.BadRequest()
-            item.Unpack(bad)
+        elif (bad := _unpacked(item, error_details_pb2.BadRequest)) is not None:
             if bad.field_violations:
                 violation = bad.field_violations[0]
-        elif item.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
-            retry = error_details_pb2.RetryInfo()
-            item.Unpack(retry)
+        elif (retry := _unpacked(item, error_details_pb2.RetryInfo)) is not None:
             retry_after = retry.retry_delay.ToNanoseconds() / 1e9
     if info is None:
         return None

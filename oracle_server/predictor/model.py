@@ -29,7 +29,15 @@ from oracle_server.predictor.head_fit import HeadFit
 from oracle_server.predictor.heads import candidate_kinds, spearman
 from oracle_server.predictor.heads.basis import Basis
 from oracle_server.predictor.priors import DescriptorPrior, fit_prior
-from oracle_server.predictor.proxy import Proxy, ProxyConfig, rows_hash, to_log, train_proxy
+from oracle_server.predictor.proxy import (
+    Proxy,
+    ProxyConfig,
+    read_meta,
+    rows_hash,
+    to_log,
+    train_proxy,
+    write_meta,
+)
 from oracle_server.predictor.references import suggest_references
 from oracle_server.predictor.selection import select_head
 
@@ -250,20 +258,17 @@ class LatencyModel:
             arrays.update(self.prior.to_arrays())
         np.savez(path / "model.npz", **arrays)
         meta = {
-            "format_version": MODEL_FORMAT_VERSION,
             "space": self.space.name,
             "basis_devices": list(self.basis_devices),
             "proxy_config": self.proxy.config.to_dict(),
             "basis_cv": {d: list(v) for d, v in self.basis_cv.items()},
         }
-        (path / "model.json").write_text(json.dumps(meta, indent=2))
+        write_meta(path / "model.json", MODEL_FORMAT_VERSION, meta)
 
     @classmethod
     def load(cls, path: Path) -> LatencyModel:
         path = Path(path)
-        meta = json.loads((path / "model.json").read_text())
-        if meta["format_version"] != MODEL_FORMAT_VERSION:
-            raise ValueError(f"model format {meta['format_version']} != {MODEL_FORMAT_VERSION}")
+        meta = read_meta(path / "model.json", "model", MODEL_FORMAT_VERSION)
         proxy = Proxy.load(path / "proxy")
         if proxy.tables is None and meta["space"] not in PRECOMPUTE_SPACES:
             proxy.add_tables(path / "proxy")  # an artifact from before the tree tables

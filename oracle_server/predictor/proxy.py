@@ -27,6 +27,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -66,6 +67,19 @@ def to_log(latency_ms: np.ndarray) -> np.ndarray:
 
 def rows_hash(rows: np.ndarray) -> str:
     return hashlib.sha256(np.asarray(rows, dtype=np.int64).tobytes()).hexdigest()[:16]
+
+
+def write_meta(file: Path, version: int, meta: dict[str, Any]) -> None:
+    """An artifact's JSON description, its ``format_version`` first."""
+    file.write_text(json.dumps({"format_version": version, **meta}, indent=2))
+
+
+def read_meta(file: Path, what: str, version: int) -> dict[str, Any]:
+    """An artifact's JSON description; ``ValueError`` unless it is of format ``version``."""
+    meta = json.loads(file.read_text())
+    if meta["format_version"] != version:
+        raise ValueError(f"{what} format {meta['format_version']} != {version}")
+    return meta
 
 
 def fit_linear(features: np.ndarray, latency_ms: np.ndarray, ridge: float) -> np.ndarray:
@@ -154,7 +168,6 @@ class Proxy:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         meta = {
-            "format_version": PROXY_FORMAT_VERSION,
             "space": self.space,
             "kind": self.config.kind,
             "devices": list(self.devices),
@@ -175,14 +188,12 @@ class Proxy:
             from oracle_server.predictor.tree_tables import TABLES_FILE
 
             self.tables.save(path / TABLES_FILE)
-        (path / "proxy.json").write_text(json.dumps(meta, indent=2))
+        write_meta(path / "proxy.json", PROXY_FORMAT_VERSION, meta)
 
     @classmethod
     def load(cls, path: Path) -> Proxy:
         path = Path(path)
-        meta = json.loads((path / "proxy.json").read_text())
-        if meta["format_version"] != PROXY_FORMAT_VERSION:
-            raise ValueError(f"proxy format {meta['format_version']} != {PROXY_FORMAT_VERSION}")
+        meta = read_meta(path / "proxy.json", "proxy", PROXY_FORMAT_VERSION)
         config = ProxyConfig.from_dict(meta["config"])
         with np.load(path / "proxy_arrays.npz", allow_pickle=False) as arrays:
             train_rows, linear = arrays["train_rows"], arrays["linear_weights"]

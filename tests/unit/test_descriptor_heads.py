@@ -5,8 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from client_sdk.spaces import get_space
-from client_sdk.spaces.descriptors import descriptors
 from oracle_server.predictor.head_fit import HeadFit
 from oracle_server.predictor.heads import (
     HEAD_KINDS,
@@ -17,38 +15,24 @@ from oracle_server.predictor.heads import (
     predict_log,
     spearman,
 )
-from oracle_server.predictor.priors import fit_prior
 from oracle_server.predictor.selection import assess, select_head
+from tests.unit.descriptor_devices import DescriptorDevices
 
-SP = get_space("fbnet")
-GENES = SP.sample(3000, rng=0)
-DESC = descriptors("fbnet", GENES)
-
-
-def _device(theta: np.ndarray, noise: float = 0.0, seed: int = 0) -> np.ndarray:
-    x = np.c_[np.ones(len(DESC)), DESC / DESC.mean(0)]
-    y = x @ theta
-    return y * np.exp(np.random.default_rng(seed).normal(0, noise, len(y)))
+DEVICES = DescriptorDevices(3000, seed=0)
+DESC = DEVICES.desc
 
 
 def _prior(n_dev: int = 8):
     rng = np.random.default_rng(1)
     thetas = np.abs(rng.normal(0.1, 0.05, size=(n_dev, DESC.shape[1] + 1)))
-    lat = np.stack([_device(t, 0.01, k) for k, t in enumerate(thetas)], axis=1)
-    return fit_prior(DESC, lat), thetas
-
-
-def _inputs(rows: np.ndarray, y: np.ndarray, prior) -> FitInputs:
-    basis = np.exp(np.random.default_rng(2).normal(size=(len(rows), 3)))
-    return FitInputs(basis, np.zeros((len(rows), 2)), y[rows], np.zeros((3, 3)),
-                     np.zeros((2, 1)), DESC[rows], prior)
+    return DEVICES.prior(thetas), thetas
 
 
 def test_prior_recovers_basis_coefficients() -> None:
     prior, thetas = _prior()
     # descriptors are collinear (MACs = dense + depthwise = sum of stages): compare models
     # by their predictions, not coefficient by coefficient
-    rel = np.mean([_device(t) / _device(t).mean() for t in thetas], axis=0)
+    rel = np.mean([DEVICES.device(t) / DEVICES.device(t).mean() for t in thetas], axis=0)
     np.testing.assert_allclose(prior.design(DESC) @ prior.mu, rel, rtol=0.02)
     assert np.all(np.linalg.eigvalsh(prior.cov) > 0)
 
@@ -57,9 +41,9 @@ def test_prior_recovers_basis_coefficients() -> None:
 def test_descriptor_heads_rank_a_new_device_from_10_samples(kind: str) -> None:
     prior, thetas = _prior()
     new = thetas.mean(0) * np.r_[1.0, np.linspace(0.5, 1.5, DESC.shape[1])]  # unlike any basis
-    y = _device(new, 0.02, seed=5)
+    y = DEVICES.device(new, 0.02, seed=5)
     rows = np.arange(10)
-    cand = head_kind(kind).fit(_inputs(rows, y, prior))
+    cand = head_kind(kind).fit(DEVICES.inputs(rows, y, prior))
     basis = np.exp(np.random.default_rng(2).normal(size=(len(y), 3)))
     pred = predict_log(kind, cand.params, basis, np.zeros((len(y), 2)), DESC)
     assert spearman(pred[10:], y[10:]) > 0.9
@@ -69,7 +53,7 @@ def test_descriptor_heads_rank_a_new_device_from_10_samples(kind: str) -> None:
 def test_flops_head_ranks_by_macs() -> None:
     y = (DESC[:, 0] + DESC[:, 1]) ** 0.7
     prior, _ = _prior()
-    cand = head_kind("flops").fit(_inputs(np.arange(12), y, prior))
+    cand = head_kind("flops").fit(DEVICES.inputs(np.arange(12), y, prior))
     pred = predict_log("flops", cand.params, np.ones((len(y), 1)), np.zeros((len(y), 1)), DESC)
     assert spearman(pred, y) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="descriptors"):
@@ -87,7 +71,7 @@ def test_registry_is_complete() -> None:
 
 def test_select_head_reports_flops_baseline_and_quality() -> None:
     prior, thetas = _prior()
-    y = _device(thetas[0], 0.01, seed=3)
+    y = DEVICES.device(thetas[0], 0.01, seed=3)
     rows = np.arange(15)
     basis = np.exp(np.random.default_rng(2).normal(size=(3000, 3)))
     feats = np.zeros((3000, 2))
@@ -128,7 +112,7 @@ def test_scaled_grid_equals_dual_ridge_grid() -> None:
 
 def test_hybrid_reads_only_its_top_columns() -> None:
     prior, thetas = _prior()
-    y = _device(thetas[2], 0.02, seed=9)
+    y = DEVICES.device(thetas[2], 0.02, seed=9)
     basis = np.exp(np.random.default_rng(3).normal(size=(len(y), 10)))
     basis[:, 6] = y * 1.3  # one basis device monotone with the target
     rows = np.arange(12)

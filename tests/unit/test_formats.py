@@ -7,11 +7,29 @@ import pytest
 
 from client_sdk import _requests as rq
 from client_sdk.errors import InvalidArchitecture
-from client_sdk.errors import InvalidArchitecture as ClientInvalidArchitecture
 from client_sdk.spaces import formats as F
 from client_sdk.spaces import get_space
 
 SPACES = ("nasbench201", "fbnet", "ofa_mbv3")
+
+
+def _invalid_at(
+    index: int, call, *args, gene: int | None = None, match: str | None = None
+) -> InvalidArchitecture:
+    """``call(*args)`` raises ``InvalidArchitecture`` naming batch position ``index`` (and
+    ``gene`` when given)."""
+    with pytest.raises(InvalidArchitecture, match=match) as err:
+        call(*args)
+    assert err.value.index == index
+    if gene is not None:
+        assert err.value.gene == gene
+    return err.value
+
+
+def _declined_at(space, batch: list, index: int) -> None:
+    """The vectorised parser declines ``batch``; the per-string one names ``batch[index]``."""
+    assert F.fast_parse_many(space, batch) is None
+    _invalid_at(index, space.parse_many, batch)
 
 
 def _slow(space, archs):
@@ -64,11 +82,7 @@ def test_non_canonical_batches_fall_back_and_errors_are_precise(name: str) -> No
     assert F.fast_parse_many(space, lenient) is None
     np.testing.assert_array_equal(space.parse_many(lenient), genes)
     for bad in (strings[2][:-1], strings[2] + "x", strings[2].replace("3", "\x01", 1), "", 7):
-        batch = [*strings[:2], bad, *strings[3:]]
-        assert F.fast_parse_many(space, batch) is None
-        with pytest.raises(InvalidArchitecture) as err:
-            space.parse_many(batch)
-        assert err.value.index == 2
+        _declined_at(space, [*strings[:2], bad, *strings[3:]], 2)
 
 
 def test_fbnet_tokens_must_be_whole_op_names() -> None:
@@ -78,11 +92,7 @@ def test_fbnet_tokens_must_be_whole_op_names() -> None:
                 ops[1].replace("-", "--", 1), ops[1].replace("k", "K", 1)):
         if bad == ops[1]:
             continue
-        batch = [ops[0], bad, ops[2]]
-        assert F.fast_parse_many(space, batch) is None
-        with pytest.raises(InvalidArchitecture) as err:
-            space.parse_many(batch)
-        assert err.value.index == 1
+        _declined_at(space, [ops[0], bad, ops[2]], 1)
 
 
 def test_nats_bench_indices_are_the_table_index() -> None:
@@ -98,12 +108,8 @@ def test_nats_bench_indices_are_the_table_index() -> None:
     ]
     idx = np.array([15624, 0, 431, 9])
     np.testing.assert_array_equal(F.from_genes(space, F.to_genes(space, idx), "index"), idx)
-    with pytest.raises(InvalidArchitecture, match="15625") as err:
-        F.to_genes(space, [3, 15625])
-    assert err.value.index == 1
-    with pytest.raises(InvalidArchitecture) as err:
-        F.to_genes(space, [3, "x"])
-    assert err.value.index == 1
+    _invalid_at(1, F.to_genes, space, [3, 15625], match="15625")
+    _invalid_at(1, F.to_genes, space, [3, "x"])
 
 
 @pytest.mark.parametrize("name", SPACES)
@@ -123,12 +129,8 @@ def test_fbnet_op_lists_and_errors() -> None:
     assert len(ops[0]) == 22 and all(isinstance(o, str) for o in ops[0])
     bad = [list(o) for o in ops]
     bad[2][7] = "k7_e6"
-    with pytest.raises(InvalidArchitecture, match="k7_e6") as err:
-        F.to_genes(space, bad)
-    assert (err.value.index, err.value.gene) == (2, 7)
-    with pytest.raises(InvalidArchitecture, match="22") as err:
-        F.to_genes(space, [ops[0], ops[1][:21]])
-    assert err.value.index == 1
+    _invalid_at(2, F.to_genes, space, bad, gene=7, match="k7_e6")
+    _invalid_at(1, F.to_genes, space, [ops[0], ops[1][:21]], match="22")
 
 
 def test_ofa_subnet_dicts() -> None:
@@ -147,20 +149,14 @@ def test_ofa_subnet_dicts() -> None:
         ({**subnets[0], "d": [2, 3, 4, 5, 2]}, "d\\[3\\]", 4),
     ]
     for bad, match, gene in cases:
-        with pytest.raises(InvalidArchitecture, match=match) as err:
-            F.to_genes(space, [subnets[1], bad])
-        assert (err.value.index, err.value.gene) == (1, gene)
-    with pytest.raises(InvalidArchitecture, match="several") as err:
-        F.to_genes(space, [subnets[0], {**subnets[1], "image_size": 224}])
-    assert err.value.index == 1
-    with pytest.raises(InvalidArchitecture, match="'ks'") as err:
-        F.to_genes(space, [subnets[0], {**subnets[1], "ks": "3"}])
-    assert err.value.index == 1
+        _invalid_at(1, F.to_genes, space, [subnets[1], bad], gene=gene, match=match)
+    several = {**subnets[1], "image_size": 224}
+    _invalid_at(1, F.to_genes, space, [subnets[0], several], match="several")
+    _invalid_at(1, F.to_genes, space, [subnets[0], {**subnets[1], "ks": "3"}], match="'ks'")
     for value in (3.0, "3", True):  # never cast silently
         ks = [value, *subnets[1]["ks"][1:]]
-        with pytest.raises(InvalidArchitecture, match="ks\\[0\\]") as err:
-            F.to_genes(space, [subnets[0], {**subnets[1], "ks": ks}])
-        assert (err.value.index, err.value.gene) == (1, 6)
+        batch = [subnets[0], {**subnets[1], "ks": ks}]
+        _invalid_at(1, F.to_genes, space, batch, gene=6, match="ks\\[0\\]")
     with pytest.raises(InvalidArchitecture, match="ofa_mbv3"):
         F.to_genes(get_space("nasbench201"), subnets)
 
@@ -179,6 +175,4 @@ def test_sdk_sends_parsed_strings_and_native_forms_packed() -> None:
     assert msg.WhichOneof("encoding") == "strings"
     bad = space.format_many(genes)
     bad[17] = "|conv~0|"
-    with pytest.raises(ClientInvalidArchitecture) as err:
-        rq.archs_pb(bad, "nasbench201")
-    assert err.value.index == 17 and "archs[17]" in err.value.message
+    assert "archs[17]" in _invalid_at(17, rq.archs_pb, bad, "nasbench201").message

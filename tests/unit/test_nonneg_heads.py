@@ -9,12 +9,9 @@ import numpy as np
 import pytest
 from scipy.optimize import nnls
 
-from client_sdk.spaces import get_space
-from client_sdk.spaces.descriptors import descriptors
 from oracle_server.predictor.head_fit import HeadFit
 from oracle_server.predictor.heads import (
     HEAD_KINDS,
-    FitInputs,
     head_kind,
     predict_log,
     predict_log_projected,
@@ -22,46 +19,32 @@ from oracle_server.predictor.heads import (
     spearman,
 )
 from oracle_server.predictor.layer_level import naive_nnls
-from oracle_server.predictor.priors import fit_prior
+from tests.unit.descriptor_devices import DescriptorDevices
 
 KINDS = ("nnls_desc", "nnls_eb6", "nnls_eb")
-SP = get_space("fbnet")
-GENES = SP.sample(2000, rng=3)
-DESC = descriptors("fbnet", GENES)
-
-
-def _device(theta: np.ndarray, noise: float = 0.0, seed: int = 0) -> np.ndarray:
-    x = np.c_[np.ones(len(DESC)), DESC / DESC.mean(0)]
-    y = x @ theta
-    return y * np.exp(np.random.default_rng(seed).normal(0, noise, len(y)))
+DEVICES = DescriptorDevices(2000, seed=3)
+DESC = DEVICES.desc
 
 
 def _prior():
     rng = np.random.default_rng(1)
     thetas = np.abs(rng.normal(0.1, 0.05, size=(8, DESC.shape[1] + 1)))
     thetas[:, 4] = rng.normal(-0.05, 0.5, len(thetas))  # activation cost: mean < 0 (GPU-like)
-    lat = np.stack([_device(t, 0.01, k) for k, t in enumerate(thetas)], axis=1)
-    return fit_prior(DESC, lat)
-
-
-def _inputs(rows: np.ndarray, y: np.ndarray, prior=None) -> FitInputs:
-    basis = np.exp(np.random.default_rng(2).normal(size=(len(rows), 3)))
-    return FitInputs(basis, np.zeros((len(rows), 2)), y[rows], np.zeros((3, 3)),
-                     np.zeros((2, 1)), DESC[rows], prior)
+    return DEVICES.prior(thetas)
 
 
 def _cpu() -> np.ndarray:
     """A non-negative device unlike the prior: activation traffic dominates."""
     theta = np.zeros(DESC.shape[1] + 1)
     theta[[0, 1, 2, 4, 5]] = [0.05, 0.3, 0.2, 1.0, 0.1]
-    return _device(theta, 0.01, seed=7)
+    return DEVICES.device(theta, 0.01, seed=7)
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_fit_recovers_a_nonnegative_device(kind: str) -> None:
     y = _cpu()
     rows = np.arange(30)
-    cand = head_kind(kind).fit(_inputs(rows, y, _prior()))
+    cand = head_kind(kind).fit(DEVICES.inputs(rows, y, _prior()))
     assert cand.kind == kind
     theta = np.asarray(cand.params["theta"])
     assert np.all(theta >= 0)
@@ -75,7 +58,7 @@ def test_fit_recovers_a_nonnegative_device(kind: str) -> None:
 def test_nnls_desc_is_the_naive_fit_and_its_loo_is_exact() -> None:
     y = _cpu()
     rows = np.arange(12)
-    cand = head_kind("nnls_desc").fit(_inputs(rows, y))
+    cand = head_kind("nnls_desc").fit(DEVICES.inputs(rows, y))
     naive = naive_nnls(DESC[rows, :6], y[rows])
     np.testing.assert_allclose(np.exp(predict_log("nnls_desc", cand.params, None, None, DESC)),
                                np.maximum(naive.predict_ms(DESC[:, :6]), 0.2 * y[rows].min()),
@@ -94,7 +77,7 @@ def test_shrinkage_keeps_few_samples_close_to_the_prior_shape() -> None:
     y = _cpu()
     rows = np.arange(6)
     prior = _prior()
-    cand = head_kind("nnls_eb").fit(_inputs(rows, y, prior))
+    cand = head_kind("nnls_eb").fit(DEVICES.inputs(rows, y, prior))
     assert cand.params["prior"] in (0.1, 1.0, 10.0, 100.0, 1e3, 1e4)
     assert np.all(np.isfinite(cand.loo_log))
 
@@ -102,7 +85,7 @@ def test_shrinkage_keeps_few_samples_close_to_the_prior_shape() -> None:
 @pytest.mark.parametrize("kind", KINDS)
 def test_params_round_trip_and_projection_equals_reference(kind: str) -> None:
     y = _cpu()
-    cand = head_kind(kind).fit(_inputs(np.arange(15), y, _prior()))
+    cand = head_kind(kind).fit(DEVICES.inputs(np.arange(15), y, _prior()))
     sigma = {"anchor": -1, "n": 15, "u_mean": 1.0, "u_sxx": 2.0, "s": 0.1}
     head = HeadFit(kind, 15, 0.9, 0.9, 0.0, cand.params, sigma)
     back = HeadFit.from_dict(json.loads(json.dumps(head.to_dict())))
@@ -121,6 +104,6 @@ def test_params_round_trip_and_projection_equals_reference(kind: str) -> None:
 def test_shrunk_heads_are_candidates() -> None:
     assert {"nnls_eb6", "nnls_eb"} <= set(HEAD_KINDS)
     assert "nnls_desc" not in HEAD_KINDS  # the naive fit: registered, not a candidate
-    no_prior = _inputs(np.arange(10), _cpu(), None)
+    no_prior = DEVICES.inputs(np.arange(10), _cpu(), None)
     assert head_kind("nnls_desc").available(no_prior)
     assert not head_kind("nnls_eb").available(no_prior)

@@ -42,6 +42,11 @@ def batches(draw, name: str, max_size: int = 6) -> np.ndarray:
     return genes.astype(GENE_DTYPE)
 
 
+def per_space(test):
+    """``test(name, data)`` as a property test (``PROPS``) of every space of ``SPACES``."""
+    return pytest.mark.parametrize("name", SPACES)(PROPS(given(data=st.data())(test)))
+
+
 def gene_vectors(name: str) -> st.SearchStrategy[np.ndarray]:
     return batches(name, max_size=1).map(lambda b: b[0])
 
@@ -57,9 +62,7 @@ def bad_value(draw, card: int):
     return whole + draw(st.sampled_from([0.5, 0.25, 0.999, 1e-6]))
 
 
-@pytest.mark.parametrize("name", SPACES)
-@PROPS
-@given(data=st.data())
+@per_space
 def test_parse_format_roundtrip_is_canonical(name, data):
     space = get_space(name)
     g = data.draw(gene_vectors(name))
@@ -73,9 +76,7 @@ def test_parse_format_roundtrip_is_canonical(name, data):
     np.testing.assert_array_equal(space.canonicalize(canonical[None])[0], canonical)  # idempotent
 
 
-@pytest.mark.parametrize("name", SPACES)
-@PROPS
-@given(data=st.data())
+@per_space
 def test_validate_accepts_valid_batches(name, data):
     space = get_space(name)
     genes = data.draw(batches(name))
@@ -87,9 +88,7 @@ def test_validate_accepts_valid_batches(name, data):
     np.testing.assert_array_equal(space.validate(out), out)
 
 
-@pytest.mark.parametrize("name", SPACES)
-@PROPS
-@given(data=st.data())
+@per_space
 def test_invalid_mutation_is_rejected_precisely(name, data):
     space = get_space(name)
     genes = data.draw(batches(name)).astype(np.float64)
@@ -106,9 +105,7 @@ def test_invalid_mutation_is_rejected_precisely(name, data):
     assert f"allowed 0..{int(space.cardinalities[j]) - 1}" in str(exc.value)
 
 
-@pytest.mark.parametrize("name", SPACES)
-@PROPS
-@given(data=st.data())
+@per_space
 def test_invalid_string_mutation_is_rejected(name, data):
     """Replacing one choice in the string form by a foreign token names the right gene."""
     space = get_space(name)
@@ -142,9 +139,7 @@ def _render(name: str, labels: list[str]) -> str:
     )
 
 
-@pytest.mark.parametrize("name", SPACES)
-@PROPS
-@given(data=st.data())
+@per_space
 def test_features_deterministic_and_row_independent(name, data):
     space = get_space(name)
     genes = space.validate(data.draw(batches(name)))

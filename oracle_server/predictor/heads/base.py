@@ -99,7 +99,10 @@ class HeadKind(Generic[P]):
       the fitted heads clearly (``selection.FLOPS_FALLBACK_MARGIN``);
     * ``composite``: made of member heads (``ensemble``, built by selection);
     * ``reads_basis`` / ``reads_features`` / ``reads_descriptors``: which inputs
-      ``predict_log`` may read (``columns`` says which basis columns);
+      ``predict_log`` may read (``columns`` says which basis columns); a kind that reads
+      the descriptors is only fit when they are given;
+    * ``reads_prior``: ``fit`` reads the space's descriptor prior (``FitInputs.prior``), so
+      the kind is only fit when there is one;
     * ``projectable``: predicts from a few linear combinations of the descriptors and
       features (``projection`` / ``feature_projection``, Rank's fast path).
     """
@@ -115,6 +118,7 @@ class HeadKind(Generic[P]):
     reads_basis: ClassVar[bool] = False
     reads_features: ClassVar[bool] = False
     reads_descriptors: ClassVar[bool] = False
+    reads_prior: ClassVar[bool] = False
     projectable: ClassVar[bool] = True
 
     # ------------------------------------------------------------- parameters
@@ -144,7 +148,12 @@ class HeadKind(Generic[P]):
 
     # --------------------------------------------------------------- estimator
     def available(self, inp: FitInputs) -> bool:
-        return len(inp.y) >= self.min_samples
+        """Enough samples, and the descriptors (the prior) when the kind reads them."""
+        return (
+            (inp.descriptors is not None or not self.reads_descriptors)
+            and (inp.prior is not None or not self.reads_prior)
+            and len(inp.y) >= self.min_samples
+        )
 
     def fit(self, inp: FitInputs) -> Candidate:
         raise NotImplementedError(f"head kind '{self.name}' is not fit from samples")
@@ -208,3 +217,31 @@ class LinearMsProjection:
                               u: np.ndarray) -> np.ndarray:
         p = self.parse(params)  # type: ignore[attr-defined]
         return ms_to_log(p.theta[0] + u[:, 0], p.floor_ms)
+
+
+class LinearMsFeatures:
+    """Heads linear in milliseconds over the proxy features: ``ms = feats @ w + c`` (plus
+    what ``_log_ms`` adds), floored, in logs; Rank's fast path reads the one feature
+    combination ``w`` (``_feature_weights``)."""
+
+    def _feature_weights(self, p: Any) -> np.ndarray:
+        raise NotImplementedError
+
+    def _log_ms(self, p: Any, basis: np.ndarray, ms: np.ndarray) -> np.ndarray:
+        return ms_to_log(ms, p.floor_ms)
+
+    def predict_log(self, params: Any, basis: np.ndarray, feats: np.ndarray,
+                    desc: np.ndarray | None) -> np.ndarray:
+        p = self.parse(params)  # type: ignore[attr-defined]
+        return self._log_ms(p, basis, feats @ self._feature_weights(p) + p.c)
+
+    def feature_projection(self, params: Any, num_features: int) -> np.ndarray:
+        return self._feature_weights(self.parse(params))[:, None]  # type: ignore[attr-defined]
+
+    def num_feature_projected(self, params: Any) -> int:
+        return 1
+
+    def predict_log_projected(self, params: Any, basis: np.ndarray, uf: np.ndarray,
+                              u: np.ndarray) -> np.ndarray:
+        p = self.parse(params)  # type: ignore[attr-defined]
+        return self._log_ms(p, basis, uf[:, 0] + p.c)

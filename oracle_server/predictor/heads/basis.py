@@ -30,17 +30,13 @@ AFFINE_FULL_LOO_MAX = 20
 AFFINE_LOO_COLUMNS = 5
 
 
-def _check_index(kind: str, index: int) -> None:
-    if index < 0:
-        raise ParamsError(kind, "basis_index", f"must be >= 0, got {index}")
-
-
 @dataclass(frozen=True, eq=False)
 class BasisParams(HeadParams):
     basis_index: int
 
     def check(self, kind: str) -> None:
-        _check_index(kind, self.basis_index)
+        if self.basis_index < 0:
+            raise ParamsError(kind, "basis_index", f"must be >= 0, got {self.basis_index}")
 
 
 @register_head
@@ -59,13 +55,9 @@ class Basis(HeadKind[BasisParams]):
 
 
 @dataclass(frozen=True, eq=False)
-class AffineParams(HeadParams):
-    basis_index: int
+class AffineParams(BasisParams):
     a: float
     c: float
-
-    def check(self, kind: str) -> None:
-        _check_index(kind, self.basis_index)
 
 
 def fit_affine(log_b: np.ndarray, z: np.ndarray) -> Candidate:
@@ -89,20 +81,22 @@ def fit_affine(log_b: np.ndarray, z: np.ndarray) -> Candidate:
 
 
 @register_head
-class Affine(HeadKind[AffineParams]):
-    name, Params, min_samples = "affine", AffineParams, 2
-    candidate, last_resort, reads_basis = True, True, True
+class Affine(Basis):
+    """``basis`` scaled and shifted in logs: ``a log b_k + c``, fit from the samples."""
+
+    name, Params, min_samples = "affine", AffineParams, 2  # type: ignore[assignment]
+    candidate, last_resort = True, True
+
+    def available(self, inp: FitInputs) -> bool:
+        return HeadKind.available(self, inp)  # unlike ``basis``, fit for every device
 
     def fit(self, inp: FitInputs) -> Candidate:
         return fit_affine(inp.log_b, inp.z)
 
     def predict_log(self, params: AnyParams, basis: np.ndarray, feats: np.ndarray,
                     desc: np.ndarray | None) -> np.ndarray:
-        p = self.parse(params)
-        return p.a * log_basis(basis[:, p.basis_index]) + p.c
-
-    def columns(self, params: AnyParams) -> set[int]:
-        return {self.parse(params).basis_index}
+        p: AffineParams = self.parse(params)  # type: ignore[assignment]
+        return p.a * super().predict_log(p, basis, feats, desc) + p.c
 
 
 @dataclass(frozen=True, eq=False)

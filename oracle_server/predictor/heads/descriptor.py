@@ -72,16 +72,13 @@ def fit_descriptor(desc: np.ndarray, y: np.ndarray, prior: DescriptorPrior) -> C
     loo_ms = (loo / w + base) * s
     floor = float(0.2 * y.min())
     params = DescriptorParams(theta, np.asarray(prior.scale), g, floor)
-    return Candidate(Descriptor.name, params.to_dict(), np.log(np.maximum(loo_ms, floor)))
+    return Candidate(Descriptor.name, params.to_dict(), ms_to_log(loo_ms, floor))
 
 
 @register_head
 class Descriptor(LinearMsProjection, HeadKind[DescriptorParams]):
     name, Params, min_samples = "descriptor", DescriptorParams, 4
-    candidate, reads_descriptors = True, True
-
-    def available(self, inp: FitInputs) -> bool:
-        return inp.prior is not None and inp.descriptors is not None and super().available(inp)
+    candidate, reads_descriptors, reads_prior = True, True, True
 
     def fit(self, inp: FitInputs) -> Candidate:
         assert inp.descriptors is not None and inp.prior is not None
@@ -154,7 +151,7 @@ def fit_hybrid(desc: np.ndarray, basis: np.ndarray, y: np.ndarray,
     loo_ms = (loo / w + base) * s
     floor = float(0.2 * y.min())
     params = HybridParams(theta, np.asarray(prior.scale), cols, coef_b, tuple(gh), floor)
-    return Candidate(Hybrid.name, params.to_dict(), np.log(np.maximum(loo_ms, floor)))
+    return Candidate(Hybrid.name, params.to_dict(), ms_to_log(loo_ms, floor))
 
 
 @register_head

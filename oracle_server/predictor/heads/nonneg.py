@@ -21,7 +21,6 @@ from typing import ClassVar
 import numpy as np
 
 from oracle_server.predictor.heads.base import (
-    MS_FLOOR,
     AnyParams,
     Candidate,
     FitInputs,
@@ -30,7 +29,7 @@ from oracle_server.predictor.heads.base import (
     ms_to_log,
     need_descriptors,
 )
-from oracle_server.predictor.heads.params import HeadParams, Vector, same_length
+from oracle_server.predictor.heads.descriptor import DescriptorParams
 from oracle_server.predictor.heads.registry import register_head
 from oracle_server.predictor.heads.solver import nnls
 from oracle_server.predictor.priors import DescriptorPrior
@@ -43,14 +42,9 @@ NONNEG_EB_GRID = (0.1, 1.0, 10.0, 100.0, 1e3, 1e4)
 
 
 @dataclass(frozen=True, eq=False)
-class NonnegParams(HeadParams):
-    theta: Vector  # ms, >= 0: [intercept, per descriptor / scale] of the columns read
-    scale: Vector
-    prior: float | None = None  # None: no prior (the naive fit)
-    floor_ms: float = MS_FLOOR
-
-    def check(self, kind: str) -> None:
-        same_length(self, kind, "theta", len(self.scale) + 1)
+class NonnegParams(DescriptorParams):
+    """``descriptor``'s parameters, of the columns read: ``theta`` (ms) is >= 0, ``prior``
+    None for the naive fit (no prior)."""
 
 
 def fit_nonneg_descriptor(desc: np.ndarray, y: np.ndarray, kind: str, columns: int | None,
@@ -94,7 +88,7 @@ def fit_nonneg_descriptor(desc: np.ndarray, y: np.ndarray, kind: str, columns: i
         for i in range(n):
             c = nnls(np.r_[x[keep[i]], pen], np.r_[yr[keep[i]], target])
             loo[i] = x[i] @ c
-        loo_log = np.log(np.maximum(loo * s, floor))
+        loo_log = ms_to_log(loo * s, floor)
         err = float(np.mean((loo_log - np.log(y)) ** 2))
         if best is None or err < best[0]:
             best = (err, g, loo_log, pen, target)
@@ -111,16 +105,10 @@ class NnlsDesc(LinearMsProjection, HeadKind[NonnegParams]):
     name, Params, min_samples, reads_descriptors = "nnls_desc", NonnegParams, 4, True
     #: descriptor columns read (the first ones; None: all)
     columns_read: ClassVar[int | None] = NONNEG_BASE_COLUMNS
-    #: shrunk towards the space's descriptor prior (empirical Bayes)
-    eb: ClassVar[bool] = False
-
-    def available(self, inp: FitInputs) -> bool:
-        return (inp.descriptors is not None and (inp.prior is not None or not self.eb)
-                and super().available(inp))
 
     def fit(self, inp: FitInputs) -> Candidate:
         assert inp.descriptors is not None
-        if self.eb:
+        if self.reads_prior:
             return fit_nonneg_descriptor(inp.descriptors, inp.y, self.name, self.columns_read,
                                          inp.prior, NONNEG_EB_GRID)
         return fit_nonneg_descriptor(inp.descriptors, inp.y, self.name, self.columns_read)
@@ -148,11 +136,11 @@ class NnlsDesc(LinearMsProjection, HeadKind[NonnegParams]):
 class NnlsEb6(NnlsDesc):
     """``nnls_desc`` shrunk towards the space's descriptor prior (six base columns)."""
 
-    name, eb, candidate = "nnls_eb6", True, True
+    name, reads_prior, candidate = "nnls_eb6", True, True
 
 
 @register_head
 class NnlsEb(NnlsDesc):
     """``nnls_eb6`` on every descriptor column (base + per-stage MACs)."""
 
-    name, eb, columns_read, candidate = "nnls_eb", True, None, True
+    name, reads_prior, columns_read, candidate = "nnls_eb", True, None, True

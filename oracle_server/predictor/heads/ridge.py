@@ -18,6 +18,7 @@ from oracle_server.predictor.heads.base import (
     Candidate,
     FitInputs,
     HeadKind,
+    LinearMsFeatures,
     best_basis,
     log_basis,
     ms_to_log,
@@ -145,33 +146,19 @@ def fit_adaproxy(
     c = beta[0] * sd + mu
     target_w = w * (a + b)  # the transferred weights
     params = AdaProxyParams(k, float(a), b, float(c), target_w, g, float(0.2 * y.min()))
-    return Candidate(AdaProxy.name, params.to_dict(),
-                     np.log(np.maximum(loo * sd + mu, MS_FLOOR)))
+    return Candidate(AdaProxy.name, params.to_dict(), ms_to_log(loo * sd + mu, MS_FLOOR))
 
 
 @register_head
-class AdaProxy(HeadKind[AdaProxyParams]):
+class AdaProxy(LinearMsFeatures, HeadKind[AdaProxyParams]):
     name, Params, min_samples = "adaproxy", AdaProxyParams, 5
     candidate, reads_features = True, True
 
     def fit(self, inp: FitInputs) -> Candidate:
         return fit_adaproxy(inp.log_b, inp.features, inp.y, inp.weights)
 
-    def predict_log(self, params: AnyParams, basis: np.ndarray, feats: np.ndarray,
-                    desc: np.ndarray | None) -> np.ndarray:
-        p = self.parse(params)
-        return ms_to_log(feats @ p.weights + p.c, p.floor_ms)
-
-    def feature_projection(self, params: AnyParams, num_features: int) -> np.ndarray:
-        return self.parse(params).weights[:, None]
-
-    def num_feature_projected(self, params: AnyParams) -> int:
-        return 1
-
-    def predict_log_projected(self, params: AnyParams, basis: np.ndarray, uf: np.ndarray,
-                              u: np.ndarray) -> np.ndarray:
-        p = self.parse(params)
-        return ms_to_log(uf[:, 0] + p.c, p.floor_ms)
+    def _feature_weights(self, p: AdaProxyParams) -> np.ndarray:
+        return p.weights
 
 
 # --------------------------------------------------------- additive, counts
@@ -223,38 +210,24 @@ def fit_additive(
     coef_f = w_bar * (gmat @ (beta[nb + 1 : nb + 1 + ng] * s_g) + beta[nb + 1 + ng :] * s_f)
     params = AdditiveParams(coef_b, coef_f, float(beta[0] + mu), tuple(g),
                             float(0.2 * y.min()))
-    return Candidate(Additive.name, params.to_dict(),
-                     np.log(np.maximum(loo * sd + mu, MS_FLOOR)))
+    return Candidate(Additive.name, params.to_dict(), ms_to_log(loo * sd + mu, MS_FLOOR))
 
 
 @register_head
-class Additive(HeadKind[AdditiveParams]):
+class Additive(LinearMsFeatures, HeadKind[AdditiveParams]):
     name, Params, min_samples = "additive", AdditiveParams, 5
     candidate, closed_space_only, reads_basis, reads_features = True, True, True, True
 
     def fit(self, inp: FitInputs) -> Candidate:
         return fit_additive(inp.basis, inp.features, inp.y, inp.weights, inp.cost_matrix)
 
-    def _ms(self, p: AdditiveParams, basis: np.ndarray, ms: np.ndarray) -> np.ndarray:
+    def _feature_weights(self, p: AdditiveParams) -> np.ndarray:
+        return p.coef_features
+
+    def _log_ms(self, p: AdditiveParams, basis: np.ndarray, ms: np.ndarray) -> np.ndarray:
         if p.coef_basis.size:
             ms = ms + basis @ p.coef_basis
         return ms_to_log(ms, p.floor_ms)
-
-    def predict_log(self, params: AnyParams, basis: np.ndarray, feats: np.ndarray,
-                    desc: np.ndarray | None) -> np.ndarray:
-        p = self.parse(params)
-        return self._ms(p, basis, feats @ p.coef_features + p.c)
-
-    def feature_projection(self, params: AnyParams, num_features: int) -> np.ndarray:
-        return self.parse(params).coef_features[:, None]
-
-    def num_feature_projected(self, params: AnyParams) -> int:
-        return 1
-
-    def predict_log_projected(self, params: AnyParams, basis: np.ndarray, uf: np.ndarray,
-                              u: np.ndarray) -> np.ndarray:
-        p = self.parse(params)
-        return self._ms(p, basis, uf[:, 0] + p.c)
 
     def columns(self, params: AnyParams) -> set[int]:
         return {int(i) for i in np.flatnonzero(self.parse(params).coef_basis)}
@@ -281,8 +254,7 @@ def fit_counts(feats: np.ndarray, y: np.ndarray, cost_matrix: np.ndarray) -> Can
     coef_f = gmat @ theta
     c = float(beta[0] * sd + mu - mu_c @ theta)
     params = CountsParams(np.zeros(0), coef_f, c, g, float(0.2 * y.min()))
-    return Candidate(Counts.name, params.to_dict(),
-                     np.log(np.maximum(loo * sd + mu, MS_FLOOR)))
+    return Candidate(Counts.name, params.to_dict(), ms_to_log(loo * sd + mu, MS_FLOOR))
 
 
 @register_head

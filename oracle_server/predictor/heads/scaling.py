@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -27,10 +28,52 @@ from oracle_server.predictor.heads.solver import (
     standardise,
 )
 
+#: descriptor columns of the ``flops`` head: dense + depthwise MACs
+FLOPS_COLUMNS: tuple[tuple[int, ...], ...] = ((0, 1),)
 #: descriptor columns of the ``powerlaw`` head: total MACs (dense + depthwise), activation
 #: traffic, executed kernels (``spaces.descriptors.BASE_NAMES`` order)
 POWERLAW_COLUMNS: tuple[tuple[int, ...], ...] = ((0, 1), (3,), (4,))
 POWERLAW_GRID = (1e-2, 1e-1, 1.0, 10.0)
+
+
+def column_logs(desc: np.ndarray, groups: tuple[tuple[int, ...], ...]) -> np.ndarray:
+    """(n, k) log of the descriptor columns summed per group of ``groups`` (>= 1)."""
+    cols = [desc[:, list(c)].sum(axis=1) for c in groups]
+    return np.log(np.maximum(np.stack(cols, axis=1), 1.0))
+
+
+def powerlaw_inputs(desc: np.ndarray) -> np.ndarray:
+    """(n, k) log of the summed descriptor columns of ``POWERLAW_COLUMNS`` (>= 1)."""
+    return column_logs(desc, POWERLAW_COLUMNS)
+
+
+class LogColumnSums:
+    """Heads on the logs of a few summed descriptor columns (``groups``): ``_predict`` maps
+    the (n, k) logs to log latency; Rank's fast path projects the sums (one a group)."""
+
+    groups: ClassVar[tuple[tuple[int, ...], ...]] = ()
+
+    def _predict(self, p: Any, logs: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def predict_log(self, params: AnyParams, basis: np.ndarray, feats: np.ndarray,
+                    desc: np.ndarray | None) -> np.ndarray:
+        logs = column_logs(need_descriptors(desc), self.groups)
+        return self._predict(self.parse(params), logs)  # type: ignore[attr-defined]
+
+    def projection(self, params: AnyParams, num_descriptors: int) -> np.ndarray:
+        m = np.zeros((num_descriptors, len(self.groups)))
+        for j, cols in enumerate(self.groups):
+            m[list(cols), j] = 1.0
+        return m
+
+    def num_projected(self, params: AnyParams) -> int:
+        return len(self.groups)
+
+    def predict_log_projected(self, params: AnyParams, basis: np.ndarray, uf: np.ndarray,
+                              u: np.ndarray) -> np.ndarray:
+        logs = np.log(np.maximum(u, 1.0))
+        return self._predict(self.parse(params), logs)  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, eq=False)
@@ -41,7 +84,7 @@ class FlopsParams(HeadParams):
 
 def fit_flops(desc: np.ndarray, z: np.ndarray) -> Candidate:
     """The FLOPs baseline as a head: log y = a log MACs + c (a > 0, so it ranks by MACs)."""
-    u = np.log(np.maximum(desc[:, 0] + desc[:, 1], 1.0))
+    u = column_logs(desc, FLOPS_COLUMNS)[:, 0]
     n = len(z)
     loo = np.empty(n)
     keep = ~np.eye(n, dtype=bool)
@@ -53,35 +96,16 @@ def fit_flops(desc: np.ndarray, z: np.ndarray) -> Candidate:
 
 
 @register_head
-class Flops(HeadKind[FlopsParams]):
-    name, Params, min_samples = "flops", FlopsParams, 3
+class Flops(LogColumnSums, HeadKind[FlopsParams]):
+    name, Params, min_samples, groups = "flops", FlopsParams, 3, FLOPS_COLUMNS
     candidate, flops_baseline, reads_descriptors = True, True, True
-
-    def available(self, inp: FitInputs) -> bool:
-        return inp.descriptors is not None and super().available(inp)
 
     def fit(self, inp: FitInputs) -> Candidate:
         assert inp.descriptors is not None
         return fit_flops(inp.descriptors, inp.z)
 
-    def predict_log(self, params: AnyParams, basis: np.ndarray, feats: np.ndarray,
-                    desc: np.ndarray | None) -> np.ndarray:
-        p = self.parse(params)
-        d = need_descriptors(desc)
-        return p.a * np.log(np.maximum(d[:, 0] + d[:, 1], 1.0)) + p.c
-
-    def projection(self, params: AnyParams, num_descriptors: int) -> np.ndarray:
-        m = np.zeros((num_descriptors, 1))
-        m[[0, 1], 0] = 1.0  # dense + depthwise MACs
-        return m
-
-    def num_projected(self, params: AnyParams) -> int:
-        return 1
-
-    def predict_log_projected(self, params: AnyParams, basis: np.ndarray, uf: np.ndarray,
-                              u: np.ndarray) -> np.ndarray:
-        p = self.parse(params)
-        return p.a * np.log(np.maximum(u[:, 0], 1.0)) + p.c
+    def _predict(self, p: FlopsParams, logs: np.ndarray) -> np.ndarray:
+        return p.a * logs[:, 0] + p.c
 
 
 @dataclass(frozen=True, eq=False)
@@ -95,12 +119,6 @@ class PowerLawParams(HeadParams):
     def check(self, kind: str) -> None:
         same_length(self, kind, "sd_u", len(self.mu_u))
         same_length(self, kind, "beta", len(self.mu_u) + 1)
-
-
-def powerlaw_inputs(desc: np.ndarray) -> np.ndarray:
-    """(n, k) log of the summed descriptor columns of ``POWERLAW_COLUMNS`` (>= 1)."""
-    cols = [desc[:, list(c)].sum(axis=1) for c in POWERLAW_COLUMNS]
-    return np.log(np.maximum(np.stack(cols, axis=1), 1.0))
 
 
 def fit_powerlaw(desc: np.ndarray, z: np.ndarray) -> Candidate:
@@ -122,34 +140,13 @@ def fit_powerlaw(desc: np.ndarray, z: np.ndarray) -> Candidate:
 
 
 @register_head
-class PowerLaw(HeadKind[PowerLawParams]):
-    name, Params, min_samples = "powerlaw", PowerLawParams, 4
+class PowerLaw(LogColumnSums, HeadKind[PowerLawParams]):
+    name, Params, min_samples, groups = "powerlaw", PowerLawParams, 4, POWERLAW_COLUMNS
     candidate, reads_descriptors = True, True
-
-    def available(self, inp: FitInputs) -> bool:
-        return inp.descriptors is not None and super().available(inp)
 
     def fit(self, inp: FitInputs) -> Candidate:
         assert inp.descriptors is not None
         return fit_powerlaw(inp.descriptors, inp.z)
 
-    def predict_log(self, params: AnyParams, basis: np.ndarray, feats: np.ndarray,
-                    desc: np.ndarray | None) -> np.ndarray:
-        p = self.parse(params)
-        u = (powerlaw_inputs(need_descriptors(desc)) - p.mu_u) / p.sd_u
-        return p.c + p.beta[0] + u @ p.beta[1:]
-
-    def projection(self, params: AnyParams, num_descriptors: int) -> np.ndarray:
-        m = np.zeros((num_descriptors, len(POWERLAW_COLUMNS)))
-        for j, cols in enumerate(POWERLAW_COLUMNS):
-            m[list(cols), j] = 1.0
-        return m
-
-    def num_projected(self, params: AnyParams) -> int:
-        return len(POWERLAW_COLUMNS)
-
-    def predict_log_projected(self, params: AnyParams, basis: np.ndarray, uf: np.ndarray,
-                              u: np.ndarray) -> np.ndarray:
-        p = self.parse(params)
-        z = (np.log(np.maximum(u, 1.0)) - p.mu_u) / p.sd_u
-        return p.c + p.beta[0] + z @ p.beta[1:]
+    def _predict(self, p: PowerLawParams, logs: np.ndarray) -> np.ndarray:
+        return p.c + p.beta[0] + ((logs - p.mu_u) / p.sd_u) @ p.beta[1:]
