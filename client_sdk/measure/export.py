@@ -31,7 +31,7 @@ import torch
 
 from client_sdk.measure import onnx_runtime as ox
 from client_sdk.measure.builders import example_input, input_resolution
-from client_sdk.measure.onboard import _random_archs
+from client_sdk.measure.onboard_pipeline import random_archs as _random_archs
 from client_sdk.spaces import get_space
 
 MANIFEST_KIND = "latency-oracle device export"

@@ -1,0 +1,115 @@
+"""``oracle device show|register|add|delete|export|onboard``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from client_sdk.cli._common import DEVICE_COLUMNS, _emit, _progress, _table
+from client_sdk.cli._measurements import _contract, _read_measurements
+from client_sdk.client import OracleClient
+from client_sdk.types import DeviceInfo
+
+
+def warn_quality(d: DeviceInfo) -> None:
+    """A plain warning on stderr when the device's predictions are low-confidence."""
+    if d.quality != "low":
+        return
+    lines = [
+        f"warning: {d.full_name} is LOW-CONFIDENCE: expected Spearman "
+        f"{d.expected_spearman:.3f} (FLOPs ranking {d.flops_spearman:.3f}) from "
+        f"{d.num_samples} measurements; about {d.advised_samples} are advised "
+        f"(`oracle device add` more)."
+    ]
+    lines += [f"  - {w}" for w in d.warnings]
+    print("\n".join(lines), file=sys.stderr)
+
+
+def cmd_device(args: argparse.Namespace, c: OracleClient) -> None:
+    if args.action == "show":
+        d = c.get_device(args.name, args.space or "")
+        text = "\n".join(f"{k:18} {v}" for k, v in asdict(d).items())
+        _emit(args, d, text)
+    elif args.action == "register":
+        if not args.csv:
+            raise SystemExit("device register needs --csv FILE (header arch,latency_ms)")
+        contract = _contract(args)
+        measurements = _read_measurements(args.csv, args.space, skip_bad_rows=args.skip_bad_rows)
+        d = c.register_device(args.name, args.space, measurements, contract)
+        _emit(args, d, _table([asdict(d)], DEVICE_COLUMNS))
+        warn_quality(d)
+    elif args.action == "add":
+        if not args.csv:
+            raise SystemExit("device add needs --csv FILE (header arch,latency_ms)")
+        space = args.name.partition("/")[0] if "/" in args.name else args.space
+        measurements = _read_measurements(args.csv, space, skip_bad_rows=args.skip_bad_rows)
+        d = c.add_measurements(args.name, measurements, args.space or "")
+        _emit(args, d, _table([asdict(d)], DEVICE_COLUMNS))
+        warn_quality(d)
+    elif args.action == "delete":
+        deleted = c.delete_device(args.name, args.space or "")
+        _emit(args, {"deleted": deleted}, "deleted" if deleted else "no such device")
+    elif args.action == "export":
+        from client_sdk.measure.export import export_kit
+
+        if not args.out:
+            raise SystemExit("device export needs --out DIR")
+        try:
+            manifest = export_kit(
+                c,
+                args.space,
+                args.out,
+                samples=args.samples,
+                retest=20 if args.retest is None else args.retest,
+                seed=args.seed,
+                batch_size=args.batch_size,
+                fmt=args.format,
+                onnx_cache=args.onnx_cache,
+                log=lambda msg: print(msg, file=sys.stderr),
+            )
+        except (FileExistsError, ValueError) as exc:
+            raise SystemExit(f"oracle device export: {exc}") from None
+        rows = [
+            {"file": e["file"], "kind": e["kind"], "arch": e["arch"]} for e in manifest["files"]
+        ]
+        _emit(
+            args,
+            manifest,
+            _table(rows, ("file", "kind", "arch")) + "\n\nmeasure them "
+            f"(see {Path(args.out) / 'README.md'}), fill {Path(args.out) / 'measurements.csv'}"
+            f", then: oracle device register NAME --csv "
+            f"{Path(args.out) / 'measurements.csv'}",
+        )
+    elif args.action == "onboard":
+        from client_sdk.measure.onboard import format_report, onboard
+
+        report = onboard(
+            c,
+            args.name,
+            args.space,
+            samples=args.samples,
+            threads=args.threads,
+            batch_size=args.batch_size,
+            device=args.device,
+            validate=args.validate,
+            progress=_progress(args),
+            seed=args.seed,
+            repeats=args.repeats,
+            rounds=args.rounds,
+            statistic=args.statistic,
+            target_spearman=args.target_spearman,
+            max_samples=args.max_samples,
+            round_size=args.round_size,
+            retest=args.retest,
+            retest_threshold=args.retest_threshold,
+            session_check=args.session_check,
+            register_retest=args.register_retest,
+            runtime=args.runtime,
+            onnx_cache=args.onnx_cache,
+            graph_optimization=args.ort_graph_optimization,
+            log=(lambda msg: print(msg, file=sys.stderr)) if args.json else print,
+        )
+        _emit(args, report, format_report(report))
+        warn_quality(c.get_device(args.name, args.space))
