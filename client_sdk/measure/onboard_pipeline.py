@@ -411,7 +411,20 @@ class Onboarding:
             timings_s=st.timings,
             runtime=s.runtime,
         )
+        report.quality = str(getattr(latest, "quality", "good") or "good").lower()
+        report.advised_samples = int(getattr(latest, "advised_samples", 0) or 0)
+        report.quality_reasons = list(getattr(latest, "warnings", ()) or ())
         if (v := st.validation) is not None:
+            if v.spearman < v.flops_spearman - VALIDATION_FLOPS_MARGIN:
+                st.warnings.append(
+                    f"on the {len(v.genes)} validation archs the served ranking "
+                    f"({v.spearman:.3f}) is worse than ranking by FLOPs "
+                    f"({v.flops_spearman:.3f})"
+                    + ("" if report.quality == "low" else
+                       " although the server did not flag the device LOW")
+                    + ": rank this device by FLOPs, or measure more architectures"
+                )
+                self.say("warning: " + st.warnings[-1])
             report.validation_archs = [st.sp.format(g) for g in v.genes]
             report.validation_latency_ms = v.latency_ms
             report.validation_predicted_ms = v.predicted_ms
@@ -429,6 +442,10 @@ class Onboarding:
             report.onnx = st.harness.ort_builder.stats()
         st.timings["total_s"] = time.perf_counter() - st.t_start
         st.report = report
+
+
+#: validation: a served ranking worse than FLOPs by more than this is a warning of its own
+VALIDATION_FLOPS_MARGIN = 0.02
 
 
 def random_archs(

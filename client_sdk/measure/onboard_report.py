@@ -72,6 +72,11 @@ class OnboardReport:
     runtime: str = "torch"  # torch (``backend``) or onnxruntime
     #: onnxruntime: files exported / found in the cache, export seconds, the cache folder
     onnx: dict[str, Any] = field(default_factory=dict)
+    #: the server's verdict on the device (``GetDevice``): "good" | "low", the measurements
+    #: it advises in total, and its reasons (e.g. not clearly better than ranking by FLOPs)
+    quality: str = "good"
+    advised_samples: int = 0
+    quality_reasons: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form (arrays as lists)."""
@@ -140,6 +145,13 @@ def format_report(report: OnboardReport) -> str:
         f"expected    Spearman {report.expected_spearman:.3f} (leave-one-out), "
         f"monotonicity {report.monotonicity:.3f}",
     ]
+    if report.quality != "good" or report.quality_reasons:
+        lines.append(
+            f"quality     {report.quality.upper()}"
+            + (f", {report.advised_samples} measurements advised"
+               if report.advised_samples > report.num_samples else "")
+            + "".join(f"; {r}" for r in report.quality_reasons)
+        )
     if report.target_spearman is not None:
         steps = ", ".join(f"{p['samples']}:{p['expected_spearman']:.3f}" for p in report.progress)
         verdict = "reached" if report.target_reached else "NOT reached"

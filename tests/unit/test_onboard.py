@@ -365,3 +365,35 @@ def test_onboard_registers_the_retest_archs_and_counts_them_in_the_budget() -> N
     # registered): 20 measurements of 10 architectures
     assert only.session_added == 10 and only.num_samples == 20
     assert "registered  10 archs, latency" in format_report(only)
+
+
+def test_the_report_carries_the_servers_quality_verdict_and_a_flops_warning() -> None:
+    """A device the server flags LOW (e.g. not clearly better than FLOPs) says so in the
+    report; a validation where the served ranking loses to FLOPs is a warning of its own."""
+
+    @dataclass
+    class LowInfo(FakeInfo):
+        quality: str = "low"
+        advised_samples: int = 60
+        warnings: tuple = ("not clearly better than ranking by FLOPs: ...",)
+
+    class FlagsLow(FakeClient):
+        def _info(self, name, space, n):
+            return LowInfo(name, space, num_samples=n)
+
+        def rank(self, space, archs, devices):  # a ranking that ignores FLOPs entirely
+            return FakeRank({d: -get_space(space).flops(archs) for d in devices})
+
+    report = onboard(FlagsLow(), "cpu3", "nasbench201", samples=10, validate=30,
+                     progress=False, session_check=False, measure_fn=fake_measure, log=None)
+    assert report.quality == "low" and report.advised_samples == 60
+    assert report.quality_reasons == ["not clearly better than ranking by FLOPs: ..."]
+    text = format_report(report)
+    assert "quality     LOW, 60 measurements advised; not clearly better" in text
+    assert report.validation_spearman < report.flops_spearman - 0.02
+    flops_warnings = [w for w in report.warnings if "worse than ranking by FLOPs" in w]
+    assert len(flops_warnings) == 1 and "did not flag" not in flops_warnings[0]
+    good = onboard(FakeClient(), "cpu4", "nasbench201", samples=10, validate=30,
+                   progress=False, session_check=False, measure_fn=fake_measure, log=None)
+    assert good.quality == "good" and "quality     " not in format_report(good)
+    assert not any("worse than ranking by FLOPs" in w for w in good.warnings)
