@@ -53,17 +53,17 @@ test-all: test test-slow
 
 ## bench: the serving benchmark (tables printed, JSON under benchmarks/results/).
 bench: $(STAMP)
-	$(BIN)/python benchmarks/serving.py --json benchmarks/results/serving.json
+	$(BIN)/python -m benchmarks.serving --json benchmarks/results/serving.json
 
 bench-quality: $(STAMP)
-	$(BIN)/python benchmarks/quality.py --json benchmarks/results/quality.json
+	$(BIN)/python -m benchmarks.quality --json benchmarks/results/quality.json
 
 bench-search: $(STAMP)
-	$(BIN)/python benchmarks/search_quality.py --json benchmarks/results/search_quality.json
+	$(BIN)/python -m benchmarks.search_quality --json benchmarks/results/search_quality.json
 
 ## bench-onboarding: this CPU at 1 and 2 threads in every space: retest ceiling, oracle, FLOPs.
 bench-onboarding: $(STAMP)
-	$(BIN)/python benchmarks/onboarding.py --samples 10 --validate 100
+	$(BIN)/python -m benchmarks.onboarding --samples 10 --validate 100
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

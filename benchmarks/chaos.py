@@ -21,8 +21,8 @@ Targets: failed read calls 0; acknowledged writes lost or duplicated 0; Rank p99
 5 s after the kill at most 10x the steady-state p99 (``--warmup`` to the kill) of the same
 run. Prints a table and writes ``--json`` (``benchmarks/results/chaos.json``).
 
-    python benchmarks/chaos.py --json benchmarks/results/chaos.json
-    python benchmarks/chaos.py --duration 30 --kill-at 10 --restart-at 18 \\
+    python -m benchmarks.chaos --json benchmarks/results/chaos.json
+    python -m benchmarks.chaos --duration 30 --kill-at 10 --restart-at 18 \\
         --pg-restart-at 24 --pg-restart terminate      # quick, leaves PostgreSQL alone
 
 Bounded and loopback-only; the servers are killed on exit.
@@ -30,10 +30,7 @@ Bounded and loopback-only; the servers are killed on exit.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -49,14 +46,11 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from client_sdk import OracleClient  # noqa: E402
-from client_sdk.errors import OracleError  # noqa: E402
-from client_sdk.spaces import get_space  # noqa: E402
-from oracle_server.launch import ServerProcess  # noqa: E402
+from benchmarks._cli import load_average, parser, write_json
+from client_sdk import OracleClient
+from client_sdk.errors import OracleError
+from client_sdk.spaces import get_space
+from tests.support.launch import ServerProcess
 
 SPACE = get_space("nasbench201")
 NB = "nasbench201"
@@ -70,7 +64,7 @@ KILL_WITH_IN_FLIGHT = 3
 
 # ---------------------------------------------------------------------- replicas
 class Replica:
-    """One ``oracle-server serve`` subprocess (``oracle_server.launch.ServerProcess``) that
+    """One ``oracle-server serve`` subprocess (``tests.support.launch.ServerProcess``) that
     can be SIGKILLed and started again on the same port."""
 
     def __init__(self, index: int, args: list[str]) -> None:
@@ -94,8 +88,12 @@ class Replica:
         assert self.server is not None
         url = f"http://127.0.0.1:{self.server.metrics_port}/metrics"
         text = urllib.request.urlopen(url, timeout=5).read().decode()
-        return sum(float(v) for v in re.findall(
-            r"^oracle_idempotent_replays_total\{[^}]*\} ([0-9.e+]+)$", text, re.M))
+        return sum(
+            float(v)
+            for v in re.findall(
+                r"^oracle_idempotent_replays_total\{[^}]*\} ([0-9.e+]+)$", text, re.M
+            )
+        )
 
     def kill(self) -> None:
         if self.server is not None:
@@ -166,15 +164,23 @@ def _restart_commands(admin_url: str) -> dict[str, list[str]]:
         pass
     if shutil.which("pg_lsclusters") and shutil.which("pg_ctlcluster"):
         try:
-            listing = subprocess.run(["pg_lsclusters", "-h"], capture_output=True, text=True,
-                                     timeout=10).stdout
+            listing = subprocess.run(
+                ["pg_lsclusters", "-h"], capture_output=True, text=True, timeout=10
+            ).stdout
         except (OSError, subprocess.TimeoutExpired):
             listing = ""
         for line in listing.splitlines():  # "15 main 5432 online postgres <dir> <log>"
             parts = line.split()
             if len(parts) >= 3 and parts[2] == port:
-                commands["pg_ctlcluster"] = ["pg_ctlcluster", "--skip-systemctl-redirect",
-                                             parts[0], parts[1], "restart", "--mode", "fast"]
+                commands["pg_ctlcluster"] = [
+                    "pg_ctlcluster",
+                    "--skip-systemctl-redirect",
+                    parts[0],
+                    parts[1],
+                    "restart",
+                    "--mode",
+                    "fast",
+                ]
     if data_dir and shutil.which("pg_ctl"):
         cmd = [shutil.which("pg_ctl") or "pg_ctl", "-D", data_dir, "restart", "-m", "fast", "-w"]
         commands["pg_ctl"] = ["su", "postgres", "-c", " ".join(cmd)] if os.geteuid() == 0 else cmd
@@ -201,17 +207,25 @@ def restart_postgres(method: str, admin_url: str, db_url: str, db_name: str) -> 
             if ok:
                 while not _pg_ready(db_url) and time.monotonic() - t0 < 60:
                     time.sleep(0.05)
-                return {"method": name, "command": " ".join(commands[name]),
-                        "seconds_until_accepting": round(time.monotonic() - t0, 2),
-                        "tried": tried}
+                return {
+                    "method": name,
+                    "command": " ".join(commands[name]),
+                    "seconds_until_accepting": round(time.monotonic() - t0, 2),
+                    "tried": tried,
+                }
     with psycopg.connect(_psycopg_url(admin_url), autocommit=True, connect_timeout=5) as conn:
         rows = conn.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = %s AND pid <> pg_backend_pid()", (db_name,),
+            "WHERE datname = %s AND pid <> pg_backend_pid()",
+            (db_name,),
         ).fetchall()
-    return {"method": "terminate", "command": "pg_terminate_backend (all of the database)",
-            "backends_terminated": len(rows),
-            "seconds_until_accepting": round(time.monotonic() - t0, 2), "tried": tried}
+    return {
+        "method": "terminate",
+        "command": "pg_terminate_backend (all of the database)",
+        "backends_terminated": len(rows),
+        "seconds_until_accepting": round(time.monotonic() - t0, 2),
+        "tried": tried,
+    }
 
 
 # ------------------------------------------------------------------------ load
@@ -238,8 +252,16 @@ class Call:
 
 
 class Load:
-    def __init__(self, targets: list[str], clients: int, think_ms: float, write_prob: float,
-                 rank_archs: int, adds_per_device: int, run_id: str) -> None:
+    def __init__(
+        self,
+        targets: list[str],
+        clients: int,
+        think_ms: float,
+        write_prob: float,
+        rank_archs: int,
+        adds_per_device: int,
+        run_id: str,
+    ) -> None:
         self.targets = targets
         self.clients = clients
         self.think_s = think_ms / 1e3
@@ -285,11 +307,13 @@ class Load:
             self._enter()
             try:
                 if w.kind == "RegisterDevice":
-                    c.register_device(w.device, NB, (w.genes, w.latency_ms),
-                                      request_id=w.request_id)
+                    c.register_device(
+                        w.device, NB, (w.genes, w.latency_ms), request_id=w.request_id
+                    )
                 else:
-                    c.add_measurements(w.device, (w.genes, w.latency_ms), NB,
-                                       request_id=w.request_id)
+                    c.add_measurements(
+                        w.device, (w.genes, w.latency_ms), NB, request_id=w.request_id
+                    )
                 w.acked = True
                 self.calls.append(Call(start, time.perf_counter() - t0, "write", True))
             except OracleError as exc:
@@ -312,11 +336,21 @@ class Load:
                 if rng.random() < self.write_prob:
                     if not devices or adds >= self.adds_per_device:
                         name = f"chaos-{self.run_id}-{index}-{len(devices)}"
-                        w = Write(index, "RegisterDevice", name, str(uuid.uuid4()),
-                                  *self._measurements(rng, 10))
+                        w = Write(
+                            index,
+                            "RegisterDevice",
+                            name,
+                            str(uuid.uuid4()),
+                            *self._measurements(rng, 10),
+                        )
                     else:
-                        w = Write(index, "AddMeasurements", devices[-1][0], str(uuid.uuid4()),
-                                  *self._measurements(rng, 2))
+                        w = Write(
+                            index,
+                            "AddMeasurements",
+                            devices[-1][0],
+                            str(uuid.uuid4()),
+                            *self._measurements(rng, 2),
+                        )
                     with self.lock:
                         self.writes.append(w)
                     self._write(c, w)
@@ -341,7 +375,8 @@ class Load:
                     except OracleError as exc:
                         error = f"Rank: {exc.code.name}: {exc.message[:160]}"
                         self.calls.append(
-                            Call(start, time.perf_counter() - t0, "read", False, error))
+                            Call(start, time.perf_counter() - t0, "read", False, error)
+                        )
                     finally:
                         self._leave()
                 self.stop.wait(self.think_s * float(rng.uniform(0.5, 1.5)))
@@ -354,10 +389,13 @@ def verify(db_url: str, writes: list[Write]) -> dict:
 
     engine = sa.create_engine(db_url)
     with engine.connect() as conn:
-        rows = conn.execute(sa.text(
-            "SELECT d.name, m.genes, m.latency_ms FROM oracle_measurements m "
-            "JOIN oracle_devices d ON d.id = m.device_id WHERE d.space = :space"
-        ), {"space": NB}).all()
+        rows = conn.execute(
+            sa.text(
+                "SELECT d.name, m.genes, m.latency_ms FROM oracle_measurements m "
+                "JOIN oracle_devices d ON d.id = m.device_id WHERE d.space = :space"
+            ),
+            {"space": NB},
+        ).all()
         request_rows = conn.execute(sa.text("SELECT count(*) FROM oracle_requests")).scalar()
     engine.dispose()
     stored = Counter((name, bytes(genes), float(lat)) for name, genes, lat in rows)
@@ -397,10 +435,16 @@ def converged(targets: list[str], db_url: str, run_id: str, timeout_s: float = 3
 
     engine = sa.create_engine(db_url)
     with engine.connect() as conn:
-        want = dict(conn.execute(sa.text(
-            "SELECT d.name, count(m.id) FROM oracle_devices d LEFT JOIN oracle_measurements m "
-            "ON m.device_id = d.id WHERE d.name LIKE :p GROUP BY d.name"
-        ), {"p": f"chaos-{run_id}-%"}).all())
+        want = dict(
+            conn.execute(
+                sa.text(
+                    "SELECT d.name, count(m.id) FROM oracle_devices d "
+                    "LEFT JOIN oracle_measurements m ON m.device_id = d.id "
+                    "WHERE d.name LIKE :p GROUP BY d.name"
+                ),
+                {"p": f"chaos-{run_id}-%"},
+            ).all()
+        )
     engine.dispose()
     t0 = time.monotonic()
     mismatched: list[str] = []
@@ -408,62 +452,90 @@ def converged(targets: list[str], db_url: str, run_id: str, timeout_s: float = 3
         mismatched = []
         for target in targets:
             with OracleClient(target, timeout_s=10) as c:
-                have = {d.name: d.num_samples for d in c.list_devices(NB)
-                        if d.name.startswith(f"chaos-{run_id}-")}
+                have = {
+                    d.name: d.num_samples
+                    for d in c.list_devices(NB)
+                    if d.name.startswith(f"chaos-{run_id}-")
+                }
             if have != want:
                 mismatched.append(target)
         if not mismatched:
             break
         time.sleep(0.5)
-    return {"devices": len(want), "replicas_converged": not mismatched,
-            "seconds": round(time.monotonic() - t0, 2), "mismatched": mismatched}
+    return {
+        "devices": len(want),
+        "replicas_converged": not mismatched,
+        "seconds": round(time.monotonic() - t0, 2),
+        "mismatched": mismatched,
+    }
 
 
 # --------------------------------------------------------------------- report
 def window_stats(calls: list[Call], kind: str, lo: float, hi: float) -> dict:
     sel = [c for c in calls if c.kind == kind and lo <= c.start < hi]
     ok = np.array([c.seconds for c in sel if c.ok]) * 1e3
-    out = {"window_s": [round(lo, 1), round(hi, 1)], "calls": len(sel),
-           "failed": sum(not c.ok for c in sel)}
+    out = {
+        "window_s": [round(lo, 1), round(hi, 1)],
+        "calls": len(sel),
+        "failed": sum(not c.ok for c in sel),
+    }
     if ok.size:
-        out.update(p50_ms=round(float(np.percentile(ok, 50)), 2),
-                   p99_ms=round(float(np.percentile(ok, 99)), 2),
-                   max_ms=round(float(ok.max()), 2))
+        out.update(
+            p50_ms=round(float(np.percentile(ok, 50)), 2),
+            p99_ms=round(float(np.percentile(ok, 99)), 2),
+            max_ms=round(float(ok.max()), 2),
+        )
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=float, default=60.0)
-    parser.add_argument("--replicas", type=int, default=3)
-    parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--kill-at", type=float, default=20.0)
-    parser.add_argument("--restart-at", type=float, default=40.0)
-    parser.add_argument("--pg-restart-at", type=float, default=50.0)
-    parser.add_argument("--pg-restart", default="auto",
-                        choices=("auto", "pg_ctlcluster", "pg_ctl", "service", "terminate",
-                                 "none"))
-    parser.add_argument("--warmup", type=float, default=5.0,
-                        help="seconds of load before the steady-state window starts")
-    parser.add_argument("--think-ms", type=float, default=50.0,
-                        help="mean pause of a client between calls")
-    parser.add_argument("--write-prob", type=float, default=0.05,
-                        help="share of client calls that are writes")
-    parser.add_argument("--rank-archs", type=int, default=1000)
-    parser.add_argument("--adds-per-device", type=int, default=6,
-                        help="AddMeasurements per device before a client registers a new one "
-                             "(keeps head fits small)")
-    parser.add_argument("--admin-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test",
-                        help="PostgreSQL URL used to create/drop the benchmark database")
-    parser.add_argument("--db-name", default="chaos_bench")
-    parser.add_argument("--keep-db", action="store_true")
-    parser.add_argument("--json", default="")
-    args = parser.parse_args(argv)
-    if not (0 < args.warmup < args.kill_at < args.restart_at < args.duration
-            and args.pg_restart_at < args.duration):
-        parser.error("need 0 < warmup < kill-at < restart-at < duration, pg-restart-at < duration")
+    ap = parser(__doc__.split("\n\n")[0])
+    ap.add_argument("--duration", type=float, default=60.0)
+    ap.add_argument("--replicas", type=int, default=3)
+    ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--kill-at", type=float, default=20.0)
+    ap.add_argument("--restart-at", type=float, default=40.0)
+    ap.add_argument("--pg-restart-at", type=float, default=50.0)
+    ap.add_argument(
+        "--pg-restart",
+        default="auto",
+        choices=("auto", "pg_ctlcluster", "pg_ctl", "service", "terminate", "none"),
+    )
+    ap.add_argument(
+        "--warmup",
+        type=float,
+        default=5.0,
+        help="seconds of load before the steady-state window starts",
+    )
+    ap.add_argument(
+        "--think-ms", type=float, default=50.0, help="mean pause of a client between calls"
+    )
+    ap.add_argument(
+        "--write-prob", type=float, default=0.05, help="share of client calls that are writes"
+    )
+    ap.add_argument("--rank-archs", type=int, default=1000)
+    ap.add_argument(
+        "--adds-per-device",
+        type=int,
+        default=6,
+        help="AddMeasurements per device before a client registers a new one "
+        "(keeps head fits small)",
+    )
+    ap.add_argument(
+        "--admin-url",
+        default="postgresql+psycopg://postgres@127.0.0.1:5432/test",
+        help="PostgreSQL URL used to create/drop the benchmark database",
+    )
+    ap.add_argument("--db-name", default="chaos_bench")
+    ap.add_argument("--keep-db", action="store_true")
+    args = ap.parse_args(argv)
+    if not (
+        0 < args.warmup < args.kill_at < args.restart_at < args.duration
+        and args.pg_restart_at < args.duration
+    ):
+        ap.error("need 0 < warmup < kill-at < restart-at < duration, pg-restart-at < duration")
     if args.replicas < 2:
-        parser.error("--replicas must be at least 2")
+        ap.error("--replicas must be at least 2")
 
     from benchmarks.common import TEST_CACHE, nb201_non_train_devices
     from oracle_server.registry import Registry
@@ -472,11 +544,25 @@ def main(argv: list[str] | None = None) -> int:
     fresh_database(args.admin_url, args.db_name)
     Registry(db_url).close()  # the schema once, before the replicas race to create it
     tmp = Path(tempfile.mkdtemp(prefix="oracle-chaos-"))
-    common = ["--spaces", NB, "--cache-dir", str(TEST_CACHE), "--holdout-devices",
-              ",".join(nb201_non_train_devices()), "--database-url", db_url,
-              "--grace-s", "1", "--workers", "8", "--sync-interval-s", "0.5"]
-    replicas = [Replica(i, [*common, "--data-dir", str(tmp / f"r{i}")])
-                for i in range(args.replicas)]
+    common = [
+        "--spaces",
+        NB,
+        "--cache-dir",
+        str(TEST_CACHE),
+        "--holdout-devices",
+        ",".join(nb201_non_train_devices()),
+        "--database-url",
+        db_url,
+        "--grace-s",
+        "1",
+        "--workers",
+        "8",
+        "--sync-interval-s",
+        "0.5",
+    ]
+    replicas = [
+        Replica(i, [*common, "--data-dir", str(tmp / f"r{i}")]) for i in range(args.replicas)
+    ]
     run_id = uuid.uuid4().hex[:6]
     events: list[dict] = []
     load_samples: list[float] = []
@@ -488,24 +574,36 @@ def main(argv: list[str] | None = None) -> int:
         for r in replicas:
             r.wait_serving()
         targets = [f"127.0.0.1:{r.port}" for r in replicas]
-        load = Load(targets, args.clients, args.think_ms, args.write_prob, args.rank_archs,
-                    args.adds_per_device, run_id)
-        threads = [threading.Thread(target=load.client, args=(i,), daemon=True)
-                   for i in range(args.clients)]
+        load = Load(
+            targets,
+            args.clients,
+            args.think_ms,
+            args.write_prob,
+            args.rank_archs,
+            args.adds_per_device,
+            run_id,
+        )
+        threads = [
+            threading.Thread(target=load.client, args=(i,), daemon=True)
+            for i in range(args.clients)
+        ]
         load.t0 = time.monotonic()
         for t in threads:
             t.start()
 
         def at(second: float) -> None:
             while load._now() < second:
-                load_samples.append(os.getloadavg()[0])
+                load_samples.append(load_average()[0])
                 time.sleep(min(0.5, max(0.0, second - load._now())))
 
         victim = replicas[0]
-        schedule = sorted([
-            (args.kill_at, "kill"), (args.restart_at, "restart"),
-            *([] if args.pg_restart == "none" else [(args.pg_restart_at, "pg_restart")]),
-        ])
+        schedule = sorted(
+            [
+                (args.kill_at, "kill"),
+                (args.restart_at, "restart"),
+                *([] if args.pg_restart == "none" else [(args.pg_restart_at, "pg_restart")]),
+            ]
+        )
         for second, action in schedule:
             at(second)
             t_event = load._now()
@@ -515,16 +613,21 @@ def main(argv: list[str] | None = None) -> int:
                     time.sleep(0.001)
                 t_event = load._now()
                 victim.kill()
-                events.append({"t": round(t_event, 2), "event": f"SIGKILL replica 0 "
-                               f"(port {victim.port})"})
+                events.append(
+                    {"t": round(t_event, 2), "event": f"SIGKILL replica 0 (port {victim.port})"}
+                )
             elif action == "restart":  # in the background: the schedule goes on
 
                 def restart(t_event: float = t_event) -> None:
                     victim.start(victim.port)
                     victim.wait_serving()
-                    events.append({"t": round(t_event, 2), "event": "replica 0 restarted on "
-                                   f"port {victim.port}", "serving_after_s":
-                                   round(load._now() - t_event, 2)})
+                    events.append(
+                        {
+                            "t": round(t_event, 2),
+                            "event": f"replica 0 restarted on port {victim.port}",
+                            "serving_after_s": round(load._now() - t_event, 2),
+                        }
+                    )
 
                 restarter = threading.Thread(target=restart, daemon=True)
                 restarter.start()
@@ -575,16 +678,32 @@ def main(argv: list[str] | None = None) -> int:
         "kill_p99_within_10x_steady": bool(ratio <= 10.0),
     }
     result = {
-        "config": {k: getattr(args, k) for k in (
-            "duration", "replicas", "clients", "kill_at", "restart_at", "pg_restart_at",
-            "pg_restart", "warmup", "think_ms", "write_prob", "rank_archs", "adds_per_device",
-            "db_name")},
+        "config": {
+            k: getattr(args, k)
+            for k in (
+                "duration",
+                "replicas",
+                "clients",
+                "kill_at",
+                "restart_at",
+                "pg_restart_at",
+                "pg_restart",
+                "warmup",
+                "think_ms",
+                "write_prob",
+                "rank_archs",
+                "adds_per_device",
+                "db_name",
+            )
+        },
         "events": sorted(events, key=lambda e: e["t"]),
         "failed_reads": failed_reads,
-        "read_error_samples": sorted({c.error for c in calls
-                                      if c.kind == "read" and not c.ok})[:10],
-        "write_attempt_errors": sorted({c.error for c in calls
-                                        if c.kind == "write" and not c.ok})[:10],
+        "read_error_samples": sorted({c.error for c in calls if c.kind == "read" and not c.ok})[
+            :10
+        ],
+        "write_attempt_errors": sorted({c.error for c in calls if c.kind == "write" and not c.ok})[
+            :10
+        ],
         "writes": result_verify,
         "calls_in_flight_at_kill": dict(in_flight),
         "write_replays_by_replica": replays,
@@ -595,38 +714,49 @@ def main(argv: list[str] | None = None) -> int:
         "targets_met": targets_met,
         "ok": all(targets_met.values()),
         "replica_exit_codes": exits,
-        "load_average_1m": {"mean": round(float(np.mean(load_samples)), 2),
-                            "max": round(float(np.max(load_samples)), 2)},
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "note": "replicas, clients and PostgreSQL on one host, CPUs shared with "
-                            "other work"},
+        "load_average_1m": {
+            "mean": round(float(np.mean(load_samples)), 2),
+            "max": round(float(np.max(load_samples)), 2),
+        },
+        "machine": {
+            "note": "replicas, clients and PostgreSQL on one host, CPUs shared with other work"
+        },
         "wall_s": round(wall, 1),
     }
 
-    print(f"{'window':18s} {'reads':>6s} {'failed':>6s} {'p50 ms':>8s} {'p99 ms':>8s} "
-          f"{'max ms':>8s} {'writes':>6s} {'w.fail':>6s} {'w.p99':>8s}")
+    print(
+        f"{'window':18s} {'reads':>6s} {'failed':>6s} {'p50 ms':>8s} {'p99 ms':>8s} "
+        f"{'max ms':>8s} {'writes':>6s} {'w.fail':>6s} {'w.p99':>8s}"
+    )
     for name in windows:
         r, w = reads[name], writes[name]
-        print(f"{name:18s} {r['calls']:6d} {r['failed']:6d} {r.get('p50_ms', 0):8.1f} "
-              f"{r.get('p99_ms', 0):8.1f} {r.get('max_ms', 0):8.1f} {w['calls']:6d} "
-              f"{w['failed']:6d} {w.get('p99_ms', 0):8.1f}")
+        print(
+            f"{name:18s} {r['calls']:6d} {r['failed']:6d} {r.get('p50_ms', 0):8.1f} "
+            f"{r.get('p99_ms', 0):8.1f} {r.get('max_ms', 0):8.1f} {w['calls']:6d} "
+            f"{w['failed']:6d} {w.get('p99_ms', 0):8.1f}"
+        )
     for e in sorted(events, key=lambda e: e["t"]):
-        print(f"  t={e['t']:5.1f} s  {e['event']}"
-              + (f" via {e['method']} ({e['seconds_until_accepting']} s)" if "method" in e else "")
-              + (f", SERVING after {e['serving_after_s']} s" if "serving_after_s" in e else ""))
+        print(
+            f"  t={e['t']:5.1f} s  {e['event']}"
+            + (f" via {e['method']} ({e['seconds_until_accepting']} s)" if "method" in e else "")
+            + (f", SERVING after {e['serving_after_s']} s" if "serving_after_s" in e else "")
+        )
     v = result_verify
-    print(f"failed reads {failed_reads}; writes: {v['acknowledged_writes']} acknowledged, "
-          f"{v['lost_acknowledged_writes']} lost, {v['duplicated_writes']} applied twice, "
-          f"{v['abandoned_writes']} abandoned ({v['applied_but_unacknowledged']} of them "
-          f"applied), {v['writes_needing_client_retry']} needed a client retry, "
-          f"{sum(replays):.0f} answered from their request id's record (replays)")
+    print(
+        f"failed reads {failed_reads}; writes: {v['acknowledged_writes']} acknowledged, "
+        f"{v['lost_acknowledged_writes']} lost, {v['duplicated_writes']} applied twice, "
+        f"{v['abandoned_writes']} abandoned ({v['applied_but_unacknowledged']} of them "
+        f"applied), {v['writes_needing_client_retry']} needed a client retry, "
+        f"{sum(replays):.0f} answered from their request id's record (replays)"
+    )
     print(f"calls in flight at the kill (on any replica): {dict(in_flight)}")
-    print(f"Rank p99: steady {steady_p99} ms, first 5 s after the kill {kill_p99} ms "
-          f"({ratio:.1f}x); load average {result['load_average_1m']}; replicas converged: "
-          f"{result_converged['replicas_converged']}; targets met: {result['ok']}")
+    print(
+        f"Rank p99: steady {steady_p99} ms, first 5 s after the kill {kill_p99} ms "
+        f"({ratio:.1f}x); load average {result['load_average_1m']}; replicas converged: "
+        f"{result_converged['replicas_converged']}; targets met: {result['ok']}"
+    )
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        write_json(args.json, result)
     return 0 if result["ok"] else 1
 
 

@@ -1,6 +1,7 @@
-"""What several benchmarks share (they never import ``tests``): the checkout root, the proxy
-cache the test suite builds (reused, so a benchmark need not train its own) and HELP's
-NAS-Bench-201 device split. Servers are started with :class:`oracle_server.launch.ServerProcess`.
+"""What several benchmarks share besides the command line (:mod:`benchmarks._cli`): the proxy
+cache the test suite builds (reused, so a benchmark need not train its own), the offline
+evaluations' cache and HELP's NAS-Bench-201 device split. Of ``tests`` the benchmarks import
+only ``tests.support`` (servers start with :class:`tests.support.launch.ServerProcess`).
 """
 
 from __future__ import annotations
@@ -8,9 +9,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks._cli import ROOT
+
 #: The test suite's proxy artifacts (``ORACLE_TEST_CACHE`` overrides, as for the tests).
 TEST_CACHE = Path(os.environ.get("ORACLE_TEST_CACHE", ROOT / ".oracle" / "test-cache"))
+#: Proxy artifacts of the offline evaluations (``benchmarks.quality`` and the studies).
+EVAL_CACHE = Path("/tmp/latency-oracle-bench-cache")
 
 
 def help_nb201_split() -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -54,14 +58,23 @@ def fit_candidates(model, kinds, fit: tuple, y, score: tuple) -> dict:
     from oracle_server.predictor.heads import FitInputs, head_kind
 
     feats, basis, desc = fit
-    inp = FitInputs(basis, np.asarray(feats, dtype=np.float64), np.asarray(y, np.float64),
-                    model.proxy.linear_weights, model.cost_matrix, desc, model.prior)
+    inp = FitInputs(
+        basis,
+        np.asarray(feats, dtype=np.float64),
+        np.asarray(y, np.float64),
+        model.proxy.linear_weights,
+        model.cost_matrix,
+        desc,
+        model.prior,
+    )
     s_feats, s_basis, s_desc = score
     out = {}
     for k in kinds:
         kind = head_kind(k)
         if kind.available(inp):
             c = kind.fit(inp)
-            out[k] = (c.loo_log, kind.predict_log(c.params, s_basis,
-                                                  np.asarray(s_feats, np.float64), s_desc))
+            out[k] = (
+                c.loo_log,
+                kind.predict_log(c.params, s_basis, np.asarray(s_feats, np.float64), s_desc),
+            )
     return out

@@ -26,7 +26,7 @@ Phases, all in this one run and on the same machine:
 Target: light p99 in ``contended`` within 2x of ``idle``. The machine's load average is
 recorded per phase: the VM is shared, so compare phases of one run, not runs.
 
-    python benchmarks/fair_share.py [--duration-s 20] [--json benchmarks/results/fair_share.json]
+    python -m benchmarks.fair_share [--duration-s 20] [--json benchmarks/results/fair_share.json]
 
 ``--redis`` (issue 28) runs the shared-limits suite instead, against a ``redis-server`` of
 its own (no persistence, on a free port): the light tenant's p99 idle vs contended, client-
@@ -39,36 +39,28 @@ replicas, with shared and with per-replica limits (target R +/- 10 %; per replic
 Redis killed halfway through such a run while another tenant reads (target: 0 failed
 reads, fail-open counted); and the Lua call's p50 on loopback (target <= 0.2 ms)::
 
-    python benchmarks/fair_share.py --redis [--json benchmarks/results/fair_share_redis.json]
+    python -m benchmarks.fair_share --redis [--json benchmarks/results/fair_share_redis.json]
 """
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import hashlib
 import json
 import multiprocessing as mp
-import os
-import platform
 import secrets
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
+import grpc
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import grpc  # noqa: E402
-
-from benchmarks.common import TEST_CACHE, nb201_non_train_devices  # noqa: E402
-from oracle_server.launch import (  # noqa: E402
+from benchmarks._cli import RESULTS, ROOT, load_average, parser, write_json
+from benchmarks.common import TEST_CACHE, nb201_non_train_devices
+from tests.support.launch import (
     RedisProcess,
     RedisUnavailable,
     ServerProcess,
@@ -81,13 +73,6 @@ CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE),
 ]
 TARGET_RATIO = 2.0
-
-
-def loadavg() -> list[float]:
-    try:
-        return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
-    except OSError:
-        return []
 
 
 def pct(values: list[float], q: float) -> float:
@@ -103,8 +88,9 @@ def _requests(space_name: str, n: int, devices: list[str], count: int, seed: int
     out = []
     for _ in range(count):
         msg, _ = rq.archs_pb(space.sample(n, rng))
-        out.append(rq.rank_request(space.name, msg, devices, None, None, False, None)
-                   .SerializeToString())
+        out.append(
+            rq.rank_request(space.name, msg, devices, None, None, False, None).SerializeToString()
+        )
     return out
 
 
@@ -127,8 +113,9 @@ def _options(target: str) -> list:
 
 def heavy_main(port: int | str, token: str, args: dict, ready, stop, out) -> None:
     """The heavy tenant: ``clients`` threads, each a Rank loop; refused calls back off."""
-    reqs = _requests(args["heavy_space"], args["heavy_archs"], args["heavy_devices_list"], 4,
-                     seed=1)
+    reqs = _requests(
+        args["heavy_space"], args["heavy_archs"], args["heavy_devices_list"], 4, seed=1
+    )
     stats = {"ok": 0, "refused": 0, "other": 0, "ok_s": []}
     lock = threading.Lock()
     meta = (("authorization", f"Bearer {token}"),)
@@ -155,8 +142,9 @@ def heavy_main(port: int | str, token: str, args: dict, ready, stop, out) -> Non
                             stats["other"] += 1
                 k += 1
 
-    threads = [threading.Thread(target=run, args=(i,), daemon=True)
-               for i in range(args["heavy_clients"])]
+    threads = [
+        threading.Thread(target=run, args=(i,), daemon=True) for i in range(args["heavy_clients"])
+    ]
     ready.set()
     for t in threads:
         t.start()
@@ -175,7 +163,7 @@ def light_run(port: int | str, token: str, args: dict, duration_s: float) -> dic
         rank = ch.unary_unary(RANK_METHOD, _registered_method=False)
         for req in reqs[:10]:  # warm-up
             rank(req, timeout=60, metadata=meta)
-        load0 = loadavg()
+        load0 = load_average()
         deadline = time.perf_counter() + duration_s
         k = 0
         while time.perf_counter() < deadline:
@@ -187,24 +175,38 @@ def light_run(port: int | str, token: str, args: dict, duration_s: float) -> dic
                 errors += 1
             k += 1
     return {
-        "calls": len(times), "errors": errors,
-        "p50_ms": pct(times, 50) * 1e3, "p90_ms": pct(times, 90) * 1e3,
-        "p99_ms": pct(times, 99) * 1e3, "mean_ms": float(np.mean(times)) * 1e3,
-        "max_ms": float(np.max(times)) * 1e3, "loadavg_start": load0, "loadavg_end": loadavg(),
+        "calls": len(times),
+        "errors": errors,
+        "p50_ms": pct(times, 50) * 1e3,
+        "p90_ms": pct(times, 90) * 1e3,
+        "p99_ms": pct(times, 99) * 1e3,
+        "mean_ms": float(np.mean(times)) * 1e3,
+        "max_ms": float(np.max(times)) * 1e3,
+        "loadavg_start": load0,
+        "loadavg_end": load_average(),
     }
 
 
-def phase(name: str, port: int | str, tokens: dict[str, str], args: dict, heavy: bool,
-          heavy_port: int | str | None = None, metrics_ports: list[int] | None = None) -> dict:
+def phase(
+    name: str,
+    port: int | str,
+    tokens: dict[str, str],
+    args: dict,
+    heavy: bool,
+    heavy_port: int | str | None = None,
+    metrics_ports: list[int] | None = None,
+) -> dict:
     """``heavy_port``: the heavy tenant calls another server (same machine): what the light
     tenant then sees is CPU contention alone, which no server-side share can remove."""
     ctx = mp.get_context("spawn")
     proc = None
     if heavy:
         ready, stop, out = ctx.Event(), ctx.Event(), ctx.Queue()
-        proc = ctx.Process(target=heavy_main,
-                           args=(heavy_port or port, tokens["heavy"], args, ready, stop, out),
-                           daemon=True)
+        proc = ctx.Process(
+            target=heavy_main,
+            args=(heavy_port or port, tokens["heavy"], args, ready, stop, out),
+            daemon=True,
+        )
         proc.start()
         ready.wait(120)
         time.sleep(args["settle_s"])  # heavy tenant at steady state before timing
@@ -235,19 +237,28 @@ def phase(name: str, port: int | str, tokens: dict[str, str], args: dict, heavy:
 
 def _line(row: dict) -> str:
     li = row["light"]
-    text = (f"  {row['phase']:14s} light {li['calls']:5d} calls  p50 {li['p50_ms']:7.2f}  "
-            f"p99 {li['p99_ms']:7.2f}  max {li['max_ms']:7.1f} ms  err {li['errors']}")
+    text = (
+        f"  {row['phase']:14s} light {li['calls']:5d} calls  p50 {li['p50_ms']:7.2f}  "
+        f"p99 {li['p99_ms']:7.2f}  max {li['max_ms']:7.1f} ms  err {li['errors']}"
+    )
     if "heavy" in row:
         h = row["heavy"]
-        text += (f" | heavy ok {h['ok']:4d} refused {h['refused']:5d} "
-                 f"{h['archs_per_s'] / 1e6:6.2f} M archs/s")
+        text += (
+            f" | heavy ok {h['ok']:4d} refused {h['refused']:5d} "
+            f"{h['archs_per_s'] / 1e6:6.2f} M archs/s"
+        )
     if "server_p99_ms" in li:
         text += f" | server p50 {li['server_p50_ms']:6.2f} p99 {li['server_p99_ms']:6.2f} ms"
     return text + f" | load {li['loadavg_end'][0]:.2f}"
 
 
-def _tokens_file(directory: Path, tokens: dict[str, str], limited: bool,
-                 rate_limit: float = 0.0, work_limit: float = 0.0) -> Path:
+def _tokens_file(
+    directory: Path,
+    tokens: dict[str, str],
+    limited: bool,
+    rate_limit: float = 0.0,
+    work_limit: float = 0.0,
+) -> Path:
     def sha(t: str) -> str:
         return hashlib.sha256(t.encode()).hexdigest()
 
@@ -257,8 +268,9 @@ def _tokens_file(directory: Path, tokens: dict[str, str], limited: bool,
     if limited and work_limit > 0:
         quota += f", work_limit: {work_limit:.0f}"
     path = directory / f"tokens-{'limited' if limited else 'open'}.yaml"
-    path.write_text(f"heavy: {{sha256: {sha(tokens['heavy'])}{quota}}}\n"
-                    f"light: sha256:{sha(tokens['light'])}\n")
+    path.write_text(
+        f"heavy: {{sha256: {sha(tokens['heavy'])}{quota}}}\nlight: sha256:{sha(tokens['light'])}\n"
+    )
     return path
 
 
@@ -266,16 +278,22 @@ def server_args(args: dict, data_dir: Path, tokens_file: Path, limited: bool) ->
     """``oracle-server serve`` flags (ServerProcess adds the ports and the JSON log)."""
     spaces = sorted({"nasbench201", args["heavy_space"]})
     argv = [
-        "--data-dir", str(data_dir), "--cache-dir", str(args["cache_dir"]),
-        "--spaces", ",".join(spaces), "--tokens-file", str(tokens_file),
-        "--max-batch", str(max(args["heavy_archs"], 1000)),
+        "--data-dir",
+        str(data_dir),
+        "--cache-dir",
+        str(args["cache_dir"]),
+        "--spaces",
+        ",".join(spaces),
+        "--tokens-file",
+        str(tokens_file),
+        "--max-batch",
+        str(max(args["heavy_archs"], 1000)),
     ]
     if "nasbench201" in spaces:
         argv += ["--holdout-devices", ",".join(nb201_non_train_devices())]
     if limited:
         argv += ["--tenant-max-concurrent-rpcs", str(args["tenant_limit"])]
     return argv
-
 
 
 # ------------------------------------------------------------------ server-side figures
@@ -348,13 +366,26 @@ def lua_bench(url: str, calls: int = 3000) -> dict:
         shared.run("bench", spec, "admit")
         times.append(time.perf_counter() - t0)
     shared.close()
-    return {"calls": calls, "p50_ms": pct(times, 50) * 1e3, "p90_ms": pct(times, 90) * 1e3,
-            "p99_ms": pct(times, 99) * 1e3, "target_p50_ms": 0.2}
+    return {
+        "calls": calls,
+        "p50_ms": pct(times, 50) * 1e3,
+        "p90_ms": pct(times, 90) * 1e3,
+        "p99_ms": pct(times, 99) * 1e3,
+        "target_p50_ms": 0.2,
+    }
 
 
-def rate_run(target: str, token: str, offered: float, duration_s: float, settle_s: float,
-             metrics_ports: list[int], kill=None, kill_at_s: float = 0.0,
-             reader_token: str | None = None) -> dict:
+def rate_run(
+    target: str,
+    token: str,
+    offered: float,
+    duration_s: float,
+    settle_s: float,
+    metrics_ports: list[int],
+    kill=None,
+    kill_at_s: float = 0.0,
+    reader_token: str | None = None,
+) -> dict:
     """The capped tenant offers ``offered`` calls/s (open loop, small Ranks) through
     ``target``; counts what is accepted per second after ``settle_s`` (the first burst),
     and failures other than RESOURCE_EXHAUSTED. ``kill`` is called at ``kill_at_s``
@@ -382,8 +413,11 @@ def rate_run(target: str, token: str, offered: float, duration_s: float, settle_
                     rank(reqs[k % len(reqs)], timeout=30, metadata=meta)
                     what = "ok"
                 except grpc.RpcError as err:
-                    what = ("refused" if err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-                            else f"failed:{err.code().name}")
+                    what = (
+                        "refused"
+                        if err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                        else f"failed:{err.code().name}"
+                    )
                 with lock:
                     events.append((due - start, what))
                 k += threads_n
@@ -400,8 +434,9 @@ def rate_run(target: str, token: str, offered: float, duration_s: float, settle_
                     rank(reqs[k % len(reqs)], timeout=30, metadata=rmeta)
                     reads["ok"] += 1
                 except grpc.RpcError as err:
-                    key = ("refused" if err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-                           else "failed")
+                    key = (
+                        "refused" if err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED else "failed"
+                    )
                     reads[key] += 1
                 k += 1
                 time.sleep(0.005)
@@ -424,7 +459,9 @@ def rate_run(target: str, token: str, offered: float, duration_s: float, settle_
         return {"seconds": hi - lo, "accepted": ok, "accepted_per_s": ok / max(hi - lo, 1e-9)}
 
     row = {
-        "offered_per_s": offered, "duration_s": duration_s, "settle_s": settle_s,
+        "offered_per_s": offered,
+        "duration_s": duration_s,
+        "settle_s": settle_s,
         "ok": sum(1 for _, w in events if w == "ok"),
         "refused": sum(1 for _, w in events if w == "refused"),
         "failed": sum(1 for _, w in events if w.startswith("failed")),
@@ -456,7 +493,8 @@ def _redis_tokens(directory: Path, tokens: dict[str, str], a) -> Path:
         f"heavy: {{sha256: {sha(tokens['heavy'])}, {heavy}}}\n"
         # a limit far above what it sends: every light call still takes its shared token
         f"light: {{sha256: {sha(tokens['light'])}, rate_limit: 100000, burst: 100000}}\n"
-        f"capped: {{sha256: {sha(tokens['capped'])}, rate_limit: {a.capped_rate}}}\n")
+        f"capped: {{sha256: {sha(tokens['capped'])}, rate_limit: {a.capped_rate}}}\n"
+    )
     return path
 
 
@@ -490,34 +528,52 @@ def redis_suite(a, args: dict, d: Path) -> dict:
     with RedisServer(a.redis_port) as rs:
         url = rs.url(f"bench:{uuid.uuid4().hex[:8]}:")
         out["lua_call"] = lua_bench(url)
-        print(f"  Lua bucket call on loopback: p50 {out['lua_call']['p50_ms']:.3f} ms, p99 "
-              f"{out['lua_call']['p99_ms']:.3f} ms", flush=True)
+        print(
+            f"  Lua bucket call on loopback: p50 {out['lua_call']['p50_ms']:.3f} ms, p99 "
+            f"{out['lua_call']['p99_ms']:.3f} ms",
+            flush=True,
+        )
         for n in (1, 3):
             servers = _replicas(n, args, d / f"shared{n}", tokens_file, url)
             try:
-                target = (f"ipv4:{','.join(s.target for s in servers)}" if n > 1
-                          else servers[0].target)
+                target = (
+                    f"ipv4:{','.join(s.target for s in servers)}" if n > 1 else servers[0].target
+                )
                 mports = [s.metrics_port for s in servers]
                 for heavy in (False, True):
                     name = f"{n}r-{'contended' if heavy else 'idle'}"
-                    out["phases"].append(phase(name, target, tokens, args, heavy=heavy,
-                                               metrics_ports=mports))
+                    out["phases"].append(
+                        phase(name, target, tokens, args, heavy=heavy, metrics_ports=mports)
+                    )
                 if n == 3:
-                    row = rate_run(target, tokens["capped"], 10 * r, a.rate_duration_s,
-                                   a.settle_s, mports)
+                    row = rate_run(
+                        target, tokens["capped"], 10 * r, a.rate_duration_s, a.settle_s, mports
+                    )
                     out["accepted_shared"] = row
-                    print(f"  capped tenant R={r:g}/s offering 10R over 3 replicas, shared: "
-                          f"{row['steady']['accepted_per_s']:.1f}/s accepted", flush=True)
+                    print(
+                        f"  capped tenant R={r:g}/s offering 10R over 3 replicas, shared: "
+                        f"{row['steady']['accepted_per_s']:.1f}/s accepted",
+                        flush=True,
+                    )
             finally:
                 _stop_all(servers)
         servers = _replicas(3, args, d / "local3", tokens_file, "")
         try:
             target = f"ipv4:{','.join(s.target for s in servers)}"
-            row = rate_run(target, tokens["capped"], 10 * r, a.rate_duration_s, a.settle_s,
-                           [s.metrics_port for s in servers])
+            row = rate_run(
+                target,
+                tokens["capped"],
+                10 * r,
+                a.rate_duration_s,
+                a.settle_s,
+                [s.metrics_port for s in servers],
+            )
             out["accepted_per_replica"] = row
-            print(f"  ... per-replica limits (no Redis): {row['steady']['accepted_per_s']:.1f}/s "
-                  "accepted", flush=True)
+            print(
+                f"  ... per-replica limits (no Redis): {row['steady']['accepted_per_s']:.1f}/s "
+                "accepted",
+                flush=True,
+            )
         finally:
             _stop_all(servers)
     # Redis stopped mid-run: a Redis of our own, killed halfway
@@ -525,15 +581,26 @@ def redis_suite(a, args: dict, d: Path) -> dict:
         servers = _replicas(3, args, d / "outage3", tokens_file, rs.url("outage:"))
         try:
             target = f"ipv4:{','.join(s.target for s in servers)}"
-            row = rate_run(target, tokens["capped"], 10 * r, a.rate_duration_s, a.settle_s,
-                           [s.metrics_port for s in servers], kill=rs.stop,
-                           kill_at_s=a.rate_duration_s / 2, reader_token=tokens["light"])
+            row = rate_run(
+                target,
+                tokens["capped"],
+                10 * r,
+                a.rate_duration_s,
+                a.settle_s,
+                [s.metrics_port for s in servers],
+                kill=rs.stop,
+                kill_at_s=a.rate_duration_s / 2,
+                reader_token=tokens["light"],
+            )
             out["redis_stopped"] = row
-            print(f"  Redis stopped at {a.rate_duration_s / 2:g} s: accepted "
-                  f"{row['before_stop']['accepted_per_s']:.1f}/s before, "
-                  f"{row['after_stop']['accepted_per_s']:.1f}/s after (per-replica); failed "
-                  f"calls {row['failed']}, failed reads {row['reads']['failed']}, fail-open "
-                  f"decisions {row['oracle_limits_fail_open_total']:.0f}", flush=True)
+            print(
+                f"  Redis stopped at {a.rate_duration_s / 2:g} s: accepted "
+                f"{row['before_stop']['accepted_per_s']:.1f}/s before, "
+                f"{row['after_stop']['accepted_per_s']:.1f}/s after (per-replica); failed "
+                f"calls {row['failed']}, failed reads {row['reads']['failed']}, fail-open "
+                f"decisions {row['oracle_limits_fail_open_total']:.0f}",
+                flush=True,
+            )
         finally:
             _stop_all(servers)
     by = {p["phase"]: p["light"] for p in out["phases"]}
@@ -544,7 +611,8 @@ def redis_suite(a, args: dict, d: Path) -> dict:
             "server_p99_idle_ms": idle["server_p99_ms"],
             "server_p99_contended_ms": cont["server_p99_ms"],
             "server_p99_ratio": cont["server_p99_ms"] / idle["server_p99_ms"],
-            "client_p99_idle_ms": idle["p99_ms"], "client_p99_contended_ms": cont["p99_ms"],
+            "client_p99_idle_ms": idle["p99_ms"],
+            "client_p99_contended_ms": cont["p99_ms"],
             "client_p99_ratio": cont["p99_ms"] / idle["p99_ms"],
             "met_server_side": bool(cont["server_p99_ms"] <= TARGET_RATIO * idle["server_p99_ms"]),
         }
@@ -553,13 +621,18 @@ def redis_suite(a, args: dict, d: Path) -> dict:
     summary["accepted_shared_vs_R"] = shared / r
     summary["accepted_shared_met"] = bool(abs(shared / r - 1.0) <= 0.10)
     summary["accepted_per_replica_vs_R"] = (
-        out["accepted_per_replica"]["steady"]["accepted_per_s"] / r)
+        out["accepted_per_replica"]["steady"]["accepted_per_s"] / r
+    )
     stop = out["redis_stopped"]
     summary["redis_stopped"] = {
-        "failed_calls": stop["failed"], "failed_reads": stop["reads"]["failed"],
+        "failed_calls": stop["failed"],
+        "failed_reads": stop["reads"]["failed"],
         "fail_open_counted": stop["oracle_limits_fail_open_total"],
-        "met": bool(stop["failed"] == 0 and stop["reads"]["failed"] == 0
-                    and stop["oracle_limits_fail_open_total"] > 0),
+        "met": bool(
+            stop["failed"] == 0
+            and stop["reads"]["failed"] == 0
+            and stop["oracle_limits_fail_open_total"] > 0
+        ),
     }
     summary["lua_call_p50_ms"] = out["lua_call"]["p50_ms"]
     summary["lua_call_met"] = bool(out["lua_call"]["p50_ms"] <= 0.2)
@@ -568,8 +641,7 @@ def redis_suite(a, args: dict, d: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--json", type=Path, help="write the results here")
+    ap = parser(__doc__.split("\n")[0])
     ap.add_argument("--duration-s", type=float, default=20.0, help="timed light calls per phase")
     ap.add_argument("--settle-s", type=float, default=2.0, help="heavy warm-up before timing")
     ap.add_argument("--heavy-clients", type=int, default=10, help="heavy concurrency (quota 1)")
@@ -577,31 +649,63 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--heavy-devices", type=int, default=1)
     ap.add_argument("--heavy-space", default="nasbench201")
     ap.add_argument("--light-archs", type=int, default=100)
-    ap.add_argument("--tenant-limit", type=int, default=4,
-                    help="server-wide per-tenant concurrency (light's share; heavy's is 1)")
-    ap.add_argument("--heavy-rate-limit", type=float, default=0.0,
-                    help="heavy's quota also caps its calls per second (0: concurrency only)")
-    ap.add_argument("--heavy-work-limit", type=float, default=0.0,
-                    help="heavy's quota also caps its Rank work: architectures x devices per "
-                         "second (tokens file work_limit; 0: off)")
-    ap.add_argument("--interference", action="store_true",
-                    help="also a phase with the heavy tenant on a second server: the machine's "
-                         "CPU contention alone (2 cores shared by both servers and clients)")
-    ap.add_argument("--skip-unlimited", action="store_true",
-                    help="skip the no-fair-share comparison phase")
-    ap.add_argument("--redis", action="store_true",
-                    help="issue 28 instead: shared Redis limits on 1 and 3 replicas "
-                         "(server-side p99 from oracle_tenant_request_seconds), the capped "
-                         "tenant's accepted rate, Redis stopped mid-run; starts its own "
-                         "redis-server (default JSON benchmarks/results/fair_share_redis.json)")
-    ap.add_argument("--redis-port", type=int, default=0,
-                    help="port of the benchmark's own redis-server (0: a free one)")
-    ap.add_argument("--capped-rate", type=float, default=20.0,
-                    help="R: the capped tenant's rate limit (it offers 10 R calls/s)")
-    ap.add_argument("--rate-duration-s", type=float, default=20.0,
-                    help="length of each accepted-rate run")
-    ap.add_argument("--cache-dir", type=Path, default=TEST_CACHE,
-                    help="proxy artifacts (default: the test suite's cache)")
+    ap.add_argument(
+        "--tenant-limit",
+        type=int,
+        default=4,
+        help="server-wide per-tenant concurrency (light's share; heavy's is 1)",
+    )
+    ap.add_argument(
+        "--heavy-rate-limit",
+        type=float,
+        default=0.0,
+        help="heavy's quota also caps its calls per second (0: concurrency only)",
+    )
+    ap.add_argument(
+        "--heavy-work-limit",
+        type=float,
+        default=0.0,
+        help="heavy's quota also caps its Rank work: architectures x devices per "
+        "second (tokens file work_limit; 0: off)",
+    )
+    ap.add_argument(
+        "--interference",
+        action="store_true",
+        help="also a phase with the heavy tenant on a second server: the machine's "
+        "CPU contention alone (2 cores shared by both servers and clients)",
+    )
+    ap.add_argument(
+        "--skip-unlimited", action="store_true", help="skip the no-fair-share comparison phase"
+    )
+    ap.add_argument(
+        "--redis",
+        action="store_true",
+        help="issue 28 instead: shared Redis limits on 1 and 3 replicas "
+        "(server-side p99 from oracle_tenant_request_seconds), the capped "
+        "tenant's accepted rate, Redis stopped mid-run; starts its own "
+        "redis-server (default JSON benchmarks/results/fair_share_redis.json)",
+    )
+    ap.add_argument(
+        "--redis-port",
+        type=int,
+        default=0,
+        help="port of the benchmark's own redis-server (0: a free one)",
+    )
+    ap.add_argument(
+        "--capped-rate",
+        type=float,
+        default=20.0,
+        help="R: the capped tenant's rate limit (it offers 10 R calls/s)",
+    )
+    ap.add_argument(
+        "--rate-duration-s", type=float, default=20.0, help="length of each accepted-rate run"
+    )
+    ap.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=TEST_CACHE,
+        help="proxy artifacts (default: the test suite's cache)",
+    )
     a = ap.parse_args(argv)
     from client_sdk.spaces import get_space
 
@@ -610,44 +714,48 @@ def main(argv: list[str] | None = None) -> int:
     args["heavy_devices_list"] = list(get_space(a.heavy_space).table.devices[: a.heavy_devices])
     tokens = {name: secrets.token_urlsafe(24) for name in ("heavy", "light")}
     t_start = time.perf_counter()
-    res: dict = {"meta": {
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "cpus": os.cpu_count(), "python": platform.python_version(), "grpc": grpc.__version__,
-        "git": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                              capture_output=True, text=True).stdout.strip(),
-        "loadavg_before": loadavg(),
-        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in args.items()},
-        "heavy": f"{a.heavy_clients} concurrent clients, quota max_concurrent_rpcs=1 (10x)"
-                 + (f" and rate_limit={a.heavy_rate_limit}/s" if a.heavy_rate_limit else "")
-                 + (f" and work_limit={a.heavy_work_limit:.0f} archs x devices/s"
-                    if a.heavy_work_limit else "")
-                 + ", "
-                 f"Rank {a.heavy_archs} x {a.heavy_devices} device(s) in {a.heavy_space}, "
-                 "backs off by the RetryInfo delay when refused",
-        "light": f"1 closed-loop client, Rank {a.light_archs} archs x 1 device (nasbench201)",
-        "server": "subprocess oracle-server serve, 8 workers, max_concurrent_rpcs 64, "
-                  f"tenant_max_concurrent_rpcs {a.tenant_limit} (heavy: 1 by tokens file)",
-    }}
+    res: dict = {
+        "meta": {
+            "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "loadavg_before": load_average(),
+            "settings": {k: str(v) if isinstance(v, Path) else v for k, v in args.items()},
+            "heavy": f"{a.heavy_clients} concurrent clients, quota max_concurrent_rpcs=1 (10x)"
+            + (f" and rate_limit={a.heavy_rate_limit}/s" if a.heavy_rate_limit else "")
+            + (
+                f" and work_limit={a.heavy_work_limit:.0f} archs x devices/s"
+                if a.heavy_work_limit
+                else ""
+            )
+            + ", "
+            f"Rank {a.heavy_archs} x {a.heavy_devices} device(s) in {a.heavy_space}, "
+            "backs off by the RetryInfo delay when refused",
+            "light": f"1 closed-loop client, Rank {a.light_archs} archs x 1 device (nasbench201)",
+            "server": "subprocess oracle-server serve, 8 workers, max_concurrent_rpcs 64, "
+            f"tenant_max_concurrent_rpcs {a.tenant_limit} (heavy: 1 by tokens file)",
+        }
+    }
     if a.redis:
         print("fair share with shared Redis limits (issue 28):", flush=True)
         with tempfile.TemporaryDirectory(prefix="oracle-fair-redis-") as tmp:
             res.update(redis_suite(a, args, Path(tmp)))
-        res["meta"]["loadavg_after"] = loadavg()
+        res["meta"]["loadavg_after"] = load_average()
         res["meta"]["wall_s"] = time.perf_counter() - t_start
         res["meta"]["light"] += " (rate_limit 100000/s: every call takes a shared token)"
-        res["meta"]["replicas"] = ("subprocess servers, each its own SQLite registry (table "
-                                   "devices only), sharing one redis-server on loopback")
+        res["meta"]["replicas"] = (
+            "subprocess servers, each its own SQLite registry (table "
+            "devices only), sharing one redis-server on loopback"
+        )
         print(json.dumps(res["summary"], indent=2))
-        path = a.json or ROOT / "benchmarks" / "results" / "fair_share_redis.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(res, indent=2) + "\n")
+        path = a.json or RESULTS / "fair_share_redis.json"
+        write_json(path, res)
         print(f"wrote {path}")
         return 0
     phases = []
     with tempfile.TemporaryDirectory(prefix="oracle-fair-") as tmp:
         d = Path(tmp)
-        print("fair share (light tenant's Rank latency; heavy tenant at 10x its quota):",
-              flush=True)
+        print(
+            "fair share (light tenant's Rank latency; heavy tenant at 10x its quota):", flush=True
+        )
         heavy_quota = (a.heavy_rate_limit, a.heavy_work_limit)
         limited = server_args(args, d / "a", _tokens_file(d, tokens, True, *heavy_quota), True)
         with ServerProcess(limited, cwd=ROOT) as srv:
@@ -656,12 +764,21 @@ def main(argv: list[str] | None = None) -> int:
             phases.append(phase("contended", srv.port, tokens, args, heavy=True))
             phases.append(phase("idle-again", srv.port, tokens, args, heavy=False))
             if a.interference:
-                other = server_args(args, d / "c",
-                                    _tokens_file(d, tokens, True, *heavy_quota), True)
+                other = server_args(
+                    args, d / "c", _tokens_file(d, tokens, True, *heavy_quota), True
+                )
                 with ServerProcess(other, cwd=ROOT) as srv2:
                     srv2.wait_serving()
-                    phases.append(phase("heavy-elsewhere", srv.port, tokens, args, heavy=True,
-                                        heavy_port=srv2.port))
+                    phases.append(
+                        phase(
+                            "heavy-elsewhere",
+                            srv.port,
+                            tokens,
+                            args,
+                            heavy=True,
+                            heavy_port=srv2.port,
+                        )
+                    )
         if not a.skip_unlimited:
             unlimited = server_args(args, d / "b", _tokens_file(d, tokens, False), False)
             with ServerProcess(unlimited, cwd=ROOT) as srv:
@@ -674,53 +791,66 @@ def main(argv: list[str] | None = None) -> int:
     # The strict reading: against the better (quieter) of the two idle phases of this run.
     strict = cont["p99_ms"] / min(idle["p99_ms"], by["idle-again"]["light"]["p99_ms"])
     res["summary"] = {
-        "light_p99_idle_ms": idle["p99_ms"], "light_p99_contended_ms": cont["p99_ms"],
+        "light_p99_idle_ms": idle["p99_ms"],
+        "light_p99_contended_ms": cont["p99_ms"],
         "light_p99_idle_again_ms": by["idle-again"]["light"]["p99_ms"],
-        "p99_ratio_contended_vs_idle": ratio, "target_ratio": TARGET_RATIO,
+        "p99_ratio_contended_vs_idle": ratio,
+        "target_ratio": TARGET_RATIO,
         "p99_ratio_contended_vs_best_idle": strict,
         "p50_ratio_contended_vs_idle": cont["p50_ms"] / idle["p50_ms"],
         "met_vs_idle": bool(ratio <= TARGET_RATIO),
         "met": bool(strict <= TARGET_RATIO),
-        "heavy_refused_fraction": (by["contended"]["heavy"]["refused"]
-                                   / max(1, by["contended"]["heavy"]["refused"]
-                                         + by["contended"]["heavy"]["ok"])),
+        "heavy_refused_fraction": (
+            by["contended"]["heavy"]["refused"]
+            / max(1, by["contended"]["heavy"]["refused"] + by["contended"]["heavy"]["ok"])
+        ),
     }
     if "no-fair-share" in by:
         res["summary"]["light_p99_no_fair_share_ms"] = by["no-fair-share"]["light"]["p99_ms"]
         res["summary"]["p99_ratio_no_fair_share_vs_idle"] = (
-            by["no-fair-share"]["light"]["p99_ms"] / idle["p99_ms"])
-    res["meta"]["loadavg_after"] = loadavg()
+            by["no-fair-share"]["light"]["p99_ms"] / idle["p99_ms"]
+        )
+    res["meta"]["loadavg_after"] = load_average()
     res["meta"]["wall_s"] = time.perf_counter() - t_start
     print_table(res)
     if a.json:
-        a.json.parent.mkdir(parents=True, exist_ok=True)
-        a.json.write_text(json.dumps(res, indent=2) + "\n")
+        write_json(a.json, res)
         print(f"wrote {a.json}")
     return 0
 
 
 def print_table(res: dict) -> None:
-    print("\nphase           light calls   p50 ms   p99 ms   p99/idle | heavy ok  refused  "
-          "M archs/s | load avg (1 min)")
+    print(
+        "\nphase           light calls   p50 ms   p99 ms   p99/idle | heavy ok  refused  "
+        "M archs/s | load avg (1 min)"
+    )
     idle = res["phases"][0]["light"]["p99_ms"]
     for row in res["phases"]:
         li, h = row["light"], row.get("heavy")
-        heavy = (f"{h['ok']:8d} {h['refused']:8d} {h['archs_per_s'] / 1e6:10.2f}" if h
-                 else f"{'-':>8s} {'-':>8s} {'-':>10s}")
-        print(f"{row['phase']:15s} {li['calls']:11d} {li['p50_ms']:8.2f} {li['p99_ms']:8.2f} "
-              f"{li['p99_ms'] / idle:10.2f} | {heavy} | {li['loadavg_start'][0]:.2f} -> "
-              f"{li['loadavg_end'][0]:.2f}")
+        heavy = (
+            f"{h['ok']:8d} {h['refused']:8d} {h['archs_per_s'] / 1e6:10.2f}"
+            if h
+            else f"{'-':>8s} {'-':>8s} {'-':>10s}"
+        )
+        print(
+            f"{row['phase']:15s} {li['calls']:11d} {li['p50_ms']:8.2f} {li['p99_ms']:8.2f} "
+            f"{li['p99_ms'] / idle:10.2f} | {heavy} | {li['loadavg_start'][0]:.2f} -> "
+            f"{li['loadavg_end'][0]:.2f}"
+        )
     s = res["summary"]
+
     def flag(ok: bool) -> str:
         return "met" if ok else "MISSED"
 
-    print(f"\nlight p99 contended / idle = {s['p99_ratio_contended_vs_idle']:.2f} "
-          f"({flag(s['met_vs_idle'])}), / the better idle phase "
-          f"{s['p99_ratio_contended_vs_best_idle']:.2f} ({flag(s['met'])}; target <= "
-          f"{s['target_ratio']:.0f}); p50 ratio {s['p50_ratio_contended_vs_idle']:.2f}; "
-          "heavy calls refused "
-          f"{s['heavy_refused_fraction']:.0%}; load avg before {res['meta']['loadavg_before']}, "
-          f"after {res['meta']['loadavg_after']}; {res['meta']['wall_s']:.0f} s")
+    print(
+        f"\nlight p99 contended / idle = {s['p99_ratio_contended_vs_idle']:.2f} "
+        f"({flag(s['met_vs_idle'])}), / the better idle phase "
+        f"{s['p99_ratio_contended_vs_best_idle']:.2f} ({flag(s['met'])}; target <= "
+        f"{s['target_ratio']:.0f}); p50 ratio {s['p50_ratio_contended_vs_idle']:.2f}; "
+        "heavy calls refused "
+        f"{s['heavy_refused_fraction']:.0%}; load avg before {res['meta']['loadavg_before']}, "
+        f"after {res['meta']['loadavg_after']}; {res['meta']['wall_s']:.0f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ a valid message with bit flips, truncation and insertions). The contract checked
 - the status is never ``UNKNOWN`` nor ``INTERNAL`` (nor a transport error);
 - the server process stays up and its health check answers ``SERVING`` afterwards.
 
-    python benchmarks/fuzz.py --cases 10000 --json benchmarks/results/fuzz.json
+    python -m benchmarks.fuzz --cases 10000 --json benchmarks/results/fuzz.json
 
 Without ``--target`` a subprocess server is started on 127.0.0.1 (port 0) with the test
 proxy cache. Everything stays on loopback and is bounded by ``--cases`` and ``--max-seconds``.
@@ -17,7 +17,6 @@ proxy cache. Everything stays on loopback and is bounded by ``--cases`` and ``--
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import random
@@ -25,17 +24,13 @@ import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
-from pathlib import Path
 from typing import Any
 
 import grpc
 from google.protobuf.descriptor import FieldDescriptor
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from client_sdk.proto.latency_oracle.v1 import oracle_pb2 as pb  # noqa: E402
+from benchmarks._cli import ROOT, parser, write_json
+from client_sdk.proto.latency_oracle.v1 import oracle_pb2 as pb
 
 SERVICE = pb.DESCRIPTOR.services_by_name["LatencyOracle"]
 METHODS: dict[str, Any] = {m.name: m.input_type._concrete_class for m in SERVICE.methods}
@@ -45,10 +40,34 @@ NB201_ARCH = (
 )
 ODD_BYTES = (b"\xff" * 10, b"\x0a\xff\xff\xff\xff\x0f", b"\x80", b"\x12\x00")
 STRINGS = (
-    "", "nasbench201", "fbnet", "ofa_mbv3", "pixel3", "raspi4", "nasbench201/pixel3",
-    "nasbench201/", "/pixel3", "a/b/c", "..", "-x", "x" * 64, "x" * 65, "x" * 5000,
-    "ms/inference", "ms", "pix el", "é", "\u202e", "\x00", "%s%n", "'; drop table x;--",
-    NB201_ARCH, NB201_ARCH[:-1], "|none~0|", "k3_e1-" * 22, "r=224 d=2-3",
+    "",
+    "nasbench201",
+    "fbnet",
+    "ofa_mbv3",
+    "pixel3",
+    "raspi4",
+    "nasbench201/pixel3",
+    "nasbench201/",
+    "/pixel3",
+    "a/b/c",
+    "..",
+    "-x",
+    "x" * 64,
+    "x" * 65,
+    "x" * 5000,
+    "ms/inference",
+    "ms",
+    "pix el",
+    "é",
+    "\u202e",
+    "\x00",
+    "%s%n",
+    "'; drop table x;--",
+    NB201_ARCH,
+    NB201_ARCH[:-1],
+    "|none~0|",
+    "k3_e1-" * 22,
+    "r=224 d=2-3",
 )
 
 
@@ -60,8 +79,10 @@ def _random_string(rng: random.Random) -> str:
         n = rng.choice((1, 5, 64, 300))
         return "".join(chr(rng.randrange(32, 127)) for _ in range(n))
     n = rng.randrange(1, 40)
-    return "".join(chr(rng.choice((rng.randrange(1, 0xD800), rng.randrange(0xE000, 0x10FFFF))))
-                   for _ in range(n))
+    return "".join(
+        chr(rng.choice((rng.randrange(1, 0xD800), rng.randrange(0xE000, 0x10FFFF))))
+        for _ in range(n)
+    )
 
 
 def _random_scalar(field: FieldDescriptor, rng: random.Random) -> Any:
@@ -76,8 +97,21 @@ def _random_scalar(field: FieldDescriptor, rng: random.Random) -> Any:
     if t == FieldDescriptor.TYPE_BOOL:
         return rng.random() < 0.5
     if t in (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT):
-        return rng.choice((0.0, -1.0, 1e-300, 0.5, 1.0, 3.7, 1e308, math.inf, -math.inf,
-                           math.nan, rng.uniform(-10, 100)))
+        return rng.choice(
+            (
+                0.0,
+                -1.0,
+                1e-300,
+                0.5,
+                1.0,
+                3.7,
+                1e308,
+                math.inf,
+                -math.inf,
+                math.nan,
+                rng.uniform(-10, 100),
+            )
+        )
     if t in (FieldDescriptor.TYPE_UINT32, FieldDescriptor.TYPE_FIXED32):
         return rng.choice((0, 1, 2, 5, 6, 10, 22, 46, 1000, 1001, 2**31, 2**32 - 1))
     if t in (FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_FIXED64):
@@ -115,8 +149,9 @@ def random_message(cls: Any, rng: random.Random, depth: int = 0) -> Any:
 
 
 def _genes(rng: random.Random, n: int) -> Any:
-    return pb.Architectures(packed=pb.PackedGenes(
-        num_genes=6, genes=bytes(rng.randrange(0, 5) for _ in range(6 * n))))
+    return pb.Architectures(
+        packed=pb.PackedGenes(num_genes=6, genes=bytes(rng.randrange(0, 5) for _ in range(6 * n)))
+    )
 
 
 def template(method: str, rng: random.Random) -> Any:
@@ -130,17 +165,24 @@ def template(method: str, rng: random.Random) -> Any:
         "ListDevices": lambda: pb.ListDevicesRequest(space="nasbench201"),
         "GetDevice": lambda: pb.GetDeviceRequest(name=dev, space="nasbench201"),
         "Rank": lambda: pb.RankRequest(
-            space="nasbench201", archs=_genes(rng, n), devices=[dev, "pixel3"],
-            top_k=rng.choice((0, 3)), return_uncertainty=rng.random() < 0.5),
+            space="nasbench201",
+            archs=_genes(rng, n),
+            devices=[dev, "pixel3"],
+            top_k=rng.choice((0, 3)),
+            return_uncertainty=rng.random() < 0.5,
+        ),
         "SuggestReferences": lambda: pb.SuggestReferencesRequest(space="nasbench201", n=10),
         "RegisterDevice": lambda: pb.RegisterDeviceRequest(
-            name=name, space="nasbench201", archs=_genes(rng, n), latency_ms=lat),
+            name=name, space="nasbench201", archs=_genes(rng, n), latency_ms=lat
+        ),
         "AddMeasurements": lambda: pb.AddMeasurementsRequest(
-            name=name, space="nasbench201", archs=_genes(rng, n), latency_ms=lat),
+            name=name, space="nasbench201", archs=_genes(rng, n), latency_ms=lat
+        ),
         "DeleteDevice": lambda: pb.DeleteDeviceRequest(name=name, space="nasbench201"),
         "CompareDevices": lambda: pb.CompareDevicesRequest(a=dev, b="pixel3", space="nasbench201"),
         "GetSearchSpace": lambda: pb.GetSearchSpaceRequest(
-            name=rng.choice(("nasbench201", "fz_space", "nope"))),
+            name=rng.choice(("nasbench201", "fz_space", "nope"))
+        ),
         # one fixed valid definition: registered once, then answered idempotently
         "RegisterSpace": lambda: pb.RegisterSpaceRequest(definition=FUZZ_SPACE),
     }[method]()
@@ -180,7 +222,7 @@ def mutate(raw: bytes, rng: random.Random) -> bytes:
             i = rng.randrange(len(data))
             data[i] ^= 1 << rng.randrange(8)
         elif op == 1 and data:
-            del data[rng.randrange(len(data)):]
+            del data[rng.randrange(len(data)) :]
         elif op == 2:
             i = rng.randrange(len(data) + 1)
             data[i:i] = rng.randbytes(rng.randrange(1, 12))
@@ -213,7 +255,10 @@ def health_status(channel: grpc.Channel, timeout_s: float = 10.0) -> str:
 
 
 def call_raw(
-    channel: grpc.Channel, method: str, payload: bytes, timeout_s: float = 20.0,
+    channel: grpc.Channel,
+    method: str,
+    payload: bytes,
+    timeout_s: float = 20.0,
     metadata: tuple[tuple[str, str], ...] = (),
 ) -> tuple[grpc.StatusCode, str]:
     """Send raw request bytes to a method; (status code, details). Responses are not parsed."""
@@ -225,8 +270,13 @@ def call_raw(
     return grpc.StatusCode.OK, ""
 
 
-def run_cases(target: str, cases: int, seed: int = 0, max_seconds: float = 1800.0,
-              metadata: tuple[tuple[str, str], ...] = ()) -> dict[str, Any]:
+def run_cases(
+    target: str,
+    cases: int,
+    seed: int = 0,
+    max_seconds: float = 1800.0,
+    metadata: tuple[tuple[str, str], ...] = (),
+) -> dict[str, Any]:
     """Run ``cases`` fuzz cases against ``target``; returns the summary (see module doc)."""
     rng = random.Random(seed)
     methods = sorted(METHODS)
@@ -246,10 +296,19 @@ def run_cases(target: str, cases: int, seed: int = 0, max_seconds: float = 1800.
             codes[method][code.name] += 1
             done += 1
             if code in FORBIDDEN or code in (
-                grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED
+                grpc.StatusCode.UNAVAILABLE,
+                grpc.StatusCode.DEADLINE_EXCEEDED,
             ):
-                failures.append({"case": i, "method": method, "kind": kind, "code": code.name,
-                                 "details": details[:300], "payload_hex": payload[:200].hex()})
+                failures.append(
+                    {
+                        "case": i,
+                        "method": method,
+                        "kind": kind,
+                        "code": code.name,
+                        "details": details[:300],
+                        "payload_hex": payload[:200].hex(),
+                    }
+                )
         try:
             health = health_status(channel)
         except grpc.RpcError as err:
@@ -266,25 +325,35 @@ def run_cases(target: str, cases: int, seed: int = 0, max_seconds: float = 1800.
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cases", type=int, default=10_000)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--max-seconds", type=float, default=1800.0)
-    parser.add_argument("--target", default="", help="host:port (default: start a server)")
-    parser.add_argument("--json", default="", help="write the summary here")
-    args = parser.parse_args(argv)
+    ap = parser(__doc__.split("\n\n")[0])
+    ap.add_argument("--cases", type=int, default=10_000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--max-seconds", type=float, default=1800.0)
+    ap.add_argument("--target", default="", help="host:port (default: start a server)")
+    args = ap.parse_args(argv)
 
     srv = None
     target = args.target
     tmp = tempfile.TemporaryDirectory(prefix="oracle-fuzz-")
     if not target:
         from benchmarks.common import TEST_CACHE, nb201_non_train_devices
-        from oracle_server.launch import ServerProcess
+        from tests.support.launch import ServerProcess
 
-        srv = ServerProcess([
-            "--spaces", "nasbench201", "--data-dir", tmp.name, "--cache-dir", str(TEST_CACHE),
-            "--holdout-devices", ",".join(nb201_non_train_devices()), "--grace-s", "5",
-        ], cwd=ROOT).wait_serving()
+        srv = ServerProcess(
+            [
+                "--spaces",
+                "nasbench201",
+                "--data-dir",
+                tmp.name,
+                "--cache-dir",
+                str(TEST_CACHE),
+                "--holdout-devices",
+                ",".join(nb201_non_train_devices()),
+                "--grace-s",
+                "5",
+            ],
+            cwd=ROOT,
+        ).wait_serving()
         target = f"127.0.0.1:{srv.port}"
     try:
         summary = run_cases(target, args.cases, args.seed, args.max_seconds)
@@ -301,14 +370,16 @@ def main(argv: list[str] | None = None) -> int:
     summary["crashes"] = int(not summary.get("server_alive", True)) + int(
         summary["health_after"] != "SERVING"
     )
-    summary["ok"] = not summary["failures"] and summary["crashes"] == 0 and summary.get(
-        "server_exit_code_on_sigterm", 0) == 0
+    summary["ok"] = (
+        not summary["failures"]
+        and summary["crashes"] == 0
+        and summary.get("server_exit_code_on_sigterm", 0) == 0
+    )
     print(json.dumps({k: v for k, v in summary.items() if k != "codes_by_method"}, indent=2))
     for method, codes in summary["codes_by_method"].items():
         print(f"{method:20s} " + ", ".join(f"{k}={v}" for k, v in sorted(codes.items())))
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(summary, indent=2) + "\n")
+        write_json(args.json, summary)
     return 0 if summary["ok"] else 1
 
 

@@ -1,20 +1,20 @@
 """Head fit time (selection included) at 10 and 100 samples, per space (issue #13 target:
 <= 50 ms / <= 200 ms). Prints a table and writes JSON.
 
+    .venv/bin/python -m benchmarks.head_fit [--repeats 20] [--json benchmarks/results/head_fit.json]
+
 The first fit after a model is loaded also pays one-off costs (the proxy's lazily loaded
 tree tables, first-use imports); it is timed on its own (``first_ms``) and kept out of the
 steady-state percentiles."""
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks._cli import RESULTS, load_average, parser, write_json
 from oracle_server.predictor import build_model
 
 SPACES = ("nasbench201", "fbnet", "ofa_mbv3")
@@ -23,12 +23,11 @@ FIRST_FIT_SEED = 2**32 - 1
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = parser(__doc__, json_default=RESULTS / "head_fit.json")
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--cache-dir", type=Path, default=Path(".oracle/cache"))
-    ap.add_argument("--json", type=Path, default=Path("benchmarks/results/head_fit.json"))
     args = ap.parse_args()
-    out: dict = {"load_avg": os.getloadavg(), "repeats": args.repeats, "spaces": {}}
+    out: dict = {"load_avg": load_average(), "repeats": args.repeats, "spaces": {}}
     print(f"{'space':12s} {'n':>4s} {'p50 ms':>8s} {'p90 ms':>8s}  heads")
     for space in SPACES:
         model = build_model(space, cache_dir=args.cache_dir)
@@ -51,8 +50,7 @@ def main() -> None:
             p50, p90 = np.percentile(times, [50, 90])
             out["spaces"][space][n] = {"p50_ms": p50, "p90_ms": p90}
             print(f"{space:12s} {n:4d} {p50:8.1f} {p90:8.1f}  {','.join(sorted(kinds))}")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(out, indent=2))
+    write_json(args.json, out)
 
 
 if __name__ == "__main__":

@@ -5,53 +5,59 @@ archs of that space scored per device and seed — a subsample of the table, for
 FBNet<->OFA and FBNet<->NAS-Bench-201). FLOPs, the naive six-descriptor NNLS and a per-device
 LightGBM ceiling beside. Prints a table and writes JSON (figures, settings, tuning devices).
 
-    .venv/bin/python benchmarks/leave_space_out.py --json benchmarks/results/leave_space_out.json
+    .venv/bin/python -m benchmarks.leave_space_out --json benchmarks/results/leave_space_out.json
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import time
-from pathlib import Path
 
+from benchmarks._cli import parser, write_json
 from oracle_server import evaluation_spaces as ev
 from oracle_server.predictor import layer_level
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--json", type=Path, default=None)
-    parser.add_argument("--samples", type=int, nargs="+", default=[10, 20])
-    parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--score-rows", type=int, default=2000)
-    parser.add_argument("--no-ceiling", dest="ceiling", action="store_false")
-    args = parser.parse_args(argv)
+    ap = parser(__doc__.splitlines()[0])
+    ap.add_argument("--samples", type=int, nargs="+", default=[10, 20])
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--score-rows", type=int, default=2000)
+    ap.add_argument("--no-ceiling", dest="ceiling", action="store_false")
+    args = ap.parse_args(argv)
 
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
     start = time.perf_counter()
     result = {
-        "settings": {"samples": args.samples, "seeds": args.seeds,
-                     "score_rows": args.score_rows, "ceiling": args.ceiling,
-                     "ceiling_model": f"LightGBM on genes, {ev.CEILING_TRAIN} own rows",
-                     "prior_devices": "HELP train devices of the other spaces",
-                     "head": {"ensemble": list(layer_level.ENSEMBLE),
-                              "zero_shot": list(layer_level.ZERO_SHOT_MEMBERS)}},
+        "settings": {
+            "samples": args.samples,
+            "seeds": args.seeds,
+            "score_rows": args.score_rows,
+            "ceiling": args.ceiling,
+            "ceiling_model": f"LightGBM on genes, {ev.CEILING_TRAIN} own rows",
+            "prior_devices": "HELP train devices of the other spaces",
+            "head": {
+                "ensemble": list(layer_level.ENSEMBLE),
+                "zero_shot": list(layer_level.ZERO_SHOT_MEMBERS),
+            },
+        },
         "tuned_on": {s: list(v) for s, v in ev.TUNED_ON.items()},
-        "leave_space_out": {s: ev.leave_space_out(s, tuple(args.samples), args.seeds,
-                                                  args.score_rows, args.ceiling, log)
-                            for s in layer_level.SPACES},
-        "cross_space": {f"{a}->{b}": ev.cross_space(a, b, log, args.score_rows)
-                        for a, b in ev.DIRECTIONS},
+        "leave_space_out": {
+            s: ev.leave_space_out(
+                s, tuple(args.samples), args.seeds, args.score_rows, args.ceiling, log
+            )
+            for s in layer_level.SPACES
+        },
+        "cross_space": {
+            f"{a}->{b}": ev.cross_space(a, b, log, args.score_rows) for a, b in ev.DIRECTIONS
+        },
     }
     result["seconds"] = time.perf_counter() - start
     print(ev.format_table(result))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=1))
+        write_json(args.json, result, indent=1)
     return 0
 
 

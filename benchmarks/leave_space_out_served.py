@@ -22,14 +22,12 @@ separately (``mean_test``).
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
+from benchmarks._cli import parser, print_table, write_json
 from client_sdk.spaces import get_space
 from client_sdk.spaces.descriptors import descriptors
 from oracle_server.evaluation import HELP_SPLITS
@@ -53,14 +51,17 @@ def role_of(space: str, device: str) -> str:
     return "other"
 
 
-def run_space(space: str, k: int, seeds: int, score_rows: int, log,
-              roles: tuple[str, ...] = (*ROLES, "other")) -> dict:
+def run_space(
+    space: str, k: int, seeds: int, score_rows: int, log, roles: tuple[str, ...] = (*ROLES, "other")
+) -> dict:
     sp = get_space(space)
     start = time.perf_counter()
     table = transfer_table(sp, exclude=(space,))
     model = _train_model(sp, table.devices, ProxyConfig(), np.zeros(0, np.int64), table)
-    log(f"{space}: transferred basis of {len(table.devices)} devices, model in "
-        f"{time.perf_counter() - start:.1f} s")
+    log(
+        f"{space}: transferred basis of {len(table.devices)} devices, model in "
+        f"{time.perf_counter() - start:.1f} s"
+    )
     prior = CrossSpacePrior.from_bundled(exclude_space=space)
     genes = sp.table.genes
     n = len(genes)
@@ -70,8 +71,7 @@ def run_space(space: str, k: int, seeds: int, score_rows: int, log,
         if role_of(space, device) not in roles:
             continue
         y = sp.table.device_column(device)
-        scores: dict[str, list[float]] = {"served": [], "layer_level": [], "nnls": [],
-                                          "flops": []}
+        scores: dict[str, list[float]] = {"served": [], "layer_level": [], "nnls": [], "flops": []}
         kinds = []
         for seed in range(seeds):
             rng = np.random.default_rng([seed, 7])
@@ -85,8 +85,9 @@ def run_space(space: str, k: int, seeds: int, score_rows: int, log,
             kinds.append(head.kind)
             ll = fit_layer_head(desc6[rows], y[rows], prior)
             scores["layer_level"].append(spearman(ll.predict_ms(desc6[score]), y[score]))
-            scores["nnls"].append(spearman(naive_nnls(desc6[rows], y[rows]).predict_ms(
-                desc6[score]), y[score]))
+            scores["nnls"].append(
+                spearman(naive_nnls(desc6[rows], y[rows]).predict_ms(desc6[score]), y[score])
+            )
             scores["flops"].append(spearman(desc6[score, 0] + desc6[score, 1], y[score]))
         per_device[device] = {key: float(np.mean(v)) for key, v in scores.items()}
         per_device[device]["role"] = role_of(space, device)
@@ -100,41 +101,61 @@ def run_space(space: str, k: int, seeds: int, score_rows: int, log,
     for role in ROLES:
         out[f"mean_{role}"] = mean([d for d in per_device.values() if d["role"] == role])
     out["devices"] = per_device
-    log(f"{space} k={k}: " + " | ".join(
-        f"{scope[5:]} " + " ".join(f"{a}={b:.3f}" for a, b in out[scope].items())
-        for scope in ("mean_all", "mean_train", "mean_validation", "mean_test") if out[scope]))
+    log(
+        f"{space} k={k}: "
+        + " | ".join(
+            f"{scope[5:]} " + " ".join(f"{a}={b:.3f}" for a, b in out[scope].items())
+            for scope in ("mean_all", "mean_train", "mean_validation", "mean_test")
+            if out[scope]
+        )
+    )
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--spaces", nargs="+", default=list(SPACES), choices=SPACES)
-    parser.add_argument("--samples", type=int, default=10)
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--score-rows", type=int, default=2000)
-    parser.add_argument("--devices", nargs="+", default=["all"], choices=(*ROLES, "all"),
-                        help="HELP roles scored (choose on train/validation only)")
-    parser.add_argument("--json", type=Path, default=None)
-    args = parser.parse_args(argv)
+    ap = parser(__doc__.splitlines()[0])
+    ap.add_argument("--spaces", nargs="+", default=list(SPACES), choices=SPACES)
+    ap.add_argument("--samples", type=int, default=10)
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--score-rows", type=int, default=2000)
+    ap.add_argument(
+        "--devices",
+        nargs="+",
+        default=["all"],
+        choices=(*ROLES, "all"),
+        help="HELP roles scored (choose on train/validation only)",
+    )
+    args = ap.parse_args(argv)
 
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
-    roles = (*ROLES, "other") if "all" in args.devices else tuple(
-        r for r in ROLES if r in args.devices)
-    result = {"settings": {"samples": args.samples, "seeds": args.seeds,
-                           "score_rows": args.score_rows, "devices": list(roles)},
-              "spaces": {s: run_space(s, args.samples, args.seeds, args.score_rows, log, roles)
-                         for s in args.spaces}}
-    print(f"{'space':12s} {'scope':10s} " + " ".join(f"{k:>12s}" for k in SCORES))
-    for s, r in result["spaces"].items():
-        for scope in ("mean_all", "mean_train", "mean_validation", "mean_test"):
-            if r[scope]:
-                print(f"{s:12s} {scope[5:]:10s} " + " ".join(f"{r[scope][k]:12.3f}"
-                                                              for k in SCORES))
+    roles = (
+        (*ROLES, "other") if "all" in args.devices else tuple(r for r in ROLES if r in args.devices)
+    )
+    result = {
+        "settings": {
+            "samples": args.samples,
+            "seeds": args.seeds,
+            "score_rows": args.score_rows,
+            "devices": list(roles),
+        },
+        "spaces": {
+            s: run_space(s, args.samples, args.seeds, args.score_rows, log, roles)
+            for s in args.spaces
+        },
+    }
+    print_table(
+        ("space", "scope", *SCORES),
+        [
+            (s, scope[5:], *(float(r[scope][k]) for k in SCORES))
+            for s, r in result["spaces"].items()
+            for scope in ("mean_all", "mean_train", "mean_validation", "mean_test")
+            if r[scope]
+        ],
+    )
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=1))
+        write_json(args.json, result, indent=1)
     return 0
 
 

@@ -6,17 +6,13 @@ occasional RegisterDevice (+ DeleteDevice, so the registry stays bounded) and Ge
 Reports requests, errors (must be 0), p50/p99 latency per RPC, throughput, and the server's
 RSS after warm-up and at the end (growth must stay under 10 %).
 
-    python benchmarks/load.py --duration 60 --clients 8 --json benchmarks/results/load.json
+    python -m benchmarks.load --duration 60 --clients 8 --json benchmarks/results/load.json
 
 Bounded and loopback-only: the server binds 127.0.0.1, the run stops after ``--duration``.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import platform
 import sys
 import tempfile
 import threading
@@ -26,13 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from client_sdk import OracleClient  # noqa: E402
-from client_sdk.errors import OracleClientError  # noqa: E402
-from client_sdk.spaces import get_space  # noqa: E402
+from benchmarks._cli import ROOT, parser, print_table, write_json
+from client_sdk import OracleClient
+from client_sdk.errors import OracleClientError
+from client_sdk.spaces import get_space
 
 SPACE = get_space("nasbench201")
 DEVICES = ("pixel3", "samsung_a50", "1080ti_1", "silver_4114", "essential_ph_1")
@@ -45,8 +38,14 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def client_loop(target: str, seed: int, stop: threading.Event, out: dict, lock: threading.Lock,
-                register_every: int) -> None:
+def client_loop(
+    target: str,
+    seed: int,
+    stop: threading.Event,
+    out: dict,
+    lock: threading.Lock,
+    register_every: int,
+) -> None:
     rng = np.random.default_rng(seed)
     lat: dict[str, list[float]] = defaultdict(list)
     errors: list[str] = []
@@ -59,10 +58,16 @@ def client_loop(target: str, seed: int, stop: threading.Event, out: dict, lock: 
                 name = f"load-{seed}-{i}"
                 genes = SPACE.sample(10, rng=int(rng.integers(1 << 31)))
                 meas = SPACE.table.device_column("raspi4")[SPACE.table_rows(genes)]
-                calls = [("RegisterDevice", lambda c=c, n=name, g=genes, m=meas:
-                          c.register_device(n, "nasbench201", (g, m))),
-                         ("GetDevice", lambda c=c, n=name: c.get_device(n, "nasbench201")),
-                         ("DeleteDevice", lambda c=c, n=name: c.delete_device(n, "nasbench201"))]
+                calls = [
+                    (
+                        "RegisterDevice",
+                        lambda c=c, n=name, g=genes, m=meas: c.register_device(
+                            n, "nasbench201", (g, m)
+                        ),
+                    ),
+                    ("GetDevice", lambda c=c, n=name: c.get_device(n, "nasbench201")),
+                    ("DeleteDevice", lambda c=c, n=name: c.delete_device(n, "nasbench201")),
+                ]
             else:
                 n = int(rng.integers(1_000, 10_001))
                 genes = SPACE.table.genes[rng.integers(0, SPACE.table.genes.shape[0], n)]
@@ -70,8 +75,14 @@ def client_loop(target: str, seed: int, stop: threading.Event, out: dict, lock: 
                 devs = list(rng.choice(DEVICES, k, replace=False))
                 top_k = int(rng.choice([0, 10, 100]))
                 archs += n * k
-                calls = [("Rank", lambda c=c, g=genes, d=devs, t=top_k:
-                          c.rank("nasbench201", g, d, top_k=t or None))]
+                calls = [
+                    (
+                        "Rank",
+                        lambda c=c, g=genes, d=devs, t=top_k: c.rank(
+                            "nasbench201", g, d, top_k=t or None
+                        ),
+                    )
+                ]
             for method, call in calls:
                 t0 = time.perf_counter()
                 try:
@@ -87,26 +98,41 @@ def client_loop(target: str, seed: int, stop: threading.Event, out: dict, lock: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=float, default=60.0)
-    parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--warmup", type=float, default=5.0)
-    parser.add_argument("--register-every", type=int, default=25,
-                        help="one registration cycle every N calls per client")
-    parser.add_argument("--json", default="")
-    args = parser.parse_args(argv)
+    ap = parser(__doc__.split("\n\n")[0])
+    ap.add_argument("--duration", type=float, default=60.0)
+    ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--warmup", type=float, default=5.0)
+    ap.add_argument(
+        "--register-every",
+        type=int,
+        default=25,
+        help="one registration cycle every N calls per client",
+    )
+    args = ap.parse_args(argv)
     if not 0 < args.duration <= 600 or not 0 < args.clients <= 64:
-        parser.error("--duration must be in (0, 600] and --clients in (0, 64]")
+        ap.error("--duration must be in (0, 600] and --clients in (0, 64]")
 
     from benchmarks.common import TEST_CACHE, nb201_non_train_devices
-    from oracle_server.launch import ServerProcess
+    from tests.support.launch import ServerProcess
 
     tmp = tempfile.TemporaryDirectory(prefix="oracle-load-")
-    srv = ServerProcess([
-        "--spaces", "nasbench201", "--data-dir", tmp.name, "--cache-dir", str(TEST_CACHE),
-        "--holdout-devices", ",".join(nb201_non_train_devices()), "--grace-s", "10",
-        "--workers", str(max(8, args.clients)),
-    ], cwd=ROOT).wait_serving()
+    srv = ServerProcess(
+        [
+            "--spaces",
+            "nasbench201",
+            "--data-dir",
+            tmp.name,
+            "--cache-dir",
+            str(TEST_CACHE),
+            "--holdout-devices",
+            ",".join(nb201_non_train_devices()),
+            "--grace-s",
+            "10",
+            "--workers",
+            str(max(8, args.clients)),
+        ],
+        cwd=ROOT,
+    ).wait_serving()
     target = f"127.0.0.1:{srv.port}"
     pid = srv.proc.pid
     try:
@@ -116,9 +142,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.warmup > 0:  # same mix, not recorded: allocator pools, caches, lazy imports
             stop = threading.Event()
             warm = {"latencies": defaultdict(list), "errors": [], "archs": 0}
-            threads = [threading.Thread(target=client_loop, args=(
-                target, 10_000 + i, stop, warm, lock, args.register_every))
-                for i in range(args.clients)]
+            threads = [
+                threading.Thread(
+                    target=client_loop,
+                    args=(target, 10_000 + i, stop, warm, lock, args.register_every),
+                )
+                for i in range(args.clients)
+            ]
             for t in threads:
                 t.start()
             time.sleep(args.warmup)
@@ -129,8 +159,12 @@ def main(argv: list[str] | None = None) -> int:
         rss_start = rss_mb(pid)
         samples = [rss_start]
         stop = threading.Event()
-        threads = [threading.Thread(target=client_loop, args=(
-            target, i, stop, out, lock, args.register_every)) for i in range(args.clients)]
+        threads = [
+            threading.Thread(
+                target=client_loop, args=(target, i, stop, out, lock, args.register_every)
+            )
+            for i in range(args.clients)
+        ]
         t0 = time.monotonic()
         for t in threads:
             t.start()
@@ -168,24 +202,29 @@ def main(argv: list[str] | None = None) -> int:
         "requests_per_s": round(total / wall, 1),
         "archs_ranked_per_s": round(out["archs"] / wall),
         "per_rpc": per_rpc,
-        "rss_mb": {"ready": round(rss_ready, 1), "start": round(rss_start, 1),
-                   "end": round(rss_end, 1), "max": round(max(samples), 1)},
+        "rss_mb": {
+            "ready": round(rss_ready, 1),
+            "start": round(rss_start, 1),
+            "end": round(rss_end, 1),
+            "max": round(max(samples), 1),
+        },
         "rss_growth_pct": round(growth, 2),
         "server_exit_code": exit_code,
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "note": "2 cores shared with other work; server and clients on one host"},
+        "machine": {"note": "2 cores shared with other work; server and clients on one host"},
     }
     result["ok"] = result["errors"] == 0 and growth < 10 and exit_code == 0
-    print(f"{'rpc':16s} {'requests':>9s} {'p50 ms':>8s} {'p99 ms':>8s} {'max ms':>8s}")
-    for method, r in per_rpc.items():
-        print(f"{method:16s} {r['requests']:9d} {r['p50_ms']:8.1f} {r['p99_ms']:8.1f} "
-              f"{r['max_ms']:8.1f}")
-    print(f"requests {total} in {wall:.0f} s ({result['requests_per_s']}/s), errors "
-          f"{result['errors']}, RSS {rss_start:.0f} -> {rss_end:.0f} MB ({growth:+.1f} %), "
-          f"ready {rss_ready:.0f} MB, exit {exit_code}")
+    print_table(
+        ("rpc", "requests", "p50 ms", "p99 ms", "max ms"),
+        [(m, r["requests"], r["p50_ms"], r["p99_ms"], r["max_ms"]) for m, r in per_rpc.items()],
+        floatfmt=".1f",
+    )
+    print(
+        f"requests {total} in {wall:.0f} s ({result['requests_per_s']}/s), errors "
+        f"{result['errors']}, RSS {rss_start:.0f} -> {rss_end:.0f} MB ({growth:+.1f} %), "
+        f"ready {rss_ready:.0f} MB, exit {exit_code}"
+    )
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        write_json(args.json, result)
     return 0 if result["ok"] else 1
 
 

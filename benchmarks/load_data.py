@@ -4,21 +4,19 @@ Each repeat runs in a fresh Python subprocess, so nothing is cached: it times th
 ``client_sdk.spaces``, then per space ``load_table`` (CSV -> numpy) and
 ``get_space(name).table`` (architecture strings -> canonical genes, row lookup index).
 
-    python benchmarks/load_data.py [--repeat 5] [--json benchmarks/results/load_data.json]
+    python -m benchmarks.load_data [--repeat 5] [--json benchmarks/results/load_data.json]
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from benchmarks._cli import RESULTS, ROOT, load_average, parser, write_json
+
 SPACES = ("nasbench201", "fbnet", "ofa_mbv3")
 TARGET_S = 1.0
 
@@ -80,12 +78,10 @@ def summarise(runs: list[dict]) -> dict:
             "total": stats([p["total_s"] for p in per]),
         }
     tables = stats([r["tables_s"] for r in runs])
-    load = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+    load = (load_average() or [None])[0]
     return {
         "benchmark": "cold load of the bundled tables, fresh subprocess per repeat",
         "repeats": len(runs),
-        "python": platform.python_version(),
-        "machine": platform.machine(),
         "cpu_count": os.cpu_count(),
         "load_average_1min": load,
         "import": stats([r["import_s"] for r in runs]),
@@ -125,20 +121,13 @@ def print_table(summary: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=5, help="fresh processes (default 5)")
-    parser.add_argument(
-        "--json",
-        type=Path,
-        default=ROOT / "benchmarks" / "results" / "load_data.json",
-        help="where to write the results (default benchmarks/results/load_data.json)",
-    )
-    args = parser.parse_args(argv)
+    ap = parser(__doc__.splitlines()[0], json_default=RESULTS / "load_data.json")
+    ap.add_argument("--repeat", type=int, default=5, help="fresh processes (default 5)")
+    args = ap.parse_args(argv)
     runs = [run_once() for _ in range(max(1, args.repeat))]
     summary = summarise(runs)
     print_table(summary)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(args.json, summary)
     print(f"wrote {args.json}")
     return 0 if summary["meets_target"] else 1
 

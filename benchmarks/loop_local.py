@@ -14,29 +14,24 @@
 Timing uses ``--warmup``/``--repeats`` (default 3/10, median) at ``--threads`` (1): a
 shared, loaded machine makes single timings noisy; the load average is recorded.
 
-Usage: ``python benchmarks/loop_local.py --json benchmarks/results/loop_local.json
+Usage: ``python -m benchmarks.loop_local --json benchmarks/results/loop_local.json
 --plot docs/loop_local.png``
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from client_sdk.search import pareto_mask, search  # noqa: E402
-from client_sdk.search.loop import local_measure  # noqa: E402
-from client_sdk.spaces import get_space  # noqa: E402
+from benchmarks._cli import load_average, parser, write_json
+from benchmarks.common import TEST_CACHE
+from client_sdk.search import pareto_mask, search
+from client_sdk.search.loop import local_measure
+from client_sdk.spaces import get_space
 
 SPACE = get_space("nasbench201")
 METRIC = "cifar10"
@@ -49,12 +44,18 @@ def start_oracle():
     from oracle_server.settings import Settings
 
     tmp = tempfile.TemporaryDirectory(prefix="loop-local-")
-    cache = REPO / ".oracle" / "test-cache"
+    cache = TEST_CACHE
     model = build_model("nasbench201", (), cache_dir=cache)
-    settings = Settings(host="127.0.0.1", port=0, metrics_port=-1, data_dir=Path(tmp.name),
-                        spaces=("nasbench201",), cache_dir=str(cache), workers=2)
-    app = App(settings, models={"nasbench201": model}).start(block_until_ready=True,
-                                                             timeout_s=300)
+    settings = Settings(
+        host="127.0.0.1",
+        port=0,
+        metrics_port=-1,
+        data_dir=Path(tmp.name),
+        spaces=("nasbench201",),
+        cache_dir=str(cache),
+        workers=2,
+    )
+    app = App(settings, models={"nasbench201": model}).start(block_until_ready=True, timeout_s=300)
     client = OracleClient(f"127.0.0.1:{app.port}", timeout_s=60)
 
     def close() -> None:
@@ -72,8 +73,7 @@ def hv(err: np.ndarray, lat: np.ndarray, ref: np.ndarray) -> float:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--json", type=Path)
+    ap = parser(__doc__.split("\n")[0])
     ap.add_argument("--plot", type=Path)
     ap.add_argument("--budget", type=int, default=20)
     ap.add_argument("--rounds", type=int, default=2)
@@ -83,9 +83,10 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
     opts = ap.parse_args()
-    load_start = os.getloadavg()
-    measure = local_measure("nasbench201", threads=opts.threads, warmup=opts.warmup,
-                            repeats=opts.repeats)
+    load_start = load_average()
+    measure = local_measure(
+        "nasbench201", threads=opts.threads, warmup=opts.warmup, repeats=opts.repeats
+    )
     timed: dict[bytes, float] = {}
 
     def timed_measure(genes: np.ndarray) -> np.ndarray:
@@ -99,13 +100,29 @@ def main() -> int:
         refs = client.suggest_references("nasbench201", 10, seed=opts.seed)
         ref_ms = timed_measure(refs)
         for name in ("cpu-static", "cpu-loop"):
-            client.register_device(name, "nasbench201", (refs, ref_ms),
-                                   contract={"threads": opts.threads, "runtime": "torch"})
-        kw = {"objective": METRIC, "evaluations": opts.evaluations, "seed": opts.seed,
-              "progress": False, "latency_resolution_ms": "auto"}
+            client.register_device(
+                name,
+                "nasbench201",
+                (refs, ref_ms),
+                contract={"threads": opts.threads, "runtime": "torch"},
+            )
+        kw = {
+            "objective": METRIC,
+            "evaluations": opts.evaluations,
+            "seed": opts.seed,
+            "progress": False,
+            "latency_resolution_ms": "auto",
+        }
         static = search(client, "nasbench201", ["cpu-static"], **kw)
-        loop = search(client, "nasbench201", ["cpu-loop"], measure=timed_measure,
-                      measure_budget=opts.budget, rounds=opts.rounds, **kw)
+        loop = search(
+            client,
+            "nasbench201",
+            ["cpu-loop"],
+            measure=timed_measure,
+            measure_budget=opts.budget,
+            rounds=opts.rounds,
+            **kw,
+        )
         loop_measured = np.isfinite(loop.archive["measured_ms"]["cpu-loop"])
         # validation: time every returned architecture here
         union = np.unique(np.concatenate([static.front.genes, loop.front.genes]), axis=0)
@@ -119,18 +136,21 @@ def main() -> int:
     acc = SPACE.table.accuracy[METRIC]
 
     def truth(genes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return (100.0 - acc[SPACE.table_rows(genes)],
-                np.array([timed[g.tobytes()] for g in genes]))
+        return (100.0 - acc[SPACE.table_rows(genes)], np.array([timed[g.tobytes()] for g in genes]))
 
     all_genes = np.array([np.frombuffer(k, dtype=SPACE.table.genes.dtype) for k in timed])
     e_all, l_all = truth(all_genes)
     ref = np.array([e_all.max() + 0.5, l_all.max() * 1.01])
     best = pareto_mask(np.column_stack([e_all, l_all]))
     hv_best = hv(e_all[best], l_all[best], ref)
-    out = {"load_start": list(load_start), "load_end": list(os.getloadavg()),
-           "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(opts).items()},
-           "num_timed": len(timed), "validate_s": validate_s,
-           "best_known_front_size": int(best.sum())}
+    out = {
+        "load_start": load_start,
+        "load_end": load_average(),
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(opts).items()},
+        "num_timed": len(timed),
+        "validate_s": validate_s,
+        "best_known_front_size": int(best.sum()),
+    }
     for label, res in (("static", static), ("loop", loop)):
         e, lat = truth(res.front.genes)
         dev = res.front.devices[0]
@@ -146,8 +166,7 @@ def main() -> int:
     out["loop"]["measured_in_loop"] = int(loop_measured.sum())
     print(json.dumps(out, indent=2))
     if opts.json:
-        opts.json.parent.mkdir(parents=True, exist_ok=True)
-        opts.json.write_text(json.dumps(out, indent=2) + "\n")
+        write_json(opts.json, out)
     if opts.plot:
         plot(opts.plot, truth, static, loop, refs, loop, loop_measured, out)
     return 0
@@ -163,17 +182,28 @@ def plot(path, truth, static, loop, refs, loop_res, loop_measured, out) -> None:
     e, lat = truth(refs)
     ax.scatter(lat, 100 - e, marker="s", color="0.6", s=22, label="10 references (timed)")
     e, lat = truth(loop_res.archive["genes"][loop_measured])
-    ax.scatter(lat, 100 - e, marker="x", color="tab:green", s=40,
-               label=f"measured by the loop ({int(loop_measured.sum())})")
+    ax.scatter(
+        lat,
+        100 - e,
+        marker="x",
+        color="tab:green",
+        s=40,
+        label=f"measured by the loop ({int(loop_measured.sum())})",
+    )
     for label, res, color in (("static", static, "tab:blue"), ("loop", loop, "tab:orange")):
         e, lat = truth(res.front.genes)
         order = np.argsort(lat)
         m = pareto_mask(np.column_stack([e, lat]))
         o2 = np.argsort(lat[m])
         ax.step(lat[m][o2], 100 - e[m][o2], where="post", color=color, lw=1)
-        ax.scatter(lat[order], 100 - e[order], color=color, s=16,
-                   label=f"{label} front ({len(res.front)}), HV "
-                         f"{out[label]['hv_vs_best_known']:.4f} of best known")
+        ax.scatter(
+            lat[order],
+            100 - e[order],
+            color=color,
+            s=16,
+            label=f"{label} front ({len(res.front)}), HV "
+            f"{out[label]['hv_vs_best_known']:.4f} of best known",
+        )
     ax.set_xlabel("latency measured on this CPU (ms, median, 1 thread)")
     ax.set_ylabel("CIFAR-10 test accuracy (%)")
     ax.set_title("NB201 on this CPU: returned fronts scored with measured latency")

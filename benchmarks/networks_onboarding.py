@@ -1,6 +1,6 @@
 """Issue 26 target: a device registered from 10 hand-written networks ranks 20 others.
 
-1. Measures the 30 plain-torch networks of ``benchmarks/zoo.py`` on this CPU with the
+1. Measures the 30 plain-torch networks of ``benchmarks.zoo`` on this CPU with the
    product's harness (``Harness.measure_interleaved``: torch eager, batch 1, ``--threads``
    threads, all networks built first, interleaved rounds with drift normalisation and a
    split-half retest) and writes ``benchmarks/results/networks_cpu.json`` (per network:
@@ -13,17 +13,17 @@
    bundled ``CrossSpacePrior``) when that module exists.
 
 Timing needs the machine to itself: run the full measurement alone. Smoke run (6 small
-networks, few repeats, nothing written unless ``--out``)::
+networks, few repeats, nothing written unless ``--json``)::
 
-    .venv/bin/python benchmarks/networks_onboarding.py --quick
+    .venv/bin/python -m benchmarks.networks_onboarding --quick
 
 Full run (30 networks, 20 rounds x 5 runs; a few minutes on one core)::
 
-    .venv/bin/python benchmarks/networks_onboarding.py
+    .venv/bin/python -m benchmarks.networks_onboarding
 
 Re-evaluate a stored measurement (no timing)::
 
-    .venv/bin/python benchmarks/networks_onboarding.py \
+    .venv/bin/python -m benchmarks.networks_onboarding \
         --from-json benchmarks/results/networks_cpu.json
 
 ``--agreement N`` instead traces N random architectures of each bundled space's torch builder
@@ -32,31 +32,33 @@ and prints the relative difference to ``client_sdk.spaces.descriptors`` per colu
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run as a script from anywhere
-    sys.path.insert(0, str(ROOT))
+from benchmarks._cli import RESULTS, parser, write_json
+from benchmarks.zoo import ZOO, ZooNet
 
-from benchmarks.zoo import ZOO, ZooNet  # noqa: E402
-
-RESULT = ROOT / "benchmarks" / "results" / "networks_cpu.json"
-QUICK = ("mobilenetv1_w025_r224", "plain4_r128", "shufflenetv2_x05_r224",
-         "mobilenetv2_w050_r224", "resnet18_w32_r224", "vgg11_w025_r224")
+RESULT = RESULTS / "networks_cpu.json"
+QUICK = (
+    "mobilenetv1_w025_r224",
+    "plain4_r128",
+    "shufflenetv2_x05_r224",
+    "mobilenetv2_w050_r224",
+    "resnet18_w32_r224",
+    "vgg11_w025_r224",
+)
 BASE_NAMES = ("dense_macs", "dw_macs", "weights", "activations", "kernels", "elementwise")
 
 
 # ---------------------------------------------------------------------- measure
-def measure(nets: list[ZooNet], threads: int, warmup: int, rounds: int, runs: int,
-            seed: int) -> dict[str, Any]:
+def measure(
+    nets: list[ZooNet], threads: int, warmup: int, rounds: int, runs: int, seed: int
+) -> dict[str, Any]:
     """Trace and time ``nets`` with ``Harness.measure_interleaved``."""
     import torch
 
@@ -66,23 +68,46 @@ def measure(nets: list[ZooNet], threads: int, warmup: int, rounds: int, runs: in
 
     built = {n.name: (n.build(seed), n.input_shape) for n in nets}
     desc = [network_descriptors(*built[n.name]) for n in nets]
-    config = HarnessConfig(warmup=warmup, threads=threads, batch_size=1, backend="eager",
-                           rounds=rounds, runs=runs, seed=seed)
+    config = HarnessConfig(
+        warmup=warmup,
+        threads=threads,
+        batch_size=1,
+        backend="eager",
+        rounds=rounds,
+        runs=runs,
+        seed=seed,
+    )
     t0 = time.perf_counter()
     _, m = time_networks(built, config=config)
     seconds = time.perf_counter() - t0
     half_a, half_b = m.halves()
     cv = m.cv
-    rows = [{"name": n.name, "family": n.family, "resolution": n.resolution,
-             "descriptors": dict(zip(BASE_NAMES, map(float, d), strict=True)),
-             "ms": float(ms), "ms_halves": [float(a), float(b)], "cv": float(c)}
-            for n, d, ms, a, b, c in zip(nets, desc, m.latency_ms, half_a, half_b, cv,
-                                         strict=True)]
-    return {"device": f"{platform.processor() or platform.machine()} (torch "
-                      f"{torch.__version__}, eager, batch 1, {threads} thread(s))",
-            "config": {"threads": threads, "warmup": warmup, "rounds": rounds, "runs": runs,
-                       "seed": seed},
-            "measurement": m.summary(), "seconds": seconds, "networks": rows}
+    rows = [
+        {
+            "name": n.name,
+            "family": n.family,
+            "resolution": n.resolution,
+            "descriptors": dict(zip(BASE_NAMES, map(float, d), strict=True)),
+            "ms": float(ms),
+            "ms_halves": [float(a), float(b)],
+            "cv": float(c),
+        }
+        for n, d, ms, a, b, c in zip(nets, desc, m.latency_ms, half_a, half_b, cv, strict=True)
+    ]
+    return {
+        "device": f"{platform.processor() or platform.machine()} (torch "
+        f"{torch.__version__}, eager, batch 1, {threads} thread(s))",
+        "config": {
+            "threads": threads,
+            "warmup": warmup,
+            "rounds": rounds,
+            "runs": runs,
+            "seed": seed,
+        },
+        "measurement": m.summary(),
+        "seconds": seconds,
+        "networks": rows,
+    }
 
 
 # --------------------------------------------------------------------- evaluate
@@ -114,8 +139,9 @@ def served_fitter(names: list[str]) -> Any:
     model = build_model(space.name)
     genes = np.arange(len(names), dtype=np.int16)[:, None]
 
-    def fit(fit_rows: np.ndarray, y_fit: np.ndarray, test_rows: np.ndarray
-            ) -> tuple[np.ndarray, str]:
+    def fit(
+        fit_rows: np.ndarray, y_fit: np.ndarray, test_rows: np.ndarray
+    ) -> tuple[np.ndarray, str]:
         head = model.fit_head(genes[fit_rows], y_fit)
         g = genes[test_rows]
         feats = model.features(g)
@@ -155,35 +181,55 @@ def evaluate(result: dict[str, Any], k: int, splits: int) -> dict[str, Any]:
     summary = {}
     for name, vals in scores.items():
         v = np.array(vals)
-        summary[name] = {"mean": float(np.nanmean(v)), "std": float(np.nanstd(v)),
-                         "min": float(np.nanmin(v)), "above_flops": int((v > flops).sum()),
-                         "per_split": [float(x) for x in v]}
+        summary[name] = {
+            "mean": float(np.nanmean(v)),
+            "std": float(np.nanstd(v)),
+            "min": float(np.nanmin(v)),
+            "above_flops": int((v > flops).sum()),
+            "per_split": [float(x) for x in v],
+        }
     all_flops = spearman(d[:, 0] + d[:, 1], y)
     corr = {name: spearman(d[:, j], y) for j, name in enumerate(BASE_NAMES)}
-    return {"k": k, "splits": splits, "n": n, "predictors": summary, "head_kinds": kinds,
-            "served_head_kinds": served_kinds,
-            "all_networks_spearman": {"flops": all_flops, **corr}}
+    return {
+        "k": k,
+        "splits": splits,
+        "n": n,
+        "predictors": summary,
+        "head_kinds": kinds,
+        "served_head_kinds": served_kinds,
+        "all_networks_spearman": {"flops": all_flops, **corr},
+    }
 
 
 def print_report(result: dict[str, Any], ev: dict[str, Any]) -> None:
     meas = result.get("measurement", {})
-    print(f"\n{result.get('device', '?')}: {ev['n']} networks, "
-          f"retest {meas.get('retest_spearman', float('nan')):.3f}, "
-          f"ceiling {meas.get('ceiling', float('nan')):.3f}, "
-          f"drift {meas.get('drift', float('nan')):.3f}")
-    print(f"{'network':26s} {'ms':>9s} {'half A':>9s} {'half B':>9s} {'cv':>6s} "
-          f"{'MMACs':>8s} {'kernels':>7s}")
+    print(
+        f"\n{result.get('device', '?')}: {ev['n']} networks, "
+        f"retest {meas.get('retest_spearman', float('nan')):.3f}, "
+        f"ceiling {meas.get('ceiling', float('nan')):.3f}, "
+        f"drift {meas.get('drift', float('nan')):.3f}"
+    )
+    print(
+        f"{'network':26s} {'ms':>9s} {'half A':>9s} {'half B':>9s} {'cv':>6s} "
+        f"{'MMACs':>8s} {'kernels':>7s}"
+    )
     for r in sorted(result["networks"], key=lambda r: r["ms"]):
         dd = r["descriptors"]
-        print(f"{r['name']:26s} {r['ms']:9.2f} {r['ms_halves'][0]:9.2f} "
-              f"{r['ms_halves'][1]:9.2f} {r['cv']:6.3f} "
-              f"{(dd['dense_macs'] + dd['dw_macs']) / 1e6:8.1f} {dd['kernels']:7.0f}")
-    print(f"\nfit on {ev['k']}, rank the other {ev['n'] - ev['k']}, {ev['splits']} random "
-          "splits: Spearman vs measured")
+        print(
+            f"{r['name']:26s} {r['ms']:9.2f} {r['ms_halves'][0]:9.2f} "
+            f"{r['ms_halves'][1]:9.2f} {r['cv']:6.3f} "
+            f"{(dd['dense_macs'] + dd['dw_macs']) / 1e6:8.1f} {dd['kernels']:7.0f}"
+        )
+    print(
+        f"\nfit on {ev['k']}, rank the other {ev['n'] - ev['k']}, {ev['splits']} random "
+        "splits: Spearman vs measured"
+    )
     print(f"{'predictor':12s} {'mean':>6s} {'std':>6s} {'min':>6s} {'>FLOPs':>7s}")
     for name, s in ev["predictors"].items():
-        print(f"{name:12s} {s['mean']:6.3f} {s['std']:6.3f} {s['min']:6.3f} "
-              f"{s['above_flops']:4d}/{ev['splits']}")
+        print(
+            f"{name:12s} {s['mean']:6.3f} {s['std']:6.3f} {s['min']:6.3f} "
+            f"{s['above_flops']:4d}/{ev['splits']}"
+        )
     print("served head kinds chosen:", ev.get("served_head_kinds", {}))
     print("layer head kinds chosen:", ev["head_kinds"])
     corr = ", ".join(f"{k} {v:.3f}" for k, v in ev["all_networks_spearman"].items())
@@ -203,7 +249,7 @@ def agreement(n: int, seed: int = 5) -> dict[str, dict[str, list[float]]]:
     for name in ("nasbench201", "fbnet", "ofa_mbv3"):
         sp = get_space(name)
         genes = sp.sample(n, rng=seed)
-        want = descriptors(name, genes)[:, :len(BASE_NAMES)]
+        want = descriptors(name, genes)[:, : len(BASE_NAMES)]
         rel = []
         for g, w in zip(genes, want, strict=True):
             r = input_resolution(sp, g)
@@ -211,17 +257,28 @@ def agreement(n: int, seed: int = 5) -> dict[str, dict[str, list[float]]]:
             rel.append((got - w) / np.maximum(np.abs(w), 1e-12))
         a = np.array(rel)
         out[name] = {"max_abs_rel": np.abs(a).max(0).tolist(), "mean_rel": a.mean(0).tolist()}
-        print(f"{name:12s} n={n}  max|rel| " + " ".join(
-            f"{c}={v:.4f}" for c, v in zip(BASE_NAMES, out[name]["max_abs_rel"], strict=True)))
-        print(f"{'':12s}       mean rel " + " ".join(
-            f"{c}={v:+.4f}" for c, v in zip(BASE_NAMES, out[name]["mean_rel"], strict=True)))
+        print(
+            f"{name:12s} n={n}  max|rel| "
+            + " ".join(
+                f"{c}={v:.4f}" for c, v in zip(BASE_NAMES, out[name]["max_abs_rel"], strict=True)
+            )
+        )
+        print(
+            f"{'':12s}       mean rel "
+            + " ".join(
+                f"{c}={v:+.4f}" for c, v in zip(BASE_NAMES, out[name]["mean_rel"], strict=True)
+            )
+        )
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true",
-                    help="smoke run: 6 small networks, few repeats, written only with --out")
+    ap = parser(__doc__.split("\n\n")[0], json_aliases=("--out",))
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: 6 small networks, few repeats, written only with --json",
+    )
     ap.add_argument("--networks", type=int, default=None, help="measure the first N only")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--warmup", type=int, default=None)
@@ -230,11 +287,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--k", type=int, default=None, help="networks registered (default 10)")
     ap.add_argument("--splits", type=int, default=50)
-    ap.add_argument("--out", type=Path, default=None)
-    ap.add_argument("--from-json", type=Path, default=None,
-                    help="evaluate a stored measurement instead of measuring")
-    ap.add_argument("--agreement", type=int, default=0, metavar="N",
-                    help="only compare traced vs analytic descriptors of N archs per space")
+    ap.add_argument(
+        "--from-json",
+        type=Path,
+        default=None,
+        help="evaluate a stored measurement instead of measuring",
+    )
+    ap.add_argument(
+        "--agreement",
+        type=int,
+        default=0,
+        metavar="N",
+        help="only compare traced vs analytic descriptors of N archs per space",
+    )
     args = ap.parse_args(argv)
 
     if args.agreement:
@@ -250,20 +315,24 @@ def main(argv: list[str] | None = None) -> int:
             nets = list(ZOO.values())
             warmup, rounds, runs = 5, 20, 5
         if args.networks is not None:
-            nets = nets[:args.networks]
-        result = measure(nets, args.threads, args.warmup if args.warmup is not None else warmup,
-                         args.rounds or rounds, args.runs or runs, args.seed)
+            nets = nets[: args.networks]
+        result = measure(
+            nets,
+            args.threads,
+            args.warmup if args.warmup is not None else warmup,
+            args.rounds or rounds,
+            args.runs or runs,
+            args.seed,
+        )
         result["quick"] = bool(args.quick)
     n = len(result["networks"])
     k = args.k if args.k is not None else (10 if n >= 13 else max(3, n - 3))
     ev = evaluate(result, k, args.splits)
     result["evaluation"] = ev
     print_report(result, ev)
-    out = args.out if args.out is not None else (None if args.quick or args.from_json
-                                                 else RESULT)
+    out = args.json if args.json is not None else (None if args.quick or args.from_json else RESULT)
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=1) + "\n")
+        write_json(out, result, indent=1)
         print(f"wrote {out}")
     return 0
 

@@ -20,8 +20,8 @@ Target (issue #13): oracle Spearman >= 0.90 and >= FLOPs + 0.03 where the retest
 (here the lower of the within-set and between-pass retests); where the device is noisier,
 within 0.03 of the ceiling (sqrt of that retest).
 
-    python benchmarks/onboarding.py --samples 10 --validate 100
-    python benchmarks/onboarding.py --spaces fbnet --seeds 23 29 31   # several fresh draws
+    python -m benchmarks.onboarding --samples 10 --validate 100
+    python -m benchmarks.onboarding --spaces fbnet --seeds 23 29 31   # several fresh draws
 """
 
 from __future__ import annotations
@@ -29,22 +29,18 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 from scipy.stats import spearmanr
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from client_sdk import OracleClient  # noqa: E402
-from client_sdk.measure.harness import retest_ceiling, spearman_brown  # noqa: E402
-from client_sdk.measure.onboard import onboard  # noqa: E402
-from oracle_server.launch import ServerProcess  # noqa: E402
+from benchmarks._cli import RESULTS, ROOT, load_average, parser, write_json
+from client_sdk import OracleClient
+from client_sdk.measure.harness import retest_ceiling, spearman_brown
+from client_sdk.measure.onboard import onboard
+from tests.support.launch import ServerProcess
 
 SPACES = ("nasbench201", "fbnet", "ofa_mbv3")
 
@@ -88,67 +84,88 @@ def finish_row(row: dict, first_pass: int | None = None) -> dict:
     if "reference_archs" in row:
         n = first_pass or len(row["reference_archs"])
         row["naive_spearman"] = naive_spearman(row, n)
-        row["naive_target_met"] = bool(row["oracle_spearman"] >= 0.90 and row[
-            "oracle_spearman"] >= row["naive_spearman"] + 0.02)
+        row["naive_target_met"] = bool(
+            row["oracle_spearman"] >= 0.90
+            and row["oracle_spearman"] >= row["naive_spearman"] + 0.02
+        )
     if "retest" not in row and "retest_ceiling" in row:
         row["split_half"] = row.pop("retest_ceiling")
         row["retest"] = spearman_brown(row["split_half"])
         row["reference_retest"] = spearman_brown(row["reference_retest"])
     row["ceiling"] = retest_ceiling(row["retest"])
     session = row.get("session_retest", float("nan"))
-    row["retest_for_target"] = min(row["retest"], session) if math.isfinite(session) else row[
-        "retest"]
+    row["retest_for_target"] = (
+        min(row["retest"], session) if math.isfinite(session) else row["retest"]
+    )
     row["ceiling_for_target"] = retest_ceiling(row["retest_for_target"])
     row["target_met"], row["target_rule"] = verdict(
-        row["oracle_spearman"], row["flops_spearman"], row["retest_for_target"],
-        row["ceiling_for_target"])
+        row["oracle_spearman"],
+        row["flops_spearman"],
+        row["retest_for_target"],
+        row["ceiling_for_target"],
+    )
     return row
 
 
 def print_table(out: dict) -> None:
-    registered = ("only the references registered" if not out.get("register_retest", False)
-                  else "the references + 20 retest archs registered")
-    print(f"\n{out['samples']} references ({registered}), {out['validate']} fresh validation "
-          "archs per row; "
-          f"statistic {out['statistic']}, {out['rounds']} rounds; retest = test-retest "
-          "Spearman within the validation set, session = between two passes (references + "
-          "retest archs), ceiling = sqrt(lower of the two), same-pass = oracle refit on the "
-          "references as the validation pass measured them, scale = later / first pass")
-    hdr = (f"{'space':<12} {'thr':>3} {'seed':>4} {'retest':>7} {'session':>7} {'ceiling':>8} "
-           f"{'oracle':>7} {'same-pass':>9} {'FLOPs':>7} {'naive':>6} {'expected':>9} "
-           f"{'scale':>6} "
-           f"{'onboard s':>10} {'load':>5}  target")
+    registered = (
+        "only the references registered"
+        if not out.get("register_retest", False)
+        else "the references + 20 retest archs registered"
+    )
+    print(
+        f"\n{out['samples']} references ({registered}), {out['validate']} fresh validation "
+        "archs per row; "
+        f"statistic {out['statistic']}, {out['rounds']} rounds; retest = test-retest "
+        "Spearman within the validation set, session = between two passes (references + "
+        "retest archs), ceiling = sqrt(lower of the two), same-pass = oracle refit on the "
+        "references as the validation pass measured them, scale = later / first pass"
+    )
+    hdr = (
+        f"{'space':<12} {'thr':>3} {'seed':>4} {'retest':>7} {'session':>7} {'ceiling':>8} "
+        f"{'oracle':>7} {'same-pass':>9} {'FLOPs':>7} {'naive':>6} {'expected':>9} "
+        f"{'scale':>6} "
+        f"{'onboard s':>10} {'load':>5}  target"
+    )
     print(hdr)
     print("-" * len(hdr))
     nan = float("nan")
     for r in out["rows"]:
-        print(f"{r['space']:<12} {r['threads']:>3} {r.get('seed', out.get('seed', -1)):>4} "
-              f"{r['retest']:>7.3f} {r.get('session_retest', nan):>7.3f} "
-              f"{r['ceiling_for_target']:>8.3f} {r['oracle_spearman']:>7.3f} "
-              f"{r.get('oracle_same_pass', nan):>9.3f} {r['flops_spearman']:>7.3f} "
-              f"{r.get('naive_spearman', nan):>6.3f} {r['expected_spearman']:>9.3f} "
-              f"{r.get('session_scale', nan):>6.2f} "
-              f"{r['onboard_s']:>10.1f} {r['loadavg_after'][0]:>5.1f}  "
-              f"{'met' if r['target_met'] else 'MISSED'} ({r['target_rule']})")
+        print(
+            f"{r['space']:<12} {r['threads']:>3} {r.get('seed', out.get('seed', -1)):>4} "
+            f"{r['retest']:>7.3f} {r.get('session_retest', nan):>7.3f} "
+            f"{r['ceiling_for_target']:>8.3f} {r['oracle_spearman']:>7.3f} "
+            f"{r.get('oracle_same_pass', nan):>9.3f} {r['flops_spearman']:>7.3f} "
+            f"{r.get('naive_spearman', nan):>6.3f} {r['expected_spearman']:>9.3f} "
+            f"{r.get('session_scale', nan):>6.2f} "
+            f"{r['onboard_s']:>10.1f} {r['loadavg_after'][0]:>5.1f}  "
+            f"{'met' if r['target_met'] else 'MISSED'} ({r['target_rule']})"
+        )
     groups: dict[tuple[str, int], list[dict]] = {}
     for r in out["rows"]:
         groups.setdefault((r["space"], r["threads"]), []).append(r)
     if any(len(g) > 1 for g in groups.values()):
-        print("\nmean over seeds: oracle / same-pass / FLOPs / naive / session retest (rows "
-              "met; rows with oracle >= 0.90 and >= naive + 0.02)")
+        print(
+            "\nmean over seeds: oracle / same-pass / FLOPs / naive / session retest (rows "
+            "met; rows with oracle >= 0.90 and >= naive + 0.02)"
+        )
         for (space, thr), g in groups.items():
+
             def m(key: str, rows: list[dict] = g) -> float:
                 return float(np.nanmean([r.get(key, nan) for r in rows]))
-            print(f"{space:<12} {thr:>3}: {m('oracle_spearman'):.3f} / {m('oracle_same_pass'):.3f}"
-                  f" / {m('flops_spearman'):.3f} / {m('naive_spearman'):.3f} / "
-                  f"{m('session_retest'):.3f} ({sum(r['target_met'] for r in g)} of {len(g)}; "
-                  f"{sum(r.get('naive_target_met', False) for r in g)} of {len(g)})")
+
+            print(
+                f"{space:<12} {thr:>3}: {m('oracle_spearman'):.3f} / {m('oracle_same_pass'):.3f}"
+                f" / {m('flops_spearman'):.3f} / {m('naive_spearman'):.3f} / "
+                f"{m('session_retest'):.3f} ({sum(r['target_met'] for r in g)} of {len(g)}; "
+                f"{sum(r.get('naive_target_met', False) for r in g)} of {len(g)})"
+            )
     for space, rho in out.get("spearman_between_settings", {}).items():
         print(f"{space}: Spearman between the thread settings' measured latencies {rho:.3f}")
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = parser(__doc__.splitlines()[0], json_default=RESULTS / "onboarding.json")
     p.add_argument("--spaces", nargs="+", default=list(SPACES))
     p.add_argument("--samples", type=int, default=10)
     p.add_argument("--validate", type=int, default=100)
@@ -156,91 +173,139 @@ def main() -> int:
     p.add_argument("--repeats", type=int, default=30)
     p.add_argument("--rounds", type=int, default=6)
     p.add_argument("--statistic", default="median")
-    p.add_argument("--seed", type=int, default=0,
-                   help="references and validation archs (space.sample(N, seed + 1)); use a "
-                        "new seed for a run on architectures no earlier choice has seen")
-    p.add_argument("--seeds", type=int, nargs="+", default=None,
-                   help="several seeds, one row per (seed, space, threads); overrides --seed")
-    p.add_argument("--no-register-retest", dest="register_retest", action="store_false",
-                   help="register only the --samples references (not the 20 retest archs "
-                        "measured with them, which onboarding registers by default)")
-    p.add_argument("--runtime", choices=("torch", "onnxruntime"), default="torch",
-                   help="what times the networks (issue 27): torch eager or ONNX Runtime")
-    p.add_argument("--cache-dir", default=str(REPO / ".oracle" / "bench-cache"))
-    p.add_argument("--json", type=Path, default=REPO / "benchmarks/results/onboarding.json")
-    p.add_argument("--reprint", action="store_true",
-                   help="only recompute the verdicts of --json and print its table")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="references and validation archs (space.sample(N, seed + 1)); use a "
+        "new seed for a run on architectures no earlier choice has seen",
+    )
+    p.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=None,
+        help="several seeds, one row per (seed, space, threads); overrides --seed",
+    )
+    p.add_argument(
+        "--no-register-retest",
+        dest="register_retest",
+        action="store_false",
+        help="register only the --samples references (not the 20 retest archs "
+        "measured with them, which onboarding registers by default)",
+    )
+    p.add_argument(
+        "--runtime",
+        choices=("torch", "onnxruntime"),
+        default="torch",
+        help="what times the networks (issue 27): torch eager or ONNX Runtime",
+    )
+    p.add_argument("--cache-dir", default=str(ROOT / ".oracle" / "bench-cache"))
+    p.add_argument(
+        "--reprint",
+        action="store_true",
+        help="only recompute the verdicts of --json and print its table",
+    )
     args = p.parse_args()
     if args.reprint:
         out = json.loads(args.json.read_text())
         first = None if out.get("register_retest", False) else out["samples"]
         out["rows"] = [finish_row(r, first) for r in out["rows"]]
         print_table(out)
-        args.json.write_text(json.dumps(out, indent=1))
+        write_json(args.json, out, indent=1, env=False)  # the recorded environment stays
         return 0
 
     data_dir = tempfile.mkdtemp(prefix="oracle-onboard-")
-    srv = ServerProcess(["--spaces", ",".join(args.spaces), "--data-dir", data_dir,
-                         "--cache-dir", args.cache_dir], cwd=REPO)
+    srv = ServerProcess(
+        ["--spaces", ",".join(args.spaces), "--data-dir", data_dir, "--cache-dir", args.cache_dir],
+        cwd=ROOT,
+    )
     rows: list[dict] = []
     t_all = time.perf_counter()
     try:
         srv.wait_serving(900)
         with OracleClient(f"127.0.0.1:{srv.port}", timeout_s=300) as client:
-            settings = [(s, sp, t) for s in (args.seeds or [args.seed]) for sp in args.spaces
-                        for t in args.threads]
+            settings = [
+                (s, sp, t)
+                for s in (args.seeds or [args.seed])
+                for sp in args.spaces
+                for t in args.threads
+            ]
             for seed, space, threads in settings:
-                load_before = list(os.getloadavg())
+                load_before = load_average()
                 name = f"this-cpu-{threads}t-{int(time.time())}"
-                report = onboard(client, name, space, samples=args.samples,
-                                 threads=threads, validate=args.validate,
-                                 repeats=args.repeats, rounds=args.rounds,
-                                 statistic=args.statistic, progress=False, seed=seed,
-                                 register_retest=args.register_retest, runtime=args.runtime)
+                report = onboard(
+                    client,
+                    name,
+                    space,
+                    samples=args.samples,
+                    threads=threads,
+                    validate=args.validate,
+                    repeats=args.repeats,
+                    rounds=args.rounds,
+                    statistic=args.statistic,
+                    progress=False,
+                    seed=seed,
+                    register_retest=args.register_retest,
+                    runtime=args.runtime,
+                )
                 t = report.timings_s
                 same_pass = _same_pass_oracle(client, name, space, report, args.samples)
-                rows.append({
-                    "space": space, "threads": threads, "seed": seed, "runtime": args.runtime,
-                    "session_retest": report.session_retest_spearman,
-                    "session_latency_ms": np.asarray(report.session_latency_ms).tolist(),
-                    "session_scale": report.session_scale,
-                    "session_archs": report.session_archs,
-                    "registered": report.num_samples,
-                    "oracle_same_pass": same_pass,
-                    "retest": report.retest_spearman,
-                    "oracle_spearman": report.validation_spearman,
-                    "flops_spearman": report.flops_spearman,
-                    "expected_spearman": report.expected_spearman,
-                    "reference_retest": report.reference_retest_spearman,
-                    "head_kind": report.head_kind,
-                    "drift": report.drift, "remeasured": report.remeasured,
-                    "warnings": report.warnings,
-                    # suggest + measure the references + register: the onboarding itself
-                    "onboard_s": t["suggest_s"] + t["measure_s"] + t["register_s"],
-                    "total_s": t["total_s"],
-                    "loadavg_before": load_before, "loadavg_after": list(os.getloadavg()),
-                    "validation_latency_ms": np.asarray(report.validation_latency_ms).tolist(),
-                    "validation_predicted_ms": np.asarray(
-                        report.validation_predicted_ms).tolist(),
-                    # what was measured, so heads can be studied offline on it later
-                    "reference_archs": list(report.reference_archs),
-                    "reference_latency_ms": np.asarray(
-                        report.reference_latency_ms).tolist(),
-                    "validation_archs": list(report.validation_archs),
-                })
+                rows.append(
+                    {
+                        "space": space,
+                        "threads": threads,
+                        "seed": seed,
+                        "runtime": args.runtime,
+                        "session_retest": report.session_retest_spearman,
+                        "session_latency_ms": np.asarray(report.session_latency_ms).tolist(),
+                        "session_scale": report.session_scale,
+                        "session_archs": report.session_archs,
+                        "registered": report.num_samples,
+                        "oracle_same_pass": same_pass,
+                        "retest": report.retest_spearman,
+                        "oracle_spearman": report.validation_spearman,
+                        "flops_spearman": report.flops_spearman,
+                        "expected_spearman": report.expected_spearman,
+                        "reference_retest": report.reference_retest_spearman,
+                        "head_kind": report.head_kind,
+                        "drift": report.drift,
+                        "remeasured": report.remeasured,
+                        "warnings": report.warnings,
+                        # suggest + measure the references + register: the onboarding itself
+                        "onboard_s": t["suggest_s"] + t["measure_s"] + t["register_s"],
+                        "total_s": t["total_s"],
+                        "loadavg_before": load_before,
+                        "loadavg_after": load_average(),
+                        "validation_latency_ms": np.asarray(report.validation_latency_ms).tolist(),
+                        "validation_predicted_ms": np.asarray(
+                            report.validation_predicted_ms
+                        ).tolist(),
+                        # what was measured, so heads can be studied offline on it later
+                        "reference_archs": list(report.reference_archs),
+                        "reference_latency_ms": np.asarray(report.reference_latency_ms).tolist(),
+                        "validation_archs": list(report.validation_archs),
+                    }
+                )
                 r = finish_row(rows[-1], None if args.register_retest else args.samples)
-                print(f"{space} {threads}t seed {seed}: retest {r['retest']:.3f} session "
-                      f"{r['session_retest']:.3f} oracle {r['oracle_spearman']:.3f} "
-                      f"same-pass {same_pass:.3f} FLOPs {r['flops_spearman']:.3f} "
-                      f"({r['total_s']:.0f}s, load {r['loadavg_after'][0]:.1f})", flush=True)
+                print(
+                    f"{space} {threads}t seed {seed}: retest {r['retest']:.3f} session "
+                    f"{r['session_retest']:.3f} oracle {r['oracle_spearman']:.3f} "
+                    f"same-pass {same_pass:.3f} FLOPs {r['flops_spearman']:.3f} "
+                    f"({r['total_s']:.0f}s, load {r['loadavg_after'][0]:.1f})",
+                    flush=True,
+                )
                 client.delete_device(name, space)
                 _write(args, rows, {}, time.perf_counter() - t_all)  # partial results
     finally:
         srv.terminate()
     between = {}
     for space in args.spaces:
-        lat = [np.asarray(r["validation_latency_ms"]) for r in rows
-               if r["space"] == space and r["seed"] == rows[0]["seed"]]
+        lat = [
+            np.asarray(r["validation_latency_ms"])
+            for r in rows
+            if r["space"] == space and r["seed"] == rows[0]["seed"]
+        ]
         if len(lat) >= 2:
             between[space] = float(spearmanr(lat[0], lat[1]).statistic)
     out = _write(args, rows, between, time.perf_counter() - t_all)
@@ -249,8 +314,7 @@ def main() -> int:
     return 0
 
 
-def _same_pass_oracle(client: OracleClient, name: str, space: str, report, samples: int
-                      ) -> float:
+def _same_pass_oracle(client: OracleClient, name: str, space: str, report, samples: int) -> float:
     """The oracle refit on the first pass's registered archs (the ``samples`` references and
     the registered retest archs) as the validation pass measured them (a shadow device,
     deleted again), scored on the validation latencies."""
@@ -269,16 +333,21 @@ def _same_pass_oracle(client: OracleClient, name: str, space: str, report, sampl
 
 def _write(args: argparse.Namespace, rows: list[dict], between: dict, seconds: float) -> dict:
     out = {
-        "samples": args.samples, "validate": args.validate, "repeats": args.repeats,
-        "seed": args.seed, "seeds": args.seeds,
+        "samples": args.samples,
+        "validate": args.validate,
+        "repeats": args.repeats,
+        "seed": args.seed,
+        "seeds": args.seeds,
         "register_retest": args.register_retest,
-        "rounds": args.rounds, "statistic": args.statistic, "rows": rows,
-        "spearman_between_settings": between, "seconds": seconds,
-        "loadavg_end": list(os.getloadavg()),
+        "rounds": args.rounds,
+        "statistic": args.statistic,
+        "rows": rows,
+        "spearman_between_settings": between,
+        "seconds": seconds,
+        "loadavg_end": load_average(),
         "note": "loadavg per row: > 2 means the 2-core machine was shared while measuring",
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(out, indent=1))
+    write_json(args.json, out, indent=1)
     return out
 
 

@@ -15,16 +15,14 @@ Scores: ``hv_pred`` = hypervolume of everything the method evaluated, in the obj
 optimiser sees (true cifar10 error, PREDICTED latency), divided by the hypervolume of the
 exhaustive predicted front (all 15,625 cells ranked once); ``hv_true`` / ``recall`` = the
 returned front scored with TRUE latency against the table's true front (as
-``search_quality.py``). Also trials, RPCs and wall time (machine load recorded).
+``benchmarks.search_quality``). Also trials, RPCs and wall time (machine load recorded).
 
-Usage: ``python benchmarks/optuna_search.py --json benchmarks/results/optuna_search.json``
+Usage: ``python -m benchmarks.optuna_search --json benchmarks/results/optuna_search.json``
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -33,18 +31,13 @@ from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+import optuna
+from pymoo.indicators.hv import HV
 
-REPO = Path(__file__).resolve().parents[1]
-for p in (REPO, REPO / "benchmarks"):
-    if str(p) not in sys.path:
-        sys.path.insert(0, str(p))
-
-import optuna  # noqa: E402
-from pymoo.indicators.hv import HV  # noqa: E402
-from search_quality import METRIC, SPACE, make_client, score  # noqa: E402
-
-from client_sdk.integrations.optuna import OracleOptuna  # noqa: E402
-from client_sdk.search import pareto_mask, search, true_front_rows  # noqa: E402
+from benchmarks._cli import load_average, parser, write_json
+from benchmarks.search_quality import METRIC, SPACE, make_client, score
+from client_sdk.integrations.optuna import OracleOptuna
+from client_sdk.search import pareto_mask, search, true_front_rows
 
 VALIDATION = ("titanx_1", "gold_6240")
 METHODS = ("builtin", "optuna_nsga2", "optuna_tpe", "random")
@@ -56,38 +49,69 @@ def hv_pred(acc: np.ndarray, lat: np.ndarray, ref: np.ndarray, full: float) -> f
     return float(HV(ref_point=ref)(F) / full) if len(F) else 0.0
 
 
-def run(method: str, client: Any, name: str, seed: int, opts: argparse.Namespace
-        ) -> dict[str, Any]:
+def run(method: str, client: Any, name: str, seed: int, opts: argparse.Namespace) -> dict[str, Any]:
     t0 = time.perf_counter()
     if method == "builtin":
-        res = search(client, "nasbench201", [name], objective=METRIC,
-                     evaluations=opts.evaluations, population=opts.population, seed=seed,
-                     progress=False)
+        res = search(
+            client,
+            "nasbench201",
+            [name],
+            objective=METRIC,
+            evaluations=opts.evaluations,
+            population=opts.population,
+            seed=seed,
+            progress=False,
+        )
         arch = res.archive
-        return {"front": res.front.genes, "genes": arch["genes"], "acc": arch["accuracy"],
-                "lat": arch["latency_ms"][name], "trials": res.num_evaluations,
-                "rpcs": res.num_rpcs, "wall_s": time.perf_counter() - t0}
+        return {
+            "front": res.front.genes,
+            "genes": arch["genes"],
+            "acc": arch["accuracy"],
+            "lat": arch["latency_ms"][name],
+            "trials": res.num_evaluations,
+            "rpcs": res.num_rpcs,
+            "wall_s": time.perf_counter() - t0,
+        }
     if method == "random":
         rows = np.random.default_rng(seed).permutation(SPACE.num_architectures)
         genes = SPACE.table.genes[rows[: opts.evaluations]]
         lat = np.asarray(client.rank("nasbench201", genes, [name]).latency_ms[name], float)
         acc = SPACE.table.accuracy[METRIC][SPACE.table_rows(genes)]
         front = genes[pareto_mask(np.column_stack([-acc, lat]))]
-        return {"front": front, "genes": genes, "acc": acc, "lat": lat,
-                "trials": len(genes), "rpcs": 1, "wall_s": time.perf_counter() - t0}
+        return {
+            "front": front,
+            "genes": genes,
+            "acc": acc,
+            "lat": lat,
+            "trials": len(genes),
+            "rpcs": 1,
+            "wall_s": time.perf_counter() - t0,
+        }
     sampler = {"optuna_nsga2": "nsga2", "optuna_tpe": "tpe"}[method]
-    nas = OracleOptuna(client, "nasbench201", [name], METRIC, sampler=sampler,
-                       population=opts.population, seed=seed)
+    nas = OracleOptuna(
+        client,
+        "nasbench201",
+        [name],
+        METRIC,
+        sampler=sampler,
+        population=opts.population,
+        seed=seed,
+    )
     nas.optimize(n_evaluations=opts.evaluations, progress=False)
     arch = nas.archive()
-    return {"front": nas.front().genes, "genes": arch["genes"], "acc": arch["accuracy"],
-            "lat": arch["latency_ms"][name], "trials": nas.num_trials, "rpcs": nas.num_rpcs,
-            "wall_s": time.perf_counter() - t0}
+    return {
+        "front": nas.front().genes,
+        "genes": arch["genes"],
+        "acc": arch["accuracy"],
+        "lat": arch["latency_ms"][name],
+        "trials": nas.num_trials,
+        "rpcs": nas.num_rpcs,
+        "wall_s": time.perf_counter() - t0,
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--json", type=Path)
+    ap = parser(__doc__.split("\n")[0])
     ap.add_argument("--devices", nargs="+", default=list(VALIDATION))
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--evaluations", type=int, default=1000)
@@ -95,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--methods", nargs="+", default=list(METHODS))
     opts = ap.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    load_before = os.getloadavg()
+    load_before = load_average()
     client, names, close, _ = make_client(opts.devices, SimpleNamespace(references="help"))
     runs: dict[str, dict[str, list[dict[str, float]]]] = {m: {} for m in opts.methods}
     try:
@@ -112,48 +136,65 @@ def main(argv: Sequence[str] | None = None) -> int:
             for method in opts.methods:
                 for seed in range(opts.seeds):
                     r = run(method, client, name, seed, opts)
-                    row = {"hv_pred": hv_pred(r["acc"], r["lat"], ref, full),
-                           **score(dev, r["front"], true_rows),
-                           "evaluations": len(r["genes"]), "trials": r["trials"],
-                           "rpcs": r["rpcs"], "wall_s": r["wall_s"]}
+                    row = {
+                        "hv_pred": hv_pred(r["acc"], r["lat"], ref, full),
+                        **score(dev, r["front"], true_rows),
+                        "evaluations": len(r["genes"]),
+                        "trials": r["trials"],
+                        "rpcs": r["rpcs"],
+                        "wall_s": r["wall_s"],
+                    }
                     runs[method].setdefault(dev, []).append(row)
-                    print(f"{method:<13} {dev:<10} seed {seed}: hv_pred {row['hv_pred']:.4f} "
-                          f"hv_true {row['hv_ratio']:.4f} recall {row['recall']:.3f} "
-                          f"evals {row['evaluations']} trials {row['trials']} "
-                          f"rpcs {row['rpcs']} {row['wall_s']:.1f} s", flush=True)
+                    print(
+                        f"{method:<13} {dev:<10} seed {seed}: hv_pred {row['hv_pred']:.4f} "
+                        f"hv_true {row['hv_ratio']:.4f} recall {row['recall']:.3f} "
+                        f"evals {row['evaluations']} trials {row['trials']} "
+                        f"rpcs {row['rpcs']} {row['wall_s']:.1f} s",
+                        flush=True,
+                    )
     finally:
         close()
-    load_after = os.getloadavg()
+    load_after = load_average()
     keys = ("hv_pred", "hv_ratio", "recall", "evaluations", "trials", "rpcs", "wall_s")
     summary = {
         m: {d: {k: float(np.mean([r[k] for r in rs])) for k in keys} for d, rs in devs.items()}
         for m, devs in runs.items()
     }
-    print(f"\n{opts.evaluations} distinct evaluations, {opts.seeds} seeds (mean); "
-          f"load average {load_before[0]:.2f} -> {load_after[0]:.2f} (2 shared cores)")
-    print(f"{'method':<13} {'device':<10} {'HV pred':>8} {'HV true':>8} {'recall':>7} "
-          f"{'trials':>7} {'RPCs':>5} {'wall s':>7}")
+    print(
+        f"\n{opts.evaluations} distinct evaluations, {opts.seeds} seeds (mean); "
+        f"load average {load_before[0]:.2f} -> {load_after[0]:.2f} (2 shared cores)"
+    )
+    print(
+        f"{'method':<13} {'device':<10} {'HV pred':>8} {'HV true':>8} {'recall':>7} "
+        f"{'trials':>7} {'RPCs':>5} {'wall s':>7}"
+    )
     for m, devs in summary.items():
         for d, s in devs.items():
-            print(f"{m:<13} {d:<10} {s['hv_pred']:>8.4f} {s['hv_ratio']:>8.4f} "
-                  f"{s['recall']:>7.3f} {s['trials']:>7.0f} {s['rpcs']:>5.0f} "
-                  f"{s['wall_s']:>7.2f}")
-        print(f"{m:<13} {'MEAN':<10} "
-              f"{np.mean([s['hv_pred'] for s in devs.values()]):>8.4f} "
-              f"{np.mean([s['hv_ratio'] for s in devs.values()]):>8.4f} "
-              f"{np.mean([s['recall'] for s in devs.values()]):>7.3f}")
+            print(
+                f"{m:<13} {d:<10} {s['hv_pred']:>8.4f} {s['hv_ratio']:>8.4f} "
+                f"{s['recall']:>7.3f} {s['trials']:>7.0f} {s['rpcs']:>5.0f} "
+                f"{s['wall_s']:>7.2f}"
+            )
+        print(
+            f"{m:<13} {'MEAN':<10} "
+            f"{np.mean([s['hv_pred'] for s in devs.values()]):>8.4f} "
+            f"{np.mean([s['hv_ratio'] for s in devs.values()]):>8.4f} "
+            f"{np.mean([s['recall'] for s in devs.values()]):>7.3f}"
+        )
     if opts.json:
-        opts.json.parent.mkdir(parents=True, exist_ok=True)
         payload = {
-            "benchmark": "optuna_search", "optuna_version": optuna.__version__,
+            "benchmark": "optuna_search",
+            "optuna_version": optuna.__version__,
             "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(opts).items()},
-            "loadavg_before": load_before, "loadavg_after": load_after,
+            "loadavg_before": load_before,
+            "loadavg_after": load_after,
             "note": "hv_pred: HV of all evaluated (true error, predicted latency) / HV of the "
-                    "exhaustive predicted front; hv_ratio/recall: returned front scored with "
-                    "TRUE latency vs the table's true front. 'random' is the floor.",
-            "summary": summary, "runs": runs,
+            "exhaustive predicted front; hv_ratio/recall: returned front scored with "
+            "TRUE latency vs the table's true front. 'random' is the floor.",
+            "summary": summary,
+            "runs": runs,
         }
-        opts.json.write_text(json.dumps(payload, indent=2) + "\n")
+        write_json(opts.json, payload)
     return 0
 
 

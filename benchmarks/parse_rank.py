@@ -14,16 +14,13 @@ forms: best of ``--rank-repeats``, interleaved so that floor and figure share th
 * ``cli``: ``oracle rank --top-k 10`` of a 100k-line file (NB201 strings; then NATS-Bench
   indices), in-process ``main()``, beside reading the file alone.
 
-Usage: ``python benchmarks/parse_rank.py --json benchmarks/results/parse_rank.json``
+Usage: ``python -m benchmarks.parse_rank --json benchmarks/results/parse_rank.json``
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
-import json
-import os
 import sys
 import tempfile
 import time
@@ -33,15 +30,12 @@ from typing import Any
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from client_sdk import OracleClient  # noqa: E402
-from client_sdk import _requests as rq  # noqa: E402
-from client_sdk.cli import main as cli_main  # noqa: E402
-from client_sdk.spaces import formats as F  # noqa: E402
-from client_sdk.spaces import get_space  # noqa: E402
+from benchmarks._cli import load_average, parser, write_json
+from client_sdk import OracleClient
+from client_sdk import _requests as rq
+from client_sdk.cli import main as cli_main
+from client_sdk.spaces import formats as F
+from client_sdk.spaces import get_space
 
 TARGET_MS = 10.0
 
@@ -70,22 +64,27 @@ def start_server(tmp: Path):
     from oracle_server.settings import Settings
 
     model = build_model("nasbench201", nb201_non_train_devices(), cache_dir=TEST_CACHE)
-    settings = Settings(host="127.0.0.1", port=0, metrics_port=-1, data_dir=tmp,
-                        spaces=("nasbench201",), cache_dir=str(TEST_CACHE), workers=4,
-                        max_batch=200_000)
-    return App(settings, models={"nasbench201": model}).start(block_until_ready=True,
-                                                               timeout_s=300)
+    settings = Settings(
+        host="127.0.0.1",
+        port=0,
+        metrics_port=-1,
+        data_dir=tmp,
+        spaces=("nasbench201",),
+        cache_dir=str(TEST_CACHE),
+        workers=4,
+        max_batch=200_000,
+    )
+    return App(settings, models={"nasbench201": model}).start(block_until_ready=True, timeout_s=300)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--json", type=Path)
+    ap = parser(__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=10_000)
     ap.add_argument("--cli-lines", type=int, default=100_000)
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--rank-repeats", type=int, default=30, help="SDK rank, interleaved")
     opts = ap.parse_args(argv)
-    load_before = os.getloadavg()
+    load_before = load_average()
     nb, fb, ofa = get_space("nasbench201"), get_space("fbnet"), get_space("ofa_mbv3")
     rng = np.random.default_rng(0)
     rows = rng.integers(0, nb.num_architectures, opts.n)
@@ -145,37 +144,63 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ipath.write_text("\n".join(map(str, nb.table.index[cli_rows])) + "\n")
                 target = f"127.0.0.1:{app.port}"
                 for name, p in (("cli_rank.strings", path), ("cli_rank.nats_index", ipath)):
+
                     def cli(p: Path = p) -> None:
                         with contextlib.redirect_stdout(io.StringIO()):
-                            code = cli_main(["--target", target, "--json", "rank", "--space",
-                                             "nasbench201", "--device", dev, "--top-k", "10",
-                                             "--file", str(p)])
+                            code = cli_main(
+                                [
+                                    "--target",
+                                    target,
+                                    "--json",
+                                    "rank",
+                                    "--space",
+                                    "nasbench201",
+                                    "--device",
+                                    dev,
+                                    "--top-k",
+                                    "10",
+                                    "--file",
+                                    str(p),
+                                ]
+                            )
                         assert code == 0
 
                     results[name] = best_ms(cli, max(2, r // 3))
                 results["cli_rank.read_file_only"] = best_ms(
-                    lambda: path.read_text().splitlines(), r)
+                    lambda: path.read_text().splitlines(), r
+                )
         finally:
             app.stop(1.0)
-    load_after = os.getloadavg()
+    load_after = load_average()
     met = results["sdk_rank.strings"] <= TARGET_MS
-    print(f"{opts.n} architectures (CLI: {opts.cli_lines} lines), best of {r}; load average "
-          f"{load_before[0]:.2f} -> {load_after[0]:.2f} on 2 shared cores")
+    print(
+        f"{opts.n} architectures (CLI: {opts.cli_lines} lines), best of {r}; load average "
+        f"{load_before[0]:.2f} -> {load_after[0]:.2f} on 2 shared cores"
+    )
     print(f"{'measurement':<34} {'ms':>9}")
     for k, v in results.items():
         print(f"{k:<34} {v:>9.2f}")
-    print(f"target: SDK rank of {opts.n} NB201 strings <= {TARGET_MS} ms -> "
-          f"{results['sdk_rank.strings']:.2f} ms ({'met' if met else 'NOT met'}); genes floor "
-          f"{results['sdk_rank.genes']:.2f} ms")
+    print(
+        f"target: SDK rank of {opts.n} NB201 strings <= {TARGET_MS} ms -> "
+        f"{results['sdk_rank.strings']:.2f} ms ({'met' if met else 'NOT met'}); genes floor "
+        f"{results['sdk_rank.genes']:.2f} ms"
+    )
     if opts.json:
-        opts.json.parent.mkdir(parents=True, exist_ok=True)
-        payload = {"benchmark": "parse_rank", "n": opts.n, "cli_lines": opts.cli_lines,
-                   "repeats": r, "rank_repeats": opts.rank_repeats,
-                   "loadavg_before": load_before, "loadavg_after": load_after,
-                   "target_ms": TARGET_MS, "target_met": met, "results_ms": results,
-                   "note": "best-of-repeats wall ms; 'sdk_rank.genes' is the floor; "
-                           "'.legacy' = the per-string parser used before"}
-        opts.json.write_text(json.dumps(payload, indent=2) + "\n")
+        payload = {
+            "benchmark": "parse_rank",
+            "n": opts.n,
+            "cli_lines": opts.cli_lines,
+            "repeats": r,
+            "rank_repeats": opts.rank_repeats,
+            "loadavg_before": load_before,
+            "loadavg_after": load_after,
+            "target_ms": TARGET_MS,
+            "target_met": met,
+            "results_ms": results,
+            "note": "best-of-repeats wall ms; 'sdk_rank.genes' is the floor; "
+            "'.legacy' = the per-string parser used before",
+        }
+        write_json(opts.json, payload)
     return 0
 
 

@@ -41,15 +41,13 @@ the true table of a DIFFERENT, correlated HELP meta-train device through a monot
 (log-log linear) map fitted on the 10 reference architectures. It only exercises the
 harness: its numbers are NOT results of the oracle.
 
-Usage: ``python benchmarks/search_quality.py --json benchmarks/results/search_quality.json``
+Usage: ``python -m benchmarks.search_quality --json benchmarks/results/search_quality.json``
 (front references: ``... --references front --json benchmarks/results/search_quality_front.json``)
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -59,20 +57,25 @@ from typing import Any
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from client_sdk.search import search, true_front_rows  # noqa: E402
-from client_sdk.search.loop import infer_device_resolution  # noqa: E402
-from client_sdk.spaces import get_space  # noqa: E402
-from client_sdk.stats import spearman  # noqa: E402
+from benchmarks._cli import load_average, parser, write_json
+from benchmarks.common import TEST_CACHE
+from client_sdk.search import search, true_front_rows
+from client_sdk.search.loop import infer_device_resolution
+from client_sdk.spaces import get_space
+from client_sdk.stats import spearman
 
 SPACE = get_space("nasbench201")
 METRIC = "cifar10"
 HELP_TRAIN = (
-    "1080ti_1", "1080ti_32", "1080ti_256", "silver_4114", "silver_4210r", "samsung_a50",
-    "pixel3", "essential_ph_1", "samsung_s7",
+    "1080ti_1",
+    "1080ti_32",
+    "1080ti_256",
+    "silver_4114",
+    "silver_4210r",
+    "samsung_a50",
+    "pixel3",
+    "essential_ph_1",
+    "samsung_s7",
 )
 HELP_TEST = ("titan_rtx_256", "gold_6226", "fpga", "pixel2", "raspi4", "eyeriss")
 HELP_REFS = (11982, 431, 55, 9, 14451, 8636, 9881, 13479, 6196, 1462)
@@ -107,12 +110,19 @@ def reference_genes(opts: argparse.Namespace, client: Any = None) -> np.ndarray:
         else:
             res = client.rank("nasbench201", pool, [opts.ref_hint])
             hint = np.asarray(res.latency_ms[opts.ref_hint])
-    return front_references(SPACE, N_REFS, METRIC, latency_hint=hint, seed=opts.ref_seed,
-                            mode=opts.ref_mode, top=opts.ref_top, pool=pool)
+    return front_references(
+        SPACE,
+        N_REFS,
+        METRIC,
+        latency_hint=hint,
+        seed=opts.ref_seed,
+        mode=opts.ref_mode,
+        top=opts.ref_top,
+        pool=pool,
+    )
 
 
-def make_client(devices: Sequence[str], opts: argparse.Namespace,
-                cache_dir: Path | None = None):
+def make_client(devices: Sequence[str], opts: argparse.Namespace, cache_dir: Path | None = None):
     """``(client, names, close, ref_genes)``: an in-process oracle, each device registered.
 
     The proxy is trained on HELP's meta-train devices only (every other table device held
@@ -125,13 +135,19 @@ def make_client(devices: Sequence[str], opts: argparse.Namespace,
     from oracle_server.settings import Settings
 
     tmp = tempfile.TemporaryDirectory(prefix="search-quality-")
-    cache = cache_dir or REPO / ".oracle" / "test-cache"
+    cache = cache_dir or TEST_CACHE
     holdout = tuple(d for d in SPACE.table.devices if d not in HELP_TRAIN)
     model = build_model("nasbench201", holdout, cache_dir=cache)
-    settings = Settings(host="127.0.0.1", port=0, metrics_port=-1, data_dir=Path(tmp.name),
-                        spaces=("nasbench201",), cache_dir=str(cache), workers=4)
-    app = App(settings, models={"nasbench201": model}).start(block_until_ready=True,
-                                                             timeout_s=300)
+    settings = Settings(
+        host="127.0.0.1",
+        port=0,
+        metrics_port=-1,
+        data_dir=Path(tmp.name),
+        spaces=("nasbench201",),
+        cache_dir=str(cache),
+        workers=4,
+    )
+    app = App(settings, models={"nasbench201": model}).start(block_until_ready=True, timeout_s=300)
     client = OracleClient(f"127.0.0.1:{app.port}", timeout_s=60)
     genes = reference_genes(opts, client)
     rows = SPACE.table_rows(genes)
@@ -176,8 +192,9 @@ def flops_client() -> TableClient:
     return TableClient(lambda d, genes, rows: SPACE.flops(genes) / 1e6)
 
 
-def offline_client(devices: Sequence[str], ref_genes: np.ndarray
-                   ) -> tuple[TableClient, dict[str, str], dict]:
+def offline_client(
+    devices: Sequence[str], ref_genes: np.ndarray
+) -> tuple[TableClient, dict[str, str], dict]:
     """NOT the oracle: a correlated train device's true latency, monotone-mapped."""
     ref_rows = SPACE.table_rows(ref_genes)
     maps: dict[str, tuple[str, float, float]] = {}
@@ -221,11 +238,21 @@ def score(device: str, genes: np.ndarray, true_rows: np.ndarray) -> dict[str, fl
     }
 
 
-def run_method(method: str, clients: dict[str, Any], names: dict[str, str], device: str,
-               seed: int, opts: argparse.Namespace) -> dict[str, Any]:
+def run_method(
+    method: str,
+    clients: dict[str, Any],
+    names: dict[str, str],
+    device: str,
+    seed: int,
+    opts: argparse.Namespace,
+) -> dict[str, Any]:
     """One method on one device and seed: the returned front's genes, wall and RPCs."""
-    kw = {"evaluations": opts.evaluations, "population": opts.population, "seed": seed,
-          "progress": False}
+    kw = {
+        "evaluations": opts.evaluations,
+        "population": opts.population,
+        "seed": seed,
+        "progress": False,
+    }
     t0 = time.perf_counter()
     if method == "bound":
         return many_sample_bound(device, seed, opts)
@@ -246,8 +273,12 @@ def run_method(method: str, clients: dict[str, Any], names: dict[str, str], devi
     # the true-table upper bound keeps exact dominance (its latencies are the truth)
     tol = 0.0 if method == "true_table" else opts.tie_tolerance
     res = search(clients[method], "nasbench201", [dev], objective=METRIC, tie_tolerance=tol, **kw)
-    return {"genes": res.front.genes, "wall_s": res.wall_s, "rpcs": res.num_rpcs,
-            "evaluations": res.num_evaluations}
+    return {
+        "genes": res.front.genes,
+        "wall_s": res.wall_s,
+        "rpcs": res.num_rpcs,
+        "evaluations": res.num_evaluations,
+    }
 
 
 def table_measure(device: str) -> Callable[[np.ndarray], np.ndarray]:
@@ -256,8 +287,9 @@ def table_measure(device: str) -> Callable[[np.ndarray], np.ndarray]:
     return lambda genes: col[SPACE.table_rows(genes)]
 
 
-def run_measured(method: str, client: Any, device: str, seed: int, opts: argparse.Namespace,
-                 kw: dict[str, Any]) -> dict[str, Any]:
+def run_measured(
+    method: str, client: Any, device: str, seed: int, opts: argparse.Namespace, kw: dict[str, Any]
+) -> dict[str, Any]:
     """``loop`` / ``random30`` on a device registered afresh from the references."""
     name = f"bench_{device}_{method}_{seed}"
     genes = opts.ref_genes
@@ -272,21 +304,35 @@ def run_measured(method: str, client: Any, device: str, seed: int, opts: argpars
         client.add_measurements(name, (extra, measure(extra)), space="nasbench201")
         if opts.resolution == "refs":
             kw["latency_resolution_ms"] = infer_device_resolution(
-                np.r_[measure(genes), measure(extra)])
-        res = search(client, "nasbench201", [name], objective=METRIC,
-                     tie_tolerance=opts.tie_tolerance, **kw)
+                np.r_[measure(genes), measure(extra)]
+            )
+        res = search(
+            client, "nasbench201", [name], objective=METRIC, tie_tolerance=opts.tie_tolerance, **kw
+        )
     else:
         if opts.resolution == "refs":  # inferred from the references + the loop's readings
             kw["latency_resolution_ms"] = "auto"
             kw["known_latencies_ms"] = {name: measure(genes)}
-        res = search(client, "nasbench201", [name], objective=METRIC,
-                     tie_tolerance=opts.tie_tolerance, measure=measure,
-                     measure_budget=LOOP_MEASUREMENTS, rounds=LOOP_ROUNDS, **kw)
+        res = search(
+            client,
+            "nasbench201",
+            [name],
+            objective=METRIC,
+            tie_tolerance=opts.tie_tolerance,
+            measure=measure,
+            measure_budget=LOOP_MEASUREMENTS,
+            rounds=LOOP_ROUNDS,
+            **kw,
+        )
     if not opts.offline:
         client.delete_device(name, "nasbench201")
-    return {"genes": res.front.genes, "wall_s": res.wall_s, "rpcs": res.num_rpcs,
-            "evaluations": res.num_evaluations,
-            "measure_s": float(res.archive.get("measure_s", 0.0))}
+    return {
+        "genes": res.front.genes,
+        "wall_s": res.wall_s,
+        "rpcs": res.num_rpcs,
+        "evaluations": res.num_evaluations,
+        "measure_s": float(res.archive.get("measure_s", 0.0)),
+    }
 
 
 def many_sample_bound(device: str, seed: int, opts: argparse.Namespace) -> dict[str, Any]:
@@ -300,8 +346,14 @@ def many_sample_bound(device: str, seed: int, opts: argparse.Namespace) -> dict[
     X = SPACE.features(genes)
     y = np.log(SPACE.table.device_column(device))
     train = np.random.default_rng(20_000 + seed).permutation(len(genes))[:BOUND_SAMPLES]
-    params = {"objective": "regression", "learning_rate": 0.05, "num_leaves": 31,
-              "seed": seed, "num_threads": 1, "verbose": -1}
+    params = {
+        "objective": "regression",
+        "learning_rate": 0.05,
+        "num_leaves": 31,
+        "seed": seed,
+        "num_threads": 1,
+        "verbose": -1,
+    }
     model = lgb.train(params, lgb.Dataset(X[train], y[train]), num_boost_round=500)
     pred = np.exp(model.predict(X))
     grid = opts.grids.get(device)  # the same reporting-grid ties as the static search
@@ -322,10 +374,13 @@ def _random_unique(n: int, seed: int) -> np.ndarray:
 def summarise(per_device: dict[str, dict[str, list[dict]]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for method, devs in per_device.items():
-        rows = {d: {k: float(np.mean([r[k] for r in runs]))
-                    for k in ("recall", "hv_ratio", "igd_plus", "size_ratio", "front_size",
-                              "wall_s")}
-                for d, runs in devs.items()}
+        rows = {
+            d: {
+                k: float(np.mean([r[k] for r in runs]))
+                for k in ("recall", "hv_ratio", "igd_plus", "size_ratio", "front_size", "wall_s")
+            }
+            for d, runs in devs.items()
+        }
         for d, runs in devs.items():
             rows[d]["min_hv_ratio"] = float(min(r["hv_ratio"] for r in runs))
         out[method] = {
@@ -357,45 +412,74 @@ def print_table(summary: dict[str, Any], true_sizes: dict[str, int], banner: str
     print(head + f"{'IGD+':>7} {'size/true':>10} {'front':>6} {'true':>5} {'wall s':>7}")
     for method, s in summary.items():
         for dev, r in s["devices"].items():
-            print(f"{method:<12} {dev:<14} {r['recall']:>7.3f} {r['hv_ratio']:>9.4f} "
-                  f"{r['min_hv_ratio']:>7.4f} {r['igd_plus']:>7.4f} "
-                  f"{r['size_ratio']:>10.2f} {r['front_size']:>6.1f} {true_sizes[dev]:>5} "
-                  f"{r['wall_s']:>7.2f}")
-        print(f"{method:<12} {'MEAN':<14} {s['mean_recall']:>7.3f} {s['mean_hv_ratio']:>9.4f} "
-              f"{s['min_hv_ratio']:>7.4f} {s['mean_igd_plus']:>7.4f} "
-              f"{s['max_size_ratio']:>10.2f} (max)  min recall {s['min_device_recall']:.3f}")
+            print(
+                f"{method:<12} {dev:<14} {r['recall']:>7.3f} {r['hv_ratio']:>9.4f} "
+                f"{r['min_hv_ratio']:>7.4f} {r['igd_plus']:>7.4f} "
+                f"{r['size_ratio']:>10.2f} {r['front_size']:>6.1f} {true_sizes[dev]:>5} "
+                f"{r['wall_s']:>7.2f}"
+            )
+        print(
+            f"{method:<12} {'MEAN':<14} {s['mean_recall']:>7.3f} {s['mean_hv_ratio']:>9.4f} "
+            f"{s['min_hv_ratio']:>7.4f} {s['mean_igd_plus']:>7.4f} "
+            f"{s['max_size_ratio']:>10.2f} (max)  min recall {s['min_device_recall']:.3f}"
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--json", type=Path, help="write the results here")
-    ap.add_argument("--offline", action="store_true",
-                    help="no server: a monotone map of another device (harness check only)")
+    ap = parser(__doc__.split("\n")[0])
+    ap.add_argument(
+        "--offline",
+        action="store_true",
+        help="no server: a monotone map of another device (harness check only)",
+    )
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--evaluations", type=int, default=3000)
     ap.add_argument("--population", type=int, default=64)
     ap.add_argument("--devices", nargs="+", default=list(HELP_TEST))
-    ap.add_argument("--tie-tolerance", type=float, default=1e-3,
-                    help="relative latency below which predictions count as ties (front)")
-    ap.add_argument("--methods", nargs="+",
-                    default=["oracle", "loop", "random30", "bound", "true_table", "random",
-                             "flops_proxy"])
-    ap.add_argument("--resolution", choices=("refs", "none"), default="refs",
-                    help="device reporting grid: inferred from the 10 reference latencies")
-    ap.add_argument("--references", choices=("help", "front", "suggested"), default="help",
-                    help="the 10 architectures each device is registered from")
-    ap.add_argument("--ref-mode", choices=("layers", "binned", "top"), default="layers",
-                    help="front references: the accurate region (see front_references)")
-    ap.add_argument("--ref-top", type=float, default=0.1,
-                    help="front references: the region's share of the table")
-    ap.add_argument("--ref-hint", default="flops",
-                    help="front references: 'flops' or a device the oracle knows (its "
-                         "predicted latency spreads the references)")
+    ap.add_argument(
+        "--tie-tolerance",
+        type=float,
+        default=1e-3,
+        help="relative latency below which predictions count as ties (front)",
+    )
+    ap.add_argument(
+        "--methods",
+        nargs="+",
+        default=["oracle", "loop", "random30", "bound", "true_table", "random", "flops_proxy"],
+    )
+    ap.add_argument(
+        "--resolution",
+        choices=("refs", "none"),
+        default="refs",
+        help="device reporting grid: inferred from the 10 reference latencies",
+    )
+    ap.add_argument(
+        "--references",
+        choices=("help", "front", "suggested"),
+        default="help",
+        help="the 10 architectures each device is registered from",
+    )
+    ap.add_argument(
+        "--ref-mode",
+        choices=("layers", "binned", "top"),
+        default="layers",
+        help="front references: the accurate region (see front_references)",
+    )
+    ap.add_argument(
+        "--ref-top",
+        type=float,
+        default=0.1,
+        help="front references: the region's share of the table",
+    )
+    ap.add_argument(
+        "--ref-hint",
+        default="flops",
+        help="front references: 'flops' or a device the oracle knows (its "
+        "predicted latency spreads the references)",
+    )
     ap.add_argument("--ref-seed", type=int, default=0)
     opts = ap.parse_args(argv)
-    import os
-
-    opts.load_start = os.getloadavg()
+    opts.load_start = load_average()
     if opts.ref_hint in opts.devices:
         ap.error("--ref-hint must not be an evaluated device")
     close: Callable[[], None] = lambda: None  # noqa: E731
@@ -409,8 +493,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     opts.grids = {}
     if opts.resolution == "refs":
         ref_rows = SPACE.table_rows(ref_genes)
-        opts.grids = {d: infer_device_resolution(SPACE.table.device_column(d)[ref_rows])
-                      for d in opts.devices}
+        opts.grids = {
+            d: infer_device_resolution(SPACE.table.device_column(d)[ref_rows]) for d in opts.devices
+        }
     clients = {"oracle": oracle, "true_table": true_table_client(), "flops_proxy": flops_client()}
     true_rows = {d: true_front_rows(SPACE, d, METRIC) for d in opts.devices}
     per_device: dict[str, dict[str, list[dict]]] = {m: {} for m in opts.methods}
@@ -425,31 +510,42 @@ def main(argv: Sequence[str] | None = None) -> int:
         close()
     summary = summarise(per_device)
     mode = "offline" if opts.offline else "oracle"
-    banner = ("OFFLINE HARNESS CHECK -- the 'oracle' rows are a monotone map of another "
-              "device's true latency, NOT oracle results" if opts.offline else
-              f"Search quality through the oracle ({opts.references} references)")
+    banner = (
+        "OFFLINE HARNESS CHECK -- the 'oracle' rows are a monotone map of another "
+        "device's true latency, NOT oracle results"
+        if opts.offline
+        else f"Search quality through the oracle ({opts.references} references)"
+    )
     print_table(summary, {d: len(r) for d, r in true_rows.items()}, banner)
     goals = goals_met(summary["oracle"]) if "oracle" in summary else {}
     print("goals (oracle, 10 refs):", GOALS, goals)
     loop_goals = goals_met(summary["loop"], LOOP_GOALS) if "loop" in summary else {}
     print("goals (loop, 10 refs + 30 measured):", LOOP_GOALS, loop_goals)
-    import os
-
-    load = os.getloadavg()
+    load = load_average()
     print(f"load average during the run (1/5/15 min): {load}")
     if opts.json:
-        opts.json.parent.mkdir(parents=True, exist_ok=True)
-        payload = {"mode": mode, "note": banner, "goals": GOALS, "goals_met": goals,
-                   "loop_goals": LOOP_GOALS, "loop_goals_met": loop_goals,
-                   "loadavg_end": list(load), "loadavg_start": list(opts.load_start),
-                   "resolution_grids": opts.grids,
-                   "config": {k: (str(v) if isinstance(v, Path) else v)
-                              for k, v in vars(opts).items()
-                              if k not in ("ref_genes", "grids", "load_start")},
-                   "true_front_size": {d: len(r) for d, r in true_rows.items()},
-                   "reference_index": SPACE.table.index[SPACE.table_rows(ref_genes)].tolist(),
-                   "offline_map": extra, "summary": summary, "runs": per_device}
-        opts.json.write_text(json.dumps(payload, indent=2) + "\n")
+        payload = {
+            "mode": mode,
+            "note": banner,
+            "goals": GOALS,
+            "goals_met": goals,
+            "loop_goals": LOOP_GOALS,
+            "loop_goals_met": loop_goals,
+            "loadavg_end": load,
+            "loadavg_start": opts.load_start,
+            "resolution_grids": opts.grids,
+            "config": {
+                k: (str(v) if isinstance(v, Path) else v)
+                for k, v in vars(opts).items()
+                if k not in ("ref_genes", "grids", "load_start")
+            },
+            "true_front_size": {d: len(r) for d, r in true_rows.items()},
+            "reference_index": SPACE.table.index[SPACE.table_rows(ref_genes)].tolist(),
+            "offline_map": extra,
+            "summary": summary,
+            "runs": per_device,
+        }
+        write_json(opts.json, payload)
     return 0
 
 

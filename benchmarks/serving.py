@@ -28,7 +28,7 @@ Measured:
 * cold start: process start to health SERVING with the proxy artifacts cached (median);
 * server RSS after warm-up (``/proc/<pid>/status`` VmRSS; VmHWM = peak).
 
-    python benchmarks/serving.py [--quick] [--json benchmarks/results/serving.json]
+    python -m benchmarks.serving [--quick] [--json benchmarks/results/serving.json]
 
 The machine's load average is recorded before and after: numbers from a loaded machine are
 pessimistic; compare ratios to the floor of the same run.
@@ -42,7 +42,6 @@ import datetime as dt
 import json
 import multiprocessing as mp
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -51,15 +50,11 @@ import time
 from concurrent import futures
 from pathlib import Path
 
+import grpc
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import grpc  # noqa: E402
-
-from oracle_server.launch import ServerProcess  # noqa: E402
+from benchmarks._cli import ROOT, load_average, parser, write_json
+from tests.support.launch import ServerProcess
 
 SPACES = ("nasbench201", "fbnet", "ofa_mbv3", "mobilenetv2", "proxyless")
 SIZES = (1, 100, 1_000, 10_000, 100_000)
@@ -97,13 +92,6 @@ TARGETS = {  # name -> (limit, unit); "<=" unless noted
 }
 
 
-def loadavg() -> list[float]:
-    try:
-        return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
-    except OSError:
-        return []
-
-
 def proc_status_mb(pid: int, key: str) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(key + ":"):
@@ -132,9 +120,7 @@ def echo_server_main(workers: int) -> int:
     from oracle_server.runtime import tune_allocator
 
     tune_allocator()  # the same allocator settings as the oracle process (fair floor)
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=workers), options=CHANNEL_OPTIONS
-    )
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=CHANNEL_OPTIONS)
     server.add_generic_rpc_handlers((_EchoHandler(),))
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
@@ -149,11 +135,19 @@ class EchoProcess:
 
     def __init__(self, workers: int, timeout_s: float = 60.0) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
         self.proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "--echo-server",
-             "--workers", str(workers)],
-            stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.serving",
+                "--echo-server",
+                "--workers",
+                str(workers),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=ROOT,
         )
         self.port = 0
         found = threading.Event()
@@ -182,8 +176,14 @@ class EchoProcess:
 
 def oracle_args(cache_dir: Path, data_dir: Path, spaces: tuple[str, ...]) -> list[str]:
     """``oracle-server serve`` flags of the benchmarked server (ports: ServerProcess's)."""
-    return ["--data-dir", str(data_dir), "--cache-dir", str(cache_dir), "--spaces",
-            ",".join(spaces)]
+    return [
+        "--data-dir",
+        str(data_dir),
+        "--cache-dir",
+        str(cache_dir),
+        "--spaces",
+        ",".join(spaces),
+    ]
 
 
 def ensure_proxy_cache(cache_dir: Path, spaces: tuple[str, ...]) -> float:
@@ -191,12 +191,26 @@ def ensure_proxy_cache(cache_dir: Path, spaces: tuple[str, ...]) -> float:
     (which covers the proxy configuration and features) has no artifact yet. Seconds taken."""
     t0 = time.perf_counter()
     env = {**os.environ}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run(
-            [sys.executable, "-m", "oracle_server", "build-proxy", "--cache-dir", str(cache_dir),
-             "--data-dir", tmp, "--spaces", ",".join(spaces), "--log-format", "text"],
-            check=True, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-m",
+                "oracle_server",
+                "build-proxy",
+                "--cache-dir",
+                str(cache_dir),
+                "--data-dir",
+                tmp,
+                "--spaces",
+                ",".join(spaces),
+                "--log-format",
+                "text",
+            ],
+            check=True,
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
     seconds = time.perf_counter() - t0
@@ -223,16 +237,23 @@ def timed_calls(call, make_request, calls: int, budget_s: float, warmup: int):
 
 
 def bench_rank(
-    oracle_port: int, echo_port: int, spaces: tuple[str, ...], sizes: tuple[int, ...],
-    calls: int, budget_s: float, seed: int = 0,
+    oracle_port: int,
+    echo_port: int,
+    spaces: tuple[str, ...],
+    sizes: tuple[int, ...],
+    calls: int,
+    budget_s: float,
+    seed: int = 0,
 ) -> list[dict]:
     from client_sdk import _requests as rq
     from client_sdk.spaces import get_space
 
     rows = []
     rng = np.random.default_rng(seed)
-    with grpc.insecure_channel(f"127.0.0.1:{oracle_port}", options=CHANNEL_OPTIONS) as och, \
-            grpc.insecure_channel(f"127.0.0.1:{echo_port}", options=CHANNEL_OPTIONS) as ech:
+    with (
+        grpc.insecure_channel(f"127.0.0.1:{oracle_port}", options=CHANNEL_OPTIONS) as och,
+        grpc.insecure_channel(f"127.0.0.1:{echo_port}", options=CHANNEL_OPTIONS) as ech,
+    ):
         rank = och.unary_unary(RANK_METHOD, _registered_method=False)
         echo = ech.unary_unary(ECHO_METHOD, _registered_method=False)
         for space_name in spaces:
@@ -259,13 +280,18 @@ def bench_rank(
                         echo, lambda echo_req=echo_req: echo_req, calls, budget_s, 5
                     )
                     row = {
-                        "space": space_name, "archs": n, "devices": nd, "calls": len(times),
-                        "p50_ms": pct(times, 50) * 1e3, "p99_ms": pct(times, 99) * 1e3,
+                        "space": space_name,
+                        "archs": n,
+                        "devices": nd,
+                        "calls": len(times),
+                        "p50_ms": pct(times, 50) * 1e3,
+                        "p99_ms": pct(times, 99) * 1e3,
                         "mean_ms": float(np.mean(times)) * 1e3,
                         "floor_calls": len(floor),
                         "floor_p50_ms": pct(floor, 50) * 1e3,
                         "floor_p99_ms": pct(floor, 99) * 1e3,
-                        "request_bytes": req_bytes, "response_bytes": resp_bytes,
+                        "request_bytes": req_bytes,
+                        "response_bytes": resp_bytes,
                     }
                     row["ratio_p50"] = row["p50_ms"] / row["floor_p50_ms"]
                     row["ratio_p99"] = row["p99_ms"] / row["floor_p99_ms"]
@@ -295,21 +321,30 @@ def bench_sdk(oracle_port: int, calls: int) -> dict:
             c.rank("nasbench201", genes[i % 8], device)
             if i >= 5:
                 times.append(time.perf_counter() - t0)
-    return {"space": "nasbench201", "archs": 10_000, "devices": 1, "calls": len(times),
-            "p50_ms": pct(times, 50) * 1e3, "p99_ms": pct(times, 99) * 1e3}
+    return {
+        "space": "nasbench201",
+        "archs": 10_000,
+        "devices": 1,
+        "calls": len(times),
+        "p50_ms": pct(times, 50) * 1e3,
+        "p99_ms": pct(times, 99) * 1e3,
+    }
 
 
 # ----------------------------------------------------------------------- throughput
-def _throughput_worker(port: int, seed: int, ready, start, stop_at, out,
-                       space_name: str = THROUGHPUT_SPACE) -> None:
+def _throughput_worker(
+    port: int, seed: int, ready, start, stop_at, out, space_name: str = THROUGHPUT_SPACE
+) -> None:
     from client_sdk import OracleClient
     from client_sdk.spaces import get_space
 
     space = get_space(space_name)
     device = space.table.devices[seed % 6]
     # fresh architectures per call where the space is open (no repeats in 9^22)
-    genes = [space.sample(THROUGHPUT_BATCH, seed * 100 + i)
-             for i in range(4 if space_name == "nasbench201" else 40)]
+    genes = [
+        space.sample(THROUGHPUT_BATCH, seed * 100 + i)
+        for i in range(4 if space_name == "nasbench201" else 40)
+    ]
     with OracleClient(f"127.0.0.1:{port}", timeout_s=60) as c:
         c.rank(space_name, genes[0], device)  # connect + warm
         ready.release()
@@ -324,18 +359,19 @@ def _throughput_worker(port: int, seed: int, ready, start, stop_at, out,
             lat.append(time.perf_counter() - t1)
             n += res.num_architectures
             calls += 1
-        out.put({"archs": n, "calls": calls, "seconds": time.time() - t0,
-                 "p50_ms": pct(lat, 50) * 1e3})
+        out.put(
+            {"archs": n, "calls": calls, "seconds": time.time() - t0, "p50_ms": pct(lat, 50) * 1e3}
+        )
 
 
-def bench_throughput(port: int, clients: int, duration_s: float,
-                     space: str = THROUGHPUT_SPACE) -> dict:
+def bench_throughput(
+    port: int, clients: int, duration_s: float, space: str = THROUGHPUT_SPACE
+) -> dict:
     ctx = mp.get_context("spawn")
     ready, start = ctx.Semaphore(0), ctx.Event()
     stop_at, out = ctx.Value("d", 0.0), ctx.Queue()
     procs = [
-        ctx.Process(target=_throughput_worker,
-                    args=(port, i, ready, start, stop_at, out, space))
+        ctx.Process(target=_throughput_worker, args=(port, i, ready, start, stop_at, out, space))
         for i in range(clients)
     ]
     for p in procs:
@@ -352,8 +388,12 @@ def bench_throughput(port: int, clients: int, duration_s: float,
         p.join(30)
     archs = sum(r["archs"] for r in results)
     return {
-        "clients": clients, "batch": THROUGHPUT_BATCH, "space": space,
-        "seconds": wall, "calls": sum(r["calls"] for r in results), "archs": archs,
+        "clients": clients,
+        "batch": THROUGHPUT_BATCH,
+        "space": space,
+        "seconds": wall,
+        "calls": sum(r["calls"] for r in results),
+        "archs": archs,
         "archs_per_s": archs / wall,
         "client_p50_ms": float(np.median([r["p50_ms"] for r in results])),
     }
@@ -361,7 +401,11 @@ def bench_throughput(port: int, clients: int, duration_s: float,
 
 # ------------------------------------------------------------------ registered devices
 def bench_registered(
-    oracle_port: int, echo_port: int, spaces: tuple[str, ...], calls: int, budget_s: float,
+    oracle_port: int,
+    echo_port: int,
+    spaces: tuple[str, ...],
+    calls: int,
+    budget_s: float,
     n: int = 10_000,
 ) -> list[dict]:
     """Rank latency of devices registered over RPC from 10 measurements (as users do):
@@ -374,9 +418,11 @@ def bench_registered(
     rows_out = []
     rng = np.random.default_rng(7)
     stamp = int(time.time())
-    with OracleClient(f"127.0.0.1:{oracle_port}", timeout_s=60) as c, \
-            grpc.insecure_channel(f"127.0.0.1:{oracle_port}", options=CHANNEL_OPTIONS) as och, \
-            grpc.insecure_channel(f"127.0.0.1:{echo_port}", options=CHANNEL_OPTIONS) as ech:
+    with (
+        OracleClient(f"127.0.0.1:{oracle_port}", timeout_s=60) as c,
+        grpc.insecure_channel(f"127.0.0.1:{oracle_port}", options=CHANNEL_OPTIONS) as och,
+        grpc.insecure_channel(f"127.0.0.1:{echo_port}", options=CHANNEL_OPTIONS) as ech,
+    ):
         rank = och.unary_unary(RANK_METHOD, _registered_method=False)
         echo = ech.unary_unary(ECHO_METHOD, _registered_method=False)
         for space_name in spaces:
@@ -386,16 +432,17 @@ def bench_registered(
                 rows = rng.choice(len(truth), 10, replace=False)
                 genes = space.table.genes[rows]
                 cases = {
-                    f"from {REGISTER_SOURCE[space_name]}": truth[rows] * rng.uniform(
-                        0.9, 1.1, 10),
+                    f"from {REGISTER_SOURCE[space_name]}": truth[rows] * rng.uniform(0.9, 1.1, 10),
                     "made-up latencies": rng.uniform(1.0, 100.0, 10),
                 }
             elif not space.table.devices:  # a space from a definition (no table)
                 genes = space.sample(10, rng)
                 d = space.descriptors(genes)[:, :6]
                 roofline = 2e-9 * d[:, 0] + 1.5e-8 * d[:, 1] + 4e-8 * d[:, 3] + 0.02 * d[:, 4]
-                cases = {"roofline-like": roofline * rng.uniform(0.9, 1.1, 10),
-                         "made-up latencies": rng.uniform(1.0, 100.0, 10)}
+                cases = {
+                    "roofline-like": roofline * rng.uniform(0.9, 1.1, 10),
+                    "made-up latencies": rng.uniform(1.0, 100.0, 10),
+                }
             else:
                 continue
             for label, lat in cases.items():
@@ -411,15 +458,24 @@ def bench_registered(
                 times, resp_bytes = timed_calls(rank, make, calls, budget_s, 3)
                 echo_req = resp_bytes.to_bytes(4, "little") + bytes(max(len(make()) - 4, 0))
                 floor, _ = timed_calls(echo, lambda e=echo_req: e, calls, budget_s, 5)
-                row = {"space": space_name, "archs": n, "devices": 1, "registered": label,
-                       "head_kind": dev.head_kind, "calls": len(times),
-                       "p50_ms": pct(times, 50) * 1e3, "p99_ms": pct(times, 99) * 1e3,
-                       "floor_p50_ms": pct(floor, 50) * 1e3}
+                row = {
+                    "space": space_name,
+                    "archs": n,
+                    "devices": 1,
+                    "registered": label,
+                    "head_kind": dev.head_kind,
+                    "calls": len(times),
+                    "p50_ms": pct(times, 50) * 1e3,
+                    "p99_ms": pct(times, 99) * 1e3,
+                    "floor_p50_ms": pct(floor, 50) * 1e3,
+                }
                 row["ratio_p50"] = row["p50_ms"] / row["floor_p50_ms"]
                 rows_out.append(row)
-                print(f"  {space_name:12s} {n:>7d} x registered ({label}, head {dev.head_kind}): "
-                      f"p50 {row['p50_ms']:8.2f} ms  floor {row['floor_p50_ms']:6.2f} ms",
-                      flush=True)
+                print(
+                    f"  {space_name:12s} {n:>7d} x registered ({label}, head {dev.head_kind}): "
+                    f"p50 {row['p50_ms']:8.2f} ms  floor {row['floor_p50_ms']:6.2f} ms",
+                    flush=True,
+                )
     return rows_out
 
 
@@ -442,8 +498,13 @@ def bench_register(port: int, calls: int, samples: int = 10) -> dict:
             if i >= 3:
                 times.append(time.perf_counter() - t0)
                 fit_ms.append(dev.head_fit_ms)
-    return {"samples": samples, "calls": len(times), "p50_ms": pct(times, 50) * 1e3,
-            "p99_ms": pct(times, 99) * 1e3, "head_fit_p50_ms": pct(fit_ms, 50)}
+    return {
+        "samples": samples,
+        "calls": len(times),
+        "p50_ms": pct(times, 50) * 1e3,
+        "p99_ms": pct(times, 99) * 1e3,
+        "head_fit_p50_ms": pct(fit_ms, 50),
+    }
 
 
 def check_targets(res: dict) -> list[dict]:
@@ -459,15 +520,22 @@ def check_targets(res: dict) -> list[dict]:
                 return r
         return None
 
-    tp8 = [t["archs_per_s"] for t in res["throughput"]
-           if t["clients"] == 8 and t["space"] == THROUGHPUT_SPACE]
+    tp8 = [
+        t["archs_per_s"]
+        for t in res["throughput"]
+        if t["clients"] == 8 and t["space"] == THROUGHPUT_SPACE
+    ]
     tp8_open = [t["archs_per_s"] for t in res.get("throughput_open", []) if t["clients"] == 8]
     reg = [r["p50_ms"] for r in res.get("registered", []) if r["space"] == "fbnet"]
-    reg_defined = [r["p50_ms"] for r in res.get("registered", [])
-                   if r["space"] in ("mobilenetv2", "proxyless")]
+    reg_defined = [
+        r["p50_ms"] for r in res.get("registered", []) if r["space"] in ("mobilenetv2", "proxyless")
+    ]
     nb = rank_row("nasbench201", 10_000, 1)
-    f6, f100, o100 = (rank_row("fbnet", 10_000, 6), rank_row("fbnet", 100_000, 1),
-                      rank_row("ofa_mbv3", 100_000, 1))
+    f6, f100, o100 = (
+        rank_row("fbnet", 10_000, 6),
+        rank_row("fbnet", 100_000, 1),
+        rank_row("ofa_mbv3", 100_000, 1),
+    )
     nan = float("nan")
     values = {
         "rank_fbnet_10k_registered_p50_ms": max(reg) if reg else nan,
@@ -489,50 +557,78 @@ def check_targets(res: dict) -> list[dict]:
     for name, limit in TARGETS.items():
         v = values[name]
         met = v >= limit if name.startswith("throughput") else v <= limit
-        out.append({"name": name, "target": limit, "value": v,
-                    "met": bool(met) if np.isfinite(v) else None})
+        out.append(
+            {
+                "name": name,
+                "target": limit,
+                "value": v,
+                "met": bool(met) if np.isfinite(v) else None,
+            }
+        )
     return out
 
 
 def print_report(res: dict) -> None:
     meta = res["meta"]
-    print(f"\nServing benchmark ({'quick' if meta['quick'] else 'full'}), {meta['cpus']} CPUs, "
-          f"load average before {meta['loadavg_before']} after {meta['loadavg_after']}")
-    print("Rank: raw-bytes client, fresh random architectures per call; floor = echo server "
-          "with the same request/response sizes")
-    head = (f"{'space':12s} {'archs':>7s} {'dev':>3s} {'calls':>5s} {'p50 ms':>9s} "
-            f"{'p99 ms':>9s} {'floor p50':>9s} {'floor p99':>9s} {'x p50':>6s} {'x p99':>6s} "
-            f"{'archs/s':>10s}")
+    print(
+        f"\nServing benchmark ({'quick' if meta['quick'] else 'full'}), {meta['cpus']} CPUs, "
+        f"load average before {meta['loadavg_before']} after {meta['loadavg_after']}"
+    )
+    print(
+        "Rank: raw-bytes client, fresh random architectures per call; floor = echo server "
+        "with the same request/response sizes"
+    )
+    head = (
+        f"{'space':12s} {'archs':>7s} {'dev':>3s} {'calls':>5s} {'p50 ms':>9s} "
+        f"{'p99 ms':>9s} {'floor p50':>9s} {'floor p99':>9s} {'x p50':>6s} {'x p99':>6s} "
+        f"{'archs/s':>10s}"
+    )
     print(head)
     print("-" * len(head))
     for r in res["rank"]:
-        print(f"{r['space']:12s} {r['archs']:>7d} {r['devices']:>3d} {r['calls']:>5d} "
-              f"{r['p50_ms']:>9.2f} {r['p99_ms']:>9.2f} {r['floor_p50_ms']:>9.2f} "
-              f"{r['floor_p99_ms']:>9.2f} {r['ratio_p50']:>6.1f} {r['ratio_p99']:>6.1f} "
-              f"{r['archs_per_s_p50']:>10.3g}")
+        print(
+            f"{r['space']:12s} {r['archs']:>7d} {r['devices']:>3d} {r['calls']:>5d} "
+            f"{r['p50_ms']:>9.2f} {r['p99_ms']:>9.2f} {r['floor_p50_ms']:>9.2f} "
+            f"{r['floor_p99_ms']:>9.2f} {r['ratio_p50']:>6.1f} {r['ratio_p99']:>6.1f} "
+            f"{r['archs_per_s_p50']:>10.3g}"
+        )
     s = res["sdk"]
-    print(f"SDK OracleClient.rank, NB201 10k x 1: p50 {s['p50_ms']:.2f} ms, p99 "
-          f"{s['p99_ms']:.2f} ms ({s['calls']} calls)")
+    print(
+        f"SDK OracleClient.rank, NB201 10k x 1: p50 {s['p50_ms']:.2f} ms, p99 "
+        f"{s['p99_ms']:.2f} ms ({s['calls']} calls)"
+    )
     for r in res.get("registered", []):
-        print(f"{r['space']:12s} {r['archs']:>7d} x 1 registered ({r['registered']}, head "
-              f"{r['head_kind']}): p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms, floor "
-              f"{r['floor_p50_ms']:.2f} ms, x{r['ratio_p50']:.1f} ({r['calls']} calls)")
-    print(f"\nThroughput ({THROUGHPUT_BATCH} archs x 1 table device per Rank, SDK, one "
-          "process per client; open spaces: fresh architectures per call)")
+        print(
+            f"{r['space']:12s} {r['archs']:>7d} x 1 registered ({r['registered']}, head "
+            f"{r['head_kind']}): p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms, floor "
+            f"{r['floor_p50_ms']:.2f} ms, x{r['ratio_p50']:.1f} ({r['calls']} calls)"
+        )
+    print(
+        f"\nThroughput ({THROUGHPUT_BATCH} archs x 1 table device per Rank, SDK, one "
+        "process per client; open spaces: fresh architectures per call)"
+    )
     for t in res["throughput"] + res.get("throughput_open", []):
-        print(f"  {t['space']:12s} {t['clients']:>2d} clients: {t['archs_per_s']:>12,.0f} archs/s "
-              f"({t['calls']} calls in {t['seconds']:.1f} s, "
-              f"client p50 {t['client_p50_ms']:.1f} ms)")
+        print(
+            f"  {t['space']:12s} {t['clients']:>2d} clients: {t['archs_per_s']:>12,.0f} archs/s "
+            f"({t['calls']} calls in {t['seconds']:.1f} s, "
+            f"client p50 {t['client_p50_ms']:.1f} ms)"
+        )
     r = res["register"]
-    print(f"RegisterDevice, {r['samples']} samples: p50 {r['p50_ms']:.1f} ms, p99 "
-          f"{r['p99_ms']:.1f} ms, server head fit p50 {r['head_fit_p50_ms']:.1f} ms "
-          f"({r['calls']} calls)")
+    print(
+        f"RegisterDevice, {r['samples']} samples: p50 {r['p50_ms']:.1f} ms, p99 "
+        f"{r['p99_ms']:.1f} ms, server head fit p50 {r['head_fit_p50_ms']:.1f} ms "
+        f"({r['calls']} calls)"
+    )
     c = res["cold_start"]
-    print(f"Cold start to SERVING (proxy cached): median {c['median_s']:.2f} s "
-          f"({', '.join(f'{x:.2f}' for x in c['runs_s'])})")
+    print(
+        f"Cold start to SERVING (proxy cached): median {c['median_s']:.2f} s "
+        f"({', '.join(f'{x:.2f}' for x in c['runs_s'])})"
+    )
     m = res["server_memory"]
-    print(f"Server RSS after warm-up {m['rss_after_warmup_mb']:.0f} MB, at end "
-          f"{m['rss_end_mb']:.0f} MB, peak {m['hwm_end_mb']:.0f} MB")
+    print(
+        f"Server RSS after warm-up {m['rss_after_warmup_mb']:.0f} MB, at end "
+        f"{m['rss_end_mb']:.0f} MB, peak {m['hwm_end_mb']:.0f} MB"
+    )
     print("\nTargets")
     for t in res["targets"]:
         flag = {True: "met", False: "MISSED", None: "n/a"}[t["met"]]
@@ -540,8 +636,7 @@ def print_report(res: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--json", type=Path, help="write the results here")
+    ap = parser(__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="fast smoke run (~40 s)")
     ap.add_argument("--cache-dir", type=Path, default=ROOT / ".oracle" / "bench-cache")
     ap.add_argument("--calls", type=int, default=None, help="max timed calls per Rank row")
@@ -564,22 +659,25 @@ def main(argv: list[str] | None = None) -> int:
         sizes = tuple(int(x) for x in args.sizes.split(","))
     concurrency = (1, 8) if quick else CONCURRENCY
     t_start = time.perf_counter()
-    load_before = loadavg()
+    load_before = load_average()
     spaces = tuple(args.spaces.split(","))
     cache_dir = args.cache_dir.resolve()
     build_s = ensure_proxy_cache(cache_dir, spaces)
 
-    res: dict = {"meta": {
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "quick": quick,
-        "cpus": os.cpu_count(), "python": platform.python_version(),
-        "grpc": grpc.__version__, "numpy": np.__version__, "loadavg_before": load_before,
-        "git": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                              capture_output=True, text=True).stdout.strip(),
-        "build_proxy_s_untimed": build_s, "calls_max": calls, "budget_s_per_row": budget,
-        "throughput_duration_s": duration,
-        "server": "subprocess: oracle-server serve --spaces " + ",".join(spaces)
-                  + " (default settings: 8 workers)",
-    }}
+    res: dict = {
+        "meta": {
+            "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "quick": quick,
+            "loadavg_before": load_before,
+            "build_proxy_s_untimed": build_s,
+            "calls_max": calls,
+            "budget_s_per_row": budget,
+            "throughput_duration_s": duration,
+            "server": "subprocess: oracle-server serve --spaces "
+            + ",".join(spaces)
+            + " (default settings: 8 workers)",
+        }
+    }
     echo = EchoProcess(args.workers)
     oracle: ServerProcess | None = None
     try:
@@ -588,8 +686,11 @@ def main(argv: list[str] | None = None) -> int:
             for i in range(1 if quick else 3):
                 if oracle is not None:
                     oracle.stop()
-                oracle = ServerProcess(oracle_args(cache_dir, Path(tmp) / f"d{i}", spaces),
-                                       cwd=ROOT, start_timeout_s=180)
+                oracle = ServerProcess(
+                    oracle_args(cache_dir, Path(tmp) / f"d{i}", spaces),
+                    cwd=ROOT,
+                    start_timeout_s=180,
+                )
                 runs.append(oracle.wait_serving(poll_s=0.01).startup_s)
             res["cold_start"] = {"runs_s": runs, "median_s": float(np.median(runs))}
             print(f"cold start to SERVING: {res['cold_start']['median_s']:.2f} s", flush=True)
@@ -604,29 +705,34 @@ def main(argv: list[str] | None = None) -> int:
             res["throughput"] = []
             for k in concurrency:
                 res["throughput"].append(bench_throughput(oracle.port, k, duration))
-                print(f"  {k:>2d} clients: {res['throughput'][-1]['archs_per_s']:,.0f} archs/s",
-                      flush=True)
+                print(
+                    f"  {k:>2d} clients: {res['throughput'][-1]['archs_per_s']:,.0f} archs/s",
+                    flush=True,
+                )
             res["throughput_open"] = []
             if OPEN_THROUGHPUT[0] in spaces:
                 for k in OPEN_THROUGHPUT[1]:
                     res["throughput_open"].append(
-                        bench_throughput(oracle.port, k, duration, OPEN_THROUGHPUT[0]))
-                    print(f"  {OPEN_THROUGHPUT[0]} {k:>2d} clients: "
-                          f"{res['throughput_open'][-1]['archs_per_s']:,.0f} archs/s", flush=True)
+                        bench_throughput(oracle.port, k, duration, OPEN_THROUGHPUT[0])
+                    )
+                    print(
+                        f"  {OPEN_THROUGHPUT[0]} {k:>2d} clients: "
+                        f"{res['throughput_open'][-1]['archs_per_s']:,.0f} archs/s",
+                        flush=True,
+                    )
             res["server_memory"]["rss_end_mb"] = proc_status_mb(oracle.pid, "VmRSS")
             res["server_memory"]["hwm_end_mb"] = proc_status_mb(oracle.pid, "VmHWM")
     finally:
         if oracle is not None:
             oracle.stop()
         echo.kill()
-    res["meta"]["loadavg_after"] = loadavg()
+    res["meta"]["loadavg_after"] = load_average()
     res["meta"]["wall_s"] = time.perf_counter() - t_start
     res["targets"] = check_targets(res)
     print_report(res)
     print(f"\n(total {res['meta']['wall_s']:.0f} s)")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(res, indent=2) + "\n")
+        write_json(args.json, res)
         print(f"wrote {args.json}")
     return 0
 

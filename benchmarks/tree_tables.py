@@ -13,27 +13,21 @@ the calling thread + pool threads via ``process_time``), median of ``--reps``. T
 load average is recorded: on a shared 2-core machine wall times move with other jobs, CPU
 times much less.
 
-    python benchmarks/tree_tables.py [--json benchmarks/results/tree_tables.json]
+    python -m benchmarks.tree_tables [--json benchmarks/results/tree_tables.json]
 """
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
-import json
-import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from oracle_server.predictor import build_model  # noqa: E402
-from oracle_server.predictor import tree_tables as tt  # noqa: E402
+from benchmarks._cli import ROOT, load_average, parser, write_json
+from oracle_server.predictor import build_model
+from oracle_server.predictor import tree_tables as tt
 
 
 def timed(fn, reps: int) -> tuple[float, float]:
@@ -49,21 +43,26 @@ def timed(fn, reps: int) -> tuple[float, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--json", type=Path)
+    ap = parser(__doc__.split("\n")[0])
     ap.add_argument("--cache-dir", type=Path, default=ROOT / ".oracle" / "bench-cache")
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--sizes", default="10000,100000")
     args = ap.parse_args(argv)
     tt.start_kernel(wait=True)
-    res: dict = {"meta": {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                          "cpus": os.cpu_count(), "loadavg_before": list(os.getloadavg()),
-                          "kernel": "numba" if tt._KERNELS is not None else "numpy"},
-           "rows": []}
-    print(f"{'space':9s} {'archs':>7s} {'cols':>4s} {'trees ms':>9s} {'cpu':>7s} "
-          f"{'tables ms':>9s} {'cpu':>7s} {'x':>6s} {f'{args.threads} thr ms':>9s} "
-          f"{'max rel diff':>12s}")
+    res: dict = {
+        "meta": {
+            "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "loadavg_before": load_average(),
+            "kernel": "numba" if tt._KERNELS is not None else "numpy",
+        },
+        "rows": [],
+    }
+    print(
+        f"{'space':9s} {'archs':>7s} {'cols':>4s} {'trees ms':>9s} {'cpu':>7s} "
+        f"{'tables ms':>9s} {'cpu':>7s} {'x':>6s} {f'{args.threads} thr ms':>9s} "
+        f"{'max rel diff':>12s}"
+    )
     for space in ("fbnet", "ofa_mbv3"):
         model = build_model(space, (), cache_dir=args.cache_dir)
         if model.proxy.tables is None:
@@ -91,20 +90,33 @@ def main(argv: list[str] | None = None) -> int:
                 p_wall, _ = timed(fast, reps)
                 tt.set_threads(1)
                 diff = float(np.max(np.abs(fast(0)[:, cols] - ref(0)[:, cols]) / ref(0)[:, cols]))
-                row = {"space": space, "archs": n, "columns": len(cols), "trees_ms": t_wall,
-                       "trees_cpu_ms": t_cpu, "tables_ms": f_wall, "tables_cpu_ms": f_cpu,
-                       "speedup_cpu": t_cpu / f_cpu, "tables_threads": args.threads,
-                       "tables_threads_ms": p_wall, "max_rel_diff": diff}
+                row = {
+                    "space": space,
+                    "archs": n,
+                    "columns": len(cols),
+                    "trees_ms": t_wall,
+                    "trees_cpu_ms": t_cpu,
+                    "tables_ms": f_wall,
+                    "tables_cpu_ms": f_cpu,
+                    "speedup_cpu": t_cpu / f_cpu,
+                    "tables_threads": args.threads,
+                    "tables_threads_ms": p_wall,
+                    "max_rel_diff": diff,
+                }
                 res["rows"].append(row)
-                print(f"{space:9s} {n:>7d} {len(cols):>4d} {t_wall:>9.1f} {t_cpu:>7.1f} "
-                      f"{f_wall:>9.1f} {f_cpu:>7.1f} {row['speedup_cpu']:>6.1f} "
-                      f"{p_wall:>9.1f} {diff:>12.2e}", flush=True)
-    res["meta"]["loadavg_after"] = list(os.getloadavg())
-    print(f"load average before {res['meta']['loadavg_before']}, after "
-          f"{res['meta']['loadavg_after']} (x = CPU-time ratio trees / tables)")
+                print(
+                    f"{space:9s} {n:>7d} {len(cols):>4d} {t_wall:>9.1f} {t_cpu:>7.1f} "
+                    f"{f_wall:>9.1f} {f_cpu:>7.1f} {row['speedup_cpu']:>6.1f} "
+                    f"{p_wall:>9.1f} {diff:>12.2e}",
+                    flush=True,
+                )
+    res["meta"]["loadavg_after"] = load_average()
+    print(
+        f"load average before {res['meta']['loadavg_before']}, after "
+        f"{res['meta']['loadavg_after']} (x = CPU-time ratio trees / tables)"
+    )
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(res, indent=2) + "\n")
+        write_json(args.json, res)
         print(f"wrote {args.json}")
     return 0
 

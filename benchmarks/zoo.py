@@ -5,7 +5,7 @@ bottleneck blocks), VGG-like, MobileNet-V1/V2-like, ShuffleNet-V1/V2-like, Squee
 AlexNet-, MnasNet-like (SE, h-swish) and a few simple CNNs, at different widths, depths and
 input resolutions (128-224), 1000 classes. ``ZOO`` maps a stable name to a ``ZooNet`` (a
 builder returning an ``nn.Module`` in eval mode, with deterministic weights, and the input
-resolution). Used by ``benchmarks/networks_onboarding.py``.
+resolution). Used by ``benchmarks.networks_onboarding``.
 """
 
 from __future__ import annotations
@@ -25,10 +25,18 @@ def _div8(v: float) -> int:
     return max(8, int(v + 4) // 8 * 8)
 
 
-def conv_bn(c_in: int, c_out: int, k: int, stride: int = 1, groups: int = 1,
-            act: type[nn.Module] | None = nn.ReLU) -> nn.Sequential:
-    mods: list[nn.Module] = [nn.Conv2d(c_in, c_out, k, stride, k // 2, groups=groups,
-                                       bias=False), nn.BatchNorm2d(c_out)]
+def conv_bn(
+    c_in: int,
+    c_out: int,
+    k: int,
+    stride: int = 1,
+    groups: int = 1,
+    act: type[nn.Module] | None = nn.ReLU,
+) -> nn.Sequential:
+    mods: list[nn.Module] = [
+        nn.Conv2d(c_in, c_out, k, stride, k // 2, groups=groups, bias=False),
+        nn.BatchNorm2d(c_out),
+    ]
     if act is not None:
         mods.append(act(inplace=True) if act in (nn.ReLU, nn.ReLU6, nn.Hardswish) else act())
     return nn.Sequential(*mods)
@@ -46,8 +54,9 @@ class BasicBlock(nn.Module):
         super().__init__()
         self.conv1 = conv_bn(c_in, c, 3, stride)
         self.conv2 = conv_bn(c, c, 3, act=None)
-        self.down = (conv_bn(c_in, c, 1, stride, act=None)
-                     if stride != 1 or c_in != c else nn.Identity())
+        self.down = (
+            conv_bn(c_in, c, 1, stride, act=None) if stride != 1 or c_in != c else nn.Identity()
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(self.conv2(self.conv1(x)) + self.down(x))
@@ -59,10 +68,12 @@ class Bottleneck(nn.Module):
     def __init__(self, c_in: int, c: int, stride: int) -> None:
         super().__init__()
         out = 4 * c
-        self.body = nn.Sequential(conv_bn(c_in, c, 1), conv_bn(c, c, 3, stride),
-                                  conv_bn(c, out, 1, act=None))
-        self.down = (conv_bn(c_in, out, 1, stride, act=None)
-                     if stride != 1 or c_in != out else nn.Identity())
+        self.body = nn.Sequential(
+            conv_bn(c_in, c, 1), conv_bn(c, c, 3, stride), conv_bn(c, out, 1, act=None)
+        )
+        self.down = (
+            conv_bn(c_in, out, 1, stride, act=None) if stride != 1 or c_in != out else nn.Identity()
+        )
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -72,14 +83,15 @@ class Bottleneck(nn.Module):
 
 
 class ResNet(nn.Module):
-    def __init__(self, block: type[BasicBlock] | type[Bottleneck], depths: tuple[int, ...],
-                 width: int = 64) -> None:
+    def __init__(
+        self, block: type[BasicBlock] | type[Bottleneck], depths: tuple[int, ...], width: int = 64
+    ) -> None:
         super().__init__()
         self.stem = nn.Sequential(conv_bn(3, width, 7, 2), nn.MaxPool2d(3, 2, 1))
         stages: list[nn.Module] = []
         c_in = width
         for i, n in enumerate(depths):
-            c = width * 2 ** i
+            c = width * 2**i
             for b in range(n):
                 stages.append(block(c_in, c, 2 if (b == 0 and i > 0) else 1))
                 c_in = c * block.expansion
@@ -92,8 +104,9 @@ class ResNet(nn.Module):
 
 # ------------------------------------------------------------------------- VGG
 class VGG(nn.Module):
-    def __init__(self, cfg: tuple[int | str, ...], width: float = 1.0, bn: bool = True,
-                 fc: int = 0) -> None:
+    def __init__(
+        self, cfg: tuple[int | str, ...], width: float = 1.0, bn: bool = True, fc: int = 0
+    ) -> None:
         super().__init__()
         mods: list[nn.Module] = []
         c_in = 3
@@ -110,8 +123,13 @@ class VGG(nn.Module):
         self.features = nn.Sequential(*mods)
         if fc:
             self.classifier: nn.Module = nn.Sequential(
-                nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(4 * c_in, fc),
-                nn.ReLU(inplace=True), nn.Dropout(0.5), nn.Linear(fc, NUM_CLASSES))
+                nn.AdaptiveAvgPool2d(2),
+                nn.Flatten(),
+                nn.Linear(4 * c_in, fc),
+                nn.ReLU(inplace=True),
+                nn.Dropout(0.5),
+                nn.Linear(fc, NUM_CLASSES),
+            )
         else:
             self.classifier = _head(c_in)
 
@@ -126,8 +144,21 @@ VGG8 = (32, "M", 64, "M", 128, 128, "M", 256, "M", 256, "M")
 
 # ---------------------------------------------------------------- MobileNet V1
 class MobileNetV1(nn.Module):
-    CFG = ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), (512, 1), (512, 1),
-           (512, 1), (512, 1), (512, 1), (1024, 2), (1024, 1))
+    CFG = (
+        (64, 1),
+        (128, 2),
+        (128, 1),
+        (256, 2),
+        (256, 1),
+        (512, 2),
+        (512, 1),
+        (512, 1),
+        (512, 1),
+        (512, 1),
+        (512, 1),
+        (1024, 2),
+        (1024, 1),
+    )
 
     def __init__(self, width: float = 1.0) -> None:
         super().__init__()
@@ -146,8 +177,16 @@ class MobileNetV1(nn.Module):
 
 # ---------------------------------------------------------------- MobileNet V2
 class InvertedResidual(nn.Module):
-    def __init__(self, c_in: int, c_out: int, stride: int, expand: int, kernel: int = 3,
-                 act: type[nn.Module] = nn.ReLU6, se: bool = False) -> None:
+    def __init__(
+        self,
+        c_in: int,
+        c_out: int,
+        stride: int,
+        expand: int,
+        kernel: int = 3,
+        act: type[nn.Module] = nn.ReLU6,
+        se: bool = False,
+    ) -> None:
         super().__init__()
         mid = c_in * expand
         mods: list[nn.Module] = []
@@ -177,8 +216,15 @@ class SqueezeExcite(nn.Module):
 
 
 class MobileNetV2(nn.Module):
-    CFG = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
-           (6, 160, 3, 2), (6, 320, 1, 1))
+    CFG = (
+        (1, 16, 1, 1),
+        (6, 24, 2, 2),
+        (6, 32, 3, 2),
+        (6, 64, 4, 2),
+        (6, 96, 3, 1),
+        (6, 160, 3, 2),
+        (6, 320, 1, 1),
+    )
 
     def __init__(self, width: float = 1.0) -> None:
         super().__init__()
@@ -202,8 +248,14 @@ class MobileNetV2(nn.Module):
 class MnasLike(nn.Module):
     """MBConv stages with squeeze-excite and h-swish (MobileNet-V3 / MnasNet flavour)."""
 
-    CFG = ((3, 1, 16, 1, 1, False), (3, 4, 24, 2, 2, False), (5, 3, 40, 3, 2, True),
-           (3, 6, 80, 3, 2, False), (3, 6, 112, 2, 1, True), (5, 6, 160, 3, 2, True))
+    CFG = (
+        (3, 1, 16, 1, 1, False),
+        (3, 4, 24, 2, 2, False),
+        (5, 3, 40, 3, 2, True),
+        (3, 6, 80, 3, 2, False),
+        (3, 6, 112, 2, 1, True),
+        (5, 6, 160, 3, 2, True),
+    )
 
     def __init__(self, width: float = 1.0) -> None:
         super().__init__()
@@ -217,9 +269,13 @@ class MnasLike(nn.Module):
                 c_in = c
         mods.append(conv_bn(c_in, 960, 1, act=nn.Hardswish))
         self.features = nn.Sequential(*mods)
-        self.classifier = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                                        nn.Linear(960, 1280), nn.Hardswish(),
-                                        nn.Linear(1280, NUM_CLASSES))
+        self.classifier = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(960, 1280),
+            nn.Hardswish(),
+            nn.Linear(1280, NUM_CLASSES),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
@@ -237,11 +293,16 @@ class ShuffleV2Block(nn.Module):
         self.stride = stride
         half = c_out // 2
         src = c_in if stride == 2 else half
-        self.branch2 = nn.Sequential(conv_bn(src, half, 1), conv_bn(half, half, 3, stride,
-                                                                    groups=half, act=None),
-                                     conv_bn(half, half, 1))
-        self.branch1 = (nn.Sequential(conv_bn(c_in, c_in, 3, 2, groups=c_in, act=None),
-                                      conv_bn(c_in, half, 1)) if stride == 2 else None)
+        self.branch2 = nn.Sequential(
+            conv_bn(src, half, 1),
+            conv_bn(half, half, 3, stride, groups=half, act=None),
+            conv_bn(half, half, 1),
+        )
+        self.branch1 = (
+            nn.Sequential(conv_bn(c_in, c_in, 3, 2, groups=c_in, act=None), conv_bn(c_in, half, 1))
+            if stride == 2
+            else None
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.branch1 is None:
@@ -254,8 +315,11 @@ class ShuffleV2Block(nn.Module):
 
 class ShuffleNetV2(nn.Module):
     WIDTHS: ClassVar[dict[float, tuple[int, ...]]] = {
-        0.5: (48, 96, 192, 1024), 1.0: (116, 232, 464, 1024), 1.5: (176, 352, 704, 1024),
-        2.0: (244, 488, 976, 2048)}
+        0.5: (48, 96, 192, 1024),
+        1.0: (116, 232, 464, 1024),
+        1.5: (176, 352, 704, 1024),
+        2.0: (244, 488, 976, 2048),
+    }
 
     def __init__(self, width: float = 1.0, repeats: tuple[int, ...] = (4, 8, 4)) -> None:
         super().__init__()
@@ -276,8 +340,7 @@ class ShuffleNetV2(nn.Module):
 
 
 class ShuffleV1Unit(nn.Module):
-    def __init__(self, c_in: int, c_out: int, stride: int, groups: int,
-                 first_groups: int) -> None:
+    def __init__(self, c_in: int, c_out: int, stride: int, groups: int, first_groups: int) -> None:
         super().__init__()
         self.stride, self.groups = stride, groups
         mid = c_out // 4
@@ -328,28 +391,55 @@ class Fire(nn.Module):
 
 def squeezenet() -> nn.Module:
     return nn.Sequential(
-        nn.Conv2d(3, 64, 3, 2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, ceil_mode=True),
-        Fire(64, 16, 64), Fire(128, 16, 64), nn.MaxPool2d(3, 2, ceil_mode=True),
-        Fire(128, 32, 128), Fire(256, 32, 128), nn.MaxPool2d(3, 2, ceil_mode=True),
-        Fire(256, 48, 192), Fire(384, 48, 192), Fire(384, 64, 256), Fire(512, 64, 256),
-        nn.Dropout(0.5), nn.Conv2d(512, NUM_CLASSES, 1), nn.ReLU(inplace=True),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        nn.Conv2d(3, 64, 3, 2),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(3, 2, ceil_mode=True),
+        Fire(64, 16, 64),
+        Fire(128, 16, 64),
+        nn.MaxPool2d(3, 2, ceil_mode=True),
+        Fire(128, 32, 128),
+        Fire(256, 32, 128),
+        nn.MaxPool2d(3, 2, ceil_mode=True),
+        Fire(256, 48, 192),
+        Fire(384, 48, 192),
+        Fire(384, 64, 256),
+        Fire(512, 64, 256),
+        nn.Dropout(0.5),
+        nn.Conv2d(512, NUM_CLASSES, 1),
+        nn.ReLU(inplace=True),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+    )
 
 
 def alexnet_like(width: float = 1.0) -> nn.Module:
     c = [_div8(v * width) for v in (64, 192, 384, 256, 256)]
     return nn.Sequential(
-        nn.Conv2d(3, c[0], 11, 4, 2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
-        nn.Conv2d(c[0], c[1], 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
-        nn.Conv2d(c[1], c[2], 3, padding=1), nn.ReLU(inplace=True),
-        nn.Conv2d(c[2], c[3], 3, padding=1), nn.ReLU(inplace=True),
-        nn.Conv2d(c[3], c[4], 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
-        nn.AdaptiveAvgPool2d(3), nn.Flatten(), nn.Dropout(0.5), nn.Linear(9 * c[4], 1024),
-        nn.ReLU(inplace=True), nn.Linear(1024, NUM_CLASSES))
+        nn.Conv2d(3, c[0], 11, 4, 2),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(3, 2),
+        nn.Conv2d(c[0], c[1], 5, padding=2),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(3, 2),
+        nn.Conv2d(c[1], c[2], 3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(c[2], c[3], 3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(c[3], c[4], 3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(3, 2),
+        nn.AdaptiveAvgPool2d(3),
+        nn.Flatten(),
+        nn.Dropout(0.5),
+        nn.Linear(9 * c[4], 1024),
+        nn.ReLU(inplace=True),
+        nn.Linear(1024, NUM_CLASSES),
+    )
 
 
-def plain_cnn(widths: tuple[int, ...], per_stage: int = 1, act: type[nn.Module] = nn.ReLU
-              ) -> nn.Module:
+def plain_cnn(
+    widths: tuple[int, ...], per_stage: int = 1, act: type[nn.Module] = nn.ReLU
+) -> nn.Module:
     """Conv-BN-act stacks, a stride-2 conv opening each stage, global pool, linear."""
     mods: list[nn.Module] = []
     c_in = 3
@@ -411,8 +501,12 @@ def _zoo() -> dict[str, ZooNet]:
         ZooNet("squeezenet_r224", "simple", squeezenet, 224),
         ZooNet("alexnet_w075_r224", "simple", lambda: alexnet_like(0.75), 224),
         ZooNet("plain4_r128", "simple", lambda: plain_cnn((32, 64, 128, 256)), 128),
-        ZooNet("plain10_silu_r160", "simple",
-               lambda: plain_cnn((24, 48, 96, 192, 384), 2, nn.SiLU), 160),
+        ZooNet(
+            "plain10_silu_r160",
+            "simple",
+            lambda: plain_cnn((24, 48, 96, 192, 384), 2, nn.SiLU),
+            160,
+        ),
     ]
     return {n.name: n for n in nets}
 

@@ -1,4 +1,4 @@
-"""Test helpers: servers on port 0 (subprocesses via oracle_server.launch), PostgreSQL access."""
+"""Test helpers: servers on port 0 (subprocesses via tests.support.launch), PostgreSQL access."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from oracle_server.launch import ServerProcess
+from tests.support.launch import ServerProcess
 
 REPO = Path(__file__).resolve().parents[1]
 #: Proxy artifacts shared by every test run on this checkout (built once, then loaded).

@@ -5,7 +5,6 @@ contract at 10,000 cases; here it runs 200 (plus the hypothesis examples)."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
 from collections.abc import Iterator
 
@@ -15,13 +14,9 @@ from google.protobuf.descriptor import FieldDescriptor
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from benchmarks import fuzz
 from oracle_server.app import App
 from tests.e2e.conftest import make_settings
-from tests.helpers import REPO
-
-_spec = importlib.util.spec_from_file_location("oracle_fuzz", REPO / "benchmarks" / "fuzz.py")
-fuzz = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type]
-_spec.loader.exec_module(fuzz)  # type: ignore[union-attr]
 
 METHODS = sorted(fuzz.METHODS)
 FORBIDDEN = (grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL)

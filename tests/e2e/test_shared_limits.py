@@ -18,8 +18,8 @@ from client_sdk.errors import Overloaded
 from client_sdk.spaces import get_space
 from oracle_server import metrics
 from oracle_server.app import App
-from oracle_server.launch import RedisProcess, RedisUnavailable
 from tests.e2e.conftest import make_settings
+from tests.support.launch import RedisProcess, RedisUnavailable
 
 redis = pytest.importorskip("redis", reason="redis-py is in the [server] extra")
 

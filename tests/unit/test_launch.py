@@ -1,4 +1,4 @@
-"""oracle_server.launch: the one subprocess launcher, shared by the tests and the benchmarks."""
+"""tests.support.launch: the one subprocess launcher, shared by the tests and the benchmarks."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from oracle_server.launch import ServerProcess
 from tests.helpers import REPO
+from tests.support.launch import ServerProcess
 
 
 def test_a_server_that_cannot_start_fails_fast_with_its_log() -> None:
@@ -29,14 +29,29 @@ def _imported_modules(path) -> set[str]:
     return found
 
 
-def test_benchmarks_do_not_import_tests() -> None:
-    scripts = sorted((REPO / "benchmarks").glob("*.py"))
+def test_benchmarks_import_only_the_test_support_package() -> None:
+    scripts = sorted((REPO / "benchmarks").rglob("*.py"))
     assert len(scripts) > 10
     offenders = {
-        p.name: sorted(m for m in _imported_modules(p) if m == "tests" or m.startswith("tests."))
+        p.name: sorted(
+            m
+            for m in _imported_modules(p)
+            if (m == "tests" or m.startswith("tests.")) and not m.startswith("tests.support")
+        )
         for p in scripts
     }
     assert not {k: v for k, v in offenders.items() if v}
-    # and they launch the oracle through oracle_server.launch, not a launcher of their own
-    launchers = [p.name for p in scripts if "oracle_server.launch" in _imported_modules(p)]
+    # and they launch the oracle through tests.support.launch, not a launcher of their own
+    launchers = [p.name for p in scripts if "tests.support.launch" in _imported_modules(p)]
     assert {"fuzz.py", "load.py", "onboarding.py", "serving.py"} <= set(launchers)
+
+
+def test_the_launcher_is_not_in_the_server_package() -> None:
+    assert not (REPO / "oracle_server" / "launch.py").exists()
+
+
+def test_benchmarks_run_as_modules_without_sys_path_edits() -> None:
+    edits = [
+        p.name for p in sorted((REPO / "benchmarks").rglob("*.py")) if "sys.path" in p.read_text()
+    ]
+    assert not edits

@@ -19,8 +19,6 @@ import pytest
 
 from client_sdk.errors import Overloaded
 from oracle_server import metrics
-from oracle_server.fair_share import FairShare, Quota
-from oracle_server.launch import RedisProcess, RedisUnavailable
 from oracle_server.limits import (
     ADMIT,
     CHARGE,
@@ -32,7 +30,9 @@ from oracle_server.limits import (
     parse_limits_url,
 )
 from oracle_server.settings import Settings, load_settings
+from oracle_server.tenants.fair_share import FairShare, Quota
 from tests.helpers import REPO
+from tests.support.launch import RedisProcess, RedisUnavailable
 
 redis = pytest.importorskip("redis", reason="redis-py is in the [server] extra")
 

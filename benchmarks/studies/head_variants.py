@@ -19,28 +19,27 @@ plus the variant; ``open-powerlaw+V``: the variant instead of ``powerlaw``):
                      descriptors (``g2``, agnostic) and the best basis column (``g3``), noise
                      ``s2``; the four chosen by marginal likelihood (evidence) over a grid.
 
-    OMP_NUM_THREADS=1 python -m benchmarks.head_variants --spaces fbnet \\
+    OMP_NUM_THREADS=1 python -m benchmarks.studies.head_variants --spaces fbnet \\
         --json benchmarks/results/head_variants.json
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import time
-from pathlib import Path
 
 import numpy as np
 
-from benchmarks import head_study as hs
+from benchmarks._cli import load_average, parser, write_json
+from benchmarks.studies import head_study as hs
 from oracle_server.evaluation import table_inputs
 from oracle_server.predictor.heads import ALL_COLUMN_KINDS, PRIOR_FREE, _best_over_grid
 from oracle_server.predictor.priors import COV_RIDGE
 
 GRID = (1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 1000.0)
-DESCRIPTOR_GRID = tuple((g, h) for g in (3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
-                        for h in (0.0, 1e-3, 1e-2, 1e-1))
+DESCRIPTOR_GRID = tuple(
+    (g, h) for g in (3.0, 10.0, 30.0, 100.0, 300.0, 1000.0) for h in (0.0, 1e-3, 1e-2, 1e-1)
+)
 VARIANTS = ("powerlaw_eb", "powerlaw_stage", "descriptor_iso", "gp")
 GP_S2 = (0.001, 0.003, 0.01, 0.03, 0.1)  # noise variance of log latency
 GP_G1 = (0.1, 0.3, 1.0, 3.0)  # the basis devices' spread of descriptor coefficients, times
@@ -65,12 +64,20 @@ class LogPrior:
         p = int(self.keep.sum())
         if empirical:
             cols = [tab.devices.index(d) for d in model.proxy.devices]
-            betas = np.array([np.linalg.lstsq(
-                x, np.log(np.maximum(tab.latency_ms[rows, c], 1e-3)), rcond=None)[0][1:]
-                for c in cols])
+            betas = np.array(
+                [
+                    np.linalg.lstsq(
+                        x, np.log(np.maximum(tab.latency_ms[rows, c], 1e-3)), rcond=None
+                    )[0][1:]
+                    for c in cols
+                ]
+            )
             self.mu = betas.mean(0)
-            cov = (np.atleast_2d(np.cov(betas.T)) if len(betas) > 1
-                   else np.diag(np.maximum(self.mu**2, 1e-4)))
+            cov = (
+                np.atleast_2d(np.cov(betas.T))
+                if len(betas) > 1
+                else np.diag(np.maximum(self.mu**2, 1e-4))
+            )
             cov = cov + COV_RIDGE * np.diag(np.maximum(np.diag(cov), 1e-6)) + 1e-9 * np.eye(p)
         else:
             self.mu, cov = np.zeros(p), np.eye(p)
@@ -90,8 +97,7 @@ class LogPrior:
         c0 = float(r.mean())
         m = np.c_[np.ones(len(z)), us @ self.chol]
         p = m.shape[1] - 1
-        beta, loo, _ = _best_over_grid(m, lambda g: np.r_[PRIOR_FREE, np.full(p, g)], GRID,
-                                       r - c0)
+        beta, loo, _ = _best_over_grid(m, lambda g: np.r_[PRIOR_FREE, np.full(p, g)], GRID, r - c0)
         theta = self.mu + self.chol @ beta[1:]
         return loo + c0 + base, c0 + beta[0] + self.design(desc_s) @ theta
 
@@ -108,9 +114,12 @@ def fit_descriptor_iso(prior, desc: np.ndarray, y: np.ndarray, desc_s: np.ndarra
     r = (yr - base) * w
     chol = np.linalg.cholesky(prior.cov)
     p = chol.shape[1]
-    beta, loo, _ = _best_over_grid(np.c_[xw @ chol, xw],
-                                   lambda gh: np.r_[np.full(p, gh[0]), np.full(p, gh[1])],
-                                   DESCRIPTOR_GRID, r)
+    beta, loo, _ = _best_over_grid(
+        np.c_[xw @ chol, xw],
+        lambda gh: np.r_[np.full(p, gh[0]), np.full(p, gh[1])],
+        DESCRIPTOR_GRID,
+        r,
+    )
     theta = (prior.mu + chol @ beta[:p] + beta[p:]) * s
     floor = 0.2 * y.min()
     pred = theta[0] + (desc_s / prior.scale) @ theta[1:]
@@ -134,9 +143,12 @@ def fit_gp(prior, all_desc: np.ndarray, fit: tuple, z: np.ndarray, score: tuple)
     def blocks(desc: np.ndarray, basis: np.ndarray):
         x = prior.design(desc)
         m = np.maximum(x @ prior.mu, 1e-3)  # the prior-mean descriptor model (relative ms)
-        return (np.log(m), (x / m[:, None]) @ chol,
-                (_log_desc(desc)[:, keep] - mu_u[keep]) / sd_u[keep],
-                ((log_basis(basis)[:, k] - mu_c) / sd_c)[:, None])
+        return (
+            np.log(m),
+            (x / m[:, None]) @ chol,
+            (_log_desc(desc)[:, keep] - mu_u[keep]) / sd_u[keep],
+            ((log_basis(basis)[:, k] - mu_c) / sd_c)[:, None],
+        )
 
     m0, a, b, c = blocks(*fit)
     r = z - m0
@@ -179,10 +191,12 @@ def collect(model, device, opts, allowed, score, seeds) -> list[dict]:
         kinds = d["kinds"]
         kinds["powerlaw_eb"] = _log_prior(model, True).fit(desc[rows], d["z"], desc[s])
         kinds["powerlaw_stage"] = _log_prior(model, False).fit(desc[rows], d["z"], desc[s])
-        kinds["descriptor_iso"] = fit_descriptor_iso(model.prior, desc[rows], np.exp(d["z"]),
-                                                     desc[s])
-        kinds["gp"] = fit_gp(model.prior, desc, (desc[rows], basis[rows]), d["z"],
-                             (desc[s], basis[s]))
+        kinds["descriptor_iso"] = fit_descriptor_iso(
+            model.prior, desc[rows], np.exp(d["z"]), desc[s]
+        )
+        kinds["gp"] = fit_gp(
+            model.prior, desc, (desc[rows], basis[rows]), d["z"], (desc[s], basis[s])
+        )
     return out
 
 
@@ -203,15 +217,13 @@ def rules(space: str) -> dict:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser(__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--spaces", default="fbnet,ofa_mbv3,nasbench201")
     p.add_argument("--seed-sets", default="0,100")
-    p.add_argument("--json", type=Path, default=None)
     a = p.parse_args()
     hs.collect = collect
     start = time.perf_counter()
-    result: dict = {"what": __doc__.split("\n\n")[0], "loadavg": os.getloadavg(), "spaces": {}}
+    result: dict = {"what": __doc__.split("\n\n")[0], "loadavg": load_average(), "spaces": {}}
     for space in a.spaces.split(","):
         table: dict[str, dict[str, float]] = {}
         for offset in (int(x) for x in a.seed_sets.split(",")):
@@ -223,7 +235,7 @@ def main() -> None:
         result["spaces"][space] = table
     result["seconds"] = time.perf_counter() - start
     if a.json:
-        a.json.write_text(json.dumps(result, indent=1))
+        write_json(a.json, result, indent=1)
 
 
 if __name__ == "__main__":

@@ -17,22 +17,20 @@ candidate head is fit once; the rules below are then applied to the same candida
 
 Two independent sets of draws (``--seed-sets``) show whether a difference is noise.
 
-    OMP_NUM_THREADS=1 nice -n 10 python -m benchmarks.head_study \\
+    OMP_NUM_THREADS=1 nice -n 10 python -m benchmarks.studies.head_study \\
         --json benchmarks/results/selection_pbma.json
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import time
-from pathlib import Path
 
 import numpy as np
 
+from benchmarks._cli import load_average, parser, write_json
+from benchmarks.common import EVAL_CACHE as CACHE
 from benchmarks.common import fit_candidates, nontest_family_splits
-from benchmarks.feature_selection import CACHE
 from client_sdk.spaces import get_space
 from oracle_server.evaluation import (
     HELP_SPLITS,
@@ -70,6 +68,7 @@ def previous_rule(d: dict) -> np.ndarray:
     def key(k: str) -> tuple[float, float]:
         rho = spearman(kinds[k][0], z)
         return (np.nan_to_num(rho, nan=-2.0), -_mse(kinds[k][0], z))
+
     a, b = sorted(kinds, key=key, reverse=True)[:2]
     la, lb = kinds[a][0], kinds[b][0]
     w = PREVIOUS_GRID[int(np.argmin([_mse(w * la + (1 - w) * lb, z) for w in PREVIOUS_GRID]))]
@@ -81,18 +80,28 @@ def previous_rule(d: dict) -> np.ndarray:
     return pred
 
 
-def pbma_rule(temperature: float, max_members: int, exclude: tuple[str, ...] = (),
-              bonus: dict[str, float] | None = None):
+def pbma_rule(
+    temperature: float,
+    max_members: int,
+    exclude: tuple[str, ...] = (),
+    bonus: dict[str, float] | None = None,
+):
     """``bonus``: a prior log-weight per head kind added to its pseudo-BMA log-weight
     (multiplying a weight by ``exp(b)`` is dividing its LOO MSE by ``exp(2 T b / n)``)."""
+
     def rule(d: dict) -> np.ndarray:
         ks = [k for k in d["kinds"] if k not in exclude]
         n = len(d["z"])
-        mse = np.array([_mse(d["kinds"][k][0], d["z"])
-                        * np.exp(-2.0 * temperature * (bonus or {}).get(k, 0.0) / n)
-                        for k in ks])
+        mse = np.array(
+            [
+                _mse(d["kinds"][k][0], d["z"])
+                * np.exp(-2.0 * temperature * (bonus or {}).get(k, 0.0) / n)
+                for k in ks
+            ]
+        )
         keep, w = pbma_members(mse, n, temperature, max_members)
         return np.tensordot(w, np.stack([d["kinds"][ks[i]][1] for i in keep]), axes=1)
+
     return rule
 
 
@@ -105,10 +114,12 @@ RULES = {
     "pbma T=2, all": pbma_rule(2.0, 99),
     "pbma T=2, max 4, open": pbma_rule(2.0, 4, ALL_COLUMN_KINDS),
     # a prior preference for the heads that carry the basis devices' knowledge (stop 23)
-    "open, descriptor+hybrid +1": pbma_rule(2.0, 4, ALL_COLUMN_KINDS,
-                                            {"descriptor": 1.0, "hybrid": 1.0}),
-    "open, descriptor+hybrid +2": pbma_rule(2.0, 4, ALL_COLUMN_KINDS,
-                                            {"descriptor": 2.0, "hybrid": 2.0}),
+    "open, descriptor+hybrid +1": pbma_rule(
+        2.0, 4, ALL_COLUMN_KINDS, {"descriptor": 1.0, "hybrid": 1.0}
+    ),
+    "open, descriptor+hybrid +2": pbma_rule(
+        2.0, 4, ALL_COLUMN_KINDS, {"descriptor": 2.0, "hybrid": 2.0}
+    ),
     "product": None,
 }
 
@@ -121,14 +132,33 @@ def collect(model, device: str, opts: EvalOptions, allowed, score, seeds) -> lis
         rows = reference_rows(model, opts, allowed, seed)
         s = np.setdiff1d(score, rows)
         y = y_all[rows]
-        kinds = fit_candidates(model, HEAD_KINDS, (feats[rows], basis[rows], desc[rows]), y,
-                               (feats[s], basis[s], desc[s]))
-        head = select_head(basis[rows], feats[rows], y, model.proxy.linear_weights,
-                           model.cost_matrix, kinds=model.head_kinds, descriptors=desc[rows],
-                           prior=model.prior)
+        kinds = fit_candidates(
+            model,
+            HEAD_KINDS,
+            (feats[rows], basis[rows], desc[rows]),
+            y,
+            (feats[s], basis[s], desc[s]),
+        )
+        head = select_head(
+            basis[rows],
+            feats[rows],
+            y,
+            model.proxy.linear_weights,
+            model.cost_matrix,
+            kinds=model.head_kinds,
+            descriptors=desc[rows],
+            prior=model.prior,
+        )
         product = np.log(head.predict(basis[s], feats[s], desc[s]).latency_ms)
-        out.append({"device": device, "z": np.log(y), "zs": np.log(y_all[s]), "kinds": kinds,
-                    "product": product})
+        out.append(
+            {
+                "device": device,
+                "z": np.log(y),
+                "zs": np.log(y_all[s]),
+                "kinds": kinds,
+                "product": product,
+            }
+        )
     return out
 
 
@@ -140,8 +170,11 @@ def draws_for(space: str, seed_offset: int, settings=SETTINGS) -> dict[str, list
         opts = EvalOptions(space, n, "random", draws, 0.2, CACHE)
         if tag.startswith("help"):
             model, allowed, score = _model_for(opts, split.train)
-            out[tag] = [d for dev in split.validation
-                        for d in collect(model, dev, opts, allowed, score, seeds)]
+            out[tag] = [
+                d
+                for dev in split.validation
+                for d in collect(model, dev, opts, allowed, score, seeds)
+            ]
             continue
         out[tag] = []
         if tag.startswith("fewbasis"):
@@ -172,8 +205,9 @@ def score(draws: list[dict], rule) -> float:
     return float(np.mean([np.mean(v) for v in per.values()]))
 
 
-def print_table(title: str, table: dict[str, dict[str, float]], width: int = 24,
-                label=lambda c: c) -> None:
+def print_table(
+    title: str, table: dict[str, dict[str, float]], width: int = 24, label=lambda c: c
+) -> None:
     """Rows ``table[rule][column]`` (with a ``mean`` column added) under ``title``."""
     for row in table.values():
         row["mean"] = float(np.mean([v for k, v in row.items() if k != "mean"]))
@@ -185,17 +219,25 @@ def print_table(title: str, table: dict[str, dict[str, float]], width: int = 24,
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser(__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--spaces", default="fbnet,nasbench201,ofa_mbv3")
     p.add_argument("--seed-sets", default="0,100", help="first seed of each set of draws")
-    p.add_argument("--json", type=Path, default=None)
-    p.add_argument("--hybrid-columns", type=int, default=None,
-                   help="heads.descriptor.HYBRID_COLUMNS (basis outputs of the hybrid head)")
-    p.add_argument("--rules", default=None,
-                   help="semicolon-separated subset of the rules (their names hold commas)")
-    p.add_argument("--few-basis", action="store_true",
-                   help="also the few-basis setting (non-test devices only)")
+    p.add_argument(
+        "--hybrid-columns",
+        type=int,
+        default=None,
+        help="heads.descriptor.HYBRID_COLUMNS (basis outputs of the hybrid head)",
+    )
+    p.add_argument(
+        "--rules",
+        default=None,
+        help="semicolon-separated subset of the rules (their names hold commas)",
+    )
+    p.add_argument(
+        "--few-basis",
+        action="store_true",
+        help="also the few-basis setting (non-test devices only)",
+    )
     a = p.parse_args()
     if a.hybrid_columns is not None:
         from oracle_server.predictor import heads
@@ -203,22 +245,31 @@ def main() -> None:
         heads.descriptor.HYBRID_COLUMNS = a.hybrid_columns
     rules = RULES if a.rules is None else {k: RULES[k] for k in a.rules.split(";")}
     start = time.perf_counter()
-    result: dict = {"what": __doc__.split("\n\n")[0], "settings": SETTINGS, "sets": {},
-                    "loadavg": os.getloadavg(), "hybrid_columns": a.hybrid_columns}
+    result: dict = {
+        "what": __doc__.split("\n\n")[0],
+        "settings": SETTINGS,
+        "sets": {},
+        "loadavg": load_average(),
+        "hybrid_columns": a.hybrid_columns,
+    }
     for offset in (int(x) for x in a.seed_sets.split(",")):
         table: dict[str, dict[str, float]] = {name: {} for name in rules}
         for space in a.spaces.split(","):
-            draws = draws_for(space, offset,
-                              SETTINGS + ((FEW_BASIS_SETTING,) if a.few_basis else ()))
+            draws = draws_for(
+                space, offset, SETTINGS + ((FEW_BASIS_SETTING,) if a.few_basis else ())
+            )
             for tag, ds in draws.items():
                 for name, rule in rules.items():
                     table[name][f"{space}/{tag}"] = score(ds, rule)
-        print_table(f"seed set {offset}+ (mean held-out Spearman; columns space/setting)",
-                    table, label=lambda c: c.split("/")[0][:5] + "/" + c.split("/")[-1])
+        print_table(
+            f"seed set {offset}+ (mean held-out Spearman; columns space/setting)",
+            table,
+            label=lambda c: c.split("/")[0][:5] + "/" + c.split("/")[-1],
+        )
         result["sets"][f"seeds {offset}+"] = table
     result["seconds"] = time.perf_counter() - start
     if a.json:
-        a.json.write_text(json.dumps(result, indent=1))
+        write_json(a.json, result, indent=1)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Start ``oracle-server serve`` in a subprocess on free ports: the one launcher that the tests
-and the benchmarks share.
+and the benchmarks share (not part of the server package: benchmarks run from the checkout
+root, so they import it as ``tests.support.launch``).
 
-    from oracle_server.launch import ServerProcess
+    from tests.support.launch import ServerProcess
 
     with ServerProcess(["--spaces", "nasbench201", "--data-dir", tmp]) as srv:
         srv.wait_serving()
@@ -28,7 +29,7 @@ from types import TracebackType
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-__all__ = ["ServerProcess", "wait_serving"]
+__all__ = ["RedisProcess", "RedisUnavailable", "ServerProcess", "wait_serving"]
 
 
 def wait_serving(
@@ -85,9 +86,26 @@ class ServerProcess:
         self.host = host
         self.started = time.perf_counter()
         self.proc: subprocess.Popen[str] = subprocess.Popen(
-            [python, "-m", "oracle_server", "serve", "--port", "0", "--host", host,
-             "--metrics-port", "0", "--log-format", "json", *args],
-            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=full_env, cwd=cwd,
+            [
+                python,
+                "-m",
+                "oracle_server",
+                "serve",
+                "--port",
+                "0",
+                "--host",
+                host,
+                "--metrics-port",
+                "0",
+                "--log-format",
+                "json",
+                *args,
+            ],
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            text=True,
+            env=full_env,
+            cwd=cwd,
         )
         #: every log line so far (stderr), for error messages and log assertions
         self.lines: list[str] = []
@@ -191,8 +209,17 @@ class RedisProcess:
                 sock.bind(("127.0.0.1", 0))
                 port = sock.getsockname()[1]
         self.port, self.password = port, password
-        args = [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                "--appendonly", "no"] + (["--requirepass", password] if password else [])
+        args = [
+            exe,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ] + (["--requirepass", password] if password else [])
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = redis.Redis(port=port, password=password or None, socket_timeout=1)
         deadline = time.monotonic() + timeout_s
@@ -205,7 +232,8 @@ class RedisProcess:
                     if time.monotonic() > deadline or self.proc.poll() is not None:
                         self.stop()
                         raise RedisUnavailable(
-                            f"private redis-server on port {port} did not start") from None
+                            f"private redis-server on port {port} did not start"
+                        ) from None
                     time.sleep(0.05)
         finally:
             client.close()

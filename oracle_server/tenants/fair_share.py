@@ -1,4 +1,4 @@
-"""Fair share: per-tenant concurrency, call-rate and work limits (split out of ``tenants``).
+"""Fair share: per-tenant concurrency, call-rate and work limits.
 
 Each tenant has a concurrency limit (its RPCs in flight on this replica), a call-rate token
 bucket (cost 1 per RPC) and a work token bucket (cost = Rank architectures x devices, which
@@ -155,8 +155,7 @@ class FairShare:
                 # retries arrive about when slots free up instead of all at once.
                 now = self._clock()
                 step = (state.mean_s or self.DEFAULT_RETRY_S) / conc
-                state.next_retry = min(max(now, state.next_retry) + step,
-                                       now + self.MAX_RETRY_S)
+                state.next_retry = min(max(now, state.next_retry) + step, now + self.MAX_RETRY_S)
                 self._reject(tenant, "concurrency")
                 raise Overloaded(
                     f"tenant '{tenant}' is at its limit of {conc} concurrent RPCs; retry later",
@@ -166,8 +165,9 @@ class FairShare:
         if not rate and not wrate:
             return
         try:
-            if self.shared is None or not self._shared_admit(tenant, state, rate, size, wrate,
-                                                             wsize):
+            if self.shared is None or not self._shared_admit(
+                tenant, state, rate, size, wrate, wsize
+            ):
                 with self._lock:
                     self._local_admit(tenant, state, rate, size, wrate, wsize)
         except BaseException:
@@ -175,8 +175,9 @@ class FairShare:
                 state.in_flight = max(0, state.in_flight - 1)
             raise
 
-    def _local_admit(self, tenant: str, state: _TenantState, rate: float, size: float,
-                     wrate: float, wsize: float) -> None:
+    def _local_admit(
+        self, tenant: str, state: _TenantState, rate: float, size: float, wrate: float, wsize: float
+    ) -> None:
         """The in-memory buckets (held: ``self._lock``)."""
         if wrate:
             balance = state.work.refill(self._clock(), wrate, wsize)
@@ -188,8 +189,9 @@ class FairShare:
                 self._refuse_rate(tenant, tokens, rate)
             state.calls.balance -= 1.0
 
-    def _shared_admit(self, tenant: str, state: _TenantState, rate: float, size: float,
-                      wrate: float, wsize: float) -> bool:
+    def _shared_admit(
+        self, tenant: str, state: _TenantState, rate: float, size: float, wrate: float, wsize: float
+    ) -> bool:
         """The shared buckets: True = admitted, False = backend unavailable (decide locally),
         ``Overloaded`` = refused. One round trip, the work check and the rate token atomic."""
         from oracle_server.limits import ADMIT, TAKE, BucketSpec
@@ -211,8 +213,9 @@ class FairShare:
             self._refuse_rate(tenant, decision.balances["rate"], rate)
         return True
 
-    def _refuse_work(self, tenant: str, state: _TenantState, balance: float, wrate: float,
-                     wsize: float) -> None:
+    def _refuse_work(
+        self, tenant: str, state: _TenantState, balance: float, wrate: float, wsize: float
+    ) -> None:
         # The same virtual queue: the first refused caller comes back when the debt is
         # paid, the next one a mean call's cost later, and so on.
         now = self._clock()

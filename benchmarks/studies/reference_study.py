@@ -7,22 +7,20 @@ Strategies: ``random``; ``suggested`` (the product's: quantile strata of the pro
 prediction, farthest-in-feature-space pick per stratum); ``strata_random`` (same strata,
 random pick); ``flops_strata`` (strata of log FLOPs, hardware-agnostic, random pick).
 
-    OMP_NUM_THREADS=1 nice -n 10 python -m benchmarks.reference_study \\
-        --json benchmarks/results/reference_study.json
+    OMP_NUM_THREADS=1 nice -n 10 python -m benchmarks.studies.reference_study \\
+        --json benchmarks/results/studies/reference_study.json
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import time
-from pathlib import Path
 
 import numpy as np
 
+from benchmarks._cli import load_average, parser, write_json
+from benchmarks.common import EVAL_CACHE as CACHE
 from benchmarks.common import nontest_family_splits
-from benchmarks.feature_selection import CACHE
 from client_sdk.spaces import get_space
 from oracle_server.evaluation import HELP_SPLITS, EvalOptions, _model_for, adapt_device
 from oracle_server.predictor import model as model_module
@@ -34,6 +32,7 @@ def strata_random(space):
         rng = np.random.default_rng(seed)
         order = np.argsort(np.log(np.maximum(pool_basis, 1e-3)).mean(1), kind="stable")
         return pool_genes[[int(rng.choice(s)) for s in np.array_split(order, n)]]
+
     return pick
 
 
@@ -42,11 +41,16 @@ def flops_strata(space):
         rng = np.random.default_rng(seed)
         order = np.argsort(space.flops(pool_genes), kind="stable")
         return pool_genes[[int(rng.choice(s)) for s in np.array_split(order, n)]]
+
     return pick
 
 
-STRATEGIES = {"random": None, "suggested": lambda _space: suggest_references,
-              "strata_random": strata_random, "flops_strata": flops_strata}
+STRATEGIES = {
+    "random": None,
+    "suggested": lambda _space: suggest_references,
+    "strata_random": strata_random,
+    "flops_strata": flops_strata,
+}
 
 
 def run(space: str, samples: int, seeds: int) -> dict:
@@ -55,38 +59,54 @@ def run(space: str, samples: int, seeds: int) -> dict:
     for name, make in STRATEGIES.items():
         if make is not None:
             model_module.suggest_references = make(sp)
-        opts = EvalOptions(space, samples, "random" if make is None else "suggested", seeds,
-                           0.2, CACHE, ceiling=False)
+        opts = EvalOptions(
+            space,
+            samples,
+            "random" if make is None else "suggested",
+            seeds,
+            0.2,
+            CACHE,
+            ceiling=False,
+        )
         model, allowed, score = _model_for(opts, split.train)
-        help_val = {d: adapt_device(model, d, opts, allowed, score)["spearman"]
-                    for d in split.validation}
+        help_val = {
+            d: adapt_device(model, d, opts, allowed, score)["spearman"] for d in split.validation
+        }
         lfo = {}
         for _family, basis, scored in nontest_family_splits(space):
             m, al, sc = _model_for(opts, basis)
             lfo.update({d: adapt_device(m, d, opts, al, sc)["spearman"] for d in scored})
-        out[name] = {"help_validation": help_val, "lfo_nontest": lfo,
-                     "help_validation_mean": float(np.mean(list(help_val.values()))),
-                     "lfo_nontest_mean": float(np.mean(list(lfo.values())))}
-        print(f"{space:12s} {name:14s} HELP validation {out[name]['help_validation_mean']:.4f}"
-              f"  leave-family-out non-test {out[name]['lfo_nontest_mean']:.4f}", flush=True)
+        out[name] = {
+            "help_validation": help_val,
+            "lfo_nontest": lfo,
+            "help_validation_mean": float(np.mean(list(help_val.values()))),
+            "lfo_nontest_mean": float(np.mean(list(lfo.values()))),
+        }
+        print(
+            f"{space:12s} {name:14s} HELP validation {out[name]['help_validation_mean']:.4f}"
+            f"  leave-family-out non-test {out[name]['lfo_nontest_mean']:.4f}",
+            flush=True,
+        )
     model_module.suggest_references = suggest_references
     return out
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser(__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--spaces", default="fbnet,nasbench201,ofa_mbv3")
     p.add_argument("--samples", type=int, default=10)
     p.add_argument("--seeds", type=int, default=5)
-    p.add_argument("--json", type=Path, default=None)
     a = p.parse_args()
     start = time.perf_counter()
-    result = {"samples": a.samples, "seeds": a.seeds, "loadavg": os.getloadavg(),
-              "spaces": {s: run(s, a.samples, a.seeds) for s in a.spaces.split(",")}}
+    result = {
+        "samples": a.samples,
+        "seeds": a.seeds,
+        "loadavg": load_average(),
+        "spaces": {s: run(s, a.samples, a.seeds) for s in a.spaces.split(",")},
+    }
     result["seconds"] = time.perf_counter() - start
     if a.json:
-        a.json.write_text(json.dumps(result, indent=1))
+        write_json(a.json, result, indent=1)
 
 
 if __name__ == "__main__":

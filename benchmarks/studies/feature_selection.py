@@ -8,19 +8,20 @@ For one space and one variant (feature set or LightGBM setting):
   scored), 5 random draws of 10.
 Test devices (``HELP_SPLITS[space].test``) are never read.
 
-Run: ``OMP_NUM_THREADS=1 nice -n 10 python -m benchmarks.feature_selection SPACE VARIANT``.
+Run: ``OMP_NUM_THREADS=1 nice -n 10 python -m benchmarks.studies.feature_selection SPACE VARIANT
+--json OUT``.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 
+from benchmarks._cli import parser, write_json
+from benchmarks.common import EVAL_CACHE as CACHE
 from benchmarks.common import nontest_family_splits
 from client_sdk.spaces import fbnet as fb
 from client_sdk.spaces import get_space
@@ -34,12 +35,9 @@ from oracle_server.evaluation import (
 )
 from oracle_server.predictor import ProxyConfig
 
-CACHE = Path("/tmp/latency-oracle-bench-cache")
-
-
 # ------------------------------------------------------------- candidate features
 # Tried in the features round (2026-11) and rejected on non-test devices (evidence in
-# benchmarks/results/selection_evidence.json, "features_round"); kept here, outside the
+# benchmarks/results/studies/selection_evidence.json, "features_round"); kept here, outside the
 # server, so that the evidence can be reproduced.
 _NB_PATHS = ((3,), (0, 4), (1, 5), (0, 2, 5))  # NB-201 paths node 0 -> 3 as gene positions
 
@@ -71,10 +69,17 @@ def nb201_effective_cell(genes: np.ndarray) -> np.ndarray:
     any_path = paths.any(1)
     macs, _ = nb._op_costs()
     cols = [(live & (g == k)).sum(1) for k in range(1, len(nb.OPS))]
-    cols += [dead.sum(1), (dead & conv).sum(1), ~any_path, paths.sum(1),
-             np.where(paths, lengths, 9).min(1) * any_path, np.where(paths, lengths, 0).max(1),
-             np.where(paths, conv_on, 0).max(1), live[:, [3, 4, 5]].sum(1),
-             np.log1p((macs[g] * live).sum(1))]
+    cols += [
+        dead.sum(1),
+        (dead & conv).sum(1),
+        ~any_path,
+        paths.sum(1),
+        np.where(paths, lengths, 9).min(1) * any_path,
+        np.where(paths, lengths, 0).max(1),
+        np.where(paths, conv_on, 0).max(1),
+        live[:, [3, 4, 5]].sum(1),
+        np.log1p((macs[g] * live).sum(1)),
+    ]
     return np.stack(cols, axis=1).astype(np.float32)
 
 
@@ -106,8 +111,9 @@ def fbnet_stage_costs(genes: np.ndarray, parts: np.ndarray) -> np.ndarray:
     of the chosen ops, and the number of non-skip blocks."""
     g = np.asarray(genes, dtype=np.int64)
     per = parts[np.arange(fb.NUM_BLOCKS)[None, :], g]
-    stage = np.eye(len(fb.STAGES))[np.repeat(np.arange(len(fb.STAGES)),
-                                             [n for n, _, _ in fb.STAGES])]
+    stage = np.eye(len(fb.STAGES))[
+        np.repeat(np.arange(len(fb.STAGES)), [n for n, _, _ in fb.STAGES])
+    ]
     sums = np.einsum("nbc,bs->nsc", per, stage)
     sums[:, :, :4] = np.log1p(sums[:, :, :4])
     return sums.reshape(len(g), -1).astype(np.float32)
@@ -125,8 +131,9 @@ def _ofa_parts() -> np.ndarray:
                 o = ofa._half(size) if stride == 2 else size
                 for ki, k in enumerate(ofa.KERNELS):
                     for ei, e in enumerate(ofa.EXPANDS):
-                        macs, params = ofa.block_cost(block_in, ofa.WIDTHS[s], k, e, stride,
-                                                      size, ofa.USE_SE[s])
+                        macs, params = ofa.block_cost(
+                            block_in, ofa.WIDTHS[s], k, e, stride, size, ofa.USE_SE[s]
+                        )
                         mid = ofa.make_divisible(block_in * e)
                         dw = mid * k * k * o * o
                         act = mid * size * size + mid * o * o + ofa.WIDTHS[s] * o * o
@@ -141,8 +148,15 @@ def ofa_stage_costs(space, genes: np.ndarray, parts: np.ndarray) -> np.ndarray:
     """(n, 5 * 4) per stage: log1p sums of pointwise(+SE) / depthwise MACs, params and
     activations of the active blocks."""
     g = genes.astype(np.int64)
-    per = parts[g[:, 0][:, None], np.arange(ofa.NUM_BLOCKS)[None, :], g[:, ofa.KERNEL_GENES],
-                g[:, ofa.EXPAND_GENES]] * space.active_mask(genes)[:, :, None]
+    per = (
+        parts[
+            g[:, 0][:, None],
+            np.arange(ofa.NUM_BLOCKS)[None, :],
+            g[:, ofa.KERNEL_GENES],
+            g[:, ofa.EXPAND_GENES],
+        ]
+        * space.active_mask(genes)[:, :, None]
+    )
     sums = per.reshape(len(g), ofa.NUM_STAGES, ofa.MAX_DEPTH, 4).sum(2)
     return np.log1p(sums).reshape(len(g), ofa.NUM_STAGES * 4).astype(np.float32)
 
@@ -161,11 +175,13 @@ def apply_variant(space: str, variant: str) -> ProxyConfig:
         radix, table = _nb_cell_table()
         keep = [int(c) for c in feats[4:].split(".")] if feats != "cell" else list(range(13))
         cls.features = lambda self, g: np.concatenate(
-            [own(self, g), table[np.asarray(g, np.int64) @ radix][:, keep]], axis=1)
+            [own(self, g), table[np.asarray(g, np.int64) @ radix][:, keep]], axis=1
+        )
     elif feats == "stage" and space == "fbnet":
         parts = _fbnet_parts()
         cls.features = lambda self, g: np.concatenate(
-            [own(self, g), fbnet_stage_costs(g, parts)], axis=1)
+            [own(self, g), fbnet_stage_costs(g, parts)], axis=1
+        )
     elif feats == "stage" and space == "ofa_mbv3":
         parts = _ofa_parts()
 
@@ -196,8 +212,9 @@ def run(space: str, variant: str, lfo: bool) -> dict:
     model, allowed, score = _model_for(opts["help10"], split.train)
     out["num_features"] = int(model.features(model.space.table.genes[:1]).shape[1])
     for name, o in opts.items():
-        det = {d: adapt_device(model, d, o, allowed, score, split.references)
-               for d in split.validation}
+        det = {
+            d: adapt_device(model, d, o, allowed, score, split.references) for d in split.validation
+        }
         out[name] = {d: v["spearman"] for d, v in det.items()}
         out[name + "_mean"] = float(np.mean(list(out[name].values())))
         out[name + "_cover80"] = float(np.mean([v["cover80"] for v in det.values()]))
@@ -220,22 +237,35 @@ def run(space: str, variant: str, lfo: bool) -> dict:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__)
+    p = parser(__doc__, json_required=True, json_aliases=("--out",))
     p.add_argument("space")
     p.add_argument("variant", help="base|cell|cell<i.j>|stage[:key=value,...] (ProxyConfig)")
     p.add_argument("--no-lfo", action="store_true")
-    p.add_argument("--kinds", default=None,
-                   help="comma-separated candidate head kinds "
-                        "(default: the space's, heads.candidate_kinds)")
-    p.add_argument("--powerlaw-columns", default=None,
-                   help="descriptor columns of the powerlaw head, e.g. '0+1,3,4'")
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--ensemble-temperature", type=float, default=None,
-                   help="selection.ENSEMBLE_TEMPERATURE (pseudo-BMA weights)")
-    p.add_argument("--ensemble-max-members", type=int, default=None,
-                   help="selection.ENSEMBLE_MAX_MEMBERS")
-    p.add_argument("--sigma-inflation", type=float, default=None,
-                   help="selection.SIGMA_INFLATION (interval width)")
+    p.add_argument(
+        "--kinds",
+        default=None,
+        help="comma-separated candidate head kinds (default: the space's, heads.candidate_kinds)",
+    )
+    p.add_argument(
+        "--powerlaw-columns",
+        default=None,
+        help="descriptor columns of the powerlaw head, e.g. '0+1,3,4'",
+    )
+    p.add_argument(
+        "--ensemble-temperature",
+        type=float,
+        default=None,
+        help="selection.ENSEMBLE_TEMPERATURE (pseudo-BMA weights)",
+    )
+    p.add_argument(
+        "--ensemble-max-members", type=int, default=None, help="selection.ENSEMBLE_MAX_MEMBERS"
+    )
+    p.add_argument(
+        "--sigma-inflation",
+        type=float,
+        default=None,
+        help="selection.SIGMA_INFLATION (interval width)",
+    )
     a = p.parse_args()
     from oracle_server.predictor import LatencyModel, selection
 
@@ -252,13 +282,14 @@ def main() -> None:
         from oracle_server.predictor import heads
 
         heads.scaling.POWERLAW_COLUMNS = tuple(
-            tuple(int(c) for c in part.split("+")) for part in a.powerlaw_columns.split(","))
+            tuple(int(c) for c in part.split("+")) for part in a.powerlaw_columns.split(",")
+        )
     r = run(a.space, a.variant, not a.no_lfo)
     r["kinds"], r["powerlaw_columns"] = a.kinds, a.powerlaw_columns
     r["ensemble_temperature"] = a.ensemble_temperature
     r["ensemble_max_members"] = a.ensemble_max_members
     r["sigma_inflation"] = a.sigma_inflation
-    a.out.write_text(json.dumps(r, indent=1))
+    write_json(a.json, r, indent=1)
     print(json.dumps({k: v for k, v in r.items() if k.endswith("mean") or k == "seconds"}))
 
 

@@ -14,31 +14,26 @@ ranked whole networks well here. This measures, with the interleaved harness:
 and prints the Spearman of each table's sum, of FLOPs and of memory traffic (the
 ``activations`` descriptor) against them, and the share of table sums within +-10 %.
 
-    python benchmarks/block_lut.py --threads 1 --seed 11
+    python -m benchmarks.studies.block_lut --threads 1 --seed 11
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from client_sdk.measure.fbnet import FBNetBlock, FBNetNetwork, build  # noqa: E402
-from client_sdk.measure.harness import Harness, HarnessConfig  # noqa: E402
-from client_sdk.spaces import get_space  # noqa: E402
-from client_sdk.spaces.descriptors import descriptor_names, descriptors  # noqa: E402
-from client_sdk.spaces.fbnet import INPUT_RESOLUTION, NUM_BLOCKS, OPS, block_layout  # noqa: E402
-from oracle_server.predictor.heads import spearman  # noqa: E402
+from benchmarks._cli import RESULTS, load_average, parser, write_json
+from client_sdk.measure.fbnet import FBNetBlock, FBNetNetwork, build
+from client_sdk.measure.harness import Harness, HarnessConfig
+from client_sdk.spaces import get_space
+from client_sdk.spaces.descriptors import descriptor_names, descriptors
+from client_sdk.spaces.fbnet import INPUT_RESOLUTION, NUM_BLOCKS, OPS, block_layout
+from oracle_server.predictor.heads import spearman
 
 ITEMS = [(j, c) for j in range(NUM_BLOCKS) for c in range(len(OPS))]
 
@@ -65,17 +60,19 @@ def block_builder(space, row, batch_size, device):
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = parser(__doc__.splitlines()[0], json_default=RESULTS / "block_lut.json")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=11)
     p.add_argument("--validate", type=int, default=100)
-    p.add_argument("--json", type=Path, default=REPO / "benchmarks/results/block_lut.json")
     a = p.parse_args()
     sp = get_space("fbnet")
     cfg = HarnessConfig(threads=a.threads, seed=a.seed)
     t0 = time.perf_counter()
-    blocks = Harness(cfg, builder=block_builder).measure_interleaved(
-        sp, np.arange(len(ITEMS) + 2)[:, None]).latency_ms
+    blocks = (
+        Harness(cfg, builder=block_builder)
+        .measure_interleaved(sp, np.arange(len(ITEMS) + 2)[:, None])
+        .latency_ms
+    )
     t_blocks = time.perf_counter() - t0
     table = blocks[: len(ITEMS)].reshape(NUM_BLOCKS, len(OPS))
     fixed = blocks[-2] + blocks[-1]
@@ -102,20 +99,30 @@ def main() -> int:
     marginal = marg[0] + delta[pos, genes].sum(1)
     act = descriptors("fbnet", genes)[:, descriptor_names("fbnet").index("activations")]
     out = {
-        "threads": a.threads, "seed": a.seed, "validate": a.validate,
-        "spearman": {"isolated_lut": spearman(isolated, y), "marginal_lut": spearman(marginal, y),
-                     "flops": spearman(sp.flops(genes), y), "activations": spearman(act, y)},
-        "within10": {"isolated_lut": float(np.mean(np.abs(isolated / y - 1) < 0.1)),
-                     "marginal_lut": float(np.mean(np.abs(marginal / y - 1) < 0.1))},
-        "median_ratio_measured_over_sum": {"isolated_lut": float(np.median(y / isolated)),
-                                           "marginal_lut": float(np.median(y / marginal))},
+        "threads": a.threads,
+        "seed": a.seed,
+        "validate": a.validate,
+        "spearman": {
+            "isolated_lut": spearman(isolated, y),
+            "marginal_lut": spearman(marginal, y),
+            "flops": spearman(sp.flops(genes), y),
+            "activations": spearman(act, y),
+        },
+        "within10": {
+            "isolated_lut": float(np.mean(np.abs(isolated / y - 1) < 0.1)),
+            "marginal_lut": float(np.mean(np.abs(marginal / y - 1) < 0.1)),
+        },
+        "median_ratio_measured_over_sum": {
+            "isolated_lut": float(np.median(y / isolated)),
+            "marginal_lut": float(np.median(y / marginal)),
+        },
         "block0_isolated_ms": dict(zip(OPS, table[0].round(3).tolist(), strict=True)),
         "block0_in_network_delta_ms": dict(zip(OPS, delta[0].round(3).tolist(), strict=True)),
         "seconds": {"blocks": t_blocks, "marginal": t_marg, "validate": t_val},
-        "loadavg": os.getloadavg(),
+        "loadavg": load_average(),
     }
     print(json.dumps(out, indent=1))
-    a.json.write_text(json.dumps(out, indent=1))
+    write_json(a.json, out, indent=1)
     return 0
 
 

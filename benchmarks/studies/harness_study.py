@@ -8,24 +8,18 @@ statistic (median, mean, min, 10th/25th percentile), with and without the per-ro
 normalisation, beside the split-half ceiling each interleaved pass estimates on its own.
 The old harness is the baseline, measured in the same run. Prints a table, writes JSON.
 
-    python benchmarks/harness_study.py --space fbnet --archs 40 --threads 1 --gap-s 60
+    python -m benchmarks.studies.harness_study --space fbnet --archs 40 --threads 1 --gap-s 60
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from client_sdk.measure.harness import (  # noqa: E402
+from benchmarks._cli import RESULTS, load_average, parser, write_json
+from client_sdk.measure.harness import (
     STATISTICS,
     Harness,
     HarnessConfig,
@@ -33,7 +27,7 @@ from client_sdk.measure.harness import (  # noqa: E402
     reduce_runs,
     spearman,
 )
-from client_sdk.spaces import get_space  # noqa: E402
+from client_sdk.spaces import get_space
 
 
 def _median_rel_diff(a: np.ndarray, b: np.ndarray) -> float:
@@ -41,7 +35,7 @@ def _median_rel_diff(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = parser(__doc__.splitlines()[0], json_default=RESULTS / "harness_study.json")
     p.add_argument("--space", default="fbnet")
     p.add_argument("--archs", type=int, default=40)
     p.add_argument("--threads", type=int, default=1)
@@ -49,77 +43,109 @@ def main() -> int:
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--gap-s", type=float, default=30.0, help="pause between the two passes")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", type=Path, default=REPO / "benchmarks/results/harness_study.json")
     args = p.parse_args()
 
     sp = get_space(args.space)
     genes = sp.sample(args.archs, np.random.default_rng(args.seed))
     repeats = args.rounds * args.runs
-    seq = Harness(HarnessConfig(warmup=10, repeats=repeats, threads=args.threads,
-                                max_remeasure=0))
+    seq = Harness(HarnessConfig(warmup=10, repeats=repeats, threads=args.threads, max_remeasure=0))
     passes: dict[str, list] = {"sequential": [], "interleaved": []}
     load: list[list[float]] = []
     t_start = time.perf_counter()
     for k in range(2):
         if k:
             time.sleep(args.gap_s)
-        load.append(list(os.getloadavg()))
+        load.append(load_average())
         stats = seq.measure_many(sp, genes, progress=False)
         passes["sequential"].append(np.array([s.samples_ms for s in stats]))
-        inter = Harness(HarnessConfig(warmup=3, rounds=args.rounds, runs=args.runs,
-                                      round_warmup=1, threads=args.threads,
-                                      seed=args.seed + k))
+        inter = Harness(
+            HarnessConfig(
+                warmup=3,
+                rounds=args.rounds,
+                runs=args.runs,
+                round_warmup=1,
+                threads=args.threads,
+                seed=args.seed + k,
+            )
+        )
         passes["interleaved"].append(inter.measure_interleaved(sp, genes, progress=False))
-        load.append(list(os.getloadavg()))
+        load.append(load_average())
         print(f"pass {k + 1} done at {time.perf_counter() - t_start:.0f}s, load {load[-1]}")
 
     rows = []
     a_seq, b_seq = passes["sequential"]
     for stat in STATISTICS:
         a, b = reduce_runs(a_seq, stat), reduce_runs(b_seq, stat)
-        rows.append({"harness": "sequential", "statistic": stat, "normalised": False,
-                     "retest_spearman": spearman(a, b), "median_rel_diff": _median_rel_diff(a, b)})
+        rows.append(
+            {
+                "harness": "sequential",
+                "statistic": stat,
+                "normalised": False,
+                "retest_spearman": spearman(a, b),
+                "median_rel_diff": _median_rel_diff(a, b),
+            }
+        )
     ma, mb = passes["interleaved"]
     for normalised in (False, True):
         for stat in STATISTICS:
             pa = InterleavedMeasurement(ma.samples_ms, stat, normalised)
             pb = InterleavedMeasurement(mb.samples_ms, stat, normalised)
             a, b = pa.latency_ms, pb.latency_ms
-            rows.append({
-                "harness": "interleaved", "statistic": stat, "normalised": normalised,
-                "retest_spearman": spearman(a, b), "median_rel_diff": _median_rel_diff(a, b),
-                "split_half_a": pa.retest_spearman, "split_half_b": pb.retest_spearman,
-                "drift_a": pa.drift, "drift_b": pb.drift,
-            })
-    print(f"\n{args.space}, {args.archs} archs, {args.threads} thread(s), {repeats} timed runs "
-          f"per arch per pass, passes {args.gap_s:.0f}s apart; loadavg {load}")
-    print(f"{'harness':<12} {'stat':<7} {'norm':<5} {'retest SRCC':>11} {'med rel diff':>12} "
-          f"{'split-half A/B':>15} {'drift A/B':>11}")
+            rows.append(
+                {
+                    "harness": "interleaved",
+                    "statistic": stat,
+                    "normalised": normalised,
+                    "retest_spearman": spearman(a, b),
+                    "median_rel_diff": _median_rel_diff(a, b),
+                    "split_half_a": pa.retest_spearman,
+                    "split_half_b": pb.retest_spearman,
+                    "drift_a": pa.drift,
+                    "drift_b": pb.drift,
+                }
+            )
+    print(
+        f"\n{args.space}, {args.archs} archs, {args.threads} thread(s), {repeats} timed runs "
+        f"per arch per pass, passes {args.gap_s:.0f}s apart; loadavg {load}"
+    )
+    print(
+        f"{'harness':<12} {'stat':<7} {'norm':<5} {'retest SRCC':>11} {'med rel diff':>12} "
+        f"{'split-half A/B':>15} {'drift A/B':>11}"
+    )
     for r in rows:
-        split = (f"{r['split_half_a']:.3f}/{r['split_half_b']:.3f}" if "split_half_a" in r
-                 else "")
+        split = f"{r['split_half_a']:.3f}/{r['split_half_b']:.3f}" if "split_half_a" in r else ""
         drift = f"{r['drift_a']:.2f}/{r['drift_b']:.2f}" if "drift_a" in r else ""
-        print(f"{r['harness']:<12} {r['statistic']:<7} {r['normalised']!s:<5} "
-              f"{r['retest_spearman']:>11.3f} {r['median_rel_diff']:>12.3f} {split:>15} "
-              f"{drift:>11}")
-    best = max((r for r in rows if r["harness"] == "interleaved"),
-               key=lambda r: r["retest_spearman"])
-    print(f"best interleaved: {best['statistic']} (normalised={best['normalised']}) "
-          f"retest {best['retest_spearman']:.3f}")
+        print(
+            f"{r['harness']:<12} {r['statistic']:<7} {r['normalised']!s:<5} "
+            f"{r['retest_spearman']:>11.3f} {r['median_rel_diff']:>12.3f} {split:>15} "
+            f"{drift:>11}"
+        )
+    best = max(
+        (r for r in rows if r["harness"] == "interleaved"), key=lambda r: r["retest_spearman"]
+    )
+    print(
+        f"best interleaved: {best['statistic']} (normalised={best['normalised']}) "
+        f"retest {best['retest_spearman']:.3f}"
+    )
     out = {
-        "space": args.space, "archs": args.archs, "threads": args.threads,
-        "rounds": args.rounds, "runs": args.runs, "gap_s": args.gap_s,
-        "seconds": time.perf_counter() - t_start, "loadavg": load,
-        "note": "measured on the shared 2-core dev VM under contention" if max(
-            x[0] for x in load) > 1.0 else "quiet machine (loadavg <= 1)",
+        "space": args.space,
+        "archs": args.archs,
+        "threads": args.threads,
+        "rounds": args.rounds,
+        "runs": args.runs,
+        "gap_s": args.gap_s,
+        "seconds": time.perf_counter() - t_start,
+        "loadavg": load,
+        "note": "measured on the shared 2-core dev VM under contention"
+        if max(x[0] for x in load) > 1.0
+        else "quiet machine (loadavg <= 1)",
         "rows": rows,
         "samples_ms": {
             "sequential": [x.tolist() for x in passes["sequential"]],
             "interleaved": [m.samples_ms.tolist() for m in passes["interleaved"]],
         },
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(out, indent=1))
+    write_json(args.json, out, indent=1)
     print(f"wrote {args.json}")
     return 0
 
