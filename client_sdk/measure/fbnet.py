@@ -1,7 +1,7 @@
 """FBNet 22-block ImageNet network, hand-coded: the reference the served network is checked
 against. ``build_model("fbnet", genes)`` builds FBNet from its definition
 (``client_sdk.measure.defined``); ``tests/unit/test_space_definitions_equal.py`` checks that
-both count the same parameters and MACs. Kept for that check and ``benchmarks/block_lut.py``
+both count the same parameters and MACs. Kept for that check and ``benchmarks/studies/block_lut.py``
 (which times these blocks alone).
 
 Layout from ``client_sdk.spaces.fbnet`` (read from the definition): stem conv 3x3/2 to 16

@@ -9,7 +9,7 @@
 ``nnls_desc`` is registered but no candidate: on HELP validation device titanx_32 its
 leave-one-out on 10 samples wins and ranks 0.71 (0.88 without it); its shrunk versions
 keep HELP validation and gain on this CPU's recorded onboardings (seeds 11-43, FBNet and
-OFA: 0.941 -> 0.947 mean, benchmarks/onboarding_replay).
+OFA: 0.941 -> 0.947 mean, benchmarks.studies.onboarding_replay).
 """
 
 from __future__ import annotations
