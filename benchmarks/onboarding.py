@@ -34,12 +34,12 @@ import tempfile
 import time
 
 import numpy as np
-from scipy.stats import spearmanr
 
 from benchmarks._cli import RESULTS, ROOT, load_average, parser, write_json
 from client_sdk import OracleClient
 from client_sdk.measure.harness import retest_ceiling, spearman_brown
 from client_sdk.measure.onboard import onboard
+from client_sdk.stats import spearman
 from tests.support.launch import ServerProcess
 
 SPACES = ("nasbench201", "fbnet", "ofa_mbv3")
@@ -73,7 +73,7 @@ def naive_spearman(row: dict, first_pass: int) -> float:
     d_ref = descriptors(sp.name, sp.parse_many(archs[:first_pass]))[:, :6]
     d_val = descriptors(sp.name, sp.parse_many(row["validation_archs"]))[:, :6]
     pred = naive_nnls(d_ref, np.asarray(lat[:first_pass])).predict_ms(d_val)
-    return float(spearmanr(pred, row["validation_latency_ms"]).statistic)
+    return spearman(pred, row["validation_latency_ms"])
 
 
 def finish_row(row: dict, first_pass: int | None = None) -> dict:
@@ -98,6 +98,9 @@ def finish_row(row: dict, first_pass: int | None = None) -> dict:
         min(row["retest"], session) if math.isfinite(session) else row["retest"]
     )
     row["ceiling_for_target"] = retest_ceiling(row["retest_for_target"])
+    # issue 27: never silently worse than FLOPs (a row worse by > 0.02 must be flagged LOW)
+    row["worse_than_flops"] = bool(row["oracle_spearman"] < row["flops_spearman"] - 0.02)
+    row["silently_worse"] = bool(row["worse_than_flops"] and row.get("quality") != "low")
     row["target_met"], row["target_rule"] = verdict(
         row["oracle_spearman"],
         row["flops_spearman"],
@@ -125,7 +128,7 @@ def print_table(out: dict) -> None:
         f"{'space':<12} {'thr':>3} {'seed':>4} {'retest':>7} {'session':>7} {'ceiling':>8} "
         f"{'oracle':>7} {'same-pass':>9} {'FLOPs':>7} {'naive':>6} {'expected':>9} "
         f"{'scale':>6} "
-        f"{'onboard s':>10} {'load':>5}  target"
+        f"{'onboard s':>10} {'load':>5} {'quality':>7}  target"
     )
     print(hdr)
     print("-" * len(hdr))
@@ -138,8 +141,10 @@ def print_table(out: dict) -> None:
             f"{r.get('oracle_same_pass', nan):>9.3f} {r['flops_spearman']:>7.3f} "
             f"{r.get('naive_spearman', nan):>6.3f} {r['expected_spearman']:>9.3f} "
             f"{r.get('session_scale', nan):>6.2f} "
-            f"{r['onboard_s']:>10.1f} {r['loadavg_after'][0]:>5.1f}  "
+            f"{r['onboard_s']:>10.1f} {r['loadavg_after'][0]:>5.1f} "
+            f"{r.get('quality', '?'):>7}  "
             f"{'met' if r['target_met'] else 'MISSED'} ({r['target_rule']})"
+            + ("; WORSE THAN FLOPS, NOT FLAGGED" if r.get("silently_worse") else "")
         )
     groups: dict[tuple[str, int], list[dict]] = {}
     for r in out["rows"]:
@@ -160,6 +165,12 @@ def print_table(out: dict) -> None:
                 f"{m('session_retest'):.3f} ({sum(r['target_met'] for r in g)} of {len(g)}; "
                 f"{sum(r.get('naive_target_met', False) for r in g)} of {len(g)})"
             )
+    worse = [r for r in out["rows"] if r.get("worse_than_flops")]
+    silent = [r for r in worse if r.get("silently_worse")]
+    print(
+        f"\nrows worse than FLOPs by > 0.02: {len(worse)}, of them not flagged LOW: "
+        f"{len(silent)} (target 0)"
+    )
     for space, rho in out.get("spearman_between_settings", {}).items():
         print(f"{space}: Spearman between the thread settings' measured latencies {rho:.3f}")
 
@@ -272,6 +283,9 @@ def main() -> int:
                         "drift": report.drift,
                         "remeasured": report.remeasured,
                         "warnings": report.warnings,
+                        "quality": report.quality,
+                        "advised_samples": report.advised_samples,
+                        "quality_reasons": report.quality_reasons,
                         # suggest + measure the references + register: the onboarding itself
                         "onboard_s": t["suggest_s"] + t["measure_s"] + t["register_s"],
                         "total_s": t["total_s"],
@@ -307,7 +321,7 @@ def main() -> int:
             if r["space"] == space and r["seed"] == rows[0]["seed"]
         ]
         if len(lat) >= 2:
-            between[space] = float(spearmanr(lat[0], lat[1]).statistic)
+            between[space] = spearman(lat[0], lat[1])
     out = _write(args, rows, between, time.perf_counter() - t_all)
     print_table(out)
     print(f"wrote {args.json}")
@@ -328,7 +342,7 @@ def _same_pass_oracle(client: OracleClient, name: str, space: str, report, sampl
         got = client.rank(space, report.validation_archs, [shadow]).latency_ms[shadow]
     finally:
         client.delete_device(shadow, space)
-    return float(spearmanr(got, report.validation_latency_ms).statistic)
+    return spearman(got, report.validation_latency_ms)
 
 
 def _write(args: argparse.Namespace, rows: list[dict], between: dict, seconds: float) -> dict:
