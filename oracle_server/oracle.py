@@ -24,8 +24,8 @@ from oracle_server.predictor.columns import basis_columns, reads_descriptors, re
 from oracle_server.predictor.heads import feature_projection, projection, stack_projections
 from oracle_server.predictor.references import suggest_next
 from oracle_server.ranking import order
-from oracle_server.registry import Receipt
 from oracle_server.store import Device, DeviceStore, Snapshot
+from oracle_server.writes import DeviceWrite
 
 if TYPE_CHECKING:
     from oracle_server.space_catalog import SpaceCatalog
@@ -76,8 +76,7 @@ class Oracle:
         self.max_devices_per_request = max_devices_per_request
         self.predict_chunk = predict_chunk
         self.table_spaces = frozenset(
-            sp for sp, m in store.models.items()
-            if table_fast_path and _table_covers_space(m.space)
+            sp for sp, m in store.models.items() if table_fast_path and _table_covers_space(m.space)
         )
         for dev in store.snapshot():  # warm the fast path's per-head table predictions
             if dev.space in self.table_spaces:
@@ -119,38 +118,20 @@ class Oracle:
         return self.store.list_devices(space)
 
     # ----------------------------------------------------- device writes (store)
-    def register(
-        self,
-        name: str,
-        space: str,
-        genes: np.ndarray,
-        latency_ms: np.ndarray,
-        contract: dict,
-        owner: str | None = None,
-        receipt: Receipt | None = None,
-    ) -> Device:
-        return self.store.register(name, space, genes, latency_ms, contract, owner, receipt)
+    def resolve(self, write: DeviceWrite) -> DeviceWrite:
+        """``write`` with a full ``'space/name'`` split into its space and name."""
+        space, name = self.split_name(write.name, write.space)
+        return write if (space, name) == write.key else write.replace(space=space, name=name)
 
-    def add_measurements(
-        self,
-        name: str,
-        space: str,
-        genes: np.ndarray,
-        latency_ms: np.ndarray,
-        require_owner: str | None = None,
-        receipt: Receipt | None = None,
-    ) -> Device:
-        sp, dev = self.split_name(name, space)
-        return self.store.add_measurements(sp, dev, genes, latency_ms, require_owner, receipt)
+    def register(self, write: DeviceWrite) -> Device:
+        """Register a device (``write.name`` is a bare name in ``write.space``)."""
+        return self.store.register(write)
 
-    def delete(
-        self,
-        name: str,
-        space: str = "",
-        require_owner: str | None = None,
-        receipt: Receipt | None = None,
-    ) -> bool:
-        return self.store.delete(*self.split_name(name, space), require_owner, receipt)
+    def add_measurements(self, write: DeviceWrite) -> Device:
+        return self.store.add_measurements(self.resolve(write))
+
+    def delete(self, write: DeviceWrite) -> bool:
+        return self.store.delete(self.resolve(write))
 
     # ------------------------------------------------------------------ rank
     def rank(
@@ -189,7 +170,8 @@ class Oracle:
             lats = [tab.latency32[rows] for tab in tables]
             keys = [tab.rank[rows] for tab in tables]
             preds = [
-                Prediction(tab.latency_ms[rows], tab.log_sigma[rows]) if return_uncertainty
+                Prediction(tab.latency_ms[rows], tab.log_sigma[rows])
+                if return_uncertainty
                 else None
                 for tab in tables
             ]
@@ -289,8 +271,11 @@ def predict(
     wanted = None if columns is None else sorted(columns)
     feature_free = not any(reads_features(d.head) for d in devices)
     with_descriptors = any(reads_descriptors(d.head) for d in devices)
-    projections = (input_projections(model, devices, feature_free)
-                   if project_inputs and (with_descriptors or not feature_free) else None)
+    projections = (
+        input_projections(model, devices, feature_free)
+        if project_inputs and (with_descriptors or not feature_free)
+        else None
+    )
     parts: list[list[Prediction]] = []
     for start in range(0, max(genes.shape[0], 1), chunk):
         if start:
@@ -308,8 +293,12 @@ def predict(
             (dmat, dsl), (fmat, fsl) = projections
             u = model.descriptors(g, dmat) if dmat.shape[1] else np.empty((len(g), 0))
             uf = model.features_projected(g, fmat) if fmat.shape[1] else np.empty((len(g), 0))
-            parts.append([d.head.predict_projected(basis, uf[:, b], u[:, a])
-                          for d, a, b in zip(devices, dsl, fsl, strict=True)])
+            parts.append(
+                [
+                    d.head.predict_projected(basis, uf[:, b], u[:, a])
+                    for d, a, b in zip(devices, dsl, fsl, strict=True)
+                ]
+            )
             continue
         desc = model.descriptors(g) if with_descriptors else None
         parts.append([d.head.predict(basis, head_features, desc) for d in devices])
@@ -349,7 +338,8 @@ def input_projections(
         return None
     n = model.num_features
     feats = stack_projections(
-        [feature_projection(d.head.kind, d.head.params, n) for d in devices], n)
+        [feature_projection(d.head.kind, d.head.params, n) for d in devices], n
+    )
     return None if feats is None else (desc, feats)
 
 

@@ -12,6 +12,9 @@ Idempotent writes: a write that carries a client request id (``Receipt``) record
 answered from the record (``recall``) and changes nothing; two identical requests racing
 each other cannot both commit (the id is the table's primary key). Records older than
 ``request_ttl_s`` are ignored and purged (``purge_requests``).
+
+Writes take one ``DeviceWrite`` (``oracle_server.writes``), the same request the ``Oracle``
+and the ``DeviceStore`` pass on. The tables and their migrations: ``registry_schema``.
 """
 
 from __future__ import annotations
@@ -20,35 +23,16 @@ import datetime as dt
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import (
-    JSON,
-    DateTime,
-    Float,
-    ForeignKey,
-    Index,
-    Integer,
-    LargeBinary,
-    String,
-    Text,
-    UniqueConstraint,
-    create_engine,
-    delete,
-    event,
-    inspect,
-    select,
-    text,
-    update,
-)
-from sqlalchemy.engine import Engine
+from sqlalchemy import create_engine, delete, event, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from client_sdk.errors import (
     AlreadyExists,
@@ -58,98 +42,30 @@ from client_sdk.errors import (
     Unavailable,
 )
 from oracle_server import metrics
+from oracle_server.registry_schema import DeviceRow, MeasurementRow, RequestRow, SpaceRow, migrate
+from oracle_server.writes import DeviceWrite, Receipt
 
 log = logging.getLogger(__name__)
 
 
-class Base(DeclarativeBase):
-    pass
-
-
-class DeviceRow(Base):
-    __tablename__ = "oracle_devices"
-    __table_args__ = (UniqueConstraint("space", "name", name="uq_oracle_devices_space_name"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    space: Mapped[str] = mapped_column(String(64), nullable=False)
-    name: Mapped[str] = mapped_column(String(128), nullable=False)
-    contract: Mapped[dict] = mapped_column(JSON, nullable=False, default=dict)
-    revision: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
-    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
-    # The tenant that registered the device (NULL: no owner, e.g. registered on an open
-    # server or before tenants existed). Added to existing databases by ``_migrate_owner``.
-    owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
-
-
-class MeasurementRow(Base):
-    __tablename__ = "oracle_measurements"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    device_id: Mapped[int] = mapped_column(
-        ForeignKey("oracle_devices.id", ondelete="CASCADE"), index=True, nullable=False
-    )
-    genes: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)  # uint8 per gene
-    latency_ms: Mapped[float] = mapped_column(Float, nullable=False)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
-
-
-class SpaceRow(Base):
-    """A search space registered from a definition (``RegisterSpace``): its canonical JSON."""
-
-    __tablename__ = "oracle_spaces"
-
-    name: Mapped[str] = mapped_column(String(64), primary_key=True)
-    definition: Mapped[str] = mapped_column(Text, nullable=False)
-    fingerprint: Mapped[str] = mapped_column(String(64), nullable=False)  # sha256 hex
-    owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
-
-
-class RequestRow(Base):
-    """One idempotent write: its client request id, what it was and the reply it got."""
-
-    __tablename__ = "oracle_requests"
-    __table_args__ = (Index("ix_oracle_requests_created_at", "created_at"),)
-
-    # Who the id belongs to ("" until callers are told apart): ids are unique per scope.
-    scope: Mapped[str] = mapped_column(String(128), primary_key=True, default="")
-    request_id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    operation: Mapped[str] = mapped_column(String(32), nullable=False)
-    fingerprint: Mapped[str] = mapped_column(String(64), nullable=False)  # sha256 hex of body
-    response: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
-
-
 #: every operation name the registry reports errors under (``oracle_registry_errors_total``)
-OPERATIONS = ("create_schema", "register", "add_measurements", "delete", "recall",
-              "purge_requests", "register_space", "poll_spaces", "load_space", "poll", "load",
-              "load_all")
+OPERATIONS = (
+    "create_schema",
+    "register",
+    "add_measurements",
+    "delete",
+    "recall",
+    "purge_requests",
+    "register_space",
+    "poll_spaces",
+    "load_space",
+    "poll",
+    "load",
+    "load_all",
+)
 
 #: Request ids are kept this long by default (``--request-id-ttl-s``).
 DEFAULT_REQUEST_TTL_S = 24 * 3600.0
-
-
-@dataclass(frozen=True)
-class Receipt:
-    """The request id of a write, recorded in the write's own transaction.
-
-    ``reply`` turns the write's result (a ``StoredDevice`` for register/add, the deleted
-    flag for delete) into the serialised reply that a retry of the id will get; it runs
-    inside the transaction, so if it fails nothing is written.
-    """
-
-    request_id: str
-    operation: str
-    fingerprint: str
-    reply: Callable[[Any], bytes]
-    scope: str = ""
-
-    def map(self, convert: Callable[[Any], Any]) -> Receipt:
-        """The same receipt, its ``reply`` fed ``convert(result)`` instead of ``result``."""
-        reply = self.reply
-        return Receipt(self.request_id, self.operation, self.fingerprint,
-                       lambda result: reply(convert(result)), self.scope)
 
 
 @dataclass(frozen=True)
@@ -221,8 +137,7 @@ class Registry:
         for attempt in range(attempts):
             try:
                 with self._guard("create_schema"):
-                    Base.metadata.create_all(self.engine)
-                    _migrate_owner(self.engine)
+                    migrate(self.engine)
                 return
             except (AlreadyExists, Unavailable):
                 if attempt == attempts - 1:
@@ -255,55 +170,45 @@ class Registry:
             yield session
 
     # ------------------------------------------------------------------ writes
-    def create(
-        self,
-        space: str,
-        name: str,
-        genes: np.ndarray,
-        latency_ms: np.ndarray,
-        contract: dict,
-        owner: str | None = None,
-        receipt: Receipt | None = None,
-    ) -> StoredDevice:
+    def create(self, write: DeviceWrite) -> StoredDevice:
+        """Register ``write``'s device (owned by ``write.owner``) with its measurements."""
+        genes, latency_ms = write.measurements()
         now = _now()
-        stored = StoredDevice(space, name, contract, 1, now, now, genes, latency_ms, owner)
+        stored = StoredDevice(
+            write.space, write.name, write.contract, 1, now, now, genes, latency_ms, write.owner
+        )
         try:
             with self._session("register") as s:
                 row = DeviceRow(
-                    space=space, name=name, contract=contract, revision=1,
-                    created_at=now, updated_at=now, owner=owner,
+                    space=write.space,
+                    name=write.name,
+                    contract=write.contract,
+                    revision=1,
+                    created_at=now,
+                    updated_at=now,
+                    owner=write.owner,
                 )
                 s.add(row)
                 s.flush()
                 s.add_all(_measurement_rows(row.id, genes, latency_ms, now))
-                self._record(s, receipt, stored, now)
+                self._record(s, write.receipt, stored, now)
         except AlreadyExists:
-            raise AlreadyExists(f"device '{space}/{name}' already exists") from None
+            raise AlreadyExists(f"device '{write.full_name}' already exists") from None
         return stored
 
-    def add_measurements(
-        self,
-        space: str,
-        name: str,
-        genes: np.ndarray,
-        latency_ms: np.ndarray,
-        require_owner: str | None = None,
-        receipt: Receipt | None = None,
-    ) -> StoredDevice:
-        """``require_owner``: the device must belong to that tenant (checked on the locked
-        row, so a replica's stale view of the owner cannot let a write through)."""
+    def add_measurements(self, write: DeviceWrite) -> StoredDevice:
+        """``write.require_owner``: the device must belong to that tenant (checked on the
+        locked row, so a replica's stale view of the owner cannot let a write through)."""
+        genes, latency_ms = write.measurements()
         now = _now()
         with self._session("add_measurements") as s:
-            row = s.scalars(
-                select(DeviceRow).where(DeviceRow.space == space, DeviceRow.name == name)
-                .with_for_update()
-            ).first()
+            row = _locked_row(s, write)
             if row is None:
-                raise DeviceNotFound(f"unknown device '{space}/{name}'")
-            _check_owner(row, require_owner)
+                raise DeviceNotFound(f"unknown device '{write.full_name}'")
             s.add_all(_measurement_rows(row.id, genes, latency_ms, now))
             s.execute(
-                update(DeviceRow).where(DeviceRow.id == row.id)
+                update(DeviceRow)
+                .where(DeviceRow.id == row.id)
                 .values(revision=DeviceRow.revision + 1, updated_at=now)
             )
             # The state this write produced, read under the row lock: what it answers, and
@@ -311,27 +216,20 @@ class Registry:
             s.flush()
             s.refresh(row)
             stored = self._stored(s, row)
-            self._record(s, receipt, stored, now)
+            self._record(s, write.receipt, stored, now)
         return stored
 
-    def delete(
-        self,
-        space: str,
-        name: str,
-        require_owner: str | None = None,
-        receipt: Receipt | None = None,
-    ) -> bool:
+    def delete(self, write: DeviceWrite) -> bool:
+        """Delete ``write``'s device (``require_owner`` as for ``add_measurements``); False
+        if there was none."""
         with self._session("delete") as s:
-            row = s.scalars(
-                select(DeviceRow).where(DeviceRow.space == space, DeviceRow.name == name)
-                .with_for_update()
-            ).first()
+            row = _locked_row(s, write)
             if row is not None:
-                _check_owner(row, require_owner)
                 s.execute(delete(MeasurementRow).where(MeasurementRow.device_id == row.id))
                 s.execute(delete(DeviceRow).where(DeviceRow.id == row.id))
-            self._record(s, receipt, row is not None, _now())
+            self._record(s, write.receipt, row is not None, _now())
         return row is not None
+
     # --------------------------------------------------------- request ids
     def _record(self, s: Session, receipt: Receipt | None, result: Any, now: dt.datetime) -> None:
         """Record ``receipt`` in the write's transaction ``s`` (an expired record of the
@@ -346,10 +244,16 @@ class Registry:
                 RequestRow.created_at < now - dt.timedelta(seconds=self.request_ttl_s),
             )
         )
-        s.add(RequestRow(
-            scope=receipt.scope, request_id=receipt.request_id, operation=receipt.operation,
-            fingerprint=receipt.fingerprint, response=response, created_at=now,
-        ))
+        s.add(
+            RequestRow(
+                scope=receipt.scope,
+                request_id=receipt.request_id,
+                operation=receipt.operation,
+                fingerprint=receipt.fingerprint,
+                response=response,
+                created_at=now,
+            )
+        )
         s.flush()
 
     def recall(self, request_id: str, scope: str = "") -> RecordedRequest | None:
@@ -385,13 +289,22 @@ class Registry:
                 if row is not None:
                     if row.fingerprint == fingerprint:
                         return False
-                    raise AlreadyExists(f"space '{name}' is registered with another "
-                                        f"definition; register the changed one under a new "
-                                        f"name (e.g. '{name}_v2')")
+                    raise AlreadyExists(
+                        f"space '{name}' is registered with another "
+                        f"definition; register the changed one under a new "
+                        f"name (e.g. '{name}_v2')"
+                    )
             try:
                 with self._session("register_space") as s:
-                    s.add(SpaceRow(name=name, definition=definition, fingerprint=fingerprint,
-                                   owner=owner, created_at=_now()))
+                    s.add(
+                        SpaceRow(
+                            name=name,
+                            definition=definition,
+                            fingerprint=fingerprint,
+                            owner=owner,
+                            created_at=_now(),
+                        )
+                    )
                 return True
             except AlreadyExists:
                 continue
@@ -448,13 +361,21 @@ class Registry:
     def _stored(s: Session, row: DeviceRow) -> StoredDevice:
         meas = s.execute(
             select(MeasurementRow.genes, MeasurementRow.latency_ms)
-            .where(MeasurementRow.device_id == row.id).order_by(MeasurementRow.id)
+            .where(MeasurementRow.device_id == row.id)
+            .order_by(MeasurementRow.id)
         ).all()
         genes = np.array([np.frombuffer(g, dtype=np.uint8) for g, _ in meas], dtype=np.int16)
         lat = np.array([v for _, v in meas], dtype=np.float64)
         return StoredDevice(
-            row.space, row.name, dict(row.contract), row.revision,
-            _utc(row.created_at), _utc(row.updated_at), genes, lat, row.owner,
+            row.space,
+            row.name,
+            dict(row.contract),
+            row.revision,
+            _utc(row.created_at),
+            _utc(row.updated_at),
+            genes,
+            lat,
+            row.owner,
         )
 
 
@@ -463,42 +384,30 @@ def _measurement_rows(
 ) -> list[MeasurementRow]:
     g8 = np.ascontiguousarray(genes, dtype=np.uint8)
     return [
-        MeasurementRow(device_id=device_id, genes=g8[i].tobytes(), latency_ms=float(latency_ms[i]),
-                       created_at=now)
+        MeasurementRow(
+            device_id=device_id,
+            genes=g8[i].tobytes(),
+            latency_ms=float(latency_ms[i]),
+            created_at=now,
+        )
         for i in range(g8.shape[0])
     ]
 
 
-def _check_owner(row: DeviceRow, require_owner: str | None) -> None:
-    if require_owner is not None and row.owner != require_owner:
+def _locked_row(s: Session, write: DeviceWrite) -> DeviceRow | None:
+    """``write``'s device row, locked for the transaction (None if there is none), after
+    checking it belongs to ``write.require_owner`` (if set)."""
+    row = s.scalars(
+        select(DeviceRow)
+        .where(DeviceRow.space == write.space, DeviceRow.name == write.name)
+        .with_for_update()
+    ).first()
+    if row is not None and write.require_owner is not None and row.owner != write.require_owner:
         raise PermissionDenied(
-            f"tenant '{require_owner}' may not change device '{row.space}/{row.name}': it "
-            f"belongs to {'another tenant' if row.owner else 'no tenant (admins only)'}"
+            f"tenant '{write.require_owner}' may not change device '{row.space}/{row.name}': "
+            f"it belongs to {'another tenant' if row.owner else 'no tenant (admins only)'}"
         )
-
-
-def _migrate_owner(engine: Engine) -> None:
-    """Add the nullable ``owner`` column to a database created before tenants existed.
-
-    Idempotent and safe with several replicas starting at once: PostgreSQL uses
-    ``ADD COLUMN IF NOT EXISTS``; SQLite (no such clause) checks first and ignores the
-    "duplicate column" of a racing process.
-    """
-    table = DeviceRow.__tablename__
-    columns = {c["name"] for c in inspect(engine).get_columns(table)}
-    if "owner" in columns:
-        return
-    if engine.dialect.name == "postgresql":
-        statement = f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS owner VARCHAR(64)"
-    else:
-        statement = f"ALTER TABLE {table} ADD COLUMN owner VARCHAR(64)"
-    try:
-        with engine.begin() as conn:
-            conn.execute(text(statement))
-    except OperationalError:
-        if "owner" not in {c["name"] for c in inspect(engine).get_columns(table)}:
-            raise
-    log.info("registry schema migrated", extra={"added_column": f"{table}.owner"})
+    return row
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]

@@ -29,9 +29,10 @@ from client_sdk.proto.latency_oracle.v1 import oracle_pb2_grpc as pb_grpc
 from client_sdk.spaces import SearchSpace
 from oracle_server import codec, metrics
 from oracle_server.oracle import Oracle, RankResult
-from oracle_server.registry import Receipt, RecordedRequest
+from oracle_server.registry import RecordedRequest
 from oracle_server.store import REGISTERED, Device
 from oracle_server.tenants import Tenancy, current_caller
+from oracle_server.writes import DeviceWrite, Receipt
 
 
 def device_pb(device: Device) -> pb.Device:
@@ -328,7 +329,8 @@ class OracleServicer(pb_grpc.LatencyOracleServicer):
             genes, lat = self._measurements(space, request)
             contract = codec.contract_from_pb(request.contract)
             owner = self._tenancy.owner_for(current_caller())
-            return oracle.register(request.name, space.name, genes, lat, contract, owner, receipt)
+            return oracle.register(DeviceWrite(space.name, request.name, genes, lat,
+                                               contract=contract, owner=owner, receipt=receipt))
 
         return self._idempotent("RegisterDevice", request, pb.Device, device_pb, write)
 
@@ -340,7 +342,8 @@ class OracleServicer(pb_grpc.LatencyOracleServicer):
             space = oracle.space(sp)
             required = self._check_write(self._existing(oracle, name, sp))
             genes, lat = self._measurements(space, request)
-            return oracle.add_measurements(name, sp, genes, lat, required, receipt)
+            return oracle.add_measurements(DeviceWrite(sp, name, genes, lat,
+                                                       require_owner=required, receipt=receipt))
 
         return self._idempotent("AddMeasurements", request, pb.Device, device_pb, write)
 
@@ -349,7 +352,8 @@ class OracleServicer(pb_grpc.LatencyOracleServicer):
 
         def write(receipt: Receipt | None) -> bool:
             required = self._check_write(self._existing(oracle, request.name, request.space))
-            return oracle.delete(request.name, request.space, required, receipt)
+            return oracle.delete(DeviceWrite(request.space, request.name,
+                                             require_owner=required, receipt=receipt))
 
         return self._idempotent(
             "DeleteDevice", request, pb.DeleteDeviceResponse,

@@ -40,7 +40,8 @@ from client_sdk.errors import (
 from oracle_server import metrics
 from oracle_server.predictor import HeadFit, LatencyModel
 from oracle_server.ranking import TablePrediction, dense_rank
-from oracle_server.registry import Receipt, Registry, StoredDevice
+from oracle_server.registry import Registry, StoredDevice
+from oracle_server.writes import DeviceWrite
 
 log = logging.getLogger(__name__)
 
@@ -203,8 +204,9 @@ class DeviceStore:
             return tab
         pred = device.head.predict(*self.table_inputs(device.space))
         lat32 = pred.latency_ms.astype(np.float32)
-        tab = TablePrediction(device.head, pred.latency_ms, pred.log_sigma, lat32,
-                              dense_rank(lat32))
+        tab = TablePrediction(
+            device.head, pred.latency_ms, pred.log_sigma, lat32, dense_rank(lat32)
+        )
         self._table_preds[key] = tab
         return tab
 
@@ -219,42 +221,26 @@ class DeviceStore:
         self._swap(put=[device])
         return device
 
-    def register(
-        self,
-        name: str,
-        space: str,
-        genes: np.ndarray,
-        latency_ms: np.ndarray,
-        contract: dict,
-        owner: str | None = None,
-        receipt: Receipt | None = None,
-    ) -> Device:
-        """``receipt``: a request id recorded with the write (its reply gets the Device)."""
-        check_name(name)
-        self.model(space)
-        if (space, name) in self._snapshot:
-            raise AlreadyExists(f"device '{space}/{name}' already exists")
-        head = self._fit(space, genes, latency_ms)
-        if receipt is not None:
-            receipt = receipt.map(lambda stored: self._as_device(stored, head))
-        stored = self._require_registry().create(
-            space, name, genes, latency_ms, contract, owner, receipt
-        )
-        return self._install(stored, head)
+    def register(self, write: DeviceWrite) -> Device:
+        """Register ``write``'s device: its head fit from the measurements, then persisted
+        (``write.receipt``: a request id recorded with the write; its reply gets the Device).
+        """
+        check_name(write.name)
+        self.model(write.space)
+        if write.key in self._snapshot:
+            raise AlreadyExists(f"device '{write.full_name}' already exists")
+        head = self._fit(write.space, *write.measurements())
+        write = write.map_receipt(lambda stored: self._as_device(stored, head))
+        return self._install(self._require_registry().create(write), head)
 
-    def add_measurements(
-        self,
-        space: str,
-        name: str,
-        genes: np.ndarray,
-        latency_ms: np.ndarray,
-        require_owner: str | None = None,
-        receipt: Receipt | None = None,
-    ) -> Device:
+    def add_measurements(self, write: DeviceWrite) -> Device:
+        """Add ``write``'s measurements to a registered device and refit its head."""
+        space = write.space
+        genes, latency_ms = write.measurements()
         try:
-            current = self.device(space, name)
+            current = self.device(space, write.name)
         except DeviceNotFound:
-            current = self._load_registered(space, name)
+            current = self._load_registered(space, write.name)
         if current.source == TABLE:
             raise FailedPrecondition(f"'{current.full_name}' is a table device; register a new one")
         assert current.genes is not None and current.latency_ms is not None
@@ -268,28 +254,20 @@ class DeviceStore:
                 heads[n] = self._fit(space, stored.genes, stored.latency_ms)
             return heads[n]
 
-        if receipt is not None:
-            receipt = receipt.map(lambda stored: self._as_device(stored, head_of(stored)))
-        stored = self._require_registry().add_measurements(
-            space, name, genes, latency_ms, require_owner, receipt
-        )
+        write = write.map_receipt(lambda stored: self._as_device(stored, head_of(stored)))
+        stored = self._require_registry().add_measurements(write)
         return self._install(stored, head_of(stored))
 
-    def delete(
-        self,
-        space: str,
-        name: str,
-        require_owner: str | None = None,
-        receipt: Receipt | None = None,
-    ) -> bool:
-        self.model(space)
-        current = self._snapshot.get(space, name)
+    def delete(self, write: DeviceWrite) -> bool:
+        """Delete ``write``'s registered device; False if neither the registry nor this
+        store had it."""
+        self.model(write.space)
+        current = self._snapshot.get(*write.key)
         if current is not None and current.source == TABLE:
             raise FailedPrecondition(f"'{current.full_name}' is a table device (not deletable)")
-        if receipt is not None:
-            receipt = receipt.map(lambda found: bool(found) or current is not None)
-        deleted = self._require_registry().delete(space, name, require_owner, receipt)
-        removed = self._swap(drop={(space, name): None})
+        write = write.map_receipt(lambda found: bool(found) or current is not None)
+        deleted = self._require_registry().delete(write)
+        removed = self._swap(drop={write.key: None})
         return deleted or bool(removed)
 
     def _load_registered(self, space: str, name: str) -> Device:
@@ -348,7 +326,9 @@ class DeviceStore:
             raise RuntimeError("the store is already polling")
         self._poll_stop = stop if stop is not None else threading.Event()
         self._poller = threading.Thread(
-            target=self._poll, args=(interval_s, self._poll_stop), name="oracle-sync",
+            target=self._poll,
+            args=(interval_s, self._poll_stop),
+            name="oracle-sync",
             daemon=True,
         )
         self._poller.start()
@@ -395,8 +375,17 @@ class DeviceStore:
     @staticmethod
     def _as_device(stored: StoredDevice, head: HeadFit) -> Device:
         return Device(
-            stored.space, stored.name, REGISTERED, head, stored.contract, stored.revision,
-            stored.created_at, stored.updated_at, stored.genes, stored.latency_ms, stored.owner,
+            stored.space,
+            stored.name,
+            REGISTERED,
+            head,
+            stored.contract,
+            stored.revision,
+            stored.created_at,
+            stored.updated_at,
+            stored.genes,
+            stored.latency_ms,
+            stored.owner,
         )
 
     def _install(self, stored: StoredDevice, head: HeadFit) -> Device:

@@ -21,6 +21,7 @@ from client_sdk.errors import OracleClientError, Unavailable
 from client_sdk.spaces import get_space
 from oracle_server.app import App
 from oracle_server.registry import Registry
+from oracle_server.writes import DeviceWrite
 from tests.e2e.conftest import make_settings
 from tests.helpers import (
     PG_URL,
@@ -252,7 +253,7 @@ def test_postgres_outage_reads_from_memory_writes_unavailable_then_recover(
         assert reg.load("nasbench201", b).latency_ms.shape == (10,)
         assert reg.load("nasbench201", c_name).latency_ms.shape == (10,)
         for name in (a, b, c_name):
-            reg.delete("nasbench201", name)
+            reg.delete(DeviceWrite("nasbench201", name))
     finally:
         reg.close()
 
@@ -272,7 +273,7 @@ def test_sync_never_hides_a_device_registered_during_the_poll(nb201_model, tmp_p
 
     def snapshot_then_register() -> dict:
         snap = real_snapshot()  # taken before the concurrent registration commits
-        store.register("racer", "nasbench201", genes, lat, {})
+        store.register(DeviceWrite("nasbench201", "racer", genes, lat))
         return snap
 
     reg.snapshot_revisions = snapshot_then_register  # type: ignore[method-assign]
@@ -280,7 +281,7 @@ def test_sync_never_hides_a_device_registered_during_the_poll(nb201_model, tmp_p
         store.sync()
         reg.snapshot_revisions = real_snapshot  # type: ignore[method-assign]
         assert store.device("nasbench201", "racer").num_samples == 10
-        store.delete("nasbench201", "racer")
+        store.delete(DeviceWrite("nasbench201", "racer"))
         assert store.sync() == 0
     finally:
         reg.close()

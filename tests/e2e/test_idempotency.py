@@ -26,7 +26,9 @@ from client_sdk.proto.latency_oracle.v1 import oracle_pb2_grpc as pb_grpc
 from client_sdk.spaces import get_space
 from oracle_server import registry as registry_module
 from oracle_server.app import App
-from oracle_server.registry import Receipt, Registry
+from oracle_server.registry import Registry
+from oracle_server.registry_schema import Base
+from oracle_server.writes import DeviceWrite, Receipt
 from tests.e2e.conftest import make_settings
 from tests.helpers import PG_URL, postgres_available, unique_name
 
@@ -45,18 +47,20 @@ def _packed(genes: np.ndarray) -> pb.Architectures:
     return pb.Architectures(packed=pb.PackedGenes(num_genes=g8.shape[1], genes=g8.tobytes()))
 
 
-def _register_req(name: str, n: int, seed: int, request_id: str) -> pb.RegisterDeviceRequest:
+def _write_req(message: type, name: str, n: int, seed: int, request_id: str):
+    """A ``message`` (RegisterDeviceRequest, AddMeasurementsRequest) of ``n`` measurements."""
     genes, lat = _measurements(n, seed)
-    return pb.RegisterDeviceRequest(
+    return message(
         name=name, space=NB, archs=_packed(genes), latency_ms=list(lat), request_id=request_id
     )
+
+
+def _register_req(name: str, n: int, seed: int, request_id: str) -> pb.RegisterDeviceRequest:
+    return _write_req(pb.RegisterDeviceRequest, name, n, seed, request_id)
 
 
 def _add_req(name: str, n: int, seed: int, request_id: str) -> pb.AddMeasurementsRequest:
-    genes, lat = _measurements(n, seed)
-    return pb.AddMeasurementsRequest(
-        name=name, space=NB, archs=_packed(genes), latency_ms=list(lat), request_id=request_id
-    )
+    return _write_req(pb.AddMeasurementsRequest, name, n, seed, request_id)
 
 
 def _stored_count(url: str, name: str) -> int:
@@ -97,6 +101,13 @@ def pg_url() -> Iterator[str]:
         with engine.begin() as conn:
             conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
         engine.dispose()
+
+
+@pytest.fixture(params=[pytest.param("sqlite_url", id="sqlite"),
+                        pytest.param("pg_url", id="postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest) -> str:
+    """The test's database: a SQLite file, then a fresh PostgreSQL schema."""
+    return request.getfixturevalue(request.param)
 
 
 # ------------------------------------------------------------ one server
@@ -185,10 +196,10 @@ def test_server_rejects_malformed_request_id(server: App) -> None:
 
 
 # --------------------------------------------------- replicas and restarts
-def _replicas_share_request_ids(nb201_model, tmp_path: Path, url: str) -> None:
+def test_request_ids_hold_across_replicas(nb201_model, tmp_path: Path, db_url: str) -> None:
     # No polling during the test: B learns of A's device only when a write needs it.
-    a = _start(nb201_model, tmp_path / "a", url, sync_interval_s=60)
-    b = _start(nb201_model, tmp_path / "b", url, sync_interval_s=60)
+    a = _start(nb201_model, tmp_path / "a", db_url, sync_interval_s=60)
+    b = _start(nb201_model, tmp_path / "b", db_url, sync_interval_s=60)
     name = unique_name("idem")
     try:
         with grpc.insecure_channel(f"127.0.0.1:{a.port}") as ca, grpc.insecure_channel(
@@ -205,7 +216,7 @@ def _replicas_share_request_ids(nb201_model, tmp_path: Path, url: str) -> None:
             added = sb.AddMeasurements(add, timeout=30)
             assert sa_.AddMeasurements(add, timeout=30) == added
             assert added.num_samples == 14
-            assert _stored_count(url, name) == 14
+            assert _stored_count(db_url, name) == 14
 
             # The same write sent to both replicas at once: exactly one applies it.
             race = _add_req(name, 4, 13, str(uuid.uuid4()))
@@ -226,27 +237,18 @@ def _replicas_share_request_ids(nb201_model, tmp_path: Path, url: str) -> None:
             assert errors == []
             assert len(replies) == 4 and all(r == replies[0] for r in replies)
             assert replies[0].num_samples == 18
-            assert _stored_count(url, name) == 18
+            assert _stored_count(db_url, name) == 18
             sa_.DeleteDevice(pb.DeleteDeviceRequest(name=name, space=NB), timeout=30)
     finally:
         a.stop(0)
         b.stop(0)
 
 
-def test_request_ids_hold_across_replicas_sqlite(nb201_model, tmp_path, sqlite_url) -> None:
-    _replicas_share_request_ids(nb201_model, tmp_path, sqlite_url)
-
-
-@pytest.mark.postgres
-def test_request_ids_hold_across_replicas_postgres(nb201_model, tmp_path, pg_url) -> None:
-    _replicas_share_request_ids(nb201_model, tmp_path, pg_url)
-
-
-def _request_ids_survive_restart(nb201_model, tmp_path: Path, url: str) -> None:
+def test_request_ids_survive_restart(nb201_model, tmp_path: Path, db_url: str) -> None:
     name = unique_name("idem")
     reg = _register_req(name, 10, 21, str(uuid.uuid4()))
     add = _add_req(name, 5, 22, str(uuid.uuid4()))
-    app = _start(nb201_model, tmp_path / "first", url)
+    app = _start(nb201_model, tmp_path / "first", db_url)
     try:
         with grpc.insecure_channel(f"127.0.0.1:{app.port}") as ch:
             stub = pb_grpc.LatencyOracleStub(ch)
@@ -254,7 +256,7 @@ def _request_ids_survive_restart(nb201_model, tmp_path: Path, url: str) -> None:
             added = stub.AddMeasurements(add, timeout=30)
     finally:
         app.stop(0)
-    app = _start(nb201_model, tmp_path / "second", url)
+    app = _start(nb201_model, tmp_path / "second", db_url)
     try:
         with grpc.insecure_channel(f"127.0.0.1:{app.port}") as ch:
             stub = pb_grpc.LatencyOracleStub(ch)
@@ -263,16 +265,7 @@ def _request_ids_survive_restart(nb201_model, tmp_path: Path, url: str) -> None:
             assert stub.GetDevice(pb.GetDeviceRequest(name=name, space=NB)).num_samples == 15
     finally:
         app.stop(0)
-    assert _stored_count(url, name) == 15
-
-
-def test_request_ids_survive_restart_sqlite(nb201_model, tmp_path, sqlite_url) -> None:
-    _request_ids_survive_restart(nb201_model, tmp_path, sqlite_url)
-
-
-@pytest.mark.postgres
-def test_request_ids_survive_restart_postgres(nb201_model, tmp_path, pg_url) -> None:
-    _request_ids_survive_restart(nb201_model, tmp_path, pg_url)
+    assert _stored_count(db_url, name) == 15
 
 
 # ------------------------------------------------------- registry level
@@ -280,40 +273,33 @@ def _receipt(request_id: str, reply=lambda result: b"reply") -> Receipt:
     return Receipt(request_id, "AddMeasurements", "f" * 64, reply)
 
 
-def _record_is_transactional(url: str) -> None:
-    reg = Registry(url)
+def test_request_id_is_recorded_in_the_write_transaction(db_url: str) -> None:
+    reg = Registry(db_url)
     name = unique_name("idem")
     try:
         genes, lat = _measurements(10, 31)
-        reg.create(NB, name, genes, lat, {})
+        reg.create(DeviceWrite(NB, name, genes, lat))
         # The reply fails inside the transaction: neither the write nor the id is stored.
         def broken(_stored):
             raise RuntimeError("crash between the write and its record")
 
         with pytest.raises(RuntimeError):
-            reg.add_measurements(NB, name, *_measurements(3, 32), receipt=_receipt("r1", broken))
+            reg.add_measurements(DeviceWrite(NB, name, *_measurements(3, 32),
+                                             receipt=_receipt("r1", broken)))
         assert reg.load(NB, name).latency_ms.shape == (10,)
         assert reg.recall("r1") is None
         # The id is already recorded: the write that would record it again is rolled back.
-        reg.add_measurements(NB, name, *_measurements(3, 33), receipt=_receipt("r2"))
+        reg.add_measurements(DeviceWrite(NB, name, *_measurements(3, 33), receipt=_receipt("r2")))
         with pytest.raises(AlreadyExists):
-            reg.add_measurements(NB, name, *_measurements(3, 34), receipt=_receipt("r2"))
+            reg.add_measurements(DeviceWrite(NB, name, *_measurements(3, 34),
+                                             receipt=_receipt("r2")))
         assert reg.load(NB, name).latency_ms.shape == (13,)
         recorded = reg.recall("r2")
         assert recorded is not None and recorded.response == b"reply"
         assert recorded.operation == "AddMeasurements"
-        reg.delete(NB, name)
+        reg.delete(DeviceWrite(NB, name))
     finally:
         reg.close()
-
-
-def test_request_id_is_recorded_in_the_write_transaction_sqlite(sqlite_url) -> None:
-    _record_is_transactional(sqlite_url)
-
-
-@pytest.mark.postgres
-def test_request_id_is_recorded_in_the_write_transaction_postgres(pg_url) -> None:
-    _record_is_transactional(pg_url)
 
 
 def test_request_ids_expire_after_the_ttl(sqlite_url, monkeypatch) -> None:
@@ -322,14 +308,14 @@ def test_request_ids_expire_after_the_ttl(sqlite_url, monkeypatch) -> None:
     reg = Registry(sqlite_url, request_ttl_s=60)
     name = unique_name("idem")
     try:
-        reg.create(NB, name, *_measurements(10, 41), {}, receipt=_receipt("old"))
-        reg.add_measurements(NB, name, *_measurements(2, 42), receipt=_receipt("new"))
+        reg.create(DeviceWrite(NB, name, *_measurements(10, 41), receipt=_receipt("old")))
+        reg.add_measurements(DeviceWrite(NB, name, *_measurements(2, 42), receipt=_receipt("new")))
         assert reg.recall("old") is not None
         later = registry_module._now() + dt.timedelta(seconds=61)
         monkeypatch.setattr(registry_module, "_now", lambda: later)
         assert reg.recall("old") is None and reg.recall("new") is None  # expired: unknown
         # An expired id is a new request again (its old record is replaced, not a conflict).
-        reg.add_measurements(NB, name, *_measurements(2, 43), receipt=_receipt("old"))
+        reg.add_measurements(DeviceWrite(NB, name, *_measurements(2, 43), receipt=_receipt("old")))
         assert reg.recall("old") is not None
         assert reg.purge_requests() == 1  # "new" (61 s old); "old" was just re-recorded
         monkeypatch.undo()
@@ -347,7 +333,7 @@ def _old_schema_database(url: str) -> str:
     """A database as the previous version left it: devices and measurements, no
     ``oracle_requests``; returns the name of the device in it."""
     old = sa.MetaData()
-    for table in registry_module.Base.metadata.sorted_tables:
+    for table in Base.metadata.sorted_tables:
         if table.name != "oracle_requests":
             table.to_metadata(old)
     engine = sa.create_engine(url)
@@ -371,27 +357,18 @@ def _old_schema_database(url: str) -> str:
     return name
 
 
-def _migrates(url: str) -> None:
-    name = _old_schema_database(url)
-    reg = Registry(url)
+def test_existing_database_gets_the_request_table(db_url: str) -> None:
+    name = _old_schema_database(db_url)
+    reg = Registry(db_url)
     try:
         assert sa.inspect(reg.engine).has_table("oracle_requests")
         indexes = {ix["name"] for ix in sa.inspect(reg.engine).get_indexes("oracle_requests")}
         assert "ix_oracle_requests_created_at" in indexes
         assert reg.load(NB, name).latency_ms.shape == (10,)
-        reg.add_measurements(NB, name, *_measurements(2, 52), receipt=_receipt("m1"))
+        reg.add_measurements(DeviceWrite(NB, name, *_measurements(2, 52), receipt=_receipt("m1")))
         assert reg.recall("m1") is not None
     finally:
         reg.close()
-
-
-def test_existing_sqlite_database_gets_the_request_table(sqlite_url) -> None:
-    _migrates(sqlite_url)
-
-
-@pytest.mark.postgres
-def test_existing_postgres_database_gets_the_request_table(pg_url) -> None:
-    _migrates(pg_url)
 
 
 # ----------------------------------------------------------------- tenants

@@ -128,6 +128,7 @@ def test_a_restarted_replica_is_current_when_it_turns_serving(
     not one poll later."""
     from oracle_server.registry import Registry
     from oracle_server.store import DeviceStore
+    from oracle_server.writes import DeviceWrite
 
     url = f"sqlite:///{tmp_path / 'shared.db'}"
     genes = SPACE.sample(10, rng=7)
@@ -137,7 +138,7 @@ def test_a_restarted_replica_is_current_when_it_turns_serving(
     def load_while_another_replica_writes(store: DeviceStore) -> int:
         loaded = real_load(store)
         other = Registry(url)  # another replica's write, after this one read the registry
-        other.create("nasbench201", "late", genes, lat, {})
+        other.create(DeviceWrite("nasbench201", "late", genes, lat))
         other.close()
         return loaded
 

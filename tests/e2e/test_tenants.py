@@ -41,6 +41,7 @@ from client_sdk.spaces import get_space
 from oracle_server import metrics
 from oracle_server.app import App
 from oracle_server.tenants import current_caller
+from oracle_server.writes import DeviceWrite
 from tests.e2e.conftest import make_settings
 from tests.helpers import TEST_CACHE, nb201_non_train_devices, server_process, unique_name
 
@@ -112,7 +113,7 @@ def _unowned(app: App) -> str:
     assert app.oracle is not None
     name = unique_name("legacy")
     genes, lat = _measurements()
-    app.oracle.register(name, SPACE_NAME, genes, lat, {})
+    app.oracle.register(DeviceWrite(SPACE_NAME, name, genes, lat))
     return name
 
 
@@ -279,9 +280,10 @@ def test_registry_rechecks_the_owner_in_the_write(shared: App) -> None:
     owned = _register(shared, "team-a")
     genes, lat = _measurements(seed=6)
     with pytest.raises(PermissionDenied):
-        shared.oracle.add_measurements(owned, SPACE_NAME, genes, lat, require_owner="team-b")
+        shared.oracle.add_measurements(
+            DeviceWrite(SPACE_NAME, owned, genes, lat, require_owner="team-b"))
     with pytest.raises(PermissionDenied):
-        shared.oracle.delete(owned, SPACE_NAME, require_owner="team-b")
+        shared.oracle.delete(DeviceWrite(SPACE_NAME, owned, require_owner="team-b"))
     assert shared.oracle.device(owned, SPACE_NAME).num_samples == 8
 
 

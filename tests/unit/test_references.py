@@ -12,6 +12,7 @@ from oracle_server.predictor import build_model
 from oracle_server.predictor.references import _row_keys, suggest_next
 from oracle_server.registry import Registry
 from oracle_server.store import DeviceStore
+from oracle_server.writes import DeviceWrite
 from tests.helpers import TEST_CACHE, nb201_non_train_devices
 
 
@@ -70,12 +71,12 @@ def test_oracle_suggest_for_a_device(oracle: Oracle) -> None:
     sp = get_space("nasbench201")
     first = oracle.suggest("nasbench201", 10)
     lat = sp.flops(first) / 1e6 + 1.0  # a synthetic device
-    oracle.register("synthetic", "nasbench201", first, lat, {})
+    oracle.register(DeviceWrite("nasbench201", "synthetic", first, lat))
     nxt = oracle.suggest("nasbench201", 8, device="synthetic")
     assert nxt.shape == (8, 6)
     assert not np.isin(_row_keys(nxt), _row_keys(first)).any()
     assert not np.array_equal(nxt, oracle.suggest("nasbench201", 8))
-    oracle.add_measurements("synthetic", "nasbench201", nxt, sp.flops(nxt) / 1e6 + 1.0)
+    oracle.add_measurements(DeviceWrite("nasbench201", "synthetic", nxt, sp.flops(nxt) / 1e6 + 1.0))
     again = oracle.suggest("nasbench201", 8, device="nasbench201/synthetic")
     assert not np.isin(_row_keys(again), _row_keys(np.concatenate([first, nxt]))).any()
     with pytest.raises(NotFound):

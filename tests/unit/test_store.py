@@ -26,6 +26,7 @@ from oracle_server.oracle import Oracle
 from oracle_server.predictor import LatencyModel, build_model
 from oracle_server.registry import Registry
 from oracle_server.store import REGISTERED, TABLE, Device, DeviceStore
+from oracle_server.writes import DeviceWrite
 from tests.helpers import (
     HELP_NB201_REFS,
     PG_URL,
@@ -95,14 +96,14 @@ def test_in_memory_store_is_read_only_and_checks_spaces(model: LatencyModel) -> 
     store = DeviceStore.in_memory({SPACE: model})
     genes, lat = _measurements(model)
     with pytest.raises(FailedPrecondition, match="registry"):
-        store.register("new", SPACE, genes, lat, {})
+        store.register(DeviceWrite(SPACE, "new", genes, lat))
     assert store.sync() == 0
     with pytest.raises(SpaceNotFound):
         store.add_device(Device("fbnet", "x", REGISTERED, model.basis_head("pixel3")))
     with pytest.raises(DeviceNotFound):
         store.device(SPACE, "nope")
     with pytest.raises(FailedPrecondition, match="table device"):
-        store.delete(SPACE, "pixel3")
+        store.delete(DeviceWrite(SPACE, "pixel3"))
 
 
 def test_oracle_serves_what_its_store_holds(model: LatencyModel) -> None:
@@ -117,6 +118,19 @@ def test_oracle_serves_what_its_store_holds(model: LatencyModel) -> None:
     want = dev.head.predict(*store.table_inputs(SPACE)).latency_ms.astype(np.float32)
     np.testing.assert_array_equal(res.rankings[0].latency_ms,
                                   want[model.space.table_rows(genes)])
+
+
+def test_device_write_is_one_request_through_the_layers(model: LatencyModel) -> None:
+    oracle = Oracle(DeviceStore.in_memory({SPACE: model}))
+    write = DeviceWrite("", f"{SPACE}/dev", require_owner="team-a")
+    resolved = oracle.resolve(write)
+    assert (resolved.space, resolved.name, resolved.require_owner) == (SPACE, "dev", "team-a")
+    assert oracle.resolve(resolved) is resolved  # already split: unchanged
+    with pytest.raises(InvalidArgument):
+        oracle.resolve(DeviceWrite("fbnet", f"{SPACE}/dev"))  # two different spaces
+    with pytest.raises(InvalidArgument, match="no measurements"):
+        write.measurements()  # a delete carries none
+    assert write.map_receipt(lambda result: result) is write  # no receipt: nothing to map
 
 
 def test_rank_counts_proxy_cache_hits_and_misses(model: LatencyModel) -> None:
@@ -187,7 +201,7 @@ def test_replica_sync_picks_up_register_update_and_delete(
     a, b = replicas
     name = unique_name("sync")
     genes, lat = _measurements(model)
-    made = a.register(name, SPACE, genes, lat, {"runtime": "tflite"})
+    made = a.register(DeviceWrite(SPACE, name, genes, lat, contract={"runtime": "tflite"}))
     with pytest.raises(DeviceNotFound):
         b.device(SPACE, name)  # not there until b syncs
     seen = b.snapshot()
@@ -203,13 +217,13 @@ def test_replica_sync_picks_up_register_update_and_delete(
     assert b.sync() == 0  # nothing new
 
     more_genes, more_lat = _measurements(model, extra=5)
-    a.add_measurements(SPACE, name, more_genes[10:], more_lat[10:])
+    a.add_measurements(DeviceWrite(SPACE, name, more_genes[10:], more_lat[10:]))
     assert b.sync() == 1
     assert (b.device(SPACE, name).revision, b.device(SPACE, name).num_samples) == (2, 15)
 
     with pytest.raises(AlreadyExists):  # b knows it now: refused before the database
-        b.register(name, SPACE, genes, lat, {})
-    assert a.delete(SPACE, name) is True
+        b.register(DeviceWrite(SPACE, name, genes, lat))
+    assert a.delete(DeviceWrite(SPACE, name)) is True
     assert b.sync() == 1
     with pytest.raises(DeviceNotFound):
         b.device(SPACE, name)
@@ -226,7 +240,7 @@ def test_polling_replica_sees_a_registration(
     try:
         with pytest.raises(RuntimeError):
             b.start_polling(0.05)  # one poller per store
-        a.register(name, SPACE, genes, lat, {})
+        a.register(DeviceWrite(SPACE, name, genes, lat))
         deadline = time.monotonic() + 20
         while b.snapshot().get(SPACE, name) is None:
             assert time.monotonic() < deadline, "the polling replica never saw the device"
@@ -242,7 +256,7 @@ def test_register_validates_before_writing(
     a, _ = replicas
     genes, lat = _measurements(model)
     with pytest.raises(InvalidArgument):
-        a.register("-bad name", SPACE, genes, lat, {})
+        a.register(DeviceWrite(SPACE, "-bad name", genes, lat))
     with pytest.raises(AlreadyExists):
-        a.register("pixel3", SPACE, genes, lat, {})  # a table device's name
+        a.register(DeviceWrite(SPACE, "pixel3", genes, lat))  # a table device's name
     assert a.registry is not None and a.registry.snapshot_revisions() == {}

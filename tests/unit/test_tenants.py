@@ -19,6 +19,7 @@ from client_sdk.errors import Overloaded, PermissionDenied, Unauthenticated
 from oracle_server import tenants as tn
 from oracle_server.registry import Registry
 from oracle_server.settings import Settings, load_settings
+from oracle_server.writes import DeviceWrite
 from tests.helpers import PG_URL, REPO, postgres_available
 
 A, B, ADMIN = "tok-team-a-1f2e3d", "tok-team-b-9a8b7c", "tok-ops-5e6f7a"
@@ -390,17 +391,18 @@ def _check_migrated(url: str) -> None:
         old = reg.load("nasbench201", "old-dev")
         assert old.owner is None  # registered before tenants: owned by nobody
         genes, lat = np.zeros((2, 6), np.int16), np.array([1.0, 2.0])
-        new = reg.create("nasbench201", "new-dev", genes, lat, {}, owner="team-a")
+        new = reg.create(DeviceWrite("nasbench201", "new-dev", genes, lat, owner="team-a"))
         assert new.owner == "team-a" and reg.load("nasbench201", "new-dev").owner == "team-a"
         with pytest.raises(PermissionDenied, match="another tenant"):
-            reg.add_measurements("nasbench201", "new-dev", genes, lat, require_owner="team-b")
+            reg.add_measurements(DeviceWrite("nasbench201", "new-dev", genes, lat,
+                                             require_owner="team-b"))
         with pytest.raises(PermissionDenied, match="admins only"):
-            reg.delete("nasbench201", "old-dev", require_owner="team-a")
+            reg.delete(DeviceWrite("nasbench201", "old-dev", require_owner="team-a"))
         assert reg.load("nasbench201", "new-dev").latency_ms.shape == (2,)
-        assert reg.add_measurements("nasbench201", "new-dev", genes, lat,
-                                    require_owner="team-a").latency_ms.shape == (4,)
-        assert reg.delete("nasbench201", "new-dev", require_owner="team-a")
-        assert reg.delete("nasbench201", "old-dev")  # an admin (no owner required)
+        assert reg.add_measurements(DeviceWrite("nasbench201", "new-dev", genes, lat,
+                                                require_owner="team-a")).latency_ms.shape == (4,)
+        assert reg.delete(DeviceWrite("nasbench201", "new-dev", require_owner="team-a"))
+        assert reg.delete(DeviceWrite("nasbench201", "old-dev"))  # an admin (no owner required)
     finally:
         reg.close()
     Registry(url).close()  # idempotent: a second start migrates nothing
