@@ -9,7 +9,7 @@ import math
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, is_dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -94,6 +94,12 @@ def _native_archs(lines: list[str]) -> list[Any]:
                 raise SystemExit(f"line {i + 1}: not valid JSON ({exc.msg})") from None
         return out
     return lines
+
+
+def _fail(command: str, message: str) -> NoReturn:
+    """A usage error: one line on stderr, exit code 2 (as argparse's)."""
+    print(f"oracle {command}: {message}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def _progress(args: argparse.Namespace) -> bool | None:

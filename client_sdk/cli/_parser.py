@@ -52,8 +52,9 @@ def _parser() -> argparse.ArgumentParser:
     dev.add_argument(
         "--csv",
         default=None,
-        help="measurements: CSV with header arch,latency_ms (other columns are "
-        "ignored); every row is checked, a bad one stops the command",
+        help="measurements: CSV with header arch,latency_ms (with --models: "
+        "name,latency_ms; other columns are ignored); every row is checked, a bad one "
+        "stops the command",
     )
     dev.add_argument(
         "--skip-bad-rows",
@@ -76,8 +77,8 @@ def _parser() -> argparse.ArgumentParser:
         "--threads",
         type=int,
         default=None,
-        help="onboard: torch threads when measuring (default: torch's current "
-        "count; recorded in the device's contract)",
+        help="onboard, register --measure: torch threads when measuring (default: "
+        "torch's current count; recorded in the device's contract)",
     )
     dev.add_argument(
         "--batch-size",
@@ -173,6 +174,18 @@ def _parser() -> argparse.ArgumentParser:
         choices=("disable", "basic", "extended", "all"),
         help="onnxruntime graph optimisation level (default %(default)s)",
     )
+    nets = _models_options(dev, "register --models")
+    nets.add_argument(
+        "--measure",
+        type=int,
+        default=None,
+        metavar="N",
+        help="time N of the networks (the ones the server suggests) on this machine "
+        "(--threads, --rounds, --repeats) and register the device from them",
+    )
+    nets.add_argument(
+        "--names", default=None, help="with --models: the networks to measure, a,b,..."
+    )
     ex = dev.add_argument_group("export: the networks to measure on any device, offline")
     ex.add_argument(
         "--format",
@@ -193,12 +206,16 @@ def _parser() -> argparse.ArgumentParser:
         help="rank architectures (one per line: strings, table/NATS-Bench indices, or JSON "
         "FBNet op lists / OFA subnet dicts) for devices",
     )
-    r.add_argument("--space", required=True)
-    r.add_argument("--device", action="append", required=True)
+    r.add_argument("--space", default=None, help="the architectures' space (not with --models)")
+    r.add_argument("--device", action="append", default=None, help="a device (repeatable)")
+    r.add_argument(
+        "--devices", dest="device", action="extend", nargs="+", metavar="D", help="devices"
+    )
     r.add_argument("--file", default=None, help="file of architectures (default stdin)")
     r.add_argument("--top-k", type=int, default=None)
     r.add_argument("--max-latency-ms", type=float, default=None)
     r.add_argument("--uncertainty", action="store_true")
+    _models_options(r, "rank --models (with --devices, --top-k, --max-latency-ms)")
 
     s = sub.add_parser("suggest", help="architectures to measure on a new device")
     s.add_argument("--space", required=True)
@@ -273,3 +290,31 @@ def _parser() -> argparse.ArgumentParser:
     se.add_argument("--threads", type=int, default=None, help="torch threads when measuring")
     se.add_argument("--measure-device", default="cpu", help="cpu or cuda (--measure-local)")
     return p
+
+
+def _models_options(p: argparse.ArgumentParser, what: str) -> argparse._ArgumentGroup:
+    """``--models`` and its options (``client_sdk.cli.networks``)."""
+    g = p.add_argument_group(f"{what}: your own networks in a models file")
+    g.add_argument(
+        "--models",
+        default=None,
+        metavar="FILE",
+        help="Python file defining MODELS (name -> nn.Module, (module, input shape) or "
+        ".onnx path) or models(); it is RUN like any Python config file",
+    )
+    g.add_argument(
+        "--input-shape",
+        default=None,
+        metavar="1,3,224,224",
+        help="input shape of the models, batch included (default: the file's INPUT_SHAPE)",
+    )
+    g.add_argument(
+        "--space-name",
+        default=None,
+        help="name of the networks' space (default nets_ + a hash of the networks)",
+    )
+    # the global --json, accepted after the command too (SUPPRESS: never resets the global)
+    g.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="as oracle --json"
+    )
+    return g

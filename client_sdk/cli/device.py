@@ -1,4 +1,5 @@
-"""``oracle device show|register|add|delete|export|onboard``."""
+"""``oracle device show|register|add|delete|export|onboard`` (``register --models``:
+``client_sdk.cli.networks``)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from client_sdk.cli._common import DEVICE_COLUMNS, _emit, _progress, _table
+from client_sdk.cli._common import DEVICE_COLUMNS, _emit, _fail, _progress, _table
 from client_sdk.cli._measurements import _contract, _read_measurements
 from client_sdk.client import OracleClient
 from client_sdk.types import DeviceInfo
@@ -32,9 +33,20 @@ def cmd_device(args: argparse.Namespace, c: OracleClient) -> None:
         d = c.get_device(args.name, args.space or "")
         text = "\n".join(f"{k:18} {v}" for k, v in asdict(d).items())
         _emit(args, d, text)
+    elif args.models:
+        if args.action != "register":
+            _fail(f"device {args.action}", "--models is for device register")
+        from client_sdk.cli.networks import cmd_register_models
+
+        cmd_register_models(args, c)
+    elif args.measure is not None or args.names:
+        _fail(f"device {args.action}", "--measure/--names measure the networks of --models FILE")
     elif args.action == "register":
         if not args.csv:
-            raise SystemExit("device register needs --csv FILE (header arch,latency_ms)")
+            raise SystemExit(
+                "device register needs --csv FILE (header arch,latency_ms), or --models FILE "
+                "with --measure N or --csv FILE (header name,latency_ms)"
+            )
         contract = _contract(args)
         measurements = _read_measurements(args.csv, args.space, skip_bad_rows=args.skip_bad_rows)
         d = c.register_device(args.name, args.space, measurements, contract)

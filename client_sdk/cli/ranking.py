@@ -1,4 +1,5 @@
-"""``oracle rank``, ``oracle suggest``, ``oracle compare``."""
+"""``oracle rank`` (``--models``: ``client_sdk.cli.networks``), ``oracle suggest``,
+``oracle compare``."""
 
 from __future__ import annotations
 
@@ -8,11 +9,20 @@ from typing import Any
 
 import numpy as np
 
-from client_sdk.cli._common import _emit, _native_archs, _read_archs, _table
+from client_sdk.cli._common import _emit, _fail, _native_archs, _read_archs, _table
 from client_sdk.client import OracleClient
 
 
 def cmd_rank(args: argparse.Namespace, c: OracleClient) -> None:
+    if not args.device:
+        _fail("rank", "give the devices: --device D (repeatable) or --devices D [D ...]")
+    if args.models:
+        from client_sdk.cli.networks import cmd_rank_models
+
+        cmd_rank_models(args, c)
+        return
+    if not args.space:
+        _fail("rank", "give --space SPACE (with architectures), or --models FILE")
     archs = _read_archs(args.file)
     res = c.rank(
         args.space,

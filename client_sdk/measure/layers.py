@@ -311,10 +311,8 @@ class _Tracer(TorchFunctionMode):
                 self.layers[p] = replace(prev, bn=True)
                 self.track(out, p, raw=False)
                 return
-            if prev.kind == "linear" and not isinstance(prev, NormLayer):
-                self.layers[p] = NormLayer(**{f: getattr(prev, f) for f in (
-                    "kind", "c_in", "c_out", "area_in", "area_out", "kernel_area", "groups",
-                    "bn", "bias", "reads")}, extra_weights=2 * prev.c_out)
+            if prev.kind == "linear" and not prev.extra_weights:  # not folded yet
+                self.layers[p] = replace(prev, extra_weights=2 * prev.c_out)
                 self.track(out, p, raw=False)
                 return
         if name == "batch_norm":

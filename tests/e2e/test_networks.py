@@ -27,22 +27,37 @@ SHAPE = (1, 3, 32, 32)
 
 
 def tiny_cnn(width: int, depth: int, kernel: int, dw: bool) -> nn.Module:
-    layers: list[nn.Module] = [nn.Conv2d(3, width, 3, 2, 1, bias=False), nn.BatchNorm2d(width),
-                               nn.ReLU()]
+    layers: list[nn.Module] = [
+        nn.Conv2d(3, width, 3, 2, 1, bias=False),
+        nn.BatchNorm2d(width),
+        nn.ReLU(),
+    ]
     for _ in range(depth):
         if dw:
-            layers += [nn.Conv2d(width, width, kernel, 1, kernel // 2, groups=width,
-                                 bias=False), nn.BatchNorm2d(width), nn.ReLU(),
-                       nn.Conv2d(width, width, 1, bias=False), nn.BatchNorm2d(width)]
+            layers += [
+                nn.Conv2d(width, width, kernel, 1, kernel // 2, groups=width, bias=False),
+                nn.BatchNorm2d(width),
+                nn.ReLU(),
+                nn.Conv2d(width, width, 1, bias=False),
+                nn.BatchNorm2d(width),
+            ]
         else:
-            layers += [nn.Conv2d(width, width, kernel, 1, kernel // 2, bias=False),
-                       nn.BatchNorm2d(width), nn.ReLU()]
+            layers += [
+                nn.Conv2d(width, width, kernel, 1, kernel // 2, bias=False),
+                nn.BatchNorm2d(width),
+                nn.ReLU(),
+            ]
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, 10)]
     return nn.Sequential(*layers)
 
 
-MODELS = {f"net_w{w}_d{d}_k{k}_{'dw' if dw else 'c'}": tiny_cnn(w, d, k, dw)
-          for w in (8, 16, 32) for d in (1, 3) for k in (3, 5) for dw in (False, True)}
+MODELS = {
+    f"net_w{w}_d{d}_k{k}_{'dw' if dw else 'c'}": tiny_cnn(w, d, k, dw)
+    for w in (8, 16, 32)
+    for d in (1, 3)
+    for k in (3, 5)
+    for dw in (False, True)
+}
 
 
 def device_ms(space: str, names: list[str]) -> np.ndarray:
@@ -93,3 +108,36 @@ def test_unknown_network_and_bad_definitions_are_named(client: OracleClient) -> 
     d["networks"].append(dict(d["networks"][0]))
     with pytest.raises(InvalidArgument, match="duplicate network name"):
         client.register_space(d)
+
+
+def test_onnx_files_register_and_rank(client: OracleClient, tmp_path) -> None:
+    """The same networks as ONNX files (the product's export: BN folded into the convs),
+    given as Path / str / ModelProto: the network space registers, a device registers from
+    10 of them and the others rank as well as from the torch modules."""
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    import copy
+
+    from client_sdk.measure.onnx_runtime import export_onnx
+
+    paths = {
+        n: export_onnx(copy.deepcopy(m), torch.zeros(SHAPE), tmp_path / f"{n}.onnx")
+        for n, m in MODELS.items()
+    }
+    names = list(MODELS)
+    files = {
+        n: (p if i % 3 == 0 else str(p) if i % 3 == 1 else onnx.load(str(p)))
+        for i, (n, p) in enumerate(paths.items())
+    }
+    space = network_space(client, files, name="tiny_nets_onnx")
+    assert space == "tiny_nets_onnx"
+    assert network_space(client, paths, name="tiny_nets_onnx") == space  # idempotent
+    assert get_space(space).choices[0] == tuple(names)
+    rng = np.random.default_rng(1)
+    measured = list(rng.choice(names, 10, replace=False))
+    client.register_device("npu_onnx", space, (measured, device_ms(space, measured)))
+    others = [n for n in names if n not in measured]
+    ranked = rank_networks(client, space, "npu_onnx", others)
+    assert list(ranked) == sorted(others, key=ranked.get)
+    rho = spearmanr([ranked[n] for n in others], device_ms(space, others))[0]
+    assert rho > 0.85, rho

@@ -174,3 +174,16 @@ def test_model_unchanged() -> None:
     with pytest.raises(ValueError):
         layers(bad, (1, 3, 4, 4))
     assert bad.training and all(not m._forward_pre_hooks for m in bad.modules())
+
+
+def test_a_batch_norm_after_a_linear_folds_into_it_once() -> None:
+    """Linear -> BatchNorm1d is one linear layer carrying the BN's 2 x C parameters; a second
+    BN after it is a standalone norm (it was never folded before: the check was always
+    true)."""
+
+
+    got = layers(nn.Sequential(nn.Linear(8, 4), nn.BatchNorm1d(4)).eval(), (2, 8))
+    assert [(x.kind, x.extra_weights) for x in got] == [("linear", 8)]
+    twice = layers(nn.Sequential(nn.Linear(8, 4), nn.BatchNorm1d(4), nn.BatchNorm1d(4)).eval(),
+                   (2, 8))
+    assert [(x.kind, x.extra_weights) for x in twice] == [("linear", 8), ("eltwise", 8)]
