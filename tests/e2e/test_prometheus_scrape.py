@@ -286,9 +286,9 @@ _SUFFIXES = ("", "_total", "_bucket", "_sum", "_count", "_info", "_created")
 
 def _non_metric_names() -> set[str]:
     """``oracle_*`` words in the docs that are not metrics: database tables, Python modules."""
-    registry = (REPO / "oracle_server" / "registry.py").read_text()
+    registry = (REPO / "oracle_server" / "registry_schema.py").read_text()
     tables = set(re.findall(r'__tablename__\s*=\s*"(oracle_\w+)"', registry))
-    assert tables, "no table names found in oracle_server/registry.py"
+    assert tables, "no table names found in oracle_server/registry_schema.py"
     modules = {
         p.stem
         for top in ("oracle_server", "client_sdk")
