@@ -5,7 +5,7 @@
   2-core machine move with other jobs);
 * :func:`environment`: what produced a figure (python / torch / grpcio / numpy versions, CPU
   count, git commit, load average), recorded under ``"environment"`` by :func:`write_json`;
-* :func:`write_json` and :func:`print_table`.
+* :func:`write_json`, :func:`finish` (the end of a ``main``) and :func:`print_table`.
 
 Benchmarks run from the checkout root as ``.venv/bin/python -m benchmarks.<name> ...``
 (``benchmarks.studies.<name>`` for the finished studies).
@@ -141,6 +141,19 @@ def write_json(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=indent, **dumps) + "\n")
+
+
+def finish(
+    path: Path | None, result: Any, *, ok: bool = True, announce: bool = False, **write: Any
+) -> int:
+    """The end of a benchmark's ``main``: ``result`` written to ``path`` by :func:`write_json`
+    (``write``: its keywords) when a path is given, ``wrote PATH`` printed when ``announce``;
+    the exit status, 0 when ``ok`` else 1."""
+    if path:
+        write_json(path, result, **write)
+        if announce:
+            print(f"wrote {path}")
+    return 0 if ok else 1
 
 
 def print_table(

@@ -46,7 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._cli import load_average, parser, write_json
+from benchmarks._cli import finish, load_average, parser
 from client_sdk import OracleClient
 from client_sdk.errors import OracleError
 from client_sdk.spaces import get_space
@@ -537,7 +537,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.replicas < 2:
         ap.error("--replicas must be at least 2")
 
-    from benchmarks.common import TEST_CACHE, nb201_non_train_devices
+    from benchmarks.common import nb201_serve_args
     from oracle_server.registry import Registry
 
     db_url = args.admin_url.rsplit("/", 1)[0] + f"/{args.db_name}"
@@ -545,12 +545,7 @@ def main(argv: list[str] | None = None) -> int:
     Registry(db_url).close()  # the schema once, before the replicas race to create it
     tmp = Path(tempfile.mkdtemp(prefix="oracle-chaos-"))
     common = [
-        "--spaces",
-        NB,
-        "--cache-dir",
-        str(TEST_CACHE),
-        "--holdout-devices",
-        ",".join(nb201_non_train_devices()),
+        *nb201_serve_args(),
         "--database-url",
         db_url,
         "--grace-s",
@@ -755,9 +750,7 @@ def main(argv: list[str] | None = None) -> int:
         f"({ratio:.1f}x); load average {result['load_average_1m']}; replicas converged: "
         f"{result_converged['replicas_converged']}; targets met: {result['ok']}"
     )
-    if args.json:
-        write_json(args.json, result)
-    return 0 if result["ok"] else 1
+    return finish(args.json, result, ok=result["ok"])
 
 
 if __name__ == "__main__":

@@ -1,15 +1,24 @@
 """What several benchmarks share besides the command line (:mod:`benchmarks._cli`): the proxy
 cache the test suite builds (reused, so a benchmark need not train its own), the offline
-evaluations' cache and HELP's NAS-Bench-201 device split. Of ``tests`` the benchmarks import
-only ``tests.support`` (servers start with :class:`tests.support.launch.ServerProcess`).
+evaluations' cache, HELP's NAS-Bench-201 device split and the NAS-Bench-201 oracle they run
+against (:func:`nb201_serve_args` for a subprocess server, :func:`start_nb201_app` and
+:func:`nb201_client` in-process). Of ``tests`` the benchmarks import only ``tests.support``
+(servers start with :class:`tests.support.launch.ServerProcess`).
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from benchmarks._cli import ROOT
+
+if TYPE_CHECKING:
+    from client_sdk import OracleClient
+    from oracle_server.app import App
 
 #: The test suite's proxy artifacts (``ORACLE_TEST_CACHE`` overrides, as for the tests).
 TEST_CACHE = Path(os.environ.get("ORACLE_TEST_CACHE", ROOT / ".oracle" / "test-cache"))
@@ -31,6 +40,66 @@ def nb201_non_train_devices() -> tuple[str, ...]:
 
     train, _ = help_nb201_split()
     return tuple(d for d in get_space("nasbench201").table.devices if d not in train)
+
+
+def nb201_serve_args(cache_dir: Path = TEST_CACHE) -> list[str]:
+    """``oracle-server serve`` flags of a NAS-Bench-201 server on the proxy of ``cache_dir``
+    with every device outside HELP's meta-train set held out (they can be registered)."""
+    return [
+        "--spaces",
+        "nasbench201",
+        "--cache-dir",
+        str(cache_dir),
+        "--holdout-devices",
+        ",".join(nb201_non_train_devices()),
+    ]
+
+
+def start_nb201_app(
+    data_dir: Path | str,
+    holdout: Sequence[str] = (),
+    *,
+    cache_dir: Path = TEST_CACHE,
+    **settings: Any,
+) -> App:
+    """An in-process NAS-Bench-201 oracle on 127.0.0.1 (port 0, no metrics port), started and
+    SERVING: the proxy of ``cache_dir`` with the ``holdout`` devices held out; ``settings``:
+    further :class:`oracle_server.settings.Settings` fields (``workers``, ``max_batch``)."""
+    from oracle_server.app import App
+    from oracle_server.predictor import build_model
+    from oracle_server.settings import Settings
+
+    model = build_model("nasbench201", tuple(holdout), cache_dir=cache_dir)
+    config = Settings(
+        host="127.0.0.1",
+        port=0,
+        metrics_port=-1,
+        data_dir=Path(data_dir),
+        spaces=("nasbench201",),
+        cache_dir=str(cache_dir),
+        **settings,
+    )
+    return App(config, models={"nasbench201": model}).start(block_until_ready=True, timeout_s=300)
+
+
+def nb201_client(
+    prefix: str, holdout: Sequence[str] = (), *, cache_dir: Path = TEST_CACHE, **settings: Any
+) -> tuple[OracleClient, Callable[[], None]]:
+    """``(client, close)``: an :class:`client_sdk.OracleClient` (60 s timeout) of a
+    :func:`start_nb201_app` oracle on a temporary data directory named ``prefix...``;
+    ``close()`` closes the client, stops the oracle and removes the directory."""
+    from client_sdk import OracleClient
+
+    tmp = tempfile.TemporaryDirectory(prefix=prefix)
+    app = start_nb201_app(tmp.name, holdout, cache_dir=cache_dir, **settings)
+    client = OracleClient(f"127.0.0.1:{app.port}", timeout_s=60)
+
+    def close() -> None:
+        client.close()
+        app.stop(1.0)
+        tmp.cleanup()
+
+    return client, close
 
 
 def nontest_family_splits(space: str):

@@ -29,7 +29,7 @@ from typing import Any
 import grpc
 from google.protobuf.descriptor import FieldDescriptor
 
-from benchmarks._cli import ROOT, parser, write_json
+from benchmarks._cli import ROOT, finish, parser
 from client_sdk.proto.latency_oracle.v1 import oracle_pb2 as pb
 
 SERVICE = pb.DESCRIPTOR.services_by_name["LatencyOracle"]
@@ -336,23 +336,11 @@ def main(argv: list[str] | None = None) -> int:
     target = args.target
     tmp = tempfile.TemporaryDirectory(prefix="oracle-fuzz-")
     if not target:
-        from benchmarks.common import TEST_CACHE, nb201_non_train_devices
+        from benchmarks.common import nb201_serve_args
         from tests.support.launch import ServerProcess
 
         srv = ServerProcess(
-            [
-                "--spaces",
-                "nasbench201",
-                "--data-dir",
-                tmp.name,
-                "--cache-dir",
-                str(TEST_CACHE),
-                "--holdout-devices",
-                ",".join(nb201_non_train_devices()),
-                "--grace-s",
-                "5",
-            ],
-            cwd=ROOT,
+            [*nb201_serve_args(), "--data-dir", tmp.name, "--grace-s", "5"], cwd=ROOT
         ).wait_serving()
         target = f"127.0.0.1:{srv.port}"
     try:
@@ -378,9 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps({k: v for k, v in summary.items() if k != "codes_by_method"}, indent=2))
     for method, codes in summary["codes_by_method"].items():
         print(f"{method:20s} " + ", ".join(f"{k}={v}" for k, v in sorted(codes.items())))
-    if args.json:
-        write_json(args.json, summary)
-    return 0 if summary["ok"] else 1
+    return finish(args.json, summary, ok=summary["ok"])
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 import time
 
-from benchmarks._cli import parser, write_json
+from benchmarks._cli import finish, parser
 from oracle_server import evaluation_spaces as ev
 from oracle_server.predictor import layer_level
 
@@ -56,9 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     result["seconds"] = time.perf_counter() - start
     print(ev.format_table(result))
-    if args.json:
-        write_json(args.json, result, indent=1)
-    return 0
+    return finish(args.json, result, indent=1)
 
 
 if __name__ == "__main__":

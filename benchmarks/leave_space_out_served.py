@@ -27,7 +27,7 @@ import time
 
 import numpy as np
 
-from benchmarks._cli import parser, print_table, write_json
+from benchmarks._cli import finish, parser, print_table
 from client_sdk.spaces import get_space
 from client_sdk.spaces.descriptors import descriptors
 from oracle_server.evaluation import HELP_SPLITS
@@ -154,9 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             if r[scope]
         ],
     )
-    if args.json:
-        write_json(args.json, result, indent=1)
-    return 0
+    return finish(args.json, result, indent=1)
 
 
 if __name__ == "__main__":

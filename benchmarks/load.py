@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._cli import ROOT, parser, print_table, write_json
+from benchmarks._cli import ROOT, finish, parser, print_table
 from client_sdk import OracleClient
 from client_sdk.errors import OracleClientError
 from client_sdk.spaces import get_space
@@ -112,20 +112,15 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 < args.duration <= 600 or not 0 < args.clients <= 64:
         ap.error("--duration must be in (0, 600] and --clients in (0, 64]")
 
-    from benchmarks.common import TEST_CACHE, nb201_non_train_devices
+    from benchmarks.common import nb201_serve_args
     from tests.support.launch import ServerProcess
 
     tmp = tempfile.TemporaryDirectory(prefix="oracle-load-")
     srv = ServerProcess(
         [
-            "--spaces",
-            "nasbench201",
+            *nb201_serve_args(),
             "--data-dir",
             tmp.name,
-            "--cache-dir",
-            str(TEST_CACHE),
-            "--holdout-devices",
-            ",".join(nb201_non_train_devices()),
             "--grace-s",
             "10",
             "--workers",
@@ -223,9 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{result['errors']}, RSS {rss_start:.0f} -> {rss_end:.0f} MB ({growth:+.1f} %), "
         f"ready {rss_ready:.0f} MB, exit {exit_code}"
     )
-    if args.json:
-        write_json(args.json, result)
-    return 0 if result["ok"] else 1
+    return finish(args.json, result, ok=result["ok"])
 
 
 if __name__ == "__main__":

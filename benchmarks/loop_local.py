@@ -21,49 +21,19 @@ Usage: ``python -m benchmarks.loop_local --json benchmarks/results/loop_local.js
 from __future__ import annotations
 
 import json
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 from benchmarks._cli import load_average, parser, write_json
-from benchmarks.common import TEST_CACHE
+from benchmarks.common import nb201_client
 from client_sdk.search import pareto_mask, search
 from client_sdk.search.loop import local_measure
 from client_sdk.spaces import get_space
 
 SPACE = get_space("nasbench201")
 METRIC = "cifar10"
-
-
-def start_oracle():
-    from client_sdk import OracleClient
-    from oracle_server.app import App
-    from oracle_server.predictor import build_model
-    from oracle_server.settings import Settings
-
-    tmp = tempfile.TemporaryDirectory(prefix="loop-local-")
-    cache = TEST_CACHE
-    model = build_model("nasbench201", (), cache_dir=cache)
-    settings = Settings(
-        host="127.0.0.1",
-        port=0,
-        metrics_port=-1,
-        data_dir=Path(tmp.name),
-        spaces=("nasbench201",),
-        cache_dir=str(cache),
-        workers=2,
-    )
-    app = App(settings, models={"nasbench201": model}).start(block_until_ready=True, timeout_s=300)
-    client = OracleClient(f"127.0.0.1:{app.port}", timeout_s=60)
-
-    def close() -> None:
-        client.close()
-        app.stop(1.0)
-        tmp.cleanup()
-
-    return client, close
 
 
 def hv(err: np.ndarray, lat: np.ndarray, ref: np.ndarray) -> float:
@@ -95,7 +65,7 @@ def main() -> int:
             timed[g.tobytes()] = float(v)
         return ms
 
-    client, close = start_oracle()
+    client, close = nb201_client("loop-local-", workers=2)  # nothing held out
     try:
         refs = client.suggest_references("nasbench201", 10, seed=opts.seed)
         ref_ms = timed_measure(refs)

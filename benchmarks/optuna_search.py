@@ -49,6 +49,22 @@ def hv_pred(acc: np.ndarray, lat: np.ndarray, ref: np.ndarray, full: float) -> f
     return float(HV(ref_point=ref)(F) / full) if len(F) else 0.0
 
 
+def outcome(
+    t0: float, name: str, front: np.ndarray, archive: dict[str, Any], trials: int, rpcs: int
+) -> dict[str, Any]:
+    """One method's run: its returned ``front``, every architecture it evaluated (``archive``:
+    genes, accuracy, latency_ms per device), trials and RPCs, seconds since ``t0``."""
+    return {
+        "front": front,
+        "genes": archive["genes"],
+        "acc": archive["accuracy"],
+        "lat": archive["latency_ms"][name],
+        "trials": trials,
+        "rpcs": rpcs,
+        "wall_s": time.perf_counter() - t0,
+    }
+
+
 def run(method: str, client: Any, name: str, seed: int, opts: argparse.Namespace) -> dict[str, Any]:
     t0 = time.perf_counter()
     if method == "builtin":
@@ -62,31 +78,15 @@ def run(method: str, client: Any, name: str, seed: int, opts: argparse.Namespace
             seed=seed,
             progress=False,
         )
-        arch = res.archive
-        return {
-            "front": res.front.genes,
-            "genes": arch["genes"],
-            "acc": arch["accuracy"],
-            "lat": arch["latency_ms"][name],
-            "trials": res.num_evaluations,
-            "rpcs": res.num_rpcs,
-            "wall_s": time.perf_counter() - t0,
-        }
+        return outcome(t0, name, res.front.genes, res.archive, res.num_evaluations, res.num_rpcs)
     if method == "random":
         rows = np.random.default_rng(seed).permutation(SPACE.num_architectures)
         genes = SPACE.table.genes[rows[: opts.evaluations]]
         lat = np.asarray(client.rank("nasbench201", genes, [name]).latency_ms[name], float)
         acc = SPACE.table.accuracy[METRIC][SPACE.table_rows(genes)]
         front = genes[pareto_mask(np.column_stack([-acc, lat]))]
-        return {
-            "front": front,
-            "genes": genes,
-            "acc": acc,
-            "lat": lat,
-            "trials": len(genes),
-            "rpcs": 1,
-            "wall_s": time.perf_counter() - t0,
-        }
+        archive = {"genes": genes, "accuracy": acc, "latency_ms": {name: lat}}
+        return outcome(t0, name, front, archive, len(genes), 1)
     sampler = {"optuna_nsga2": "nsga2", "optuna_tpe": "tpe"}[method]
     nas = OracleOptuna(
         client,
@@ -98,16 +98,7 @@ def run(method: str, client: Any, name: str, seed: int, opts: argparse.Namespace
         seed=seed,
     )
     nas.optimize(n_evaluations=opts.evaluations, progress=False)
-    arch = nas.archive()
-    return {
-        "front": nas.front().genes,
-        "genes": arch["genes"],
-        "acc": arch["accuracy"],
-        "lat": arch["latency_ms"][name],
-        "trials": nas.num_trials,
-        "rpcs": nas.num_rpcs,
-        "wall_s": time.perf_counter() - t0,
-    }
+    return outcome(t0, name, nas.front().genes, nas.archive(), nas.num_trials, nas.num_rpcs)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -58,23 +58,9 @@ def legacy(space: Any, archs: Sequence[str]) -> np.ndarray:
 
 
 def start_server(tmp: Path):
-    from benchmarks.common import TEST_CACHE, nb201_non_train_devices
-    from oracle_server.app import App
-    from oracle_server.predictor import build_model
-    from oracle_server.settings import Settings
+    from benchmarks.common import nb201_non_train_devices, start_nb201_app
 
-    model = build_model("nasbench201", nb201_non_train_devices(), cache_dir=TEST_CACHE)
-    settings = Settings(
-        host="127.0.0.1",
-        port=0,
-        metrics_port=-1,
-        data_dir=tmp,
-        spaces=("nasbench201",),
-        cache_dir=str(TEST_CACHE),
-        workers=4,
-        max_batch=200_000,
-    )
-    return App(settings, models={"nasbench201": model}).start(block_until_ready=True, timeout_s=300)
+    return start_nb201_app(tmp, nb201_non_train_devices(), workers=4, max_batch=200_000)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

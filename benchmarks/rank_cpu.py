@@ -39,7 +39,7 @@ CHILD = (
 
 
 def main(argv: list[str] | None = None) -> int:
-    from benchmarks._cli import ROOT, parser, write_json
+    from benchmarks._cli import ROOT, finish, parser
 
     ap = parser(__doc__.split("\n")[0])
     ap.add_argument("--code", type=Path, default=ROOT, help="checkout to import")
@@ -76,9 +76,7 @@ def main(argv: list[str] | None = None) -> int:
                 check=True,
             )
             res = json.loads(out.read_text())
-    if args.json:
-        write_json(args.json, res)
-    return 0
+    return finish(args.json, res)
 
 
 def measure(code: str, cache_dir: str, threads: int, reps: int, head_kinds: bool) -> dict:

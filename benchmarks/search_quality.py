@@ -48,7 +48,6 @@ Usage: ``python -m benchmarks.search_quality --json benchmarks/results/search_qu
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -58,7 +57,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks._cli import load_average, parser, write_json
-from benchmarks.common import TEST_CACHE
+from benchmarks.common import TEST_CACHE, nb201_client
 from client_sdk.search import search, true_front_rows
 from client_sdk.search.loop import infer_device_resolution
 from client_sdk.spaces import get_space
@@ -129,26 +128,10 @@ def make_client(devices: Sequence[str], opts: argparse.Namespace, cache_dir: Pat
     out); each device is registered through the API from its latencies on the 10 reference
     architectures of ``opts.references``. ``names[device]`` is the registered device name.
     """
-    from client_sdk import OracleClient
-    from oracle_server.app import App
-    from oracle_server.predictor import build_model
-    from oracle_server.settings import Settings
-
-    tmp = tempfile.TemporaryDirectory(prefix="search-quality-")
-    cache = cache_dir or TEST_CACHE
     holdout = tuple(d for d in SPACE.table.devices if d not in HELP_TRAIN)
-    model = build_model("nasbench201", holdout, cache_dir=cache)
-    settings = Settings(
-        host="127.0.0.1",
-        port=0,
-        metrics_port=-1,
-        data_dir=Path(tmp.name),
-        spaces=("nasbench201",),
-        cache_dir=str(cache),
-        workers=4,
+    client, close = nb201_client(
+        "search-quality-", holdout, cache_dir=cache_dir or TEST_CACHE, workers=4
     )
-    app = App(settings, models={"nasbench201": model}).start(block_until_ready=True, timeout_s=300)
-    client = OracleClient(f"127.0.0.1:{app.port}", timeout_s=60)
     genes = reference_genes(opts, client)
     rows = SPACE.table_rows(genes)
     names = {}
@@ -156,12 +139,6 @@ def make_client(devices: Sequence[str], opts: argparse.Namespace, cache_dir: Pat
         names[dev] = f"bench_{dev}"
         lat = SPACE.table.device_column(dev)[rows]
         client.register_device(names[dev], "nasbench201", (genes, lat))
-
-    def close() -> None:
-        client.close()
-        app.stop(1.0)
-        tmp.cleanup()
-
     return client, names, close, genes
 
 

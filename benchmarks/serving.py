@@ -47,13 +47,14 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
 from concurrent import futures
 from pathlib import Path
 
 import grpc
 import numpy as np
 
-from benchmarks._cli import ROOT, load_average, parser, write_json
+from benchmarks._cli import ROOT, finish, load_average, parser
 from tests.support.launch import ServerProcess
 
 SPACES = ("nasbench201", "fbnet", "ofa_mbv3", "mobilenetv2", "proxyless")
@@ -236,6 +237,28 @@ def timed_calls(call, make_request, calls: int, budget_s: float, warmup: int):
     return times, nbytes
 
 
+@contextlib.contextmanager
+def rank_and_echo(oracle_port: int, echo_port: int) -> Iterator[tuple[Callable, Callable]]:
+    """Raw-bytes callables ``(rank, echo)``: the oracle's Rank and the echo server (floor)."""
+    with (
+        grpc.insecure_channel(f"127.0.0.1:{oracle_port}", options=CHANNEL_OPTIONS) as och,
+        grpc.insecure_channel(f"127.0.0.1:{echo_port}", options=CHANNEL_OPTIONS) as ech,
+    ):
+        yield (
+            och.unary_unary(RANK_METHOD, _registered_method=False),
+            ech.unary_unary(ECHO_METHOD, _registered_method=False),
+        )
+
+
+def floor_times(
+    echo: Callable, request_bytes: int, response_bytes: int, calls: int, budget_s: float
+) -> list[float]:
+    """Echo calls of the same request and response sizes as a Rank call (the floor)."""
+    echo_req = response_bytes.to_bytes(4, "little") + bytes(max(request_bytes - 4, 0))
+    times, _ = timed_calls(echo, lambda: echo_req, calls, budget_s, 5)
+    return times
+
+
 def bench_rank(
     oracle_port: int,
     echo_port: int,
@@ -250,12 +273,7 @@ def bench_rank(
 
     rows = []
     rng = np.random.default_rng(seed)
-    with (
-        grpc.insecure_channel(f"127.0.0.1:{oracle_port}", options=CHANNEL_OPTIONS) as och,
-        grpc.insecure_channel(f"127.0.0.1:{echo_port}", options=CHANNEL_OPTIONS) as ech,
-    ):
-        rank = och.unary_unary(RANK_METHOD, _registered_method=False)
-        echo = ech.unary_unary(ECHO_METHOD, _registered_method=False)
+    with rank_and_echo(oracle_port, echo_port) as (rank, echo):
         for space_name in spaces:
             space = get_space(space_name)
             devices = list(space.table.devices[:6])
@@ -275,10 +293,7 @@ def bench_rank(
                     warm = 5 if n <= 10_000 else 2
                     times, resp_bytes = timed_calls(rank, make, calls, budget_s, warm)
                     req_bytes = len(make())
-                    echo_req = resp_bytes.to_bytes(4, "little") + bytes(max(req_bytes - 4, 0))
-                    floor, _ = timed_calls(
-                        echo, lambda echo_req=echo_req: echo_req, calls, budget_s, 5
-                    )
+                    floor = floor_times(echo, req_bytes, resp_bytes, calls, budget_s)
                     row = {
                         "space": space_name,
                         "archs": n,
@@ -420,11 +435,8 @@ def bench_registered(
     stamp = int(time.time())
     with (
         OracleClient(f"127.0.0.1:{oracle_port}", timeout_s=60) as c,
-        grpc.insecure_channel(f"127.0.0.1:{oracle_port}", options=CHANNEL_OPTIONS) as och,
-        grpc.insecure_channel(f"127.0.0.1:{echo_port}", options=CHANNEL_OPTIONS) as ech,
+        rank_and_echo(oracle_port, echo_port) as (rank, echo),
     ):
-        rank = och.unary_unary(RANK_METHOD, _registered_method=False)
-        echo = ech.unary_unary(ECHO_METHOD, _registered_method=False)
         for space_name in spaces:
             space = get_space(space_name)
             if space_name in REGISTER_SOURCE:
@@ -456,8 +468,7 @@ def bench_registered(
                     ).SerializeToString()
 
                 times, resp_bytes = timed_calls(rank, make, calls, budget_s, 3)
-                echo_req = resp_bytes.to_bytes(4, "little") + bytes(max(len(make()) - 4, 0))
-                floor, _ = timed_calls(echo, lambda e=echo_req: e, calls, budget_s, 5)
+                floor = floor_times(echo, len(make()), resp_bytes, calls, budget_s)
                 row = {
                     "space": space_name,
                     "archs": n,
@@ -571,7 +582,7 @@ def check_targets(res: dict) -> list[dict]:
 def print_report(res: dict) -> None:
     meta = res["meta"]
     print(
-        f"\nServing benchmark ({'quick' if meta['quick'] else 'full'}), {meta['cpus']} CPUs, "
+        f"\nServing benchmark ({'quick' if meta['quick'] else 'full'}), {os.cpu_count()} CPUs, "
         f"load average before {meta['loadavg_before']} after {meta['loadavg_after']}"
     )
     print(
@@ -731,10 +742,7 @@ def main(argv: list[str] | None = None) -> int:
     res["targets"] = check_targets(res)
     print_report(res)
     print(f"\n(total {res['meta']['wall_s']:.0f} s)")
-    if args.json:
-        write_json(args.json, res)
-        print(f"wrote {args.json}")
-    return 0
+    return finish(args.json, res, announce=True)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import benchmarks.serving as bs
-from benchmarks._cli import ROOT, load_average, parser, write_json
+from benchmarks._cli import ROOT, finish, load_average, parser
 from tests.support.launch import ServerProcess
 
 
@@ -71,9 +71,7 @@ def main() -> int:
                 f"{rss:4.0f} MB  load {load[0] if load else float('nan'):.1f}",
                 flush=True,
             )
-    if args.json:
-        write_json(args.json, {"baseline_root": str(args.baseline_root), "rows": rows})
-    return 0
+    return finish(args.json, {"baseline_root": str(args.baseline_root), "rows": rows})
 
 
 if __name__ == "__main__":

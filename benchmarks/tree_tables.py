@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._cli import ROOT, load_average, parser, write_json
+from benchmarks._cli import ROOT, finish, load_average, parser
 from oracle_server.predictor import build_model
 from oracle_server.predictor import tree_tables as tt
 
@@ -115,10 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         f"load average before {res['meta']['loadavg_before']}, after "
         f"{res['meta']['loadavg_after']} (x = CPU-time ratio trees / tables)"
     )
-    if args.json:
-        write_json(args.json, res)
-        print(f"wrote {args.json}")
-    return 0
+    return finish(args.json, res, announce=True)
 
 
 if __name__ == "__main__":

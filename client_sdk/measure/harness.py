@@ -231,21 +231,21 @@ class Harness:
             and torch.cuda.is_available()
         )
 
+    def _time(self, call: Callable[[], Any], warmup: int, repeats: int) -> TimingStats:
+        """``repeats`` timed calls after ``warmup`` untimed ones: CUDA events on a GPU without
+        an injected clock, else the clock (synchronising a CUDA device around each call)."""
+        if self._use_cuda_events():
+            return time_fn_cuda_events(call, warmup=warmup, repeats=repeats)
+        sync = torch.cuda.synchronize if self.config.device.startswith("cuda") else None
+        clock = self.clock or time.perf_counter
+        return time_fn(call, warmup=warmup, repeats=repeats, clock=clock, sync=sync)
+
     def measure_model(self, fn: Callable[..., Any], x: torch.Tensor) -> TimingStats:
         """One timed attempt of ``fn(x)`` under inference mode and the thread setting."""
         cfg = self.config
         with num_threads(cfg.threads), torch.inference_mode():
             call = prepare(fn, x, cfg.backend) if isinstance(fn, nn.Module) else fn
-            if self._use_cuda_events():
-                return time_fn_cuda_events(lambda: call(x), warmup=cfg.warmup, repeats=cfg.repeats)
-            sync = torch.cuda.synchronize if cfg.device.startswith("cuda") else None
-            return time_fn(
-                lambda: call(x),
-                warmup=cfg.warmup,
-                repeats=cfg.repeats,
-                clock=self.clock or time.perf_counter,
-                sync=sync,
-            )
+            return self._time(_bind(call, x), cfg.warmup, cfg.repeats)
 
     def measure_arch(self, space: str | SearchSpace, genes: np.ndarray) -> TimingStats:
         sp = get_space(space) if isinstance(space, str) else space
@@ -279,9 +279,6 @@ class Harness:
         rng = np.random.default_rng([cfg.seed, self._interleaved_calls])  # new orders per call
         self._interleaved_calls += 1
         out = np.zeros((len(genes), n_rounds, cfg.runs))
-        use_events = self._use_cuda_events()
-        sync = torch.cuda.synchronize if cfg.device.startswith("cuda") else None
-        clock = self.clock or time.perf_counter
         with num_threads(cfg.threads), torch.inference_mode():
             calls: list[Callable[[], Any]] = []
             for row in tqdm(genes, desc=f"{desc} (build)", unit="arch", disable=quiet, leave=False):
@@ -296,19 +293,7 @@ class Harness:
             )
             for r in range(n_rounds):
                 for i in rng.permutation(len(genes)):
-                    if use_events:
-                        st = time_fn_cuda_events(
-                            calls[i], warmup=cfg.round_warmup, repeats=cfg.runs
-                        )
-                    else:
-                        st = time_fn(
-                            calls[i],
-                            warmup=cfg.round_warmup,
-                            repeats=cfg.runs,
-                            clock=clock,
-                            sync=sync,
-                        )
-                    out[i, r] = st.samples_ms
+                    out[i, r] = self._time(calls[i], cfg.round_warmup, cfg.runs).samples_ms
                     bar.update()
             bar.close()
         return InterleavedMeasurement(out, cfg.statistic, cfg.normalise_drift, cfg.drift_threshold)

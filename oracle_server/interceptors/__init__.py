@@ -90,6 +90,13 @@ __all__ = [
     "invoke",
 ]
 
+#: The streaming handlers served (health's Watch, reflection), checked in this order:
+#: (handler attribute, ``grpc_type`` metric label, grpc's handler wrapper, request streamed).
+_STREAMING = (
+    ("unary_stream", "server_stream", grpc.unary_stream_rpc_method_handler, False),
+    ("stream_stream", "bidi_stream", grpc.stream_stream_rpc_method_handler, True),
+)
+
 
 class OracleInterceptor(grpc.ServerInterceptor):
     def __init__(
@@ -150,20 +157,16 @@ class OracleInterceptor(grpc.ServerInterceptor):
                 request_deserializer=None,
                 response_serializer=handler.response_serializer,
             )
-        if handler.unary_stream is not None:
-            labels = ("server_stream", service, method)
-            return grpc.unary_stream_rpc_method_handler(
-                self._serve_stream(handler.unary_stream, labels, parse, streaming_request=False),
-                request_deserializer=None,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.stream_stream is not None:
-            labels = ("bidi_stream", service, method)
-            return grpc.stream_stream_rpc_method_handler(
-                self._serve_stream(handler.stream_stream, labels, parse, streaming_request=True),
-                request_deserializer=None,
-                response_serializer=handler.response_serializer,
-            )
+        for attribute, kind, wrap, streaming_request in _STREAMING:
+            behaviour = getattr(handler, attribute)
+            if behaviour is not None:
+                return wrap(
+                    self._serve_stream(
+                        behaviour, (kind, service, method), parse, streaming_request
+                    ),
+                    request_deserializer=None,
+                    response_serializer=handler.response_serializer,
+                )
         return handler
 
     def _serve_stream(

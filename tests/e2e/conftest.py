@@ -6,7 +6,9 @@ table device held out), so HELP's test devices can be registered through the API
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 
 import pytest
 
@@ -34,19 +36,44 @@ def make_settings(tmp_path, **overrides) -> Settings:
     return Settings(**base)
 
 
+def serve_args(data_dir: Path, *extra: str, grace_s: float = 1) -> list[str]:
+    """``oracle-server serve`` flags of a subprocess server like the in-process one
+    (NAS-Bench-201, the test proxy cache, HELP's non-train devices held out) on ``data_dir``
+    with ``--grace-s grace_s``, then ``extra``."""
+    return [
+        "--spaces", "nasbench201", "--data-dir", str(data_dir), "--cache-dir", str(TEST_CACHE),
+        "--holdout-devices", ",".join(nb201_non_train_devices()), "--grace-s", str(grace_s),
+        *extra,
+    ]
+
+
+@contextlib.contextmanager
+def running(settings: Settings, models: Mapping[str, LatencyModel] | None = None,
+            timeout_s: float = 60) -> Iterator[App]:
+    """An in-process server of ``settings`` (``models``: already built), SERVING within
+    ``timeout_s``; stopped (1 s grace) on leaving."""
+    app = App(settings, models=models).start(block_until_ready=True, timeout_s=timeout_s)
+    try:
+        yield app
+    finally:
+        app.stop(1.0)
+
+
+def connect(app: App, timeout_s: float = 30) -> OracleClient:
+    """A client of ``app`` (use it in a ``with``)."""
+    return OracleClient(f"127.0.0.1:{app.port}", timeout_s=timeout_s)
+
+
 @pytest.fixture(scope="session")
 def server(nb201_model: LatencyModel, tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
     settings = make_settings(tmp_path_factory.mktemp("oracle"))
-    app = App(settings, models={"nasbench201": nb201_model}).start(
-        block_until_ready=True, timeout_s=60
-    )
-    yield app
-    app.stop(1.0)
+    with running(settings, {"nasbench201": nb201_model}) as app:
+        yield app
 
 
 @pytest.fixture()
 def client(server: App) -> Iterator[OracleClient]:
-    with OracleClient(f"127.0.0.1:{server.port}", timeout_s=30) as c:
+    with connect(server) as c:
         yield c
 
 

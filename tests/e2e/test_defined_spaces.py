@@ -13,9 +13,8 @@ from scipy.stats import spearmanr
 from client_sdk import InvalidArchitecture, OracleClient
 from client_sdk.errors import DeviceNotFound
 from client_sdk.spaces import get_space
-from oracle_server.app import App
 from oracle_server.predictor import build_model
-from tests.e2e.conftest import make_settings
+from tests.e2e.conftest import connect, make_settings, running
 from tests.helpers import TEST_CACHE
 
 SPACE = "proxyless"
@@ -31,12 +30,8 @@ def synthetic_device(genes: np.ndarray) -> np.ndarray:
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OracleClient]:
     model = build_model(SPACE, cache_dir=TEST_CACHE)
     settings = make_settings(tmp_path_factory.mktemp("defined"), spaces=(SPACE,))
-    app = App(settings, models={SPACE: model}).start(block_until_ready=True, timeout_s=60)
-    try:
-        with OracleClient(f"127.0.0.1:{app.port}", timeout_s=30) as client:
-            yield client
-    finally:
-        app.stop(1.0)
+    with running(settings, {SPACE: model}) as app, connect(app) as client:
+        yield client
 
 
 def test_defined_space_is_listed_without_table_devices(served: OracleClient) -> None:

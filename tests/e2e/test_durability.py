@@ -22,15 +22,8 @@ from client_sdk.spaces import get_space
 from oracle_server.app import App
 from oracle_server.registry import Registry
 from oracle_server.writes import DeviceWrite
-from tests.e2e.conftest import make_settings
-from tests.helpers import (
-    PG_URL,
-    TEST_CACHE,
-    nb201_non_train_devices,
-    postgres_available,
-    server_process,
-    unique_name,
-)
+from tests.e2e.conftest import make_settings, serve_args
+from tests.helpers import PG_URL, postgres_available, server_process, unique_name
 
 SPACE = get_space("nasbench201")
 PG_SKIP = postgres_available()
@@ -42,10 +35,7 @@ def _measurements(n: int, seed: int):
 
 
 def _server_args(data_dir: Path, database_url: str = "") -> list[str]:
-    args = ["--spaces", "nasbench201", "--data-dir", str(data_dir), "--cache-dir",
-            str(TEST_CACHE), "--holdout-devices", ",".join(nb201_non_train_devices()),
-            "--grace-s", "1"]
-    return args + (["--database-url", database_url] if database_url else [])
+    return serve_args(data_dir, *(["--database-url", database_url] if database_url else []))
 
 
 # ------------------------------------------------------------------ SIGKILL

@@ -15,12 +15,10 @@ from client_sdk import OracleClient, Unavailable
 from client_sdk.spaces import get_space
 from oracle_server import app as app_module
 from oracle_server.app import App
-from tests.e2e.conftest import make_settings
+from tests.e2e.conftest import make_settings, serve_args
 from tests.helpers import (
     PG_URL,
     PROPAGATION_DEADLINE_S,
-    TEST_CACHE,
-    nb201_non_train_devices,
     postgres_available,
     server_process,
     unique_name,
@@ -168,12 +166,7 @@ def _wait_rank_started(metrics_port: int, baseline: float = 0.0) -> None:
 
 
 def test_sigterm_drains_in_flight_rank_and_exits_zero(tmp_path) -> None:
-    args = [
-        "--spaces", "nasbench201", "--data-dir", str(tmp_path), "--cache-dir", str(TEST_CACHE),
-        "--holdout-devices", ",".join(nb201_non_train_devices()), "--grace-s", "30",
-        "--max-batch", "2000000",
-    ]
-    with server_process(args) as srv:
+    with server_process(serve_args(tmp_path, "--max-batch", "2000000", grace_s=30)) as srv:
         srv.wait_serving()
         genes = SPACE.sample(400_000, rng=1)
         out: dict = {}

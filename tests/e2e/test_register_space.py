@@ -4,6 +4,7 @@ definitions named and nothing half-registered."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import subprocess
@@ -19,7 +20,7 @@ from client_sdk import OracleClient
 from client_sdk.errors import AlreadyExists, Internal, InvalidArgument, SpaceNotFound
 from client_sdk.spaces import get_space
 from oracle_server.app import App
-from tests.e2e.conftest import make_settings
+from tests.e2e.conftest import connect, make_settings, running
 from tests.unit.test_space_language import TOY
 
 WIRE = {**copy.deepcopy(TOY), "name": "wire_space"}
@@ -30,9 +31,8 @@ def synthetic(space_name: str, genes: np.ndarray) -> np.ndarray:
     return 0.3 + 3e-8 * d[:, 0] + 2e-7 * d[:, 1] + 5e-8 * d[:, 3] + 0.01 * d[:, 4]
 
 
-def start(data_dir: Path) -> App:
-    settings = make_settings(data_dir, spaces=("nasbench201",))
-    return App(settings).start(block_until_ready=True, timeout_s=120)
+def start(data_dir: Path) -> contextlib.AbstractContextManager[App]:
+    return running(make_settings(data_dir, spaces=("nasbench201",)), timeout_s=120)
 
 
 @pytest.fixture(scope="module")
@@ -42,14 +42,13 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def first(data_dir: Path) -> Iterator[App]:
-    app = start(data_dir)
-    yield app
-    app.stop(1.0)
+    with start(data_dir) as app:
+        yield app
 
 
 @pytest.fixture()
 def client(first: App) -> Iterator[OracleClient]:
-    with OracleClient(f"127.0.0.1:{first.port}", timeout_s=120) as c:
+    with connect(first, timeout_s=120) as c:
         yield c
 
 
@@ -121,14 +120,10 @@ def test_a_second_server_on_the_same_registry_serves_it(first: App, data_dir: Pa
     client.register_space(WIRE)
     genes = get_space("wire_space").sample(8, rng=3)
     client.register_device("replica_dev", "wire_space", (genes, synthetic("wire_space", genes)))
-    second = start(data_dir)
-    try:
-        with OracleClient(f"127.0.0.1:{second.port}", timeout_s=60) as other:
-            assert other.get_space("wire_space").definition == client.get_space(
-                "wire_space").definition
-            assert "replica_dev" in [d.name for d in other.list_devices("wire_space")]
-    finally:
-        second.stop(1.0)
+    with start(data_dir) as second, connect(second, timeout_s=60) as other:
+        assert other.get_space("wire_space").definition == client.get_space(
+            "wire_space").definition
+        assert "replica_dev" in [d.name for d in other.list_devices("wire_space")]
 
 
 def test_cli_registers_from_a_file(first: App, tmp_path: Path) -> None:

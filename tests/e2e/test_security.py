@@ -24,15 +24,8 @@ from client_sdk import OracleClient
 from client_sdk.errors import OracleClientError, Unauthenticated, Unavailable
 from client_sdk.spaces import get_space
 from oracle_server.app import App
-from tests.e2e.conftest import make_settings
-from tests.helpers import (
-    PG_URL,
-    TEST_CACHE,
-    nb201_non_train_devices,
-    postgres_available,
-    server_process,
-    unique_name,
-)
+from tests.e2e.conftest import make_settings, serve_args
+from tests.helpers import PG_URL, postgres_available, server_process, unique_name
 
 SPACE = get_space("nasbench201")
 TOKEN = "s3cr3t-T0ken-for-tests"
@@ -301,9 +294,7 @@ def test_token_check_is_constant_time(monkeypatch) -> None:
 def test_start_up_log_masks_token_and_database_password(tmp_path) -> None:
     password = "hunter2-db-pass"
     url = PG_URL.replace("postgres@", f"postgres:{password}@")  # trust auth ignores it
-    args = ["--spaces", "nasbench201", "--data-dir", str(tmp_path), "--cache-dir",
-            str(TEST_CACHE), "--holdout-devices", ",".join(nb201_non_train_devices()),
-            "--database-url", url, "--grace-s", "1"]
+    args = serve_args(tmp_path, "--database-url", url)
     with server_process(args, env={"ORACLE_WRITE_TOKEN": TOKEN}) as srv:
         srv.wait_serving()
         with _client(srv.port) as anon, pytest.raises(OracleClientError):
