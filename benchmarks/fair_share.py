@@ -40,6 +40,14 @@ Redis killed halfway through such a run while another tenant reads (target: 0 fa
 reads, fail-open counted); and the Lua call's p50 on loopback (target <= 0.2 ms)::
 
     python -m benchmarks.fair_share --redis [--json benchmarks/results/fair_share_redis.json]
+
+Server settings under test (recorded under ``meta.server_settings``): ``--large-call-work
+N`` (a Rank above N architectures x devices computes in chunks and yields to small calls in
+flight; 0 = off), ``--gil-switch-interval-ms X`` (``sys.setswitchinterval`` in every server),
+``--server-args "..."`` (any other ``oracle-server serve`` flags). ``--heavy-nice N`` runs the
+heavy tenant's client process at a lower OS priority (``os.nice(N)``), to tell the load
+generator's own share of the 2 cores from what the server does; ``--interference`` measures
+the machine's contention alone.
 """
 
 from __future__ import annotations
@@ -48,7 +56,9 @@ import datetime as dt
 import hashlib
 import json
 import multiprocessing as mp
+import os
 import secrets
+import shlex
 import sys
 import tempfile
 import threading
@@ -112,7 +122,10 @@ def _options(target: str) -> list:
 
 
 def heavy_main(port: int | str, token: str, args: dict, ready, stop, out) -> None:
-    """The heavy tenant: ``clients`` threads, each a Rank loop; refused calls back off."""
+    """The heavy tenant: ``clients`` threads, each a Rank loop; refused calls back off.
+    ``heavy_nice`` > 0: this process runs at that lower OS priority (``os.nice``)."""
+    if args.get("heavy_nice"):
+        os.nice(args["heavy_nice"])
     reqs = _requests(
         args["heavy_space"], args["heavy_archs"], args["heavy_devices_list"], 4, seed=1
     )
@@ -293,7 +306,35 @@ def server_args(args: dict, data_dir: Path, tokens_file: Path, limited: bool) ->
         argv += ["--holdout-devices", ",".join(nb201_non_train_devices())]
     if limited:
         argv += ["--tenant-max-concurrent-rpcs", str(args["tenant_limit"])]
-    return argv
+    return argv + server_settings_args(args)
+
+
+def server_settings_args(args: dict) -> list[str]:
+    """The server settings under test: ``--large-call-work``, ``--gil-switch-interval-ms``
+    (when given) and the free-form ``--server-args``."""
+    argv = []
+    if args.get("large_call_work") is not None:
+        argv += ["--large-call-work", str(args["large_call_work"])]
+    if args.get("gil_switch_interval_ms") is not None:
+        argv += ["--gil-switch-interval-ms", str(args["gil_switch_interval_ms"])]
+    return argv + shlex.split(args.get("extra_server_args") or "")
+
+
+def server_settings(args: dict) -> dict:
+    """What the servers ran with (defaults filled in), for the JSON."""
+    from oracle_server.settings import Settings
+
+    defaults = Settings()
+    return {
+        "large_call_work": defaults.large_call_work
+        if args.get("large_call_work") is None
+        else args["large_call_work"],
+        "gil_switch_interval_ms": defaults.gil_switch_interval_ms
+        if args.get("gil_switch_interval_ms") is None
+        else args["gil_switch_interval_ms"],
+        "extra_args": shlex.split(args.get("extra_server_args") or ""),
+        "heavy_nice": args.get("heavy_nice", 0),
+    }
 
 
 # ------------------------------------------------------------------ server-side figures
@@ -701,12 +742,41 @@ def main(argv: list[str] | None = None) -> int:
         "--rate-duration-s", type=float, default=20.0, help="length of each accepted-rate run"
     )
     ap.add_argument(
+        "--large-call-work",
+        type=int,
+        default=None,
+        help="servers' --large-call-work: Ranks above this many architectures x devices "
+        "yield to small calls between chunks (0: off; default: the server's)",
+    )
+    ap.add_argument(
+        "--gil-switch-interval-ms",
+        type=float,
+        default=None,
+        help="servers' --gil-switch-interval-ms (default: the server's, 5 ms)",
+    )
+    ap.add_argument(
+        "--server-args",
+        dest="extra_server_args",
+        default="",
+        metavar='"FLAGS"',
+        help="more oracle-server serve flags for every server started, one shell-quoted string",
+    )
+    ap.add_argument(
+        "--heavy-nice",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run the heavy tenant's client process at os.nice(N) (0: same priority)",
+    )
+    ap.add_argument(
         "--cache-dir",
         type=Path,
         default=TEST_CACHE,
         help="proxy artifacts (default: the test suite's cache)",
     )
     a = ap.parse_args(argv)
+    if a.heavy_nice < 0:
+        ap.error("--heavy-nice must be >= 0 (a lower priority; raising it needs root)")
     from client_sdk.spaces import get_space
 
     args = {k: v for k, v in vars(a).items() if k != "json"}
@@ -719,6 +789,7 @@ def main(argv: list[str] | None = None) -> int:
             "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "loadavg_before": load_average(),
             "settings": {k: str(v) if isinstance(v, Path) else v for k, v in args.items()},
+            "server_settings": server_settings(args),
             "heavy": f"{a.heavy_clients} concurrent clients, quota max_concurrent_rpcs=1 (10x)"
             + (f" and rate_limit={a.heavy_rate_limit}/s" if a.heavy_rate_limit else "")
             + (
@@ -731,7 +802,10 @@ def main(argv: list[str] | None = None) -> int:
             "backs off by the RetryInfo delay when refused",
             "light": f"1 closed-loop client, Rank {a.light_archs} archs x 1 device (nasbench201)",
             "server": "subprocess oracle-server serve, 8 workers, max_concurrent_rpcs 64, "
-            f"tenant_max_concurrent_rpcs {a.tenant_limit} (heavy: 1 by tokens file)",
+            f"tenant_max_concurrent_rpcs {a.tenant_limit} (heavy: 1 by tokens file)"
+            + (f", {' '.join(server_settings_args(args))}" if server_settings_args(args) else ""),
+            "heavy_client": "its own process"
+            + (f", os.nice({a.heavy_nice})" if a.heavy_nice else ", same OS priority"),
         }
     }
     if a.redis:

@@ -22,7 +22,7 @@ from client_sdk.errors import DeviceNotFound
 from client_sdk.proto.latency_oracle.v1 import oracle_pb2 as pb
 from client_sdk.proto.latency_oracle.v1 import oracle_pb2_grpc as pb_grpc
 from client_sdk.spaces import get_space
-from oracle_server import __version__, metrics, runtime
+from oracle_server import __version__, metrics, priority, runtime
 from oracle_server.interceptors import ORACLE_SERVICE, Drain, OracleInterceptor
 from oracle_server.logs import setup_logging
 from oracle_server.oracle import Oracle
@@ -134,9 +134,14 @@ class App:
         )
         self.server = grpc.server(
             self._executor,
-            interceptors=[OracleInterceptor(read_token_required=s.read_token_required,
-                                            tenancy=self.tenancy, drain=self.drain,
-                                            request_read_timeout_s=s.request_read_timeout_s)],
+            interceptors=[
+                OracleInterceptor(
+                    read_token_required=s.read_token_required,
+                    tenancy=self.tenancy,
+                    drain=self.drain,
+                    request_read_timeout_s=s.request_read_timeout_s,
+                )
+            ],
             maximum_concurrent_rpcs=s.max_concurrent_rpcs,
             options=server_options(s),
         )
@@ -163,6 +168,9 @@ class App:
             raise RuntimeError(f"could not bind {address}")
         if s.malloc_tuning:
             runtime.tune_allocator()
+        # Process-wide, like the GIL they tune: the last App built in a process sets them.
+        sys.setswitchinterval(s.gil_switch_interval_ms / 1e3)
+        priority.GATE.configure(s.large_call_work)
         metrics.BUILD_INFO.info({"version": __version__})
         metrics.READY.set(0)
 
@@ -197,10 +205,11 @@ class App:
                 store,
                 max_batch=s.max_batch,
                 max_devices_per_request=s.max_devices_per_request,
+                gate=priority.GATE,
             )
             catalog = SpaceCatalog(
-                store, lambda name: build_model(name, cache_dir=s.resolved_cache_dir),
-                self.registry)
+                store, lambda name: build_model(name, cache_dir=s.resolved_cache_dir), self.registry
+            )
             oracle.catalog = catalog
             store.before_sync = catalog.sync
             spaces = catalog.sync()  # spaces registered from definitions, before devices
@@ -221,8 +230,9 @@ class App:
             tree_tables.start_kernel()  # after SERVING: numba's import is not on start-up
             threading.Thread(target=warm_imports, name="oracle-warm", daemon=True).start()
             self._threads.append(store.start_polling(s.sync_interval_s, stop=self._stopping))
-            purger = threading.Thread(target=self._purge_loop, args=(self.registry,),
-                                      name="oracle-purge", daemon=True)
+            purger = threading.Thread(
+                target=self._purge_loop, args=(self.registry,), name="oracle-purge", daemon=True
+            )
             purger.start()
             self._threads.append(purger)
         except BaseException as exc:  # reported through health and logs
@@ -260,8 +270,10 @@ class App:
         self.drain.begin()
         log.info("draining", extra={"grace_s": grace, "in_flight": self.drain.in_flight})
         if not self.drain.wait_idle(grace, min(DRAIN_LINGER_S, grace)):
-            log.warning("grace period over with RPCs in flight; cancelling them",
-                        extra={"in_flight": self.drain.in_flight})
+            log.warning(
+                "grace period over with RPCs in flight; cancelling them",
+                extra={"in_flight": self.drain.in_flight},
+            )
         self.server.stop(max(0.0, deadline - time.monotonic())).wait()
         self._reap_workers()
         if self.oracle is not None:

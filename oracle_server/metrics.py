@@ -16,7 +16,20 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 
 _RPC_LABELS = ("grpc_type", "grpc_service", "grpc_method")
 _LATENCY_BUCKETS = (
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
 )
 
 GRPC_STARTED = Counter(
@@ -104,8 +117,29 @@ TENANT_WORK = Counter(
 )
 #: Finer than _LATENCY_BUCKETS below 20 ms, where a light tenant's small Ranks are.
 _TENANT_BUCKETS = (
-    0.0005, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.0065, 0.008, 0.01, 0.0125, 0.015,
-    0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    0.0005,
+    0.001,
+    0.0015,
+    0.002,
+    0.003,
+    0.004,
+    0.005,
+    0.0065,
+    0.008,
+    0.01,
+    0.0125,
+    0.015,
+    0.02,
+    0.03,
+    0.05,
+    0.075,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
 )
 TENANT_REQUEST_SECONDS = Histogram(
     "oracle_tenant_request_seconds",
@@ -141,6 +175,19 @@ TOKENS_RELOADS = Counter(
     "oracle_tokens_reloads_total",
     "Reloads of a changed tokens file, by result (ok/error: the previous tokens stay).",
     ("result",),
+    registry=REGISTRY,
+)
+LARGE_CALL_YIELDS = Counter(
+    "oracle_large_call_yields_total",
+    "Times a large Rank (work above --large-call-work) paused between its chunks because "
+    "small calls were in flight (oracle_server.priority).",
+    registry=REGISTRY,
+)
+LARGE_CALL_YIELD_SECONDS = Histogram(
+    "oracle_large_call_yield_seconds",
+    "How long a large Rank waited for the small calls in flight before one of its chunks "
+    "(bounded per chunk; oracle_server.priority).",
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1),
     registry=REGISTRY,
 )
 READY = Gauge("oracle_ready", "1 when the server reports SERVING.", registry=REGISTRY)

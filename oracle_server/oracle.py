@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -23,6 +24,7 @@ from oracle_server.predictor import LatencyModel, Prediction
 from oracle_server.predictor.columns import basis_columns, reads_descriptors, reads_features
 from oracle_server.predictor.heads import feature_projection, projection, stack_projections
 from oracle_server.predictor.references import suggest_next
+from oracle_server.priority import GATE, PriorityGate
 from oracle_server.ranking import order
 from oracle_server.store import Device, DeviceStore, Snapshot
 from oracle_server.writes import DeviceWrite
@@ -57,7 +59,8 @@ class Oracle:
     ``table_fast_path``: answer Rank by table row in spaces whose table holds every
     architecture (NAS-Bench-201), from per-head predictions over the whole table; off, every
     request runs the proxy and heads on its genes (same results). ``predict_chunk``: rows per
-    proxy evaluation on that general path.
+    proxy evaluation on that general path. ``gate``: the priority of small Ranks over large
+    ones (``oracle_server.priority``; default the process's ``GATE``).
     """
 
     def __init__(
@@ -68,8 +71,10 @@ class Oracle:
         max_devices_per_request: int = 64,
         table_fast_path: bool = True,
         predict_chunk: int = PREDICT_CHUNK,
+        gate: PriorityGate | None = None,
     ) -> None:
         self.store = store
+        self.gate = GATE if gate is None else gate
         #: spaces registered from definitions (``space_catalog.SpaceCatalog``; set by the app)
         self.catalog: SpaceCatalog | None = None
         self.max_batch = max_batch
@@ -155,47 +160,55 @@ class Oracle:
         n = genes.shape[0]
         if n > self.max_batch:
             raise LimitExceeded(f"{n} architectures exceed the limit of {self.max_batch} per Rank")
-        t0 = time.perf_counter()
-        rows = None
-        if space in self.table_spaces and n:
-            rows = model.space.table_rows(genes)
-            if rows.min() < 0:  # not canonical table genes: the general path
-                rows = None
-        metrics.PROXY_CACHE.labels(space, "miss" if rows is None else "hit").inc(n)
-        if rows is not None:
-            tables = [self.store.table_prediction(d) for d in devices]
-            t1 = time.perf_counter()
-            metrics.rank_stage("proxy").observe(t1 - t0)
+        # A large call computes in chunks and lets small calls in flight go first before each
+        # chunk (``oracle_server.priority``); a small call is counted while it runs.
+        large = self.gate.is_large(n * len(devices))
+        pace = self.gate.pace if large else None
+        chunk = min(self.predict_chunk, self.gate.chunk) if large else self.predict_chunk
+        with nullcontext() if large else self.gate.small_call():
+            t0 = time.perf_counter()
+            rows = None
+            if space in self.table_spaces and n:
+                rows = table_rows(model.space, genes, chunk, pace, is_cancelled)
+                if rows.min() < 0:  # not canonical table genes: the general path
+                    rows = None
+            metrics.PROXY_CACHE.labels(space, "miss" if rows is None else "hit").inc(n)
+            if rows is not None:
+                tables = [self.store.table_prediction(d) for d in devices]
+                t1 = time.perf_counter()
+                metrics.rank_stage("proxy").observe(t1 - t0)
+                _check_cancel(is_cancelled)
+                lats = [tab.latency32[rows] for tab in tables]
+                keys = [tab.rank[rows] for tab in tables]
+                preds = [
+                    Prediction(tab.latency_ms[rows], tab.log_sigma[rows])
+                    if return_uncertainty
+                    else None
+                    for tab in tables
+                ]
+            else:
+                preds = predict(model, genes, devices, is_cancelled, chunk, pace=pace)
+                t1 = time.perf_counter()
+                metrics.rank_stage("proxy").observe(t1 - t0)
+                lats = [p.latency_ms.astype(np.float32) for p in preds]
+                keys = [None] * len(devices)
+            t2 = time.perf_counter()
+            metrics.rank_stage("head").observe(t2 - t1)
             _check_cancel(is_cancelled)
-            lats = [tab.latency32[rows] for tab in tables]
-            keys = [tab.rank[rows] for tab in tables]
-            preds = [
-                Prediction(tab.latency_ms[rows], tab.log_sigma[rows])
-                if return_uncertainty
-                else None
-                for tab in tables
-            ]
-        else:
-            preds = predict(model, genes, devices, is_cancelled, self.predict_chunk)
-            t1 = time.perf_counter()
-            metrics.rank_stage("proxy").observe(t1 - t0)
-            lats = [p.latency_ms.astype(np.float32) for p in preds]
-            keys = [None] * len(devices)
-        t2 = time.perf_counter()
-        metrics.rank_stage("head").observe(t2 - t1)
-        _check_cancel(is_cancelled)
-        rankings = []
-        for dev, lat, key, pred in zip(devices, lats, keys, preds, strict=True):
-            lower = upper = prob = None
-            if return_uncertainty:
-                assert pred is not None
-                lo, hi = pred.interval(interval_level)
-                lower, upper = lo.astype(np.float32), hi.astype(np.float32)
-                if max_latency_ms is not None:
-                    prob = pred.prob_below(max_latency_ms).astype(np.float32)
-            indices = order(lat, top_k, max_latency_ms, key)
-            rankings.append(DeviceRanking(dev, lat, indices, lower, upper, prob))
-        metrics.rank_stage("rank").observe(time.perf_counter() - t2)
+            rankings = []
+            for dev, lat, key, pred in zip(devices, lats, keys, preds, strict=True):
+                if pace is not None:
+                    pace()
+                lower = upper = prob = None
+                if return_uncertainty:
+                    assert pred is not None
+                    lo, hi = pred.interval(interval_level)
+                    lower, upper = lo.astype(np.float32), hi.astype(np.float32)
+                    if max_latency_ms is not None:
+                        prob = pred.prob_below(max_latency_ms).astype(np.float32)
+                indices = order(lat, top_k, max_latency_ms, key)
+                rankings.append(DeviceRanking(dev, lat, indices, lower, upper, prob))
+            metrics.rank_stage("rank").observe(time.perf_counter() - t2)
         metrics.RANK_ARCHITECTURES.labels(space).inc(n * len(devices))
         return RankResult(space, n, tuple(rankings), interval_level)
 
@@ -255,6 +268,7 @@ def predict(
     is_cancelled: Callable[[], bool] | None = None,
     chunk: int = PREDICT_CHUNK,
     project_inputs: bool = True,
+    pace: Callable[[], object] | None = None,
 ) -> list[Prediction]:
     """Proxy once for all devices (only the basis columns their heads read), then heads.
 
@@ -262,7 +276,8 @@ def predict(
     stops the work between chunks. ``project_inputs``: heads linear in a few descriptor
     and feature combinations get only those (folded gather-sums for all devices,
     ``input_projections``) instead of the (n, D) descriptors and (n, F) features; False:
-    the reference.
+    the reference. ``pace``: called before each chunk (a large Rank yielding to small ones,
+    ``PriorityGate.pace``).
     """
     columns: set[int] | None = set()
     for d in devices:
@@ -280,6 +295,8 @@ def predict(
     for start in range(0, max(genes.shape[0], 1), chunk):
         if start:
             _check_cancel(is_cancelled)
+        if pace is not None:
+            pace()
         g = genes[start : start + chunk]
         features = None
         if model.basis_reads_features or not (feature_free or projections is not None):
@@ -341,6 +358,26 @@ def input_projections(
         [feature_projection(d.head.kind, d.head.params, n) for d in devices], n
     )
     return None if feats is None else (desc, feats)
+
+
+def table_rows(
+    space: SearchSpace,
+    genes: np.ndarray,
+    chunk: int,
+    pace: Callable[[], object] | None = None,
+    is_cancelled: Callable[[], bool] | None = None,
+) -> np.ndarray:
+    """``space.table_rows(genes)``; with ``pace`` (a large Rank), ``chunk`` rows at a time
+    with ``pace()`` before each chunk, concatenated (row-wise: the same rows)."""
+    if pace is None:
+        return space.table_rows(genes)
+    parts = []
+    for start in range(0, genes.shape[0], chunk):
+        if start:
+            _check_cancel(is_cancelled)
+        pace()
+        parts.append(space.table_rows(genes[start : start + chunk]))
+    return np.concatenate(parts)
 
 
 def _table_covers_space(space: SearchSpace) -> bool:

@@ -51,8 +51,10 @@ class Settings:
     grace_s: float = field(default=10.0, metadata={"help": "drain period on SIGTERM (seconds)"})
     request_read_timeout_s: float = field(
         default=30.0,
-        metadata={"help": "a call whose request message has not fully arrived this long after "
-                          "its headers is cancelled, freeing its worker (0 = never)"},
+        metadata={
+            "help": "a call whose request message has not fully arrived this long after "
+            "its headers is cancelled, freeing its worker (0 = never)"
+        },
     )
     log_level: str = field(default="INFO", metadata={"help": "DEBUG, INFO, WARNING, ERROR"})
     log_format: str = field(default="json", metadata={"help": "json or text"})
@@ -74,8 +76,9 @@ class Settings:
     )
     tokens_file: str = field(
         default="",
-        metadata={"help": "tenants' token hashes, YAML/JSON/TOML (see docs/security.md); "
-                          "empty = none"},
+        metadata={
+            "help": "tenants' token hashes, YAML/JSON/TOML (see docs/security.md); empty = none"
+        },
     )
     tokens_reload_s: float = field(
         default=10.0,
@@ -83,8 +86,10 @@ class Settings:
     )
     tenant_visibility: str = field(
         default="all",
-        metadata={"help": "'all': tenants see each other's devices; 'own': only their own "
-                          "(and unowned ones)"},
+        metadata={
+            "help": "'all': tenants see each other's devices; 'own': only their own "
+            "(and unowned ones)"
+        },
     )
     tenant_max_concurrent_rpcs: int = field(
         default=0, metadata={"help": "per-tenant concurrent RPC limit (0 = none)"}
@@ -97,20 +102,26 @@ class Settings:
     )
     tenant_work_limit: float = field(
         default=0.0,
-        metadata={"help": "per-tenant Rank work per second: architectures x devices, token "
-                          "bucket (0 = none)"},
+        metadata={
+            "help": "per-tenant Rank work per second: architectures x devices, token "
+            "bucket (0 = none)"
+        },
     )
     tenant_work_burst: int = field(
         default=0,
-        metadata={"help": "per-tenant work bucket size, architectures x devices (0 = one "
-                          "second of tenant_work_limit)"},
+        metadata={
+            "help": "per-tenant work bucket size, architectures x devices (0 = one "
+            "second of tenant_work_limit)"
+        },
     )
     limits_url: str = field(
         default="",
         repr=False,
-        metadata={"help": "share the tenants' rate and work limits between replicas through "
-                          "Redis: redis://[:password@]host:6379/0[?prefix=oracle:limits:] "
-                          "(empty = in memory, per replica; Redis down = per-replica limits)"},
+        metadata={
+            "help": "share the tenants' rate and work limits between replicas through "
+            "Redis: redis://[:password@]host:6379/0[?prefix=oracle:limits:] "
+            "(empty = in memory, per replica; Redis down = per-replica limits)"
+        },
     )
     tls_cert: str = field(default="", metadata={"help": "server certificate (PEM file)"})
     tls_key: str = field(default="", metadata={"help": "server private key (PEM file)"})
@@ -125,16 +136,41 @@ class Settings:
         default=2,
         metadata={"help": "threads evaluating one Rank's proxy tables (open spaces); 1 = none"},
     )
+    large_call_work: int = field(
+        default=20_000,
+        metadata={
+            "help": "a Rank of more work (architectures x devices) computes in chunks "
+            "and waits between them while smaller calls are in flight, up to "
+            "50 ms per chunk (0 = off; docs/operations.md)"
+        },
+    )
+    gil_switch_interval_ms: float = field(
+        default=5.0,
+        metadata={
+            "help": "CPython's GIL switch interval (sys.setswitchinterval) in ms, set "
+            "at start: how long a thread holding the GIL keeps it when another "
+            "waits"
+        },
+    )
     spaces: tuple[str, ...] = field(
         default=("nasbench201", "fbnet", "ofa_mbv3", "mobilenetv2", "proxyless"),
-        metadata={"help": "search spaces to serve: bundled ones and space definitions "
-                          "(client_sdk/spaces/definitions)"},
+        metadata={
+            "help": "search spaces to serve: bundled ones and space definitions "
+            "(client_sdk/spaces/definitions)"
+        },
     )
 
     def __post_init__(self) -> None:
         """Reject inconsistent settings at start-up (``oracle-server`` exits 2 on them)."""
-        for name in ("workers", "max_concurrent_rpcs", "max_batch", "max_devices_per_request",
-                     "max_message_bytes", "max_measurements", "rank_threads"):
+        for name in (
+            "workers",
+            "max_concurrent_rpcs",
+            "max_batch",
+            "max_devices_per_request",
+            "max_message_bytes",
+            "max_measurements",
+            "rank_threads",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not 0 <= self.port <= 65535 or not -1 <= self.metrics_port <= 65535:
@@ -156,6 +192,13 @@ class Settings:
         ):
             raise ValueError("write_token must be printable with no whitespace")
         self._check_tenants()
+        if self.large_call_work < 0:
+            raise ValueError(f"large_call_work must be >= 0 (0 = off), got {self.large_call_work}")
+        if not (math.isfinite(self.gil_switch_interval_ms) and self.gil_switch_interval_ms > 0):
+            raise ValueError(
+                "gil_switch_interval_ms must be a positive number of milliseconds, got "
+                f"{self.gil_switch_interval_ms}"
+            )
         if self.log_format not in ("json", "text"):
             raise ValueError(f"log_format must be json or text, got {self.log_format!r}")
 
@@ -256,8 +299,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         env_name = ENV_PREFIX + f.name.upper()
         help_text = f"{f.metadata.get('help', '')} (env {env_name}, default {f.default!r})"
         if typ is bool:
-            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
-                                default=None, help=help_text)
+            parser.add_argument(
+                flag,
+                dest=f.name,
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=help_text,
+            )
         else:
             parser.add_argument(flag, dest=f.name, default=None, help=help_text)
 
@@ -277,8 +325,11 @@ def load_settings(
             values[f.name] = _convert(key, hints[f.name], env[key])
         if args is not None and getattr(args, f.name, None) is not None:
             raw = getattr(args, f.name)
-            values[f.name] = raw if isinstance(raw, bool) else _convert(
-                "--" + f.name.replace("_", "-"), hints[f.name], str(raw))
+            values[f.name] = (
+                raw
+                if isinstance(raw, bool)
+                else _convert("--" + f.name.replace("_", "-"), hints[f.name], str(raw))
+            )
     values.update(overrides)
     return Settings(**values)
 
