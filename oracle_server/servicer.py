@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Any
 
 import grpc
@@ -231,6 +232,14 @@ class OracleServicer(pb_grpc.LatencyOracleServicer):
             self._check_visible(oracle, name, space.name)
         # The tenant's work (its work limit's currency), known exactly before any decoding.
         self._tenancy.fair_share.charge(current_caller().tenant, n * len(request.devices))
+        # a small call is counted from its decoding to its encoded reply, so that a large
+        # Rank's chunks wait for all of it (``priority.PriorityGate``)
+        small = not oracle.gate.is_large(n * len(request.devices))
+        with oracle.gate.small_call() if small else nullcontext():
+            return self._rank(oracle, space, request, context, t0)
+
+    def _rank(self, oracle: Oracle, space: SearchSpace, request: pb.RankRequest,
+              context: grpc.ServicerContext, t0: float) -> pb.RankResponse:
         genes = codec.decode_archs(space, request.archs)
         metrics.rank_stage("decode").observe(time.perf_counter() - t0)
         level = request.interval_level if request.HasField("interval_level") else 0.8
