@@ -8,25 +8,24 @@ import numpy as np
 import torch
 from torch import nn
 
-from client_sdk.measure import defined, nb201, ofa
+from client_sdk.measure import defined, ofa
 from client_sdk.spaces import SearchSpace, get_space
 from client_sdk.spaces.defined import DefinedSpace
 
-#: hand-written networks measured for these spaces: NAS-Bench-201 (a cell space, not in the
-#: language yet) and OFA-MobileNetV3, whose reference network mirrors the ``ofa`` library's
-#: modules (h-swish as ``x * relu6(x + 3) / 6``, squeeze-excite by 1x1 convs and that
-#: h-sigmoid), which ``measure.defined`` builds from the definition with other torch ops
-#: (``nn.Hardswish``, linears, ``nn.Hardsigmoid``; the same parameters and MACs): measuring
-#: the same modules as before keeps OFA measurements comparable
+#: hand-written networks measured for these spaces: OFA-MobileNetV3, whose reference
+#: network mirrors the ``ofa`` library's modules (h-swish as ``x * relu6(x + 3) / 6``,
+#: squeeze-excite by 1x1 convs and that h-sigmoid), which ``measure.defined`` builds from
+#: the definition with other torch ops (``nn.Hardswish``, linears, ``nn.Hardsigmoid``; the
+#: same parameters and MACs): measuring the same modules as before keeps OFA measurements
+#: comparable
 _BUILDERS: dict[str, Callable[[np.ndarray], nn.Module]] = {
-    "nasbench201": nb201.build,
     "ofa_mbv3": ofa.build,
 }
 
 
 def supported_spaces() -> list[str]:
-    """Spaces with a torch builder: the bundled ones and every defined space (FBNet is
-    one: ``measure.defined`` builds it from its definition)."""
+    """Spaces with a torch builder: the bundled ones and every defined space (FBNet and
+    NAS-Bench-201 are: ``measure.defined`` builds them from their definitions)."""
     from client_sdk.spaces import list_spaces
 
     return list(dict.fromkeys([*list_spaces(), *_BUILDERS]))
@@ -57,8 +56,6 @@ def input_resolution(space: str | SearchSpace, genes: np.ndarray | None = None) 
         if genes is None and len(sp.definition.resolutions) > 1:
             return None
         return sp.globals_of(np.zeros(sp.num_genes, np.int64) if genes is None else genes)[0]
-    if sp.name == "nasbench201":
-        return nb201.DEFAULT_RESOLUTION
     raise ValueError(f"no torch builder for space '{sp.name}'")
 
 

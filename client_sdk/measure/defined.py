@@ -77,6 +77,8 @@ class MBConv(nn.Module):
 def layer_group(b: Block, c_in: int, c_out: int, stride: int) -> nn.Module:
     if b.op == "pool":
         return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    if b.op == "norm":
+        return nn.Sequential(nn.BatchNorm2d(c_in), _ACTS[b.act]())
     if b.op == "linear":
         lin = nn.Linear(c_in, c_out, bias=b.bias)
         return lin if b.act == "none" else nn.Sequential(lin, _ACTS[b.act]())
@@ -100,5 +102,10 @@ class DefinedNetwork(nn.Module):
         return self.layers(x)
 
 
-def build(space: DefinedSpace, genes: Sequence[int]) -> DefinedNetwork:
+def build(space: DefinedSpace, genes: Sequence[int]) -> nn.Module:
+    """The network of one gene vector (a cell space's: ``measure.cells``)."""
+    if space.definition.cell is not None:
+        from client_sdk.measure import cells
+
+        return cells.build(space, genes)  # type: ignore[arg-type]
     return DefinedNetwork(space, genes)

@@ -2,8 +2,9 @@
 
 * ``GeneSampling``: uniform random canonical genes (unique rows) from ``space.sample``;
 * ``UniformGeneCrossover``: categorical uniform crossover (2 parents -> 2 children);
-* ``GeneMutation``: per-gene random reset to a *different* value; for ordinal spaces
-  (OFA: resolution, depth, kernel, expand are ordered) half of the resets are a +-1 step;
+* ``GeneMutation``: per-gene random reset to a *different* value; for the space's ordinal
+  genes (``SearchSpace.ordinal_genes``: numeric choices such as resolution, depth, kernel,
+  expand — all of OFA's) half of the resets are a +-1 step;
 * ``CanonicalRepair``: round, clip to the gene ranges and canonicalise (OFA: genes of
   inactive blocks zeroed) so equal sub-networks have equal genes;
 * ``CanonicalDuplicateElimination``: duplicates by canonical genes, within the offspring,
@@ -27,9 +28,6 @@ from pymoo.core.repair import Repair
 from pymoo.core.sampling import Sampling
 
 from client_sdk.spaces import GENE_DTYPE, SearchSpace
-
-#: spaces whose gene values are ordered (a +-1 step is a small change)
-ORDINAL_SPACES = frozenset({"ofa_mbv3"})
 
 
 def to_genes(space: SearchSpace, X: np.ndarray) -> np.ndarray:
@@ -96,7 +94,8 @@ class GeneMutation(Mutation):
             prob_var = min(MUTATION_PROB_CAP, 1.0 / space.num_genes)
         super().__init__(prob=1.0, prob_var=prob_var)
         self.space = space
-        self.ordinal = space.name in ORDINAL_SPACES
+        #: (g,) bool: genes whose values are ordered (a +-1 step is a small change)
+        self.ordinal = np.asarray(space.ordinal_genes, dtype=bool)
 
     def _do(self, problem, X, *args, random_state=None, **kwargs):
         rng = random_state
@@ -108,11 +107,11 @@ class GeneMutation(Mutation):
         # a different value, uniformly: shift by 1..card-1 (mod card)
         shift = 1 + np.floor(rng.random((n, g)) * np.maximum(card - 1, 1)).astype(np.int64)
         reset = (X + shift) % card
-        if self.ordinal:
+        if self.ordinal.any():
             step = np.where(rng.random((n, g)) < 0.5, -1, 1)
             stepped = X + step
             stepped = np.where((stepped < 0) | (stepped >= card), X - step, stepped)
-            use_step = rng.random((n, g)) < 0.5
+            use_step = (rng.random((n, g)) < 0.5) & self.ordinal[None, :]
             reset = np.where(use_step, np.clip(stepped, 0, card - 1), reset)
         return np.where(mutate, reset, X)
 

@@ -1,12 +1,11 @@
 """Search spaces: ``get_space(name)``, ``list_spaces()`` and ``register_space(definition)``.
 
 The three benchmark spaces with bundled tables (NAS-Bench-201, FBNet, OFA-MobileNetV3) are
-*bundled*: their names can never be registered again. FBNet and OFA-MobileNetV3 are
-definitions in the space language (``spaces/definitions/{fbnet,ofa_mbv3}.yaml``, their
-tables named by ``table:``); NAS-Bench-201 (a cell space the language does not express yet)
-is still a class. Every other space is a definition too: the shipped ones under
-``spaces/definitions/`` (MobileNet-V2, ProxylessNAS) and any a user registers in this
-process.
+*bundled*: their names can never be registered again. All three are definitions in the
+space language (``spaces/definitions/{nasbench201,fbnet,ofa_mbv3}.yaml``, their tables named
+by ``table:``; NAS-Bench-201 in the language's cell form). Every other space is a
+definition too: the shipped ones under ``spaces/definitions/`` (MobileNet-V2, ProxylessNAS)
+and any a user registers in this process.
 """
 
 from __future__ import annotations
@@ -20,12 +19,9 @@ from typing import Any
 
 from client_sdk.errors import AlreadyExists, SpaceNotFound
 from client_sdk.spaces.base import GENE_DTYPE, SearchSpace, Table
-from client_sdk.spaces.nasbench201 import NASBench201
 
 #: the spaces with bundled tables, in listing order: never registered again
 BUNDLED = ("nasbench201", "fbnet", "ofa_mbv3")
-#: the bundled spaces that are still classes (the others are shipped definitions)
-_SPACES: dict[str, type[SearchSpace]] = {NASBench201.name: NASBench201}
 _INSTANCES: dict[str, SearchSpace] = {}
 _LOCK = threading.Lock()
 
@@ -65,16 +61,13 @@ def get_space(name: str) -> SearchSpace:
     with _LOCK:
         if name in _INSTANCES:
             return _INSTANCES[name]
-        if name in _SPACES:
-            space: SearchSpace = _SPACES[name]()
-        else:
-            text = shipped_definitions().get(name) if isinstance(name, str) else None
-            if text is None:
-                known = ", ".join(list_spaces())
-                raise SpaceNotFound(f"unknown search space '{name}' (known: {known})")
-            from client_sdk.spaces.defined import space_from_definition
+        text = shipped_definitions().get(name) if isinstance(name, str) else None
+        if text is None:
+            known = ", ".join(list_spaces())
+            raise SpaceNotFound(f"unknown search space '{name}' (known: {known})")
+        from client_sdk.spaces.defined import space_from_definition
 
-            space = space_from_definition(text)
+        space = space_from_definition(text)
         _INSTANCES[name] = space
         return space
 

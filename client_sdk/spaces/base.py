@@ -49,6 +49,13 @@ class SearchSpace(ABC):
         return len(self.gene_names)
 
     @property
+    def ordinal_genes(self) -> np.ndarray:
+        """(g,) bool: genes whose choices are ordered (a +-1 step is a small change; the
+        search's mutation steps them). None by default; a space from a definition marks the
+        genes of its numeric choices (``DefinedSpace.ordinal_genes``)."""
+        return np.zeros(self.num_genes, dtype=bool)
+
+    @property
     def space_size(self) -> int:
         """Number of distinct gene vectors (before canonicalisation)."""
         return int(np.prod(self.cardinalities.astype(object)))
@@ -57,6 +64,12 @@ class SearchSpace(ABC):
     def num_architectures(self) -> int:
         """Number of architectures in the bundled table."""
         return int(self.table.genes.shape[0])
+
+    @property
+    def table_covers_space(self) -> bool:
+        """Every gene vector of the space is in its measured table (NAS-Bench-201's 15,625
+        cells): a model may precompute its predictions for the whole space."""
+        return self.num_architectures == self.space_size
 
     # ---------------------------------------------------------------- strings
     @abstractmethod

@@ -12,7 +12,8 @@ per-(global choice, position, block choice) tables plus a fixed part, so a batch
 gather-sum per position (``spaces.defined_tables``). The string form is
 ``spaces.defined_strings``, the canonical form and model features ``spaces.defined_canon``,
 a bundled space's measured table ``spaces.table_hook`` (FBNet and OFA-MobileNetV3 are
-served from their definitions).
+served from their definitions; NAS-Bench-201 from its cell-space definition, a subclass:
+``spaces.cells.CellSpace``).
 """
 
 from __future__ import annotations
@@ -23,11 +24,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from client_sdk.spaces import table_hook
+from client_sdk.spaces import format_ofa, table_hook
 from client_sdk.spaces.base import SearchSpace, Table
 from client_sdk.spaces.defined_canon import DefinedCanon
 from client_sdk.spaces.defined_strings import DefinedStrings
 from client_sdk.spaces.defined_tables import (  # noqa: F401 - re-exported
+    KEEPS_CHANNELS,
     block_layers,
     build_tables,
     fixed_layers,
@@ -40,6 +42,7 @@ from client_sdk.spaces.descriptors import BASE_NAMES
 from client_sdk.spaces.language import (
     MAX_BLOCKS,
     MAX_GENES,
+    ORDINAL_GROUPS,
     Block,
     Definition,
     InvalidSpaceDefinition,
@@ -120,6 +123,16 @@ class DefinedSpace(DefinedStrings, DefinedCanon, SearchSpace):
         self.cardinalities = np.array([len(c) for c in choices], dtype=np.int64)
         self.group_keys = ("resolution", "width", "depth", *keys)
 
+    @functools.cached_property
+    def ordinal_genes(self) -> np.ndarray:  # type: ignore[override]
+        """(g,) bool: the genes of the numeric groups (``language.ORDINAL_GROUPS``:
+        resolution, width, depth, kernel, expand, groups), ordered lists of numbers; ops,
+        activations and ``se`` are categorical."""
+        out = np.zeros(self.num_genes, dtype=bool)
+        for group, cols in self._groups():
+            out[cols] = group in ORDINAL_GROUPS
+        return out
+
     # --------------------------------------------------------------- blocks
     def block_of(self, p: int, genes: Sequence[int]) -> Block:
         """The resolved block at position ``p`` for a gene vector (stride/out filled in)."""
@@ -157,7 +170,7 @@ class DefinedSpace(DefinedStrings, DefinedCanon, SearchSpace):
         res, width = self.globals_of(genes)
         c, size = d.channels, res
         for b in d.stem:
-            c_out = c if b.op in ("pool", "skip") else scaled(b.out, width)
+            c_out = c if b.op in KEEPS_CHANNELS else scaled(b.out, width)
             yield "stem", b, c, c_out, b.stride, size
             c, size = c_out, (1 if b.op == "pool" else (size + b.stride - 1) // b.stride)
         p = 0
@@ -175,7 +188,7 @@ class DefinedSpace(DefinedStrings, DefinedCanon, SearchSpace):
             if b.op == "linear":
                 c_out = b.out if i == last else scaled(b.out, width)
             else:
-                c_out = c if b.op in ("pool", "skip") else scaled(b.out, width)
+                c_out = c if b.op in KEEPS_CHANNELS else scaled(b.out, width)
             yield "head", b, c, c_out, b.stride, size
             c, size = c_out, (1 if b.op == "pool" else (size + b.stride - 1) // b.stride)
 
@@ -333,7 +346,11 @@ class DefinedSpace(DefinedStrings, DefinedCanon, SearchSpace):
 
 def check_consistency(d: Definition) -> DefinedSpace:
     """Checks a definition as a whole (sizes, channel/group consistency, head order) and
-    returns the space with its descriptor tables built."""
+    returns the space with its descriptor tables built (a cell space: ``spaces.cells``)."""
+    if d.cell is not None:
+        from client_sdk.spaces.cells import check_cells
+
+        return check_cells(d)
     n_blocks = sum(st.max_depth for st in d.stages)
     if n_blocks > MAX_BLOCKS:
         raise InvalidSpaceDefinition("stages", f"{n_blocks} block positions; at most "
@@ -351,6 +368,9 @@ def check_consistency(d: Definition) -> DefinedSpace:
         if b.op == "linear" and not pooled:
             raise InvalidSpaceDefinition(f"head[{i}].op", "linear needs a pooled input "
                                          "(put {op: pool} before it)")
+        if b.op == "norm" and pooled:
+            raise InvalidSpaceDefinition(f"head[{i}].op", "a norm after pooling: put it "
+                                         "before the {op: pool}")
         if b.op in ("conv", "mbconv") and pooled and b.kernel > 1:
             raise InvalidSpaceDefinition(f"head[{i}].kernel", "a conv after pooling must be 1x1")
         pooled = pooled or b.op == "pool"
@@ -369,6 +389,8 @@ def check_consistency(d: Definition) -> DefinedSpace:
         dup = next(n for i, n in enumerate(sp.gene_names) if n in sp.gene_names[:i])
         raise InvalidSpaceDefinition("gene_prefix", f"gene name {dup!r} is given twice")
     table_hook.check(sp)
+    if "ofa_subnet" in d.native:
+        format_ofa.check(sp)
     if sp.num_genes > MAX_GENES:
         raise InvalidSpaceDefinition("stages", f"{sp.num_genes} genes; at most {MAX_GENES}")
     rows = len(d.resolutions) * len(d.widths) * sum(

@@ -15,10 +15,21 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from client_sdk.spaces.language import Block, InvalidSpaceDefinition
-from client_sdk.spaces.layers import NUM_BASE, Layer, conv, eltwise, global_pool, linear
+from client_sdk.spaces.layers import (
+    NUM_BASE,
+    Layer,
+    conv,
+    eltwise,
+    global_pool,
+    linear,
+    params,
+)
 
 if TYPE_CHECKING:
     from client_sdk.spaces.defined import DefinedSpace
+
+#: the fixed ops whose output has their input's channels
+KEEPS_CHANNELS = ("pool", "skip", "norm")
 
 
 def make_divisible(v: float, divisor: int = 8) -> int:
@@ -70,9 +81,12 @@ def block_layers(b: Block, c_in: int, c_out: int, stride: int, size: int) -> lis
 
 
 def fixed_layers(b: Block, c_in: int, c_out: int, stride: int, size: int) -> list[Layer]:
-    """Layers of a stem/head entry or a block."""
+    """Layers of a stem/head entry or a block (``norm``: a standalone BatchNorm + act, one
+    element-wise kernel and its 2 x C parameters)."""
     if b.op == "pool":
         return [global_pool(c_in, size)]
+    if b.op == "norm":
+        return [eltwise(c_in, size, reads=1), params(2 * c_in)]
     if b.op == "linear":
         return [linear(c_in, c_out, bias=b.bias)]
     return block_layers(b, c_in, c_out, stride, size)
@@ -103,8 +117,14 @@ def table_entries(sp: DefinedSpace) -> Iterator[tuple[int, int | None, int, list
     fixed part, stage, its layers)``, each block checked for channel/group consistency.
 
     One walk of the definition for every table built from layer rows (these descriptors,
-    and e.g. the transferred basis's richer ones: ``predictor.transfer_features``)."""
+    and e.g. the transferred basis's richer ones: ``predictor.transfer_features``). A cell
+    space yields an edge's row once per cell (``spaces.cells.cell_entries``): rows add up."""
     d = sp.definition
+    if d.cell is not None:
+        from client_sdk.spaces.cells import cell_entries
+
+        yield from cell_entries(sp)
+        return
     offsets, _ = table_layout(sp)
     last = len(d.head) - 1
     combos = itertools.product(range(len(d.resolutions)), range(len(d.widths)))
@@ -113,7 +133,7 @@ def table_entries(sp: DefinedSpace) -> Iterator[tuple[int, int | None, int, list
         base = gc * int(offsets[-1])
         c, size = d.channels, res
         for i, b in enumerate(d.stem):
-            c_out = c if b.op in ("pool", "skip") else scaled(b.out, width)
+            c_out = c if b.op in KEEPS_CHANNELS else scaled(b.out, width)
             _check_block(b, c, c_out, f"stem[{i}]")
             yield gc, None, 0, fixed_layers(b, c, c_out, b.stride, size)
             c, size = c_out, (size + b.stride - 1) // b.stride
@@ -140,7 +160,7 @@ def table_entries(sp: DefinedSpace) -> Iterator[tuple[int, int | None, int, list
             if b.op == "linear":
                 c_out = b.out if i == last else scaled(b.out, width)
             else:
-                c_out = c if b.op in ("pool", "skip") else scaled(b.out, width)
+                c_out = c if b.op in KEEPS_CHANNELS else scaled(b.out, width)
             _check_block(b, c, c_out, f"head[{i}]")
             yield gc, None, sp.num_stages - 1, fixed_layers(b, c, c_out, b.stride, size)
             c, size = c_out, (1 if b.op == "pool" else (size + b.stride - 1) // b.stride)
@@ -159,7 +179,7 @@ def layer_tables(sp: DefinedSpace, row: Callable[[list[Layer], int], np.ndarray]
         if index is None:
             fixed[gc] += row(layers, stage)
         else:
-            flat[index] = row(layers, stage)
+            flat[index] += row(layers, stage)
     return flat, fixed
 
 

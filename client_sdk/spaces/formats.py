@@ -3,15 +3,16 @@
 String batches are parsed by ``spaces.string_parse`` (``parse_many``, vectorised for
 canonical strings; re-exported here with ``fast_parse_many``).
 
-Native formats:
+Native formats (none keyed by a space's name):
 
-* ``nasbench201``: NATS-Bench / NAS-Bench-201 topology indices ``0..15624`` (the bundled
-  table's ``index`` column is the official index) and the official ``|op~i|+...`` strings
-  (this project's string form);
-* ``fbnet`` (and any space): lists of per-gene choice names, FBNet's 22 operation names
+* ``index`` (any space with a table): the table's own architecture indices — for
+  NAS-Bench-201 the NATS-Bench topology indices ``0..15624`` (the bundled table's ``index``
+  column is the official index; its strings ``|op~i|+...`` are the space's string form);
+* ``ops`` (any space): lists of per-gene choice names, e.g. FBNet's 22 operation names
   (``["k3_e1", "skip", ...]``);
-* ``ofa_mbv3``: the ``ofa`` library's subnet dicts ``{"ks": [20], "e": [20], "d": [5],
-  "r": [224]}`` (resolution also as ``"image_size"``, an int or a one-element list).
+* ``ofa`` (a definition that opts in with ``format: {native: ofa_subnet}``, as
+  OFA-MobileNetV3's does): the ``ofa`` library's subnet dicts ``{"ks": [20], "e": [20],
+  "d": [5], "r": [224]}`` (``spaces.format_ofa``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ import numpy as np
 
 from client_sdk.errors import InvalidArchitecture
 from client_sdk.spaces.base import GENE_DTYPE, SearchSpace
+from client_sdk.spaces.format_ofa import (
+    genes_of_ofa_subnets,
+    ofa_subnets_of_genes,
+)
 from client_sdk.spaces.string_parse import fast_parse_many, parse_many  # noqa: F401
 
 # ---------------------------------------------------------------------- native formats
@@ -117,139 +122,13 @@ def op_lists_of_genes(space: SearchSpace, genes: np.ndarray) -> list[list[str]]:
     return [list(row) for row in zip(*cols, strict=True)] if len(genes) else []
 
 
-_OFA_KEYS = {"ks": 20, "e": 20, "d": 5}
+#: how a space accepts OFA subnet dicts, for errors
+OPT_IN = "a definition opts in with format: {native: ofa_subnet}, as ofa_mbv3's does"
 
 
-def _ofa_resolution(subnet: Mapping[str, Any], i: int) -> Any:
-    keys = [k for k in ("r", "image_size", "resolution") if k in subnet]
-    if len(keys) != 1:
-        what = "several of" if keys else "one of"
-        raise InvalidArchitecture(
-            f"OFA subnet needs {what} 'r' / 'image_size' (e.g. \"r\": [224]), got keys "
-            f"{sorted(subnet)}",
-            index=i,
-            gene=0,
-        )
-    r = subnet[keys[0]]
-    if isinstance(r, list | tuple):
-        if len(r) != 1:
-            raise InvalidArchitecture(
-                f"OFA subnet '{keys[0]}' must be one resolution, got {list(r)}", index=i, gene=0
-            )
-        r = r[0]
-    return r
-
-
-def genes_of_ofa_subnets(space: SearchSpace, subnets: Sequence[Mapping[str, Any]]) -> np.ndarray:
-    """The ``ofa`` library's subnet dicts -> canonical OFA-MobileNetV3 genes (vectorised)."""
-    from client_sdk.spaces.ofa_mbv3 import DEPTHS, EXPANDS, KERNELS, RESOLUTIONS
-
-    fast = _ofa_fast(space, subnets)
-    if fast is not None:
-        return fast
-    n = len(subnets)
-    raw = np.empty((n, 46), dtype=object)
-    for i, sub in enumerate(subnets):
-        if not isinstance(sub, Mapping):
-            raise InvalidArchitecture(
-                f"expected an OFA subnet dict, got {type(sub).__name__}", index=i
-            )
-        raw[i, 0] = _ofa_resolution(sub, i)
-        for key, start in (("d", 1), ("ks", 6), ("e", 26)):
-            count = _OFA_KEYS[key]
-            values = sub.get(key)
-            if not isinstance(values, list | tuple | np.ndarray) or len(values) != count:
-                got = "nothing" if values is None else repr(values)
-                raise InvalidArchitecture(
-                    f"OFA subnet '{key}' must be a list of {count} values, got {got}",
-                    index=i,
-                    gene=start,
-                )
-            raw[i, start : start + count] = list(values)
-    out = np.empty((n, 46), dtype=GENE_DTYPE)
-    for start, count, allowed, key in (
-        (0, 1, RESOLUTIONS, "r"),
-        (1, 5, DEPTHS, "d"),
-        (6, 20, KERNELS, "ks"),
-        (26, 20, EXPANDS, "e"),
-    ):
-        lut = {int(v): k for k, v in enumerate(allowed)}
-        block = raw[:, start : start + count].reshape(-1)
-        codes = np.fromiter(
-            (lut.get(v, -1) if isinstance(v, int | np.integer) else -1 for v in block),
-            dtype=np.int64,
-            count=block.size,
-        )
-        if (codes < 0).any():
-            pos = int(np.argmax(codes < 0))
-            i, j = divmod(pos, count)
-            where = key if count == 1 else f"{key}[{j}]"
-            raise InvalidArchitecture(
-                f"OFA subnet '{where}' = {block[pos]!r} not allowed "
-                f"(allowed: {', '.join(map(str, allowed))})",
-                index=i,
-                gene=start + j,
-            )
-        out[:, start : start + count] = codes.reshape(n, count)
-    return space.canonicalize(out)
-
-
-def _ofa_fast(space: SearchSpace, subnets: Sequence[Any]) -> np.ndarray | None:
-    """Vectorised path for well-formed dicts (``r`` or ``image_size``); None otherwise."""
-    from client_sdk.spaces.ofa_mbv3 import DEPTHS, EXPANDS, KERNELS, RESOLUTIONS
-
-    n = len(subnets)
-    if n == 0 or not all(type(sub) is dict for sub in subnets):
-        return None
-    key = "r" if "r" in subnets[0] else "image_size"
-    other = {"r", "image_size", "resolution"} - {key}
-    if any(not other.isdisjoint(sub) for sub in subnets):
-        return None
-    arrays = []
-    try:
-        for k, count in ((key, 1), ("d", 5), ("ks", 20), ("e", 20)):
-            lists = [sub[k] for sub in subnets]
-            if count == 1:
-                lists = [v if type(v) is list else [v] for v in lists]
-            if set(map(len, lists)) != {count}:
-                return None
-            types = set(map(type, itertools.chain.from_iterable(lists)))
-            if not all(issubclass(t, int | np.integer) and t is not bool for t in types):
-                return None  # fromiter would cast 3.5 / "3" / True silently
-            flat = np.fromiter(itertools.chain.from_iterable(lists), dtype=np.int64,
-                               count=n * count)
-            arrays.append(flat.reshape(n, count))
-    except (KeyError, ValueError, TypeError):
-        return None  # missing keys, non-integers, ...: the per-dict path names the error
-    out = np.empty((n, 46), dtype=GENE_DTYPE)
-    for arr, start, count, allowed in (
-        (arrays[0], 0, 1, RESOLUTIONS), (arrays[1], 1, 5, DEPTHS),
-        (arrays[2], 6, 20, KERNELS), (arrays[3], 26, 20, EXPANDS),
-    ):
-        if arr.shape != (n, count):
-            return None
-        lut = np.full(max(allowed) + 1, -1, dtype=np.int64)
-        lut[list(allowed)] = np.arange(len(allowed))
-        vals = arr.astype(np.int64)
-        codes = lut[np.clip(vals, 0, len(lut) - 1)]
-        if ((vals < 0) | (vals >= len(lut)) | (codes < 0)).any():
-            return None
-        out[:, start : start + count] = codes
-    return space.canonicalize(out)
-
-
-def ofa_subnets_of_genes(space: SearchSpace, genes: np.ndarray) -> list[dict[str, Any]]:
-    """Canonical genes -> ``ofa`` subnet dicts (inactive blocks carry the first choice)."""
-    from client_sdk.spaces.ofa_mbv3 import DEPTHS, EXPANDS, KERNELS, RESOLUTIONS
-
-    g = space.validate(genes).astype(np.int64)
-    r = np.asarray(RESOLUTIONS)[g[:, 0]].tolist()
-    d = np.asarray(DEPTHS)[g[:, 1:6]].tolist()
-    ks = np.asarray(KERNELS)[g[:, 6:26]].tolist()
-    e = np.asarray(EXPANDS)[g[:, 26:46]].tolist()
-    return [
-        {"ks": ks[i], "e": e[i], "d": d[i], "r": [r[i]]} for i in range(len(g))
-    ]
+def natives(space: SearchSpace) -> tuple[str, ...]:
+    """The native forms a space's definition opts in to (``format.native``)."""
+    return getattr(getattr(space, "definition", None), "native", ())
 
 
 def detect_form(archs: Any) -> str:
@@ -310,11 +189,9 @@ def to_genes(space: SearchSpace, archs: Any, form: str | None = None) -> np.ndar
     if form == "ops":
         return genes_of_op_lists(space, list(archs))
     if form == "ofa":
-        if space.name != "ofa_mbv3":
-            raise InvalidArchitecture(
-                f"OFA subnet dicts describe 'ofa_mbv3' architectures, not '{space.name}'",
-                index=0,
-            )
+        if "ofa_subnet" not in natives(space):
+            raise InvalidArchitecture(f"space '{space.name}' takes no OFA subnet dicts ({OPT_IN})",
+                                      index=0)
         return genes_of_ofa_subnets(space, list(archs))
     raise ValueError(f"unknown architecture form '{form}' (known: {', '.join(FORMS)})")
 
@@ -331,7 +208,7 @@ def from_genes(space: SearchSpace, genes: np.ndarray, form: str = "string") -> A
     if form == "ops":
         return op_lists_of_genes(space, genes)
     if form == "ofa":
-        if space.name != "ofa_mbv3":
-            raise ValueError(f"OFA subnet dicts only exist for 'ofa_mbv3', not '{space.name}'")
+        if "ofa_subnet" not in natives(space):
+            raise ValueError(f"space '{space.name}' has no OFA subnet dicts ({OPT_IN})")
         return ofa_subnets_of_genes(space, genes)
     raise ValueError(f"unknown architecture form '{form}' (known: {', '.join(FORMS)})")

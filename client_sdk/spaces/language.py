@@ -24,7 +24,8 @@ head:
   - {op: conv, out: 1280, kernel: 1, act: relu6}
   - {op: pool}
   - {op: linear, out: 1000}
-format: keyed                     # or joined, or {style: keyed, keys: {resolution: r}}
+format: keyed                     # or joined, or {style: keyed, keys: {resolution: r},
+                                  # native: ofa_subnet}
 gene_prefix: {op: block}          # optional: gene names block0.. instead of op0..
 table: {name: fbnet, genes: {op: "block{p}"}}  # bundled spaces only: their measured table
 ```
@@ -34,14 +35,20 @@ expand, kernel, groups of the 1x1 convs with a channel shuffle when > 1, se, act
 ``expand_conv: auto|always``: ``auto`` omits the 1x1 expansion when ``expand`` is 1, as
 MobileNet-V2 does), ``skip`` (identity, or a strided 1x1 conv where the shape changes),
 ``pool`` (global average pooling), ``linear`` (out; ``bias: true|false``, default true;
-``act``, default ``none``; head only). A residual add joins a block whose input and output
-shapes match.
+``act``, default ``none``; head only), ``norm`` (a standalone BatchNorm + act, stem or head
+before the pool). A residual add joins a block whose input and output shapes match.
+
+Cell spaces (``cell``: a fixed DAG whose edges are the choices, repeated through stages with
+``reduction`` blocks; NAS-Bench-201): ``spaces.language_cells``, string style ``cell``.
 
 String forms (``format``): ``keyed`` gives one ``key=v-v-..`` token per gene group
 (``resolution``, ``width``, ``depth``, then the choice keys in gene order), ``joined`` the
 groups' values joined by '-' and separated by spaces, no keys. The mapping form
 ``{style: keyed, keys: {resolution: r, depth: d}}`` renames the keys of the string (here
-``r=224 d=2-3-4 ...``); groups not listed keep their name.
+``r=224 d=2-3-4 ...``); groups not listed keep their name. ``native: ofa_subnet`` (or a
+list) opts in to a native form beyond genes, strings, op-name lists and table indices: the
+``ofa`` library's subnet dicts (``spaces.format_ofa``; OFA-MobileNetV3's definition does).
+The genes of numeric groups (``ORDINAL_GROUPS``) are ordinal: a search mutation may step them.
 
 Gene names (``gene_prefix``): a gene is named after its group, ``resolution``, ``width``,
 ``depth{s}`` or ``{key}{p}`` (``op``, ``kernel``, ...); ``gene_prefix: {op: block}`` names
@@ -54,8 +61,9 @@ Measured table (``table``, the bundled spaces' own definitions only): ``name`` i
 under ``client_sdk/data`` and ``genes`` maps every gene group to its column(s): a template
 with ``{p}`` is one column per gene (``{p}`` the gene's number: ``block{p}`` -> ``block0``,
 ``block1``, ...), one without is a single column holding the group's values joined by '-'
-(``depth: depths`` -> ``2-3-4-2-3``). Cells hold the choice labels of the string form
-(``spaces.table_hook``).
+(``depth: depths`` -> ``2-3-4-2-3``). Cells hold the choice labels of the string form;
+``string: <column>`` instead reads each architecture's string, ``accuracy: {metric:
+column}`` the served accuracies (``spaces.table_hook``).
 
 Model features (``features``, optional): every space's are the one-hot genes, log FLOPs and
 log params; ``{inactive: zero}`` zeroes the one-hot of the genes ``canonicalize`` zeroes
@@ -77,13 +85,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from client_sdk.errors import InvalidSpaceDefinition
+from client_sdk.spaces import table_hook
+from client_sdk.spaces.language_cells import (
+    Cell,
+    check_cell_definition,
+    parse_cell,
+    parse_cell_stage,
+)
+from client_sdk.spaces.table_hook import TableHook
 
 MAX_DEFINITION_BYTES = 1024 * 1024  # a network space of ~100 ResNet-size layer lists
 MAX_GENES = 512
 MAX_CHOICES = 256  # per gene: packed genes travel as one byte each (oracle.proto)
 MAX_BLOCKS = 256
 MAX_CHANNELS = 1 << 16
-OPS = ("conv", "mbconv", "skip", "pool", "linear")
+OPS = ("conv", "mbconv", "skip", "pool", "linear", "norm")
 ACTS = ("relu", "relu6", "hswish", "swish", "sigmoid", "none")
 BLOCK_FIELDS = {"op", "kernel", "expand", "groups", "se", "act", "expand_conv", "name"}
 CHOOSABLE = ("op", "kernel", "expand", "groups", "se", "act")
@@ -91,6 +107,11 @@ _NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _LABEL = re.compile(r"^[A-Za-z0-9_.+]{1,32}$")
 _KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,31}$")
 GROUP_KEYS = ("resolution", "width", "depth", *CHOOSABLE)
+STYLES = ("keyed", "joined", "cell")
+#: gene groups of ordered numbers: a +-1 step is a small change (``ordinal_genes``)
+ORDINAL_GROUPS = ("resolution", "width", "depth", "kernel", "expand", "groups")
+#: native architecture forms a definition may opt in to (``format.native``, ``spaces.formats``)
+NATIVE_FORMS = ("ofa_subnet",)
 
 
 @dataclass(frozen=True)
@@ -118,6 +139,7 @@ class Stage:
     factors: tuple[tuple[str, tuple[Any, ...]], ...]  # ("kernel", (3, 5, 7)) ...
     ops: tuple[tuple[str, Mapping[str, Any]], ...] | None  # named candidates
     first_ops: tuple[tuple[str, Mapping[str, Any]], ...] | None
+    reduction: str | None = None  # a cell space's block before the stage's cells
 
     @property
     def max_depth(self) -> int:
@@ -130,14 +152,6 @@ class Stage:
 
 
 @dataclass(frozen=True)
-class TableHook:
-    """``table:`` a bundled measured table and its gene group -> column template map."""
-
-    name: str
-    genes: Mapping[str, str]  # group -> column name, ``{p}``: one column per gene
-
-
-@dataclass(frozen=True)
 class Definition:
     name: str
     description: str
@@ -147,12 +161,15 @@ class Definition:
     stem: tuple[Block, ...]
     stages: tuple[Stage, ...]
     head: tuple[Block, ...]
-    format: str  # "keyed" | "joined"
+    format: str  # "keyed" | "joined" | "cell"
     source: Mapping[str, Any] = field(repr=False, default_factory=dict)
     format_keys: Mapping[str, str] = field(default_factory=dict)  # group -> string key
     gene_prefix: Mapping[str, str] = field(default_factory=dict)  # group -> gene name prefix
     table: TableHook | None = None  # the bundled measured table (bundled definitions only)
     features: Mapping[str, str] = field(default_factory=dict)  # model feature options
+    cell: Cell | None = None  # a cell space's cell (``spaces.language_cells``)
+    format_example: str | None = None  # a cell string form's example, shown in errors
+    native: tuple[str, ...] = ()  # native forms the space accepts (``NATIVE_FORMS``)
 
     def canonical_json(self) -> str:
         """The definition as canonical JSON: the identity of a registered space."""
@@ -275,6 +292,8 @@ def check_field(key: str, v: Any, path: str) -> Any:
 
 def _fixed_layer(d: Any, path: str) -> Block:
     _keys(d, path, BLOCK_FIELDS | {"stride", "out", "bias"}, ("op",))
+    if d["op"] == "norm":  # a standalone BatchNorm (+ act): keeps the channels
+        _keys(d, path, {"op", "act"})
     vals = {k: check_field(k, v, f"{path}.{k}") for k, v in d.items()
             if k not in ("name", "bias")}
     if vals["op"] in ("conv", "linear", "mbconv") and "out" not in vals:
@@ -292,16 +311,18 @@ def _fixed_layer(d: Any, path: str) -> Block:
     return Block(**vals)
 
 
-def _format(v: Any) -> tuple[str, dict[str, str]]:
-    """``format``: ``keyed`` | ``joined`` | ``{style: keyed|joined, keys: {group: key}}``."""
+def _format(v: Any, default: str) -> tuple[str, dict[str, str], str | None, tuple[str, ...]]:
+    """``format``: a style (``keyed`` | ``joined`` | ``cell``) or ``{style, keys: {group:
+    key}, example, native}`` -> (style, keys, example, native forms)."""
     if isinstance(v, str):
-        style, keys = v, {}
+        style, keys, d = v, {}, {}
     else:
-        d = _keys(v, "format", {"style", "keys"}, ("style",))
-        style, keys = d["style"], _keys(d.get("keys", {}), "format.keys", set(GROUP_KEYS))
+        d = _keys(v, "format", {"style", "keys", "example", "native"})
+        style, keys = d.get("style", default), _keys(d.get("keys", {}), "format.keys",
+                                                       set(GROUP_KEYS))
     path = "format" if isinstance(v, str) else "format.style"
-    if style not in ("keyed", "joined"):
-        raise InvalidSpaceDefinition(path, f"must be 'keyed' or 'joined', got {style!r}")
+    if style not in STYLES:
+        raise InvalidSpaceDefinition(path, f"must be 'keyed', 'joined' or 'cell', got {style!r}")
     if keys and style != "keyed":
         raise InvalidSpaceDefinition("format.keys", "only a keyed format has keys")
     seen: dict[str, str] = {}
@@ -313,7 +334,17 @@ def _format(v: Any) -> tuple[str, dict[str, str]]:
             raise InvalidSpaceDefinition(f"format.keys.{group}", f"key {key!r} is also the "
                                          f"key of {seen[key]!r}")
         seen[key] = group
-    return style, dict(keys)
+    example = d.get("example")
+    if example is not None and (style != "cell" or not isinstance(example, str)
+                                or not 0 < len(example) <= 200):
+        raise InvalidSpaceDefinition("format.example", "only a cell format has an example: "
+                                     f"a string of 1-200 characters, got {example!r}")
+    native = d.get("native", [])
+    native = [native] if isinstance(native, str) else native
+    if not isinstance(native, list) or any(n not in NATIVE_FORMS for n in native):
+        raise InvalidSpaceDefinition("format.native", f"must be one or a list of "
+                                     f"{', '.join(NATIVE_FORMS)}, got {d.get('native')!r}")
+    return style, dict(keys), example, tuple(dict.fromkeys(native))
 
 
 def _gene_prefix(v: Any) -> dict[str, str]:
@@ -324,28 +355,6 @@ def _gene_prefix(v: Any) -> dict[str, str]:
             raise InvalidSpaceDefinition(f"gene_prefix.{group}", "must match "
                                          f"[a-z][a-z0-9_]{{0,31}}, got {prefix!r}")
     return dict(d)
-
-
-_COLUMN = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,31}(\{p\}[A-Za-z0-9_]{0,16})?$")
-
-
-def _table(v: Any) -> TableHook:
-    """``table``: ``{name: <bundled table>, genes: {group: column template}}``."""
-    from client_sdk.data import SPACES_WITH_TABLES
-
-    d = _keys(v, "table", {"name", "genes"}, ("name", "genes"))
-    if d["name"] not in SPACES_WITH_TABLES:
-        raise InvalidSpaceDefinition("table.name", f"unknown bundled table {d['name']!r} "
-                                     f"(known: {', '.join(SPACES_WITH_TABLES)})")
-    genes = _keys(d["genes"], "table.genes", set(GROUP_KEYS))
-    if not genes:
-        raise InvalidSpaceDefinition("table.genes", "maps no gene group to a column")
-    for group, column in genes.items():
-        if not isinstance(column, str) or not _COLUMN.match(column):
-            raise InvalidSpaceDefinition(f"table.genes.{group}", "must be a column name, "
-                                         "optionally with one '{p}' (e.g. 'block{p}'), "
-                                         f"got {column!r}")
-    return TableHook(d["name"], dict(genes))
 
 
 FEATURE_OPTIONS = {"inactive": ("keep", "zero"), "resolution": ("none", "area")}
@@ -372,7 +381,7 @@ def _candidates(v: Any, path: str, shared: dict) -> tuple[tuple[str, dict], ...]
             raise InvalidSpaceDefinition(f"{p}.name", f"duplicate candidate name {name!r}")
         seen.add(name)
         op = vals.get("op", shared.get("op", "mbconv"))
-        if op in ("pool", "linear"):
+        if op in ("pool", "linear", "norm"):
             raise InvalidSpaceDefinition(f"{p}.op", f"{op} cannot be a block choice")
         out.append((name, vals))
     return tuple(out)
@@ -390,7 +399,7 @@ def _stage(d: Any, path: str) -> Stage:
         raise InvalidSpaceDefinition(f"{path}.depth", f"repeated values in {list(depths)}")
     block = _keys(d.get("block", {}), f"{path}.block", BLOCK_FIELDS - {"name"})
     block = {k: check_field(k, v, f"{path}.block.{k}") for k, v in block.items()}
-    if block.get("op") in ("pool", "linear"):
+    if block.get("op") in ("pool", "linear", "norm"):
         raise InvalidSpaceDefinition(f"{path}.block.op", f"{block['op']} is not a block op")
     choose = _keys(d.get("choose", {}), f"{path}.choose", set(CHOOSABLE) - {"op"})
     factors = []
@@ -430,7 +439,7 @@ def parse_definition(data: Mapping[str, Any] | str | bytes) -> Definition:
 def validate_definition(data: Mapping[str, Any]) -> Definition:
     """The field-by-field checks of a definition mapping (not the whole-space ones)."""
     d = _keys(dict(data), "", {"name", "description", "input", "width", "stem", "stages",
-                               "head", "format", "gene_prefix", "table", "features"},
+                               "head", "format", "gene_prefix", "table", "features", "cell"},
               ("name", "input", "stages", "head"))
     name = d["name"]
     if not isinstance(name, str) or not _NAME.match(name):
@@ -451,13 +460,23 @@ def validate_definition(data: Mapping[str, Any]) -> Definition:
     stem = tuple(_fixed_layer(x, f"stem[{i}]")
                  for i, x in enumerate(_list(d.get("stem", []) or [], "stem", False)
                                        if d.get("stem") else []))
-    stages = tuple(_stage(x, f"stages[{i}]")
+    cell = parse_cell(d["cell"]) if "cell" in d else None
+    stage = _stage if cell is None else parse_cell_stage
+    stages = tuple(stage(x, f"stages[{i}]")
                    for i, x in enumerate(_list(d["stages"], "stages", False)))
     head = tuple(_fixed_layer(x, f"head[{i}]")
                  for i, x in enumerate(_list(d["head"], "head", False)))
-    fmt, format_keys = _format(d.get("format", "keyed"))
+    style = "keyed" if cell is None else "cell"
+    fmt, format_keys, example, native = _format(d.get("format", style), style)
+    if fmt == "cell" and cell is None:
+        raise InvalidSpaceDefinition("format", "only a cell space (with a 'cell') has cell "
+                                     "strings")
     prefixes = _gene_prefix(d.get("gene_prefix", {}))
-    table = _table(d["table"]) if "table" in d else None
+    table = table_hook.parse(d["table"]) if "table" in d else None
     features = _features(d.get("features", {}))
-    return Definition(name, desc, channels, resolutions, widths, stem, stages, head, fmt,
-                      json.loads(json.dumps(d)), format_keys, prefixes, table, features)
+    out = Definition(name, desc, channels, resolutions, widths, stem, stages, head, fmt,
+                     json.loads(json.dumps(d)), format_keys, prefixes, table, features, cell,
+                     example, native)
+    if cell is not None:
+        check_cell_definition(d, out)
+    return out

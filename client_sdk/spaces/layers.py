@@ -10,6 +10,9 @@ element-wise op, a pooling); its descriptor row follows ``spaces.descriptors.BAS
 * ``kernels``      1 per executed layer;
 * ``elementwise``  elements processed by element-wise / pooling layers.
 
+A ``params`` entry is parameters no layer of the list holds (a standalone BatchNorm's
+scale and shift, as the space language's ``norm`` lists them): weights only, no kernel.
+
 Spatial sizes are areas (``H * W``) so non-square inputs and kernels need no special case.
 The same rows are produced by the space language (``spaces.language``) for a definition
 and by ``client_sdk.measure.layers`` for a traced torch module, so a device fit on one
@@ -26,7 +29,7 @@ import numpy as np
 from client_sdk.spaces.descriptors import BASE_NAMES
 
 NUM_BASE = len(BASE_NAMES)
-KINDS = ("conv", "linear", "eltwise", "pool")
+KINDS = ("conv", "linear", "eltwise", "pool", "params")
 
 
 @dataclass(frozen=True)
@@ -68,10 +71,10 @@ class Layer:
         elif self.kind == "pool":
             v[3] = self.c_in * self.area_in + self.c_out * self.area_out
             v[5] = self.c_out * self.area_out * self.kernel_area
-        else:
+        elif self.kind != "params":
             raise ValueError(f"unknown layer kind {self.kind!r} (known: {', '.join(KINDS)})")
         v[2] += self.extra_weights
-        v[4] = 1.0
+        v[4] = 0.0 if self.kind == "params" else 1.0
         return v
 
     def to_list(self) -> list:
@@ -94,6 +97,11 @@ def linear(c_in: int, c_out: int, bias: bool = True) -> Layer:
 
 def eltwise(channels: int, size: int, reads: int = 2) -> Layer:
     return Layer("eltwise", channels, channels, size * size, size * size, reads=reads)
+
+
+def params(count: int) -> Layer:
+    """``count`` parameters held by no layer of the list (weights only, no kernel)."""
+    return Layer("params", 0, 0, extra_weights=count)
 
 
 def global_pool(channels: int, size: int) -> Layer:

@@ -4,10 +4,9 @@ The served ``ofa_mbv3`` space is that definition (``get_space("ofa_mbv3")``, a
 ``DefinedSpace``); there is no OFA class any more. Genes (46): ``resolution`` (128..224 step
 4), ``depth0..4`` (2, 3, 4), ``kernel0..19`` (3, 5, 7), ``expand0..19`` (3, 4, 6); block
 ``4*s + b`` is active when ``b < depth_s``. This module exposes the layout constants some
-callers still import — the ``ofa`` subnet-dict native format (``spaces.formats``), the
-reference network ``client_sdk.measure.ofa`` (what ``build_model`` measures),
-``oracle_server.predictor.transfer_features`` and a few benchmarks — derived from the
-definition, so they cannot drift from it.
+callers still import — the reference network ``client_sdk.measure.ofa`` (what
+``build_model`` measures) and a few benchmarks — derived from the definition, so they
+cannot drift from it.
 """
 
 from __future__ import annotations

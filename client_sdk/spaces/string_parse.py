@@ -1,12 +1,12 @@
 """Vectorised parsing of batches of architecture strings (``parse_many``).
 
-Per space: NAS-Bench-201 strings are looked up whole in a dict of all 15,625 canonical
-strings; batches of a space from a definition with a ``joined`` string form (FBNet: 22 op
-names joined by '-') are joined into one byte buffer whose '-'/' '-separated tokens are
-matched as 8-byte keys (numpy searchsorted); the ``keyed`` strings of a space from a
-definition whose labels have one width per gene (OFA's ``r=.. d=.. k=.. e=..``,
-MobileNet-V2's) are fixed-width, read as an ``(n, width)`` byte matrix checked against the
-canonical template. A batch that is not exactly canonical (extra spaces, other field
+Per string form: the ``cell`` strings of a small cell space (NAS-Bench-201's) are looked
+up whole in a dict of every canonical string (15,625 for NB-201); batches of a space with
+a ``joined`` string form (FBNet: 22 op names joined by '-') are joined into one byte buffer
+whose '-'/' '-separated tokens are matched as 8-byte keys (numpy searchsorted); the
+``keyed`` strings of a space whose labels have one width per gene (OFA's ``r=.. d=.. k=..
+e=..``, MobileNet-V2's) are fixed-width, read as an ``(n, width)`` byte matrix checked
+against the canonical template. A batch that is not exactly canonical (extra spaces, other field
 order, an error) returns ``None`` from ``fast_parse_many`` and ``parse_many`` falls back to
 the per-string parser, which accepts the lenient forms and raises the precise
 ``InvalidArchitecture``. So the fast path never changes what is accepted, only its speed.
@@ -50,27 +50,35 @@ def _matrix(buf: np.ndarray, n: int, width: int) -> np.ndarray | None:
     return mat[:, :width]
 
 
-@functools.cache
-def _nb201_lookup() -> dict[str, int]:
-    """Every canonical NB201 string -> its mixed-radix code (15,625 entries, built once)."""
-    from client_sdk.spaces.nasbench201 import OPS
-
-    k = len(OPS)
-    codes = np.arange(k**6)
-    genes = np.stack([(codes // k ** (5 - j)) % k for j in range(6)], axis=1)
-    ops = np.asarray(OPS, dtype=object)[genes]
-    strings = [f"|{a}~0|+|{b}~0|{c}~1|+|{d}~0|{e}~1|{f}~2|" for a, b, c, d, e, f in ops]
-    return dict(zip(strings, codes.tolist(), strict=True))
+#: a cell space up to this size parses by whole-string lookup (NB-201: 15,625 strings)
+MAX_LOOKUP = 1 << 16
 
 
-def _parse_nb201(archs: Sequence[str]) -> np.ndarray | None:
-    lut = _nb201_lookup()
+@functools.lru_cache(maxsize=16)
+def _lookup_plan(space: SearchSpace) -> tuple[dict[str, int], np.ndarray] | None:
+    """Every canonical string of a small space with a ``cell`` string form -> its row of
+    all gene vectors (built once), or None."""
+    definition = getattr(space, "definition", None)
+    if getattr(definition, "format", None) != "cell" or space.space_size > MAX_LOOKUP:
+        return None
+    card = space.cardinalities.astype(np.int64)
+    radix = np.concatenate([np.cumprod(card[::-1])[::-1][1:], [1]])
+    codes = np.arange(space.space_size, dtype=np.int64)
+    genes = ((codes[:, None] // radix[None, :]) % card[None, :]).astype(GENE_DTYPE)
+    strings = space.format_many(genes)
+    return dict(zip(strings, codes.tolist(), strict=True)), genes
+
+
+def _parse_lookup(space: SearchSpace, archs: Sequence[str]) -> np.ndarray | None:
+    plan = _lookup_plan(space)
+    if plan is None:
+        return None
+    lut, genes = plan
     codes = np.fromiter(map(lut.get, archs, itertools.repeat(-1)), dtype=np.int64,
                         count=len(archs))
     if codes.size and codes.min() < 0:
         return None
-    radix = 5 ** np.arange(5, -1, -1)
-    return ((codes[:, None] // radix[None, :]) % 5).astype(GENE_DTYPE)
+    return genes[codes]
 
 
 def _token_keys(names: Sequence[str], width: int) -> np.ndarray:
@@ -250,9 +258,10 @@ def fast_parse_many(space: SearchSpace, archs: Sequence[str]) -> np.ndarray | No
     """Genes of a batch of canonical strings, or ``None`` (then parse one by one)."""
     if len(archs) == 0:
         return np.empty((0, space.num_genes), dtype=GENE_DTYPE)
-    if space.name == "nasbench201":
-        return _parse_nb201(archs)
-    if getattr(getattr(space, "definition", None), "format", None) == "keyed":
+    style = getattr(getattr(space, "definition", None), "format", None)
+    if style == "cell":
+        return _parse_lookup(space, archs)
+    if style == "keyed":
         return _parse_keyed(space, archs)
     return _parse_joined(space, archs)
 

@@ -6,6 +6,9 @@ with ``{p}`` is one column per gene, ``{p}`` replaced by the gene's number (the 
 position of a choice key's gene, the stage of a ``depth`` gene); one without ``{p}`` is a
 single column holding the group's values joined by '-' (OFA's ``depths``: ``2-3-4-2-3``).
 Cells hold the choice labels of the space's string form (``DefinedSpace.choices``).
+Instead of ``genes``, ``string: arch_str`` names one column holding each architecture's
+string form (NAS-Bench-201's), parsed by the space. ``accuracy: {cifar10:
+cifar10_test_acc, ...}`` names accuracy columns (percent) served beside the latencies.
 
 Only a bundled space's own definition (``spaces/definitions/<name>.yaml``, unchanged) may
 name a table: a user's definition measures its own architectures (``check_allowed``).
@@ -17,18 +20,82 @@ from __future__ import annotations
 
 import functools
 import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from client_sdk.errors import InvalidSpaceDefinition
+from client_sdk.errors import InvalidArchitecture, InvalidSpaceDefinition
 from client_sdk.spaces.base import GENE_DTYPE, Table
-from client_sdk.spaces.language import Definition
+
+if TYPE_CHECKING:
+    from client_sdk.spaces.language import Definition
+
+_COLUMN = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,31}(\{p\}[A-Za-z0-9_]{0,16})?$")
+_PLAIN = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,47}$")
+
+
+@dataclass(frozen=True)
+class TableHook:
+    """``table:`` a bundled measured table, its gene group -> column template map (or the
+    column of the architectures' strings) and its accuracy columns."""
+
+    name: str
+    genes: Mapping[str, str]  # group -> column name, ``{p}``: one column per gene
+    string: str | None = None  # the column of the architectures' string forms
+    accuracy: Mapping[str, str] = field(default_factory=dict)  # metric -> column
+
+
+def _mapping(v: Any, path: str, allowed: set[str] | None = None) -> dict:
+    if not isinstance(v, dict):
+        raise InvalidSpaceDefinition(path, f"must be a mapping, got {type(v).__name__}")
+    for k in v:
+        if allowed is not None and k not in allowed:
+            raise InvalidSpaceDefinition(f"{path}.{k}", f"unknown field (allowed: "
+                                         f"{', '.join(sorted(allowed))})")
+    return v
+
+
+def parse(v: Any) -> TableHook:
+    """``table``: ``{name: <bundled table>, genes: {group: column template}}`` or ``{name,
+    string: <column>}``, with optional ``accuracy: {metric: column}``."""
+    from client_sdk.data import SPACES_WITH_TABLES
+    from client_sdk.spaces.language import GROUP_KEYS
+
+    d = _mapping(v, "table", {"name", "genes", "string", "accuracy"})
+    if "name" not in d:
+        raise InvalidSpaceDefinition("table.name", "is required")
+    if d["name"] not in SPACES_WITH_TABLES:
+        raise InvalidSpaceDefinition("table.name", f"unknown bundled table {d['name']!r} "
+                                     f"(known: {', '.join(SPACES_WITH_TABLES)})")
+    if ("genes" in d) == ("string" in d):
+        raise InvalidSpaceDefinition("table.genes", "give the gene columns ('genes') or "
+                                     "the string column ('string'), one of them")
+    string = d.get("string")
+    if string is not None and (not isinstance(string, str) or not _PLAIN.match(string)):
+        raise InvalidSpaceDefinition("table.string", f"must be a column name, got {string!r}")
+    genes = _mapping(d.get("genes", {}), "table.genes", set(GROUP_KEYS))
+    if "genes" in d and not genes:
+        raise InvalidSpaceDefinition("table.genes", "maps no gene group to a column")
+    for group, column in genes.items():
+        if not isinstance(column, str) or not _COLUMN.match(column):
+            raise InvalidSpaceDefinition(f"table.genes.{group}", "must be a column name, "
+                                         "optionally with one '{p}' (e.g. 'block{p}'), "
+                                         f"got {column!r}")
+    accuracy = _mapping(d.get("accuracy", {}), "table.accuracy")
+    for metric, column in accuracy.items():
+        if not _PLAIN.match(metric) or not isinstance(column, str) or not _PLAIN.match(column):
+            raise InvalidSpaceDefinition(f"table.accuracy.{metric}", "must map a metric "
+                                         f"name to a column name, got {column!r}")
+    return TableHook(d["name"], dict(genes), string, dict(accuracy))
 
 
 def check(sp) -> None:  # sp: spaces.defined.DefinedSpace
     """Definition-time checks of ``table`` against the space's gene groups."""
     hook = sp.definition.table
-    if hook is None:
+    if hook is None or hook.string is not None:
         return
     groups = [g for g, _ in sp._groups()]
     for group in hook.genes:
@@ -95,6 +162,11 @@ def load(sp) -> Table:  # sp: spaces.defined.DefinedSpace
     hook = sp.definition.table
     assert hook is not None
     raw = load_table(hook.name)
+    accuracy = {metric: np.array(_column(raw, col, f"table.accuracy.{metric}"),
+                                 dtype=np.float64) for metric, col in hook.accuracy.items()}
+    if hook.string is not None:
+        return Table(_parsed(sp, raw, hook.string), raw.index, raw.devices, raw.latency_ms,
+                     accuracy)
     n = len(raw.index)
     genes = np.empty((n, sp.num_genes), dtype=GENE_DTYPE)
     for group, cols in sp._groups():
@@ -115,4 +187,13 @@ def load(sp) -> Table:  # sp: spaces.defined.DefinedSpace
         for k, j in enumerate(cols):
             values = cells[:, k].astype(str)
             genes[:, j] = _codes(values, sp.choices[j], path, template, sp.gene_names[j])
-    return Table(sp.canonicalize(genes), raw.index, raw.devices, raw.latency_ms, {})
+    return Table(sp.canonicalize(genes), raw.index, raw.devices, raw.latency_ms, accuracy)
+
+
+def _parsed(sp, raw, column: str) -> np.ndarray:
+    """Genes of a column of string forms (the space's own parser: canonical)."""
+    try:
+        return sp.parse_many(_column(raw, column, "table.string"))
+    except InvalidArchitecture as exc:
+        raise InvalidSpaceDefinition("table.string", f"row {exc.index} of column "
+                                     f"'{column}': {exc.detail}") from None

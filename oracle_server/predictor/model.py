@@ -43,7 +43,6 @@ from oracle_server.predictor.selection import select_head
 
 MODEL_FORMAT_VERSION = 2  # 2: descriptor prior in model.npz
 CV_FRACTION = 0.1  # archs the proxy never sees, for the basis devices' CV estimate
-PRECOMPUTE_SPACES = ("nasbench201",)  # whole space in the table: serve basis by row lookup
 log = logging.getLogger(__name__)
 
 
@@ -270,7 +269,8 @@ class LatencyModel:
         path = Path(path)
         meta = read_meta(path / "model.json", "model", MODEL_FORMAT_VERSION)
         proxy = Proxy.load(path / "proxy")
-        if proxy.tables is None and meta["space"] not in PRECOMPUTE_SPACES:
+        space = get_space(meta["space"])
+        if proxy.tables is None and not space.table_covers_space:
             proxy.add_tables(path / "proxy")  # an artifact from before the tree tables
         with np.load(path / "model.npz", allow_pickle=False) as arrays:
             costs = arrays["cost_matrix"]
@@ -278,7 +278,7 @@ class LatencyModel:
             prior = (DescriptorPrior.from_arrays(arrays) if "prior_mu" in arrays.files
                      else None)
         cv = {d: (float(v[0]), float(v[1])) for d, v in meta["basis_cv"].items()}
-        return cls(get_space(meta["space"]), proxy, costs, cv, table, prior)
+        return cls(space, proxy, costs, cv, table, prior)
 
 
 def repeat_log_variance(genes: np.ndarray, y: np.ndarray) -> float:
@@ -441,7 +441,8 @@ def _train_model(sp: SearchSpace, devices: tuple[str, ...], config: ProxyConfig,
     cv = {d: (spearman(pred[:, j], truth[:, j]),
               float(np.sqrt(np.mean((np.log(pred[:, j]) - to_log(truth[:, j])) ** 2))))
           for j, d in enumerate(devices)}
-    basis_table = proxy.predict(feats) if sp.name in PRECOMPUTE_SPACES else None
+    # the whole space in the table (NAS-Bench-201's): serve the basis by row lookup
+    basis_table = proxy.predict(feats) if sp.table_covers_space else None
     if basis_table is None:
         proxy.build_tables()  # the exact fast form of the trees (open spaces)
     prior = fit_prior(descriptors(sp.name, table.genes[train_rows]),

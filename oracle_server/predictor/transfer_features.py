@@ -15,20 +15,17 @@ finer split of the same layers, still in absolute units (the same meaning in eve
   activations + weights) for a device of ``r`` MACs per element of memory traffic.
 
 Like the six descriptors, every column is a sum of per-(position, choice) rows plus a fixed
-part, so a batch is one gather-sum per position (``rich_descriptors``): NAS-Bench-201 (a
-class) from per-(edge, op) layer lists mirroring ``spaces.descriptors`` (checked against
-it: ``BASE_FROM_RICH``); every space from a definition — FBNet and OFA-MobileNetV3
-included — from its blocks' layer lists (``spaces.defined.block_layers``); a network space
-from its networks' layer lists.
+part, so a batch is one gather-sum per position (``rich_descriptors``): every space from a
+definition — NAS-Bench-201, FBNet and OFA-MobileNetV3 included — from the layer lists of
+its blocks or cell edges (``spaces.defined_tables.table_entries``); a network space from
+its networks' layer lists.
 """
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 
-from client_sdk.spaces.layers import Layer, conv, eltwise, global_pool, linear
+from client_sdk.spaces.layers import Layer
 
 ROOF_RATIOS = (4, 16, 64, 256)
 #: output spatial area lower bounds of the MAC buckets (112x112, 56x56, ..., smaller)
@@ -48,9 +45,12 @@ for _i, _j in ((0, 0), (1, 0), (2, 1), (3, 2), (4, 3), (5, 3), (6, 4), (7, 4), (
 
 
 def layer_row(layer: Layer) -> np.ndarray:
-    """(NUM_RICH,) rich row of one executed layer."""
+    """(NUM_RICH,) rich row of one executed layer (``params``: weights only, no traffic)."""
     base = layer.row()  # dense, dw, weights, activations, kernels, elementwise
     v = np.zeros(NUM_RICH)
+    if layer.kind == "params":
+        v[3] = base[2]
+        return v
     compute = layer.kind in ("conv", "linear")
     if compute:
         v[0 if layer.kind == "linear" or layer.kernel_area == 1 else 1] = base[0]
@@ -78,44 +78,6 @@ def rows(layers: list[Layer]) -> np.ndarray:
     return out
 
 
-def _weights(n: float) -> np.ndarray:
-    """A row adding ``n`` weights only (a BatchNorm outside any convolution)."""
-    v = np.zeros(NUM_RICH)
-    v[3] = n
-    return v
-
-
-# ------------------------------------------------------------------ NAS-Bench-201
-@functools.cache
-def nb201_rich_tables() -> tuple[np.ndarray, np.ndarray]:
-    """(6 edges, 5 ops, R) summed over the 15 cells, fixed (R,) (``nb201_tables``)."""
-    from client_sdk.spaces.nasbench201 import OPS
-
-    op_rows = np.zeros((len(OPS), NUM_RICH))
-    fixed = rows([conv(3, 16, 3, 1, 32)])
-    for stage, (c, hw) in enumerate(((16, 32), (32, 16), (64, 8))):
-        if stage > 0:
-            c_in = c // 2
-            fixed += rows([conv(c_in, c, 3, 2, 2 * hw), conv(c, c, 3, 1, hw),
-                           Layer("pool", c_in, c_in, 4 * hw * hw, hw * hw, 1),
-                           conv(c_in, c, 1, 1, hw, bn=False), eltwise(c, hw)])
-        for _ in range(5):
-            fixed += 3 * rows([eltwise(c, hw)])
-            for o, op in enumerate(OPS):
-                if op == "none":
-                    layers = [eltwise(c, hw, reads=1)]
-                elif op == "skip_connect":
-                    layers = []
-                elif op == "avg_pool_3x3":
-                    layers = [Layer("pool", c, c, hw * hw, hw * hw, 9)]
-                else:
-                    layers = [conv(c, c, 1 if op == "nor_conv_1x1" else 3, 1, hw)]
-                op_rows[o] += rows(layers)
-    fixed += rows([eltwise(64, 8, reads=1)]) + _weights(2 * 64)
-    fixed += rows([global_pool(64, 8), linear(64, 10)])
-    return np.broadcast_to(op_rows, (6, *op_rows.shape)).copy(), fixed
-
-
 # -------------------------------------------------------- spaces from definitions
 def _defined_rich_tables(sp) -> tuple[np.ndarray, np.ndarray]:
     """(flat rows + zero row, fixed per global combo) in ``DefinedSpace._tables``' layout,
@@ -137,19 +99,9 @@ def _defined_tables(sp) -> tuple[np.ndarray, np.ndarray]:
 
 
 # ------------------------------------------------------------------------- API
-def _gather_sum(table: np.ndarray, fixed: np.ndarray, g: np.ndarray) -> np.ndarray:
-    out = np.empty((len(g), table.shape[-1]))
-    out[:] = fixed
-    for j in range(table.shape[0]):
-        out += table[j].take(g[:, j], axis=0)
-    return out
-
-
 def rich_descriptors(space: str, genes: np.ndarray) -> np.ndarray:
     """(n, NUM_RICH) rich descriptors of a validated gene batch (vectorised gather-sum)."""
     g = np.asarray(genes).astype(np.int64, copy=False)
-    if space == "nasbench201":
-        return _gather_sum(*nb201_rich_tables(), g)
     from client_sdk.spaces import get_space
 
     sp = get_space(space)

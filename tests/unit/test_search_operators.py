@@ -112,3 +112,18 @@ def test_duplicates_against_population_and_archive():
     pop = Population.new("X", genes[2:3].astype(np.int64))
     kept = dedup.do(off, pop)
     np.testing.assert_array_equal(kept.get("X"), genes[3:].astype(np.int64))
+
+
+def test_ordinal_genes_come_from_the_definition():
+    """Numeric choices (resolution, width, depth, kernel, expand, groups) are ordinal: the
+    mutation steps them +-1 half the time; ops are categorical (no space name decides)."""
+    ofa, mbv2 = get_space("ofa_mbv3"), get_space("mobilenetv2")
+    assert ofa.ordinal_genes.all() and mbv2.ordinal_genes.all()
+    for name in ("nasbench201", "fbnet", "proxyless"):
+        assert not get_space(name).ordinal_genes.any()
+    X = np.ones((4000, ofa.num_genes), dtype=np.int64)  # the middle choice: +-1 both ways
+    out = GeneMutation(ofa, prob_var=1.0)._do(_Prob(ofa), X, random_state=np.random.default_rng(0))
+    steps = np.abs(out - X)[:, 6:] == 1  # kernels / expands: 3 choices, any reset is +-1
+    assert steps.all()
+    res = np.abs(out[:, 0] - X[:, 0])  # 25 resolutions: half the resets are +-1 steps
+    assert 0.45 < np.mean(res == 1) < 0.6

@@ -12,7 +12,6 @@ from client_sdk.data import load_table
 from client_sdk.errors import InvalidArchitecture, InvalidArgument, NotFound
 from client_sdk.spaces import GENE_DTYPE, get_space, list_spaces
 from client_sdk.spaces import fbnet as fb
-from client_sdk.spaces import nasbench201 as nb
 from client_sdk.spaces import ofa_mbv3 as ofa
 
 SPACES = ("nasbench201", "fbnet", "ofa_mbv3")
@@ -231,6 +230,14 @@ def _check_error(exc_info, index, gene, *needles):
         assert needle in str(err), (needle, str(err))
 
 
+def _check_parse_error(space: str, arch: str, index: int, gene, needles) -> None:
+    """``parse(arch, index=index)`` of ``space`` raises, naming ``index``, ``gene`` and each
+    of ``needles``."""
+    with pytest.raises(InvalidArchitecture) as exc:
+        get_space(space).parse(arch, index=index)
+    _check_error(exc, index, gene, *needles)
+
+
 NB_ALLOWED = "allowed: none, skip_connect, nor_conv_1x1, nor_conv_3x3, avg_pool_3x3"
 NB_OK = _nb("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3", "none")
 
@@ -277,9 +284,7 @@ NB201_BAD = [
 
 @pytest.mark.parametrize(("arch", "gene", "needles"), NB201_BAD)
 def test_nasbench201_parse_errors(arch, gene, needles):
-    with pytest.raises(InvalidArchitecture) as exc:
-        get_space("nasbench201").parse(arch, index=7)
-    _check_error(exc, 7, gene, *needles)
+    _check_parse_error("nasbench201", arch, 7, gene, needles)
 
 
 def test_nasbench201_parse_accepts_outer_whitespace():
@@ -314,9 +319,7 @@ FBNET_BAD = [
 
 @pytest.mark.parametrize(("arch", "gene", "needles"), FBNET_BAD)
 def test_fbnet_parse_errors(arch, gene, needles):
-    with pytest.raises(InvalidArchitecture) as exc:
-        get_space("fbnet").parse(arch, index=3)
-    _check_error(exc, 3, gene, *needles)
+    _check_parse_error("fbnet", arch, 3, gene, needles)
 
 
 def test_fbnet_parse_ok():
@@ -358,9 +361,7 @@ OFA_BAD = [
 
 @pytest.mark.parametrize(("arch", "gene", "needles"), OFA_BAD)
 def test_ofa_parse_errors(arch, gene, needles):
-    with pytest.raises(InvalidArchitecture) as exc:
-        get_space("ofa_mbv3").parse(arch, index=11)
-    _check_error(exc, 11, gene, *needles)
+    _check_parse_error("ofa_mbv3", arch, 11, gene, needles)
 
 
 def test_ofa_parse_ok_and_key_order_free():
@@ -634,7 +635,8 @@ def test_nasbench201_costs_match_published_range():
 def test_nasbench201_flops_monotone():
     space = get_space("nasbench201")
     genes = space.table.genes
-    c1, c3 = nb.OPS.index("nor_conv_1x1"), nb.OPS.index("nor_conv_3x3")
+    ops = space.choices[0]
+    c1, c3 = ops.index("nor_conv_1x1"), ops.index("nor_conv_3x3")
     base_f, base_p = space.flops(genes), space.params(genes)
     for j in range(6):
         has = genes[:, j] == c1
@@ -643,7 +645,7 @@ def test_nasbench201_flops_monotone():
         assert (space.flops(up) > base_f[has]).all()
         assert (space.params(up) > base_p[has]).all()
     # parameter-free ops cost the same
-    free = [nb.OPS.index(o) for o in ("none", "skip_connect", "avg_pool_3x3")]
+    free = [ops.index(o) for o in ("none", "skip_connect", "avg_pool_3x3")]
     costs = {space.flops(np.full((1, 6), o, dtype=GENE_DTYPE))[0] for o in free}
     assert len(costs) == 1
     # flops increase with the number of 3x3 convs, other edges fixed to none
