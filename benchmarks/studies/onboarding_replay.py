@@ -12,7 +12,7 @@ These rows were benchmark results when they were recorded; replaying them is dev
 data from then on. A change chosen with this replay must be confirmed on a fresh
 ``python -m benchmarks.onboarding --seed S`` run with a seed no replayed file used.
 
-    python -m benchmarks.studies.onboarding_replay benchmarks/results/studies/onboarding_seed11.json ...
+    python -m benchmarks.studies.onboarding_replay benchmarks/results/studies/*.json
     python -m benchmarks.studies.onboarding_replay --exclude powerlaw FILES   # an ablation
     python -m benchmarks.studies.onboarding_replay --first 10 FILES   # the references alone
 """
