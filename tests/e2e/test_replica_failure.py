@@ -116,8 +116,8 @@ def test_dns_name_target_is_served(server: App) -> None:
     """``dns:///localhost:<port>``: resolved, balanced (round-robin) and health-checked; an
     address of the name nobody listens on (``::1``) is skipped."""
     with OracleClient(f"dns:///localhost:{server.port}", retries=False, timeout_s=10) as c:
-        for _ in range(5):
-            assert [s.name for s in c.list_spaces()] == ["nasbench201"]
+        for _ in range(5):  # the shared server: other tests may have registered spaces too
+            assert "nasbench201" in [s.name for s in c.list_spaces()]
 
 
 def test_a_restarted_replica_is_current_when_it_turns_serving(
