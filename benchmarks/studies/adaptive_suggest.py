@@ -64,7 +64,7 @@ def _next(
 
 
 def main() -> int:
-    p = parser(__doc__.splitlines()[0], json_default=RESULTS / "adaptive_suggest.json")
+    p = parser(__doc__.splitlines()[0], json_default=RESULTS / "studies" / "adaptive_suggest.json")
     p.add_argument("--extra", type=int, nargs="+", default=[10, 20])
     p.add_argument("--seeds", type=int, default=3)
     args = p.parse_args()

@@ -60,7 +60,7 @@ def block_builder(space, row, batch_size, device):
 
 
 def main() -> int:
-    p = parser(__doc__.splitlines()[0], json_default=RESULTS / "block_lut.json")
+    p = parser(__doc__.splitlines()[0], json_default=RESULTS / "studies" / "block_lut.json")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=11)
     p.add_argument("--validate", type=int, default=100)

@@ -35,7 +35,7 @@ def _median_rel_diff(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def main() -> int:
-    p = parser(__doc__.splitlines()[0], json_default=RESULTS / "harness_study.json")
+    p = parser(__doc__.splitlines()[0], json_default=RESULTS / "studies" / "harness_study.json")
     p.add_argument("--space", default="fbnet")
     p.add_argument("--archs", type=int, default=40)
     p.add_argument("--threads", type=int, default=1)

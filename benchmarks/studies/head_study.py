@@ -18,7 +18,7 @@ candidate head is fit once; the rules below are then applied to the same candida
 Two independent sets of draws (``--seed-sets``) show whether a difference is noise.
 
     OMP_NUM_THREADS=1 nice -n 10 python -m benchmarks.studies.head_study \\
-        --json benchmarks/results/selection_pbma.json
+        --json benchmarks/results/studies/selection_pbma.json
 """
 
 from __future__ import annotations

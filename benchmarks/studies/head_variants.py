@@ -20,7 +20,7 @@ plus the variant; ``open-powerlaw+V``: the variant instead of ``powerlaw``):
                      ``s2``; the four chosen by marginal likelihood (evidence) over a grid.
 
     OMP_NUM_THREADS=1 python -m benchmarks.studies.head_variants --spaces fbnet \\
-        --json benchmarks/results/head_variants.json
+        --json benchmarks/results/studies/head_variants.json
 """
 
 from __future__ import annotations

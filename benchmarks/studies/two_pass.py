@@ -53,7 +53,7 @@ def _absolute(
 
 
 def main() -> int:
-    p = parser(__doc__.splitlines()[0], json_default=RESULTS / "two_pass.json")
+    p = parser(__doc__.splitlines()[0], json_default=RESULTS / "studies" / "two_pass.json")
     p.add_argument("--space", default="fbnet")
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     p.add_argument("--seeds", type=int, nargs="+", default=[51, 53, 55])

@@ -96,7 +96,7 @@ def onboard(
 
     Each measured set is timed in ``rounds`` interleaved rounds of ``ceil(repeats / rounds)``
     runs per architecture; ``statistic`` summarises the runs (see
-    ``benchmarks/results/harness_study.json`` for the evidence behind the default).
+    ``benchmarks/results/studies/harness_study.json`` for the evidence behind the default).
 
     ``target_spearman=T``: after registering, ask the oracle for the ``round_size``
     architectures its head is least sure about (``SuggestReferences`` with ``device``),

@@ -11,7 +11,7 @@ evidence). The ``ENSEMBLE_MAX_MEMBERS`` heaviest members of weight ``>= ENSEMBLE
 are kept (bounded Rank cost) and renormalised. With 10 samples the LOO ranking of heads is
 noisy: soft weights beat the former "top 2 by LOO Spearman" rule on every validation space
 (HELP validation devices and leave-family-out on non-test devices, two independent sets of
-draws; ``benchmarks/results/selection_pbma.json``). Reports:
+draws; ``benchmarks/results/studies/selection_pbma.json``). Reports:
 
 * ``expected_spearman``: the ensemble's leave-one-out Spearman (the weighted mean of the
   members' exact LOO predictions; the weights themselves are fit on all samples);

@@ -45,7 +45,7 @@ LINK = re.compile(r"\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 REF_DEF = re.compile(r"^\s{0,3}\[[^\]]+\]:\s*<?(\S+?)>?(?:\s|$)", re.M)
 HEADING = re.compile(r"^\s{0,3}(#{1,6})\s+(.*?)\s*#*\s*$")
 SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
-RESULT_PATH = re.compile(r"benchmarks/results/([\w.{},*-]+?\.json)\b")
+RESULT_PATH = re.compile(r"benchmarks/results/([\w.{},*/-]+?\.json)\b")
 BARE_JSON = re.compile(r"^([\w{},*-]+\.json)$")
 MODULE = re.compile(r"(?<![\w./-])benchmarks((?:\.[A-Za-z_]\w*)+)")
 REPO_PATH = re.compile(r"(?<![\w./-])((?:" + "|".join(REPO_DIRS) + r")/[\w./{},*:-]*[\w*}/])")
@@ -148,8 +148,11 @@ def makefile_targets() -> set[str]:
     return targets
 
 
-def _check_result(cited: str, where: str, out: list[str]) -> None:
+def _check_result(cited: str, where: str, out: list[str], bare: bool = False) -> None:
+    """A cited result; a bare name may be a study's (``benchmarks/results/studies/``)."""
     files = matches(f"benchmarks/results/{cited}")
+    if not files and bare:
+        files = matches(f"benchmarks/results/studies/{cited}")
     if not files:
         out.append(f"{where}: cites benchmarks/results/{cited}, which does not exist")
     for f in files:
@@ -181,7 +184,7 @@ def problems(path: Path, text: str) -> list[str]:
     for span in code:
         m = BARE_JSON.match(span.strip())
         if m and m.group(1) not in NOT_RESULTS:
-            _check_result(m.group(1), name, out)
+            _check_result(m.group(1), name, out, bare=True)
     for dotted in sorted(set(MODULE.findall(text))):
         parts = dotted.strip(".").split(".")
         base = REPO / "benchmarks" / Path(*parts)

@@ -38,7 +38,7 @@ DESCRIPTOR_GRID = (3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
 HYBRID_GRID = tuple((g, h) for g in (10.0, 100.0, 1000.0) for h in (0.1, 1.0, 10.0))
 #: basis outputs used. Validation: top-3 = all 23 columns (+-0.001, stop 19); top-1 = top-3
 #: within 0.0001 in every space and setting of benchmarks/studies/head_study.py (2026-11-30,
-#: benchmarks/results/selection_hybrid_columns.json), and Rank then evaluates one column
+#: benchmarks/results/studies/selection_hybrid_columns.json), and Rank then evaluates one column
 HYBRID_COLUMNS = 1
 
 

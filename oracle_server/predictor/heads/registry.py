@@ -51,7 +51,7 @@ def candidate_kinds(space_size: int, table_size: int) -> tuple[str, ...]:
     table holds ``table_size``. Validation of leaving the ``closed_space_only`` kinds out
     where Rank evaluates the proxy per request (HELP validation devices and
     leave-family-out non-test devices, FBNet and OFA, two sets of draws): equal or better
-    without them (benchmarks/results/selection_pbma.json); NB-201 answers from table rows
+    without them (benchmarks/results/studies/selection_pbma.json); NB-201 answers from table rows
     whatever the head reads and keeps them (they help its leave-family-out by 0.005)."""
     return candidate_names(open_space=space_size != table_size)
 
