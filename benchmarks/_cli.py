@@ -2,7 +2,8 @@
 
 * :func:`parser`: an ``ArgumentParser`` with ``--json PATH`` (where the results go; default
   per benchmark) and ``--max-load L`` (refuse to start on a busy machine: timings on a shared
-  2-core machine move with other jobs);
+  2-core machine move with other jobs); :func:`add_options` adds options declared by their
+  default (its type and value) and help;
 * :func:`environment`: what produced a figure (python / torch / grpcio / numpy versions, CPU
   count, git commit, load average), recorded under ``"environment"`` by :func:`write_json`;
 * :func:`write_json`, :func:`finish` (the end of a ``main``) and :func:`print_table`.
@@ -71,6 +72,17 @@ def parser(
         help="exit at once if the 1-minute load average is above L",
     )
     return p
+
+
+def add_options(p: argparse.ArgumentParser, **options: Any) -> None:
+    """Options declared by their default, in order: ``name=default`` or ``name=(default,
+    help)`` adds ``--name`` (``_`` read as ``-``) of the default's type (int, float, str,
+    Path): ``add_options(p, duration=60.0, clients=(8, "concurrent clients"))``."""
+    for name, spec in options.items():
+        default, help_text = spec if isinstance(spec, tuple) else (spec, None)
+        p.add_argument(
+            f"--{name.replace('_', '-')}", type=type(default), default=default, help=help_text
+        )
 
 
 def _rel(path: Path) -> str:

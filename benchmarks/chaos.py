@@ -46,7 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._cli import finish, load_average, parser
+from benchmarks._cli import add_options, finish, load_average, parser
 from client_sdk import OracleClient
 from client_sdk.errors import OracleError
 from client_sdk.spaces import get_space
@@ -490,36 +490,25 @@ def window_stats(calls: list[Call], kind: str, lo: float, hi: float) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = parser(__doc__.split("\n\n")[0])
-    ap.add_argument("--duration", type=float, default=60.0)
-    ap.add_argument("--replicas", type=int, default=3)
-    ap.add_argument("--clients", type=int, default=8)
-    ap.add_argument("--kill-at", type=float, default=20.0)
-    ap.add_argument("--restart-at", type=float, default=40.0)
-    ap.add_argument("--pg-restart-at", type=float, default=50.0)
+    add_options(
+        ap, duration=60.0, replicas=3, clients=8, kill_at=20.0, restart_at=40.0, pg_restart_at=50.0
+    )
     ap.add_argument(
         "--pg-restart",
         default="auto",
         choices=("auto", "pg_ctlcluster", "pg_ctl", "service", "terminate", "none"),
     )
-    ap.add_argument(
-        "--warmup",
-        type=float,
-        default=5.0,
-        help="seconds of load before the steady-state window starts",
-    )
-    ap.add_argument(
-        "--think-ms", type=float, default=50.0, help="mean pause of a client between calls"
-    )
-    ap.add_argument(
-        "--write-prob", type=float, default=0.05, help="share of client calls that are writes"
-    )
-    ap.add_argument("--rank-archs", type=int, default=1000)
-    ap.add_argument(
-        "--adds-per-device",
-        type=int,
-        default=6,
-        help="AddMeasurements per device before a client registers a new one "
-        "(keeps head fits small)",
+    add_options(
+        ap,
+        warmup=(5.0, "seconds of load before the steady-state window starts"),
+        think_ms=(50.0, "mean pause of a client between calls"),
+        write_prob=(0.05, "share of client calls that are writes"),
+        rank_archs=1000,
+        adds_per_device=(
+            6,
+            "AddMeasurements per device before a client registers a new one "
+            "(keeps head fits small)",
+        ),
     )
     ap.add_argument(
         "--admin-url",

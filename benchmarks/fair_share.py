@@ -64,11 +64,12 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import grpc
 import numpy as np
 
-from benchmarks._cli import RESULTS, ROOT, load_average, parser, write_json
+from benchmarks._cli import RESULTS, ROOT, add_options, load_average, parser, write_json
 from benchmarks.common import TEST_CACHE, nb201_non_train_devices
 from tests.support.launch import (
     RedisProcess,
@@ -556,6 +557,23 @@ def _stop_all(servers: list) -> None:
         srv.kill()
 
 
+def _round_robin(servers: list) -> str:
+    """The gRPC target of ``servers``: round robin over their addresses (one: its own)."""
+    if len(servers) == 1:
+        return servers[0].target
+    return f"ipv4:{','.join(s.target for s in servers)}"
+
+
+def _capped_rate_run(a, servers: list, token: str, **kw: Any) -> dict:
+    """:func:`rate_run` of the capped tenant offering 10 R calls/s (R = ``--capped-rate``)
+    round robin over ``servers``; ``kw``: its further options."""
+    ports = [s.metrics_port for s in servers]
+    offered = 10 * a.capped_rate
+    return rate_run(
+        _round_robin(servers), token, offered, a.rate_duration_s, a.settle_s, ports, **kw
+    )
+
+
 def redis_suite(a, args: dict, d: Path) -> dict:
     """Issue 28: light p99 idle vs contended, client- and server-side, on one replica and on
     three replicas sharing Redis limits (round robin); the capped tenant's accepted rate over
@@ -577,9 +595,7 @@ def redis_suite(a, args: dict, d: Path) -> dict:
         for n in (1, 3):
             servers = _replicas(n, args, d / f"shared{n}", tokens_file, url)
             try:
-                target = (
-                    f"ipv4:{','.join(s.target for s in servers)}" if n > 1 else servers[0].target
-                )
+                target = _round_robin(servers)
                 mports = [s.metrics_port for s in servers]
                 for heavy in (False, True):
                     name = f"{n}r-{'contended' if heavy else 'idle'}"
@@ -587,9 +603,7 @@ def redis_suite(a, args: dict, d: Path) -> dict:
                         phase(name, target, tokens, args, heavy=heavy, metrics_ports=mports)
                     )
                 if n == 3:
-                    row = rate_run(
-                        target, tokens["capped"], 10 * r, a.rate_duration_s, a.settle_s, mports
-                    )
+                    row = _capped_rate_run(a, servers, tokens["capped"])
                     out["accepted_shared"] = row
                     print(
                         f"  capped tenant R={r:g}/s offering 10R over 3 replicas, shared: "
@@ -600,15 +614,7 @@ def redis_suite(a, args: dict, d: Path) -> dict:
                 _stop_all(servers)
         servers = _replicas(3, args, d / "local3", tokens_file, "")
         try:
-            target = f"ipv4:{','.join(s.target for s in servers)}"
-            row = rate_run(
-                target,
-                tokens["capped"],
-                10 * r,
-                a.rate_duration_s,
-                a.settle_s,
-                [s.metrics_port for s in servers],
-            )
+            row = _capped_rate_run(a, servers, tokens["capped"])
             out["accepted_per_replica"] = row
             print(
                 f"  ... per-replica limits (no Redis): {row['steady']['accepted_per_s']:.1f}/s "
@@ -621,14 +627,10 @@ def redis_suite(a, args: dict, d: Path) -> dict:
     with RedisServer() as rs:
         servers = _replicas(3, args, d / "outage3", tokens_file, rs.url("outage:"))
         try:
-            target = f"ipv4:{','.join(s.target for s in servers)}"
-            row = rate_run(
-                target,
+            row = _capped_rate_run(
+                a,
+                servers,
                 tokens["capped"],
-                10 * r,
-                a.rate_duration_s,
-                a.settle_s,
-                [s.metrics_port for s in servers],
                 kill=rs.stop,
                 kill_at_s=a.rate_duration_s / 2,
                 reader_token=tokens["light"],
@@ -683,31 +685,25 @@ def redis_suite(a, args: dict, d: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = parser(__doc__.split("\n")[0])
-    ap.add_argument("--duration-s", type=float, default=20.0, help="timed light calls per phase")
-    ap.add_argument("--settle-s", type=float, default=2.0, help="heavy warm-up before timing")
-    ap.add_argument("--heavy-clients", type=int, default=10, help="heavy concurrency (quota 1)")
-    ap.add_argument("--heavy-archs", type=int, default=100_000)
-    ap.add_argument("--heavy-devices", type=int, default=1)
-    ap.add_argument("--heavy-space", default="nasbench201")
-    ap.add_argument("--light-archs", type=int, default=100)
-    ap.add_argument(
-        "--tenant-limit",
-        type=int,
-        default=4,
-        help="server-wide per-tenant concurrency (light's share; heavy's is 1)",
-    )
-    ap.add_argument(
-        "--heavy-rate-limit",
-        type=float,
-        default=0.0,
-        help="heavy's quota also caps its calls per second (0: concurrency only)",
-    )
-    ap.add_argument(
-        "--heavy-work-limit",
-        type=float,
-        default=0.0,
-        help="heavy's quota also caps its Rank work: architectures x devices per "
-        "second (tokens file work_limit; 0: off)",
+    add_options(
+        ap,
+        duration_s=(20.0, "timed light calls per phase"),
+        settle_s=(2.0, "heavy warm-up before timing"),
+        heavy_clients=(10, "heavy concurrency (quota 1)"),
+        heavy_archs=100_000,
+        heavy_devices=1,
+        heavy_space="nasbench201",
+        light_archs=100,
+        tenant_limit=(4, "server-wide per-tenant concurrency (light's share; heavy's is 1)"),
+        heavy_rate_limit=(
+            0.0,
+            "heavy's quota also caps its calls per second (0: concurrency only)",
+        ),
+        heavy_work_limit=(
+            0.0,
+            "heavy's quota also caps its Rank work: architectures x devices per "
+            "second (tokens file work_limit; 0: off)",
+        ),
     )
     ap.add_argument(
         "--interference",
@@ -726,20 +722,11 @@ def main(argv: list[str] | None = None) -> int:
         "tenant's accepted rate, Redis stopped mid-run; starts its own "
         "redis-server (default JSON benchmarks/results/fair_share_redis.json)",
     )
-    ap.add_argument(
-        "--redis-port",
-        type=int,
-        default=0,
-        help="port of the benchmark's own redis-server (0: a free one)",
-    )
-    ap.add_argument(
-        "--capped-rate",
-        type=float,
-        default=20.0,
-        help="R: the capped tenant's rate limit (it offers 10 R calls/s)",
-    )
-    ap.add_argument(
-        "--rate-duration-s", type=float, default=20.0, help="length of each accepted-rate run"
+    add_options(
+        ap,
+        redis_port=(0, "port of the benchmark's own redis-server (0: a free one)"),
+        capped_rate=(20.0, "R: the capped tenant's rate limit (it offers 10 R calls/s)"),
+        rate_duration_s=(20.0, "length of each accepted-rate run"),
     )
     ap.add_argument(
         "--large-call-work",

@@ -27,7 +27,7 @@ import time
 
 import numpy as np
 
-from benchmarks._cli import finish, parser, print_table
+from benchmarks._cli import add_options, finish, parser, print_table
 from client_sdk.spaces import get_space
 from client_sdk.spaces.descriptors import descriptors
 from oracle_server.evaluation import HELP_SPLITS
@@ -115,9 +115,7 @@ def run_space(
 def main(argv: list[str] | None = None) -> int:
     ap = parser(__doc__.splitlines()[0])
     ap.add_argument("--spaces", nargs="+", default=list(SPACES), choices=SPACES)
-    ap.add_argument("--samples", type=int, default=10)
-    ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--score-rows", type=int, default=2000)
+    add_options(ap, samples=10, seeds=3, score_rows=2000)
     ap.add_argument(
         "--devices",
         nargs="+",

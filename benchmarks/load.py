@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._cli import ROOT, finish, parser, print_table
+from benchmarks._cli import ROOT, add_options, finish, parser, print_table
 from client_sdk import OracleClient
 from client_sdk.errors import OracleClientError
 from client_sdk.spaces import get_space
@@ -99,14 +99,12 @@ def client_loop(
 
 def main(argv: list[str] | None = None) -> int:
     ap = parser(__doc__.split("\n\n")[0])
-    ap.add_argument("--duration", type=float, default=60.0)
-    ap.add_argument("--clients", type=int, default=8)
-    ap.add_argument("--warmup", type=float, default=5.0)
-    ap.add_argument(
-        "--register-every",
-        type=int,
-        default=25,
-        help="one registration cycle every N calls per client",
+    add_options(
+        ap,
+        duration=60.0,
+        clients=8,
+        warmup=5.0,
+        register_every=(25, "one registration cycle every N calls per client"),
     )
     args = ap.parse_args(argv)
     if not 0 < args.duration <= 600 or not 0 < args.clients <= 64:

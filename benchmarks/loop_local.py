@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._cli import load_average, parser, write_json
+from benchmarks._cli import add_options, load_average, parser, write_json
 from benchmarks.common import nb201_client
 from client_sdk.search import pareto_mask, search
 from client_sdk.search.loop import local_measure
@@ -45,13 +45,7 @@ def hv(err: np.ndarray, lat: np.ndarray, ref: np.ndarray) -> float:
 def main() -> int:
     ap = parser(__doc__.split("\n")[0])
     ap.add_argument("--plot", type=Path)
-    ap.add_argument("--budget", type=int, default=20)
-    ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--evaluations", type=int, default=3000)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--repeats", type=int, default=10)
-    ap.add_argument("--seed", type=int, default=0)
+    add_options(ap, budget=20, rounds=2, evaluations=3000, threads=1, warmup=3, repeats=10, seed=0)
     opts = ap.parse_args()
     load_start = load_average()
     measure = local_measure(

@@ -56,7 +56,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks._cli import load_average, parser, write_json
+from benchmarks._cli import add_options, load_average, parser, write_json
 from benchmarks.common import TEST_CACHE, nb201_client
 from client_sdk.search import search, true_front_rows
 from client_sdk.search.loop import infer_device_resolution
@@ -409,15 +409,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="no server: a monotone map of another device (harness check only)",
     )
-    ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--evaluations", type=int, default=3000)
-    ap.add_argument("--population", type=int, default=64)
+    add_options(ap, seeds=5, evaluations=3000, population=64)
     ap.add_argument("--devices", nargs="+", default=list(HELP_TEST))
-    ap.add_argument(
-        "--tie-tolerance",
-        type=float,
-        default=1e-3,
-        help="relative latency below which predictions count as ties (front)",
+    add_options(
+        ap, tie_tolerance=(1e-3, "relative latency below which predictions count as ties (front)")
     )
     ap.add_argument(
         "--methods",
@@ -442,19 +437,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="layers",
         help="front references: the accurate region (see front_references)",
     )
-    ap.add_argument(
-        "--ref-top",
-        type=float,
-        default=0.1,
-        help="front references: the region's share of the table",
+    add_options(
+        ap,
+        ref_top=(0.1, "front references: the region's share of the table"),
+        ref_hint=(
+            "flops",
+            "front references: 'flops' or a device the oracle knows (its "
+            "predicted latency spreads the references)",
+        ),
+        ref_seed=0,
     )
-    ap.add_argument(
-        "--ref-hint",
-        default="flops",
-        help="front references: 'flops' or a device the oracle knows (its "
-        "predicted latency spreads the references)",
-    )
-    ap.add_argument("--ref-seed", type=int, default=0)
     opts = ap.parse_args(argv)
     opts.load_start = load_average()
     if opts.ref_hint in opts.devices:

@@ -55,7 +55,7 @@ import grpc
 import numpy as np
 
 from benchmarks._cli import ROOT, finish, load_average, parser
-from tests.support.launch import ServerProcess
+from tests.support.launch import ServerProcess, stop_process
 
 SPACES = ("nasbench201", "fbnet", "ofa_mbv3", "mobilenetv2", "proxyless")
 SIZES = (1, 100, 1_000, 10_000, 100_000)
@@ -166,13 +166,7 @@ class EchoProcess:
             raise RuntimeError("echo server did not start")
 
     def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_process(self.proc, 10)
 
 
 def oracle_args(cache_dir: Path, data_dir: Path, spaces: tuple[str, ...]) -> list[str]:

@@ -51,6 +51,13 @@ class OracleError(Exception):
     code: grpc.StatusCode = grpc.StatusCode.INTERNAL
     reason: ClassVar[str] = "INTERNAL"
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A class that sets its own ``code`` and no ``reason`` reports the code's name
+        (``NotFound``: ``NOT_FOUND``); subclasses of it set their own ``reason``."""
+        super().__init_subclass__(**kwargs)
+        if "code" in vars(cls) and "reason" not in vars(cls):
+            cls.reason = cls.code.name
+
     def __init__(
         self,
         message: str,
@@ -82,7 +89,6 @@ class InvalidArgument(OracleError):
     The message is prefixed with the field."""
 
     code = grpc.StatusCode.INVALID_ARGUMENT
-    reason = "INVALID_ARGUMENT"
 
     def __init__(self, message: str, field: str | None = None, **kw: Any) -> None:
         self.detail = message
@@ -139,7 +145,6 @@ class NotFound(OracleError):
     """Unknown device or search space."""
 
     code = grpc.StatusCode.NOT_FOUND
-    reason = "NOT_FOUND"
 
 
 class DeviceNotFound(NotFound):
@@ -154,7 +159,6 @@ class AlreadyExists(OracleError):
     """A device of that name already exists."""
 
     code = grpc.StatusCode.ALREADY_EXISTS
-    reason = "ALREADY_EXISTS"
 
 
 class ResourceExhausted(OracleError):
@@ -162,7 +166,6 @@ class ResourceExhausted(OracleError):
     server is at its admission limit (``retry_after`` then says when to try again)."""
 
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
-    reason = "RESOURCE_EXHAUSTED"
 
 
 class LimitExceeded(ResourceExhausted):
@@ -181,40 +184,34 @@ class FailedPrecondition(OracleError):
     """The request is well-formed but cannot be served in the current state."""
 
     code = grpc.StatusCode.FAILED_PRECONDITION
-    reason = "FAILED_PRECONDITION"
 
 
 class Unavailable(OracleError):
     """A dependency (e.g. the database) or the server is unreachable; retry."""
 
     code = grpc.StatusCode.UNAVAILABLE
-    reason = "UNAVAILABLE"
 
 
 class Unauthenticated(OracleError):
     """A call without a valid token."""
 
     code = grpc.StatusCode.UNAUTHENTICATED
-    reason = "UNAUTHENTICATED"
 
 
 class PermissionDenied(OracleError):
     """The caller is authenticated but not allowed to do this."""
 
     code = grpc.StatusCode.PERMISSION_DENIED
-    reason = "PERMISSION_DENIED"
 
 
 class DeadlineExceeded(OracleError):
     """The client's deadline passed or it cancelled while the work was running."""
 
     code = grpc.StatusCode.DEADLINE_EXCEEDED
-    reason = "DEADLINE_EXCEEDED"
 
 
 class Internal(OracleError):
     code = grpc.StatusCode.INTERNAL
-    reason = "INTERNAL"
 
 
 def _subclasses(cls: type[OracleError]) -> Iterable[type[OracleError]]:

@@ -115,31 +115,12 @@ TENANT_WORK = Counter(
     ("tenant",),
     registry=REGISTRY,
 )
-#: Finer than _LATENCY_BUCKETS below 20 ms, where a light tenant's small Ranks are.
+#: Finer than _LATENCY_BUCKETS below 20 ms, where a light tenant's small Ranks are; the same
+#: from 100 ms up.
 _TENANT_BUCKETS = (
-    0.0005,
-    0.001,
-    0.0015,
-    0.002,
-    0.003,
-    0.004,
-    0.005,
-    0.0065,
-    0.008,
-    0.01,
-    0.0125,
-    0.015,
-    0.02,
-    0.03,
-    0.05,
-    0.075,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
+    *(0.0005, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.0065, 0.008, 0.01, 0.0125, 0.015),
+    *(0.02, 0.03, 0.05, 0.075),
+    *(b for b in _LATENCY_BUCKETS if b >= 0.1),
 )
 TENANT_REQUEST_SECONDS = Histogram(
     "oracle_tenant_request_seconds",

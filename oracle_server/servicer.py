@@ -11,6 +11,7 @@ import hashlib
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
+from dataclasses import asdict
 from typing import Any
 
 import grpc
@@ -373,11 +374,5 @@ class OracleServicer(pb_grpc.LatencyOracleServicer):
         oracle = self.oracle
         for name in (request.a, request.b):
             self._check_visible(oracle, name, request.space)
-        c = oracle.compare(request.a, request.b, request.space)
-        return pb.CompareDevicesResponse(
-            spearman_predicted=c.spearman_predicted,
-            num_predicted=c.num_predicted,
-            spearman_measured=c.spearman_measured,
-            num_shared=c.num_shared,
-            kendall_predicted=c.kendall_predicted,
-        )
+        comparison = oracle.compare(request.a, request.b, request.space)
+        return pb.CompareDevicesResponse(**asdict(comparison))  # the message's fields, by name

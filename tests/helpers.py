@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import copy
 import os
 import random
 import socket
@@ -93,3 +95,39 @@ def free_port_block(n: int) -> int:
             for s in socks:
                 s.close()
     raise RuntimeError("no free port block")
+
+
+def serve_flags(*argv: str) -> argparse.Namespace:
+    """``argv`` parsed as ``oracle-server serve`` flags (for ``load_settings``)."""
+    from oracle_server.settings import add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+def user_copy(space: str, name: str) -> dict:
+    """The shipped definition of ``space`` as a user's copy: without its table, named ``name``."""
+    import yaml
+
+    from client_sdk.spaces import shipped_definitions
+
+    d = yaml.safe_load(shipped_definitions()[space])
+    del d["table"]
+    d["name"] = name
+    return d
+
+
+def edited(d: dict, path: str, value: object) -> dict:
+    """A deep copy of the (definition) dict ``d`` with the value at the dotted ``path`` set to
+    ``value`` (numeric path parts index lists: ``stages.1.choose``)."""
+    d = copy.deepcopy(d)
+    node: object = d
+    keys = path.split(".")
+    for k in keys[:-1]:
+        node = node[int(k)] if isinstance(node, list) else node[k]  # type: ignore[index]
+    if isinstance(node, list):
+        node[int(keys[-1])] = value
+    else:
+        node[keys[-1]] = value  # type: ignore[index]
+    return d

@@ -102,6 +102,11 @@ def _fail(command: str, message: str) -> NoReturn:
     raise SystemExit(2)
 
 
+def _options(args: argparse.Namespace, *names: str) -> dict[str, Any]:
+    """The options ``names`` of ``args`` as keywords of the SDK call they feed (same names)."""
+    return {name: getattr(args, name) for name in names}
+
+
 def _progress(args: argparse.Namespace) -> bool | None:
     """Progress bars: never with --quiet/--json, else only on a terminal (None = auto)."""
     return False if (args.quiet or args.json) else None

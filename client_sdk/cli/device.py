@@ -8,10 +8,17 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from client_sdk.cli._common import DEVICE_COLUMNS, _emit, _fail, _progress, _table
+from client_sdk.cli._common import DEVICE_COLUMNS, _emit, _fail, _options, _progress, _table
 from client_sdk.cli._measurements import _contract, _read_measurements
 from client_sdk.client import OracleClient
 from client_sdk.types import DeviceInfo
+
+#: ``oracle device onboard`` options passed to ``onboard`` under their own names.
+ONBOARD_OPTIONS = (
+    "samples", "threads", "batch_size", "device", "validate", "seed", "repeats", "rounds",
+    "statistic", "target_spearman", "max_samples", "round_size", "retest", "retest_threshold",
+    "session_check", "register_retest", "runtime", "onnx_cache",
+)  # fmt: skip
 
 
 def warn_quality(d: DeviceInfo) -> None:
@@ -101,27 +108,10 @@ def cmd_device(args: argparse.Namespace, c: OracleClient) -> None:
             c,
             args.name,
             args.space,
-            samples=args.samples,
-            threads=args.threads,
-            batch_size=args.batch_size,
-            device=args.device,
-            validate=args.validate,
             progress=_progress(args),
-            seed=args.seed,
-            repeats=args.repeats,
-            rounds=args.rounds,
-            statistic=args.statistic,
-            target_spearman=args.target_spearman,
-            max_samples=args.max_samples,
-            round_size=args.round_size,
-            retest=args.retest,
-            retest_threshold=args.retest_threshold,
-            session_check=args.session_check,
-            register_retest=args.register_retest,
-            runtime=args.runtime,
-            onnx_cache=args.onnx_cache,
             graph_optimization=args.ort_graph_optimization,
             log=(lambda msg: print(msg, file=sys.stderr)) if args.json else print,
+            **_options(args, *ONBOARD_OPTIONS),
         )
         _emit(args, report, format_report(report))
         warn_quality(c.get_device(args.name, args.space))

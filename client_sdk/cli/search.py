@@ -8,8 +8,14 @@ from pathlib import Path
 
 import numpy as np
 
-from client_sdk.cli._common import _emit, _progress
+from client_sdk.cli._common import _emit, _options, _progress
 from client_sdk.client import OracleClient
+
+#: ``oracle search`` options passed to ``search`` under their own names.
+SEARCH_OPTIONS = (
+    "objective", "evaluations", "population", "seed", "latency_mode", "checkpoint", "resume",
+    "latency_objective",
+)  # fmt: skip
 
 
 def cmd_search(args: argparse.Namespace, c: OracleClient) -> None:
@@ -41,18 +47,11 @@ def cmd_search(args: argparse.Namespace, c: OracleClient) -> None:
             c,
             args.space,
             args.device,
-            objective=args.objective,
-            evaluations=args.evaluations,
-            population=args.population,
             max_latency_ms=budget,
-            seed=args.seed,
-            latency_mode=args.latency_mode,
-            checkpoint=args.checkpoint,
-            resume=args.resume,
             progress=_progress(args),
             time_limit_s=args.time_limit,
-            latency_objective=args.latency_objective,
             latency_resolution_ms=resolution,
+            **_options(args, *SEARCH_OPTIONS),
             **loop,
         )
     except ValueError as exc:  # a bad objective, budget or setting: said, not a traceback

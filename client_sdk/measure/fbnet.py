@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from client_sdk.measure.defined import Shuffle as ChannelShuffle
 from client_sdk.spaces.fbnet import (
     HEAD_CHANNELS,
     INPUT_RESOLUTION,
@@ -42,17 +43,6 @@ def conv_bn(
     if relu:
         layers.append(nn.ReLU(inplace=True))
     return nn.Sequential(*layers)
-
-
-class ChannelShuffle(nn.Module):
-    def __init__(self, groups: int) -> None:
-        super().__init__()
-        self.groups = groups
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, c, h, w = x.shape
-        x = x.view(n, self.groups, c // self.groups, h, w).transpose(1, 2)
-        return x.reshape(n, c, h, w)
 
 
 class FBNetBlock(nn.Module):

@@ -23,6 +23,12 @@ from client_sdk.measure.harness import (
 from client_sdk.measure.onboard_report import OnboardReport
 from client_sdk.spaces import SearchSpace
 
+#: The settings that are ``HarnessConfig`` fields of the same name.
+HARNESS_SETTINGS = (
+    "warmup", "repeats", "threads", "device", "batch_size", "backend", "cv_threshold", "rounds",
+    "statistic", "seed", "runtime", "onnx_cache", "graph_optimization",
+)  # fmt: skip
+
 
 @dataclass(frozen=True)
 class OnboardSettings:
@@ -92,22 +98,10 @@ class OnboardSettings:
         return adaptive + (self.n_retest if self.register_retest else 0)
 
     def harness_config(self) -> HarnessConfig:
-        return HarnessConfig(
-            warmup=self.warmup,
-            repeats=self.repeats,
-            threads=self.threads,
-            device=self.device,
-            batch_size=self.batch_size,
-            backend=self.backend,
-            cv_threshold=self.cv_threshold,
-            rounds=self.rounds,
-            runs=max(1, -(-self.repeats // self.rounds)),
-            statistic=self.statistic,
-            seed=self.seed,
-            runtime=self.runtime,
-            onnx_cache=self.onnx_cache,
-            graph_optimization=self.graph_optimization,
-        )
+        """The harness's configuration: the settings of :data:`HARNESS_SETTINGS`, and ``runs``
+        per round from ``repeats`` over ``rounds``."""
+        same = {name: getattr(self, name) for name in HARNESS_SETTINGS}
+        return HarnessConfig(runs=max(1, -(-self.repeats // self.rounds)), **same)
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:

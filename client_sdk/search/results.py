@@ -185,25 +185,15 @@ class ParetoFront:
             lines += _text_rows(near, max_rows)
         return "\n".join(lines)
 
-    def plot(
-        self,
-        path: str | Path,
-        true_front: bool = True,
-        *,
-        log_latency: bool = False,
-        max_latency_ms: float | dict[str, float] | None = None,
-        top_worth: int = 20,
-        knee: bool = True,
-    ) -> Path:
+    def plot(self, path: str | Path, true_front: bool = True, **options: Any) -> Path:
         """Pareto PNG, one panel per device, zoomed on the front's accuracy range; marks
         the table's true front when known, the knee, the budget and at most ``top_worth``
-        worth-measuring candidates (see ``client_sdk.search.plots``)."""
+        worth-measuring candidates. ``options``: the keywords of
+        :func:`client_sdk.search.plots.plot_front` (``log_latency``, ``max_latency_ms``,
+        ``top_worth``, ``knee``, ``title``)."""
         from client_sdk.search.plots import plot_front
 
-        return plot_front(
-            self, path, true_front=true_front, log_latency=log_latency,
-            max_latency_ms=max_latency_ms, top_worth=top_worth, knee=knee,
-        )
+        return plot_front(self, path, true_front=true_front, **options)
 
     def true_front(self, device: str) -> tuple[np.ndarray, np.ndarray] | None:
         """``(accuracy, latency_ms)`` of the exhaustive true front on a table device."""

@@ -116,22 +116,22 @@ class SearchSpace(ABC):
             nonint = ~np.isfinite(arr) | (arr != np.round(arr))
             if nonint.any():
                 i, j = (int(v) for v in np.argwhere(nonint)[0])
-                raise InvalidArchitecture(
-                    f"value {arr[i, j]!r} of gene '{self.gene_names[j]}' is not an integer "
-                    f"(allowed 0..{int(self.cardinalities[j]) - 1}: {', '.join(self.choices[j])})",
-                    index=i,
-                    gene=j,
+                name = self.gene_names[j]
+                raise self._gene_error(
+                    i, j, f"value {arr[i, j]!r} of gene '{name}' is not an integer"
                 )
         bad = (arr < 0) | (arr >= self.cardinalities[None, :])
         if bad.any():
             i, j = (int(v) for v in np.argwhere(bad)[0])
-            raise InvalidArchitecture(
-                f"value {int(arr[i, j])} out of range for gene '{self.gene_names[j]}' "
-                f"(allowed 0..{int(self.cardinalities[j]) - 1}: {', '.join(self.choices[j])})",
-                index=i,
-                gene=j,
-            )
+            name = self.gene_names[j]
+            raise self._gene_error(i, j, f"value {int(arr[i, j])} out of range for gene '{name}'")
         return self.canonicalize(arr.astype(GENE_DTYPE, copy=False))
+
+    def _gene_error(self, index: int, gene: int, problem: str) -> InvalidArchitecture:
+        """``InvalidArchitecture`` of gene ``gene`` of architecture ``index``: ``problem``, then
+        the gene's allowed values."""
+        allowed = f"0..{int(self.cardinalities[gene]) - 1}: {', '.join(self.choices[gene])}"
+        return InvalidArchitecture(f"{problem} (allowed {allowed})", index=index, gene=gene)
 
     def _ragged_error(self, genes: Sequence) -> InvalidArchitecture:
         for i, row in enumerate(genes):

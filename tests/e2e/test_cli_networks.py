@@ -30,6 +30,8 @@ MODELS = {f"w{w}_d{d}": net(w, d) for w in (4, 8, 16, 32) for d in (1, 3)}
 """
 NAMES = [f"w{w}_d{d}" for w in (4, 8, 16, 32) for d in (1, 3)]
 SHAPE = "1,3,32,32"
+#: ``device register --measure N`` timing kept short (one thread, 3 rounds, 9 repeats).
+QUICK_TIMING = ("--threads", "1", "--rounds", "3", "--repeats", "9")
 
 
 @pytest.fixture()
@@ -61,12 +63,7 @@ def test_register_measured_and_csv_devices_then_rank(run, models_py: str, tmp_pa
         SHAPE,
         "--measure",
         "5",
-        "--threads",
-        "1",
-        "--rounds",
-        "3",
-        "--repeats",
-        "9",
+        *QUICK_TIMING,
     )
     assert code == 0, err
     assert "registered" in out and "from 5 networks" in out and "expected Spearman" in out
@@ -154,39 +151,14 @@ def test_bad_models_files_are_named(run, capsys, models_py: str, tmp_path: Path)
         run, capsys, "rank", "--devices", "x", "--models", models_py, "--input-shape", "1,3,a"
     )
     assert "--input-shape '1,3,a'" in err
-    err = fails(
-        run, capsys, "device", "register", "d", "--models", models_py, "--input-shape", SHAPE
-    )
+    register = ("device", "register", "d", "--models", models_py, "--input-shape", SHAPE)
+    err = fails(run, capsys, *register)
     assert "--measure N" in err and "--csv" in err
-    err = fails(
-        run,
-        capsys,
-        "device",
-        "register",
-        "d",
-        "--models",
-        models_py,
-        "--input-shape",
-        SHAPE,
-        "--names",
-        "w4_d1,nope",
-    )
+    err = fails(run, capsys, *register, "--names", "w4_d1,nope")
     assert "nope" in err
     bad_csv = tmp_path / "bad.csv"
     bad_csv.write_text("name,latency_ms\nw4_d1,1.0\nghost,2.0\nw8_d1,-1\n")
-    err = fails(
-        run,
-        capsys,
-        "device",
-        "register",
-        "d",
-        "--models",
-        models_py,
-        "--input-shape",
-        SHAPE,
-        "--csv",
-        str(bad_csv),
-    )
+    err = fails(run, capsys, *register, "--csv", str(bad_csv))
     assert "2 bad row(s)" in err and "'ghost' is not a network" in err and "line 4" in err
 
     code, _, err = run(
@@ -227,12 +199,7 @@ def test_onnx_files_rank_with_modules_and_are_not_timed_here(run, tmp_path: Path
         str(path),
         "--measure",
         "8",
-        "--threads",
-        "1",
-        "--rounds",
-        "3",
-        "--repeats",
-        "9",
+        *QUICK_TIMING,
     )
     assert code == 0, err
     assert sorted(json.loads(out)["measured"]) == ["w32_d3", "w4_d1", "w8_d3"]

@@ -46,6 +46,7 @@ from oracle_server.app import App
 from oracle_server.predictor import LatencyModel
 from tests.e2e.conftest import make_settings
 from tests.helpers import unique_name
+from tests.support.launch import stop_process
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARDS = sorted((REPO / "deploy" / "grafana").glob("*.json"))
@@ -162,12 +163,7 @@ class Prometheus:
             time.sleep(every_s)
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+        stop_process(self.proc, 5)
 
 
 def _drive_traffic(server: App) -> None:

@@ -29,7 +29,19 @@ from types import TracebackType
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-__all__ = ["RedisProcess", "RedisUnavailable", "ServerProcess", "wait_serving"]
+__all__ = ["RedisProcess", "RedisUnavailable", "ServerProcess", "stop_process", "wait_serving"]
+
+
+def stop_process(proc: subprocess.Popen, timeout_s: float = 10.0) -> None:
+    """SIGTERM ``proc`` if it still runs and wait up to ``timeout_s``; SIGKILL (and reap) it
+    when it has not exited by then."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout_s)
 
 
 def wait_serving(

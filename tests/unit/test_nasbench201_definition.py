@@ -11,7 +11,6 @@ descriptors and the torch network are pinned to digests of what the class gave o
 
 from __future__ import annotations
 
-import copy
 import hashlib
 
 import numpy as np
@@ -25,6 +24,7 @@ from client_sdk.spaces.cells import CellSpace
 from client_sdk.spaces.defined import space_from_definition
 from client_sdk.spaces.descriptors import degenerate, descriptor_names, descriptors
 from client_sdk.spaces.layers import descriptor_sum
+from tests.helpers import edited, user_copy
 
 #: digests (sha256, 16 hex) of what the retired ``NASBench201`` class gave (``_digests``)
 GOLDEN = {
@@ -201,30 +201,14 @@ def test_descriptors_are_the_layer_lists() -> None:
 
 # ---------------------------------------------------------------- the cell form
 def _nb201() -> dict:
-    d = yaml.safe_load(shipped_definitions()["nasbench201"])
-    del d["table"]
-    d["name"] = "my_cells"
-    return d
-
-
-def _edit(d: dict, path: str, value: object) -> dict:
-    d = copy.deepcopy(d)
-    node: object = d
-    keys = path.split(".")
-    for k in keys[:-1]:
-        node = node[int(k)] if isinstance(node, list) else node[k]  # type: ignore[index]
-    if isinstance(node, list):
-        node[int(keys[-1])] = value
-    else:
-        node[keys[-1]] = value  # type: ignore[index]
-    return d
+    return user_copy("nasbench201", "my_cells")
 
 
 def _tiny() -> dict:
     """A user's cell space: 3 nodes, 3 edges, 3 ops, 2 stages, no table."""
-    return _edit(
-        _edit(
-            _edit(
+    return edited(
+        edited(
+            edited(
                 _nb201(),
                 "cell",
                 {
@@ -272,9 +256,9 @@ def _tiny() -> dict:
     ],
 )
 def test_cell_errors_name_the_path(path, value, where, why) -> None:
-    d = _edit(_nb201(), path, value)
+    d = edited(_nb201(), path, value)
     if value is None:
-        d = _edit(d, "stages.1", {k: v for k, v in d["stages"][1].items() if k != "reduction"})
+        d = edited(d, "stages.1", {k: v for k, v in d["stages"][1].items() if k != "reduction"})
     with pytest.raises(InvalidSpaceDefinition, match=why) as info:
         space_from_definition(d)
     assert info.value.path == where
@@ -284,14 +268,14 @@ def test_cell_string_form_only_for_cells_and_odd_sides_refused() -> None:
     ofa = yaml.safe_load(shipped_definitions()["ofa_mbv3"])
     del ofa["table"]
     with pytest.raises(InvalidSpaceDefinition, match="only a cell space") as info:
-        space_from_definition(_edit(ofa, "format", "cell"))
+        space_from_definition(edited(ofa, "format", "cell"))
     assert info.value.path == "format"
     with pytest.raises(InvalidSpaceDefinition, match="even input side") as info:
-        space_from_definition(_edit(_nb201(), "input.resolution", 30))
+        space_from_definition(edited(_nb201(), "input.resolution", 30))
     assert info.value.path == "stages[2].reduction"
     with pytest.raises(InvalidSpaceDefinition, match=r"genes.*or the string column") as info:
         space_from_definition(
-            _edit(
+            edited(
                 yaml.safe_load(shipped_definitions()["nasbench201"]), "table.genes", {"op": "op{p}"}
             )
         )
@@ -359,6 +343,6 @@ def test_bundled_name_and_shipped_definition() -> None:
     assert space_from_definition(shipped_definitions()["nasbench201"]).name == "nasbench201"
     with pytest.raises(InvalidSpaceDefinition, match="bundled space's own") as info:
         space_from_definition(
-            _edit(yaml.safe_load(shipped_definitions()["nasbench201"]), "description", "mine")
+            edited(yaml.safe_load(shipped_definitions()["nasbench201"]), "description", "mine")
         )
     assert info.value.path == "table"

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import argparse
 import copy
 import subprocess
 import sys
@@ -25,9 +24,9 @@ from oracle_server import metrics
 from oracle_server.oracle import Oracle
 from oracle_server.predictor import LatencyModel, build_model
 from oracle_server.priority import GATE, LARGE_CALL_WORK, PriorityGate
-from oracle_server.settings import Settings, add_arguments, load_settings
+from oracle_server.settings import Settings, load_settings
 from oracle_server.store import REGISTERED, Device, DeviceStore
-from tests.helpers import REPO, TEST_CACHE, nb201_non_train_devices
+from tests.helpers import REPO, TEST_CACHE, nb201_non_train_devices, serve_flags
 from tests.unit.test_space_language import TOY
 
 BUNDLED = ("nasbench201", "fbnet", "ofa_mbv3", "mobilenetv2", "proxyless")
@@ -230,19 +229,14 @@ def test_chunked_rank_is_bit_identical(space: str) -> None:
 
 
 # ----------------------------------------------------------------------------- settings
-def _args(*argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    return parser.parse_args(list(argv))
-
-
 def test_settings_defaults_flags_and_env() -> None:
     s = load_settings(env={})
     assert s.large_call_work == LARGE_CALL_WORK and s.gil_switch_interval_ms == 5.0
     env = {"ORACLE_LARGE_CALL_WORK": "5000", "ORACLE_GIL_SWITCH_INTERVAL_MS": "1.5"}
     s = load_settings(env=env)
     assert (s.large_call_work, s.gil_switch_interval_ms) == (5000, 1.5)
-    s = load_settings(_args("--large-call-work", "0", "--gil-switch-interval-ms", "0.25"), env=env)
+    flags = serve_flags("--large-call-work", "0", "--gil-switch-interval-ms", "0.25")
+    s = load_settings(flags, env=env)
     assert (s.large_call_work, s.gil_switch_interval_ms) == (0, 0.25)
 
 

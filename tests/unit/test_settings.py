@@ -3,7 +3,6 @@ the server/SDK keepalive options that must agree (no ``too_many_pings`` GOAWAY).
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -12,14 +11,8 @@ import pytest
 
 from client_sdk._requests import channel_options
 from oracle_server.app import MIN_CLIENT_PING_INTERVAL_MS, server_options
-from oracle_server.settings import Settings, add_arguments, load_settings, redact_url
-from tests.helpers import REPO
-
-
-def _args(*argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    return parser.parse_args(list(argv))
+from oracle_server.settings import Settings, load_settings, redact_url
+from tests.helpers import REPO, serve_flags
 
 
 def test_defaults() -> None:
@@ -33,15 +26,15 @@ def test_defaults() -> None:
 def test_precedence_env_then_flags_then_overrides() -> None:
     env = {"ORACLE_MAX_BATCH": "10", "ORACLE_WORKERS": "3", "ORACLE_REFLECTION": "off",
            "ORACLE_HOLDOUT_DEVICES": "a, b,,c"}
-    s = load_settings(_args("--max-batch", "20"), env=env)
+    s = load_settings(serve_flags("--max-batch", "20"), env=env)
     assert (s.max_batch, s.workers, s.reflection) == (20, 3, False)
     assert s.holdout_devices == ("a", "b", "c")
-    assert load_settings(_args("--max-batch", "20"), env=env, max_batch=30).max_batch == 30
+    assert load_settings(serve_flags("--max-batch", "20"), env=env, max_batch=30).max_batch == 30
 
 
 def test_boolean_flags_both_ways() -> None:
-    assert load_settings(_args("--no-reflection"), env={}).reflection is False
-    assert load_settings(_args("--reflection"), env={"ORACLE_REFLECTION": "0"}).reflection
+    assert load_settings(serve_flags("--no-reflection"), env={}).reflection is False
+    assert load_settings(serve_flags("--reflection"), env={"ORACLE_REFLECTION": "0"}).reflection
     with pytest.raises(ValueError, match="boolean"):
         load_settings(env={"ORACLE_REFLECTION": "maybe"})
 

@@ -9,7 +9,6 @@ classes gave, and the networks ``build_model`` measures count what the definitio
 
 from __future__ import annotations
 
-import copy
 import hashlib
 
 import numpy as np
@@ -21,6 +20,7 @@ from client_sdk.spaces import get_space, list_spaces, shipped_definitions
 from client_sdk.spaces.defined import DefinedSpace, space_from_definition
 from client_sdk.spaces.descriptors import descriptors
 from client_sdk.spaces.language import InvalidSpaceDefinition
+from tests.helpers import edited, user_copy
 
 SPACES = ("fbnet", "ofa_mbv3")
 #: digests (sha256, 16 hex) of what the retired hand-coded classes gave (``_digests``)
@@ -137,28 +137,11 @@ def test_bundled_names_stay_bundled() -> None:
 
 # ------------------------------------------------------- the language extensions
 def _ofa() -> dict:
-    """OFA's definition without its table (a user's copy of the space)."""
-    d = yaml.safe_load(shipped_definitions()["ofa_mbv3"])
-    del d["table"]
-    d["name"] = "ofa_copy"
-    return d
+    return user_copy("ofa_mbv3", "ofa_copy")
 
 
 def _fbnet() -> dict:
     return yaml.safe_load(shipped_definitions()["fbnet"])
-
-
-def _edit(d: dict, path: str, value: object) -> dict:
-    d = copy.deepcopy(d)
-    node: object = d
-    keys = path.split(".")
-    for k in keys[:-1]:
-        node = node[int(k)] if isinstance(node, list) else node[k]  # type: ignore[index]
-    if isinstance(node, list):
-        node[int(keys[-1])] = value
-    else:
-        node[keys[-1]] = value  # type: ignore[index]
-    return d
 
 
 @pytest.mark.parametrize(("base", "path", "value", "where", "why"), [
@@ -176,12 +159,12 @@ def _edit(d: dict, path: str, value: object) -> dict:
 ])
 def test_extension_errors_name_the_path(base, path, value, where, why) -> None:
     with pytest.raises(InvalidSpaceDefinition, match=why) as info:
-        space_from_definition(_edit(base(), path, value))
+        space_from_definition(edited(base(), path, value))
     assert info.value.path == where
 
 
 def test_plain_and_keyed_formats_still_work() -> None:
-    d = _edit(_ofa(), "format", "keyed")
+    d = edited(_ofa(), "format", "keyed")
     sp = space_from_definition(d)
     s = sp.format(sp.sample(1, rng=0)[0])
     assert s.startswith("resolution=") and " kernel=" in s
@@ -202,7 +185,7 @@ def test_plain_and_keyed_formats_still_work() -> None:
 ])
 def test_table_hook_errors_name_the_path(path, value, where, why) -> None:
     with pytest.raises(InvalidSpaceDefinition, match=why) as info:
-        space_from_definition(_edit(_fbnet(), path, value))
+        space_from_definition(edited(_fbnet(), path, value))
     assert info.value.path == where
 
 
@@ -210,11 +193,11 @@ def test_table_hook_needs_every_group_and_no_p_on_a_single_gene() -> None:
     from client_sdk.spaces.defined import check_consistency
     from client_sdk.spaces.language import validate_definition
 
-    d = _edit(_ofa(), "table", {"name": "ofa_mbv3", "genes": {"kernel": "kernel_sizes"}})
+    d = edited(_ofa(), "table", {"name": "ofa_mbv3", "genes": {"kernel": "kernel_sizes"}})
     with pytest.raises(InvalidSpaceDefinition, match="resolution, depth, expand") as info:
         check_consistency(validate_definition(d))
     assert info.value.path == "table.genes"
-    d = _edit(d, "table.genes", {"resolution": "res{p}", "depth": "depths",
+    d = edited(d, "table.genes", {"resolution": "res{p}", "depth": "depths",
                                  "kernel": "kernel_sizes", "expand": "expand_ratios"})
     with pytest.raises(InvalidSpaceDefinition, match="one gene") as info:
         check_consistency(validate_definition(d))
@@ -222,11 +205,11 @@ def test_table_hook_needs_every_group_and_no_p_on_a_single_gene() -> None:
 
 
 def test_table_hook_only_in_the_bundled_definition() -> None:
-    d = _edit(_fbnet(), "name", "my_fbnet")
+    d = edited(_fbnet(), "name", "my_fbnet")
     with pytest.raises(InvalidSpaceDefinition, match="bundled space's own") as info:
         space_from_definition(d)
     assert info.value.path == "table"
-    d = _edit(_fbnet(), "description", "another fbnet")
+    d = edited(_fbnet(), "description", "another fbnet")
     with pytest.raises(InvalidSpaceDefinition, match="bundled space's own"):
         space_from_definition(d)
 
@@ -241,20 +224,20 @@ def test_table_hook_loads_columns_checked() -> None:
         return check_consistency(validate_definition(d)).table
 
     with pytest.raises(InvalidSpaceDefinition, match="no column 'op0'") as info:
-        load(_edit(_fbnet(), "table.genes.op", "op{p}"))
+        load(edited(_fbnet(), "table.genes.op", "op{p}"))
     assert info.value.path == "table.genes.op"
     d = _fbnet()
     d["stages"][0]["ops"] = d["stages"][0]["ops"][:8]  # no 'skip' in block 0
     with pytest.raises(InvalidSpaceDefinition, match=r"row \d+ of column 'block0' holds 'skip'"):
         load(d)
-    ofa = _edit(_ofa(), "table", {"name": "ofa_mbv3", "genes": {
+    ofa = edited(_ofa(), "table", {"name": "ofa_mbv3", "genes": {
         "resolution": "resolution", "depth": "depths", "kernel": "kernel_sizes",
         "expand": "expand_ratios"}})
     table, bundled = load(ofa), get_space("ofa_mbv3").table
     np.testing.assert_array_equal(table.genes, bundled.genes)
     np.testing.assert_array_equal(table.latency_ms, bundled.latency_ms)
     with pytest.raises(InvalidSpaceDefinition, match="holds 1 value"):
-        load(_edit(ofa, "table.genes.depth", "resolution"))
+        load(edited(ofa, "table.genes.depth", "resolution"))
 
 
 # --------------------------------------------------------------- model features
@@ -277,15 +260,15 @@ def test_feature_options() -> None:
     fb = get_space("fbnet")
     assert fb.zeroed_genes(fb.table.genes[:3]) is None and fb.resolution_area(
         fb.table.genes[:3]) is None
-    plain = space_from_definition(_edit(_ofa(), "features", {"inactive": "keep"}))
+    plain = space_from_definition(edited(_ofa(), "features", {"inactive": "keep"}))
     genes = plain.sample(50, rng=3)
     assert plain.features(genes).shape[1] == int(plain.cardinalities.sum()) + 2
     assert plain.zeroed_genes(genes) is None
     with pytest.raises(InvalidSpaceDefinition, match="one of keep, zero") as info:
-        space_from_definition(_edit(_ofa(), "features", {"inactive": "drop"}))
+        space_from_definition(edited(_ofa(), "features", {"inactive": "drop"}))
     assert info.value.path == "features.inactive"
     with pytest.raises(InvalidSpaceDefinition, match="unknown field") as info:
-        space_from_definition(_edit(_ofa(), "features", {"width": "area"}))
+        space_from_definition(edited(_ofa(), "features", {"width": "area"}))
     assert info.value.path == "features.width"
 
 
