@@ -168,7 +168,12 @@ def session_options(
     threads: int | None, graph_optimization: str = "all"
 ) -> ort.SessionOptions:
     """CPU session options: ``intra_op_num_threads = threads`` (None: torch's current
-    count, what the torch harness would use), one inter-op thread, sequential execution."""
+    count, what the torch harness would use), one inter-op thread, sequential execution,
+    and intra-op threads that sleep instead of spinning when idle: the harness keeps one
+    session per architecture alive and times them in turn, and the idle sessions' spinning
+    threads took the cores from the one being timed (FBNet, 40 archs measured twice at 2
+    threads on this 2-core machine: test-retest Spearman -0.15 spinning, 0.76-0.81 not;
+    1 thread, which starts no intra-op thread: 0.93 / 0.90, the same within noise)."""
     if graph_optimization not in GRAPH_OPTIMIZATION:
         raise ValueError(f"unknown graph optimisation '{graph_optimization}' "
                          f"(have {tuple(GRAPH_OPTIMIZATION)})")
@@ -176,6 +181,7 @@ def session_options(
     so.intra_op_num_threads = int(threads or torch.get_num_threads())
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     so.graph_optimization_level = getattr(
         ort.GraphOptimizationLevel, GRAPH_OPTIMIZATION[graph_optimization]
     )
@@ -187,7 +193,7 @@ def describe(threads: int, graph_optimization: str = "all", opset: int = OPSET) 
     """The runtime settings, for the device contract's notes."""
     return (
         f"onnxruntime {runtime_version()} {PROVIDER}, intra_op_num_threads {threads}, "
-        f"inter_op_num_threads 1, sequential, graph optimisation "
+        f"inter_op_num_threads 1, sequential, no intra-op spinning, graph optimisation "
         f"{GRAPH_OPTIMIZATION[graph_optimization]}; ONNX opset {opset} exported by torch "
         f"{torch.__version__} (TorchScript exporter, constant folding)"
     )
