@@ -402,7 +402,9 @@ def test_sigterm_under_load(tmp_path) -> None:
                                             return_latencies=False)
             big["end"] = time.monotonic()
 
-        threads = [threading.Thread(target=load, args=(i,)) for i in range(3)]
+        # five loaders (of 6 workers; the big Rank takes one) so that some call is in flight
+        # at the SIGTERM even on a busy machine (three left none in flight about 1 run in 10)
+        threads = [threading.Thread(target=load, args=(i,)) for i in range(5)]
         for t in threads:
             t.start()
         t0 = time.monotonic()  # some load served before the drain (a busy machine is slow)
