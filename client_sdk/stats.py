@@ -53,14 +53,16 @@ def spearman(a: np.ndarray, b: np.ndarray, *, nan_policy: NanPolicy = "propagate
 
 def spearman_columns(x: np.ndarray, y: np.ndarray, *, undefined: float = float("nan")
                      ) -> np.ndarray:
-    """Spearman of each column of ``x`` (n, B) with ``y`` (n,), vectorised; NaN inputs
-    rank last (``nan_policy="last"``), an undefined column gives ``undefined``."""
+    """Spearman of each column of ``x`` (n, B) with ``y`` (n,) — or with the same column of
+    ``y`` (n, B) — vectorised; NaN inputs rank last (``nan_policy="last"``), an undefined
+    column gives ``undefined``."""
     rx = average_ranks(x, axis=0)
-    ry = average_ranks(y)
-    rx, ry = rx - rx.mean(0), ry - ry.mean()
-    den = np.sqrt((rx * rx).sum(0) * (ry * ry).sum())
+    y = np.asarray(y)
+    ry = average_ranks(y, axis=0) if y.ndim == 2 else average_ranks(y)[:, None]
+    rx, ry = rx - rx.mean(0), ry - ry.mean(0)
+    den = np.sqrt((rx * rx).sum(0) * (ry * ry).sum(0))
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, (rx * ry[:, None]).sum(0) / den, undefined)
+        return np.where(den > 0, (rx * ry).sum(0) / den, undefined)
 
 
 def spearman_matrix(columns: np.ndarray) -> np.ndarray:

@@ -27,7 +27,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from client_sdk._ranks import average_ranks
 from oracle_server.predictor.head_fit import HeadFit
 from oracle_server.predictor.heads import (
     HEADS,
@@ -181,21 +180,10 @@ def beats_flops_share(head_loo: np.ndarray, flops_loo: np.ndarray, z: np.ndarray
         return float("nan")
     draws = max(20, min(draws, BOOTSTRAP_CELLS // n))  # bounded work for large devices
     idx = np.random.default_rng(seed).integers(0, n, size=(draws, n))
-    rz = _centred_ranks(z[idx])
-    d = _row_spearman(_centred_ranks(np.asarray(head_loo)[idx]), rz) - _row_spearman(
-        _centred_ranks(np.asarray(flops_loo)[idx]), rz)
+    zs = z[idx].T  # (n, draws): one resample a column
+    d = spearman_columns(np.asarray(head_loo)[idx].T, zs) - spearman_columns(
+        np.asarray(flops_loo)[idx].T, zs)
     return float(np.mean(np.where(np.isfinite(d), (d > 0) + 0.5 * (d == 0), 0.5)))
-
-
-def _centred_ranks(rows: np.ndarray) -> np.ndarray:
-    r = average_ranks(rows, axis=1)
-    return r - r.mean(axis=1, keepdims=True)
-
-
-def _row_spearman(ra: np.ndarray, rb: np.ndarray) -> np.ndarray:
-    den = np.sqrt((ra * ra).sum(1) * (rb * rb).sum(1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, (ra * rb).sum(1) / den, np.nan)
 
 
 #: a sample whose leave-one-out prediction is off by more than this factor is an outlier

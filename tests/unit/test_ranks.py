@@ -26,3 +26,15 @@ def test_ranks_of_empty_and_three_dimensional_input() -> None:
     assert average_ranks(np.zeros((0, 3)), axis=1).shape == (0, 3)
     with pytest.raises(ValueError, match="1-D or 2-D"):
         average_ranks(np.zeros((2, 2, 2)))
+
+
+def test_spearman_columns_with_one_y_column_per_x_column() -> None:
+    from client_sdk.stats import spearman, spearman_columns
+
+    rng = np.random.default_rng(4)
+    x, y = rng.normal(size=(12, 7)), rng.normal(size=(12, 7))
+    y[:, 3] = 1.0  # a constant column is undefined
+    got = spearman_columns(x, y)
+    want = [spearman(x[:, j], y[:, j]) for j in range(7)]
+    np.testing.assert_allclose(got, want, rtol=1e-12, equal_nan=True)
+    assert np.isnan(got[3])
