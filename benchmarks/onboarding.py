@@ -39,6 +39,7 @@ from benchmarks._cli import RESULTS, ROOT, load_average, parser, write_json
 from client_sdk import OracleClient
 from client_sdk.measure.harness import retest_ceiling, spearman_brown
 from client_sdk.measure.onboard import onboard
+from client_sdk.measure.onboard_pipeline import VALIDATION_FLOPS_MARGIN
 from client_sdk.stats import spearman
 from tests.support.launch import ServerProcess
 
@@ -55,6 +56,13 @@ def verdict(oracle: float, flops: float, retest: float, ceiling: float) -> tuple
         ok = oracle >= 0.90 and oracle >= flops + 0.03
         return ok, ">=0.90 & FLOPs+0.03"
     return oracle >= ceiling - 0.03, "ceiling-0.03"
+
+
+def flops_verdict(served: float, flops: float, quality: str | None) -> dict[str, bool]:
+    """Issue 27, never silently worse than FLOPs: a served ranking worse than FLOPs by more
+    than ``VALIDATION_FLOPS_MARGIN`` on the validation archs must come flagged LOW."""
+    worse = bool(served < flops - VALIDATION_FLOPS_MARGIN)
+    return {"worse_than_flops": worse, "silently_worse": worse and quality != "low"}
 
 
 def naive_spearman(row: dict, first_pass: int) -> float:
@@ -98,9 +106,7 @@ def finish_row(row: dict, first_pass: int | None = None) -> dict:
         min(row["retest"], session) if math.isfinite(session) else row["retest"]
     )
     row["ceiling_for_target"] = retest_ceiling(row["retest_for_target"])
-    # issue 27: never silently worse than FLOPs (a row worse by > 0.02 must be flagged LOW)
-    row["worse_than_flops"] = bool(row["oracle_spearman"] < row["flops_spearman"] - 0.02)
-    row["silently_worse"] = bool(row["worse_than_flops"] and row.get("quality") != "low")
+    row.update(flops_verdict(row["oracle_spearman"], row["flops_spearman"], row.get("quality")))
     row["target_met"], row["target_rule"] = verdict(
         row["oracle_spearman"],
         row["flops_spearman"],
@@ -168,7 +174,8 @@ def print_table(out: dict) -> None:
     worse = [r for r in out["rows"] if r.get("worse_than_flops")]
     silent = [r for r in worse if r.get("silently_worse")]
     print(
-        f"\nrows worse than FLOPs by > 0.02: {len(worse)}, of them not flagged LOW: "
+        f"\nrows worse than FLOPs by > {VALIDATION_FLOPS_MARGIN}: {len(worse)}, of them not "
+        "flagged LOW: "
         f"{len(silent)} (target 0)"
     )
     for space, rho in out.get("spearman_between_settings", {}).items():

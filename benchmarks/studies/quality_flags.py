@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks._cli import RESULTS, ROOT, finish, parser, print_table
+from benchmarks.onboarding import flops_verdict
+from client_sdk.measure.onboard_pipeline import VALIDATION_FLOPS_MARGIN
 from client_sdk.stats import spearman
 from oracle_server.evaluation import head_inputs
 from oracle_server.predictor.model import build_model
@@ -40,8 +42,6 @@ RECORDED = (
     "studies/onboarding_fbnet_seed19.json",
     "studies/onboarding_seeds23_29_31.json",
 )
-#: a served ranking worse than FLOPs by more than this on the validation archs must be LOW
-MARGIN = 0.02
 
 
 def replay(files: list[Path], cache_dir: Path) -> list[dict]:
@@ -82,8 +82,7 @@ def replay(files: list[Path], cache_dir: Path) -> list[dict]:
                     "beats_flops": head.beats_flops,
                     "quality": head.quality,
                     "head": head.kind,
-                    "worse_than_flops": bool(served < flops - MARGIN),
-                    "silently_worse": bool(served < flops - MARGIN and head.quality != "low"),
+                    **flops_verdict(served, flops, head.quality),
                 }
             )
     return rows
@@ -150,14 +149,20 @@ def main() -> int:
         ),
     }
     print(
-        f"\n{summary['rows']} rows; worse than FLOPs by > {MARGIN}: {summary['worse_than_flops']},"
+        f"\n{summary['rows']} rows; worse than FLOPs by > {VALIDATION_FLOPS_MARGIN}: "
+        f"{summary['worse_than_flops']},"
         f" of them not flagged LOW: {summary['silently_worse']} "
         f"({summary['silently_worse_with_30_samples']} with >= 30 samples); "
         f"flagged LOW in all: {summary['flagged_low']}"
     )
     return finish(
         a.json,
-        {"margin": MARGIN, "files": [str(f) for f in files], "summary": summary, "rows": rows},
+        {
+            "margin": VALIDATION_FLOPS_MARGIN,
+            "files": [str(f) for f in files],
+            "summary": summary,
+            "rows": rows,
+        },
         announce=True,
     )
 
