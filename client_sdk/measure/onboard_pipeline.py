@@ -411,9 +411,9 @@ class Onboarding:
             timings_s=st.timings,
             runtime=s.runtime,
         )
-        report.quality = str(getattr(latest, "quality", "good") or "good").lower()
-        report.advised_samples = int(getattr(latest, "advised_samples", 0) or 0)
-        report.quality_reasons = list(getattr(latest, "warnings", ()) or ())
+        report.quality = latest.quality
+        report.advised_samples = int(latest.advised_samples)
+        report.quality_reasons = list(latest.warnings)
         if (v := st.validation) is not None:
             if v.spearman < v.flops_spearman - VALIDATION_FLOPS_MARGIN:
                 st.warnings.append(

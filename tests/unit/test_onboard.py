@@ -21,6 +21,9 @@ class FakeInfo:
     num_samples: int = 0
     expected_spearman: float = 0.9
     monotonicity: float = 0.95
+    quality: str = "good"  # the DeviceInfo fields onboarding reports
+    advised_samples: int = 0
+    warnings: tuple = ()
 
 
 @dataclass
@@ -371,15 +374,10 @@ def test_the_report_carries_the_servers_quality_verdict_and_a_flops_warning() ->
     """A device the server flags LOW (e.g. not clearly better than FLOPs) says so in the
     report; a validation where the served ranking loses to FLOPs is a warning of its own."""
 
-    @dataclass
-    class LowInfo(FakeInfo):
-        quality: str = "low"
-        advised_samples: int = 60
-        warnings: tuple = ("not clearly better than ranking by FLOPs: ...",)
-
     class FlagsLow(FakeClient):
         def _info(self, name, space, n):
-            return LowInfo(name, space, num_samples=n)
+            return FakeInfo(name, space, num_samples=n, quality="low", advised_samples=60,
+                            warnings=("not clearly better than ranking by FLOPs: ...",))
 
         def rank(self, space, archs, devices):  # a ranking that ignores FLOPs entirely
             return FakeRank({d: -get_space(space).flops(archs) for d in devices})
