@@ -298,6 +298,7 @@ def _measure(
 ) -> dict[str, float]:
     """Time the chosen networks here: ``--names``, else the ``--measure`` N the server
     suggests (all of them when N covers them)."""
+    from client_sdk.measure.harness import runs_per_round
     from client_sdk.measure.networks import is_onnx, measure_networks
     from client_sdk.spaces import get_space
 
@@ -338,7 +339,7 @@ def _measure(
         names=names,
         threads=args.threads,
         rounds=args.rounds,
-        runs=max(1, -(-args.repeats // args.rounds)),
+        runs=runs_per_round(args.repeats, args.rounds),
         progress=_progress(args),
     )
 

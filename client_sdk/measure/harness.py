@@ -65,6 +65,7 @@ __all__ = [
     "prepare",
     "reduce_runs",
     "retest_ceiling",
+    "runs_per_round",
     "spearman",
     "spearman_brown",
     "time_fn",
@@ -77,6 +78,11 @@ Runtime = Literal["torch", "onnxruntime"]
 RUNTIMES: tuple[str, ...] = ("torch", "onnxruntime")
 #: (space, genes (g,), batch size, device) -> (model, input)
 Builder = Callable[[SearchSpace, np.ndarray, int, str], tuple[Callable[..., Any], torch.Tensor]]
+
+
+def runs_per_round(repeats: int, rounds: int) -> int:
+    """Timed runs per round so that ``rounds`` rounds time at least ``repeats`` runs."""
+    return max(1, -(-repeats // rounds))
 
 
 @dataclass(frozen=True)

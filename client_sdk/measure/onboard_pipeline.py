@@ -89,15 +89,13 @@ class Onboarding:
             from client_sdk.measure import onnx_runtime  # noqa: F401
         sp = get_space(s.space)
         threads = s.threads if s.threads is not None else torch.get_num_threads()
-        config = s.harness_config()
         self.client = client
         self.settings = settings
         self.measure_fn = measure_fn
         self.say: Callable[[str], None] = log or (lambda _msg: None)
         self.state = OnboardState(
             sp=sp,
-            config=config,
-            harness=Harness(config),
+            harness=Harness(s.harness_config()),
             threads=threads,
             t_start=time.perf_counter(),
         )
@@ -190,13 +188,17 @@ class Onboarding:
         st.retest_genes = random_archs(st.sp, s.n_retest, s.seed + 2, exclude=st.refs)
         st.measured = np.concatenate([st.refs, st.retest_genes])  # one interleaved set
         st.contract = build_contract(
-            st.sp, threads=st.threads, batch_size=s.batch_size, device=s.device, config=st.config
+            st.sp,
+            threads=st.threads,
+            batch_size=s.batch_size,
+            device=s.device,
+            config=st.harness.config,
         )
 
     def _measure(self) -> None:
         s, st = self.settings, self.state
         assert st.refs is not None and st.retest_genes is not None and st.measured is not None
-        cfg = st.config
+        cfg = st.harness.config
         self.say(
             f"measuring {len(st.refs)} reference architectures of '{s.space}' on {s.device} "
             f"({s.runtime}, {st.threads} thread(s), batch {s.batch_size}, {cfg.rounds} rounds "
@@ -369,7 +371,7 @@ class Onboarding:
     def _report(self) -> None:
         s, st = self.settings, self.state
         assert st.refs is not None and st.retest_genes is not None and st.first is not None
-        info, cfg = st.info, st.config
+        info, cfg = st.info, st.harness.config
         latest = st.session.info if st.session is not None else info
         retest_rho, retest_archs = st.retest
         report = OnboardReport(
@@ -416,7 +418,7 @@ class Onboarding:
         report.quality_reasons = list(latest.warnings)
         if (v := st.validation) is not None:
             if v.spearman < v.flops_spearman - VALIDATION_FLOPS_MARGIN:
-                st.warnings.append(
+                self._warn(
                     f"on the {len(v.genes)} validation archs the served ranking "
                     f"({v.spearman:.3f}) is worse than ranking by FLOPs "
                     f"({v.flops_spearman:.3f})"
@@ -424,7 +426,6 @@ class Onboarding:
                        " although the server did not flag the device LOW")
                     + ": rank this device by FLOPs, or measure more architectures"
                 )
-                self.say("warning: " + st.warnings[-1])
             report.validation_archs = [st.sp.format(g) for g in v.genes]
             report.validation_latency_ms = v.latency_ms
             report.validation_predicted_ms = v.predicted_ms

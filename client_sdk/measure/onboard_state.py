@@ -19,6 +19,7 @@ from client_sdk.measure.harness import (
     Runtime,
     Statistic,
     retest_ceiling,
+    runs_per_round,
 )
 from client_sdk.measure.onboard_report import OnboardReport
 from client_sdk.spaces import SearchSpace
@@ -101,7 +102,7 @@ class OnboardSettings:
         """The harness's configuration: the settings of :data:`HARNESS_SETTINGS`, and ``runs``
         per round from ``repeats`` over ``rounds``."""
         same = {name: getattr(self, name) for name in HARNESS_SETTINGS}
-        return HarnessConfig(runs=max(1, -(-self.repeats // self.rounds)), **same)
+        return HarnessConfig(runs=runs_per_round(self.repeats, self.rounds), **same)
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
@@ -153,7 +154,6 @@ class OnboardState:
     """What the steps have produced so far; each field is set by the step named beside it."""
 
     sp: SearchSpace
-    config: HarnessConfig
     harness: Harness
     threads: int  # torch threads measured with
     t_start: float
