@@ -27,6 +27,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from client_sdk import stats
 from oracle_server.predictor.head_fit import HeadFit
 from oracle_server.predictor.heads import (
     HEADS,
@@ -181,7 +182,8 @@ def beats_flops_share(head_loo: np.ndarray, flops_loo: np.ndarray, z: np.ndarray
     draws = max(20, min(draws, BOOTSTRAP_CELLS // n))  # bounded work for large devices
     idx = np.random.default_rng(seed).integers(0, n, size=(draws, n))
     zs = z[idx].T  # (n, draws): one resample a column
-    d = spearman_columns(np.asarray(head_loo)[idx].T, zs) - spearman_columns(
+    # client_sdk.stats': an undefined resample (a constant side) is nan, a tie below
+    d = stats.spearman_columns(np.asarray(head_loo)[idx].T, zs) - stats.spearman_columns(
         np.asarray(flops_loo)[idx].T, zs)
     return float(np.mean(np.where(np.isfinite(d), (d > 0) + 0.5 * (d == 0), 0.5)))
 

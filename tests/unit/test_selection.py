@@ -230,6 +230,7 @@ def test_beats_flops_share_says_how_sure_the_samples_are() -> None:
     assert beats_flops_share(good, noise, z) > 0.99  # the head ranks them, FLOPs does not
     assert beats_flops_share(noise, good, z) < 0.01
     assert beats_flops_share(good, good, z) == 0.5  # a tie counts half
+    assert beats_flops_share(good, np.ones(30), z) == 0.5  # undefined (constant): a tie
     assert beats_flops_share(good, noise, z) == beats_flops_share(good, noise, z)  # seeded
     close = z + 0.5 * rng.normal(size=30)
     assert 0.05 < beats_flops_share(close, close + 0.3 * rng.normal(size=30), z) < 0.95
