@@ -8,7 +8,6 @@ decoding and holds no worker thread while its bytes arrive.
 from __future__ import annotations
 
 import time
-from collections.abc import Set
 from typing import Any
 
 from client_sdk.errors import DEVICE_RE, Unauthenticated
@@ -35,16 +34,14 @@ class Authentication:
         self,
         auth: Authenticator,
         read_token_required: bool = False,
-        write_methods: Set[str] = WRITE_METHODS,
     ) -> None:
         self.auth = auth
         self.read_token_required = read_token_required
-        self.write_methods = write_methods
 
     def __call__(self, call: Call, proceed: Proceed) -> Any:
         caller = call.caller = self.auth.identify(call.context.invocation_metadata())
         needs_token = self.auth.enabled and (
-            call.method in self.write_methods or self.read_token_required
+            call.method in WRITE_METHODS or self.read_token_required
         )
         if needs_token and not caller.authenticated:
             raise Unauthenticated("this RPC needs 'authorization: Bearer <token>' metadata")
@@ -60,15 +57,14 @@ class Admission:
     ``RetryInfo`` when over it; an admitted call's admission (incl. the shared limits' round
     trip) + handling time in ``oracle_tenant_request_seconds{method, tenant}``."""
 
-    def __init__(self, fair_share: FairShare, work_methods: Set[str] = WORK_METHODS) -> None:
+    def __init__(self, fair_share: FairShare) -> None:
         self.fair_share = fair_share
-        self.work_methods = work_methods
 
     def __call__(self, call: Call, proceed: Proceed) -> Any:
         tenant = (call.caller or ANONYMOUS_CALLER).tenant
         fair = self.fair_share
         admit = time.perf_counter()
-        fair.acquire(tenant, work=call.method in self.work_methods)
+        fair.acquire(tenant, work=call.method in WORK_METHODS)
         start = time.perf_counter()
         try:
             return proceed(call)
@@ -82,11 +78,8 @@ class Audit:
     """Step: one audit line per write RPC (tenant, RPC, device, final status code), whether
     it succeeded, was refused or failed; ``-`` for a tenant or device not known."""
 
-    def __init__(self, methods: Set[str] = WRITE_METHODS) -> None:
-        self.methods = methods
-
     def __call__(self, call: Call, proceed: Proceed) -> Any:
-        if call.method not in self.methods:
+        if call.method not in WRITE_METHODS:
             return proceed(call)
         code = "OK"
         try:

@@ -69,7 +69,6 @@ def bucket_size(burst: float, rate: float) -> float:
     return float(burst) if burst else max(1.0, math.ceil(rate))
 
 
-_bucket_size = bucket_size  # the former private name
 
 
 @dataclass
