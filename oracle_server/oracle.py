@@ -9,7 +9,7 @@ delete) go to the store; the methods here only resolve request names to it.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -292,12 +292,7 @@ def predict(
         else None
     )
     parts: list[list[Prediction]] = []
-    for start in range(0, max(genes.shape[0], 1), chunk):
-        if start:
-            _check_cancel(is_cancelled)
-        if pace is not None:
-            pace()
-        g = genes[start : start + chunk]
+    for g in _chunks(genes, chunk, is_cancelled, pace, at_least_one=True):
         features = None
         if model.basis_reads_features or not (feature_free or projections is not None):
             features = model.features(g)
@@ -371,13 +366,25 @@ def table_rows(
     with ``pace()`` before each chunk, concatenated (row-wise: the same rows)."""
     if pace is None:
         return space.table_rows(genes)
-    parts = []
-    for start in range(0, genes.shape[0], chunk):
+    return np.concatenate([space.table_rows(g) for g in _chunks(genes, chunk, is_cancelled, pace)])
+
+
+def _chunks(
+    genes: np.ndarray,
+    chunk: int,
+    is_cancelled: Callable[[], bool] | None,
+    pace: Callable[[], object] | None,
+    at_least_one: bool = False,
+) -> Iterator[np.ndarray]:
+    """``genes`` ``chunk`` rows at a time; between chunks the call stops if cancelled, and
+    before each one a large call lets small calls go first (``pace``). ``at_least_one``:
+    one (empty) chunk for no rows."""
+    for start in range(0, max(genes.shape[0], int(at_least_one)), chunk):
         if start:
             _check_cancel(is_cancelled)
-        pace()
-        parts.append(space.table_rows(genes[start : start + chunk]))
-    return np.concatenate(parts)
+        if pace is not None:
+            pace()
+        yield genes[start : start + chunk]
 
 
 def _table_covers_space(space: SearchSpace) -> bool:
