@@ -81,7 +81,7 @@ class Oracle:
         self.max_devices_per_request = max_devices_per_request
         self.predict_chunk = predict_chunk
         self.table_spaces = frozenset(
-            sp for sp, m in store.models.items() if table_fast_path and _table_covers_space(m.space)
+            sp for sp, m in store.models.items() if table_fast_path and m.space.table_covers_space
         )
         for dev in store.snapshot():  # warm the fast path's per-head table predictions
             if dev.space in self.table_spaces:
@@ -385,14 +385,6 @@ def _chunks(
         if pace is not None:
             pace()
         yield genes[start : start + chunk]
-
-
-def _table_covers_space(space: SearchSpace) -> bool:
-    """True when every gene vector of the space is exactly one row of its table."""
-    if space.space_size != space.num_architectures:
-        return False
-    rows = space.table_rows(space.table.genes)
-    return bool(rows.min() >= 0) and np.unique(rows).shape[0] == space.num_architectures
 
 
 def _check_cancel(is_cancelled: Callable[[], bool] | None) -> None:

@@ -65,11 +65,15 @@ class SearchSpace(ABC):
         """Number of architectures in the bundled table."""
         return int(self.table.genes.shape[0])
 
-    @property
+    @functools.cached_property
     def table_covers_space(self) -> bool:
-        """Every gene vector of the space is in its measured table (NAS-Bench-201's 15,625
-        cells): a model may precompute its predictions for the whole space."""
-        return self.num_architectures == self.space_size
+        """Every gene vector of the space is exactly one row of its measured table
+        (NAS-Bench-201's 15,625 cells): a model may precompute its predictions for the whole
+        space, and Rank may answer by table row."""
+        if self.num_architectures != self.space_size:
+            return False
+        rows = self.table_rows(self.table.genes)
+        return bool(rows.min() >= 0) and np.unique(rows).shape[0] == self.num_architectures
 
     # ---------------------------------------------------------------- strings
     @abstractmethod
