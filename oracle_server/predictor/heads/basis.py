@@ -21,7 +21,7 @@ from oracle_server.predictor.heads.base import (
 )
 from oracle_server.predictor.heads.params import HeadParams, ParamsError, Vector
 from oracle_server.predictor.heads.registry import register_head
-from oracle_server.predictor.heads.solver import affine_coef
+from oracle_server.predictor.heads.solver import affine_coef, nnls
 from oracle_server.predictor.heads.stats import spearman_columns
 
 #: up to this many samples the affine head's LOO re-chooses among every basis column ...
@@ -107,9 +107,7 @@ class NnlsLogParams(HeadParams):
 
 def _nnls_coef(log_b: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, float]:
     mu_b, mu_z = log_b.mean(0), z.mean()
-    from scipy.optimize import nnls  # lazily: scipy.optimize slows the server's start-up
-
-    w, _ = nnls(log_b - mu_b, z - mu_z)
+    w = nnls(log_b - mu_b, z - mu_z)
     return w, float(mu_z - mu_b @ w)
 
 
