@@ -45,15 +45,7 @@ def replay_row(model, row: dict, kinds: tuple[str, ...], first: int | None = Non
     val = sp.parse_many(row["validation_archs"])
     y_val = np.asarray(row["validation_latency_ms"], dtype=np.float64)
     y_ref = np.asarray(row["reference_latency_ms"][:first], dtype=np.float64)
-    before = model.__dict__.get("head_kinds")
-    model.__dict__["head_kinds"] = kinds  # the cached property, overridden for this row
-    try:
-        head = model.fit_head(refs, y_ref)
-    finally:
-        if before is None:
-            model.__dict__.pop("head_kinds", None)
-        else:
-            model.__dict__["head_kinds"] = before
+    head = model.fit_head(refs, y_ref, kinds=kinds)
     on_val = head_inputs(model, val)
     v_feats, v_basis, v_desc = on_val
     prediction = head.predict(v_basis, v_feats, v_desc)

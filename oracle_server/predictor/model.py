@@ -15,9 +15,8 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -66,16 +65,6 @@ def cost_matrix(space: SearchSpace) -> np.ndarray:
         w = np.linalg.lstsq(one_hot, cost, rcond=None)[0][:-1]
         cols.append(np.r_[w, np.zeros(n_feat - n_oh)])
     return np.c_[groups, np.stack(cols, axis=1)]
-
-
-class _HeadKinds:
-    """A method read as an attribute on every access (no cache), overridable per instance."""
-
-    def __init__(self, fn: Callable[[Any], tuple[str, ...]]) -> None:
-        self.fn = fn
-
-    def __get__(self, obj: Any, owner: type | None = None) -> Any:
-        return self if obj is None else self.fn(obj)
 
 
 class LatencyModel:
@@ -193,23 +182,23 @@ class LatencyModel:
             out[:, c] = np.exp(base[:, c] + proxy._models[c].predict(x, num_threads=1))
         return out
 
-    def _head_kinds(self) -> tuple[str, ...]:
+    @property
+    def head_kinds(self) -> tuple[str, ...]:
+        """Candidate heads of this space's devices (``heads.candidate_kinds``), read from the
+        registry each time (a head kind registered later is a candidate too)."""
         return candidate_kinds(self.space.space_size, self.space.num_architectures)
 
-    #: Candidate heads of this space's devices (``heads.candidate_kinds``), read from the
-    #: registry each time (a head kind registered later is a candidate too); a non-data
-    #: descriptor, so ``model.__dict__["head_kinds"]`` still overrides it (benchmarks)
-    head_kinds = _HeadKinds(_head_kinds)
-
-    def fit_head(self, genes: np.ndarray, latency_ms: np.ndarray) -> HeadFit:
-        """Validate measurements, fit every candidate head, average them (milliseconds)."""
+    def fit_head(self, genes: np.ndarray, latency_ms: np.ndarray,
+                 kinds: Sequence[str] | None = None) -> HeadFit:
+        """Validate measurements, fit every candidate head (``kinds``: these instead, e.g. a
+        study's ablation), average them (milliseconds)."""
         genes = self.space.validate(genes)
         y = _validate_latency(latency_ms, len(genes))
         repeat_var = repeat_log_variance(genes, y)
         genes, y = merge_duplicates(genes, y)
         feats = self.features(genes)
         return select_head(self.basis(genes, feats), feats, y, self.proxy.linear_weights,
-                           self.cost_matrix, kinds=self.head_kinds,
+                           self.cost_matrix, kinds=self.head_kinds if kinds is None else kinds,
                            descriptors=self.descriptors(genes), prior=self.prior,
                            repeat_log_var=repeat_var)
 
