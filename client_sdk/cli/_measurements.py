@@ -1,5 +1,6 @@
 """Measurements CSVs (``oracle device register/add --csv``) checked row by row, the export's
-``manifest.json`` beside them, and the device contract (``--contract`` or ``contract.json``)."""
+``manifest.json`` beside them, and the device contract (``--contract`` or ``contract.json``).
+``_csv_rows`` and ``_report_bad_rows`` also read ``register --models --csv`` (``networks``)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import json
 import math
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -18,6 +20,8 @@ from client_sdk.errors import OracleClientError
 
 #: ``manifest.json``'s kind (``client_sdk.measure.export.MANIFEST_KIND``, kept equal by a test)
 EXPORT_KIND = "latency-oracle device export"
+#: a refusal: prints ``message`` and exits (the code is the command's)
+Fail = Callable[[str], NoReturn]
 
 
 def _read_measurements(path: str, space: str | None = None, *, skip_bad_rows: bool = False) -> Any:
@@ -41,26 +45,7 @@ def _read_measurements(path: str, space: str | None = None, *, skip_bad_rows: bo
             "--space out)"
         )
     files = {e["file"]: e["arch"] for e in manifest["files"]} if manifest else {}
-    try:
-        f = open(path, newline="")  # noqa: SIM115
-    except OSError as exc:
-        raise SystemExit(f"cannot read {path}: {exc}") from None
-    with f:
-        reader = csv.DictReader(f)
-        header = [c.strip() for c in reader.fieldnames or []]
-        if "arch" not in header or "latency_ms" not in header:
-            other = [c for c in header if c.startswith("latency")]
-            hint = (
-                (f" (found '{other[0]}': the latency column is in milliseconds, named latency_ms)")
-                if other
-                else ""
-            )
-            raise SystemExit(
-                f"{path}: expected a CSV with header 'arch,latency_ms' (other "
-                f"columns such as 'file' are allowed){hint}"
-            )
-        reader.fieldnames = header
-        rows = [(reader.line_num, row) for row in reader]
+    _, rows = _csv_rows(path, _arch_header_problem, _exit)
     try:
         sp = get_space(space) if space else None
     except OracleClientError:
@@ -99,19 +84,78 @@ def _read_measurements(path: str, space: str | None = None, *, skip_bad_rows: bo
         keys.append(int(arch) if indices and sp is None else arch)
         genes.append(g)
         values.append(ms)
-    if bad:
-        listing = "\n  ".join(bad[:50]) + (f"\n  ... {len(bad) - 50} more" if len(bad) > 50 else "")
-        if not skip_bad_rows:
-            raise SystemExit(
-                f"{path}: {len(bad)} bad row(s) of {len(rows)}; nothing registered (fix "
-                f"them, or pass --skip-bad-rows to use the {len(values)} good rows):\n  " + listing
-            )
-        print(f"{path}: skipped {len(bad)} bad row(s):\n  {listing}", file=sys.stderr)
-    if not values:
-        raise SystemExit(f"{path}: no measurements to register")
+    _report_bad_rows(path, bad, len(rows), len(values), skip_bad_rows, _exit)
     if sp is None:
         return dict(zip(keys, values, strict=True))
     return np.stack(genes), np.asarray(values, dtype=np.float64)
+
+
+def _exit(message: str) -> NoReturn:
+    """``device register/add --csv``'s refusal: the message on stderr, exit code 1."""
+    raise SystemExit(message)
+
+
+def _arch_header_problem(header: list[str]) -> str | None:
+    if "arch" in header and "latency_ms" in header:
+        return None
+    other = [] if "latency_ms" in header else [c for c in header if c.startswith("latency")]
+    hint = (
+        f" (found '{other[0]}': the latency column is in milliseconds, named latency_ms)"
+        if other
+        else ""
+    )
+    return (
+        "expected a CSV with header 'arch,latency_ms' (other columns such as 'file' are "
+        f"allowed){hint}"
+    )
+
+
+def _csv_rows(
+    path: str, header_problem: Callable[[list[str]], str | None], fail: Fail
+) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+    """The header (cells stripped) and the ``(line number, row)`` of a CSV; ``fail`` names an
+    unreadable file or a header ``header_problem`` refuses (its reason)."""
+    try:
+        f = open(path, newline="")  # noqa: SIM115
+    except OSError as exc:
+        fail(f"cannot read {path}: {exc.strerror or exc}")
+    with f:
+        reader = csv.DictReader(f)
+        header = [c.strip() for c in reader.fieldnames or []]
+        problem = header_problem(header)
+        if problem:
+            fail(f"{path}: {problem}")
+        reader.fieldnames = header
+        return header, [(reader.line_num, row) for row in reader]
+
+
+def _report_bad_rows(
+    path: str,
+    bad: list[str],
+    total: int,
+    good: int,
+    skip_bad_rows: bool,
+    fail: Fail,
+    *,
+    one_line: bool = False,
+) -> None:
+    """Stop (``fail``) when rows are bad, naming them, unless ``skip_bad_rows`` (they are
+    listed on stderr); stop too when no good row is left. ``one_line``: the listing joined by
+    '; ' (the first 5), else one line each (the first 50)."""
+    if bad:
+        sep, limit = ("; ", 5) if one_line else ("\n  ", 50)
+        listing = sep.join(bad[:limit]) + (
+            f"{sep}... {len(bad) - limit} more" if len(bad) > limit else ""
+        )
+        lead = " " if one_line else sep
+        if not skip_bad_rows:
+            fail(
+                f"{path}: {len(bad)} bad row(s) of {total}; nothing registered (fix them, or "
+                f"pass --skip-bad-rows to use the {good} good rows):{lead}{listing}"
+            )
+        print(f"{path}: skipped {len(bad)} bad row(s):{lead}{listing}", file=sys.stderr)
+    if not good:
+        fail(f"{path}: no measurements to register")
 
 
 def _latency(text: str | None) -> tuple[float, str | None]:

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import importlib.util
 import math
 import os
@@ -47,14 +46,13 @@ import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from client_sdk.cli._common import DEVICE_COLUMNS, _emit, _fail, _progress, _table
-from client_sdk.cli._measurements import _contract, _latency
+from client_sdk.cli._measurements import _contract, _csv_rows, _latency, _report_bad_rows
 from client_sdk.cli.device import warn_quality
 from client_sdk.client import OracleClient
 from client_sdk.errors import OracleClientError
-from client_sdk.types import DeviceInfo
 
 
 @contextlib.contextmanager
@@ -269,24 +267,9 @@ def cmd_register_models(args: argparse.Namespace, c: OracleClient) -> None:
         + _table(rows, ("name", "latency_ms"))
         + "\n\n"
         + _table([asdict(d)], DEVICE_COLUMNS)
-        + "\n"
-        + quality_line(d)
     )
     _emit(args, {"space": space, "measured": measured, "device": d}, text)
-    if args.json:
-        warn_quality(d)
-
-
-def quality_line(d: DeviceInfo) -> str:
-    """Head, expected Spearman (and FLOPs'), quality and the server's warnings."""
-    line = (
-        f"{d.full_name}: head {d.head_kind}, expected Spearman {d.expected_spearman:.3f} "
-        f"(FLOPs {d.flops_spearman:.3f}) from {d.num_samples} measurements, quality "
-        f"{d.quality.upper()}"
-    )
-    if d.quality == "low" and d.advised_samples > d.num_samples:
-        line += f" (about {d.advised_samples} measurements advised)"
-    return "\n".join([line, *(f"  - {w}" for w in d.warnings)])
+    warn_quality(d)
 
 
 def _measure(
@@ -345,35 +328,36 @@ def _measure(
 
 
 def _measured_contract(args: argparse.Namespace, shape: tuple[int, ...] | None) -> dict[str, Any]:
+    """The contract of ``--measure``: torch on this machine's CPU, fp32 (the fields left
+    empty are left out)."""
     import torch
 
-    out: dict[str, Any] = {
-        "threads": args.threads or torch.get_num_threads(),
-        "runtime": "torch",
-        "runtime_version": torch.__version__,
-        "precision": "fp32",
-    }
-    if shape is not None:
-        out["batch_size"] = shape[0]
-    return out
+    from client_sdk.measure.contract import contract_fields, hardware_description
+
+    fields = contract_fields(
+        batch_size=shape[0] if shape is not None else None,
+        threads=args.threads or torch.get_num_threads(),
+        runtime="torch",
+        runtime_version=torch.__version__,
+        hardware=hardware_description("cpu"),
+    )
+    return {k: v for k, v in fields.items() if v not in (None, "")}
 
 
 def _read_named(path: str, models: dict[str, Any], skip_bad_rows: bool) -> dict[str, float]:
     """A CSV of networks measured elsewhere: columns ``name`` (or ``arch``) and
     ``latency_ms``, every row checked (a network of the models file, once, a latency in ms)."""
-    cmd = "device register"
-    try:
-        f = open(path, newline="")  # noqa: SIM115
-    except OSError as exc:
-        _fail(cmd, f"cannot read {path}: {exc.strerror}")
-    with f:
-        reader = csv.DictReader(f)
-        header = [h.strip() for h in reader.fieldnames or []]
-        key = "name" if "name" in header else "arch"
-        if key not in header or "latency_ms" not in header:
-            _fail(cmd, f"{path}: expected a CSV with header 'name,latency_ms', got {header}")
-        reader.fieldnames = header
-        rows = [(reader.line_num, row) for row in reader]
+
+    def fail(message: str) -> NoReturn:
+        _fail("device register", message)
+
+    def header_problem(header: list[str]) -> str | None:
+        if ("name" in header or "arch" in header) and "latency_ms" in header:
+            return None
+        return f"expected a CSV with header 'name,latency_ms', got {header}"
+
+    header, rows = _csv_rows(path, header_problem, fail)
+    key = "name" if "name" in header else "arch"
     out: dict[str, float] = {}
     bad = []
     for line, row in rows:
@@ -387,14 +371,5 @@ def _read_named(path: str, models: dict[str, Any], skip_bad_rows: bool) -> dict[
             bad.append(f"line {line}: {problem}")
         else:
             out[name] = ms
-    if bad and not skip_bad_rows:
-        _fail(
-            cmd,
-            f"{path}: {len(bad)} bad row(s), nothing registered (or pass "
-            f"--skip-bad-rows): " + "; ".join(bad[:5]) + (" ..." if len(bad) > 5 else ""),
-        )
-    if bad:
-        print(f"{path}: skipped {len(bad)} bad row(s): " + "; ".join(bad), file=sys.stderr)
-    if not out:
-        _fail(cmd, f"{path}: no measurements to register")
+    _report_bad_rows(path, bad, len(rows), len(out), skip_bad_rows, fail, one_line=True)
     return out

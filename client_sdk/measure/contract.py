@@ -26,6 +26,32 @@ def hardware_description(device: str = "cpu") -> str:
     return (platform.processor() or platform.machine() or "unknown")[:256]
 
 
+def contract_fields(
+    *,
+    batch_size: int | None,
+    threads: int | None,
+    runtime: str = "",
+    runtime_version: str = "",
+    hardware: str = "",
+    input_resolution: int = 0,
+    notes: str = "",
+) -> dict[str, Any]:
+    """Every ``DeviceContract`` field, in the proto's order, of networks the SDK builds or
+    exports (random weights, fp32) timed in milliseconds per inference; ``None`` and ``""``
+    are the fields nobody filled yet."""
+    return {
+        "unit": "ms/inference",
+        "batch_size": batch_size,
+        "input_resolution": input_resolution,
+        "threads": threads,
+        "runtime": runtime,
+        "runtime_version": runtime_version,
+        "precision": "fp32",
+        "hardware": hardware,
+        "notes": notes,
+    }
+
+
 def build_contract(
     space: SearchSpace, *, threads: int, batch_size: int, device: str, config: HarnessConfig
 ) -> dict[str, Any]:
@@ -44,14 +70,12 @@ def build_contract(
         f"runs after {config.warmup} warm-up runs (drift-normalised per round), "
         f"{how}, random weights"
     )
-    return {
-        "unit": "ms/inference",
-        "batch_size": batch_size,
-        "input_resolution": res or 0,
-        "threads": threads,
-        "runtime": runtime,
-        "runtime_version": version,
-        "precision": "fp32",
-        "hardware": hardware_description(device),
-        "notes": notes,
-    }
+    return contract_fields(
+        batch_size=batch_size,
+        threads=threads,
+        runtime=runtime,
+        runtime_version=version,
+        hardware=hardware_description(device),
+        input_resolution=res or 0,
+        notes=notes,
+    )

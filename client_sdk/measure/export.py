@@ -30,7 +30,8 @@ from typing import Any
 import torch
 
 from client_sdk.measure import onnx_runtime as ox
-from client_sdk.measure.builders import example_input, input_resolution
+from client_sdk.measure.builders import input_resolution
+from client_sdk.measure.contract import contract_fields
 from client_sdk.measure.onboard_pipeline import random_archs as _random_archs
 from client_sdk.spaces import get_space
 
@@ -62,24 +63,31 @@ def export_kit(
     out = Path(out)
     csv_path = out / "measurements.csv"
     if csv_path.exists():
-        raise FileExistsError(f"{csv_path} exists (measurements of an earlier export?): "
-                              "choose another --out or remove it")
+        raise FileExistsError(
+            f"{csv_path} exists (measurements of an earlier export?): "
+            "choose another --out or remove it"
+        )
     sp = get_space(space)
     refs = sp.validate(client.suggest_references(space, samples, seed=seed))
     extra = _random_archs(sp, retest, seed + 2, exclude=refs)
     (out / "models").mkdir(parents=True, exist_ok=True)
     entries = []
-    cached = 0
+    builder = ox.OrtBuilder(onnx_cache, threads=1)
     for kind, genes in (("ref", refs), ("retest", extra)):
         for i, g in enumerate(genes):
-            src, hit = ox.cached_export(sp, g, onnx_cache, batch_size=batch_size)
-            cached += hit
+            model, x = builder(sp, g, batch_size, "cpu")
+            y = model(x)  # it loads and runs
             rel = f"models/{kind}_{i:03d}.onnx"
-            shutil.copyfile(src, out / rel)
-            x = example_input(sp, g, batch_size=batch_size).numpy()
-            y = ox.OrtModel(out / rel, ox.session_options(1))(x)  # it loads and runs
-            entries.append({"file": rel, "arch": sp.format(g), "kind": kind,
-                            "input_shape": list(x.shape), "output_shape": list(y.shape)})
+            shutil.copyfile(model.path, out / rel)
+            entries.append(
+                {
+                    "file": rel,
+                    "arch": sp.format(g),
+                    "kind": kind,
+                    "input_shape": list(x.shape),
+                    "output_shape": list(y.shape),
+                }
+            )
         say(f"exported {len(genes)} {'references' if kind == 'ref' else 'retest archs'}")
     with csv_path.open("w", newline="") as f:
         w = csv.writer(f)
@@ -102,16 +110,18 @@ def export_kit(
         "files": entries,
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    contract = {
-        "unit": "ms/inference", "batch_size": batch_size, "input_resolution": res or 0,
-        "threads": None, "runtime": "", "runtime_version": "", "precision": "fp32",
-        "hardware": "",
-        "notes": f"exported by oracle device export: ONNX opset {ox.OPSET}, random weights",
-    }
+    contract = contract_fields(
+        batch_size=batch_size,
+        threads=None,
+        input_resolution=res or 0,
+        notes=f"exported by oracle device export: ONNX opset {ox.OPSET}, random weights",
+    )
     (out / "contract.json").write_text(json.dumps(contract, indent=2) + "\n")
     (out / "README.md").write_text(readme(manifest))
-    say(f"wrote {len(entries)} ONNX files ({cached} from the cache), measurements.csv, "
-        f"contract.json, manifest.json and README.md to {out}")
+    say(
+        f"wrote {len(entries)} ONNX files ({builder.cached} from the cache), measurements.csv, "
+        f"contract.json, manifest.json and README.md to {out}"
+    )
     return manifest
 
 
@@ -123,11 +133,11 @@ def readme(manifest: dict[str, Any]) -> str:
     space, batch = manifest["space"], manifest["batch_size"]
     return f"""# Measure these networks on your device
 
-{len(files)} networks of the search space `{space}` ({manifest['samples']} references the
-oracle suggested + {manifest['retest']} random architectures for the retest), exported to
-ONNX (opset {manifest['opset']}, {manifest['exporter']}), fp32, random weights, static shapes:
-input `{manifest['input_name']}` of shape {', '.join(shapes)} (N, C, H, W; batch {batch}),
-output `{manifest['output_name']}`. Every file passed `onnx.checker` and ran in ONNX Runtime.
+{len(files)} networks of the search space `{space}` ({manifest["samples"]} references the
+oracle suggested + {manifest["retest"]} random architectures for the retest), exported to
+ONNX (opset {manifest["opset"]}, {manifest["exporter"]}), fp32, random weights, static shapes:
+input `{manifest["input_name"]}` of shape {", ".join(shapes)} (N, C, H, W; batch {batch}),
+output `{manifest["output_name"]}`. Every file passed `onnx.checker` and ran in ONNX Runtime.
 
 ## What to do
 

@@ -74,16 +74,24 @@ def arch_key(sp: SearchSpace, genes: np.ndarray, batch_size: int = 1, opset: int
     definition, so two definitions under one name never share files), the canonical
     architecture string, the batch size, the opset and the exporting torch version."""
     ident = sp.definition.canonical_json() if isinstance(sp, DefinedSpace) else sp.name
-    text = "\n".join([
-        ident, sp.format(_canonical(sp, genes)), f"batch={batch_size}", f"opset={opset}",
-        f"torch={torch.__version__}",
-    ])
+    text = "\n".join(
+        [
+            ident,
+            sp.format(_canonical(sp, genes)),
+            f"batch={batch_size}",
+            f"opset={opset}",
+            f"torch={torch.__version__}",
+        ]
+    )
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
 def onnx_path(
-    sp: SearchSpace, genes: np.ndarray, cache_dir: str | Path | None = None,
-    batch_size: int = 1, opset: int = OPSET,
+    sp: SearchSpace,
+    genes: np.ndarray,
+    cache_dir: str | Path | None = None,
+    batch_size: int = 1,
+    opset: int = OPSET,
 ) -> Path:
     """Where the architecture's exported file is cached: ``DIR/<space>/<key>.onnx``."""
     root = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
@@ -109,8 +117,13 @@ def export_onnx(
         with warnings.catch_warnings():  # the TorchScript exporter's deprecation notice
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                model.eval(), (x,), str(tmp), opset_version=opset, dynamo=False,
-                input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                model.eval(),
+                (x,),
+                str(tmp),
+                opset_version=opset,
+                dynamo=False,
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
                 do_constant_folding=True,
             )
         proto = onnx.load(str(tmp))
@@ -164,9 +177,7 @@ def cached_export(
     return export_arch(sp, genes, path, batch_size=batch_size, opset=opset), False
 
 
-def session_options(
-    threads: int | None, graph_optimization: str = "all"
-) -> ort.SessionOptions:
+def session_options(threads: int | None, graph_optimization: str = "all") -> ort.SessionOptions:
     """CPU session options: ``intra_op_num_threads = threads`` (None: torch's current
     count, what the torch harness would use), one inter-op thread, sequential execution,
     and intra-op threads that sleep instead of spinning when idle: the harness keeps one
@@ -175,8 +186,9 @@ def session_options(
     threads on this 2-core machine: test-retest Spearman -0.15 spinning, 0.76-0.81 not;
     1 thread, which starts no intra-op thread: 0.93 / 0.90, the same within noise)."""
     if graph_optimization not in GRAPH_OPTIMIZATION:
-        raise ValueError(f"unknown graph optimisation '{graph_optimization}' "
-                         f"(have {tuple(GRAPH_OPTIMIZATION)})")
+        raise ValueError(
+            f"unknown graph optimisation '{graph_optimization}' (have {tuple(GRAPH_OPTIMIZATION)})"
+        )
     so = ort.SessionOptions()
     so.intra_op_num_threads = int(threads or torch.get_num_threads())
     so.inter_op_num_threads = 1
@@ -203,6 +215,7 @@ class OrtModel:
     """A callable running one ``InferenceSession`` on a float32 numpy input."""
 
     def __init__(self, path: str | Path, options: ort.SessionOptions) -> None:
+        self.path = Path(path)
         self.session = ort.InferenceSession(str(path), options, providers=[PROVIDER])
         self._input = self.session.get_inputs()[0].name
         self._outputs = [self.session.get_outputs()[0].name]
@@ -228,7 +241,8 @@ class OrtBuilder:
         self.threads = threads
         self.graph_optimization = graph_optimization
         self.opset = opset
-        session_options(threads, graph_optimization)  # a bad level fails here, not later
+        #: one set of options for every session (a bad level fails here, not later)
+        self.options = session_options(threads, graph_optimization)
         self.exported = 0
         self.cached = 0
         self.export_s = 0.0
@@ -239,17 +253,22 @@ class OrtBuilder:
         if device != "cpu":
             raise ValueError(f"the onnxruntime harness runs on the CPU, not '{device}'")
         t0 = time.perf_counter()
-        path, hit = cached_export(sp, genes, self.cache_dir, batch_size=batch_size,
-                                  opset=self.opset)
+        path, hit = cached_export(
+            sp, genes, self.cache_dir, batch_size=batch_size, opset=self.opset
+        )
         if hit:
             self.cached += 1
         else:
             self.exported += 1
             self.export_s += time.perf_counter() - t0
-        model = OrtModel(path, session_options(self.threads, self.graph_optimization))
+        model = OrtModel(path, self.options)
         x = example_input(sp, _canonical(sp, genes), batch_size=batch_size)
         return model, np.ascontiguousarray(x.numpy(), dtype=np.float32)
 
     def stats(self) -> dict[str, Any]:
-        return {"onnx_exported": self.exported, "onnx_cached": self.cached,
-                "onnx_export_s": round(self.export_s, 3), "onnx_cache": str(self.cache_dir)}
+        return {
+            "onnx_exported": self.exported,
+            "onnx_cached": self.cached,
+            "onnx_export_s": round(self.export_s, 3),
+            "onnx_cache": str(self.cache_dir),
+        }

@@ -66,8 +66,9 @@ def test_register_measured_and_csv_devices_then_rank(run, models_py: str, tmp_pa
         *QUICK_TIMING,
     )
     assert code == 0, err
-    assert "registered" in out and "from 5 networks" in out and "expected Spearman" in out
-    assert "quality" in out and "head" in out
+    assert "registered" in out and "from 5 networks" in out and "expected_spearman" in out
+    assert "quality" in out and "head_kind" in out  # the device table; a LOW verdict: stderr
+    assert ("LOW-CONFIDENCE" in err) == (" low " in out.splitlines()[-1])
 
     csv_path = tmp_path / "measured.csv"  # measured elsewhere: latency grows with the width
     csv_path.write_text(
