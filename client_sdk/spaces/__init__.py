@@ -15,10 +15,13 @@ import threading
 from collections.abc import Mapping
 from importlib import resources
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from client_sdk.errors import AlreadyExists, SpaceNotFound
 from client_sdk.spaces.base import GENE_DTYPE, SearchSpace, Table
+
+if TYPE_CHECKING:
+    from client_sdk.spaces.language import Definition
 
 #: the spaces with bundled tables, in listing order: never registered again
 BUNDLED = ("nasbench201", "fbnet", "ofa_mbv3")
@@ -47,6 +50,19 @@ def shipped_definitions() -> Mapping[str, str]:
     return MappingProxyType(out)
 
 
+@functools.cache
+def shipped_definition(name: str) -> Definition | None:
+    """The validated definition of a shipped space, its YAML parsed once per process and
+    shared by ``get_space``, ``table_hook.check_allowed`` and the layout modules
+    (``spaces.fbnet``, ``spaces.ofa_mbv3``); None for a name nothing ships."""
+    text = shipped_definitions().get(name)
+    if text is None:
+        return None
+    from client_sdk.spaces.language import load_text, validate_definition
+
+    return validate_definition(load_text(text))
+
+
 def list_spaces() -> list[str]:
     """Bundled spaces, shipped definitions, then spaces registered in this process."""
     names = list(dict.fromkeys([*BUNDLED, *shipped_definitions()]))
@@ -61,13 +77,13 @@ def get_space(name: str) -> SearchSpace:
     with _LOCK:
         if name in _INSTANCES:
             return _INSTANCES[name]
-        text = shipped_definitions().get(name) if isinstance(name, str) else None
-        if text is None:
+        definition = shipped_definition(name) if isinstance(name, str) else None
+        if definition is None:
             known = ", ".join(list_spaces())
             raise SpaceNotFound(f"unknown search space '{name}' (known: {known})")
         from client_sdk.spaces.defined import space_from_definition
 
-        space = space_from_definition(text)
+        space = space_from_definition(definition)
         _INSTANCES[name] = space
         return space
 
@@ -81,25 +97,30 @@ def register_space(definition: Any) -> SearchSpace:
     """
     from client_sdk.spaces.defined import space_from_definition
 
-    space = (definition if isinstance(definition, SearchSpace)
-             else space_from_definition(definition))
+    space = definition if isinstance(definition, SearchSpace) else space_from_definition(definition)
     with _LOCK:
         if space.name in BUNDLED:
             raise AlreadyExists(f"'{space.name}' is a bundled space; choose another name")
         existing = _INSTANCES.get(space.name)
         if existing is not None:
             definition = getattr(existing, "definition", None)
-            if (definition is not None
-                    and definition.canonical_json() == space.definition.canonical_json()):
+            if (
+                definition is not None
+                and definition.canonical_json() == space.definition.canonical_json()
+            ):
                 return existing
-            raise AlreadyExists(f"space '{space.name}' is registered with another definition; "
-                                "register the changed one under a new name (e.g. "
-                                f"'{space.name}_v2')")
+            raise AlreadyExists(
+                f"space '{space.name}' is registered with another definition; "
+                "register the changed one under a new name (e.g. "
+                f"'{space.name}_v2')"
+            )
         if space.name in shipped_definitions():
-            shipped = space_from_definition(shipped_definitions()[space.name])
+            shipped = space_from_definition(shipped_definition(space.name))
             if shipped.definition.canonical_json() != space.definition.canonical_json():
-                raise AlreadyExists(f"'{space.name}' is a shipped space with another "
-                                    "definition; choose another name")
+                raise AlreadyExists(
+                    f"'{space.name}' is a shipped space with another "
+                    "definition; choose another name"
+                )
             space = shipped
         _INSTANCES[space.name] = space
         return space

@@ -19,7 +19,6 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from client_sdk.errors import InvalidArchitecture
-from client_sdk.spaces import format_ofa, table_hook
 from client_sdk.spaces.base import GENE_DTYPE, lookup_choice
 from client_sdk.spaces.defined import DefinedSpace, Position
 from client_sdk.spaces.defined_tables import KEEPS_CHANNELS, _check_block, fixed_layers
@@ -207,10 +206,9 @@ class CellSpace(DefinedSpace):
 
 
 def check_cells(d: Definition) -> CellSpace:
-    """Checks a cell definition as a whole (channels, sides, head order) and returns the
-    space with its descriptor tables built."""
-    from client_sdk.spaces.defined_tables import build_tables
-
+    """Checks a cell definition as a whole (channels, sides, head order) and returns its
+    space; ``spaces.defined.check_consistency`` runs the checks every space shares and
+    builds its tables."""
     c, size = d.channels, d.resolutions[0]
     for i, b in enumerate(d.stem):
         c_out = c if b.op in KEEPS_CHANNELS else b.out
@@ -240,9 +238,4 @@ def check_cells(d: Definition) -> CellSpace:
         pooled = pooled or b.op == "pool"
     if not pooled or d.head[-1].op != "linear":
         raise InvalidSpaceDefinition("head", "needs a {op: pool} and a linear after it")
-    sp = CellSpace(d)
-    table_hook.check(sp)
-    if "ofa_subnet" in d.native:
-        format_ofa.check(sp)
-    sp.__dict__["_tables"] = build_tables(sp)
-    return sp
+    return CellSpace(d)

@@ -115,7 +115,8 @@ class DefinedSpace(DefinedStrings, DefinedCanon, SearchSpace):
                 choices.append(values)
         self.positions = tuple(
             Position(s, b, tuple(per_pos[p].values()), tuple(per_pos[p]))
-            for p, (s, b) in enumerate(slots))
+            for p, (s, b) in enumerate(slots)
+        )
         self.gene_names = tuple(names)
         self.gene_numbers = tuple(numbers)
         self._values = tuple(choices)
@@ -152,10 +153,12 @@ class DefinedSpace(DefinedStrings, DefinedCanon, SearchSpace):
 
     def globals_of(self, genes: Sequence[int]) -> tuple[int, float]:
         d = self.definition
-        r = d.resolutions[int(genes[self._res_gene])] if self._res_gene is not None else \
-            d.resolutions[0]
-        w = d.widths[int(genes[self._width_gene])] if self._width_gene is not None else \
-            d.widths[0]
+        r = (
+            d.resolutions[int(genes[self._res_gene])]
+            if self._res_gene is not None
+            else d.resolutions[0]
+        )
+        w = d.widths[int(genes[self._width_gene])] if self._width_gene is not None else d.widths[0]
         return r, w
 
     def depth_of(self, s: int, genes: Sequence[int]) -> int:
@@ -260,7 +263,7 @@ class DefinedSpace(DefinedStrings, DefinedCanon, SearchSpace):
                     code += np.multiply(cols[j], r, dtype=np.int64) if r != 1 else cols[j]
             depth = active.get(pos.stage)
             if base is None and depth is None:
-                out += flat[lo:int(offsets[p + 1])].take(code, axis=0)
+                out += flat[lo : int(offsets[p + 1])].take(code, axis=0)
                 continue
             idx = np.add(code, lo, dtype=np.int64) if base is None else base + lo + code
             if depth is not None:
@@ -268,12 +271,9 @@ class DefinedSpace(DefinedStrings, DefinedCanon, SearchSpace):
             out += flat.take(idx, axis=0)
         return out
 
-    def _global_code(self, g: np.ndarray) -> np.ndarray:
-        """(n,) index of each row's global (resolution, width) combination; ``g`` (n, genes)."""
-        return self._global_code_cols(np.asarray(g).T)
-
     def _global_code_cols(self, cols: np.ndarray) -> np.ndarray:
-        """``_global_code`` from gene *columns* (genes, n)."""
+        """(n,) index of each row's global (resolution, width) combination, from gene
+        *columns* (genes, n)."""
         code = np.zeros(cols.shape[1], dtype=np.int64)
         if self._res_gene is not None:
             code += cols[self._res_gene] * len(self.definition.widths)
@@ -310,15 +310,23 @@ class DefinedSpace(DefinedStrings, DefinedCanon, SearchSpace):
             return None
         if any(len(p.genes) != 2 or "op" in p.keys for p in self.positions):
             return None
-        pairs = {(int(self.cardinalities[p.genes[0]]), int(self.cardinalities[p.genes[1]]))
-                 for p in self.positions}
+        pairs = {
+            (int(self.cardinalities[p.genes[0]]), int(self.cardinalities[p.genes[1]]))
+            for p in self.positions
+        }
         if len(pairs) != 1:
             return None
         (a, b), pos = pairs.pop(), self.positions
         i64 = functools.partial(np.array, dtype=np.int64)
-        return (i64([p.genes[0] for p in pos]), i64([p.genes[1] for p in pos]), a, b,
-                i64([p.index for p in pos]), i64([self._depth_genes[p.stage] for p in pos]),
-                i64(d.stages[0].depths))
+        return (
+            i64([p.genes[0] for p in pos]),
+            i64([p.genes[1] for p in pos]),
+            a,
+            b,
+            i64([p.index for p in pos]),
+            i64([self._depth_genes[p.stage] for p in pos]),
+            i64(d.stages[0].depths),
+        )
 
     def flops(self, genes: np.ndarray) -> np.ndarray:
         return self._gather(*self._cost_tables, genes)[:, 0]
@@ -345,32 +353,64 @@ class DefinedSpace(DefinedStrings, DefinedCanon, SearchSpace):
 
 
 def check_consistency(d: Definition) -> DefinedSpace:
-    """Checks a definition as a whole (sizes, channel/group consistency, head order) and
-    returns the space with its descriptor tables built (a cell space: ``spaces.cells``)."""
+    """Checks a definition as a whole (sizes, channel/group consistency, head order; a cell
+    space's own checks: ``spaces.cells.check_cells``), then what every space shares (its
+    ``table`` columns, native forms, gene and table sizes), and returns the space with its
+    descriptor tables built."""
     if d.cell is not None:
         from client_sdk.spaces.cells import check_cells
 
-        return check_cells(d)
+        sp: DefinedSpace = check_cells(d)
+    else:
+        sp = _check_blocks(d)
+    table_hook.check(sp)
+    if "ofa_subnet" in d.native:
+        format_ofa.check(sp)
+    if sp.num_genes > MAX_GENES:
+        raise InvalidSpaceDefinition("stages", f"{sp.num_genes} genes; at most {MAX_GENES}")
+    rows = (
+        len(d.resolutions)
+        * len(d.widths)
+        * sum(
+            int(np.prod([sp.cardinalities[j] for j in p.genes], dtype=np.float64))
+            for p in sp.positions
+        )
+    )
+    if rows > MAX_TABLE_ROWS:
+        raise InvalidSpaceDefinition(
+            "stages",
+            f"the descriptor tables would have {rows} rows; "
+            f"at most {MAX_TABLE_ROWS} (fewer choices or globals)",
+        )
+    sp.__dict__["_tables"] = build_tables(sp)
+    return sp
+
+
+def _check_blocks(d: Definition) -> DefinedSpace:
+    """The checks of a skeleton definition (blocks, not a cell): its space, no tables."""
     n_blocks = sum(st.max_depth for st in d.stages)
     if n_blocks > MAX_BLOCKS:
-        raise InvalidSpaceDefinition("stages", f"{n_blocks} block positions; at most "
-                                     f"{MAX_BLOCKS}")
+        raise InvalidSpaceDefinition("stages", f"{n_blocks} block positions; at most {MAX_BLOCKS}")
     for s, st in enumerate(d.stages):
         cards = [len(v) for _, v in st.factors] + ([len(st.ops)] if st.ops else [])
         if int(np.prod(cards, dtype=np.float64)) > MAX_CODES:
-            raise InvalidSpaceDefinition(f"stages[{s}].choose", f"{int(np.prod(cards))} "
-                                         f"choices per block; at most {MAX_CODES}")
+            raise InvalidSpaceDefinition(
+                f"stages[{s}].choose",
+                f"{int(np.prod(cards))} choices per block; at most {MAX_CODES}",
+            )
     for i, b in enumerate(d.stem):
         if b.op in ("linear", "pool"):
             raise InvalidSpaceDefinition(f"stem[{i}].op", f"{b.op} belongs in the head")
     pooled = False
     for i, b in enumerate(d.head):
         if b.op == "linear" and not pooled:
-            raise InvalidSpaceDefinition(f"head[{i}].op", "linear needs a pooled input "
-                                         "(put {op: pool} before it)")
+            raise InvalidSpaceDefinition(
+                f"head[{i}].op", "linear needs a pooled input (put {op: pool} before it)"
+            )
         if b.op == "norm" and pooled:
-            raise InvalidSpaceDefinition(f"head[{i}].op", "a norm after pooling: put it "
-                                         "before the {op: pool}")
+            raise InvalidSpaceDefinition(
+                f"head[{i}].op", "a norm after pooling: put it before the {op: pool}"
+            )
         if b.op in ("conv", "mbconv") and pooled and b.kernel > 1:
             raise InvalidSpaceDefinition(f"head[{i}].kernel", "a conv after pooling must be 1x1")
         pooled = pooled or b.op == "pool"
@@ -383,38 +423,32 @@ def check_consistency(d: Definition) -> DefinedSpace:
     for what, mapping in (("format.keys", d.format_keys), ("gene_prefix", d.gene_prefix)):
         for g in mapping:
             if g not in groups:
-                raise InvalidSpaceDefinition(f"{what}.{g}", f"the space has no '{g}' genes "
-                                             f"(its gene groups: {', '.join(groups)})")
+                raise InvalidSpaceDefinition(
+                    f"{what}.{g}",
+                    f"the space has no '{g}' genes (its gene groups: {', '.join(groups)})",
+                )
     if len(set(sp.gene_names)) != len(sp.gene_names):
         dup = next(n for i, n in enumerate(sp.gene_names) if n in sp.gene_names[:i])
         raise InvalidSpaceDefinition("gene_prefix", f"gene name {dup!r} is given twice")
-    table_hook.check(sp)
-    if "ofa_subnet" in d.native:
-        format_ofa.check(sp)
-    if sp.num_genes > MAX_GENES:
-        raise InvalidSpaceDefinition("stages", f"{sp.num_genes} genes; at most {MAX_GENES}")
-    rows = len(d.resolutions) * len(d.widths) * sum(
-        int(np.prod([sp.cardinalities[j] for j in p.genes], dtype=np.float64))
-        for p in sp.positions)
-    if rows > MAX_TABLE_ROWS:
-        raise InvalidSpaceDefinition("stages", f"the descriptor tables would have {rows} rows; "
-                                     f"at most {MAX_TABLE_ROWS} (fewer choices or globals)")
-    sp.__dict__["_tables"] = build_tables(sp)
     return sp
 
 
 def space_from_definition(data: object) -> SearchSpace:
-    """Validate and interpret a definition (mapping or YAML/JSON text), tables built: a
-    skeleton with choices (``DefinedSpace``) or a list of given networks (``NetworkSpace``,
-    a definition with ``networks``)."""
+    """Validate and interpret a definition (mapping or YAML/JSON text, or a ``Definition``
+    already validated field by field), tables built: a skeleton with choices
+    (``DefinedSpace``) or a list of given networks (``NetworkSpace``, a definition with
+    ``networks``)."""
     from client_sdk.spaces.language import load_text, validate_definition
     from client_sdk.spaces.networks import NetworkSpace, is_networks_definition, parse_networks
 
-    if isinstance(data, str | bytes):
-        data = load_text(data)
-    if is_networks_definition(data):
-        return NetworkSpace(parse_networks(data))  # type: ignore[arg-type]
-    definition = validate_definition(data)  # type: ignore[arg-type]
+    if isinstance(data, Definition):
+        definition = data
+    else:
+        if isinstance(data, str | bytes):
+            data = load_text(data)
+        if is_networks_definition(data):
+            return NetworkSpace(parse_networks(data))  # type: ignore[arg-type]
+        definition = validate_definition(data)  # type: ignore[arg-type]
     space = check_consistency(definition)
     table_hook.check_allowed(definition)  # last: a definition's own errors come first
     return space

@@ -2,28 +2,23 @@
 
 The served ``fbnet`` space is that definition (``get_space("fbnet")``, a ``DefinedSpace``);
 there is no FBNet class any more. This module only exposes the layout constants some
-callers still import — ``oracle_server.predictor.transfer_features.fbnet_rich_tables``,
-``client_sdk.measure.fbnet`` (the reference network of ``benchmarks/block_lut.py``) and a
-few benchmarks — derived from the definition, so they cannot drift from it.
+callers still import — ``client_sdk.measure.fbnet`` (the reference network of
+``benchmarks/studies/block_lut.py``) and a few benchmarks — derived from the definition
+(``spaces.shipped_definition``, the one parse ``get_space`` uses too), so they cannot
+drift from it.
 """
 
 from __future__ import annotations
 
-from importlib import resources
+from client_sdk.spaces import shipped_definition
 
-from client_sdk.spaces.language import Definition, load_text, validate_definition
-
-
-def _definition() -> Definition:
-    text = (resources.files("client_sdk.spaces") / "definitions" / "fbnet.yaml").read_text()
-    return validate_definition(load_text(text))
-
-
-_D = _definition()
+_D = shipped_definition("fbnet")  # parsed once, shared with get_space("fbnet")
+assert _D is not None
 _CANDIDATES = dict(_D.stages[0].ops or ())
 OPS: tuple[str, ...] = tuple(_CANDIDATES)
 STAGES: tuple[tuple[int, int, int], ...] = tuple(
-    (st.max_depth, st.out, st.stride) for st in _D.stages)
+    (st.max_depth, st.out, st.stride) for st in _D.stages
+)
 NUM_BLOCKS = sum(n for n, _, _ in STAGES)
 INPUT_RESOLUTION = _D.resolutions[0]
 STEM_CHANNELS = _D.stem[0].out

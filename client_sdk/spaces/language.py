@@ -244,11 +244,12 @@ def _list(v: Any, path: str, allow_scalar: bool = True) -> list:
     raise InvalidSpaceDefinition(path, f"must be a list, got {type(v).__name__}")
 
 
-def _keys(d: Any, path: str, allowed: set[str], required: tuple[str, ...] = ()) -> dict:
+def _keys(d: Any, path: str, allowed: set[str] | None, required: tuple[str, ...] = ()) -> dict:
+    """``d`` as a mapping of ``allowed`` fields (None: any) with the ``required`` ones."""
     if not isinstance(d, dict):
         raise InvalidSpaceDefinition(path, f"must be a mapping, got {type(d).__name__}")
     for k in d:
-        if k not in allowed:
+        if allowed is not None and k not in allowed:
             raise InvalidSpaceDefinition(f"{path}.{k}" if path else str(k),
                                          f"unknown field (allowed: {', '.join(sorted(allowed))})")
     for k in required:

@@ -34,7 +34,6 @@ named ``edge_{to}<-{from}``. The string form (``style: cell``) writes each node 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -44,7 +43,6 @@ from client_sdk.errors import InvalidSpaceDefinition
 CELL_OPS = ("zero", "skip", "conv", "avg_pool")
 REDUCTIONS = ("resnet",)
 MAX_NODES = 16
-_LABEL = re.compile(r"^[A-Za-z0-9_.+]{1,32}$")
 
 
 @dataclass(frozen=True)
@@ -68,30 +66,10 @@ class Cell:
         return [(j, src) for j, (to, src) in enumerate(self.edges) if to == node]
 
 
-def _int(v: Any, path: str, lo: int, hi: int) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-        raise InvalidSpaceDefinition(path, f"must be an integer in {lo}..{hi}, got {v!r}")
-    return v
-
-
-def _mapping(d: Any, path: str, allowed: set[str], required: tuple[str, ...] = ()) -> dict:
-    if not isinstance(d, dict):
-        raise InvalidSpaceDefinition(path, f"must be a mapping, got {type(d).__name__}")
-    for k in d:
-        if k not in allowed:
-            raise InvalidSpaceDefinition(
-                f"{path}.{k}", f"unknown field (allowed: {', '.join(sorted(allowed))})"
-            )
-    for k in required:
-        if k not in d:
-            raise InvalidSpaceDefinition(f"{path}.{k}", "is required")
-    return d
-
-
 def _cell_op(d: Any, path: str) -> CellOp:
-    from client_sdk.spaces.language import ACTS, check_field
+    from client_sdk.spaces.language import _LABEL, ACTS, _keys, check_field
 
-    _mapping(d, path, {"name", "op", "kernel", "act"}, ("name", "op"))
+    _keys(d, path, {"name", "op", "kernel", "act"}, ("name", "op"))
     name = d["name"]
     if not isinstance(name, str) or not _LABEL.match(name):
         raise InvalidSpaceDefinition(
@@ -119,9 +97,9 @@ def _cell_op(d: Any, path: str) -> CellOp:
 
 def parse_cell(v: Any) -> Cell:
     """``cell``: ``{nodes, edges: [[to, from], ...], ops: [{name, op, ...}, ...]}``."""
-    from client_sdk.spaces.language import MAX_CHOICES, MAX_GENES
+    from client_sdk.spaces.language import MAX_CHOICES, MAX_GENES, _int, _keys
 
-    d = _mapping(v, "cell", {"nodes", "edges", "ops"}, ("nodes", "edges", "ops"))
+    d = _keys(v, "cell", {"nodes", "edges", "ops"}, ("nodes", "edges", "ops"))
     nodes = _int(d["nodes"], "cell.nodes", 2, MAX_NODES)
     raw = d["edges"]
     if not isinstance(raw, list) or not raw:
@@ -161,9 +139,9 @@ def parse_cell(v: Any) -> Cell:
 
 def parse_cell_stage(d: Any, path: str):  # -> spaces.language.Stage
     """A stage of a cell space: ``{out, depth (cells), stride: 1|2, reduction}``."""
-    from client_sdk.spaces.language import Stage
+    from client_sdk.spaces.language import Stage, _int, _keys
 
-    _mapping(d, path, {"out", "depth", "stride", "reduction"}, ("out", "depth"))
+    _keys(d, path, {"out", "depth", "stride", "reduction"}, ("out", "depth"))
     out = _int(d["out"], f"{path}.out", 1, 1 << 16)
     depth = _int(d["depth"], f"{path}.depth", 1, 64)
     stride = _int(d.get("stride", 1), f"{path}.stride", 1, 2)

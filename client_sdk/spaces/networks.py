@@ -36,7 +36,6 @@ from client_sdk.spaces.layers import KINDS, NUM_BASE, Layer
 
 MAX_NETWORKS = 256  # one packed byte per gene
 MAX_LAYERS = 5000
-_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _LABEL = re.compile(r"^[A-Za-z0-9_.+]{1,64}$")
 _BIG = 1 << 40
 
@@ -59,12 +58,16 @@ def is_networks_definition(data: Any) -> bool:
 
 def _layer(raw: Any, path: str) -> Layer:
     if not isinstance(raw, list) or len(raw) not in (10, 11):
-        raise InvalidSpaceDefinition(path, "a layer is [kind, c_in, c_out, area_in, area_out, "
-                                     "kernel_area, groups, bn, bias, reads(, extra_weights)]")
+        raise InvalidSpaceDefinition(
+            path,
+            "a layer is [kind, c_in, c_out, area_in, area_out, "
+            "kernel_area, groups, bn, bias, reads(, extra_weights)]",
+        )
     kind = raw[0]
     if kind not in KINDS:
-        raise InvalidSpaceDefinition(f"{path}[0]", f"unknown layer kind {kind!r} (known: "
-                                     f"{', '.join(KINDS)})")
+        raise InvalidSpaceDefinition(
+            f"{path}[0]", f"unknown layer kind {kind!r} (known: {', '.join(KINDS)})"
+        )
     nums = raw[1:]
     for i, v in enumerate(nums, start=1):
         lo = 0 if i in (7, 8, 10) else 1
@@ -74,18 +77,33 @@ def _layer(raw: Any, path: str) -> Layer:
     if bn > 1 or bias > 1:
         raise InvalidSpaceDefinition(path, "bn and bias are 0 or 1")
     if kind == "conv" and (c_in % groups or c_out % groups):
-        raise InvalidSpaceDefinition(f"{path}[6]", f"groups {groups} do not divide the "
-                                     f"channels {c_in} -> {c_out}")
-    return Layer(kind, c_in, c_out, a_in, a_out, k_area, groups, bool(bn), bool(bias), reads,
-                 extra[0] if extra else 0)
+        raise InvalidSpaceDefinition(
+            f"{path}[6]", f"groups {groups} do not divide the channels {c_in} -> {c_out}"
+        )
+    return Layer(
+        kind,
+        c_in,
+        c_out,
+        a_in,
+        a_out,
+        k_area,
+        groups,
+        bool(bn),
+        bool(bias),
+        reads,
+        extra[0] if extra else 0,
+    )
 
 
 def parse_networks(data: Mapping[str, Any]) -> NetworksDefinition:
     """Validate a network-space definition (errors name the path inside it)."""
+    from client_sdk.spaces.language import _NAME
+
     for key in data:
         if key not in ("name", "description", "networks"):
-            raise InvalidSpaceDefinition(str(key), "unknown field (allowed: description, name, "
-                                         "networks)")
+            raise InvalidSpaceDefinition(
+                str(key), "unknown field (allowed: description, name, networks)"
+            )
     name = data.get("name")
     if not isinstance(name, str) or not _NAME.match(name):
         raise InvalidSpaceDefinition("name", f"must match [a-z][a-z0-9_]{{0,63}}, got {name!r}")
@@ -96,8 +114,9 @@ def parse_networks(data: Mapping[str, Any]) -> NetworksDefinition:
     if not isinstance(nets, list) or not nets:
         raise InvalidSpaceDefinition("networks", "must be a non-empty list")
     if len(nets) > MAX_NETWORKS:
-        raise InvalidSpaceDefinition("networks", f"{len(nets)} networks; at most "
-                                     f"{MAX_NETWORKS} per space")
+        raise InvalidSpaceDefinition(
+            "networks", f"{len(nets)} networks; at most {MAX_NETWORKS} per space"
+        )
     names, layers = [], []
     for i, net in enumerate(nets):
         path = f"networks[{i}]"
@@ -105,18 +124,21 @@ def parse_networks(data: Mapping[str, Any]) -> NetworksDefinition:
             raise InvalidSpaceDefinition(path, "a network is {name, layers}")
         label = net.get("name")
         if not isinstance(label, str) or not _LABEL.match(label):
-            raise InvalidSpaceDefinition(f"{path}.name", "must be 1-64 characters of "
-                                         f"[A-Za-z0-9_.+], got {label!r}")
+            raise InvalidSpaceDefinition(
+                f"{path}.name", f"must be 1-64 characters of [A-Za-z0-9_.+], got {label!r}"
+            )
         if label in names:
             raise InvalidSpaceDefinition(f"{path}.name", f"duplicate network name {label!r}")
         rows = net.get("layers")
         if not isinstance(rows, list) or not rows or len(rows) > MAX_LAYERS:
-            raise InvalidSpaceDefinition(f"{path}.layers", f"must be a list of 1..{MAX_LAYERS} "
-                                         "layers")
+            raise InvalidSpaceDefinition(
+                f"{path}.layers", f"must be a list of 1..{MAX_LAYERS} layers"
+            )
         names.append(label)
         layers.append(tuple(_layer(r, f"{path}.layers[{j}]") for j, r in enumerate(rows)))
-    return NetworksDefinition(name, desc, tuple(names), tuple(layers),
-                              json.loads(json.dumps(dict(data))))
+    return NetworksDefinition(
+        name, desc, tuple(names), tuple(layers), json.loads(json.dumps(dict(data)))
+    )
 
 
 class NetworkSpace(SearchSpace):
@@ -128,8 +150,7 @@ class NetworkSpace(SearchSpace):
     def __init__(self, definition: NetworksDefinition) -> None:
         self.definition = definition
         self.name = definition.name
-        self.description = definition.description or (
-            f"{len(definition.names)} given networks")
+        self.description = definition.description or (f"{len(definition.names)} given networks")
         self.gene_names = ("net",)
         self.choices = (definition.names,)
         self.cardinalities = np.array([len(definition.names)], dtype=np.int64)
@@ -147,13 +168,15 @@ class NetworkSpace(SearchSpace):
 
     def parse(self, arch: str, index: int = 0) -> np.ndarray:
         if not isinstance(arch, str):
-            raise InvalidArchitecture(f"expected a network name, got {type(arch).__name__}",
-                                      index=index)
+            raise InvalidArchitecture(
+                f"expected a network name, got {type(arch).__name__}", index=index
+            )
         try:
             return np.array([self.definition.names.index(arch.strip())], dtype=GENE_DTYPE)
         except ValueError:
-            raise InvalidArchitecture(f"unknown network '{arch[:64]}' in space '{self.name}'",
-                                      index=index, gene=0) from None
+            raise InvalidArchitecture(
+                f"unknown network '{arch[:64]}' in space '{self.name}'", index=index, gene=0
+            ) from None
 
     def format(self, genes: np.ndarray) -> str:
         return self.definition.names[int(genes[0])]

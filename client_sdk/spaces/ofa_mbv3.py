@@ -11,22 +11,15 @@ cannot drift from it.
 
 from __future__ import annotations
 
-from importlib import resources
-
 import numpy as np
 
+from client_sdk.spaces import shipped_definition
 from client_sdk.spaces.defined_tables import make_divisible
-from client_sdk.spaces.language import Definition, load_text, validate_definition
 
 __all__ = ["make_divisible"]
 
-
-def _definition() -> Definition:
-    text = (resources.files("client_sdk.spaces") / "definitions" / "ofa_mbv3.yaml").read_text()
-    return validate_definition(load_text(text))
-
-
-_D = _definition()
+_D = shipped_definition("ofa_mbv3")  # parsed once, shared with get_space("ofa_mbv3")
+assert _D is not None
 RESOLUTIONS: tuple[int, ...] = _D.resolutions
 DEPTHS: tuple[int, ...] = _D.stages[0].depths
 KERNELS: tuple[int, ...] = dict(_D.stages[0].factors)["kernel"]
@@ -41,8 +34,9 @@ FIRST_CHANNELS = _D.stem[0].out
 FINAL_EXPAND = _D.head[0].out
 FEATURE_MIX = _D.head[2].out
 NUM_CLASSES = _D.head[-1].out
-assert all(st.depths == DEPTHS and dict(st.factors) == dict(_D.stages[0].factors)
-           for st in _D.stages)
+assert all(
+    st.depths == DEPTHS and dict(st.factors) == dict(_D.stages[0].factors) for st in _D.stages
+)
 
 RES_GENE = 0
 DEPTH_GENES = slice(1, 1 + NUM_STAGES)

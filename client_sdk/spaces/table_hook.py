@@ -18,8 +18,6 @@ and, for a bad cell, its row and value.
 
 from __future__ import annotations
 
-import functools
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -48,47 +46,46 @@ class TableHook:
     accuracy: Mapping[str, str] = field(default_factory=dict)  # metric -> column
 
 
-def _mapping(v: Any, path: str, allowed: set[str] | None = None) -> dict:
-    if not isinstance(v, dict):
-        raise InvalidSpaceDefinition(path, f"must be a mapping, got {type(v).__name__}")
-    for k in v:
-        if allowed is not None and k not in allowed:
-            raise InvalidSpaceDefinition(f"{path}.{k}", f"unknown field (allowed: "
-                                         f"{', '.join(sorted(allowed))})")
-    return v
-
-
 def parse(v: Any) -> TableHook:
     """``table``: ``{name: <bundled table>, genes: {group: column template}}`` or ``{name,
     string: <column>}``, with optional ``accuracy: {metric: column}``."""
     from client_sdk.data import SPACES_WITH_TABLES
-    from client_sdk.spaces.language import GROUP_KEYS
+    from client_sdk.spaces.language import GROUP_KEYS, _keys
 
-    d = _mapping(v, "table", {"name", "genes", "string", "accuracy"})
+    d = _keys(v, "table", {"name", "genes", "string", "accuracy"})
     if "name" not in d:
         raise InvalidSpaceDefinition("table.name", "is required")
     if d["name"] not in SPACES_WITH_TABLES:
-        raise InvalidSpaceDefinition("table.name", f"unknown bundled table {d['name']!r} "
-                                     f"(known: {', '.join(SPACES_WITH_TABLES)})")
+        raise InvalidSpaceDefinition(
+            "table.name",
+            f"unknown bundled table {d['name']!r} (known: {', '.join(SPACES_WITH_TABLES)})",
+        )
     if ("genes" in d) == ("string" in d):
-        raise InvalidSpaceDefinition("table.genes", "give the gene columns ('genes') or "
-                                     "the string column ('string'), one of them")
+        raise InvalidSpaceDefinition(
+            "table.genes",
+            "give the gene columns ('genes') or the string column ('string'), one of them",
+        )
     string = d.get("string")
     if string is not None and (not isinstance(string, str) or not _PLAIN.match(string)):
         raise InvalidSpaceDefinition("table.string", f"must be a column name, got {string!r}")
-    genes = _mapping(d.get("genes", {}), "table.genes", set(GROUP_KEYS))
+    genes = _keys(d.get("genes", {}), "table.genes", set(GROUP_KEYS))
     if "genes" in d and not genes:
         raise InvalidSpaceDefinition("table.genes", "maps no gene group to a column")
     for group, column in genes.items():
         if not isinstance(column, str) or not _COLUMN.match(column):
-            raise InvalidSpaceDefinition(f"table.genes.{group}", "must be a column name, "
-                                         "optionally with one '{p}' (e.g. 'block{p}'), "
-                                         f"got {column!r}")
-    accuracy = _mapping(d.get("accuracy", {}), "table.accuracy")
+            raise InvalidSpaceDefinition(
+                f"table.genes.{group}",
+                "must be a column name, "
+                "optionally with one '{p}' (e.g. 'block{p}'), "
+                f"got {column!r}",
+            )
+    accuracy = _keys(d.get("accuracy", {}), "table.accuracy", None)
     for metric, column in accuracy.items():
         if not _PLAIN.match(metric) or not isinstance(column, str) or not _PLAIN.match(column):
-            raise InvalidSpaceDefinition(f"table.accuracy.{metric}", "must map a metric "
-                                         f"name to a column name, got {column!r}")
+            raise InvalidSpaceDefinition(
+                f"table.accuracy.{metric}",
+                f"must map a metric name to a column name, got {column!r}",
+            )
     return TableHook(d["name"], dict(genes), string, dict(accuracy))
 
 
@@ -100,49 +97,52 @@ def check(sp) -> None:  # sp: spaces.defined.DefinedSpace
     groups = [g for g, _ in sp._groups()]
     for group in hook.genes:
         if group not in groups:
-            raise InvalidSpaceDefinition(f"table.genes.{group}", f"the space has no '{group}' "
-                                         f"genes (its gene groups: {', '.join(groups)})")
+            raise InvalidSpaceDefinition(
+                f"table.genes.{group}",
+                f"the space has no '{group}' genes (its gene groups: {', '.join(groups)})",
+            )
     missing = [g for g in groups if g not in hook.genes]
     if missing:
-        raise InvalidSpaceDefinition("table.genes", "no column for the gene group(s) "
-                                     f"{', '.join(missing)}")
+        raise InvalidSpaceDefinition(
+            "table.genes", f"no column for the gene group(s) {', '.join(missing)}"
+        )
     for group, cols in sp._groups():
         if "{p}" in hook.genes[group] and sp.gene_numbers[cols[0]] is None:
-            raise InvalidSpaceDefinition(f"table.genes.{group}", f"'{group}' is one gene: its "
-                                         "column takes no '{p}'")
-
-
-@functools.cache
-def _shipped_json(name: str) -> str | None:
-    from client_sdk.spaces import shipped_definitions
-    from client_sdk.spaces.language import load_text
-
-    text = shipped_definitions().get(name)
-    if text is None:
-        return None
-    return json.dumps(json.loads(json.dumps(load_text(text))), sort_keys=True,
-                      separators=(",", ":"))
+            raise InvalidSpaceDefinition(
+                f"table.genes.{group}", f"'{group}' is one gene: its column takes no '{{p}}'"
+            )
 
 
 def check_allowed(d: Definition) -> None:
     """A definition naming a bundled table must be the bundled space's own definition."""
-    if d.table is not None and _shipped_json(d.name) != d.canonical_json():
-        raise InvalidSpaceDefinition("table", "only a bundled space's own definition may "
-                                     "name a bundled table; measure your space's "
-                                     "architectures instead (oracle device onboard)")
+    if d.table is None:
+        return
+    from client_sdk.spaces import shipped_definition
+
+    shipped = shipped_definition(d.name)
+    if shipped is None or shipped.canonical_json() != d.canonical_json():
+        raise InvalidSpaceDefinition(
+            "table",
+            "only a bundled space's own definition may "
+            "name a bundled table; measure your space's "
+            "architectures instead (oracle device onboard)",
+        )
 
 
 def _column(raw, name: str, path: str) -> list[str]:
     col = raw.arch_columns.get(name)
     if col is None:
         known = ", ".join(list(raw.arch_columns)[:8])
-        raise InvalidSpaceDefinition(path, f"no column '{name}' in the bundled table "
-                                     f"'{raw.space}' (its columns: {known}, ...)")
+        raise InvalidSpaceDefinition(
+            path,
+            f"no column '{name}' in the bundled table '{raw.space}' (its columns: {known}, ...)",
+        )
     return col
 
 
-def _codes(values: np.ndarray, labels: tuple[str, ...], path: str, column: str,
-           gene: str) -> np.ndarray:
+def _codes(
+    values: np.ndarray, labels: tuple[str, ...], path: str, column: str, gene: str
+) -> np.ndarray:
     """Choice index of every cell (vectorised over the distinct values)."""
     uniq, inverse = np.unique(values, return_inverse=True)
     lut = {lab: k for k, lab in enumerate(labels)}
@@ -150,8 +150,11 @@ def _codes(values: np.ndarray, labels: tuple[str, ...], path: str, column: str,
     if (codes < 0).any():
         bad = str(uniq[int(np.argmax(codes < 0))])
         row = int(np.argmax(values == bad))
-        raise InvalidSpaceDefinition(path, f"row {row} of column '{column}' holds {bad!r}, "
-                                     f"not a choice of gene '{gene}' ({', '.join(labels)})")
+        raise InvalidSpaceDefinition(
+            path,
+            f"row {row} of column '{column}' holds {bad!r}, "
+            f"not a choice of gene '{gene}' ({', '.join(labels)})",
+        )
     return codes[inverse.reshape(-1)]
 
 
@@ -162,11 +165,14 @@ def load(sp) -> Table:  # sp: spaces.defined.DefinedSpace
     hook = sp.definition.table
     assert hook is not None
     raw = load_table(hook.name)
-    accuracy = {metric: np.array(_column(raw, col, f"table.accuracy.{metric}"),
-                                 dtype=np.float64) for metric, col in hook.accuracy.items()}
+    accuracy = {
+        metric: np.array(_column(raw, col, f"table.accuracy.{metric}"), dtype=np.float64)
+        for metric, col in hook.accuracy.items()
+    }
     if hook.string is not None:
-        return Table(_parsed(sp, raw, hook.string), raw.index, raw.devices, raw.latency_ms,
-                     accuracy)
+        return Table(
+            _parsed(sp, raw, hook.string), raw.index, raw.devices, raw.latency_ms, accuracy
+        )
     n = len(raw.index)
     genes = np.empty((n, sp.num_genes), dtype=GENE_DTYPE)
     for group, cols in sp._groups():
@@ -180,9 +186,12 @@ def load(sp) -> Table:  # sp: spaces.defined.DefinedSpace
         split = [v.split("-") for v in _column(raw, template, path)]
         bad = next((i for i, v in enumerate(split) if len(v) != len(cols)), None)
         if bad is not None:
-            raise InvalidSpaceDefinition(path, f"row {bad} of column '{template}' holds "
-                                         f"{len(split[bad])} value(s); '{group}' has "
-                                         f"{len(cols)} gene(s)")
+            raise InvalidSpaceDefinition(
+                path,
+                f"row {bad} of column '{template}' holds "
+                f"{len(split[bad])} value(s); '{group}' has "
+                f"{len(cols)} gene(s)",
+            )
         cells = np.array(split, dtype=object).reshape(n, len(cols))
         for k, j in enumerate(cols):
             values = cells[:, k].astype(str)
@@ -195,5 +204,6 @@ def _parsed(sp, raw, column: str) -> np.ndarray:
     try:
         return sp.parse_many(_column(raw, column, "table.string"))
     except InvalidArchitecture as exc:
-        raise InvalidSpaceDefinition("table.string", f"row {exc.index} of column "
-                                     f"'{column}': {exc.detail}") from None
+        raise InvalidSpaceDefinition(
+            "table.string", f"row {exc.index} of column '{column}': {exc.detail}"
+        ) from None

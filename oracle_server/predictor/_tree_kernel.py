@@ -70,9 +70,11 @@ def _pairwise(row, n):  # pragma: no cover - compiled
 def cost_sums(genes, pos_gene, pos_card, res_gene, nk, k_gene, e_gene, ne,
               dep_pos, depth_gene, depth_of, costs, fixed_m, fixed_p, cards,
               out, xt):  # pragma: no cover - compiled
-    """``out[0] = MACs``, ``out[1] = params`` per architecture, as ``flops_params`` sums them,
-    and the effective genes into ``xt[:g]`` (one pass over the genes). ``costs`` (N, 2):
-    each cost-table entry's (MACs, params) side by side, one cache line for both.
+    """``out[0] = MACs``, ``out[1] = params`` per architecture (equal to ``flops_params``:
+    the cost tables hold whole numbers, so the summation order does not change a bit; the
+    tables check it on a sample before using this kernel, ``_fused_ok``), and the effective
+    genes into ``xt[:g]`` (one pass over the genes). ``costs`` (N, 2): each cost-table
+    entry's (MACs, params) side by side, one cache line for both.
 
     Position p's cost-table index: FBNet ``p * pos_card + genes[pos_gene[p]]``; OFA
     (``res_gene`` >= 0) ``((res * P + p) * nk + genes[k_gene[p]]) * ne + genes[e_gene[p]]``

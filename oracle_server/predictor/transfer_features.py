@@ -23,6 +23,8 @@ its networks' layer lists.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from client_sdk.spaces.layers import Layer
@@ -30,14 +32,36 @@ from client_sdk.spaces.layers import Layer
 ROOF_RATIOS = (4, 16, 64, 256)
 #: output spatial area lower bounds of the MAC buckets (112x112, 56x56, ..., smaller)
 AREA_BUCKETS = (112 * 112, 56 * 56, 28 * 28, 14 * 14, 7 * 7, 0)
-RICH_NAMES = ("macs_1x1", "macs_kxk", "dw_macs", "weights", "act_conv", "act_other",
-              "conv_launches", "other_launches", "elementwise",
-              *(f"roof_{r}" for r in ROOF_RATIOS),
-              *(f"macs_area{b}" for b in AREA_BUCKETS))
+RICH_NAMES = (
+    "macs_1x1",
+    "macs_kxk",
+    "dw_macs",
+    "weights",
+    "act_conv",
+    "act_other",
+    "conv_launches",
+    "other_launches",
+    "elementwise",
+    *(f"roof_{r}" for r in ROOF_RATIOS),
+    *(f"macs_area{b}" for b in AREA_BUCKETS),
+)
 NUM_RICH = len(RICH_NAMES)
 #: absolute unit of each rich column (same in every space; conditioning only)
-RICH_SCALE = np.array([1e8, 1e8, 1e7, 1e6, 1e7, 1e7, 100.0, 100.0, 1e6,
-                       *(1e7 for _ in ROOF_RATIOS), *(1e8 for _ in AREA_BUCKETS)])
+RICH_SCALE = np.array(
+    [
+        1e8,
+        1e8,
+        1e7,
+        1e6,
+        1e7,
+        1e7,
+        100.0,
+        100.0,
+        1e6,
+        *(1e7 for _ in ROOF_RATIOS),
+        *(1e8 for _ in AREA_BUCKETS),
+    ]
+)
 #: (NUM_RICH, 6): rich columns -> ``spaces.descriptors.BASE_NAMES``
 BASE_FROM_RICH = np.zeros((NUM_RICH, 6))
 for _i, _j in ((0, 0), (1, 0), (2, 1), (3, 2), (4, 3), (5, 3), (6, 4), (7, 4), (8, 5)):
@@ -78,51 +102,32 @@ def rows(layers: list[Layer]) -> np.ndarray:
     return out
 
 
-# -------------------------------------------------------- spaces from definitions
-def _defined_rich_tables(sp) -> tuple[np.ndarray, np.ndarray]:
-    """(flat rows + zero row, fixed per global combo) in ``DefinedSpace._tables``' layout,
-    from the same walk of the definition (``spaces.defined_tables.table_entries``)."""
+# --------------------------------------------------------------------- tables
+@functools.lru_cache(maxsize=16)
+def _defined_tables(sp) -> tuple[np.ndarray, np.ndarray]:
+    """A space from a definition: (flat rows + zero row, fixed per global combo) in
+    ``DefinedSpace._tables``' layout, from the same walk of the definition
+    (``spaces.defined_tables.table_entries``)."""
     from client_sdk.spaces.defined_tables import layer_tables
 
     return layer_tables(sp, lambda layers, _stage: rows(layers), NUM_RICH)
 
 
-_DEFINED_CACHE: dict[int, tuple[object, tuple[np.ndarray, np.ndarray]]] = {}
-
-
-def _defined_tables(sp) -> tuple[np.ndarray, np.ndarray]:
-    hit = _DEFINED_CACHE.get(id(sp))
-    if hit is None or hit[0] is not sp:
-        hit = (sp, _defined_rich_tables(sp))
-        _DEFINED_CACHE[id(sp)] = hit
-    return hit[1]
+@functools.lru_cache(maxsize=16)
+def _network_table(sp) -> np.ndarray:
+    """A space of given networks: one rich row per network."""
+    return np.stack([rows(list(net)) for net in sp.network_layers])
 
 
 # ------------------------------------------------------------------------- API
 def rich_descriptors(space: str, genes: np.ndarray) -> np.ndarray:
-    """(n, NUM_RICH) rich descriptors of a validated gene batch (vectorised gather-sum)."""
-    g = np.asarray(genes).astype(np.int64, copy=False)
+    """(n, NUM_RICH) rich descriptors of a validated gene batch: a space from a definition
+    gathers them as its own descriptors (``DefinedSpace._gather``)."""
     from client_sdk.spaces import get_space
 
     sp = get_space(space)
-    if hasattr(sp, "network_layers"):  # a space of given networks: one row per network
-        table = np.stack([rows(list(net)) for net in sp.network_layers])
-        return table[g[:, 0]]
+    if hasattr(sp, "network_layers"):
+        return _network_table(sp)[np.asarray(genes)[:, 0].astype(np.int64)]
     if not hasattr(sp, "positions"):
         raise ValueError(f"no rich descriptors for space '{space}'")
-    flat, fixed = _defined_tables(sp)
-    gc = sp._global_code(g)
-    _, _, offsets, radix = sp._tables
-    zero = flat.shape[0] - 1
-    out = fixed[gc].copy()
-    for p, pos in enumerate(sp.positions):
-        code = np.zeros(len(g), dtype=np.int64)
-        for j, r in zip(pos.genes, radix[p], strict=True):
-            code += g[:, j] * r
-        idx = gc * offsets[-1] + offsets[p] + code
-        dgene = sp._depth_genes.get(pos.stage)
-        if dgene is not None:
-            act = np.asarray(sp._values[dgene])[g[:, dgene]] > pos.index
-            idx = np.where(act, idx, zero)
-        out += flat.take(idx, axis=0)
-    return out
+    return sp._gather(*_defined_tables(sp), genes)

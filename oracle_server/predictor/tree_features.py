@@ -69,32 +69,12 @@ def staged_costs(space) -> tuple | None:
 
 
 def flops_params(space, genes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``space.flops(genes), space.params(genes)``, bit for bit, with flat ``take`` gathers
-    (several times faster than the spaces' 2-D fancy indexing; FBNet's costs are integers,
-    so the pairwise sums equal the spaces' own). ``check_features`` compares them with the
-    spaces' own at build time."""
-    g = genes.astype(np.int64)
-    simple = position_costs(space)
-    if simple is not None:
-        pos_gene, card, macs, params, fixed_m, fixed_p = simple
-        if not np.array_equal(pos_gene, np.arange(g.shape[1])):
-            g = g[:, pos_gene]
-        idx = g + np.arange(len(pos_gene), dtype=np.int64) * card
-        return (
-            fixed_m + np.take(macs.ravel(), idx).sum(axis=1),
-            fixed_p + np.take(params.ravel(), idx).sum(axis=1),
-        )
-    staged = staged_costs(space)
-    if staged is not None:
-        (k_gene, e_gene, nk, ne, dep_pos, dep_gene, depth_of), macs, params, fm, fp, _ = staged
-        res = g[:, space._res_gene]
-        nb = len(k_gene)
-        idx = ((res[:, None] * nb + np.arange(nb)) * nk + g[:, k_gene]) * ne + g[:, e_gene]
-        active = depth_of[g[:, dep_gene]] > dep_pos
-        return (
-            fm[res] + (np.take(macs, idx) * active).sum(axis=1),
-            fp[res] + (np.take(params, idx) * active).sum(axis=1),
-        )
+    """``space.flops(genes), space.params(genes)``, bit for bit, in one gather-sum of both
+    columns of a definition's cost tables (``DefinedSpace._cost_tables``); any other space
+    computes them itself."""
+    if hasattr(space, "_cost_tables"):
+        both = space._gather(*space._cost_tables, genes)
+        return both[:, 0], both[:, 1]
     return space.flops(genes), space.params(genes)
 
 
