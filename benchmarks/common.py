@@ -3,56 +3,28 @@ cache the test suite builds (reused, so a benchmark need not train its own), the
 evaluations' cache, HELP's NAS-Bench-201 device split and the NAS-Bench-201 oracle they run
 against (:func:`nb201_serve_args` for a subprocess server, :func:`start_nb201_app` and
 :func:`nb201_client` in-process). Of ``tests`` the benchmarks import only ``tests.support``
-(servers start with :class:`tests.support.launch.ServerProcess`).
+(servers start with :class:`tests.support.launch.ServerProcess`; the test cache, HELP's split
+and the server flags are :mod:`tests.support.nb201`'s, shared with the e2e tests).
 """
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from benchmarks._cli import ROOT
+from tests.support.nb201 import TEST_CACHE as TEST_CACHE  # re-exported for the benchmarks
+from tests.support.nb201 import help_nb201_split as help_nb201_split
+from tests.support.nb201 import nb201_non_train_devices as nb201_non_train_devices
+from tests.support.nb201 import nb201_serve_args as nb201_serve_args
 
 if TYPE_CHECKING:
     from client_sdk import OracleClient
     from oracle_server.app import App
 
-#: The test suite's proxy artifacts (``ORACLE_TEST_CACHE`` overrides, as for the tests).
-TEST_CACHE = Path(os.environ.get("ORACLE_TEST_CACHE", ROOT / ".oracle" / "test-cache"))
 #: Proxy artifacts of the offline evaluations (``benchmarks.quality`` and the studies).
 EVAL_CACHE = Path("/tmp/latency-oracle-bench-cache")
-
-
-def help_nb201_split() -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """HELP's NB201 (meta-train devices, test devices)."""
-    from oracle_server.evaluation import HELP_SPLITS
-
-    split = HELP_SPLITS["nasbench201"]
-    return split.train, split.test
-
-
-def nb201_non_train_devices() -> tuple[str, ...]:
-    """Every NB201 table device outside HELP's meta-train set (held out of the proxy)."""
-    from client_sdk.spaces import get_space
-
-    train, _ = help_nb201_split()
-    return tuple(d for d in get_space("nasbench201").table.devices if d not in train)
-
-
-def nb201_serve_args(cache_dir: Path = TEST_CACHE) -> list[str]:
-    """``oracle-server serve`` flags of a NAS-Bench-201 server on the proxy of ``cache_dir``
-    with every device outside HELP's meta-train set held out (they can be registered)."""
-    return [
-        "--spaces",
-        "nasbench201",
-        "--cache-dir",
-        str(cache_dir),
-        "--holdout-devices",
-        ",".join(nb201_non_train_devices()),
-    ]
 
 
 def start_nb201_app(

@@ -266,6 +266,30 @@ def _line(row: dict) -> str:
     return text + f" | load {li['loadavg_end'][0]:.2f}"
 
 
+def _write_tokens(path: Path, tokens: dict[str, str], quotas: dict[str, str | None]) -> Path:
+    """A tokens file at ``path``: for each tenant of ``quotas`` (in order) its token's sha256
+    and its quota text (None: the bare ``sha256:`` form, no quota)."""
+    lines = []
+    for name, quota in quotas.items():
+        digest = hashlib.sha256(tokens[name].encode()).hexdigest()
+        if quota is None:
+            lines.append(f"{name}: sha256:{digest}\n")
+        else:
+            lines.append(f"{name}: {{sha256: {digest}{', ' if quota else ''}{quota}}}\n")
+    path.write_text("".join(lines))
+    return path
+
+
+def _heavy_quota(rate_limit: float = 0.0, work_limit: float = 0.0) -> str:
+    """The heavy tenant's quota: one RPC at a time, and the rate / work limits when > 0."""
+    quota = "max_concurrent_rpcs: 1"
+    if rate_limit > 0:
+        quota += f", rate_limit: {rate_limit}, burst: 1"
+    if work_limit > 0:
+        quota += f", work_limit: {work_limit:.0f}"
+    return quota
+
+
 def _tokens_file(
     directory: Path,
     tokens: dict[str, str],
@@ -273,19 +297,9 @@ def _tokens_file(
     rate_limit: float = 0.0,
     work_limit: float = 0.0,
 ) -> Path:
-    def sha(t: str) -> str:
-        return hashlib.sha256(t.encode()).hexdigest()
-
-    quota = ", max_concurrent_rpcs: 1" if limited else ""
-    if limited and rate_limit > 0:
-        quota += f", rate_limit: {rate_limit}, burst: 1"
-    if limited and work_limit > 0:
-        quota += f", work_limit: {work_limit:.0f}"
+    heavy = _heavy_quota(rate_limit, work_limit) if limited else ""
     path = directory / f"tokens-{'limited' if limited else 'open'}.yaml"
-    path.write_text(
-        f"heavy: {{sha256: {sha(tokens['heavy'])}{quota}}}\nlight: sha256:{sha(tokens['light'])}\n"
-    )
-    return path
+    return _write_tokens(path, tokens, {"heavy": heavy, "light": None})
 
 
 def server_args(args: dict, data_dir: Path, tokens_file: Path, limited: bool) -> list[str]:
@@ -522,22 +536,13 @@ def rate_run(
 
 
 def _redis_tokens(directory: Path, tokens: dict[str, str], a) -> Path:
-    def sha(t: str) -> str:
-        return hashlib.sha256(t.encode()).hexdigest()
-
-    heavy = "max_concurrent_rpcs: 1"
-    if a.heavy_rate_limit:
-        heavy += f", rate_limit: {a.heavy_rate_limit}, burst: 1"
-    if a.heavy_work_limit:
-        heavy += f", work_limit: {a.heavy_work_limit:.0f}"
-    path = directory / "tokens-redis.yaml"
-    path.write_text(
-        f"heavy: {{sha256: {sha(tokens['heavy'])}, {heavy}}}\n"
+    quotas = {
+        "heavy": _heavy_quota(a.heavy_rate_limit, a.heavy_work_limit),
         # a limit far above what it sends: every light call still takes its shared token
-        f"light: {{sha256: {sha(tokens['light'])}, rate_limit: 100000, burst: 100000}}\n"
-        f"capped: {{sha256: {sha(tokens['capped'])}, rate_limit: {a.capped_rate}}}\n"
-    )
-    return path
+        "light": "rate_limit: 100000, burst: 100000",
+        "capped": f"rate_limit: {a.capped_rate}",
+    }
+    return _write_tokens(directory / "tokens-redis.yaml", tokens, quotas)
 
 
 def _replicas(n: int, args: dict, d: Path, tokens_file: Path, limits_url: str) -> list:

@@ -30,7 +30,7 @@ import numpy as np
 from benchmarks._cli import add_options, finish, parser, print_table
 from client_sdk.spaces import get_space
 from client_sdk.spaces.descriptors import descriptors
-from oracle_server.evaluation import HELP_SPLITS
+from oracle_server.evaluation import HELP_SPLITS, predict_inputs
 from oracle_server.predictor import ProxyConfig, spearman
 from oracle_server.predictor.cross_space import transfer_table
 from oracle_server.predictor.layer_level import CrossSpacePrior, fit_layer_head, naive_nnls
@@ -78,9 +78,7 @@ def run_space(
             rows = rng.choice(n, k, replace=False)
             score = rng.choice(np.setdiff1d(np.arange(n), rows), score_rows, replace=False)
             head = model.fit_head(genes[rows], y[rows])
-            g = genes[score]
-            feats = model.features(g)
-            pred = head.predict(model.basis(g, feats), feats, model.descriptors(g))
+            pred = head.predict(*predict_inputs(model, genes[score]))
             scores["served"].append(spearman(pred.latency_ms, y[score]))
             kinds.append(head.kind)
             ll = fit_layer_head(desc6[rows], y[rows], prior)

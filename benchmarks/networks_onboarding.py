@@ -132,6 +132,7 @@ def served_fitter(names: list[str]) -> Any:
     device registered from the fit rows gets. No HELP device or table of the zoo is read."""
     from client_sdk.measure.networks import network_definition
     from client_sdk.spaces import register_space
+    from oracle_server.evaluation import predict_inputs
     from oracle_server.predictor import build_model
 
     models = {n: (ZOO[n].make(), (1, 3, ZOO[n].resolution, ZOO[n].resolution)) for n in names}
@@ -143,9 +144,7 @@ def served_fitter(names: list[str]) -> Any:
         fit_rows: np.ndarray, y_fit: np.ndarray, test_rows: np.ndarray
     ) -> tuple[np.ndarray, str]:
         head = model.fit_head(genes[fit_rows], y_fit)
-        g = genes[test_rows]
-        feats = model.features(g)
-        pred = head.predict(model.basis(g, feats), feats, model.descriptors(g))
+        pred = head.predict(*predict_inputs(model, genes[test_rows]))
         return np.asarray(pred.latency_ms), head.kind
 
     return fit

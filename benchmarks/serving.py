@@ -419,7 +419,8 @@ def bench_registered(
 ) -> list[dict]:
     """Rank latency of devices registered over RPC from 10 measurements (as users do):
     one from a non-test table device's latencies (+-10% noise), one from made-up latencies.
-    Whatever head selection picks (``head_kind``) is what is timed."""
+    Whatever head selection picks (``head_kind``) is what is timed. Rows of a space from a
+    definition (no table) are marked ``defined_space``."""
     from client_sdk import OracleClient
     from client_sdk import _requests as rq
     from client_sdk.spaces import get_space
@@ -433,6 +434,7 @@ def bench_registered(
     ):
         for space_name in spaces:
             space = get_space(space_name)
+            defined = not space.table.devices  # a space from a definition (no table)
             if space_name in REGISTER_SOURCE:
                 truth = space.table.device_column(REGISTER_SOURCE[space_name])
                 rows = rng.choice(len(truth), 10, replace=False)
@@ -441,7 +443,7 @@ def bench_registered(
                     f"from {REGISTER_SOURCE[space_name]}": truth[rows] * rng.uniform(0.9, 1.1, 10),
                     "made-up latencies": rng.uniform(1.0, 100.0, 10),
                 }
-            elif not space.table.devices:  # a space from a definition (no table)
+            elif defined:
                 genes = space.sample(10, rng)
                 d = space.descriptors(genes)[:, :6]
                 roofline = 2e-9 * d[:, 0] + 1.5e-8 * d[:, 1] + 4e-8 * d[:, 3] + 0.02 * d[:, 4]
@@ -465,6 +467,7 @@ def bench_registered(
                 floor = floor_times(echo, len(make()), resp_bytes, calls, budget_s)
                 row = {
                     "space": space_name,
+                    "defined_space": defined,
                     "archs": n,
                     "devices": 1,
                     "registered": label,
@@ -532,9 +535,7 @@ def check_targets(res: dict) -> list[dict]:
     ]
     tp8_open = [t["archs_per_s"] for t in res.get("throughput_open", []) if t["clients"] == 8]
     reg = [r["p50_ms"] for r in res.get("registered", []) if r["space"] == "fbnet"]
-    reg_defined = [
-        r["p50_ms"] for r in res.get("registered", []) if r["space"] in ("mobilenetv2", "proxyless")
-    ]
+    reg_defined = [r["p50_ms"] for r in res.get("registered", []) if r["defined_space"]]
     nb = rank_row("nasbench201", 10_000, 1)
     f6, f100, o100 = (
         rank_row("fbnet", 10_000, 6),

@@ -193,6 +193,15 @@ def head_inputs(model: LatencyModel, genes: np.ndarray
     return feats, model.basis(genes, feats), model.descriptors(genes)
 
 
+def predict_inputs(
+    model: LatencyModel, genes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`head_inputs` in ``HeadFit.predict``'s order, (basis, features, descriptors):
+    ``head.predict(*predict_inputs(model, genes))``."""
+    feats, basis, desc = head_inputs(model, genes)
+    return basis, feats, desc
+
+
 @functools.lru_cache(maxsize=2)
 def table_inputs(model: LatencyModel) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``head_inputs`` of the whole bundled table, once per model (every device of a

@@ -12,26 +12,31 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.support.launch import ServerProcess
+import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-#: Proxy artifacts shared by every test run on this checkout (built once, then loaded).
-TEST_CACHE = Path(os.environ.get("ORACLE_TEST_CACHE", REPO / ".oracle" / "test-cache"))
+from tests.support.launch import RedisProcess, RedisUnavailable, ServerProcess
+from tests.support.nb201 import REPO
+from tests.support.nb201 import TEST_CACHE as TEST_CACHE  # re-exported for the tests
+from tests.support.nb201 import nb201_non_train_devices as nb201_non_train_devices
+
 PG_URL = os.environ.get("ORACLE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
+#: HELP's NB201 meta-train devices, written out independently of
+#: ``oracle_server.evaluation.HELP_SPLITS`` (which :func:`nb201_non_train_devices` reads): the
+#: e2e tests check the served table devices against this list.
 HELP_NB201_TRAIN = (
-    "1080ti_1", "1080ti_32", "1080ti_256", "silver_4114", "silver_4210r", "samsung_a50",
-    "pixel3", "essential_ph_1", "samsung_s7",
+    "1080ti_1",
+    "1080ti_32",
+    "1080ti_256",
+    "silver_4114",
+    "silver_4210r",
+    "samsung_a50",
+    "pixel3",
+    "essential_ph_1",
+    "samsung_s7",
 )
 HELP_NB201_TEST = ("titan_rtx_256", "gold_6226", "fpga", "pixel2", "raspi4", "eyeriss")
 HELP_NB201_REFS = (11982, 431, 55, 9, 14451, 8636, 9881, 13479, 6196, 1462)
-
-
-def nb201_non_train_devices() -> tuple[str, ...]:
-    """Every NB201 table device outside HELP's meta-train set (held out of the proxy)."""
-    from client_sdk.spaces import get_space
-
-    return tuple(d for d in get_space("nasbench201").table.devices if d not in HELP_NB201_TRAIN)
 
 
 def postgres_available() -> str | None:
@@ -57,6 +62,15 @@ def server_process(args: list[str], env: dict[str, str] | None = None) -> Iterat
     """``oracle-server serve`` on free ports, run from the checkout; killed on exit."""
     with ServerProcess(args, env, cwd=REPO) as srv:
         yield srv
+
+
+def private_redis(password: str = "", port: int = 0) -> RedisProcess:
+    """A throw-away ``redis-server`` on ``port`` (0: a free loopback port; no persistence),
+    or a skip of the calling test with the reason when none can be started."""
+    try:
+        return RedisProcess(port, password)
+    except RedisUnavailable as exc:
+        pytest.skip(str(exc))
 
 
 #: How long a test waits for a write on one replica to show on another: the poll interval

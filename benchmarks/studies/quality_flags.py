@@ -27,7 +27,7 @@ from benchmarks._cli import RESULTS, ROOT, finish, parser, print_table
 from benchmarks.onboarding import flops_verdict
 from client_sdk.measure.onboard_pipeline import VALIDATION_FLOPS_MARGIN
 from client_sdk.stats import spearman
-from oracle_server.evaluation import head_inputs
+from oracle_server.evaluation import predict_inputs
 from oracle_server.predictor.model import build_model
 
 #: the recorded onboardings with their measurements (current runs and the replay inputs)
@@ -66,7 +66,7 @@ def replay(files: list[Path], cache_dir: Path) -> list[dict]:
             )
             y_val = np.asarray(row["validation_latency_ms"], dtype=np.float64)
             head = model.fit_head(refs, np.asarray(row["reference_latency_ms"], dtype=np.float64))
-            served = spearman(head.predict(*_inputs(model, val)).latency_ms, y_val)
+            served = spearman(head.predict(*predict_inputs(model, val)).latency_ms, y_val)
             flops = spearman(sp.flops(val), y_val)
             rows.append(
                 {
@@ -86,11 +86,6 @@ def replay(files: list[Path], cache_dir: Path) -> list[dict]:
                 }
             )
     return rows
-
-
-def _inputs(model, genes: np.ndarray) -> tuple:
-    feats, basis, desc = head_inputs(model, genes)
-    return basis, feats, desc
 
 
 def main() -> int:

@@ -16,7 +16,7 @@ from client_sdk import OracleClient
 from oracle_server.app import App
 from oracle_server.predictor import LatencyModel, build_model
 from oracle_server.settings import Settings
-from tests.helpers import TEST_CACHE, nb201_non_train_devices
+from tests.support.nb201 import TEST_CACHE, nb201_non_train_devices, nb201_serve_args
 
 MAX_BATCH = 200_000
 
@@ -28,9 +28,16 @@ def nb201_model() -> LatencyModel:
 
 def make_settings(tmp_path, **overrides) -> Settings:
     base = dict(
-        host="127.0.0.1", port=0, metrics_port=0, data_dir=tmp_path, workers=4,
-        max_batch=MAX_BATCH, spaces=("nasbench201",), cache_dir=str(TEST_CACHE),
-        sync_interval_s=0.2, grace_s=5.0,
+        host="127.0.0.1",
+        port=0,
+        metrics_port=0,
+        data_dir=tmp_path,
+        workers=4,
+        max_batch=MAX_BATCH,
+        spaces=("nasbench201",),
+        cache_dir=str(TEST_CACHE),
+        sync_interval_s=0.2,
+        grace_s=5.0,
     )
     base.update(overrides)
     return Settings(**base)
@@ -40,16 +47,13 @@ def serve_args(data_dir: Path, *extra: str, grace_s: float = 1) -> list[str]:
     """``oracle-server serve`` flags of a subprocess server like the in-process one
     (NAS-Bench-201, the test proxy cache, HELP's non-train devices held out) on ``data_dir``
     with ``--grace-s grace_s``, then ``extra``."""
-    return [
-        "--spaces", "nasbench201", "--data-dir", str(data_dir), "--cache-dir", str(TEST_CACHE),
-        "--holdout-devices", ",".join(nb201_non_train_devices()), "--grace-s", str(grace_s),
-        *extra,
-    ]
+    return [*nb201_serve_args(), "--data-dir", str(data_dir), "--grace-s", str(grace_s), *extra]
 
 
 @contextlib.contextmanager
-def running(settings: Settings, models: Mapping[str, LatencyModel] | None = None,
-            timeout_s: float = 60) -> Iterator[App]:
+def running(
+    settings: Settings, models: Mapping[str, LatencyModel] | None = None, timeout_s: float = 60
+) -> Iterator[App]:
     """An in-process server of ``settings`` (``models``: already built), SERVING within
     ``timeout_s``; stopped (1 s grace) on leaving."""
     app = App(settings, models=models).start(block_until_ready=True, timeout_s=timeout_s)

@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import socket
 import subprocess
 import time
 import urllib.parse
@@ -46,7 +45,7 @@ from oracle_server.app import App
 from oracle_server.predictor import LatencyModel
 from tests.e2e.conftest import make_settings
 from tests.helpers import unique_name
-from tests.support.launch import stop_process
+from tests.support.launch import free_port, stop_process
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARDS = sorted((REPO / "deploy" / "grafana").glob("*.json"))
@@ -71,12 +70,6 @@ pytestmark = pytest.mark.skipif(
     "does it as root with apt-get; else `sudo apt-get install prometheus`)",
 )
 SPACE = get_space("nasbench201")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Prometheus:
@@ -105,7 +98,7 @@ class Prometheus:
             ],
         }
         (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = workdir / "prometheus.log"
         with self.log.open("wb") as log:

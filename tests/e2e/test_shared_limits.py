@@ -19,7 +19,7 @@ from client_sdk.spaces import get_space
 from oracle_server import metrics
 from oracle_server.app import App
 from tests.e2e.conftest import make_settings
-from tests.support.launch import RedisProcess, RedisUnavailable
+from tests.helpers import private_redis
 
 redis = pytest.importorskip("redis", reason="redis-py is in the [server] extra")
 
@@ -57,8 +57,9 @@ def _pair(nb201_model, tmp_path: Path, url: str) -> list[App]:
         d = tmp_path / f"r{i}"
         d.mkdir()
         settings = make_settings(d, tokens_file=str(_tokens(d)), limits_url=url)
-        apps.append(App(settings, models={SPACE: nb201_model}).start(
-            block_until_ready=True, timeout_s=60))
+        apps.append(
+            App(settings, models={SPACE: nb201_model}).start(block_until_ready=True, timeout_s=60)
+        )
     return apps
 
 
@@ -116,10 +117,7 @@ def test_two_servers_share_a_tenants_quota(nb201_model, tmp_path, prefix):
 
 
 def test_redis_stopped_mid_run_no_failed_reads(nb201_model, tmp_path):
-    try:
-        proc = RedisProcess()
-    except RedisUnavailable as exc:
-        pytest.skip(str(exc))
+    proc = private_redis()
     try:
         apps = _pair(nb201_model, tmp_path, proc.url("e2e:"))
         try:

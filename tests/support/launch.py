@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -29,7 +30,22 @@ from types import TracebackType
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-__all__ = ["RedisProcess", "RedisUnavailable", "ServerProcess", "stop_process", "wait_serving"]
+__all__ = [
+    "RedisProcess",
+    "RedisUnavailable",
+    "ServerProcess",
+    "free_port",
+    "stop_process",
+    "wait_serving",
+]
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on ``host`` now (the kernel's pick for a bind to port 0; it may be
+    taken again before the caller binds it)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
 
 
 def stop_process(proc: subprocess.Popen, timeout_s: float = 10.0) -> None:
@@ -177,12 +193,8 @@ class ServerProcess:
             self.proc.wait(10)
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        """:meth:`terminate`, falling back to :meth:`kill` after ``timeout_s``."""
-        if self.proc.poll() is None:
-            try:
-                self.terminate(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        """SIGTERM (drain), falling back to SIGKILL after ``timeout_s``: :func:`stop_process`."""
+        stop_process(self.proc, timeout_s)
 
     def __enter__(self) -> ServerProcess:
         return self
@@ -209,17 +221,13 @@ class RedisProcess:
 
     def __init__(self, port: int = 0, password: str = "", timeout_s: float = 10.0) -> None:
         import shutil
-        import socket
 
         import redis
 
         exe = shutil.which("redis-server")
         if exe is None:
             raise RedisUnavailable("redis-server is not installed (apt-get install redis-server)")
-        if not port:
-            with socket.socket() as sock:
-                sock.bind(("127.0.0.1", 0))
-                port = sock.getsockname()[1]
+        port = port or free_port()
         self.port, self.password = port, password
         args = [
             exe,

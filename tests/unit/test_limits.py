@@ -8,7 +8,6 @@ the test starts and kills. Skipped, with the reason, only when no Redis can be r
 from __future__ import annotations
 
 import logging
-import socket
 import subprocess
 import sys
 import time
@@ -31,8 +30,8 @@ from oracle_server.limits import (
 )
 from oracle_server.settings import Settings, load_settings
 from oracle_server.tenants.fair_share import FairShare, Quota
-from tests.helpers import REPO
-from tests.support.launch import RedisProcess, RedisUnavailable
+from tests.helpers import REPO, private_redis
+from tests.support.launch import free_port
 
 redis = pytest.importorskip("redis", reason="redis-py is in the [server] extra")
 
@@ -49,20 +48,6 @@ def _machine_redis_reason() -> str | None:
 
 NO_REDIS = _machine_redis_reason()
 needs_redis = pytest.mark.skipif(NO_REDIS is not None, reason=str(NO_REDIS))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def PrivateRedis(password: str = "", port: int | None = None) -> RedisProcess:
-    """A throw-away ``redis-server`` on a free loopback port (no persistence), or a skip."""
-    try:
-        return RedisProcess(port or 0, password)
-    except RedisUnavailable as exc:
-        pytest.skip(str(exc))
 
 
 @pytest.fixture
@@ -132,8 +117,9 @@ def test_cost_above_one_and_debt(prefix):
     both = [*admit, BucketSpec("rate", 1.0, 5.0, 1.0, TAKE)]
     for _ in range(3):
         assert limiter.run("u", both, "admit").refused == "work"
-    assert limiter.run("u", [BucketSpec("rate", 1.0, 5.0, 1.0, TAKE)], "admit").balances[
-        "rate"] > 3.9
+    assert (
+        limiter.run("u", [BucketSpec("rate", 1.0, 5.0, 1.0, TAKE)], "admit").balances["rate"] > 3.9
+    )
 
 
 @needs_redis
@@ -173,7 +159,7 @@ def test_fair_share_rate_and_work_shared_between_replicas(prefix):
 
 # ------------------------------------------------------------------------- fail-open
 def test_fail_open_to_local_limits_and_recovery(caplog):
-    srv = PrivateRedis()
+    srv = private_redis()
     try:
         shared = SharedLimits(srv.url(prefix=f"fo{uuid.uuid4().hex[:8]}:"))
         fair = FairShare(rate_limit=3.0, burst=3, shared=shared)
@@ -204,7 +190,7 @@ def test_fail_open_to_local_limits_and_recovery(caplog):
         warnings = [r for r in caplog.records if "unreachable" in r.getMessage()]
         assert len(warnings) == 1  # at most once a minute
         # Redis back on the same port: shared limits again after the backoff
-        srv = PrivateRedis(port=srv.port)
+        srv = private_redis(port=srv.port)
         time.sleep(0.3)
         deadline = time.monotonic() + 10
         while not shared.up and time.monotonic() < deadline:
@@ -217,7 +203,7 @@ def test_fail_open_to_local_limits_and_recovery(caplog):
 
 
 def test_unreachable_at_start_up_starts_and_fails_open():
-    shared = SharedLimits(f"redis://127.0.0.1:{_free_port()}/0")
+    shared = SharedLimits(f"redis://127.0.0.1:{free_port()}/0")
     assert shared.check() is False and not shared.up
     fair = FairShare(rate_limit=1.0, burst=1, shared=shared)
     fair.acquire("t")  # decided locally
@@ -226,16 +212,19 @@ def test_unreachable_at_start_up_starts_and_fails_open():
 
 
 # ------------------------------------------------------------------------ bad input
-@pytest.mark.parametrize("url, message", [
-    ("http://127.0.0.1:6379", "scheme"),
-    ("redis://", "no host"),
-    ("redis://127.0.0.1:99999/0", "not a valid URL"),
-    ("redis://127.0.0.1:6379/abc", "database number"),
-    ("redis://127.0.0.1:6379/0?sockettimeout=1", "unknown query parameter"),
-    ("redis://127.0.0.1:6379/0?socket_timeout=abc", "socket_timeout"),
-    ("redis://127.0.0.1:6379/0?prefix=", "prefix"),
-    ("127.0.0.1:6379", "scheme"),
-])
+@pytest.mark.parametrize(
+    "url, message",
+    [
+        ("http://127.0.0.1:6379", "scheme"),
+        ("redis://", "no host"),
+        ("redis://127.0.0.1:99999/0", "not a valid URL"),
+        ("redis://127.0.0.1:6379/abc", "database number"),
+        ("redis://127.0.0.1:6379/0?sockettimeout=1", "unknown query parameter"),
+        ("redis://127.0.0.1:6379/0?socket_timeout=abc", "socket_timeout"),
+        ("redis://127.0.0.1:6379/0?prefix=", "prefix"),
+        ("127.0.0.1:6379", "scheme"),
+    ],
+)
 def test_malformed_limits_url_is_a_start_up_error(url, message):
     with pytest.raises(ValueError, match=message):
         Settings(limits_url=url)
@@ -246,7 +235,9 @@ def test_malformed_limits_url_is_a_start_up_error(url, message):
 def test_url_forms():
     assert parse_limits_url("redis://h:1/2") == ("redis://h:1/2", DEFAULT_PREFIX)
     assert parse_limits_url("rediss://:pw@h/0?prefix=a:&socket_timeout=1") == (
-        "rediss://:pw@h/0?socket_timeout=1", "a:")
+        "rediss://:pw@h/0?socket_timeout=1",
+        "a:",
+    )
     assert parse_limits_url("unix:///run/redis.sock?db=1")[0] == "unix:///run/redis.sock?db=1"
 
 
@@ -260,16 +251,31 @@ def test_limits_url_password_never_shown():
 
 
 def test_refused_credentials_exit_2_without_the_password():
-    srv = PrivateRedis(password=f"right{uuid.uuid4().hex[:8]}")
+    srv = private_redis(password=f"right{uuid.uuid4().hex[:8]}")
     wrong = f"wrong{uuid.uuid4().hex}"
     try:
         with pytest.raises(LimitsConfigError, match="refused the credentials") as info:
             SharedLimits(srv.url(password=wrong)).check()
         assert wrong not in str(info.value)
         proc = subprocess.run(
-            [sys.executable, "-m", "oracle_server", "serve", "--port", "0", "--metrics-port",
-             "-1", "--spaces", "nasbench201", "--limits-url", srv.url(password=wrong)],
-            capture_output=True, text=True, timeout=120, cwd=REPO,
+            [
+                sys.executable,
+                "-m",
+                "oracle_server",
+                "serve",
+                "--port",
+                "0",
+                "--metrics-port",
+                "-1",
+                "--spaces",
+                "nasbench201",
+                "--limits-url",
+                srv.url(password=wrong),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=REPO,
         )
         assert proc.returncode == 2, proc.stderr[-2000:]
         assert "refused the credentials" in proc.stderr
@@ -293,7 +299,7 @@ def test_refused_credentials_exit_2_without_the_password():
 
 
 def test_zero_limit_means_unlimited_and_negative_is_refused():
-    fair = FairShare(rate_limit=0.0, shared=SharedLimits(f"redis://127.0.0.1:{_free_port()}/0"))
+    fair = FairShare(rate_limit=0.0, shared=SharedLimits(f"redis://127.0.0.1:{free_port()}/0"))
     for _ in range(50):  # 0 = unlimited: no backend call at all
         fair.acquire("t")
     assert fair.shared.up  # never tried
