@@ -62,21 +62,11 @@ from client_sdk.search import search, true_front_rows
 from client_sdk.search.loop import infer_device_resolution
 from client_sdk.spaces import get_space
 from client_sdk.stats import spearman
+from tests.support.nb201 import help_nb201_split
 
 SPACE = get_space("nasbench201")
 METRIC = "cifar10"
-HELP_TRAIN = (
-    "1080ti_1",
-    "1080ti_32",
-    "1080ti_256",
-    "silver_4114",
-    "silver_4210r",
-    "samsung_a50",
-    "pixel3",
-    "essential_ph_1",
-    "samsung_s7",
-)
-HELP_TEST = ("titan_rtx_256", "gold_6226", "fpga", "pixel2", "raspi4", "eyeriss")
+HELP_TRAIN, HELP_TEST = help_nb201_split()  # HELP's NB-201 split (evaluation.HELP_SPLITS)
 HELP_REFS = (11982, 431, 55, 9, 14451, 8636, 9881, 13479, 6196, 1462)
 N_REFS = len(HELP_REFS)
 VALIDATION = ("titanx_1", "titanx_32", "titanx_256", "gold_6240")  # unseen, not HELP test
