@@ -293,6 +293,8 @@ def main() -> int:
                         "quality": report.quality,
                         "advised_samples": report.advised_samples,
                         "quality_reasons": report.quality_reasons,
+                        "verdict": report.verdict,
+                        "verdict_reason": report.verdict_reason,
                         # suggest + measure the references + register: the onboarding itself
                         "onboard_s": t["suggest_s"] + t["measure_s"] + t["register_s"],
                         "total_s": t["total_s"],

@@ -31,7 +31,7 @@ import torch
 
 from client_sdk.measure.contract import build_contract
 from client_sdk.measure.harness import Harness, InterleavedMeasurement, retest_ceiling
-from client_sdk.measure.onboard_report import OnboardReport, fmt
+from client_sdk.measure.onboard_report import OnboardReport, fmt, judge
 from client_sdk.measure.onboard_state import (
     OnboardSettings,
     OnboardState,
@@ -439,6 +439,7 @@ class Onboarding:
             report.session_ceiling = c.ceiling
             report.session_scale = c.scale
             report.session_added = c.added
+        report.verdict, report.verdict_reason = judge(report)
         if st.harness.ort_builder is not None:  # the ONNX Runtime builder's export counters
             report.onnx = st.harness.ort_builder.stats()
         st.timings["total_s"] = time.perf_counter() - st.t_start

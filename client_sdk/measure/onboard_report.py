@@ -77,6 +77,10 @@ class OnboardReport:
     quality: str = "good"
     advised_samples: int = 0
     quality_reasons: list[str] = field(default_factory=list)
+    #: what limits the figures (``judge``): "ok", "measurement problem", "below ceiling"
+    #: (the model's shortfall) or "not validated"; and why, in a sentence
+    verdict: str = ""
+    verdict_reason: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form (arrays as lists)."""
@@ -85,6 +89,48 @@ class OnboardReport:
             if isinstance(value, np.ndarray):
                 out[key] = value.tolist()
         return out
+
+
+#: a retest between two passes this much below the retest within one pass is a
+#: measurement problem; a validation this much below the ceiling is the model's shortfall
+JUDGE_MARGIN = 0.05
+
+
+def judge(report: OnboardReport) -> tuple[str, str]:
+    """(verdict, reason): is a weak figure the measurement's or the model's?
+
+    The session's own noise is its retest within one pass (``retest_spearman``: split halves
+    of the interleaved rounds, stepped up). When the same architectures measured again in a
+    later pass agree with the first pass more than ``JUDGE_MARGIN`` worse than that, the
+    device changed between the passes: a **measurement problem** — every figure of the
+    session, the validation too, measures the device's change as much as the model. Else a
+    validation more than ``JUDGE_MARGIN`` below the ceiling (``sqrt(retest)``, what a perfect
+    predictor can reach against these measurements) is the model's shortfall (**below
+    ceiling**); within it, **ok**."""
+    within, between = report.retest_spearman, report.session_retest_spearman
+    v = report.validation_spearman
+    if np.isfinite(within) and np.isfinite(between) and between < within - JUDGE_MARGIN:
+        return "measurement problem", (
+            f"the same {report.session_archs} architectures measured in a later pass rank "
+            f"{between:.3f} against the first pass, but {within:.3f} within one pass: the "
+            "device changed between the passes (other load, throttling, clocks)"
+            + ("" if v is None else
+               f", so the validation's {v:.3f} measures that change as much as the model")
+            + "; re-measure on a quiet machine with fixed clocks"
+        )
+    if v is None:
+        return "not validated", "no fresh architectures were measured (--validate N)"
+    c = report.ceiling
+    if np.isfinite(c) and v < c - JUDGE_MARGIN:
+        return "below ceiling", (
+            f"the served ranking ({v:.3f}) is {c - v:.3f} below what this session's noise "
+            f"allows ({c:.3f}) and the measurements were stable: the model's shortfall "
+            "(measure more architectures)"
+        )
+    return "ok", (
+        f"the served ranking ({v:.3f}) is within {JUDGE_MARGIN} of the ceiling ({fmt(c)})"
+        if np.isfinite(c) else "no retest to compare with (n_retest 0)"
+    )
 
 
 def fmt(x: float | None) -> str:
@@ -170,6 +216,8 @@ def format_report(report: OnboardReport) -> str:
                 else ""
             )
         )
+    if report.verdict:
+        lines.append(f"verdict     {report.verdict.upper()}: {report.verdict_reason}")
     if report.onnx:
         o = report.onnx
         lines.append(

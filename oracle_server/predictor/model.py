@@ -195,12 +195,13 @@ class LatencyModel:
         genes = self.space.validate(genes)
         y = _validate_latency(latency_ms, len(genes))
         repeat_var = repeat_log_variance(genes, y)
+        repeat_rho = repeat_spearman(genes, y)
         genes, y = merge_duplicates(genes, y)
         feats = self.features(genes)
         return select_head(self.basis(genes, feats), feats, y, self.proxy.linear_weights,
                            self.cost_matrix, kinds=self.head_kinds if kinds is None else kinds,
                            descriptors=self.descriptors(genes), prior=self.prior,
-                           repeat_log_var=repeat_var)
+                           repeat_log_var=repeat_var, repeat_spearman=repeat_rho)
 
     @functools.cached_property
     def _table_flops(self) -> np.ndarray:
@@ -287,6 +288,30 @@ def repeat_log_variance(genes: np.ndarray, y: np.ndarray) -> float:
     means = np.bincount(groups, weights=z) / np.maximum(np.bincount(groups), 1)
     dof = int(rep.sum()) - len(np.unique(groups))
     return float(np.sum((z - means[groups]) ** 2) / max(dof, 1))
+
+
+def repeat_spearman(genes: np.ndarray, y: np.ndarray) -> tuple[float, int]:
+    """(Spearman between the first and the second measurement of every architecture measured
+    more than once, how many such architectures); (nan, k) below ``MIN_REPEATED_ARCHS``.
+
+    The measurements arrive in the order they were taken, so an onboarding's session check
+    (the first set again in a later pass) makes this the device's between-pass retest: how
+    well the device agrees with itself, which bounds how well any model can rank it."""
+    _, first, inverse = np.unique(genes, axis=0, return_index=True, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    later = np.ones(len(y), dtype=bool)
+    later[first] = False  # every measurement but each architecture's first
+    idx = np.flatnonzero(later)
+    # the second measurement of each repeated architecture: its first "later" occurrence
+    arch, pos = np.unique(inverse[idx], return_index=True)
+    k = len(arch)
+    if k < MIN_REPEATED_ARCHS:
+        return float("nan"), k
+    return spearman(y[first[arch]], y[idx[pos]]), k
+
+
+#: fewer repeated architectures than this say too little about the device's retest
+MIN_REPEATED_ARCHS = 5
 
 
 def merge_duplicates(genes: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

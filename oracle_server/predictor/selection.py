@@ -88,13 +88,17 @@ def select_head(
     descriptors: np.ndarray | None = None,
     prior: DescriptorPrior | None = None,
     repeat_log_var: float = 0.0,
+    repeat_spearman: tuple[float, int] = (float("nan"), 0),
 ) -> HeadFit:
     """Fit the candidate heads ``kinds`` (default: every registered candidate) on ``n``
     validated samples and average them (pseudo-BMA).
 
     ``repeat_log_var``: variance of a repeated measurement's log latency on this device
     (``model.repeat_log_variance``), added to the stated uncertainty: the interval then
-    covers the device's own change between measurements, not only the model's error."""
+    covers the device's own change between measurements, not only the model's error.
+    ``repeat_spearman``: (Spearman between two measurements of the architectures measured
+    twice, how many: ``model.repeat_spearman``); below ``REPEAT_SPEARMAN_LOW`` the device is
+    flagged LOW as a measurement problem."""
     start = time.perf_counter()
     y = np.asarray(latency_ms, dtype=np.float64)
     z = np.log(y)
@@ -143,6 +147,7 @@ def select_head(
     flops_rho = scores[baseline][0] if baseline in scores else float("nan")
     quality, advised = assess(rho if n >= 3 else float("nan"), flops_rho, n, beats)
     warnings = _warnings(best.loo_log, z, n, rho, flops_rho, beats)
+    warnings[:0] = repeat_warnings(*repeat_spearman)
     if fell_back:
         warnings.insert(0, "serving the FLOPs ranking: on this device's own samples it beats "
                            "every fitted head (leave-one-out); measure more to do better")
@@ -186,6 +191,25 @@ def beats_flops_share(head_loo: np.ndarray, flops_loo: np.ndarray, z: np.ndarray
     d = stats.spearman_columns(np.asarray(head_loo)[idx].T, zs) - stats.spearman_columns(
         np.asarray(flops_loo)[idx].T, zs)
     return float(np.mean(np.where(np.isfinite(d), (d > 0) + 0.5 * (d == 0), 0.5)))
+
+
+#: a device whose repeated measurements (a later pass over the same architectures) agree
+#: with the first below this Spearman is flagged LOW: a measurement problem, not the
+#: model's (the onboarding's retest threshold; ``client_sdk.measure.onboard``)
+REPEAT_SPEARMAN_LOW = 0.90
+
+
+def repeat_warnings(rho: float, archs: int) -> list[str]:
+    """The measurement-problem warning when the device's repeats disagree (else none). Its
+    text starts with "measurement", which makes the device LOW (``select_head``)."""
+    if not (np.isfinite(rho) and rho < REPEAT_SPEARMAN_LOW):
+        return []
+    return [f"measurements of the same {archs} architectures taken twice rank them "
+            f"differently (Spearman {rho:.3f} between the repeats, below "
+            f"{REPEAT_SPEARMAN_LOW}): the device changed between the measurements (other "
+            "load, throttling, clocks), so no ranking of it can be trusted beyond that; this "
+            "is a measurement problem, not the model's: re-measure on a quiet machine with "
+            "fixed clocks"]
 
 
 #: a sample whose leave-one-out prediction is off by more than this factor is an outlier

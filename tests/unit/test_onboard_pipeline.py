@@ -17,6 +17,7 @@ from client_sdk.measure.onboard import (
     format_report,
     onboard,
 )
+from client_sdk.measure.onboard_report import judge
 from client_sdk.spaces import get_space
 from tests.unit.test_onboard import FakeClient, fake_measure, true_ms
 
@@ -134,3 +135,36 @@ def test_onboard_signature_matches_the_settings() -> None:
         if default is not dataclasses.MISSING:
             assert params[name].default == default, name
     assert set(params) - set(fields) == {"client", "measure_fn", "log"}
+
+
+def test_a_device_that_changes_between_passes_is_a_measurement_problem() -> None:
+    """The later pass ranks the first set differently (its latencies shuffled) while each
+    pass agrees with itself: the report's verdict blames the measurement, not the model; the
+    same run with a faithful later pass is judged on its validation."""
+    from client_sdk.measure.measurement import InterleavedMeasurement
+
+    def shuffled_later_pass(space, genes, harness, progress, desc):
+        m = fake_measure(space, genes, harness, progress, desc)
+        if desc != "validation + session check":
+            return m
+        s = m.samples_ms.copy()
+        later = np.arange(8, len(s))
+        s[later] = s[np.random.default_rng(0).permutation(later)]
+        return InterleavedMeasurement(s, m.statistic, m.normalised, m.drift_threshold)
+
+    kwargs = dict(samples=5, threads=1, validate=8, seed=3, retest=10, progress=False)
+    bad = Onboarding(FakeClient(), OnboardSettings("cpu1", "nasbench201", **kwargs),
+                     measure_fn=shuffled_later_pass, log=None).run()
+    assert bad.retest_spearman == pytest.approx(1.0)
+    assert bad.session_retest_spearman < 0.9
+    assert bad.verdict == "measurement problem"
+    assert "changed between the passes" in bad.verdict_reason
+    assert "VERDICT     MEASUREMENT PROBLEM" in format_report(bad).upper()
+    good = Onboarding(FakeClient(), OnboardSettings("cpu1", "nasbench201", **kwargs),
+                      measure_fn=fake_measure, log=None).run()
+    assert good.session_retest_spearman == pytest.approx(1.0)
+    assert good.verdict in ("ok", "below ceiling")
+    assert good.verdict_reason.startswith("the served ranking")
+    short = dataclasses.replace(good, validation_spearman=good.ceiling - 0.06)
+    assert judge(short)[0] == "below ceiling"
+    assert judge(dataclasses.replace(good, validation_spearman=None))[0] == "not validated"

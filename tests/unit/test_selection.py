@@ -221,6 +221,44 @@ def test_a_device_that_changes_speed_between_passes_gets_a_wider_interval(
     assert two.sigma["s"] > one.sigma["s"]
 
 
+def test_repeat_spearman_pairs_each_architectures_first_two_measurements() -> None:
+    from oracle_server.predictor.model import repeat_spearman
+
+    genes = np.array([[i, 0] for i in range(6)] * 3)
+    first = np.array([1.0, 2, 3, 4, 5, 6])
+    # the second pass reverses the ranking, the third agrees with the first: only the
+    # first two measurements of each architecture are paired
+    y = np.concatenate([first, first[::-1] + 0.5, first])
+    rho, k = repeat_spearman(genes, y)
+    assert k == 6 and rho == pytest.approx(-1.0)
+    rho, k = repeat_spearman(genes[[*range(6), *range(6, 10)]], y[[*range(6), *range(6, 10)]])
+    assert k == 4 and np.isnan(rho)  # too few repeated architectures
+    assert repeat_spearman(genes[:6], first)[1] == 0
+
+
+def test_a_device_whose_repeats_disagree_is_low_as_a_measurement_problem(
+        tiny_model: LatencyModel) -> None:
+    """Twelve architectures measured in two passes whose rankings disagree (Spearman < 0.9
+    between the passes): LOW with a measurement-problem reason, whatever the model's fit;
+    the same architectures with consistent repeats are not flagged for it."""
+    from oracle_server.predictor.selection import REPEAT_SPEARMAN_LOW
+
+    genes = tiny_model.space.table.genes[:12]
+    y = tiny_model.space.table.device_column("v100_64")[:12]
+    rng = np.random.default_rng(1)
+    moved = y * np.exp(rng.normal(0, 0.6, size=12))  # the later pass, shuffled speeds
+    from oracle_server.predictor.model import repeat_spearman
+
+    rho, k = repeat_spearman(np.concatenate([genes, genes]), np.concatenate([y, moved]))
+    assert k == 12 and rho < REPEAT_SPEARMAN_LOW
+    bad = tiny_model.fit_head(np.concatenate([genes, genes]), np.concatenate([y, moved]))
+    assert bad.quality == "low"
+    assert bad.warnings[0].startswith("measurements of the same 12 architectures")
+    assert "measurement problem" in bad.warnings[0]
+    ok = tiny_model.fit_head(np.concatenate([genes, genes]), np.concatenate([y, 1.05 * y]))
+    assert not any("taken twice" in w for w in ok.warnings)
+
+
 def test_beats_flops_share_says_how_sure_the_samples_are() -> None:
     from oracle_server.predictor.selection import beats_flops_share
 
