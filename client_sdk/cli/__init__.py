@@ -1,8 +1,8 @@
 """``oracle``: the user-side command line (tables by default, ``--json`` everywhere).
 
-One module per command group (``spaces``, ``device``, ``ranking``, ``search``), the parser in
-``_parser``, shared helpers in ``_common`` and ``_measurements``; ``main`` is the console
-script (``oracle = "client_sdk.cli:main"``).
+One module per command group (``spaces``, ``device``, ``cache``, ``ranking``, ``search``), the
+parser in ``_parser``, shared helpers in ``_common`` and ``_measurements``; ``main`` is the
+console script (``oracle = "client_sdk.cli:main"``).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from client_sdk._extras import MissingExtra
 from client_sdk.cli._common import _client
 from client_sdk.cli._measurements import EXPORT_KIND, _export_manifest
 from client_sdk.cli._parser import _parser
+from client_sdk.cli.cache import cmd_cache
 from client_sdk.cli.device import cmd_device
 from client_sdk.cli.ranking import cmd_compare, cmd_rank, cmd_suggest
 from client_sdk.cli.search import cmd_search
@@ -53,6 +54,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "device":
         args.name = args.name or args.name_pos
+        if args.action == "cache":  # local: the ONNX export cache, no server
+            return cmd_cache(args)
         if not args.name and args.action != "export":
             print("oracle device: give a device name", file=sys.stderr)
             return 2

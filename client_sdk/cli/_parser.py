@@ -37,9 +37,12 @@ def _parser() -> argparse.ArgumentParser:
     dev = sub.add_parser(
         "device",
         help="show | register | add | delete | onboard a device | export the "
-        "networks to measure on a device the SDK cannot run on",
+        "networks to measure on a device the SDK cannot run on | cache: show, prune or "
+        "clear the ONNX export cache",
     )
-    dev.add_argument("action", choices=("show", "register", "add", "delete", "onboard", "export"))
+    dev.add_argument(
+        "action", choices=("show", "register", "add", "delete", "onboard", "export", "cache")
+    )
     dev.add_argument("name_pos", nargs="?", help="device name (or use --name)")
     dev.add_argument("--name", default=None, help="device name (same as the positional)")
     dev.add_argument(
@@ -165,14 +168,37 @@ def _parser() -> argparse.ArgumentParser:
         "--onnx-cache",
         default=None,
         metavar="DIR",
-        help="onboard --runtime onnxruntime / export: exported .onnx files "
+        help="onboard --runtime onnxruntime / export / cache: exported .onnx files "
         "(default $LATENCY_ORACLE_ONNX_CACHE or ~/.cache/latency-oracle/onnx)",
+    )
+    on.add_argument(
+        "--onnx-cache-max-mb",
+        type=float,
+        default=None,
+        metavar="MB",
+        help="onboard --runtime onnxruntime / export: keep the ONNX cache under MB "
+        "megabytes (2**20 bytes), least recently used files evicted after each export, "
+        "never the run's own (default $LATENCY_ORACLE_ONNX_CACHE_MAX_MB or 2048; 0 = unlimited)",
     )
     on.add_argument(
         "--ort-graph-optimization",
         default="all",
         choices=("disable", "basic", "extended", "all"),
         help="onnxruntime graph optimisation level (default %(default)s)",
+    )
+    on.add_argument(
+        "--pin-cpus",
+        type=cpu_list,
+        default=None,
+        metavar="0[,1]",
+        help="onboard: run the process's threads on these CPUs only while timing "
+        "(os.sched_setaffinity, Linux; ids or ranges: 0,1 or 0-3; default: not pinned)",
+    )
+    on.add_argument(
+        "--flush-denormal",
+        action="store_true",
+        help="onboard: flush float32 denormals to zero while timing "
+        "(torch.set_flush_denormal; ONNX Runtime: session.set_denormal_as_zero)",
     )
     nets = _models_options(dev, "register --models")
     nets.add_argument(
@@ -200,6 +226,22 @@ def _parser() -> argparse.ArgumentParser:
         help="folder of the ONNX files, measurements.csv, contract.json, "
         "manifest.json and README.md",
     )
+
+    ca = dev.add_argument_group("cache: the ONNX export cache (--onnx-cache DIR)")
+    ca.add_argument(
+        "--prune",
+        action="store_true",
+        help="remove the least recently used files until the cache is under --max-mb",
+    )
+    ca.add_argument(
+        "--max-mb",
+        type=float,
+        default=None,
+        metavar="MB",
+        help="with --prune: the size to prune to (default $LATENCY_ORACLE_ONNX_CACHE_MAX_MB or "
+        "2048; 0 = unlimited)",
+    )
+    ca.add_argument("--clear", action="store_true", help="remove every cached file")
 
     r = sub.add_parser(
         "rank",
@@ -290,6 +332,25 @@ def _parser() -> argparse.ArgumentParser:
     se.add_argument("--threads", type=int, default=None, help="torch threads when measuring")
     se.add_argument("--measure-device", default="cpu", help="cpu or cuda (--measure-local)")
     return p
+
+
+def cpu_list(text: str) -> tuple[int, ...]:
+    """``--pin-cpus``: ``0,1`` or ``0-3,6`` -> sorted distinct CPU ids."""
+    ids: set[int] = set()
+    try:
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            lo, sep, hi = part.partition("-")
+            first, last = int(lo), int(hi) if sep else int(lo)
+            if first < 0 or last < first:
+                raise ValueError(part)
+            ids.update(range(first, last + 1))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"'{text}' is not a CPU list (ids or ranges, e.g. 0,1 or 0-3)"
+        ) from None
+    if not ids:
+        raise argparse.ArgumentTypeError("--pin-cpus needs at least one CPU id")
+    return tuple(sorted(ids))
 
 
 def _models_options(p: argparse.ArgumentParser, what: str) -> argparse._ArgumentGroup:

@@ -1,23 +1,26 @@
 """``oracle device show|register|add|delete|export|onboard`` (``register --models``:
-``client_sdk.cli.networks``)."""
+``client_sdk.cli.networks``; ``cache``: ``client_sdk.cli.cache``, run without a server)."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
 
 from client_sdk.cli._common import DEVICE_COLUMNS, _emit, _fail, _options, _progress, _table
 from client_sdk.cli._measurements import _contract, _read_measurements
+from client_sdk.cli.cache import cap_mb, check_cache_options
 from client_sdk.client import OracleClient
+from client_sdk.measure.onnx_cache import ENV_MAX_MB
 from client_sdk.types import DeviceInfo
 
 #: ``oracle device onboard`` options passed to ``onboard`` under their own names.
 ONBOARD_OPTIONS = (
     "samples", "threads", "batch_size", "device", "validate", "seed", "repeats", "rounds",
     "statistic", "target_spearman", "max_samples", "round_size", "retest", "retest_threshold",
-    "session_check", "register_retest", "runtime", "onnx_cache",
+    "session_check", "register_retest", "runtime", "onnx_cache", "pin_cpus", "flush_denormal",
 )  # fmt: skip
 
 
@@ -36,6 +39,12 @@ def warn_quality(d: DeviceInfo) -> None:
 
 
 def cmd_device(args: argparse.Namespace, c: OracleClient) -> None:
+    check_cache_options(args)
+    if args.action == "export" or (args.action == "onboard" and args.runtime == "onnxruntime"):
+        # a bad --onnx-cache-max-mb or $LATENCY_ORACLE_ONNX_CACHE_MAX_MB fails before any work
+        cap = cap_mb(args.onnx_cache_max_mb, "--onnx-cache-max-mb", f"device {args.action}")
+        if args.action == "onboard" and args.onnx_cache_max_mb is not None:
+            os.environ[ENV_MAX_MB] = str(cap)  # read by the harness's OrtBuilder
     if args.action == "show":
         d = c.get_device(args.name, args.space or "")
         text = "\n".join(f"{k:18} {v}" for k, v in asdict(d).items())
@@ -86,6 +95,7 @@ def cmd_device(args: argparse.Namespace, c: OracleClient) -> None:
                 batch_size=args.batch_size,
                 fmt=args.format,
                 onnx_cache=args.onnx_cache,
+                onnx_cache_max_mb=args.onnx_cache_max_mb,
                 log=lambda msg: print(msg, file=sys.stderr),
             )
         except (FileExistsError, ValueError) as exc:
@@ -103,7 +113,14 @@ def cmd_device(args: argparse.Namespace, c: OracleClient) -> None:
         )
     elif args.action == "onboard":
         from client_sdk.measure.onboard import format_report, onboard
+        from client_sdk.measure.timing_env import check_flush_denormal, check_pin_cpus
 
+        try:  # --pin-cpus / --flush-denormal this machine cannot do: a message, no traceback
+            check_pin_cpus(args.pin_cpus)
+            if args.flush_denormal:
+                check_flush_denormal()
+        except ValueError as exc:
+            raise SystemExit(f"oracle device onboard: {exc}") from None
         report = onboard(
             c,
             args.name,

@@ -52,6 +52,16 @@ def contract_fields(
     }
 
 
+def process_state(config: HarnessConfig) -> str:
+    """The timing's process settings (``pin_cpus``, ``flush_denormal``) for the notes."""
+    pins = ",".join(map(str, config.pin_cpus)) if config.pin_cpus else ""
+    return (
+        (f"pinned to CPUs {pins}" if pins else "CPUs not pinned")
+        + "; denormals "
+        + ("flushed to zero" if config.flush_denormal else "not flushed")
+    )
+
+
 def build_contract(
     space: SearchSpace, *, threads: int, batch_size: int, device: str, config: HarnessConfig
 ) -> dict[str, Any]:
@@ -63,12 +73,14 @@ def build_contract(
         from client_sdk.measure import onnx_runtime
 
         runtime, version = "onnxruntime", onnx_runtime.runtime_version()
-        how = onnx_runtime.describe(threads, config.graph_optimization)
+        how = onnx_runtime.describe(
+            threads, config.graph_optimization, flush_denormal=config.flush_denormal
+        )
     notes = (
         f"measured by client_sdk.measure on {platform.node() or 'this machine'} ({device});"
         f"{per_arch} {config.statistic} of {config.rounds} interleaved rounds x {config.runs} "
         f"runs after {config.warmup} warm-up runs (drift-normalised per round), "
-        f"{how}, random weights"
+        f"{how}, {process_state(config)}, random weights"
     )
     return contract_fields(
         batch_size=batch_size,

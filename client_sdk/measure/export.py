@@ -33,6 +33,7 @@ from client_sdk.measure import onnx_runtime as ox
 from client_sdk.measure.builders import input_resolution
 from client_sdk.measure.contract import contract_fields
 from client_sdk.measure.onboard_pipeline import random_archs as _random_archs
+from client_sdk.measure.onnx_cache import max_mb_setting
 from client_sdk.spaces import get_space
 
 MANIFEST_KIND = "latency-oracle device export"
@@ -50,15 +51,19 @@ def export_kit(
     batch_size: int = 1,
     fmt: str = "onnx",
     onnx_cache: str | Path | None = None,
+    onnx_cache_max_mb: float | None = None,
     log: Callable[[str], None] | None = print,
 ) -> dict[str, Any]:
     """Write the kit for ``samples`` suggested references + ``retest`` random architectures
     of ``space`` into ``out`` (which must not hold a ``measurements.csv`` yet); returns the
-    manifest."""
+    manifest. The files come from the ONNX cache ``onnx_cache``, kept under
+    ``onnx_cache_max_mb`` MB (``onnx_runtime.OrtBuilder``'s ``max_mb``: None =
+    ``$LATENCY_ORACLE_ONNX_CACHE_MAX_MB`` or 2048, 0 = unlimited)."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format '{fmt}' (have {FORMATS})")
     if samples < 1 or retest < 0:
         raise ValueError("need samples >= 1 and retest >= 0")
+    max_mb_setting(onnx_cache_max_mb)  # a bad cache cap fails before any work
     say = log or (lambda _msg: None)
     out = Path(out)
     csv_path = out / "measurements.csv"
@@ -72,7 +77,7 @@ def export_kit(
     extra = _random_archs(sp, retest, seed + 2, exclude=refs)
     (out / "models").mkdir(parents=True, exist_ok=True)
     entries = []
-    builder = ox.OrtBuilder(onnx_cache, threads=1)
+    builder = ox.OrtBuilder(onnx_cache, threads=1, max_mb=onnx_cache_max_mb)
     for kind, genes in (("ref", refs), ("retest", extra)):
         for i, g in enumerate(genes):
             model, x = builder(sp, g, batch_size, "cpu")

@@ -17,7 +17,9 @@ The clock is injectable (``clock() -> seconds``) so tests can run on a fake cloc
 CUDA device without an injected clock, CUDA events time each repeat. ``runtime="onnxruntime"``
 times ONNX Runtime sessions of the exported networks instead (``onnx_runtime.OrtBuilder``).
 The timed runs' statistics (``TimingStats``, ``InterleavedMeasurement``, ``retest_ceiling``)
-live in ``client_sdk.measure.measurement`` and are re-exported here.
+live in ``client_sdk.measure.measurement`` and are re-exported here. ``pin_cpus`` and
+``flush_denormal`` set CPU affinity and denormal flushing for the duration of a timing
+(``client_sdk.measure.timing_env``).
 """
 
 from __future__ import annotations
@@ -45,6 +47,11 @@ from client_sdk.measure.measurement import (
     retest_ceiling,
     spearman,
     spearman_brown,
+)
+from client_sdk.measure.timing_env import (
+    check_flush_denormal,
+    check_pin_cpus,
+    timing_environment,
 )
 from client_sdk.spaces import SearchSpace, get_space
 
@@ -111,6 +118,11 @@ class HarnessConfig:
     runtime: Runtime = "torch"
     onnx_cache: str | None = None
     graph_optimization: str = "all"
+    # --- the process while timing (``timing_env``): its threads restricted to these CPUs
+    # (Linux), and float32 denormals flushed to zero (torch.set_flush_denormal; ONNX Runtime
+    # sessions: session.set_denormal_as_zero); both restored afterwards
+    pin_cpus: tuple[int, ...] | None = None
+    flush_denormal: bool = False
 
     def __post_init__(self) -> None:
         if self.repeats < 1 or self.warmup < 0:
@@ -127,6 +139,19 @@ class HarnessConfig:
             raise ValueError(f"unknown runtime '{self.runtime}' (have {RUNTIMES})")
         if self.runtime == "onnxruntime" and self.device != "cpu":
             raise ValueError(f"the onnxruntime runtime measures on the cpu, not '{self.device}'")
+        object.__setattr__(self, "pin_cpus", check_pin_cpus(self.pin_cpus))
+        if self.pin_cpus and self.threads and len(self.pin_cpus) < self.threads:
+            warnings.warn(
+                f"{self.threads} threads pinned to {len(self.pin_cpus)} CPU(s): they will "
+                "share them",
+                stacklevel=3,
+            )
+        if self.flush_denormal:
+            check_flush_denormal()
+
+    def timing(self) -> contextlib.AbstractContextManager[None]:
+        """The process state to time in: ``pin_cpus`` and ``flush_denormal``, restored on exit."""
+        return timing_environment(self.pin_cpus, self.flush_denormal)
 
 
 @contextlib.contextmanager
@@ -226,7 +251,12 @@ class Harness:
             if self.ort_builder is None:
                 from client_sdk.measure.onnx_runtime import OrtBuilder
 
-                self.ort_builder = OrtBuilder(cfg.onnx_cache, cfg.threads, cfg.graph_optimization)
+                self.ort_builder = OrtBuilder(
+                    cfg.onnx_cache,
+                    cfg.threads,
+                    cfg.graph_optimization,
+                    flush_denormal=cfg.flush_denormal,
+                )
             builder = self.ort_builder
         return builder(sp, np.asarray(genes), cfg.batch_size, cfg.device)
 
@@ -247,15 +277,17 @@ class Harness:
         return time_fn(call, warmup=warmup, repeats=repeats, clock=clock, sync=sync)
 
     def measure_model(self, fn: Callable[..., Any], x: torch.Tensor) -> TimingStats:
-        """One timed attempt of ``fn(x)`` under inference mode and the thread setting."""
+        """One timed attempt of ``fn(x)`` under inference mode, the thread setting and the
+        config's ``timing`` state."""
         cfg = self.config
-        with num_threads(cfg.threads), torch.inference_mode():
+        with cfg.timing(), num_threads(cfg.threads), torch.inference_mode():
             call = prepare(fn, x, cfg.backend) if isinstance(fn, nn.Module) else fn
             return self._time(_bind(call, x), cfg.warmup, cfg.repeats)
 
     def measure_arch(self, space: str | SearchSpace, genes: np.ndarray) -> TimingStats:
         sp = get_space(space) if isinstance(space, str) else space
-        return self.measure_model(*self.build(sp, genes))
+        with self.config.timing():  # an ONNX Runtime session sets denormal flags when built
+            return self.measure_model(*self.build(sp, genes))
 
     def measure_interleaved(
         self,
@@ -285,7 +317,7 @@ class Harness:
         rng = np.random.default_rng([cfg.seed, self._interleaved_calls])  # new orders per call
         self._interleaved_calls += 1
         out = np.zeros((len(genes), n_rounds, cfg.runs))
-        with num_threads(cfg.threads), torch.inference_mode():
+        with cfg.timing(), num_threads(cfg.threads), torch.inference_mode():
             calls: list[Callable[[], Any]] = []
             for row in tqdm(genes, desc=f"{desc} (build)", unit="arch", disable=quiet, leave=False):
                 model, x = self.build(sp, row)

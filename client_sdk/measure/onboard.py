@@ -89,6 +89,8 @@ def onboard(
     runtime: Runtime = "torch",
     onnx_cache: str | None = None,
     graph_optimization: str = "all",
+    pin_cpus: tuple[int, ...] | None = None,
+    flush_denormal: bool = False,
     measure_fn: MeasureFn = measure_architectures,
     log: Callable[[str], None] | None = print,
 ) -> OnboardReport:
@@ -129,6 +131,12 @@ def onboard(
     Runtime CPU session (``threads`` intra-op threads, one inter-op thread,
     ``graph_optimization`` level) in the same interleaved rounds; the contract records it.
 
+    ``pin_cpus=(0,)``: the process's threads run on these CPUs only while timing (Linux);
+    ``flush_denormal``: float32 denormals are flushed to zero while timing (torch
+    ``set_flush_denormal``, ONNX Runtime ``session.set_denormal_as_zero``). Both are off by
+    default, restored afterwards and recorded in the contract's notes
+    (``client_sdk.measure.timing_env``).
+
     ``validate=N`` measures N random architectures (``space.sample(N, seed + 1)``) and
     reports the Spearman of the oracle's ranking and of analytic FLOPs against them, beside
     the ceiling. ``log`` receives progress lines (``None`` for silence).
@@ -161,5 +169,7 @@ def onboard(
         runtime=runtime,
         onnx_cache=onnx_cache,
         graph_optimization=graph_optimization,
+        pin_cpus=pin_cpus,
+        flush_denormal=flush_denormal,
     )
     return Onboarding(client, settings, measure_fn=measure_fn, log=log).run()

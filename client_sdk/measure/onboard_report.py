@@ -223,6 +223,12 @@ def format_report(report: OnboardReport) -> str:
         lines.append(
             f"onnx        {o['onnx_exported']} exported ({o['onnx_export_s']:.1f} s, before the "
             f"timed runs), {o['onnx_cached']} from the cache {o['onnx_cache']}"
+            + (
+                f"; {o['onnx_evicted']} older file(s) evicted ({o['onnx_evicted_mb']:.1f} MB, "
+                f"cap {o['onnx_cache_max_mb']:g} MB)"
+                if o.get("onnx_evicted")
+                else ""
+            )
         )
     for w in report.warnings:
         lines.append(f"WARNING     {w}")

@@ -27,7 +27,8 @@ from client_sdk.spaces import SearchSpace
 #: The settings that are ``HarnessConfig`` fields of the same name.
 HARNESS_SETTINGS = (
     "warmup", "repeats", "threads", "device", "batch_size", "backend", "cv_threshold", "rounds",
-    "statistic", "seed", "runtime", "onnx_cache", "graph_optimization",
+    "statistic", "seed", "runtime", "onnx_cache", "graph_optimization", "pin_cpus",
+    "flush_denormal",
 )  # fmt: skip
 
 
@@ -63,6 +64,8 @@ class OnboardSettings:
     runtime: Runtime = "torch"
     onnx_cache: str | None = None
     graph_optimization: str = "all"
+    pin_cpus: tuple[int, ...] | None = None
+    flush_denormal: bool = False
 
     def __post_init__(self) -> None:
         if self.samples < 2:
@@ -82,6 +85,7 @@ class OnboardSettings:
             raise ValueError(f"retest must be >= 0, got {self.retest}")
         if self.budget < self.samples:
             raise ValueError(f"max_samples ({self.budget}) is below samples ({self.samples})")
+        self.harness_config()  # the harness's own checks (pin_cpus, flush_denormal, ...)
 
     @property
     def n_retest(self) -> int:
