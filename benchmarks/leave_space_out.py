@@ -15,7 +15,7 @@ import time
 
 from benchmarks._cli import finish, parser
 from oracle_server import evaluation_spaces as ev
-from oracle_server.predictor import layer_level
+from oracle_server.predictor import layer_level, layer_zero_shot
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
             "head": {
                 "ensemble": list(layer_level.ENSEMBLE),
                 "zero_shot": list(layer_level.ZERO_SHOT_MEMBERS),
+                "zero_shot_target_ridge": layer_zero_shot.TARGET_RIDGE,
+                "zero_shot_min_source_rho": layer_zero_shot.MIN_SOURCE_RHO,
             },
         },
         "tuned_on": {s: list(v) for s, v in ev.TUNED_ON.items()},

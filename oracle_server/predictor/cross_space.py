@@ -85,7 +85,9 @@ def _source(device: str, exclude: tuple[str, ...] = ()
 #: on HELP train + validation devices of the three spaces under leave-space-out
 #: (``benchmarks/leave_space_out_served.py --devices train validation``)
 RICH_SUFFIX = "~rich"
-METHOD = "six+rich1"  # part of the fingerprint: a change of method rebuilds cached proxies
+#: part of the fingerprint: a change of method rebuilds cached proxies ("six2": the
+#: zero-shot linear member's target ridge and the source-Spearman member gate)
+METHOD = "six2+rich1"
 
 
 def transfer_devices(exclude: tuple[str, ...] = ()) -> tuple[str, ...]:
