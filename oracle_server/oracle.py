@@ -18,6 +18,7 @@ import numpy as np
 
 from client_sdk.errors import DeadlineExceeded, DeviceNotFound, InvalidArgument, LimitExceeded
 from client_sdk.spaces import SearchSpace
+from client_sdk.spaces.defined_gather import shared_rows
 from oracle_server import metrics
 from oracle_server.comparison import Comparison, compare_devices
 from oracle_server.predictor import LatencyModel, Prediction
@@ -293,27 +294,13 @@ def predict(
     )
     parts: list[list[Prediction]] = []
     for g in _chunks(genes, chunk, is_cancelled, pace, at_least_one=True):
-        features = None
-        if model.basis_reads_features or not (feature_free or projections is not None):
-            features = model.features(g)
-        basis = model.basis(g, features, columns=wanted)
-        if features is None or feature_free:
-            head_features = np.empty((g.shape[0], 0))  # not read: skip the float64 copy
-        else:
-            head_features = features.astype(np.float64)
-        if projections is not None:  # only the input combinations the heads read
-            (dmat, dsl), (fmat, fsl) = projections
-            u = model.descriptors(g, dmat) if dmat.shape[1] else np.empty((len(g), 0))
-            uf = model.features_projected(g, fmat) if fmat.shape[1] else np.empty((len(g), 0))
+        # the chunk's descriptors and MACs / params (proxy features) gather the same table
+        # rows of a space from a definition: computed once (``defined_gather``)
+        with shared_rows():
             parts.append(
-                [
-                    d.head.predict_projected(basis, uf[:, b], u[:, a])
-                    for d, a, b in zip(devices, dsl, fsl, strict=True)
-                ]
+                _predict_chunk(model, g, devices, wanted, feature_free, with_descriptors,
+                               projections)
             )
-            continue
-        desc = model.descriptors(g) if with_descriptors else None
-        parts.append([d.head.predict(basis, head_features, desc) for d in devices])
     if len(parts) == 1:
         return parts[0]
     return [
@@ -323,6 +310,36 @@ def predict(
         )
         for i in range(len(devices))
     ]
+
+
+def _predict_chunk(
+    model: LatencyModel,
+    g: np.ndarray,
+    devices: Sequence[Device],
+    wanted: list[int] | None,
+    feature_free: bool,
+    with_descriptors: bool,
+    projections: tuple | None,
+) -> list[Prediction]:
+    """``predict`` of one chunk of genes (see there)."""
+    features = None
+    if model.basis_reads_features or not (feature_free or projections is not None):
+        features = model.features(g)
+    basis = model.basis(g, features, columns=wanted)
+    if projections is not None:  # only the input combinations the heads read
+        (dmat, dsl), (fmat, fsl) = projections
+        u = model.descriptors(g, dmat) if dmat.shape[1] else np.empty((len(g), 0))
+        uf = model.features_projected(g, fmat) if fmat.shape[1] else np.empty((len(g), 0))
+        return [
+            d.head.predict_projected(basis, uf[:, b], u[:, a])
+            for d, a, b in zip(devices, dsl, fsl, strict=True)
+        ]
+    if features is None or feature_free:
+        head_features = np.empty((g.shape[0], 0))  # not read: skip the float64 copy
+    else:
+        head_features = features.astype(np.float64)
+    desc = model.descriptors(g) if with_descriptors else None
+    return [d.head.predict(basis, head_features, desc) for d in devices]
 
 
 def descriptor_projections(

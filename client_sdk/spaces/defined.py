@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from client_sdk.spaces import format_ofa, table_hook
+from client_sdk.spaces import defined_gather, format_ofa, table_hook
 from client_sdk.spaces.base import SearchSpace, Table
 from client_sdk.spaces.defined_canon import DefinedCanon
 from client_sdk.spaces.defined_strings import DefinedStrings
@@ -232,44 +232,13 @@ class DefinedSpace(DefinedStrings, DefinedCanon, SearchSpace):
 
     def _gather(self, flat: np.ndarray, fixed: np.ndarray, genes: np.ndarray) -> np.ndarray:
         """``fixed[global] + sum_p flat[row of position p]`` for a batch: one (n, D) gather
-        per position from contiguous gene columns (no (n, positions, D) intermediate);
-        inactive blocks gather the all-zero last row."""
-        _, _, offsets, radix = self._tables
-        cols = np.ascontiguousarray(np.asarray(genes).T)  # (genes, n), the genes' int dtype
-        if cols.dtype.kind not in "iu":
-            cols = cols.astype(np.int64)
-        n = cols.shape[1]
-        per_combo = int(offsets[-1])
-        zero = flat.shape[0] - 1
-        base = None  # per-row offset of the global (resolution, width) combination
-        if self._res_gene is not None or self._width_gene is not None:
-            base = self._global_code_cols(cols) * per_combo
-            out = fixed.take(base // per_combo, axis=0)
-        else:
-            out = np.empty((n, flat.shape[1]))
-            out[:] = fixed[0]
-        active: dict[int, np.ndarray] = {}  # stage -> its depth per row
-        for s, j in self._depth_genes.items():
-            active[s] = np.asarray(self._values[j], dtype=np.int64).take(cols[j])
-        for p, pos in enumerate(self.positions):
-            lo = int(offsets[p])
-            if not pos.genes:
-                code = np.zeros(n, dtype=np.int64)
-            elif len(pos.genes) == 1:
-                code = cols[pos.genes[0]]
-            else:
-                code = cols[pos.genes[0]].astype(np.int64) * radix[p][0]
-                for j, r in zip(pos.genes[1:], radix[p][1:], strict=True):
-                    code += np.multiply(cols[j], r, dtype=np.int64) if r != 1 else cols[j]
-            depth = active.get(pos.stage)
-            if base is None and depth is None:
-                out += flat[lo : int(offsets[p + 1])].take(code, axis=0)
-                continue
-            idx = np.add(code, lo, dtype=np.int64) if base is None else base + lo + code
-            if depth is not None:
-                idx = np.where(depth > pos.index, idx, zero)
-            out += flat.take(idx, axis=0)
-        return out
+        per position, inactive blocks gather the all-zero last row (``defined_gather``)."""
+        return defined_gather.gather(self, flat, fixed, genes)
+
+    @functools.cached_property
+    def _min_depth(self) -> dict[int, int]:
+        """Stage -> its smallest depth choice (blocks below it always run)."""
+        return {s: min(self._values[j]) for s, j in self._depth_genes.items()}
 
     def _global_code_cols(self, cols: np.ndarray) -> np.ndarray:
         """(n,) index of each row's global (resolution, width) combination, from gene

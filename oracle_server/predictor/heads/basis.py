@@ -132,8 +132,14 @@ class NnlsLog(HeadKind[NnlsLogParams]):
 
     def predict_log(self, params: AnyParams, basis: np.ndarray, feats: np.ndarray,
                     desc: np.ndarray | None) -> np.ndarray:
+        """``log_basis(basis) @ weights + c`` over the columns of non-zero weight only (nnls
+        zeroes most: the others add exact zeros; equal to float rounding, and Rank reads
+        only those columns: ``columns``)."""
         p = self.parse(params)
-        return log_basis(basis) @ p.weights + p.c
+        cols = np.flatnonzero(p.weights)
+        if len(cols) == len(p.weights):
+            return log_basis(basis) @ p.weights + p.c
+        return log_basis(basis[:, cols]) @ p.weights[cols] + p.c
 
     def columns(self, params: AnyParams) -> set[int]:
         return {int(i) for i in np.flatnonzero(self.parse(params).weights)}
