@@ -32,6 +32,7 @@ import math
 import sys
 import tempfile
 import time
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -40,6 +41,7 @@ from client_sdk import OracleClient
 from client_sdk.measure.harness import retest_ceiling, spearman_brown
 from client_sdk.measure.onboard import onboard
 from client_sdk.measure.onboard_pipeline import VALIDATION_FLOPS_MARGIN
+from client_sdk.measure.onboard_report import judge
 from client_sdk.stats import spearman
 from tests.support.launch import ServerProcess
 
@@ -113,6 +115,10 @@ def finish_row(row: dict, first_pass: int | None = None) -> dict:
         row["retest_for_target"],
         row["ceiling_for_target"],
     )
+    if "session_archs" in row:  # the report's verdict, recomputed with the current rule
+        row["verdict"], row["verdict_reason"] = judge(SimpleNamespace(
+            retest_spearman=row["retest"], session_retest_spearman=session,
+            validation_spearman=row["oracle_spearman"], session_archs=row["session_archs"]))
     # would a perfect predictor (one that reaches the ceiling) meet it? not when FLOPs is
     # already within 0.03 of the ceiling
     row["target_attainable"] = verdict(

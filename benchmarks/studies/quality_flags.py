@@ -33,6 +33,7 @@ from oracle_server.predictor.model import build_model
 #: the recorded onboardings with their measurements (current runs and the replay inputs)
 RECORDED = (
     "onboarding.json",
+    "onboarding_seed171.json",
     "onboarding_defined_spaces.json",
     "onboarding_onnxruntime.json",
     "onboarding_seeds131_137_139.json",

@@ -102,31 +102,40 @@ def judge(report: OnboardReport) -> tuple[str, str]:
     The session's own noise is its retest within one pass (``retest_spearman``: split halves
     of the interleaved rounds, stepped up). When the same architectures measured again in a
     later pass agree with the first pass more than ``JUDGE_MARGIN`` worse than that, the
-    device changed between the passes: a **measurement problem** — every figure of the
-    session, the validation too, measures the device's change as much as the model. Else a
-    validation more than ``JUDGE_MARGIN`` below the ceiling (``sqrt(retest)``, what a perfect
-    predictor can reach against these measurements) is the model's shortfall (**below
-    ceiling**); within it, **ok**."""
+    device changed between the passes. The ceiling counts both: ``sqrt`` of the lower of
+    the two retests, what a perfect predictor can reach against these measurements. A
+    validation more than ``JUDGE_MARGIN`` below it is the model's shortfall (**below
+    ceiling**, even allowing for the change); else a changed device is a **measurement
+    problem** (the validation measures the change as much as the model); else **ok**;
+    **not validated** without a validation set."""
     within, between = report.retest_spearman, report.session_retest_spearman
     v = report.validation_spearman
-    if np.isfinite(within) and np.isfinite(between) and between < within - JUDGE_MARGIN:
+    changed = bool(np.isfinite(within) and np.isfinite(between)
+                   and between < within - JUDGE_MARGIN)
+    change = (
+        f"the same {report.session_archs} architectures measured in a later pass rank "
+        f"{between:.3f} against the first pass, but {within:.3f} within one pass: the "
+        "device changed between the passes (other load, throttling, clocks)"
+    )
+    lows = [r for r in (within, between) if np.isfinite(r)]
+    c = float(np.sqrt(max(min(lows), 0.0))) if lows else float("nan")
+    if v is not None and np.isfinite(c) and v < c - JUDGE_MARGIN:
+        return "below ceiling", (
+            f"the served ranking ({v:.3f}) is {c - v:.3f} below what this session's noise "
+            f"allows ({c:.3f}"
+            + (", counting the change between the passes" if changed else "")
+            + "): the model's shortfall (measure more architectures)"
+            + (f"; besides, {change}" if changed else "")
+        )
+    if changed:
         return "measurement problem", (
-            f"the same {report.session_archs} architectures measured in a later pass rank "
-            f"{between:.3f} against the first pass, but {within:.3f} within one pass: the "
-            "device changed between the passes (other load, throttling, clocks)"
+            change
             + ("" if v is None else
                f", so the validation's {v:.3f} measures that change as much as the model")
             + "; re-measure on a quiet machine with fixed clocks"
         )
     if v is None:
         return "not validated", "no fresh architectures were measured (--validate N)"
-    c = report.ceiling
-    if np.isfinite(c) and v < c - JUDGE_MARGIN:
-        return "below ceiling", (
-            f"the served ranking ({v:.3f}) is {c - v:.3f} below what this session's noise "
-            f"allows ({c:.3f}) and the measurements were stable: the model's shortfall "
-            "(measure more architectures)"
-        )
     return "ok", (
         f"the served ranking ({v:.3f}) is within {JUDGE_MARGIN} of the ceiling ({fmt(c)})"
         if np.isfinite(c) else "no retest to compare with (n_retest 0)"

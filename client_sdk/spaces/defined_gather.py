@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 Rows = list[tuple[np.ndarray, bool]]
 
 _LOCAL = threading.local()
+T = TypeVar("T")
 
 
 @contextlib.contextmanager
@@ -43,6 +44,23 @@ def shared_rows() -> Iterator[None]:
         yield
     finally:
         _LOCAL.memo = outer
+
+
+def chunk_memo(key: tuple, genes: np.ndarray, compute: Callable[[], T]) -> T:
+    """``compute()``, or inside ``shared_rows`` (this thread) the value it gave for the same
+    ``key`` and the same ``genes`` object earlier in the block: e.g. the tree tables'
+    variables, which a Rank chunk's basis columns and its projected proxy features both
+    read. The caller must not change the value."""
+    memo = getattr(_LOCAL, "memo", None)
+    if memo is None:
+        return compute()
+    full = (*key, id(genes))
+    hit = memo.get(full)
+    if hit is not None and hit[0] is genes:
+        return hit[1]
+    value = compute()
+    memo[full] = (genes, value)  # holds ``genes``: its id stays unique within the block
+    return value
 
 
 def gather(sp: DefinedSpace, flat: np.ndarray, fixed: np.ndarray, genes: np.ndarray) -> np.ndarray:

@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from client_sdk.spaces.defined_gather import chunk_memo
 from oracle_server.predictor.tree_build import VERIFY_RTOL, build_tables, verify
 from oracle_server.predictor.tree_features import (
     Unsupported,
@@ -234,6 +235,15 @@ class TreeTables:
         return self._variables(_KERNELS, genes)
 
     def _variables(
+        self, kernels, genes: np.ndarray, buf: Buffers | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if buf is None:  # (a buffer's arrays are overwritten by its next use: not kept)
+            # a Rank chunk's basis columns and projected features read the same variables
+            return chunk_memo((id(self), "variables", id(kernels)), genes,
+                              lambda: self._compute_variables(kernels, genes))
+        return self._compute_variables(kernels, genes, buf)
+
+    def _compute_variables(
         self, kernels, genes: np.ndarray, buf: Buffers | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         if kernels is not None and self._fused_ok(kernels):

@@ -182,3 +182,39 @@ def test_shared_rows_reuses_rows_of_the_same_array_only_inside() -> None:
         assert len(calls) == 4  # outside a block nothing is reused
     finally:
         dg.table_rows = real
+
+
+def test_a_chunk_computes_the_tree_table_variables_once() -> None:
+    """Inside ``shared_rows`` the basis columns and the projected proxy features of the same
+    genes read one computation of the tree tables' variables, with the same values as
+    outside it."""
+    from oracle_server.predictor import ProxyConfig, build_model
+
+    model = build_model("ofa_mbv3", basis_devices=("2080ti_1", "titan_xp_32"),
+                        config=ProxyConfig(num_rounds=10))
+    tables = model.proxy.tables
+    assert tables is not None and model.projects_features
+    genes = model.space.validate(model.space.sample(300, rng=2))
+    matrix = np.random.default_rng(0).normal(size=(model.num_features, 3))
+    basis, proj = model.basis(genes, columns=[1]), model.features_projected(genes, matrix)
+    calls = []
+    real = tables._compute_variables
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    tables._compute_variables = counting
+    try:
+        from client_sdk.spaces import defined_gather as dg
+
+        with dg.shared_rows():
+            np.testing.assert_array_equal(model.basis(genes, columns=[1]), basis)
+            np.testing.assert_array_equal(model.features_projected(genes, matrix), proj)
+            assert len(calls) == 1
+            model.features_projected(genes.copy(), matrix)  # another array: computed again
+            assert len(calls) == 2
+        model.features_projected(genes, matrix)  # outside a block: nothing kept
+        assert len(calls) == 3
+    finally:
+        del tables._compute_variables

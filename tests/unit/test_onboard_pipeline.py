@@ -160,6 +160,10 @@ def test_a_device_that_changes_between_passes_is_a_measurement_problem() -> None
     assert bad.verdict == "measurement problem"
     assert "changed between the passes" in bad.verdict_reason
     assert "VERDICT     MEASUREMENT PROBLEM" in format_report(bad).upper()
+    # far below even the lower ceiling: the model's shortfall, the change named beside it
+    worse, why = judge(dataclasses.replace(bad, session_retest_spearman=0.8,
+                                           validation_spearman=0.5))
+    assert worse == "below ceiling" and "counting the change" in why and "besides" in why
     good = Onboarding(FakeClient(), OnboardSettings("cpu1", "nasbench201", **kwargs),
                       measure_fn=fake_measure, log=None).run()
     assert good.session_retest_spearman == pytest.approx(1.0)
