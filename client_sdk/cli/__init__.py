@@ -15,7 +15,6 @@ from client_sdk._extras import MissingExtra
 from client_sdk.cli._common import _client
 from client_sdk.cli._measurements import EXPORT_KIND, _export_manifest
 from client_sdk.cli._parser import _parser
-from client_sdk.cli.cache import cmd_cache
 from client_sdk.cli.device import cmd_device
 from client_sdk.cli.ranking import cmd_compare, cmd_rank, cmd_suggest
 from client_sdk.cli.search import cmd_search
@@ -55,7 +54,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "device":
         args.name = args.name or args.name_pos
         if args.action == "cache":  # local: the ONNX export cache, no server
-            return cmd_cache(args)
+            try:  # (imported here: the [measure] extra is not needed for anything else)
+                from client_sdk.cli.cache import cmd_cache
+
+                return cmd_cache(args)
+            except MissingExtra as exc:
+                print(f"oracle device cache: {exc}", file=sys.stderr)
+                return 2
         if not args.name and args.action != "export":
             print("oracle device: give a device name", file=sys.stderr)
             return 2

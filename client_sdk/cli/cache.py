@@ -5,10 +5,21 @@ Local only: no server is contacted."""
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from client_sdk.cli._common import _emit, _fail
-from client_sdk.measure import onnx_cache as oc
+
+if TYPE_CHECKING:
+    from client_sdk.measure import onnx_cache as oc
+
+
+def _oc() -> ModuleType:
+    """``client_sdk.measure.onnx_cache``, imported when used: ``client_sdk.measure`` needs
+    the [measure] extra, which the rest of the CLI does not (a light install)."""
+    from client_sdk.measure import onnx_cache
+
+    return onnx_cache
 
 COMMAND = "device cache"
 
@@ -29,7 +40,7 @@ def cap_mb(value: float | None, option: str, command: str) -> float:
     """The cache cap (``value``, else ``$LATENCY_ORACLE_ONNX_CACHE_MAX_MB``, else the
     default); a bad one is a usage error naming the option or the variable."""
     try:
-        return oc.max_mb_setting(value, option)
+        return _oc().max_mb_setting(value, option)
     except ValueError as exc:
         _fail(command, str(exc))
 
@@ -50,9 +61,9 @@ def _result(res: oc.PruneResult) -> dict[str, Any]:
 
 def _removed(res: oc.PruneResult) -> str:
     return (
-        f"removed {res.evicted} file(s) ({oc.format_mb(res.freed)})"
+        f"removed {res.evicted} file(s) ({_oc().format_mb(res.freed)})"
         + (f" and {res.stale_tmp} stale temporary file(s)" if res.stale_tmp else "")
-        + f"; {res.files} file(s), {oc.format_mb(res.size)} left"
+        + f"; {res.files} file(s), {_oc().format_mb(res.size)} left"
     )
 
 
@@ -62,28 +73,28 @@ def cmd_cache(args: argparse.Namespace) -> int:
         _fail(COMMAND, "choose one of --prune and --clear")
     if args.max_mb is not None and not args.prune:
         _fail(COMMAND, "--max-mb is the size --prune prunes to: add --prune")
-    root = oc.cache_root(args.onnx_cache)
+    root = _oc().cache_root(args.onnx_cache)
     if root.exists() and not root.is_dir():
-        _fail(COMMAND, f"{root} is not a directory (--onnx-cache / ${oc.ENV_DIR})")
+        _fail(COMMAND, f"{root} is not a directory (--onnx-cache / ${_oc().ENV_DIR})")
     if args.clear:  # needs no cap (a bad $LATENCY_ORACLE_ONNX_CACHE_MAX_MB does not stop it)
-        res = oc.clear(root)
+        res = _oc().clear(root)
         _emit(args, {"cache": str(root), "action": "clear", **_result(res)},
               f"cleared {root}: {_removed(res)}")  # fmt: skip
         return 0
     mb = cap_mb(args.max_mb, "--max-mb", COMMAND)
     data: dict[str, Any] = {"cache": str(root), "max_mb": mb}
     if args.prune:
-        res = oc.prune(root, oc.max_bytes(mb))
+        res = _oc().prune(root, _oc().max_bytes(mb))
         data.update(action="prune", **_result(res))
         text = f"pruned {root} to {_describe_cap(mb)}: {_removed(res)}"
     else:
-        files, size = oc.usage(root)
+        files, size = _oc().usage(root)
         data.update(files=files, bytes=size, exists=root.is_dir())
         lines = [
             f"cache   {root}" + ("" if root.is_dir() else " (does not exist yet)"),
             f"files   {files}",
-            f"size    {oc.format_mb(size)} ({size} bytes)",
-            f"cap     {_describe_cap(mb)} (--onnx-cache-max-mb / ${oc.ENV_MAX_MB}; "
+            f"size    {_oc().format_mb(size)} ({size} bytes)",
+            f"cap     {_describe_cap(mb)} (--onnx-cache-max-mb / ${_oc().ENV_MAX_MB}; "
             "oracle device cache --prune applies it now)",
         ]
         text = "\n".join(lines)

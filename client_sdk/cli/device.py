@@ -13,7 +13,6 @@ from client_sdk.cli._common import DEVICE_COLUMNS, _emit, _fail, _options, _prog
 from client_sdk.cli._measurements import _contract, _read_measurements
 from client_sdk.cli.cache import cap_mb, check_cache_options
 from client_sdk.client import OracleClient
-from client_sdk.measure.onnx_cache import ENV_MAX_MB
 from client_sdk.types import DeviceInfo
 
 #: ``oracle device onboard`` options passed to ``onboard`` under their own names.
@@ -44,6 +43,8 @@ def cmd_device(args: argparse.Namespace, c: OracleClient) -> None:
         # a bad --onnx-cache-max-mb or $LATENCY_ORACLE_ONNX_CACHE_MAX_MB fails before any work
         cap = cap_mb(args.onnx_cache_max_mb, "--onnx-cache-max-mb", f"device {args.action}")
         if args.action == "onboard" and args.onnx_cache_max_mb is not None:
+            from client_sdk.measure.onnx_cache import ENV_MAX_MB  # the [measure] extra
+
             os.environ[ENV_MAX_MB] = str(cap)  # read by the harness's OrtBuilder
     if args.action == "show":
         d = c.get_device(args.name, args.space or "")
