@@ -445,9 +445,12 @@ def test_sigterm_under_load(tmp_path) -> None:
     codes = Counter(code for _, _, code in records)
     assert set(codes) <= {"OK", "UNAVAILABLE", "CANCELLED"}, codes
     # grpc core cancels (rather than refuses) a call that reaches the transport in the few ms
-    # between the shutdown and the GOAWAY; every call that started earlier completes OK.
+    # between the shutdown and the GOAWAY, and on a loaded machine also a call a loader
+    # starts later during the drain, over a connection being closed (seen 2.1 s after the
+    # SIGTERM once in a full-suite run): new calls are not served either way. What must
+    # hold: no call that started before the drain (beyond the GOAWAY race) is cancelled.
     racing = [r for r in records if r[2] == "CANCELLED"]
-    assert all(abs(r[0] - t_term) < 0.1 and r[1] - t_term < 0.2 for r in racing), (racing, t_term)
+    assert all(r[0] > t_term - 0.1 for r in racing), (racing, t_term)
     in_flight_ok = [r for r in records if r[0] < t_term < r[1] and r[2] == "OK"]
     refused_after = [r for r in records if r[0] > t_term and r[2] == "UNAVAILABLE"]
     assert codes["OK"] > 10 and in_flight_ok and refused_after, codes
