@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from client_sdk.measure.measurement import retest_ceiling
+
 
 @dataclass
 class OnboardReport:
@@ -118,7 +120,7 @@ def judge(report: OnboardReport) -> tuple[str, str]:
         "device changed between the passes (other load, throttling, clocks)"
     )
     lows = [r for r in (within, between) if np.isfinite(r)]
-    c = float(np.sqrt(max(min(lows), 0.0))) if lows else float("nan")
+    c = retest_ceiling(min(lows)) if lows else float("nan")
     if v is not None and np.isfinite(c) and v < c - JUDGE_MARGIN:
         return "below ceiling", (
             f"the served ranking ({v:.3f}) is {c - v:.3f} below what this session's noise "

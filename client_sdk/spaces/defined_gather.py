@@ -68,15 +68,8 @@ def gather(sp: DefinedSpace, flat: np.ndarray, fixed: np.ndarray, genes: np.ndar
     (n, D) gather per position from contiguous gene columns (no (n, positions, D)
     intermediate), added in position order; inactive blocks gather the all-zero last row."""
     _, _, offsets, _ = sp._tables
-    memo = getattr(_LOCAL, "memo", None)
-    key = (id(sp), id(genes), flat.shape[0])
-    hit = memo.get(key) if memo is not None else None
-    if hit is not None and hit[0] is genes:
-        combo, rows = hit[1]
-    else:
-        combo, rows = table_rows(sp, genes, flat.shape[0])
-        if memo is not None:
-            memo[key] = (genes, (combo, rows))  # holds ``genes``: its id stays unique
+    combo, rows = chunk_memo((id(sp), "rows", flat.shape[0]), genes,
+                             lambda: table_rows(sp, genes, flat.shape[0]))
     if combo is not None:
         out = fixed.take(combo, axis=0)
     else:
