@@ -244,7 +244,18 @@ def test_overload_gets_resource_exhausted_quickly(nb201_model, tmp_path) -> None
             for t in threads:
                 t.join(10)
             assert results == [9, 9]
-            assert [s.name for s in c.list_spaces()] == ["nasbench201"]
+            # the server frees a slot when its side of the call is done, which can be a moment
+            # after the client has the answer (seen on a loaded CI machine): recovery, not
+            # instant recovery, is the guarantee
+            t1 = time.monotonic()
+            while True:
+                try:
+                    spaces = c.list_spaces()
+                    break
+                except ResourceExhausted:
+                    assert time.monotonic() - t1 < 5.0, "slots not released after the calls ended"
+                    time.sleep(0.05)
+            assert [s.name for s in spaces] == ["nasbench201"]
     finally:
         gate.set()
         app.stop(0)
@@ -451,9 +462,14 @@ def test_sigterm_under_load(tmp_path) -> None:
     # hold: no call that started before the drain (beyond the GOAWAY race) is cancelled.
     racing = [r for r in records if r[2] == "CANCELLED"]
     assert all(r[0] > t_term - 0.1 for r in racing), (racing, t_term)
-    in_flight_ok = [r for r in records if r[0] < t_term < r[1] and r[2] == "OK"]
+    # The big Rank above is the call certainly in flight at the SIGTERM (and it completed). A
+    # loader's small call may or may not be in flight at that instant (a CI run had none): when
+    # one is, and it had started well before the drain (0.5 s: it had reached the server),
+    # it must have been served.
+    in_flight = [r for r in records if r[0] < t_term - 0.5 and r[1] > t_term]
+    assert all(r[2] == "OK" for r in in_flight), (in_flight, t_term)
     refused_after = [r for r in records if r[0] > t_term and r[2] == "UNAVAILABLE"]
-    assert codes["OK"] > 10 and in_flight_ok and refused_after, codes
+    assert codes["OK"] > 10 and refused_after, codes
 
 
 def _scrape_started(metrics_port: int, method: str) -> float:
