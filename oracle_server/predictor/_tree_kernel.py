@@ -147,3 +147,37 @@ def fill_bins(extra, thr, thr_start, xt, g):  # pragma: no cover - compiled
                 cnt += t[k] < x
             row[i] = cnt
     xt[g + nc, :] = 0
+
+
+@numba.njit(nogil=True, cache=True, boundscheck=False)
+def defined_rows(cols, combo, per_combo, pos_start, pos_genes, pos_radix, pos_dgene, pos_index,
+                 vals, offsets, zero, out):  # pragma: no cover - compiled
+    """``client_sdk.spaces.defined_gather.table_rows`` of a definition's space into ``out``
+    (positions, n): position p's row relative to ``offsets[p]``, i.e. ``combo[i] *
+    per_combo`` (0 when ``combo`` is empty) plus its genes' mixed-radix code ``sum_k
+    cols[pos_genes[k], i] * pos_radix[k]``, or ``zero - offsets[p]`` (the all-zero last row)
+    where its stage's depth gene ``pos_dgene[p]`` (-1: always active) chooses a depth
+    ``<= pos_index[p]``. The same integers as numpy's."""
+    n = cols.shape[1]
+    has_combo = combo.shape[0] > 0
+    for p in range(pos_start.shape[0] - 1):
+        row = out[p]
+        if has_combo:
+            for i in range(n):
+                row[i] = combo[i] * per_combo
+        else:
+            row[:] = 0
+        for k in range(pos_start[p], pos_start[p + 1]):
+            gene = cols[pos_genes[k]]
+            r = pos_radix[k]
+            for i in range(n):
+                row[i] += np.int64(gene[i]) * r
+        dg = pos_dgene[p]
+        if dg >= 0:
+            depth = cols[dg]
+            chosen = vals[dg]
+            idx = pos_index[p]
+            inactive = zero - offsets[p]
+            for i in range(n):
+                if chosen[depth[i]] <= idx:
+                    row[i] = inactive

@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from client_sdk.spaces import defined_gather
 from client_sdk.spaces.defined_gather import chunk_memo
 from oracle_server.predictor.tree_build import VERIFY_RTOL, build_tables, verify
 from oracle_server.predictor.tree_features import (
@@ -138,7 +139,11 @@ def _load_kernel() -> None:
             xt,
         )
         k.fill_bins(np.zeros((1, 1), np.float32), np.zeros(1), np.array([0, 1], np.int64), xt, 1)
+        k.defined_rows(genes, i1, 1, np.array([0, 1], np.int64), i1, i1, i1 - 1, i1,
+                       np.zeros((1, 1), np.int64), i1, 1, np.zeros((1, 1), np.int64))
         _KERNELS = k
+        # a definition's table rows (its descriptors' and MACs / params' gather-sums)
+        defined_gather.use_kernel(k.defined_rows)
     except Exception:  # pragma: no cover - numba is a dependency; numpy serves meanwhile
         log.exception("numba kernel unavailable: tree tables use the (slower) numpy gather")
     finally:

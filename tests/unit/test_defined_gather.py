@@ -218,3 +218,37 @@ def test_a_chunk_computes_the_tree_table_variables_once() -> None:
         assert len(calls) == 3
     finally:
         del tables._compute_variables
+
+
+@pytest.mark.parametrize("name", [*SHIPPED, "toy"])
+def test_compiled_rows_equal_numpy(name: str, monkeypatch) -> None:
+    """The server's numba ``defined_rows`` (installed with ``use_kernel``) gives the same
+    table rows as numpy for every gene dtype, hence the same gather-sums bit for bit."""
+    from client_sdk.spaces import defined_gather
+    from oracle_server.predictor import _tree_kernel
+
+    sp = space_from_definition(TOY) if name == "toy" else get_space(name)
+    genes = np.concatenate([sp.sample(400, rng=11), np.zeros((1, sp.num_genes), np.int64),
+                            (sp.cardinalities - 1)[None, :]])
+    flat, fixed, _, _ = sp._tables
+    monkeypatch.setattr(defined_gather, "_ROWS_KERNEL", None)
+    combo, rows = defined_gather.table_rows(sp, genes, flat.shape[0])
+    want = gather(sp, flat, fixed, genes)
+    defined_gather.use_kernel(_tree_kernel.defined_rows)
+    for dtype in (np.int64, np.int16, np.uint8):
+        got_combo, got = defined_gather.table_rows(sp, genes.astype(dtype), flat.shape[0])
+        assert (combo is None) == (got_combo is None)
+        if combo is not None:
+            assert np.array_equal(combo, got_combo)
+        assert [own for _, own in got] == [own for _, own in rows]
+        for (a, _), (b, _) in zip(rows, got, strict=True):
+            assert np.array_equal(a, b)
+        assert np.array_equal(gather(sp, flat, fixed, genes.astype(dtype)), want)
+
+
+def test_server_kernels_install_the_compiled_rows() -> None:
+    from client_sdk.spaces import defined_gather
+    from oracle_server.predictor import _tree_kernel, tree_tables
+
+    tree_tables.start_kernel(wait=True)
+    assert defined_gather._ROWS_KERNEL is _tree_kernel.defined_rows
