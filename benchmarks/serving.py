@@ -598,11 +598,12 @@ def print_report(res: dict) -> None:
             f"{r['floor_p99_ms']:>9.2f} {r['ratio_p50']:>6.1f} {r['ratio_p99']:>6.1f} "
             f"{r['archs_per_s_p50']:>10.3g}"
         )
-    s = res["sdk"]
-    print(
-        f"SDK OracleClient.rank, NB201 10k x 1: p50 {s['p50_ms']:.2f} ms, p99 "
-        f"{s['p99_ms']:.2f} ms ({s['calls']} calls)"
-    )
+    s = res.get("sdk")
+    if s is not None:
+        print(
+            f"SDK OracleClient.rank, NB201 10k x 1: p50 {s['p50_ms']:.2f} ms, p99 "
+            f"{s['p99_ms']:.2f} ms ({s['calls']} calls)"
+        )
     for r in res.get("registered", []):
         print(
             f"{r['space']:12s} {r['archs']:>7d} x 1 registered ({r['registered']}, head "
@@ -704,7 +705,8 @@ def main(argv: list[str] | None = None) -> int:
             print("Rank latency:", flush=True)
             res["rank"] = bench_rank(oracle.port, echo.port, spaces, sizes, calls, budget)
             res["registered"] = bench_registered(oracle.port, echo.port, spaces, calls, budget)
-            res["sdk"] = bench_sdk(oracle.port, 30 if quick else 100)
+            if "nasbench201" in spaces:  # the SDK row is NB-201's (a --spaces run may omit it)
+                res["sdk"] = bench_sdk(oracle.port, 30 if quick else 100)
             res["server_memory"] = {"rss_after_warmup_mb": proc_status_mb(oracle.pid, "VmRSS")}
             res["register"] = bench_register(oracle.port, 10 if quick else 50)
             print("throughput:", flush=True)
