@@ -32,7 +32,7 @@ from client_sdk.spaces import get_space
 from client_sdk.spaces.descriptors import descriptors
 from oracle_server.evaluation import HELP_SPLITS, predict_inputs
 from oracle_server.predictor import ProxyConfig, spearman
-from oracle_server.predictor.cross_space import transfer_table
+from oracle_server.predictor.cross_space import transfer_table, transferred
 from oracle_server.predictor.layer_level import CrossSpacePrior, fit_layer_head, naive_nnls
 from oracle_server.predictor.model import _train_model
 
@@ -56,8 +56,9 @@ def run_space(
 ) -> dict:
     sp = get_space(space)
     start = time.perf_counter()
-    table = transfer_table(sp, exclude=(space,))
-    model = _train_model(sp, table.devices, ProxyConfig(), np.zeros(0, np.int64), table)
+    basis = transferred(sp, exclude=(space,))
+    table = transfer_table(sp, basis=basis)
+    model = _train_model(sp, table.devices, ProxyConfig(), np.zeros(0, np.int64), table, basis)
     log(
         f"{space}: transferred basis of {len(table.devices)} devices, model in "
         f"{time.perf_counter() - start:.1f} s"

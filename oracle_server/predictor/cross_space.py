@@ -86,8 +86,9 @@ def _source(device: str, exclude: tuple[str, ...] = ()
 #: (``benchmarks/leave_space_out_served.py --devices train validation``)
 RICH_SUFFIX = "~rich"
 #: part of the fingerprint: a change of method rebuilds cached proxies ("six2": the
-#: zero-shot linear member's target ridge and the source-Spearman member gate)
-METHOD = "six2+rich1"
+#: zero-shot linear member's target ridge and the source-Spearman member gate; "exact":
+#: the model serves the transferred columns themselves, ``transferred_basis``)
+METHOD = "six2+rich1+exact"
 
 
 def transfer_devices(exclude: tuple[str, ...] = ()) -> tuple[str, ...]:
@@ -121,19 +122,20 @@ def device_model(device: str, target_desc6: np.ndarray, exclude: tuple[str, ...]
     return zero_shot(desc6, ms, target_desc6=target_desc6)
 
 
-def transfer_table(space: SearchSpace, exclude: tuple[str, ...] = ()) -> Table:
+def transfer_table(space: SearchSpace, exclude: tuple[str, ...] = (), basis=None) -> Table:
     """The new space's sample (``space.table.genes``) with every transferred basis device's
-    zero-shot latency (ms)."""
-    from oracle_server.predictor.transfer_features import rich_descriptors
+    zero-shot latency (ms): ``basis`` (default ``transferred(space, exclude)``) on it."""
+    basis = transferred(space, exclude) if basis is None else basis
+    latency = basis.columns(space, space.table.genes)
+    return Table(space.table.genes, space.table.index, basis.devices, latency, {})
 
-    genes = space.table.genes
-    desc6 = descriptors(space.name, genes)[:, :6]
-    design = _rich_design(rich_descriptors(space.name, genes))  # once for every device
-    devices = transfer_devices(exclude)
-    columns = [design @ rich_coef(d[: -len(RICH_SUFFIX)], exclude) if d.endswith(RICH_SUFFIX)
-               else device_model(d, desc6, exclude).predict_ms(desc6) for d in devices]
-    lat = np.maximum(np.stack(columns, axis=1), 1e-3)
-    return Table(genes, space.table.index, devices, lat, {})
+
+def transferred(space: SearchSpace, exclude: tuple[str, ...] = ()):
+    """Every transferred basis device's model for ``space`` (``TransferredBasis``), which
+    the served model evaluates directly (Rank, head fits) and the proxy is trained on."""
+    from oracle_server.predictor.transferred_basis import TransferredBasis
+
+    return TransferredBasis.build(space, transfer_devices(exclude), exclude)
 
 
 def fingerprint(space: SearchSpace) -> str:

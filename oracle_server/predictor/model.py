@@ -39,6 +39,7 @@ from oracle_server.predictor.proxy import (
 )
 from oracle_server.predictor.references import suggest_references
 from oracle_server.predictor.selection import select_head
+from oracle_server.predictor.transferred_basis import TransferredBasis
 
 MODEL_FORMAT_VERSION = 2  # 2: descriptor prior in model.npz
 CV_FRACTION = 0.1  # archs the proxy never sees, for the basis devices' CV estimate
@@ -78,6 +79,7 @@ class LatencyModel:
         basis_cv: dict[str, tuple[float, float]],
         basis_table: np.ndarray | None = None,
         prior: DescriptorPrior | None = None,
+        transferred: TransferredBasis | None = None,
     ) -> None:
         self.space = space
         self.proxy = proxy
@@ -86,6 +88,11 @@ class LatencyModel:
         self.basis_cv = basis_cv  # device -> (held-out-arch Spearman, log RMSE)
         self._basis_table = basis_table  # (n_table, B) for spaces fully in the table
         self.prior = prior  # descriptor prior learned from the basis devices
+        #: a space with no table: the basis columns' own models (``transferred_basis``),
+        #: which ``basis`` evaluates instead of the proxy trained on them
+        self.transferred = transferred
+        if transferred is not None and transferred.devices != self.basis_devices:
+            raise ValueError("transferred basis devices differ from the proxy's")
 
     def features(self, genes: np.ndarray) -> np.ndarray:
         return self.space.features(genes)
@@ -132,7 +139,8 @@ class LatencyModel:
     @property
     def basis_reads_features(self) -> bool:
         """False when ``basis`` computes from genes alone (tree tables, or the NB-201 table)."""
-        return self.proxy.tables is None and self._basis_table is None
+        return (self.proxy.tables is None and self._basis_table is None
+                and self.transferred is None)
 
     def basis(
         self,
@@ -149,11 +157,20 @@ class LatencyModel:
         columns computed are the same as without ``columns``. With the proxy's tree tables
         (``tree_tables.py``; open spaces) the columns come from table gather-sums instead of
         walking the trees (equal to 1e-9 relative, checked at build; ``features`` unused);
-        ``reference=True`` forces the trees.
+        ``reference=True`` forces the trees. A space with no table (``transferred``) reads
+        its columns' own models instead of the proxy trained on them.
         """
         if columns is not None and not len(columns):  # no column read: no proxy at all
             # (a read-only view of ones: nothing to allocate or fill per request)
             return np.broadcast_to(np.float64(1.0), (len(genes), len(self.basis_devices)))
+        if self.transferred is not None and not reference and len(genes):
+            cols = sorted(set(columns)) if columns is not None else None
+            values = self.transferred.columns(self.space, genes, cols)
+            if cols is None or len(cols) == len(self.basis_devices):
+                return values
+            out = np.ones((len(genes), len(self.basis_devices)))
+            out[:, cols] = values
+            return out
         if self._basis_table is not None:
             rows = self.space.table_rows(genes)
             if np.all(rows >= 0):
@@ -252,6 +269,8 @@ class LatencyModel:
             "proxy_config": self.proxy.config.to_dict(),
             "basis_cv": {d: list(v) for d, v in self.basis_cv.items()},
         }
+        if self.transferred is not None:
+            meta["transferred"] = self.transferred.to_params()
         write_meta(path / "model.json", MODEL_FORMAT_VERSION, meta)
 
     @classmethod
@@ -268,7 +287,9 @@ class LatencyModel:
             prior = (DescriptorPrior.from_arrays(arrays) if "prior_mu" in arrays.files
                      else None)
         cv = {d: (float(v[0]), float(v[1])) for d, v in meta["basis_cv"].items()}
-        return cls(space, proxy, costs, cv, table, prior)
+        transferred = (TransferredBasis.from_params(meta["transferred"])
+                       if "transferred" in meta else None)
+        return cls(space, proxy, costs, cv, table, prior, transferred)
 
 
 def repeat_log_variance(genes: np.ndarray, y: np.ndarray) -> float:
@@ -426,8 +447,12 @@ def build_model(
             log.info("loaded %s model from %s in %.2f s", space, target,
                      time.perf_counter() - start)
             return model
-    model = _train_model(sp, devices, config, exclude,
-                         table if table is not None else cross_space.transfer_table(sp))
+    if table is None:  # a space with no table: its basis transferred from the bundled ones
+        transferred = cross_space.transferred(sp)
+        table = cross_space.transfer_table(sp, basis=transferred)
+        model = _train_model(sp, devices, config, exclude, table, transferred.subset(devices))
+    else:
+        model = _train_model(sp, devices, config, exclude, table)
     if target is not None:
         _save_atomically(model, target)
         log.info("cached %s model at %s", space, target)
@@ -435,9 +460,11 @@ def build_model(
 
 
 def _train_model(sp: SearchSpace, devices: tuple[str, ...], config: ProxyConfig,
-                 exclude: np.ndarray, table: Table) -> LatencyModel:
+                 exclude: np.ndarray, table: Table,
+                 transferred: TransferredBasis | None = None) -> LatencyModel:
     """``table``: the space's own, or (a space with no table) the basis transferred from
-    the bundled spaces (``cross_space.transfer_table``)."""
+    the bundled spaces (``cross_space.transfer_table``), whose models ``transferred`` (for
+    ``devices``) the model then serves."""
     start = time.perf_counter()
     # degenerate archs (NB-201 cells with a disconnected output) are pruned by some
     # runtimes (pixel3 / raspi4 report ~0.01 ms): kept out of the proxy and the prior
@@ -461,6 +488,6 @@ def _train_model(sp: SearchSpace, devices: tuple[str, ...], config: ProxyConfig,
         proxy.build_tables()  # the exact fast form of the trees (open spaces)
     prior = fit_prior(descriptors(sp.name, table.genes[train_rows]),
                       table.latency_ms[train_rows][:, cols])
-    model = LatencyModel(sp, proxy, cost_matrix(sp), cv, basis_table, prior)
+    model = LatencyModel(sp, proxy, cost_matrix(sp), cv, basis_table, prior, transferred)
     log.info("built %s model in %.1f s", sp.name, time.perf_counter() - start)
     return model
