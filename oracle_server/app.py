@@ -29,7 +29,7 @@ from oracle_server.oracle import Oracle
 from oracle_server.predictor import LatencyModel, build_model, tree_tables
 from oracle_server.registry import Registry
 from oracle_server.servicer import OracleServicer
-from oracle_server.settings import Settings
+from oracle_server.settings import SettingError, Settings
 from oracle_server.space_catalog import SpaceCatalog
 from oracle_server.store import DeviceStore
 from oracle_server.tenants import Tenancy
@@ -128,7 +128,10 @@ class App:
 
     def __post_init__(self) -> None:
         s = self.settings
-        self.tenancy = Tenancy.from_settings(s)
+        try:  # the tokens file, the tenant policy, the shared limits' Redis credentials
+            self.tenancy = Tenancy.from_settings(s)
+        except ValueError as exc:
+            raise SettingError(str(exc)) from exc
         self._executor = futures.ThreadPoolExecutor(
             max_workers=s.workers, thread_name_prefix="oracle-rpc"
         )
@@ -321,7 +324,7 @@ def serve_forever(settings: Settings) -> int:
     log.info("starting", extra={"version": __version__, "settings": settings.redacted()})
     try:
         app = App(settings)
-    except ValueError as exc:  # e.g. Redis refusing --limits-url's credentials
+    except SettingError as exc:  # e.g. Redis refusing --limits-url's credentials
         log.error("invalid setting: %s", exc)
         print(f"oracle-server: invalid setting: {exc}", file=sys.stderr)
         return 2

@@ -15,6 +15,12 @@ from typing import Any, get_type_hints
 ENV_PREFIX = "ORACLE_"
 
 
+class SettingError(ValueError):
+    """A setting the server cannot start with (a bad tokens file, Redis refusing the limits'
+    credentials, ...): ``oracle-server serve`` prints it and exits 2. Any other exception
+    at start-up is a bug and keeps its traceback."""
+
+
 @dataclass(frozen=True)
 class Settings:
     """Server settings. Each field ``x`` is also env var ``ORACLE_X`` and flag ``--x``."""

@@ -119,3 +119,30 @@ def test_keepalive_server_and_sdk_agree() -> None:
         assert server["grpc.keepalive_permit_without_calls"] == 1
         assert server["grpc.http2.max_ping_strikes"] == 0
     assert server["grpc.max_receive_message_length"] == Settings().max_message_bytes
+
+
+def test_only_setting_errors_are_invalid_settings(monkeypatch, tmp_path, capsys) -> None:
+    """A configuration the tenancy refuses exits 2 with its message; any other ValueError at
+    start-up is a bug, not an "invalid setting": it propagates with its traceback."""
+    from oracle_server import app as app_mod
+    from oracle_server.settings import Settings
+
+    settings = Settings(port=0, metrics_port=-1, data_dir=tmp_path)
+    no_logging_setup = ("setup_logging", lambda *_a, **_k: None)  # keep the test's logging
+    monkeypatch.setattr(app_mod, *no_logging_setup)
+
+    def refuse(_settings):
+        raise ValueError("tokens.yaml: tenant 'a': no token hash given")
+
+    monkeypatch.setattr(app_mod.Tenancy, "from_settings", staticmethod(refuse))
+    assert app_mod.serve_forever(settings) == 2
+    assert "invalid setting: tokens.yaml: tenant 'a'" in capsys.readouterr().err
+    monkeypatch.undo()
+    monkeypatch.setattr(app_mod, *no_logging_setup)
+
+    def broken(*_args, **_kwargs):
+        raise ValueError("an internal bug")
+
+    monkeypatch.setattr(app_mod, "OracleServicer", broken)
+    with pytest.raises(ValueError, match="an internal bug"):
+        app_mod.serve_forever(settings)
