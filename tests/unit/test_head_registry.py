@@ -183,3 +183,32 @@ def test_stored_parameters_are_validated_naming_kind_and_field(toy: HeadKind) ->
             load(kind, params)
     with pytest.raises(ValueError, match="unknown head kind 'nope'"):
         load("nope", {})
+
+
+def test_parsed_parameters_are_kept_least_recently_used_first(monkeypatch) -> None:
+    """``HeadKind.parse`` validates a stored dict once; past the cache size the least
+    recently used entries go, not the whole cache (the busiest devices stay parsed)."""
+    from oracle_server.predictor.heads import base
+
+    kind = heads.HEADS["affine"]
+    calls = []
+    real = kind.Params.from_dict
+
+    def counting(name, params):
+        calls.append(id(params))
+        return real(name, params)
+
+    monkeypatch.setattr(base, "_PARSED_CACHE_SIZE", 8)
+    monkeypatch.setattr(base, "_PARSED", type(base._PARSED)())
+    monkeypatch.setattr(kind.Params, "from_dict", staticmethod(counting))
+    stored = [{"basis_index": 0, "a": 1.0 + i, "c": 0.0} for i in range(12)]
+    hot = stored[0]
+    for p in stored:  # the hot one is used between every other
+        assert kind.parse(p).a == p["a"]
+        kind.parse(hot)
+    assert len(calls) == 12 and len(base._PARSED) == 8
+    calls.clear()
+    assert kind.parse(hot).a == 1.0 and kind.parse(stored[-1]).a == 12.0
+    assert calls == []  # still parsed
+    kind.parse(stored[1])  # evicted long ago: validated again
+    assert calls == [id(stored[1])]

@@ -10,6 +10,8 @@ kind by name; nothing else lists the kinds.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
@@ -79,9 +81,11 @@ def need_descriptors(desc: np.ndarray | None) -> np.ndarray:
     return desc
 
 
-#: parsed stored parameters by the identity of their dict (``HeadKind.parse``)
-PARSED_CACHE_SIZE = 1024
-_PARSED: dict[int, tuple[Mapping[str, Any], HeadKind, HeadParams]] = {}
+#: parsed stored parameters by the identity of their dict (``HeadKind.parse``), least
+#: recently used first: a server ranking more devices than this keeps its busiest parsed
+_PARSED_CACHE_SIZE = 1024
+_PARSED: OrderedDict[int, tuple[Mapping[str, Any], HeadKind, HeadParams]] = OrderedDict()
+_PARSED_LOCK = threading.Lock()
 
 
 class HeadKind(Generic[P]):
@@ -130,13 +134,18 @@ class HeadKind(Generic[P]):
         per-request calls (columns, projections, predict) do not re-validate them."""
         if isinstance(params, self.Params):
             return params  # type: ignore[return-value]
-        hit = _PARSED.get(id(params))
-        if hit is not None and hit[0] is params and hit[1] is self:
-            return hit[2]  # type: ignore[return-value]
+        key = id(params)
+        with _PARSED_LOCK:
+            hit = _PARSED.get(key)
+            if hit is not None and hit[0] is params and hit[1] is self:
+                _PARSED.move_to_end(key)
+                return hit[2]  # type: ignore[return-value]
         typed = self.Params.from_dict(self.name, params)
-        if len(_PARSED) >= PARSED_CACHE_SIZE:
-            _PARSED.clear()
-        _PARSED[id(params)] = (params, self, typed)  # holds ``params``: its id stays unique
+        with _PARSED_LOCK:
+            _PARSED[key] = (params, self, typed)  # holds ``params``: its id stays unique
+            _PARSED.move_to_end(key)
+            while len(_PARSED) > _PARSED_CACHE_SIZE:
+                _PARSED.popitem(last=False)
         return typed  # type: ignore[return-value]
 
     def get_params(self, params: AnyParams) -> dict[str, Any]:
