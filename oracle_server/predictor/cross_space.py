@@ -6,10 +6,12 @@ or more bundled spaces, and its layer-level model (``layer_level.zero_shot``: co
 on the six space-independent descriptors in absolute units, fit on its tables) answers in
 the new space zero-shot; so does a non-negative linear model on the richer descriptors of
 ``transfer_features`` (``<device>~rich``: MACs by kernel type and output area, launches by
-layer kind, per-layer rooflines). ``transfer_table`` evaluates both on a fixed sample of the
-new space; the proxy, the descriptor prior and every head are then built on that table as
-for a bundled space. The transferred basis devices are used as a basis only (never served
-as table devices): their zero-shot quality in the new space is unknown.
+layer kind, per-layer rooflines). ``transferred`` holds both models of every setting
+(``TransferredBasis``) and ``transfer_table`` evaluates them on a fixed sample of the new
+space; the proxy and the descriptor prior are built on that table as for a bundled space,
+while the basis columns the heads read are the models themselves (``LatencyModel.basis``).
+The transferred basis devices are used as a basis only (never served as table devices):
+their zero-shot quality in the new space is unknown.
 """
 
 from __future__ import annotations
