@@ -3,6 +3,7 @@ vectorised prediction; and the issue's naive baseline ``naive_nnls``."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +19,27 @@ from oracle_server.predictor.layer_features import (
 )
 
 
+class LayerInputs:
+    """A batch's six descriptors and what the layer heads compute from them (the design
+    matrix, the power-law inputs, the log FLOPs), each computed once however many heads
+    and members read them (``TransferredBasis``: one ensemble per basis column)."""
+
+    def __init__(self, desc6: np.ndarray) -> None:
+        self.desc6 = _check_desc(desc6)
+
+    @functools.cached_property
+    def design(self) -> np.ndarray:
+        return design(self.desc6)
+
+    @functools.cached_property
+    def power(self) -> np.ndarray:
+        return power_inputs(self.desc6)
+
+    @functools.cached_property
+    def log_flops(self) -> np.ndarray:
+        return np.log(np.maximum(flops_of(self.desc6), 1.0))
+
+
 @dataclass(frozen=True)
 class LayerHead:
     """A fitted layer-level head. ``params`` is JSON-safe; ``predict_ms`` is vectorised."""
@@ -26,10 +48,11 @@ class LayerHead:
     params: dict
     loo_spearman: float = float("nan")
 
-    def predict_log(self, desc6: np.ndarray) -> np.ndarray:
+    def predict_log(self, desc6: np.ndarray | LayerInputs) -> np.ndarray:
         p = self.params
+        x = desc6 if isinstance(desc6, LayerInputs) else LayerInputs(desc6)
         if self.kind == "ensemble":
-            parts = [LayerHead.from_params(m).predict_log(desc6) for m in p["members"]]
+            parts = [LayerHead.from_params(m).predict_log(x) for m in p["members"]]
             if not parts:
                 raise ValueError("an ensemble head needs members")
             if "standardise" in p:  # members on a common scale (zero-shot), back to log ms
@@ -38,16 +61,16 @@ class LayerHead:
                 return np.mean(parts, axis=0) * out[1] + out[0]
             return np.mean(parts, axis=0)
         if self.kind in ("eb_linear", "eb_nnls", "nnls", "basis", "zero_shot_linear"):
-            ms = design(desc6) @ np.asarray(p["theta"])
+            ms = x.design @ np.asarray(p["theta"])
             z = np.log(np.maximum(ms, p.get("floor_ms", MS_FLOOR)))
             return p.get("a", 1.0) * z + p.get("c", 0.0)
         if self.kind in ("eb_powerlaw", "zero_shot_powerlaw"):
-            return p["b0"] + power_inputs(desc6) @ np.asarray(p["b"])
+            return p["b0"] + x.power @ np.asarray(p["b"])
         if self.kind == "flops":
-            return p["a"] * np.log(np.maximum(flops_of(desc6), 1.0)) + p["c"]
+            return p["a"] * x.log_flops + p["c"]
         raise ValueError(f"unknown layer head kind {self.kind!r}")
 
-    def predict_ms(self, desc6: np.ndarray) -> np.ndarray:
+    def predict_ms(self, desc6: np.ndarray | LayerInputs) -> np.ndarray:
         return np.exp(self.predict_log(desc6))
 
     def to_params(self) -> dict:

@@ -25,7 +25,7 @@ import numpy as np
 
 from client_sdk.spaces import SearchSpace
 from client_sdk.spaces.descriptors import descriptors
-from oracle_server.predictor.layer_head import LayerHead
+from oracle_server.predictor.layer_head import LayerHead, LayerInputs
 
 #: the smallest latency (ms) a transferred column takes (as in its table)
 FLOOR_MS = 1e-3
@@ -79,9 +79,9 @@ class TransferredBasis:
         six = [i for i, c in enumerate(cols) if "six" in self.members[c]]
         rich = [i for i, c in enumerate(cols) if "rich" in self.members[c]]
         if six:
-            desc6 = descriptors(space.name, genes, self._six_matrix(space))
-            for i in six:
-                out[:, i] = self._head(cols[i]).predict_ms(desc6)
+            inputs = LayerInputs(descriptors(space.name, genes, self._six_matrix(space)))
+            for i in six:  # the design, power-law inputs and log FLOPs computed once
+                out[:, i] = self._head(cols[i]).predict_ms(inputs)
         if rich:
             out[:, rich] = self._rich(space, genes, tuple(cols[i] for i in rich))
         return np.maximum(out, FLOOR_MS, out=out)

@@ -90,3 +90,20 @@ def test_a_bundled_space_keeps_its_proxy() -> None:
 
     model = build_model("fbnet", cache_dir=TEST_CACHE)
     assert model.transferred is None
+
+
+def test_shared_layer_inputs_give_the_same_predictions(proxyless) -> None:
+    """One ``LayerInputs`` read by every six-descriptor column's ensemble: the same values,
+    bit for bit, as each head computing its own design / power-law / FLOPs inputs."""
+    from oracle_server.predictor.layer_head import LayerHead, LayerInputs
+
+    sp, basis = proxyless
+    desc6 = descriptors(sp.name, sp.sample(200, rng=9))[:, :6]
+    shared = LayerInputs(desc6)
+    six = [m["six"] for m in basis.members if "six" in m][:6]
+    assert {LayerHead.from_params(p).kind for p in six} >= {"ensemble"}
+    for params in six:
+        head = LayerHead.from_params(params)
+        np.testing.assert_array_equal(head.predict_ms(shared), head.predict_ms(desc6))
+    with pytest.raises(ValueError, match="non-negative"):
+        LayerInputs(-desc6)
