@@ -225,12 +225,15 @@ def test_compiled_rows_equal_numpy(name: str, monkeypatch) -> None:
     """The server's numba ``defined_rows`` (installed with ``use_kernel``) gives the same
     table rows as numpy for every gene dtype, hence the same gather-sums bit for bit."""
     from client_sdk.spaces import defined_gather
-    from oracle_server.predictor import _tree_kernel
+    from oracle_server.predictor import _tree_kernel, tree_tables
 
     sp = space_from_definition(TOY) if name == "toy" else get_space(name)
     genes = np.concatenate([sp.sample(400, rng=11), np.zeros((1, sp.num_genes), np.int64),
                             (sp.cardinalities - 1)[None, :]])
     flat, fixed, _, _ = sp._tables
+    # the background kernel loader (started by any earlier Rank in this process) must be
+    # done before the patch, or it installs the kernel and the teardown then removes it
+    tree_tables.start_kernel(wait=True)
     monkeypatch.setattr(defined_gather, "_ROWS_KERNEL", None)
     combo, rows = defined_gather.table_rows(sp, genes, flat.shape[0])
     want = gather(sp, flat, fixed, genes)
@@ -246,9 +249,13 @@ def test_compiled_rows_equal_numpy(name: str, monkeypatch) -> None:
         assert np.array_equal(gather(sp, flat, fixed, genes.astype(dtype)), want)
 
 
-def test_server_kernels_install_the_compiled_rows() -> None:
+def test_server_kernels_install_the_compiled_rows(monkeypatch) -> None:
+    """Loading the server's kernels installs the compiled rows (whatever an earlier test or
+    load left in place: the loader runs here, in this thread)."""
     from client_sdk.spaces import defined_gather
     from oracle_server.predictor import _tree_kernel, tree_tables
 
     tree_tables.start_kernel(wait=True)
+    monkeypatch.setattr(defined_gather, "_ROWS_KERNEL", None)
+    tree_tables._load_kernel()
     assert defined_gather._ROWS_KERNEL is _tree_kernel.defined_rows
