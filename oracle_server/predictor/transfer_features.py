@@ -120,14 +120,22 @@ def _network_table(sp) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------- API
-def rich_descriptors(space: str, genes: np.ndarray) -> np.ndarray:
+def rich_descriptors(space: str, genes: np.ndarray, matrix: np.ndarray | None = None
+                     ) -> np.ndarray:
     """(n, NUM_RICH) rich descriptors of a validated gene batch: a space from a definition
-    gathers them as its own descriptors (``DefinedSpace._gather``)."""
+    gathers them as its own descriptors (``DefinedSpace._gather``). ``matrix`` (NUM_RICH,
+    P): ``rich @ matrix`` (n, P) instead, folded into the tables first (as
+    ``spaces.descriptors.descriptors``: P values gathered per position, not NUM_RICH)."""
     from client_sdk.spaces import get_space
 
     sp = get_space(space)
     if hasattr(sp, "network_layers"):
-        return _network_table(sp)[np.asarray(genes)[:, 0].astype(np.int64)]
+        table = _network_table(sp)
+        return (table if matrix is None else table @ matrix)[
+            np.asarray(genes)[:, 0].astype(np.int64)]
     if not hasattr(sp, "positions"):
         raise ValueError(f"no rich descriptors for space '{space}'")
-    return sp._gather(*_defined_tables(sp), genes)
+    flat, fixed = _defined_tables(sp)
+    if matrix is not None:
+        flat, fixed = flat @ matrix, fixed @ matrix
+    return sp._gather(flat, fixed, genes)

@@ -17,7 +17,6 @@ Chosen on the leave-space-out served benchmark, HELP train + validation devices 
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -39,7 +38,6 @@ class TransferredBasis:
     devices: tuple[str, ...]
     members: tuple[dict, ...]
     _cache: dict = field(default_factory=dict, compare=False, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
 
     @classmethod
     def build(cls, space: SearchSpace, devices: Sequence[str],
@@ -103,32 +101,9 @@ class TransferredBasis:
         return got
 
     def _rich(self, space: SearchSpace, genes: np.ndarray, cols: tuple[int, ...]) -> np.ndarray:
-        """The rich columns ``cols``: one gather of the rich tables folded with their
-        coefficients (a space from a definition), or the rich descriptors times them."""
+        """The rich columns ``cols``: the rich descriptors folded with their coefficients
+        (one gather for all of them)."""
         from oracle_server.predictor.transfer_features import RICH_SCALE, rich_descriptors
 
         coef = np.array([self.members[c]["rich"] for c in cols]).T  # (1 + R, k)
-        c0 = coef[0]
-        if not hasattr(space, "positions"):  # a space of given networks
-            return rich_descriptors(space.name, genes) @ (coef[1:] / RICH_SCALE[:, None]) + c0
-        folded = [self._folded(space, c) for c in cols]
-        flat = np.stack([f for f, _ in folded], axis=1)
-        fixed = np.stack([x for _, x in folded], axis=1)
-        g = np.asarray(genes)
-        return space._gather(flat, fixed, g if g.dtype.kind in "iu" else g.astype(np.int64)) + c0
-
-    def _folded(self, space: SearchSpace, col: int) -> tuple[np.ndarray, np.ndarray]:
-        """Column ``col``'s rich tables folded with its coefficients: (flat rows,) and
-        (global combos,) of ms (the constant apart), computed once per column."""
-        from oracle_server.predictor.transfer_features import RICH_SCALE, _defined_tables
-
-        key = ("folded", space.name, col)
-        got = self._cache.get(key)
-        if got is None:
-            with self._lock:  # one build of the space's rich tables at a time
-                tables = self._cache.get(("rich tables", space.name))
-                if tables is None:
-                    tables = self._cache[("rich tables", space.name)] = _defined_tables(space)
-            c = np.asarray(self.members[col]["rich"][1:]) / RICH_SCALE
-            got = self._cache[key] = (tables[0] @ c, tables[1] @ c)
-        return got
+        return rich_descriptors(space.name, genes, coef[1:] / RICH_SCALE[:, None]) + coef[0]
