@@ -160,42 +160,29 @@ class LatencyModel:
         ``reference=True`` forces the trees. A space with no table (``transferred``) reads
         its columns' own models instead of the proxy trained on them.
         """
+        width = len(self.basis_devices)
         if columns is not None and not len(columns):  # no column read: no proxy at all
             # (a read-only view of ones: nothing to allocate or fill per request)
-            return np.broadcast_to(np.float64(1.0), (len(genes), len(self.basis_devices)))
+            return np.broadcast_to(np.float64(1.0), (len(genes), width))
+        cols = sorted(set(columns)) if columns is not None else list(range(width))
         if self.transferred is not None and not reference and len(genes):
-            cols = sorted(set(columns)) if columns is not None else None
-            values = self.transferred.columns(self.space, genes, cols)
-            if cols is None or len(cols) == len(self.basis_devices):
-                return values
-            out = np.ones((len(genes), len(self.basis_devices)))
-            out[:, cols] = values
-            return out
+            return _spread(self.transferred.columns(self.space, genes, cols), cols, width)
         if self._basis_table is not None:
             rows = self.space.table_rows(genes)
             if np.all(rows >= 0):
                 return self._basis_table[rows]
         tables = self.proxy.tables
         if tables is not None and not reference and len(genes):
-            cols = sorted(set(columns)) if columns is not None else list(
-                range(len(self.basis_devices)))
-            values = np.exp(tables.log_basis(genes, cols))
-            if len(cols) == len(self.basis_devices):
-                return values
-            out = np.ones((len(genes), len(self.basis_devices)))
-            out[:, cols] = values
-            return out
+            return _spread(np.exp(tables.log_basis(genes, cols)), cols, width)
         feats = self.features(genes) if features is None else features
         proxy = self.proxy
-        if columns is None or proxy.config.kind != "lgbm" or len(feats) == 0 or len(
-            set(columns)
-        ) >= len(self.basis_devices):
+        if proxy.config.kind != "lgbm" or len(feats) == 0 or len(cols) == width:
             return proxy.predict(feats)
         x = np.ascontiguousarray(feats, dtype=np.float32)
         w = proxy.log_linear_weights
         base = x.astype(np.float64) @ w[:-1] + w[-1]  # all columns, as Proxy.predict_log
         out = np.ones_like(base)
-        for c in sorted(set(columns)):
+        for c in cols:
             out[:, c] = np.exp(base[:, c] + proxy._models[c].predict(x, num_threads=1))
         return out
 
@@ -290,6 +277,16 @@ class LatencyModel:
         transferred = (TransferredBasis.from_params(meta["transferred"])
                        if "transferred" in meta else None)
         return cls(space, proxy, costs, cv, table, prior, transferred)
+
+
+def _spread(values: np.ndarray, cols: list[int], width: int) -> np.ndarray:
+    """(n, width) with ``values`` (n, len(cols)) in columns ``cols`` and 1.0 in the columns
+    no head reads (``values`` itself when every column is read)."""
+    if len(cols) == width:
+        return values
+    out = np.ones((len(values), width))
+    out[:, cols] = values
+    return out
 
 
 def repeat_log_variance(genes: np.ndarray, y: np.ndarray) -> float:
